@@ -1,0 +1,667 @@
+//! The command line: vdens's own options, with getopt's `+` semantics (options stop at the first
+//! non-option), plus long-only options of vdens-fast's own, grouped apart in `--help`.
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// How the namespaces are created (vdens -c / -u).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NsMode {
+    /// unshare(2) in this process, falling back to a child process when that fails.
+    Auto,
+    /// A child process enters the namespaces; this one waits for it (one more process).
+    Clone,
+    /// unshare(2) in this process, no fallback.
+    Unshare,
+}
+
+/// Which data-plane engine moves frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineChoice {
+    Auto,
+    Uring,
+    Poll,
+}
+
+/// Everything the command line asks for, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub multi: bool,
+    pub iface_prefix: String,
+    /// File bound over /etc/resolv.conf (-r, VDE_RESOLVCONF); ignored when `resolvaddr` is set.
+    pub resolvconf: Option<PathBuf>,
+    /// Name servers written to a private resolv.conf (-R, VDE_RESOLVADDR).
+    pub resolvaddr: Option<Vec<IpAddr>>,
+    pub hostname: Option<String>,
+    pub sysadm: bool,
+    pub ns_mode: NsMode,
+    /// VNLs, one interface each, in order (`<prefix>0`, `<prefix>1`, ...).
+    pub vnls: Vec<String>,
+    /// The command and its arguments (never empty).
+    pub cmd: Vec<OsString>,
+    pub engine: EngineChoice,
+    pub workers: Option<usize>,
+    pub cpus: Option<Vec<usize>>,
+    pub pin: bool,
+    pub stats: Option<PathBuf>,
+    pub stats_interval_ms: u64,
+}
+
+/// A command-line problem: the message, and whether it is a request for help (exit 0).
+#[derive(Debug)]
+pub enum CliError {
+    Help(String),
+    Version(String),
+    Usage(String),
+}
+
+const LONG_ABOUT: &str = "\
+Start CMD (default $SHELL) in a new user + network namespace with tap interfaces \
+<prefix>0, <prefix>1, ... wired to the VDE networks named by the VNLs, and the capabilities \
+CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE, CAP_NET_BROADCAST to configure them. \
+A drop-in replacement for vdens(1): the same options and VNLs, with frames moved by pinned \
+io_uring workers. No interface is created when VNL is omitted, \"-\", \"no\" or empty.";
+
+const AFTER_HELP: &str = "\
+Exit status: that of CMD (128+N when it was killed by signal N); 127 when CMD cannot be \
+executed; 1 when vdens-fast itself fails (one line on stderr says why and how to fix it). \
+SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vdens-fast are forwarded to CMD.
+
+Environment: VDE_RESOLVCONF and VDE_RESOLVADDR give defaults for -r and -R.
+
+Examples:
+  vdens-fast                              # a shell in a namespace with no interface
+  vdens-fast vde:///tmp/sw                # vde0 wired to a switch
+  vdens-fast -m vde:///tmp/sw ptp:///tmp/p -- ip addr   # vde0 -> switch, vde1 -> ptp";
+
+const FAST: &str = "vdens-fast options (long only)";
+
+fn command() -> Command {
+    Command::new("vdens-fast")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("create a user + network namespace connected to VDE networks, fast")
+        .long_about(LONG_ABOUT)
+        .after_help(AFTER_HELP)
+        .override_usage(
+            "vdens-fast [OPTIONS] [VNL [CMD [ARGS...]]]\n       \
+             vdens-fast -m|--multi [OPTIONS] VNL [VNL...] [-- CMD [ARGS...]]",
+        )
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .infer_long_args(true)
+        .arg(Arg::new("help").short('h').long("help").action(ArgAction::Help).help("Print this help"))
+        .arg(
+            Arg::new("multi")
+                .short('m')
+                .long("multi")
+                .action(ArgAction::SetTrue)
+                .help("Connect one or more VDE networks: <prefix>N is wired to the N-th VNL; the command follows --"),
+        )
+        .arg(
+            Arg::new("iface")
+                .short('i')
+                .long("iface")
+                .value_name("PREFIX")
+                .allow_hyphen_values(true)
+                .help("Interface name prefix [default: vde]"),
+        )
+        .arg(
+            Arg::new("resolvconf")
+                .short('r')
+                .long("resolvconf")
+                .value_name("FILE")
+                .allow_hyphen_values(true)
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("File that appears as /etc/resolv.conf inside (ignored with -R)"),
+        )
+        .arg(
+            Arg::new("resolvaddr")
+                .short('R')
+                .long("resolvaddr")
+                .value_name("ADDR[,ADDR...]")
+                .allow_hyphen_values(true)
+                .help("Name servers (IPv4/IPv6) written to a private /etc/resolv.conf"),
+        )
+        .arg(
+            Arg::new("hostname")
+                .short('H')
+                .long("hostname")
+                .value_name("NAME")
+                .allow_hyphen_values(true)
+                .help("Host name of the namespace"),
+        )
+        .arg(
+            Arg::new("sysadm")
+                .short('s')
+                .long("sysadm")
+                .action(ArgAction::SetTrue)
+                .help("Grant CAP_SYS_ADMIN too (bind mounts inside)"),
+        )
+        .arg(
+            Arg::new("clone")
+                .short('c')
+                .long("clone")
+                .action(ArgAction::SetTrue)
+                .help("Enter the namespaces in a child process (one more process)"),
+        )
+        .arg(
+            Arg::new("unshare")
+                .short('u')
+                .long("unshare")
+                .action(ArgAction::SetTrue)
+                .help("unshare(2) in this process, with no fallback [default: unshare, else clone]"),
+        )
+        .arg(
+            Arg::new("engine")
+                .long("engine")
+                .value_name("ENGINE")
+                .value_parser(["auto", "uring", "poll"])
+                .default_value("auto")
+                .help_heading(FAST)
+                .help("Data plane: io_uring, epoll fallback, or auto (io_uring when usable)"),
+        )
+        .arg(
+            Arg::new("workers")
+                .long("workers")
+                .value_name("N")
+                .value_parser(clap::value_parser!(usize))
+                .help_heading(FAST)
+                .help("Worker threads moving frames [default: one per CPU used, at most one per interface]"),
+        )
+        .arg(
+            Arg::new("cpus")
+                .long("cpus")
+                .value_name("LIST")
+                .help_heading(FAST)
+                .help("CPUs to pin workers to, e.g. 0,2-3 [default: all allowed]"),
+        )
+        .arg(
+            Arg::new("no-pin")
+                .long("no-pin")
+                .action(ArgAction::SetTrue)
+                .help_heading(FAST)
+                .help("Do not pin worker threads to CPUs"),
+        )
+        .arg(
+            Arg::new("stats")
+                .long("stats")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help_heading(FAST)
+                .help("Write per-interface frame/byte/drop counters to FILE as JSON, periodically and at exit"),
+        )
+        .arg(
+            Arg::new("stats-interval")
+                .long("stats-interval")
+                .value_name("MS")
+                .value_parser(clap::value_parser!(u64).range(10..))
+                .default_value("1000")
+                .help_heading(FAST)
+                .help("Milliseconds between --stats writes"),
+        )
+        .arg(
+            Arg::new("version")
+                .long("version")
+                .action(ArgAction::Version)
+                .help_heading(FAST)
+                .help("Print version"),
+        )
+}
+
+/// The text of `--help`.
+pub fn help() -> String {
+    command().render_long_help().to_string()
+}
+
+/// True for the VNL spellings that mean "no interface" in vdens.
+pub fn is_no_net(vnl: &str) -> bool {
+    matches!(vnl, "" | "-" | "no")
+}
+
+/// Parses the arguments (without argv[0]); `env` looks up environment variables and `shell` is
+/// $SHELL.
+pub fn parse<I, F>(args: I, env: F) -> Result<Config, CliError>
+where
+    I: IntoIterator<Item = OsString>,
+    F: Fn(&str) -> Option<OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cmd = command();
+    let (opts_end, pos_start) = options_end(&cmd, &args);
+    let argv = std::iter::once(OsString::from("vdens-fast")).chain(args[..opts_end].iter().cloned());
+    let positionals = &args[pos_start..];
+    let m = match cmd.try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return Err(match e.kind() {
+                ErrorKind::DisplayHelp => CliError::Help(e.to_string()),
+                ErrorKind::DisplayVersion => CliError::Version(e.to_string()),
+                ErrorKind::UnknownArgument => CliError::Usage(format!(
+                    "unknown option {} (see vdens-fast --help)",
+                    e.get(clap::error::ContextKind::InvalidArg)
+                        .map_or(String::new(), |v| v.to_string())
+                )),
+                _ => CliError::Usage(first_line(&e.to_string())),
+            });
+        }
+    };
+    from_matches(&m, positionals, &env)
+}
+
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("").trim();
+    let l = l.strip_prefix("error: ").unwrap_or(l);
+    format!("{l} (see vdens-fast --help)")
+}
+
+fn nonempty_env<F: Fn(&str) -> Option<OsString>>(env: &F, k: &str) -> Option<OsString> {
+    env(k).filter(|v| !v.is_empty())
+}
+
+fn utf8(v: &OsString, what: &str) -> Result<String, CliError> {
+    v.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| CliError::Usage(format!("{what} is not valid UTF-8: {v:?}")))
+}
+
+/// getopt_long with `+`: finds where the options end (the first non-option, or a `--`, which is
+/// consumed). Returns (end of the options, start of the positionals). Which options take a value
+/// comes from the clap definition, so the two cannot disagree; unknown options are left for
+/// clap to report.
+fn options_end(cmd: &Command, args: &[OsString]) -> (usize, usize) {
+    let takes_value = |a: &Arg| a.get_action().takes_values();
+    let short_takes = |c: char| {
+        cmd.get_arguments()
+            .any(|a| a.get_short() == Some(c) && takes_value(a))
+    };
+    let long_takes = |name: &str| {
+        let exact = cmd.get_arguments().find(|a| a.get_long() == Some(name));
+        let found = exact.or_else(|| {
+            let mut m = cmd
+                .get_arguments()
+                .filter(|a| a.get_long().is_some_and(|l| l.starts_with(name)));
+            match (m.next(), m.next()) {
+                (Some(a), None) => Some(a),
+                _ => None,
+            }
+        });
+        found.is_some_and(takes_value)
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--" {
+            return (i, i + 1);
+        }
+        if let Some(long) = a.strip_prefix("--") {
+            if !long.contains('=') && long_takes(long) {
+                i += 1;
+            }
+        } else if let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) {
+            for (k, c) in cluster.char_indices() {
+                if short_takes(c) {
+                    if k + c.len_utf8() == cluster.len() {
+                        i += 1; // the value is the next argument
+                    }
+                    break;
+                }
+            }
+        } else {
+            return (i, i);
+        }
+        i += 1;
+    }
+    (args.len(), args.len())
+}
+
+fn from_matches<F: Fn(&str) -> Option<OsString>>(
+    m: &ArgMatches,
+    args: &[OsString],
+    env: &F,
+) -> Result<Config, CliError> {
+    let multi = m.get_flag("multi");
+    let iface_prefix = m
+        .get_one::<String>("iface")
+        .cloned()
+        .unwrap_or_else(|| "vde".into());
+    if iface_prefix.is_empty() || iface_prefix.contains(['/', ' ', ':', '\t', '\n']) {
+        return Err(CliError::Usage(format!(
+            "-i {iface_prefix:?}: not a valid interface name prefix (letters, digits, '-', '_', '.')"
+        )));
+    }
+    let resolvconf = match m.get_one::<PathBuf>("resolvconf") {
+        Some(p) => Some(p.clone()),
+        None => nonempty_env(env, "VDE_RESOLVCONF").map(PathBuf::from),
+    };
+    let resolvaddr_text = match m.get_one::<String>("resolvaddr") {
+        Some(s) => Some((s.clone(), "-R")),
+        None => match nonempty_env(env, "VDE_RESOLVADDR") {
+            Some(v) => Some((utf8(&v, "VDE_RESOLVADDR")?, "VDE_RESOLVADDR")),
+            None => None,
+        },
+    };
+    let resolvaddr = match resolvaddr_text {
+        Some((s, what)) => {
+            Some(parse_resolvaddr(&s).map_err(|e| CliError::Usage(format!("{what} {s:?}: {e}")))?)
+        }
+        None => None,
+    };
+    let hostname = m.get_one::<String>("hostname").cloned();
+    if let Some(h) = &hostname {
+        if h.is_empty() || h.len() > 64 {
+            return Err(CliError::Usage(format!(
+                "-H {h:?}: a host name has 1 to 64 characters"
+            )));
+        }
+    }
+    let ns_mode = if m.get_flag("clone") {
+        NsMode::Clone // vdens: with both -c and -u, clone wins
+    } else if m.get_flag("unshare") {
+        NsMode::Unshare
+    } else {
+        NsMode::Auto
+    };
+
+    let (vnls, cmd) = split_positionals(multi, args)?;
+    let cmd = if cmd.is_empty() {
+        match env("SHELL").filter(|s| !s.is_empty()) {
+            Some(sh) => vec![sh],
+            None => {
+                return Err(CliError::Usage(
+                    "no command given and $SHELL is not set (name a command, or set SHELL=/bin/sh)".into(),
+                ))
+            }
+        }
+    } else {
+        cmd
+    };
+
+    // Interface names are at most IFNAMSIZ-1 = 15 bytes.
+    if !vnls.is_empty() {
+        let last = format!("{iface_prefix}{}", vnls.len() - 1);
+        if last.len() > 15 {
+            return Err(CliError::Usage(format!(
+                "interface name {last:?} is longer than 15 characters (use a shorter -i prefix or fewer networks)"
+            )));
+        }
+    }
+
+    let cpus = match m.get_one::<String>("cpus") {
+        Some(s) => Some(parse_cpu_list(s).map_err(|e| CliError::Usage(format!("--cpus {s:?}: {e}")))?),
+        None => None,
+    };
+    let workers = m.get_one::<usize>("workers").copied();
+    if workers == Some(0) {
+        return Err(CliError::Usage(
+            "--workers 0: at least one worker is needed".into(),
+        ));
+    }
+    let engine = match m.get_one::<String>("engine").map(String::as_str) {
+        Some("uring") => EngineChoice::Uring,
+        Some("poll") => EngineChoice::Poll,
+        _ => EngineChoice::Auto,
+    };
+    Ok(Config {
+        multi,
+        iface_prefix,
+        resolvconf,
+        resolvaddr,
+        hostname,
+        sysadm: m.get_flag("sysadm"),
+        ns_mode,
+        vnls,
+        cmd,
+        engine,
+        workers,
+        cpus,
+        pin: !m.get_flag("no-pin"),
+        stats: m.get_one::<PathBuf>("stats").cloned(),
+        stats_interval_ms: *m.get_one::<u64>("stats-interval").unwrap_or(&1000),
+    })
+}
+
+/// vdens's positional rules: single mode `[VNL [CMD ARGS...]]`; multi mode `VNL... [-- CMD ARGS...]`
+/// (with no positional at all, multi mode means no network, like vdens).
+fn split_positionals(multi: bool, args: &[OsString]) -> Result<(Vec<String>, Vec<OsString>), CliError> {
+    if multi && !args.is_empty() {
+        let dd = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        // vdens scans for "--" from the second positional on: the first is always a VNL.
+        let dd = if dd == 0 {
+            args[1..]
+                .iter()
+                .position(|a| a == "--")
+                .map_or(args.len(), |p| p + 1)
+        } else {
+            dd
+        };
+        let mut vnls = Vec::new();
+        for v in &args[..dd] {
+            let v = utf8(v, "VNL")?;
+            if is_no_net(&v) {
+                return Err(CliError::Usage(format!(
+                    "--multi: {v:?} is not a network (every VNL of --multi gives an interface)"
+                )));
+            }
+            vnls.push(v);
+        }
+        let cmd = if dd < args.len() {
+            args[dd + 1..].to_vec()
+        } else {
+            Vec::new()
+        };
+        return Ok((vnls, cmd));
+    }
+    match args.split_first() {
+        None => Ok((Vec::new(), Vec::new())),
+        Some((vnl, cmd)) => {
+            let vnl = utf8(vnl, "VNL")?;
+            let vnls = if is_no_net(&vnl) { Vec::new() } else { vec![vnl] };
+            Ok((vnls, cmd.to_vec()))
+        }
+    }
+}
+
+/// Parses `-R`: comma-separated IPv4/IPv6 addresses (empty items are skipped, as vdens does).
+pub fn parse_resolvaddr(s: &str) -> Result<Vec<IpAddr>, String> {
+    let mut v = Vec::new();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let a: IpAddr = item
+            .trim()
+            .parse()
+            .map_err(|_| format!("{item:?} is not an IPv4 or IPv6 address"))?;
+        v.push(a);
+    }
+    if v.is_empty() {
+        return Err("no address given".into());
+    }
+    Ok(v)
+}
+
+/// Parses a CPU list such as `0,2-3`.
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut v = Vec::new();
+    for item in s.split(',') {
+        let item = item.trim();
+        let bad = || format!("{item:?} is not a CPU number or range (e.g. 0,2-3)");
+        if let Some((a, b)) = item.split_once('-') {
+            let a: usize = a.parse().map_err(|_| bad())?;
+            let b: usize = b.parse().map_err(|_| bad())?;
+            if a > b {
+                return Err(bad());
+            }
+            v.extend(a..=b);
+        } else {
+            v.push(item.parse().map_err(|_| bad())?);
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Config, CliError> {
+        parse(args.iter().map(OsString::from), |k| match k {
+            "SHELL" => Some("/bin/sh".into()),
+            _ => None,
+        })
+    }
+
+    fn ok(args: &[&str]) -> Config {
+        match p(args) {
+            Ok(c) => c,
+            Err(e) => panic!("{args:?}: {e:?}"),
+        }
+    }
+
+    fn cmd(c: &Config) -> Vec<&str> {
+        c.cmd.iter().map(|s| s.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = ok(&[]);
+        assert!(c.vnls.is_empty());
+        assert_eq!(cmd(&c), ["/bin/sh"]);
+        assert_eq!(c.iface_prefix, "vde");
+        assert_eq!(c.ns_mode, NsMode::Auto);
+    }
+
+    #[test]
+    fn options_stop_at_first_non_option() {
+        let c = ok(&["-i", "eth", "null://", "ls", "-l", "-i", "x"]);
+        assert_eq!(c.vnls, ["null://"]);
+        assert_eq!(cmd(&c), ["ls", "-l", "-i", "x"]);
+        assert_eq!(c.iface_prefix, "eth");
+    }
+
+    #[test]
+    fn no_net_spellings() {
+        for v in ["-", "no", ""] {
+            let c = ok(&[v, "true"]);
+            assert!(c.vnls.is_empty(), "{v}");
+            assert_eq!(cmd(&c), ["true"]);
+        }
+        assert_eq!(cmd(&ok(&["no"])), ["/bin/sh"]);
+    }
+
+    #[test]
+    fn multi() {
+        let c = ok(&["-m", "null://", "a", "b", "--", "echo", "-n", "--", "x"]);
+        assert_eq!(c.vnls, ["null://", "a", "b"]);
+        assert_eq!(cmd(&c), ["echo", "-n", "--", "x"]);
+        let c = ok(&["--multi", "null://", "null://"]);
+        assert_eq!(c.vnls.len(), 2);
+        assert_eq!(cmd(&c), ["/bin/sh"]);
+        let c = ok(&["-m", "null://", "--"]);
+        assert_eq!(cmd(&c), ["/bin/sh"]);
+        let c = ok(&["-m"]);
+        assert!(c.vnls.is_empty());
+    }
+
+    #[test]
+    fn bundled_and_long_forms() {
+        let c = ok(&["-msieth", "null://"]);
+        assert!(c.multi && c.sysadm);
+        assert_eq!(c.iface_prefix, "eth");
+        let c = ok(&["--iface=x", "--mul", "--hostname", "h1", "null://"]);
+        assert_eq!(c.iface_prefix, "x");
+        assert!(c.multi);
+        assert_eq!(c.hostname.as_deref(), Some("h1"));
+    }
+
+    #[test]
+    fn clone_wins_over_unshare() {
+        assert_eq!(ok(&["-u", "-c"]).ns_mode, NsMode::Clone);
+        assert_eq!(ok(&["-u"]).ns_mode, NsMode::Unshare);
+        assert_eq!(ok(&["-c"]).ns_mode, NsMode::Clone);
+    }
+
+    #[test]
+    fn resolv_env_defaults_and_precedence() {
+        let env = |k: &str| match k {
+            "SHELL" => Some(OsString::from("/bin/sh")),
+            "VDE_RESOLVADDR" => Some(OsString::from("9.9.9.9,2620:fe::fe")),
+            "VDE_RESOLVCONF" => Some(OsString::from("/etc/hosts")),
+            _ => None,
+        };
+        let c = parse(Vec::<OsString>::new(), env).unwrap();
+        assert_eq!(c.resolvaddr.unwrap().len(), 2);
+        assert_eq!(c.resolvconf.unwrap(), PathBuf::from("/etc/hosts"));
+        let c = parse(["-R", "1.1.1.1"].map(OsString::from), env).unwrap();
+        assert_eq!(c.resolvaddr.unwrap(), vec!["1.1.1.1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for args in [
+            &["-x"][..],
+            &["--bogus"],
+            &["-R", "1.2.3"],
+            &["-R", ","],
+            &["-i"],
+            &["-i", "averylongprefix", "null://"],
+            &["--workers", "0"],
+            &["--cpus", "3-1"],
+            &["-m", "null://", "-", "--", "true"],
+        ] {
+            match p(args) {
+                Err(CliError::Usage(m)) => assert_eq!(m.lines().count(), 1, "{args:?}: {m}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ifname_length_limit() {
+        // 14-char prefix + "0" = 15 bytes: fine; with 11 interfaces "...10" is 16: too long.
+        assert!(p(&["-i", "abcdefghijklmn", "null://"]).is_ok());
+        assert!(p(&["-i", "abcdefghijklmno", "null://"]).is_err());
+        let mut a = vec!["-i", "abcdefghijklmn", "-m"];
+        a.extend(std::iter::repeat_n("null://", 11));
+        assert!(p(&a).is_err());
+    }
+
+    #[test]
+    fn shell_unset_is_explained() {
+        match parse(Vec::<OsString>::new(), |_| None) {
+            Err(CliError::Usage(m)) => assert!(m.contains("SHELL"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_groups_fast_options_apart() {
+        let h = help();
+        let vd = h.find("--resolvaddr").unwrap();
+        let grp = h.find(FAST).unwrap();
+        assert!(vd < grp && h.find("--engine").unwrap() > grp, "{h}");
+        assert!(matches!(p(&["-h"]), Err(CliError::Help(_))));
+    }
+
+    #[test]
+    fn leading_double_dash_and_dash_vnl() {
+        let c = ok(&["-i", "x", "--", "-", "ls", "-l"]);
+        assert!(c.vnls.is_empty());
+        assert_eq!(cmd(&c), ["ls", "-l"]);
+        let c = ok(&["-", "--", "x"]);
+        assert_eq!(cmd(&c), ["--", "x"]);
+        let c = ok(&["-R", "1.1.1.1", "null://", "--help"]);
+        assert_eq!(cmd(&c), ["--help"]);
+        let c = ok(&["--iface", "-m", "null://"]);
+        assert_eq!(c.iface_prefix, "-m");
+        assert!(!c.multi);
+    }
+
+    #[test]
+    fn cpu_list() {
+        assert_eq!(parse_cpu_list("0,2-3,2").unwrap(), vec![0, 2, 3]);
+        assert!(parse_cpu_list("a").is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The few raw syscalls and ioctls nix lacks, each wrapped once. All `unsafe` of the control
+//! module lives here; every block says why it is sound.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Linux capability numbers used by vdens-fast (linux/capability.h).
+pub const CAP_NET_BIND_SERVICE: u32 = 10;
+pub const CAP_NET_BROADCAST: u32 = 11;
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_NET_RAW: u32 = 13;
+pub const CAP_SYS_ADMIN: u32 = 21;
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Adds `caps` to this thread's inheritable set and raises them as ambient capabilities, so an
+/// executed program keeps them (capabilities(7), "Ambient capability set").
+pub fn raise_ambient(caps: &[u32]) -> io::Result<()> {
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes at most two CapData for version 3; both pointers are valid.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &c in caps {
+        data[(c / 32) as usize].inheritable |= 1 << (c % 32);
+    }
+    // SAFETY: capset reads the header and two CapData, all valid and initialised.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &c in caps {
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE,
+                c as libc::c_ulong,
+                0,
+                0,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Asks the kernel to send `sig` to this process when its parent thread dies.
+pub fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from `first` up (close_range(2), Linux 5.9).
+pub fn close_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; callers do this right before exec, when no
+    // Rust object of this process will use them again.
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Attaches the open `/dev/net/tun` descriptor to the tap interface `name` (created in the
+/// opener's network namespace if missing), raw Ethernet frames with no packet-info header.
+pub fn tun_set_iff_tap(tun: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI,
+        _pad: [0; 22],
+    };
+    if name.len() >= libc::IFNAMSIZ || name.as_bytes().contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes one struct ifreq (40 bytes), which IfReq is.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Wraps a descriptor returned by a syscall.
+///
+/// # Safety
+/// `fd` must be a freshly returned, open descriptor that nothing else owns.
+pub unsafe fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: per this function's contract.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Returns the strsignal-like name of a signal, for messages.
+pub fn signal_name(sig: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a static or thread-local string, valid until the next
+    // call on this thread; it is copied at once.
+    let p = unsafe { libc::strsignal(sig) };
+    if p.is_null() {
+        return format!("signal {sig}");
+    }
+    // SAFETY: non-null, NUL-terminated per strsignal(3).
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Result of [`fork`].
+pub enum Forked {
+    Child,
+    Parent(nix::unistd::Pid),
+}
+
+/// fork(2).
+///
+/// Callers fork while the process is single-threaded (before any worker thread starts), or
+/// only call async-signal-safe code in the child, which is the condition fork(2) imposes.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: see the function documentation; every caller in this crate forks before spawning
+    // threads (ns::run starts the engine only after the command is forked).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(child)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `msg` to stderr with a single write(2) and ends the process with `code` at once,
+/// without running exit handlers (for a forked child whose exec failed).
+pub fn die_now(msg: &[u8], code: i32) -> ! {
+    // SAFETY: write(2) of a valid buffer to fd 2, then _exit(2); both async-signal-safe.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(code)
+    }
+}
+
+/// The text of an I/O error without Rust's "(os error N)" suffix, for one-line messages.
+pub fn err_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,1 @@
+//! Pure VNL parsing (scheme, address, [params], /options, quoting, escapes): no I/O here.

@@ -1,0 +1,1 @@
+//! Pure wire formats (Ethernet view, VDE stream framing, VDE control request, VXLAN header): no I/O here.
