@@ -17,36 +17,36 @@ fn sysctl(path: &str) -> Option<i64> {
 /// Explains why the kernel refused a user namespace, from the knobs distributions use.
 pub fn userns_hint(err: &io::Error) -> String {
     if sysctl("kernel/unprivileged_userns_clone") == Some(0) {
-        return "unprivileged user namespaces are disabled: kernel.unprivileged_userns_clone=0 \
-                (as root: sysctl -w kernel.unprivileged_userns_clone=1)"
+        return "unprivileged user namespaces are disabled: kernel.unprivileged_userns_clone=0; \
+                as root: sysctl -w kernel.unprivileged_userns_clone=1"
             .into();
     }
     if sysctl("user/max_user_namespaces") == Some(0) {
-        return "user namespaces are disabled: user.max_user_namespaces=0 \
-                (as root: sysctl -w user.max_user_namespaces=15000)"
+        return "user namespaces are disabled: user.max_user_namespaces=0; \
+                as root: sysctl -w user.max_user_namespaces=15000"
             .into();
     }
     if sysctl("kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
         return "AppArmor restricts unprivileged user namespaces: \
-                kernel.apparmor_restrict_unprivileged_userns=1 (give vdens-fast an AppArmor profile \
-                with 'userns,', or as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)"
+                kernel.apparmor_restrict_unprivileged_userns=1; give vdens-fast an AppArmor profile \
+                with 'userns,', or as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
             .into();
     }
     match err.raw_os_error() {
         Some(libc::ENOSPC) => format!(
-            "the limit of nested or per-user user namespaces is reached: user.max_user_namespaces={} \
-             (raise it with sysctl, or leave some namespaces)",
+            "the limit of nested or per-user user namespaces is reached: user.max_user_namespaces={}; \
+             raise it with sysctl, or leave some namespaces",
             sysctl("user/max_user_namespaces").map_or("?".into(), |v| v.to_string())
         ),
         Some(libc::EPERM) if nix::unistd::geteuid().as_raw() == overflow_uid() => {
-            "your user id is not mapped in the current user namespace (run vdens-fast from a namespace \
-             that maps your uid)"
+            "your user id is not mapped in the current user namespace; run vdens-fast from a \
+             namespace that maps your uid"
                 .into()
         }
-        Some(libc::EPERM) => "the kernel or a seccomp filter (e.g. a container's default profile) \
+        Some(libc::EPERM) => "the kernel or a seccomp filter, such as a container's default profile, \
                               forbids creating user namespaces here"
             .into(),
-        Some(libc::EINVAL) => "the process is multithreaded (use -c/--clone)".into(),
+        Some(libc::EINVAL) => "the process is multithreaded; use -c/--clone".into(),
         _ => "see user_namespaces(7)".into(),
     }
 }
@@ -82,6 +82,8 @@ pub fn write_own_maps(uid: u32, gid: u32) -> Result<(), NsError> {
                         if file == "uid_map" { uid } else { gid }
                     )
                 }
+            } else if e.raw_os_error() == Some(libc::EROFS) {
+                "/proc is mounted read-only here; the id maps need a writable /proc".into()
             } else {
                 "see user_namespaces(7)".into()
             };
