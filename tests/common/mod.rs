@@ -295,3 +295,380 @@ pub fn cap_field(status: &str, field: &str) -> u64 {
 
 pub const NET_CAPS: u64 = (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13);
 pub const SYS_ADMIN: u64 = 1 << 21;
+
+/// A shell (`sh -s`) running inside a namespace (vdens-fast's, classic vdens's or an `ip netns`),
+/// driven line by line from the test through its stdin.
+pub struct Node {
+    pub name: String,
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+static DONE_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Node {
+    /// Starts `cmd`, whose last arguments must be `sh -s`; waits until the shell answers.
+    pub fn start(name: &str, mut cmd: Command) -> Node {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Ok(c) => break c,
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{name}: spawn {cmd:?}: {e}"),
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let e2 = stderr.clone();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                e2.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut n = Node {
+            name: name.into(),
+            child,
+            stdin,
+            lines: rx,
+            stderr,
+        };
+        let (code, _) = n.try_sh("true", 20);
+        assert_eq!(
+            code,
+            Some(0),
+            "{name}: the shell did not start; stderr: {}",
+            n.stderr()
+        );
+        n
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Runs `script` in the node's shell; returns its exit status (None on time-out or if the
+    /// node died) and its output (stdout and stderr).
+    pub fn try_sh(&mut self, script: &str, secs: u64) -> (Option<i32>, String) {
+        use std::io::Write;
+        let tag = format!("__vdf_done_{}__", DONE_SEQ.fetch_add(1, Ordering::Relaxed));
+        // A subshell, so `exit` in a script ends the script, not the node.
+        let text = format!("(\n{script}\n) </dev/null 2>&1; echo \"{tag} $?\"\n");
+        let Some(stdin) = self.stdin.as_mut() else {
+            return (None, String::new());
+        };
+        if stdin
+            .write_all(text.as_bytes())
+            .and_then(|_| stdin.flush())
+            .is_err()
+        {
+            return (
+                None,
+                format!("<{}: shell gone; stderr: {}>", self.name, self.stderr()),
+            );
+        }
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut out = String::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(rest) = l.strip_prefix(&tag) {
+                        return (rest.trim().parse().ok(), out);
+                    }
+                    out.push_str(&l);
+                    out.push('\n');
+                }
+                Err(_) => {
+                    out.push_str(&format!(
+                        "<{}: no answer within {secs}s; stderr: {}>",
+                        self.name,
+                        self.stderr()
+                    ));
+                    return (None, out);
+                }
+            }
+        }
+    }
+
+    /// Runs `script` and asserts it succeeds; returns its output.
+    pub fn sh(&mut self, script: &str, secs: u64) -> String {
+        let (code, out) = self.try_sh(script, secs);
+        assert_eq!(
+            code,
+            Some(0),
+            "{}: `{script}` failed:\n{out}\nstderr: {}",
+            self.name,
+            self.stderr()
+        );
+        out
+    }
+
+    /// Brings `lo` and `iface` up with `cidr` (and an optional MTU).
+    pub fn up(&mut self, iface: &str, cidr: &str, mtu: Option<u32>) {
+        let mtu = mtu
+            .map(|m| format!("ip link set {iface} mtu {m} && "))
+            .unwrap_or_default();
+        self.sh(
+            &format!("ip link set lo up && {mtu}ip addr add {cidr} dev {iface} && ip link set {iface} up"),
+            10,
+        );
+    }
+
+    /// Pings `addr` until `count` replies arrive (10 s at most).
+    pub fn ping(&mut self, addr: &str, count: u32, size: Option<u32>) -> String {
+        let size = size.map(|s| format!("-s {s} -M do ")).unwrap_or_default();
+        self.sh(&format!("ping -n -q -c {count} -i 0.2 -w 10 {size}{addr}"), 15)
+    }
+
+    /// Ends the shell (EOF on stdin) and waits for the process, killing its group on time-out.
+    pub fn finish(mut self, secs: u64) -> Out {
+        self.stdin.take();
+        let end = Instant::now() + Duration::from_secs(secs);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > end {
+                unsafe_kill(-self.pid(), libc::SIGKILL);
+                panic!("{}: did not exit within {secs}s after its shell ended", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        Out {
+            code: status.code(),
+            signal: status.signal(),
+            stdout: String::new(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if let Ok(None) = self.child.try_wait() {
+            let end = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            unsafe_kill(-self.pid(), libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Which implementation plays a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Impl {
+    Fast,
+    Classic,
+}
+
+/// A namespace node running `sh -s`, wired to `vnls` (with --multi when more than one).
+pub fn ns_node(name: &str, imp: Impl, dir: &TempDir, vnls: &[&str]) -> Node {
+    let mut args: Vec<&str> = Vec::new();
+    if vnls.len() > 1 {
+        args.push("-m");
+        args.extend(vnls);
+        args.push("--");
+    } else {
+        args.push(vnls.first().copied().unwrap_or("-"));
+    }
+    args.extend(["sh", "-s"]);
+    // VDF_FAST_AS_CLASSIC=1 plays every vdens-fast node with classic vdens: a check of the
+    // scenarios themselves, for whoever changes this harness.
+    let classic_only = std::env::var_os("VDF_FAST_AS_CLASSIC").is_some();
+    let cmd = match imp {
+        Impl::Fast if !classic_only => vdens_fast(Who::Root, dir, &args),
+        _ => {
+            let mut c = Command::new("vdens");
+            c.args(&args).current_dir(dir.path()).env("SHELL", "/bin/sh");
+            c
+        }
+    };
+    Node::start(name, cmd)
+}
+
+/// A background helper process (a switch, a vde_plug cable), killed with its group on drop.
+/// Its stdin stays open (vde_switch's console ends the switch on EOF).
+pub struct Daemon {
+    pub name: String,
+    child: Child,
+    _stdin: Option<std::process::ChildStdin>,
+}
+
+impl Daemon {
+    pub fn start(name: &str, mut cmd: Command) -> Daemon {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let stdin = child.stdin.take();
+        Daemon {
+            name: name.into(),
+            child,
+            _stdin: stdin,
+        }
+    }
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe_kill(-self.pid(), libc::SIGTERM);
+            let end = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            unsafe_kill(-self.pid(), libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits up to `secs` for `path` to exist.
+pub fn wait_path(path: &Path, secs: u64) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    path.exists()
+}
+
+/// An `ip netns` namespace of the test, deleted on drop.
+pub struct NetNs(pub String);
+
+impl NetNs {
+    pub fn new(tag: &str) -> NetNs {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "vdf-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let o = run(
+            {
+                let mut c = Command::new("ip");
+                c.args(["netns", "add", &name]);
+                c
+            },
+            10,
+        );
+        assert_eq!(o.code, Some(0), "ip netns add {name}: {o:#?}");
+        NetNs(name)
+    }
+    /// Runs `sh -c script` inside this namespace (as root) with a deadline.
+    pub fn sh(&self, script: &str, secs: u64) -> Out {
+        let mut c = self.cmd("sh");
+        c.args(["-c", script]);
+        run(c, secs)
+    }
+
+    /// A command run inside this namespace (as root).
+    pub fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, prog]);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Sends `bytes` random bytes over TCP from `from` to `to_addr` (where `to` listens) and checks
+/// the sha256 of what arrived.
+pub fn tcp_transfer(from: &mut Node, to: &mut Node, to_addr: &str, dir: &TempDir, bytes: usize) {
+    static PORT: AtomicUsize = AtomicUsize::new(0);
+    let port = 5001 + PORT.fetch_add(1, Ordering::Relaxed) % 1000;
+    let src = dir.join(&format!("tx-{port}.bin"));
+    let dst = dir.join(&format!("rx-{port}.bin"));
+    let mut data = vec![0u8; bytes];
+    let mut x: u64 = 0x9e3779b97f4a7c15 ^ bytes as u64;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&src, &data).unwrap();
+    to.sh(
+        &format!(
+            "(timeout 60 nc -l {port} > {} ; echo rx-exit $? > {}.done) >/dev/null 2>&1 & \
+             for i in $(seq 100); do ss -ltn | grep -q ':{port} ' && exit 0; sleep 0.05; done; exit 1",
+            dst.display(),
+            dst.display()
+        ),
+        15,
+    );
+    from.sh(
+        &format!("timeout 60 nc -N -w 10 {to_addr} {port} < {}", src.display()),
+        70,
+    );
+    let done = dst.with_extension("bin.done");
+    assert!(wait_path(&done, 20), "receiver did not finish");
+    let sha = |p: &Path| {
+        let o = std::process::Command::new("sha256sum").arg(p).output().unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let got = std::fs::read(&dst).unwrap();
+    assert_eq!(got.len(), data.len(), "{} -> {}: length", from.name, to.name);
+    assert_eq!(
+        sha(&dst),
+        sha(&src),
+        "{} -> {}: sha256 differs",
+        from.name,
+        to.name
+    );
+}
