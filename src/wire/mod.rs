@@ -1,1 +1,4 @@
-//! Pure wire formats (Ethernet view, VDE stream framing, VDE control request, VXLAN header): no I/O here.
+//! Pure wire formats (Ethernet view, VDE stream framing, VDE control request, VXLAN header): no
+//! I/O here, so everything is unit-tested and fuzzed without namespaces.
+
+pub mod ether;
