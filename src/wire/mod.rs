@@ -2,3 +2,4 @@
 //! I/O here, so everything is unit-tested and fuzzed without namespaces.
 
 pub mod ether;
+pub mod vxlan;
