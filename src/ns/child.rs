@@ -122,21 +122,17 @@ pub fn supervise(
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut live: Vec<bool> = vec![true; watch.len()];
     loop {
-        // Reap first: SIGCHLD may already have been consumed or coalesced.
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => break,
-                Ok(st) => {
-                    if st.pid() == Some(child) {
-                        if let Some(c) = exit_code(st) {
-                            return c;
-                        }
-                    }
+        // Check first: SIGCHLD may already have been consumed or coalesced. Only the command is
+        // waited for here: other children (a `=cmd` coprocess) belong to their Link, which reaps
+        // them; reaping them here could let their pid be reused under the Link's feet.
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(st) => {
+                if let Some(c) = exit_code(st) {
+                    return c;
                 }
-                Err(nix::errno::Errno::ECHILD) => return 1,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
             }
+            Err(_) => return 1,
         }
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         let idx: Vec<usize> = (0..watch.len()).filter(|&i| live[i]).collect();
