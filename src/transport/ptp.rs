@@ -67,6 +67,8 @@ fn probe(vnl: &str, path: &Path) -> Result<Found, OpenError> {
         Ok(()) => Ok(Found::Datagram),
         Err(e) => match e.raw_os_error() {
             Some(libc::ECONNREFUSED) => Ok(Found::Stale),
+            // A live datagram socket already connected to its own peer refuses others.
+            Some(libc::EPERM) => Ok(Found::Datagram),
             Some(libc::ENOENT) => Ok(Found::Nothing),
             Some(libc::EPROTOTYPE) => Ok(Found::NotDatagram),
             _ => Err(OpenError::io(
