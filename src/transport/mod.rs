@@ -311,6 +311,28 @@ mod tests {
     }
 
     #[test]
+    fn regular_file_holds_the_vnl() {
+        let p = std::env::temp_dir().join(format!("vft-vnlfile-{}", std::process::id()));
+        std::fs::write(&p, "null://\nignored second line\n").unwrap();
+        let l = open(p.to_str().unwrap());
+        let _ = std::fs::remove_file(&p);
+        let l = l.unwrap();
+        assert_eq!(l.framing, Framing::Null);
+        assert_eq!(l.vnl, p.to_str().unwrap());
+    }
+
+    #[test]
+    fn errors_are_one_line_without_errno_numbers() {
+        let e = open("vde:///nonexistent-vft/sw").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "vde:///nonexistent-vft/sw: finding the switch: No such file or directory (no switch directory /nonexistent-vft/sw: start one with vde_switch -s /nonexistent-vft/sw or vde_plug null:// switch:///nonexistent-vft/sw)"
+        );
+        let e = open("ptp://").unwrap_err().to_string();
+        assert_eq!(e, "ptp://: ptp:// path is missing (write ptp:///tmp/mylink)");
+    }
+
+    #[test]
     fn null_opens() {
         let l = open("null://").unwrap();
         assert_eq!(l.framing, Framing::Null);

@@ -113,7 +113,8 @@ fn bind_data(vnl: &str, dir: &Path) -> Result<(UnixDatagram, PathBuf), OpenError
     let mut candidates: Vec<(PathBuf, &str)> = vec![(dir.to_path_buf(), ".")];
     candidates.extend(FALLBACK_DATA_DIRS.iter().map(|d| (PathBuf::from(d), "vde.")));
     for (d, prefix) in candidates {
-        loop {
+        // Bounded: names left by other runs of this pid are skipped, not waited for forever.
+        for _ in 0..1000 {
             let seq = SOCK_SEQ.fetch_add(1, Ordering::Relaxed) % 100_000;
             let p = d.join(format!("{prefix}{pid:05}-{seq:05}"));
             if p.as_os_str().len() > SUN_PATH_MAX {
@@ -122,7 +123,7 @@ fn bind_data(vnl: &str, dir: &Path) -> Result<(UnixDatagram, PathBuf), OpenError
             }
             match UnixDatagram::bind(&p) {
                 Ok(s) => return Ok((s, p)),
-                Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => last = Some((e, p)),
                 Err(e) => {
                     last = Some((e, p));
                     break;
