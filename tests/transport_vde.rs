@@ -86,8 +86,7 @@ fn vdeplug4_node(kind: &str) {
             .unwrap(),
         name: node.clone(),
     };
-    let ctl = sw.join("ctl");
-    wait_for("the vdeplug4 node's ctl", || ctl.exists());
+    wait_listening(&sw.join("ctl"));
     let vnl = format!("vde://{}", sw.display());
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     let mut plug = StreamPlug::start(&[&vnl]);

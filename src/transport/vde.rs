@@ -248,9 +248,16 @@ fn handshake(
     .map_err(|e| OpenError::protocol(vnl, "encoding the request", e.to_string(), None))?;
     let mut ctl = ctl;
     // One write: switches read the request with a single read.
-    let n = ctl
-        .write(&req)
-        .map_err(|e| OpenError::io(vnl, "sending the request to the switch", e, None))?;
+    let n = ctl.write(&req).map_err(|e| match e.kind() {
+        // The peer hung up before reading the request: the same refusal as EOF on the answer.
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => OpenError::protocol(
+            vnl,
+            "sending the request to the switch",
+            format!("{} closed the connection without answering", ctl_path.display()),
+            Some(refusal_hint(spec)),
+        ),
+        _ => OpenError::io(vnl, "sending the request to the switch", e, None),
+    })?;
     if n != req.len() {
         return Err(OpenError::protocol(
             vnl,

@@ -68,6 +68,13 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until `sock` accepts stream connections (the file appears at bind, before listen).
+pub fn wait_listening(sock: &Path) {
+    wait_for("a listening control socket", || {
+        std::os::unix::net::UnixStream::connect(sock).is_ok()
+    });
+}
+
 /// vde-2's vde_switch on `dir`, its console on a pipe we keep open (EOF on stdin stops it).
 pub fn vde_switch(dir: &Path, extra: &[&str]) -> Proc {
     let child = Command::new("vde_switch")
@@ -79,8 +86,7 @@ pub fn vde_switch(dir: &Path, extra: &[&str]) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("vde_switch (vde2) must be installed");
-    let ctl = dir.join("ctl");
-    wait_for("vde_switch ctl socket", || ctl.exists());
+    wait_listening(&dir.join("ctl"));
     Proc {
         child,
         name: "vde_switch".into(),
