@@ -42,6 +42,9 @@ fn vde_switch_plain_path_and_port_number() {
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     let mut plug = StreamPlug::start(&[&format!("vde://{}", sw.display())]);
     exchange(&link, &mut plug, "port5");
+    // A named port group with no socket of its own falls back to DIR/ctl, as in libvdeplug.
+    let grouped = transport::open(&format!("vde://{}[blue]", sw.display())).unwrap_or_else(|e| panic!("{e}"));
+    exchange(&grouped, &mut plug, "portgroup");
     // vde_switch has 32 ports by default: port 99 is refused with a clear error.
     let e = transport::open(&format!("{}[99]", sw.display()))
         .unwrap_err()
