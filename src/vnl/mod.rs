@@ -110,7 +110,7 @@ pub struct VdeSpec {
     pub dir: Option<PathBuf>,
     /// A named port group socket `DIR/<name>` to try before `DIR/ctl`.
     pub portgroup: Option<OsString>,
-    /// Port number request: 0 = any port, `Some(-1)` never; see [`VdePort`].
+    /// Which port to ask for (`[N]`, `[port=N]`; a numeric port group is a port number).
     pub port: VdePort,
     /// Group owner for the data socket (name or number, resolved when opening).
     pub group: Option<OsString>,
