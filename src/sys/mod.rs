@@ -175,3 +175,11 @@ pub fn err_text(e: &io::Error) -> String {
         None => e.to_string(),
     }
 }
+
+/// A close-on-exec duplicate of descriptor `fd`, which this process inherited or otherwise
+/// holds under a number only (seqpacket://N). The original stays as it is.
+pub fn dup_inherited(fd: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on any integer is sound: it fails with EBADF when `fd` is
+    // not open, and otherwise returns a new descriptor that nothing else owns.
+    unsafe { owned(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3)) }
+}

@@ -2,11 +2,19 @@
 //! namespaces and returns a [`Link`]: the descriptors the engine moves frames on, and how frames
 //! are delimited there. Transports never move frames themselves; the engine owns the data path.
 
+mod cmd;
 mod null;
+mod ptp;
+mod seqpacket;
+mod tap;
+mod vde;
 
+pub use cmd::Coproc;
+
+use crate::vnl::{self, Spec, VnlError};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How frames are delimited on a link's descriptors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +41,8 @@ pub enum SendTo {
 /// What a transport hands the engine: owned descriptors plus their framing.
 ///
 /// Drop order matters: `rx`/`tx` close before `ctl`, so a switch sees the data socket go before
-/// the control connection; files in `cleanup` are removed last.
+/// the control connection; then a coprocess is stopped (it has seen EOF on its stdin by then);
+/// files in `cleanup` are removed last.
 pub struct Link {
     /// The VNL this link was opened from, for messages and stats.
     pub vnl: String,
@@ -48,6 +57,8 @@ pub struct Link {
     pub ctl: Option<OwnedFd>,
     /// Files the transport created, removed when the link is dropped.
     pub cleanup: Vec<PathBuf>,
+    /// The coprocess of `=cmd` / `cmd://` links: terminated and reaped when the link drops.
+    pub coproc: Option<Coproc>,
 }
 
 impl Link {
@@ -61,7 +72,16 @@ impl Link {
             send_to: SendTo::Connected,
             ctl: None,
             cleanup: Vec::new(),
+            coproc: None,
         }
+    }
+
+    /// A link with one descriptor, connected, and nothing else to hold.
+    pub fn single(vnl: &str, framing: Framing, fd: OwnedFd) -> Link {
+        let mut l = Link::null(vnl);
+        l.framing = framing;
+        l.rx = Some(fd);
+        l
     }
 
     /// The descriptor frames arrive on.
@@ -76,10 +96,13 @@ impl Link {
 }
 
 impl Link {
-    /// Closes this copy of the link's descriptors without removing its files: for a process
-    /// that handed the link to a child (vdens -c).
+    /// Closes this copy of the link's descriptors without removing its files or stopping its
+    /// coprocess: for a process that handed the link to a child (vdens -c).
     pub fn disown(mut self) {
         self.cleanup.clear();
+        if let Some(c) = self.coproc.take() {
+            c.release();
+        }
     }
 }
 
@@ -88,6 +111,7 @@ impl Drop for Link {
         self.rx.take();
         self.tx.take();
         self.ctl.take();
+        self.coproc.take();
         for p in &self.cleanup {
             let _ = std::fs::remove_file(p);
         }
@@ -102,15 +126,20 @@ impl fmt::Debug for Link {
             .field("rx", &self.rx)
             .field("tx", &self.tx)
             .field("send_to", &self.send_to)
+            .field("ctl", &self.ctl)
+            .field("cleanup", &self.cleanup)
+            .field("coproc", &self.coproc)
             .finish()
     }
 }
 
-/// Why a VNL could not be opened.
+/// Why a VNL could not be opened. Displayed as one line: `VNL: step: why (hint)`.
 #[derive(Debug)]
 pub enum OpenError {
     /// The scheme is not one vdens-fast knows.
     UnknownScheme { vnl: String, scheme: String },
+    /// The VNL is malformed (see [`VnlError`]).
+    Vnl { vnl: String, err: VnlError },
     /// The scheme is known but the VNL is malformed.
     Invalid { vnl: String, why: String },
     /// A system call failed during the handshake.
@@ -120,32 +149,78 @@ pub enum OpenError {
         err: std::io::Error,
         hint: Option<String>,
     },
+    /// The peer answered something the protocol does not allow, or nothing.
+    Protocol {
+        vnl: String,
+        step: &'static str,
+        why: String,
+        hint: Option<String>,
+    },
+}
+
+impl OpenError {
+    pub(crate) fn io(vnl: &str, step: &'static str, err: std::io::Error, hint: Option<String>) -> OpenError {
+        OpenError::Io {
+            vnl: vnl.to_string(),
+            step,
+            err,
+            hint,
+        }
+    }
+
+    pub(crate) fn protocol(vnl: &str, step: &'static str, why: String, hint: Option<String>) -> OpenError {
+        OpenError::Protocol {
+            vnl: vnl.to_string(),
+            step,
+            why,
+            hint,
+        }
+    }
+
+    /// The errno of an I/O failure, for callers and tests.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            OpenError::Io { err, .. } => err.raw_os_error(),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OpenError::UnknownScheme { vnl, scheme } => write!(
-                f,
-                "{vnl}: unknown VNL scheme '{scheme}' (supported: {})",
-                SCHEMES.join(", ")
-            ),
-            OpenError::Invalid { vnl, why } => write!(f, "{vnl}: {why}"),
-            OpenError::Io { vnl, step, err, hint } => {
-                write!(f, "{vnl}: {step}: {err}")?;
-                if let Some(h) = hint {
-                    write!(f, " ({h})")?;
-                }
-                Ok(())
+        let (vnl, step, why, hint) = match self {
+            OpenError::UnknownScheme { vnl, scheme } => {
+                return write!(
+                    f,
+                    "{vnl}: unknown VNL scheme '{scheme}' (supported: {})",
+                    SCHEMES.join(", ")
+                )
             }
+            OpenError::Vnl { vnl, err } => return write!(f, "{vnl}: {err}"),
+            OpenError::Invalid { vnl, why } => return write!(f, "{vnl}: {why}"),
+            OpenError::Io { vnl, step, err, hint } => (vnl, step, crate::sys::err_text(err), hint),
+            OpenError::Protocol { vnl, step, why, hint } => (vnl, step, why.clone(), hint),
+        };
+        write!(f, "{vnl}: {step}: {why}")?;
+        if let Some(h) = hint {
+            write!(f, " ({h})")?;
         }
+        Ok(())
     }
 }
 
 impl std::error::Error for OpenError {}
 
 /// Schemes this build can open.
-pub const SCHEMES: &[&str] = &["null://"];
+pub const SCHEMES: &[&str] = &[
+    "vde://",
+    "ptp://",
+    "tap://",
+    "seqpacket://",
+    "cmd://",
+    "=CMD",
+    "null://",
+];
 
 /// Splits `scheme://rest`; a string without `://` is a `vde://` path, as in libvdeplug.
 pub fn split_scheme(vnl: &str) -> (&str, &str) {
@@ -155,14 +230,65 @@ pub fn split_scheme(vnl: &str) -> (&str, &str) {
     }
 }
 
+/// libvdeplug's defaults for a VNL with no scheme: an empty VNL means the user's default
+/// switch (`~/.vdeplug/default`, then `~/.vde2/default.switch`, when they exist), and a path
+/// naming a regular file means the VNL written on that file's first line.
+fn resolve_plain(vnl: &str) -> Result<String, OpenError> {
+    if vnl.contains("://") || vnl.starts_with('=') {
+        return Ok(vnl.to_string());
+    }
+    let mut path = vnl.to_string();
+    if path.is_empty() {
+        if let Some(home) = std::env::var_os("HOME") {
+            for d in ["/.vdeplug/default", "/.vde2/default.switch"] {
+                let p = format!("{}{d}", home.to_string_lossy());
+                if std::fs::symlink_metadata(&p).is_ok() {
+                    path = p;
+                    break;
+                }
+            }
+        }
+    }
+    // A bracketed suffix is not part of the file name: libvdeplug stats the whole string,
+    // so "/tmp/sw[3]" is a file only if a file of that name exists.
+    match std::fs::metadata(Path::new(&path)) {
+        Ok(m) if m.is_file() => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                OpenError::io(
+                    vnl,
+                    "reading the VNL file",
+                    e,
+                    Some(format!(
+                        "{path} names a regular file, read for a VNL as libvdeplug does"
+                    )),
+                )
+            })?;
+            let line = text.lines().next().unwrap_or("").to_string();
+            Ok(line)
+        }
+        _ => Ok(path),
+    }
+}
+
 /// Opens a VNL in the current (host) namespaces.
+///
+/// Blocking, bounded: a handshake that gets no answer fails after a few seconds.
 pub fn open(vnl: &str) -> Result<Link, OpenError> {
-    let (scheme, rest) = split_scheme(vnl);
-    match scheme {
-        "null" => null::open(vnl, rest),
-        _ => Err(OpenError::UnknownScheme {
+    let resolved = resolve_plain(vnl)?;
+    let spec = vnl::parse(&resolved).map_err(|err| OpenError::Vnl {
+        vnl: vnl.to_string(),
+        err,
+    })?;
+    match spec {
+        Spec::Null => null::open(vnl, ""),
+        Spec::Vde(s) => vde::open(vnl, &s),
+        Spec::Ptp { path } => ptp::open(vnl, &path),
+        Spec::Tap { name } => tap::open(vnl, &name),
+        Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
+        Spec::Cmd { argv } => cmd::open(vnl, &argv),
+        Spec::Other { scheme, .. } => Err(OpenError::UnknownScheme {
             vnl: vnl.to_string(),
-            scheme: scheme.to_string(),
+            scheme,
         }),
     }
 }
@@ -182,6 +308,28 @@ mod tests {
     fn unknown_scheme_is_named() {
         let e = open("bogus://x").unwrap_err().to_string();
         assert!(e.contains("unknown VNL scheme 'bogus'"), "{e}");
+    }
+
+    #[test]
+    fn regular_file_holds_the_vnl() {
+        let p = std::env::temp_dir().join(format!("vft-vnlfile-{}", std::process::id()));
+        std::fs::write(&p, "null://\nignored second line\n").unwrap();
+        let l = open(p.to_str().unwrap());
+        let _ = std::fs::remove_file(&p);
+        let l = l.unwrap();
+        assert_eq!(l.framing, Framing::Null);
+        assert_eq!(l.vnl, p.to_str().unwrap());
+    }
+
+    #[test]
+    fn errors_are_one_line_without_errno_numbers() {
+        let e = open("vde:///nonexistent-vft/sw").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "vde:///nonexistent-vft/sw: finding the switch: No such file or directory (no switch directory /nonexistent-vft/sw: start one with vde_switch -s /nonexistent-vft/sw or vde_plug null:// switch:///nonexistent-vft/sw)"
+        );
+        let e = open("ptp://").unwrap_err().to_string();
+        assert_eq!(e, "ptp://: ptp:// path is missing (write ptp:///tmp/mylink)");
     }
 
     #[test]

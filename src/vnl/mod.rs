@@ -1,1 +1,355 @@
 //! Pure VNL parsing (scheme, address, [params], /options, quoting, escapes): no I/O here.
+//!
+//! A VNL is read as libvdeplug 4.0.1 reads it (libvdeplug.c, parseparms.c): `scheme://rest`
+//! where the scheme is everything before the first `://`; a string without `://` is a vde://
+//! path; vdens' `=cmd args` is a coprocess. [`parse`] turns a VNL into a [`Spec`], the checked
+//! description a transport opens. Where libvdeplug silently accepts a value it cannot use
+//! (a `mode=` of junk read as 000, an over-long path cut to fit sun_path, a fd number of
+//! "abc" read as 0), vdens-fast refuses it with a one-line error saying what to write instead.
+
+pub mod argv;
+pub mod num;
+pub mod params;
+pub mod quote;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+pub use params::{Assign, Keys, Parsed, NETNODE_KEYS, VDE_KEYS, VXLAN_KEYS, VXVDE_KEYS};
+
+/// Longest socket path: sun_path is 108 bytes including the terminating NUL.
+pub const SUN_PATH_MAX: usize = 107;
+/// Longest interface name (IFNAMSIZ 16 including the NUL).
+pub const IFNAME_MAX: usize = 15;
+
+/// Why a VNL is malformed. Displayed as one line: `why (hint)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VnlError {
+    /// A `[key=value]` or `/key=value` naming no key of the scheme (libvdeplug: EINVAL).
+    UnknownKey {
+        scheme: &'static str,
+        key: String,
+        accepted: &'static [&'static str],
+    },
+    /// A value vdens-fast cannot use.
+    BadValue {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+        hint: &'static str,
+    },
+    /// A required part is missing.
+    Missing { what: &'static str, hint: &'static str },
+}
+
+impl fmt::Display for VnlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VnlError::UnknownKey {
+                scheme,
+                key,
+                accepted,
+            } => write!(
+                f,
+                "unknown parameter '{}' for {scheme}:// (accepted: {})",
+                key.escape_debug(),
+                accepted.join(", ")
+            ),
+            VnlError::BadValue {
+                what,
+                value,
+                why,
+                hint,
+            } => write!(f, "{what} '{}' {why} ({hint})", value.escape_debug()),
+            VnlError::Missing { what, hint } => write!(f, "{what} is missing ({hint})"),
+        }
+    }
+}
+
+impl std::error::Error for VnlError {}
+
+/// How a VNL names its transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split<'a> {
+    /// The scheme without `://`; `vde` for a plain path, `cmd` for `=cmd`.
+    pub scheme: &'a str,
+    pub rest: &'a str,
+    /// `true` when the VNL had no `://` (plain path or `=cmd`).
+    pub implicit: bool,
+}
+
+/// Splits a VNL into scheme and rest, as libvdeplug (first `://`) and vdens (`=cmd`) do.
+pub fn split(vnl: &str) -> Split<'_> {
+    if let Some(cmd) = vnl.strip_prefix('=') {
+        return Split {
+            scheme: "cmd",
+            rest: cmd,
+            implicit: true,
+        };
+    }
+    match vnl.find("://") {
+        Some(i) => Split {
+            scheme: &vnl[..i],
+            rest: &vnl[i + 3..],
+            implicit: false,
+        },
+        None => Split {
+            scheme: "vde",
+            rest: vnl,
+            implicit: true,
+        },
+    }
+}
+
+/// `vde://DIR[port/portgroup/group=G/mode=M]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VdeSpec {
+    /// The switch directory as written; `None` = libvdeplug's fallbacks.
+    pub dir: Option<PathBuf>,
+    /// A named port group socket `DIR/<name>` to try before `DIR/ctl`.
+    pub portgroup: Option<OsString>,
+    /// Which port to ask for (`[N]`, `[port=N]`; a numeric port group is a port number).
+    pub port: VdePort,
+    /// Group owner for the data socket (name or number, resolved when opening).
+    pub group: Option<OsString>,
+    /// Permissions for the data socket; `None` = 0700, widened as libvdeplug does.
+    pub mode: Option<u32>,
+}
+
+/// Which switch port a vde:// client asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VdePort {
+    /// The switch picks one.
+    Any,
+    /// `[0]`: the switch's port 0 (REQ_NEW_PORT0).
+    Zero,
+    /// `[N]`, N > 0.
+    Number(u32),
+}
+
+/// A parsed VNL, ready to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spec {
+    Null,
+    Vde(VdeSpec),
+    /// `ptp://PATH`: libvdeplug 4.0.1 reads no parameters for ptp; the path is taken whole.
+    Ptp {
+        path: PathBuf,
+    },
+    /// `tap://NAME` (empty name: the kernel picks one).
+    Tap {
+        name: String,
+    },
+    /// `seqpacket://FD`: an inherited descriptor.
+    Seqpacket {
+        fd: i32,
+    },
+    /// `cmd://CMD ARGS` or `=CMD ARGS`: a coprocess speaking the 2-byte-length stream.
+    Cmd {
+        argv: Vec<OsString>,
+    },
+    /// A scheme this module does not parse further (udp, vxlan, switch, ...).
+    Other {
+        scheme: String,
+        rest: String,
+    },
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn os(b: &[u8]) -> OsString {
+    OsString::from_vec(b.to_vec())
+}
+
+/// Parses the part after `vde://` (or a plain path).
+pub fn parse_vde(rest: &str) -> Result<VdeSpec, VnlError> {
+    let p = params::path_params(rest.as_bytes(), &VDE_KEYS)?;
+    let mut spec = VdeSpec {
+        dir: (!p.address.is_empty()).then(|| PathBuf::from(os(&p.address))),
+        portgroup: None,
+        port: VdePort::Any,
+        group: p.get("group").map(os),
+        mode: None,
+    };
+    if let Some(pg) = p.last(&[None, Some("port"), Some("portgroup")]) {
+        // libvdeplug: a port group starting with a digit and wholly numeric is a port number;
+        // anything else (even "3abc") names a port group socket.
+        let (n, used) = num::strtol(pg, 10);
+        if pg.first().is_some_and(u8::is_ascii_digit) && used == pg.len() {
+            spec.port = match n {
+                0 => VdePort::Zero,
+                // The request type carries the port shifted left by 8 in a u32.
+                1..=0x00ff_ffff => VdePort::Number(n as u32),
+                _ => {
+                    return Err(VnlError::BadValue {
+                        what: "vde:// port",
+                        value: lossy(pg),
+                        why: "is out of range",
+                        hint: "switch ports are small numbers, e.g. [4]",
+                    })
+                }
+            };
+        } else if !pg.is_empty() {
+            spec.portgroup = Some(os(pg));
+        }
+    }
+    if let Some(m) = p.get("mode") {
+        spec.mode = Some(parse_mode(m)?);
+    }
+    if let Some(g) = &spec.group {
+        if g.is_empty() {
+            return Err(VnlError::BadValue {
+                what: "vde:// group",
+                value: String::new(),
+                why: "is empty",
+                hint: "give a group name or number, e.g. [group=vde]",
+            });
+        }
+    }
+    Ok(spec)
+}
+
+/// A socket permission value: octal digits only, some permission set, at most 0777.
+pub fn parse_mode(m: &[u8]) -> Result<u32, VnlError> {
+    let bad = |why| VnlError::BadValue {
+        what: "mode",
+        value: lossy(m),
+        why,
+        hint: "give octal permissions such as mode=700 or mode=770",
+    };
+    if m.is_empty() || !m.iter().all(|c| (b'0'..=b'7').contains(c)) {
+        return Err(bad("is not an octal permission"));
+    }
+    let (v, _) = num::strtol(m, 8);
+    if v > 0o777 {
+        return Err(bad("is more than 777"));
+    }
+    if v == 0 {
+        return Err(bad("grants no access, so the switch could not reach this port"));
+    }
+    Ok(v as u32)
+}
+
+/// Parses `ptp://PATH`.
+pub fn parse_ptp(rest: &str) -> Result<PathBuf, VnlError> {
+    if rest.is_empty() {
+        return Err(VnlError::Missing {
+            what: "ptp:// path",
+            hint: "write ptp:///tmp/mylink",
+        });
+    }
+    // The second opener binds PATH+, so PATH itself must leave room for one more byte.
+    if rest.len() + 1 > SUN_PATH_MAX || rest.as_bytes().contains(&0) {
+        return Err(VnlError::BadValue {
+            what: "ptp:// path",
+            value: rest.to_string(),
+            why: "does not fit a socket address",
+            hint: "AF_UNIX paths hold 107 bytes and ptp appends '+': use a shorter path",
+        });
+    }
+    Ok(PathBuf::from(rest))
+}
+
+/// Parses `tap://NAME`.
+pub fn parse_tap(rest: &str) -> Result<String, VnlError> {
+    if rest.len() > IFNAME_MAX
+        || rest
+            .bytes()
+            .any(|c| c == 0 || c == b'/' || c.is_ascii_whitespace())
+    {
+        return Err(VnlError::BadValue {
+            what: "tap:// interface name",
+            value: rest.to_string(),
+            why: "is not a valid interface name",
+            hint: "at most 15 bytes, no '/', no blanks",
+        });
+    }
+    Ok(rest.to_string())
+}
+
+/// Parses `seqpacket://FD` (libvdeplug reads it with strtol base 0: `0x10` and `010` work).
+pub fn parse_seqpacket(rest: &str) -> Result<i32, VnlError> {
+    let (v, used) = num::strtol(rest.as_bytes(), 0);
+    if used == 0 || used != rest.len() || !rest.as_bytes()[0].is_ascii_digit() {
+        return Err(VnlError::BadValue {
+            what: "seqpacket:// descriptor",
+            value: rest.to_string(),
+            why: "is not a number",
+            hint: "give the number of an inherited SOCK_SEQPACKET descriptor, e.g. seqpacket://3",
+        });
+    }
+    i32::try_from(v).map_err(|_| VnlError::BadValue {
+        what: "seqpacket:// descriptor",
+        value: rest.to_string(),
+        why: "is out of range",
+        hint: "descriptor numbers are small non-negative integers",
+    })
+}
+
+/// Parses a coprocess command (`=CMD ARGS`, `cmd://CMD ARGS`).
+pub fn parse_cmd(rest: &str) -> Result<Vec<OsString>, VnlError> {
+    let argv: Vec<OsString> = argv::split(rest.as_bytes())
+        .into_iter()
+        .map(OsString::from_vec)
+        .collect();
+    if argv.first().map_or(true, |a| a.is_empty()) {
+        return Err(VnlError::Missing {
+            what: "coprocess command",
+            hint: "write =vde_plug vde:///tmp/sw or cmd://'vde_plug vde:///tmp/sw'",
+        });
+    }
+    Ok(argv)
+}
+
+/// Parses a VNL into what a transport needs, with no I/O.
+pub fn parse(vnl: &str) -> Result<Spec, VnlError> {
+    let s = split(vnl);
+    Ok(match s.scheme {
+        "null" => Spec::Null,
+        "vde" => Spec::Vde(parse_vde(s.rest)?),
+        "ptp" => Spec::Ptp {
+            path: parse_ptp(s.rest)?,
+        },
+        "tap" => Spec::Tap {
+            name: parse_tap(s.rest)?,
+        },
+        "seqpacket" => Spec::Seqpacket {
+            fd: parse_seqpacket(s.rest)?,
+        },
+        "cmd" => Spec::Cmd {
+            argv: parse_cmd(s.rest)?,
+        },
+        "switch" | "hub" => {
+            params::path_params(s.rest.as_bytes(), &NETNODE_KEYS)?;
+            Spec::Other {
+                scheme: s.scheme.to_string(),
+                rest: s.rest.to_string(),
+            }
+        }
+        "vxlan" => {
+            params::options(s.rest.as_bytes(), &VXLAN_KEYS)?;
+            Spec::Other {
+                scheme: s.scheme.to_string(),
+                rest: s.rest.to_string(),
+            }
+        }
+        "vxvde" => {
+            params::options(s.rest.as_bytes(), &VXVDE_KEYS)?;
+            Spec::Other {
+                scheme: s.scheme.to_string(),
+                rest: s.rest.to_string(),
+            }
+        }
+        _ => Spec::Other {
+            scheme: s.scheme.to_string(),
+            rest: s.rest.to_string(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

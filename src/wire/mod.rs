@@ -2,4 +2,5 @@
 //! I/O here, so everything is unit-tested and fuzzed without namespaces.
 
 pub mod ether;
+pub mod vde_ctl;
 pub mod vxlan;

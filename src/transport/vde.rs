@@ -1,0 +1,370 @@
+//! `vde://DIR[...]` (and plain paths): a client port of a VDE switch, speaking the control
+//! protocol of libvdeplug_vde.c 4.0.1 with vde-2's `vde_switch` and vdeplug4's
+//! `switch://`/`hub://` nodes.
+//!
+//! 1. SOCK_STREAM to `DIR/<portgroup>` (when a named group is given) or `DIR/ctl`; with no
+//!    DIR, `/var/run/vde.ctl/ctl` then `/tmp/vde.ctl/ctl`.
+//! 2. A SOCK_DGRAM data socket bound at `DIR/.<pid5>-<seq5>` (or `vde.<pid5>-<seq5>` in
+//!    /var/run, /var/tmp, /tmp when DIR refuses), permissions from `mode=`/`group=`.
+//! 3. The request (wire::vde_ctl) goes on the stream; the switch answers with the address of its
+//!    own data socket for this port; the data socket connects there and its file is unlinked.
+//! 4. The stream stays open: its EOF means the switch is gone (the Link's `ctl`).
+//!
+//! Permissions differ from libvdeplug in one case on purpose: when the switch belongs to
+//! another (non-root) user and its group cannot be given to the data socket, libvdeplug makes
+//! the socket world-writable; vdens-fast refuses and says how to allow it explicitly.
+
+use super::{Framing, Link, OpenError, SendTo};
+use crate::vnl::{VdePort, VdeSpec, SUN_PATH_MAX};
+use crate::wire::vde_ctl::{self, Request, RequestType, UnixAddr};
+use std::ffi::OsStr;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{SocketAddr, UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// libvdeplug's fallback switch directories when none is given.
+const FALLBACK_SWITCHES: &[&str] = &["/var/run/vde.ctl", "/tmp/vde.ctl"];
+/// libvdeplug's fallback directories for the data socket.
+const FALLBACK_DATA_DIRS: &[&str] = &["/var/run", "/var/tmp", "/tmp"];
+/// How long the switch gets to answer the request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Data socket sequence numbers, shared by every vde:// link of this process.
+static SOCK_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Removes the bound data socket file when the handshake ends, however it ends (libvdeplug
+/// unlinks it once connected: the switch's socket stays connected to it).
+struct Unlink(PathBuf);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn too_long(vnl: &str, what: &Path) -> OpenError {
+    OpenError::protocol(
+        vnl,
+        "building the socket address",
+        format!(
+            "{} is {} bytes, longer than a socket address allows ({SUN_PATH_MAX})",
+            what.display(),
+            what.as_os_str().len()
+        ),
+        Some("use a shorter switch directory path".into()),
+    )
+}
+
+fn connect_hint(e: &io::Error, sock: &Path, dir: &Path) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => format!(
+            "{} does not exist: is a switch running there? (vde_switch -s {d} or vde_plug null:// switch://{d})",
+            sock.display(),
+            d = dir.display()
+        ),
+        Some(libc::ECONNREFUSED) => format!(
+            "{} is a stale socket or not a socket: the switch is not running",
+            sock.display()
+        ),
+        Some(libc::EPROTOTYPE) => format!("{} is not a switch control socket", sock.display()),
+        Some(libc::ENOTDIR) => format!("{} is not a directory", dir.display()),
+        Some(libc::EACCES) => format!(
+            "no permission to use {}: ask the switch owner for access (vde_switch -m/-g)",
+            sock.display()
+        ),
+        _ => format!("connecting to {}", sock.display()),
+    }
+}
+
+/// Connects the control stream. Returns it, the socket path used, and whether it is `ctl`
+/// (a port number is carried in the request only then).
+fn connect_ctl(vnl: &str, dir: &Path, spec: &VdeSpec) -> Result<(UnixStream, PathBuf, bool), OpenError> {
+    if let (Some(pg), VdePort::Any) = (&spec.portgroup, spec.port) {
+        let p = dir.join(pg);
+        if p.as_os_str().len() <= SUN_PATH_MAX {
+            if let Ok(s) = UnixStream::connect(&p) {
+                return Ok((s, p, false));
+            }
+        }
+    }
+    let ctl = dir.join("ctl");
+    if ctl.as_os_str().len() > SUN_PATH_MAX {
+        return Err(too_long(vnl, &ctl));
+    }
+    match UnixStream::connect(&ctl) {
+        Ok(s) => Ok((s, ctl, true)),
+        Err(e) => {
+            let hint = connect_hint(&e, &ctl, dir);
+            Err(OpenError::io(vnl, "connecting to the switch", e, Some(hint)))
+        }
+    }
+}
+
+/// Binds the data socket, trying DIR first and then libvdeplug's fallback directories.
+fn bind_data(vnl: &str, dir: &Path) -> Result<(UnixDatagram, PathBuf), OpenError> {
+    let pid = std::process::id();
+    let mut last: Option<(io::Error, PathBuf)> = None;
+    let mut candidates: Vec<(PathBuf, &str)> = vec![(dir.to_path_buf(), ".")];
+    candidates.extend(FALLBACK_DATA_DIRS.iter().map(|d| (PathBuf::from(d), "vde.")));
+    for (d, prefix) in candidates {
+        // Bounded: names left by other runs of this pid are skipped, not waited for forever.
+        for _ in 0..1000 {
+            let seq = SOCK_SEQ.fetch_add(1, Ordering::Relaxed) % 100_000;
+            let p = d.join(format!("{prefix}{pid:05}-{seq:05}"));
+            if p.as_os_str().len() > SUN_PATH_MAX {
+                last = Some((io::Error::from_raw_os_error(libc::ENAMETOOLONG), p));
+                break;
+            }
+            match UnixDatagram::bind(&p) {
+                Ok(s) => return Ok((s, p)),
+                Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => last = Some((e, p)),
+                Err(e) => {
+                    last = Some((e, p));
+                    break;
+                }
+            }
+        }
+    }
+    let (e, p) = last.expect("at least one candidate directory");
+    Err(OpenError::io(
+        vnl,
+        "binding the data socket",
+        e,
+        Some(format!(
+            "last tried {}; the switch directory and /var/run, /var/tmp, /tmp all refused",
+            p.display()
+        )),
+    ))
+}
+
+fn resolve_group(vnl: &str, g: &OsStr) -> Result<nix::unistd::Gid, OpenError> {
+    let name = g.to_string_lossy();
+    if let Ok(Some(gr)) = nix::unistd::Group::from_name(&name) {
+        return Ok(gr.gid);
+    }
+    name.parse::<u32>().map(nix::unistd::Gid::from_raw).map_err(|_| {
+        OpenError::protocol(
+            vnl,
+            "resolving the group",
+            format!("no group named '{name}'"),
+            Some("give an existing group name or a numeric gid".into()),
+        )
+    })
+}
+
+/// Sets the data socket's group and mode as libvdeplug does, except that it never makes the
+/// socket world-writable unless `mode=` says so.
+fn set_permissions(vnl: &str, spec: &VdeSpec, data: &Path, ctl: &Path) -> Result<(), OpenError> {
+    let mut mode = spec.mode.unwrap_or(0o700);
+    if let Some(g) = &spec.group {
+        let gid = resolve_group(vnl, g)?;
+        nix::unistd::chown(data, None, Some(gid)).map_err(|e| {
+            OpenError::io(
+                vnl,
+                "giving the data socket to the group",
+                e.into(),
+                Some(format!("this user must belong to group {}", g.to_string_lossy())),
+            )
+        })?;
+    } else if mode & 0o077 == 0 {
+        if let Ok(m) = std::fs::metadata(ctl) {
+            let me = nix::unistd::geteuid().as_raw();
+            if m.uid() != 0 && m.uid() != me {
+                // The switch runs as another user: it must be able to send to our socket.
+                let gid = nix::unistd::Gid::from_raw(m.gid());
+                if nix::unistd::chown(data, None, Some(gid)).is_ok() {
+                    mode |= 0o070;
+                } else {
+                    return Err(OpenError::protocol(
+                        vnl,
+                        "setting data socket permissions",
+                        format!(
+                            "the switch belongs to uid {} and this user is not in its group {}, so the switch could not send to this port",
+                            m.uid(),
+                            m.gid()
+                        ),
+                        Some("join the switch's group, or allow any user explicitly with [mode=777]".into()),
+                    ));
+                }
+            }
+        }
+    }
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| OpenError::io(vnl, "setting data socket permissions", e, None))
+}
+
+fn refusal_hint(spec: &VdeSpec) -> String {
+    match spec.port {
+        VdePort::Number(n) => format!(
+            "the switch refused port {n}: it may be beyond its ports (vde_switch -n) or reserved; or this is not a VDE switch"
+        ),
+        _ => "the switch refused the request (full?), or this is not a VDE switch".into(),
+    }
+}
+
+fn description() -> Vec<u8> {
+    let uid = nix::unistd::geteuid();
+    let user = match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    };
+    let mut d = format!("vdens-fast user={user} pid={}", std::process::id());
+    if let Ok(ssh) = std::env::var("SSH_CLIENT") {
+        let host = ssh.split(' ').next().unwrap_or("");
+        d.push_str(&format!(" SSH={host}"));
+    }
+    d.into_bytes()
+}
+
+/// The handshake once the control stream is connected.
+fn handshake(
+    vnl: &str,
+    spec: &VdeSpec,
+    dir: &Path,
+    ctl: UnixStream,
+    ctl_path: &Path,
+    is_ctl: bool,
+) -> Result<Link, OpenError> {
+    let (data, data_path) = bind_data(vnl, dir)?;
+    let _unlink = Unlink(data_path.clone());
+    set_permissions(vnl, spec, &data_path, ctl_path)?;
+    let kind = match (is_ctl, spec.port) {
+        (true, VdePort::Zero) => RequestType::NewPort0,
+        (true, VdePort::Number(n)) => RequestType::Port(n),
+        _ => RequestType::NewControl,
+    };
+    let req = Request {
+        kind,
+        sock_path: data_path.as_os_str().as_bytes().to_vec(),
+        description: description(),
+    }
+    .encode()
+    .map_err(|e| OpenError::protocol(vnl, "encoding the request", e.to_string(), None))?;
+    let mut ctl = ctl;
+    // One write: switches read the request with a single read.
+    let n = ctl.write(&req).map_err(|e| match e.kind() {
+        // The peer hung up before reading the request: the same refusal as EOF on the answer.
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => OpenError::protocol(
+            vnl,
+            "sending the request to the switch",
+            format!("{} closed the connection without answering", ctl_path.display()),
+            Some(refusal_hint(spec)),
+        ),
+        _ => OpenError::io(vnl, "sending the request to the switch", e, None),
+    })?;
+    if n != req.len() {
+        return Err(OpenError::protocol(
+            vnl,
+            "sending the request to the switch",
+            format!("only {n} of {} bytes were taken", req.len()),
+            None,
+        ));
+    }
+    ctl.set_read_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(|e| OpenError::io(vnl, "setting a timeout on the control stream", e, None))?;
+    let mut answer = [0u8; vde_ctl::SOCKADDR_UN_LEN];
+    let read = match ctl.read(&mut answer) {
+        // A reset (the switch closed with our request unread) is a refusal like EOF.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
+        r => r,
+    };
+    let got = match read {
+        Ok(0) => {
+            return Err(OpenError::protocol(
+                vnl,
+                "reading the switch's answer",
+                format!("{} closed the connection without answering", ctl_path.display()),
+                Some(refusal_hint(spec)),
+            ));
+        }
+        Ok(n) => n,
+        // vde_switch leaves a refused request (a port beyond its ports) unanswered.
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            return Err(OpenError::protocol(
+                vnl,
+                "reading the switch's answer",
+                format!(
+                    "no answer from {} within {} s",
+                    ctl_path.display(),
+                    ANSWER_TIMEOUT.as_secs()
+                ),
+                Some(refusal_hint(spec)),
+            ))
+        }
+        Err(e) => return Err(OpenError::io(vnl, "reading the switch's answer", e, None)),
+    };
+    let addr = vde_ctl::decode_sockaddr(&answer[..got]).map_err(|e| {
+        OpenError::protocol(
+            vnl,
+            "reading the switch's answer",
+            e.to_string(),
+            Some("is it a VDE switch control socket?".into()),
+        )
+    })?;
+    let connected = match &addr {
+        UnixAddr::Path(p) => data.connect(OsStr::from_bytes(p)),
+        UnixAddr::Abstract(name) => SocketAddr::from_abstract_name(name).and_then(|a| data.connect_addr(&a)),
+    };
+    connected.map_err(|e| {
+        let shown = match &addr {
+            UnixAddr::Path(p) => String::from_utf8_lossy(p).into_owned(),
+            UnixAddr::Abstract(n) => format!("@{}", String::from_utf8_lossy(n).trim_end_matches('\0')),
+        };
+        OpenError::io(
+            vnl,
+            "connecting to the switch's data socket",
+            e,
+            Some(format!("the switch answered {shown}")),
+        )
+    })?;
+    ctl.set_read_timeout(None)
+        .map_err(|e| OpenError::io(vnl, "clearing the control stream timeout", e, None))?;
+    let data: OwnedFd = data.into();
+    let ctl: OwnedFd = ctl.into();
+    let mut link = Link::null(vnl);
+    link.framing = Framing::Datagram;
+    link.rx = Some(data);
+    link.send_to = SendTo::Connected;
+    link.ctl = Some(ctl);
+    Ok(link)
+}
+
+pub fn open(vnl: &str, spec: &VdeSpec) -> Result<Link, OpenError> {
+    match &spec.dir {
+        Some(given) => {
+            // The switch needs an absolute path for our data socket (it does not know our cwd).
+            let dir = std::fs::canonicalize(given).map_err(|e| {
+                let hint = match e.raw_os_error() {
+                    Some(libc::ENOENT) => format!(
+                        "no switch directory {}: start one with vde_switch -s {d} or vde_plug null:// switch://{d}",
+                        given.display(),
+                        d = given.display()
+                    ),
+                    _ => format!("resolving {}", given.display()),
+                };
+                OpenError::io(vnl, "finding the switch", e, Some(hint))
+            })?;
+            let (ctl, ctl_path, is_ctl) = connect_ctl(vnl, &dir, spec)?;
+            handshake(vnl, spec, &dir, ctl, &ctl_path, is_ctl)
+        }
+        None => {
+            for d in FALLBACK_SWITCHES {
+                if let Ok((ctl, ctl_path, is_ctl)) = connect_ctl(vnl, Path::new(d), spec) {
+                    return handshake(vnl, spec, Path::new(d), ctl, &ctl_path, is_ctl);
+                }
+            }
+            Err(OpenError::protocol(
+                vnl,
+                "finding the default switch",
+                format!("no switch answers at {}", FALLBACK_SWITCHES.join(" or ")),
+                Some("name the switch directory, e.g. vde:///tmp/myswitch".into()),
+            ))
+        }
+    }
+}
