@@ -364,11 +364,9 @@ class Proc:
                 text = f.read()
         except OSError:
             text = ""
-        return "%s exited with status %s: %s" % (
-            self.name,
-            self.p.returncode,
-            _last_line(text, "no message"),
-        )
+        rc = self.p.returncode
+        how = "was killed by signal %d" % -rc if rc is not None and rc < 0 else "exited with status %s" % rc
+        return "%s %s: %s" % (self.name, how, _last_line(text, "no message"))
 
     def stop(self):
         if self.p is None:
@@ -546,12 +544,12 @@ class Scenario:
             if ans["rc"] == 0:
                 break
             last = _last_line(ans["out"] + ans["err"], "no reply")
-            self._check_alive()
+            self.check_alive()
         else:
             raise ScenarioDown("connectivity check: ping %s -> %s failed 20 times (%s)" % (ADDR_B, ADDR_A, last))
         self.status = "ok"
 
-    def _check_alive(self):
+    def check_alive(self):
         for p in self.procs:
             if not p.alive():
                 raise ScenarioDown(p.why_dead())
@@ -674,7 +672,7 @@ def run_iperf(scn, args, client_opts, parse):
             ans = a.reap("srv", kill=True, timeout=3)
             raise BenchError("iperf3 server: not listening after 5 s (%s)" % _last_line(ans["err"] + ans["out"], "no message"))
         c0, t0 = scn.cpu_ticks(), time.monotonic()
-        argv = ["iperf3", "-c", ADDR_A, "-p", str(IPERF_PORT), "-J", "-t", str(args.duration), "-i", "0"]
+        argv = ["iperf3", "-c", ADDR_A, "-p", str(IPERF_PORT), "-J", "-t", str(args.duration), "-i", "0", "--connect-timeout", "3000"]
         ans = b.run(argv + client_opts, timeout=args.duration + 30, check=False)
         c1, t1 = scn.cpu_ticks(), time.monotonic()
     except BaseException:
@@ -784,6 +782,7 @@ def run_bench(args, scenarios):
                         "error": None,
                     }
                     try:
+                        s.check_alive()
                         rec["metrics"] = TEST_FUNCS[test](s, args)
                         log("round %d %-8s %-24s %s" % (rnd + 1, test, s.name, _brief(test, rec["metrics"])))
                     except ScenarioDown as e:
@@ -794,6 +793,12 @@ def run_bench(args, scenarios):
                     except BenchError as e:
                         rec["error"] = str(e)
                         log("round %d %-8s %-24s failed: %s" % (rnd + 1, test, s.name, e))
+                        try:
+                            s.check_alive()
+                        except ScenarioDown as down:
+                            s.status, s.reason = "failed", "after %s: %s" % (test, down)
+                            log("%-24s failed: %s (scenario stopped)" % (s.name, down))
+                            s.teardown()
                     except Exception as e:  # a harness bug: record it, go on with the others
                         rec["error"] = "internal error: %s: %s" % (type(e).__name__, e)
                         log("round %d %-8s %-24s failed: %s" % (rnd + 1, test, s.name, rec["error"]))

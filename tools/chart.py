@@ -66,11 +66,18 @@ def _text(x, y, s, size=12, anchor="start", weight="normal", fill="#222"):
     )
 
 
+def _has_data(result, scenario, test=None):
+    """Did any sample of SCENARIO (and TEST) succeed?"""
+    return any(r["metrics"] for r in result.get("samples", []) if r["scenario"] == scenario and (test is None or r["test"] == test))
+
+
 def render(result):
     baseline = result["meta"].get("baseline", "classic-ptp")
     scenarios = result["scenarios"]
     colors = {sc["name"]: PALETTE[i % len(PALETTE)] for i, sc in enumerate(scenarios)}
     tests = result["tests"]
+    # scenarios that never ran are listed once under the chart, not in every block
+    shown = [sc for sc in scenarios if sc["status"] == "ok" or _has_data(result, sc["name"])]
     blocks = []
     ratios = []
     for test, metric in METRICS:
@@ -80,7 +87,7 @@ def render(result):
         if minfo is None:
             continue
         rows = []
-        for sc in scenarios:
+        for sc in shown:
             st = result["summary"].get(sc["name"], {}).get(test, {}).get(metric)
             r = st.get("ratio_classic") if st else None
             if r is not None and r > 0:
@@ -131,10 +138,8 @@ def render(result):
             cy = y + ROW_H / 2.0
             out.append(_text(LABEL_W - 8, cy + 4, sc["name"], 11, anchor="end"))
             if st is None or r is None:
-                if sc["status"] == "not available":
-                    note = "not available"
-                elif sc["status"] != "ok":
-                    note = "failed"
+                if st is None and _has_data(result, sc["name"], test):
+                    note = "n/a (no forwarding process: kernel only)" if sc["name"] == "veth" else "n/a"
                 elif st is None:
                     note = "no data (every sample failed)"
                 else:
