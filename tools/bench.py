@@ -1147,6 +1147,27 @@ def self_test():
         except ImportError as e:
             check("chart import (%s)" % e, False)
 
+    # the control channel, with the agent run directly (no namespace)
+    with tempfile.TemporaryDirectory() as d:
+        ep = Endpoint("self-test agent", [], d)
+        try:
+            ep.start(timeout=10)
+            check("agent ready", ep.agent_pid == ep.pid)
+            ans = ep.run([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], timeout=10)
+            check("agent run", ans["rc"] == 0 and ans["out"] == "out\n" and ans["err"] == "err\n")
+            raises("agent run failing", lambda: ep.run(["false"], timeout=5))
+            raises("agent run timeout", lambda: ep.run(["sleep", "5"], timeout=0.3))
+            ep.spawn("bg", ["sleep", "30"])
+            ans = ep.wait_listen(1, "bg", timeout=0.2)
+            check("agent wait_listen (nothing listens on port 1)", not ans["ok"] and not ans["dead"])
+            ans = ep.reap("bg", kill=True, timeout=5)
+            check("agent kill", ans["rc"] == -signal.SIGTERM and not ans["timed_out"])
+            raises("agent unknown tag", lambda: ep.reap("nope", timeout=1))
+            ep.stop()
+            check("agent stopped and reaped", not ep.alive() and ep.p.returncode is not None)
+        finally:
+            ep.stop()
+
     passed = sum(1 for _, ok in results if ok)
     failed = len(results) - passed
     print("%d passed, %d failed" % (passed, failed))
