@@ -682,9 +682,9 @@ def run_iperf(scn, args, client_opts, parse):
             pass
         raise
     a.reap("srv", kill=False, timeout=10)
-    m = parse(ans["out"])
-    if ans["rc"] != 0 and not m:
-        raise BenchError("iperf3 client: exit status %s" % ans["rc"])
+    if not ans["out"].strip():
+        raise BenchError("iperf3 client: exit status %s, no JSON: %s" % (ans["rc"], _last_line(ans["err"], "no message")))
+    m = parse(ans["out"])  # raises with iperf3's own message when the test failed
     if c0 is not None:
         cpu = (c1 - c0) / CLK_TCK
         m["cpu_s"] = cpu
@@ -966,6 +966,25 @@ def markdown(result):
         "median with min..max over rounds; ratios are medians against `%s` and `%s`.\n\n"
         % (meta["started"], meta["host"], meta["kernel"], meta["cpus"], meta["rounds"], meta["duration_s"], BASELINE, KERNEL)
     )
+    # compact: one row per scenario, the headline metrics, "median (x classic)"
+    cols = [(t, m) for t, m in CHART_METRICS if t in result["tests"]]
+    units = {(t, m["name"]): m["unit"] for t, ti in result["tests"].items() for m in ti["metrics"]}
+    out.write("| scenario | " + " | ".join("%s %s" % (TESTS[t][0], units[(t, m)]) for t, m in cols) + " |\n")
+    out.write("|---|" + "---:|" * len(cols) + "\n")
+    for sc in result["scenarios"]:
+        cells = []
+        for t, m in cols:
+            st = result["summary"].get(sc["name"], {}).get(t, {}).get(m)
+            if not st:
+                cells.append("-")
+            elif st.get("ratio_classic") is None:
+                cells.append(_fmt(st["median"]))
+            else:
+                cells.append("%s (%sx)" % (_fmt(st["median"]), _fmt(st["ratio_classic"])))
+        if not any(c != "-" for c in cells):
+            cells = [(_status_text(sc) or "no data").replace("|", "/")] + [""] * (len(cols) - 1)
+        out.write("| %s | %s |\n" % (sc["name"], " | ".join(cells)))
+    out.write("\nAll metrics, with spread:\n\n")
     out.write("| scenario | test | metric | median | min..max | x classic | x veth |\n")
     out.write("|---|---|---|---:|---:|---:|---:|\n")
     for sc in result["scenarios"]:
@@ -1197,6 +1216,7 @@ def parse_args(argv):
     ap.add_argument("--json", metavar="FILE", help="write all samples + summary as JSON")
     ap.add_argument("--csv", metavar="FILE", help="write the summary as CSV")
     ap.add_argument("--markdown", metavar="FILE", help="write the summary as a Markdown table")
+    ap.add_argument("--report", metavar="JSON", help="do not measure: re-print (and --csv/--markdown) the results in JSON")
     ap.add_argument("--self-test", action="store_true", help="check parsers/statistics/outputs on canned data")
     ap.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1231,6 +1251,15 @@ def main(argv=None):
     args = parse_args(argv)
     if args.self_test:
         return self_test()
+    if args.report:
+        try:
+            with open(args.report) as f:
+                res = json.load(f)
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            log("bench: reading %s: %s (pass a file written by --json)" % (args.report, why))
+            return 1
+        return emit(res, args)
     if os.geteuid() != 0:
         log("note: not root; veth needs CAP_SYS_ADMIN for unshare -n (vdens scenarios work unprivileged)")
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -1243,6 +1272,10 @@ def main(argv=None):
         log("interrupted: everything started was stopped and removed")
         return 130
     res = build_result(args, scenarios, samples, started, time.time())
+    return emit(res, args)
+
+
+def emit(res, args):
     print(text_table(res))
     if args.json:
         with open(args.json, "w") as f:

@@ -186,7 +186,8 @@ def main(argv=None):
         with open(args.json) as f:
             result = json.load(f)
     except (OSError, ValueError) as e:
-        print("chart: reading %s: %s (pass a file written by bench.py --json)" % (args.json, e), file=sys.stderr)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print("chart: reading %s: %s (pass a file written by bench.py --json)" % (args.json, why), file=sys.stderr)
         return 1
     svg = render(result)
     with open(args.output, "w") as f:
