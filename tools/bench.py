@@ -365,7 +365,12 @@ class Proc:
         except OSError:
             text = ""
         rc = self.p.returncode
-        how = "was killed by signal %d" % -rc if rc is not None and rc < 0 else "exited with status %s" % rc
+        if rc is None:
+            how = "closed its control channel but is still running"
+        elif rc < 0:
+            how = "was killed by signal %d" % -rc
+        else:
+            how = "exited with status %d" % rc
         return "%s %s: %s" % (self.name, how, _last_line(text, "no message"))
 
     def stop(self):
@@ -430,7 +435,7 @@ class Endpoint(Proc):
                     continue
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    self.p.wait(timeout=5)
+                    self._settle()
                     raise ScenarioDown(self.why_dead())
                 self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
@@ -439,6 +444,13 @@ class Endpoint(Proc):
         except ValueError:
             raise ScenarioDown("%s: garbled agent answer %r" % (self.name, line[:80]))
 
+    def _settle(self):
+        """The control channel closed: give the process a moment to exit so its status is known."""
+        try:
+            self.p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
     def request(self, req, timeout):
         if not self.alive():
             raise ScenarioDown(self.why_dead())
@@ -446,7 +458,7 @@ class Endpoint(Proc):
             self.p.stdin.write((json.dumps(req) + "\n").encode())
             self.p.stdin.flush()
         except (BrokenPipeError, OSError):
-            self.p.wait(timeout=5)
+            self._settle()
             raise ScenarioDown(self.why_dead())
         ans = self._read_reply(timeout, req["op"])
         if "error" in ans:
@@ -804,9 +816,15 @@ def run_bench(args, scenarios):
                         log("round %d %-8s %-24s failed: %s" % (rnd + 1, test, s.name, rec["error"]))
                     samples.append(rec)
     finally:
-        for s in scenarios:
-            s.teardown()
-        ctx.cleanup()
+        # a second Ctrl-C must not cut the clean-up short (it is bounded: a few seconds a process)
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            for s in scenarios:
+                s.teardown()
+            ctx.cleanup()
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
     return samples
 
 
