@@ -1280,7 +1280,9 @@ def main(argv=None):
         return emit(res, args)
     if os.geteuid() != 0:
         log("note: not root; veth needs CAP_SYS_ADMIN for unshare -n (vdens scenarios work unprivileged)")
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt; clean-up on interrupt must not depend on how we were started
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     scenarios = [s for s in all_scenarios() if s.name in args.scenarios]
     started = time.time()
