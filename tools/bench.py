@@ -1,0 +1,1312 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: vdens-fast against classic vdens / vde_plug / vde_switch.
+
+Every scenario is two endpoints, "a" (10.99.0.1/24) and "b" (10.99.0.2/24), each a network
+namespace the harness creates itself (unshare -n, vdens, vdens-fast).  Inside each namespace runs
+a small agent (this same file with --agent) that reads one JSON request per line on stdin and
+answers one JSON line on stdout: that pipe is the control channel that sequences the tests.
+
+Tests run interleaved: for every round, for every test, each scenario in turn (the scenario order
+rotates each round), so drift on the machine hits all scenarios alike.
+
+Python 3.11 standard library only.  See tools/README.md.
+"""
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import platform
+import re
+import selectors
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+THIS = os.path.abspath(__file__)
+REPO = os.path.dirname(os.path.dirname(THIS))
+
+ADDR_A = "10.99.0.1"
+ADDR_B = "10.99.0.2"
+PREFIX = 24
+IPERF_PORT = 5201
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+BASELINE = "classic-ptp"
+KERNEL = "veth"
+
+# test name -> (label, list of (metric, unit, higher_is_better))
+TESTS = {
+    "tcp1": ("TCP 1 stream", [("gbps", "Gbit/s", True), ("cpu_s_per_gb", "CPU s/GB", False)]),
+    "tcp4": ("TCP 4 streams", [("gbps", "Gbit/s", True), ("cpu_s_per_gb", "CPU s/GB", False)]),
+    "udp64": (
+        "UDP 64 B",
+        [
+            ("kpps", "kpps", True),
+            ("gbps", "Gbit/s", True),
+            ("loss_pct", "loss %", False),
+            ("cpu_s_per_gb", "CPU s/GB", False),
+        ],
+    ),
+    "udp1400": (
+        "UDP 1400 B",
+        [
+            ("kpps", "kpps", True),
+            ("gbps", "Gbit/s", True),
+            ("loss_pct", "loss %", False),
+            ("cpu_s_per_gb", "CPU s/GB", False),
+        ],
+    ),
+    "ping": (
+        "ping RTT",
+        [("rtt_avg_ms", "avg ms", False), ("rtt_p99_ms", "p99 ms", False), ("loss_pct", "loss %", False)],
+    ),
+}
+
+# metrics drawn in the chart: (test, metric)
+CHART_METRICS = [
+    ("tcp1", "gbps"),
+    ("tcp4", "gbps"),
+    ("udp64", "kpps"),
+    ("udp1400", "gbps"),
+    ("ping", "rtt_avg_ms"),
+    ("ping", "rtt_p99_ms"),
+    ("tcp1", "cpu_s_per_gb"),
+    ("tcp4", "cpu_s_per_gb"),
+]
+
+
+class BenchError(Exception):
+    """A step of a scenario or test failed; the message is one line: what failed: why (hint)."""
+
+
+class ScenarioDown(BenchError):
+    """The scenario cannot run any more tests (an endpoint or forwarder died)."""
+
+
+# --------------------------------------------------------------------------------------------
+# agent: runs inside a namespace, driven over stdin/stdout
+# --------------------------------------------------------------------------------------------
+
+
+def agent_main():
+    procs = {}
+    out = sys.stdout
+
+    def reply(obj):
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    def collect(p):
+        outs = []
+        for f in (p.bench_out, p.bench_err):
+            f.seek(0)
+            outs.append(f.read().decode(errors="replace"))
+            f.close()
+        return outs
+
+    def listening(port):
+        want = ":%04X" % port
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(name) as f:
+                    next(f)
+                    for line in f:
+                        fields = line.split()
+                        if fields[1].endswith(want) and fields[3] == "0A":
+                            return True
+            except OSError:
+                pass
+        return False
+
+    reply({"ready": True, "pid": os.getpid()})
+    try:
+        for line in sys.stdin:
+            req = json.loads(line)
+            op = req.get("op")
+            try:
+                if op == "run":
+                    try:
+                        p = subprocess.run(
+                            req["argv"],
+                            stdin=subprocess.DEVNULL,
+                            capture_output=True,
+                            timeout=req.get("timeout", 30),
+                        )
+                        reply(
+                            {
+                                "rc": p.returncode,
+                                "out": p.stdout.decode(errors="replace"),
+                                "err": p.stderr.decode(errors="replace"),
+                            }
+                        )
+                    except subprocess.TimeoutExpired as e:
+                        reply(
+                            {
+                                "rc": None,
+                                "timed_out": True,
+                                "out": (e.stdout or b"").decode(errors="replace"),
+                                "err": (e.stderr or b"").decode(errors="replace"),
+                            }
+                        )
+                elif op == "spawn":
+                    o, e = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+                    p = subprocess.Popen(req["argv"], stdin=subprocess.DEVNULL, stdout=o, stderr=e)
+                    p.bench_out, p.bench_err = o, e
+                    procs[req["tag"]] = p
+                    reply({"pid": p.pid})
+                elif op in ("wait", "kill"):
+                    p = procs.pop(req["tag"])
+                    if op == "kill":
+                        p.terminate()
+                    try:
+                        rc = p.wait(timeout=req.get("timeout", 10))
+                        timed_out = False
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        rc = p.wait()
+                        timed_out = True
+                    o, e = collect(p)
+                    reply({"rc": rc, "timed_out": timed_out, "out": o, "err": e})
+                elif op == "wait_listen":
+                    deadline = time.monotonic() + req.get("timeout", 5)
+                    ok = listening(req["port"])
+                    while not ok and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                        ok = listening(req["port"])
+                    p = procs.get(req.get("tag"))
+                    dead = p is not None and p.poll() is not None
+                    reply({"ok": ok, "dead": dead})
+                elif op == "exit":
+                    reply({"bye": True})
+                    break
+                else:
+                    reply({"error": "unknown op %r" % op})
+            except Exception as e:  # report, keep serving
+                reply({"error": "%s: %s" % (type(e).__name__, e)})
+    finally:
+        for p in procs.values():
+            try:
+                p.kill()
+                p.wait(timeout=5)
+            except Exception:
+                pass
+
+
+# --------------------------------------------------------------------------------------------
+# parsers and statistics (pure; covered by --self-test)
+# --------------------------------------------------------------------------------------------
+
+
+def parse_iperf_tcp(text):
+    """iperf3 -J client output of a TCP test -> metrics (receiver side = delivered)."""
+    d = _iperf_json(text)
+    end = d.get("end", {})
+    recv = end.get("sum_received")
+    if not recv or not recv.get("seconds"):
+        raise BenchError("iperf3 TCP result: no end.sum_received in the JSON (test did not finish)")
+    sent = end.get("sum_sent", {})
+    return {
+        "gbps": recv["bits_per_second"] / 1e9,
+        "bytes": recv["bytes"],
+        "seconds": recv["seconds"],
+        "retransmits": sent.get("retransmits"),
+    }
+
+
+def parse_iperf_udp(text):
+    """iperf3 -u -J client output -> delivered pps, Gbit/s (payload), loss % (vs packets sent)."""
+    d = _iperf_json(text)
+    end = d.get("end", {})
+    recv = end.get("sum_received")
+    sent = end.get("sum_sent")
+    if not recv or not sent or not recv.get("seconds"):
+        raise BenchError("iperf3 UDP result: no end.sum_received/sum_sent in the JSON (test did not finish)")
+    delivered = recv["packets"] - recv["lost_packets"]
+    sent_pk = sent["packets"]
+    loss = 100.0 * (1.0 - delivered / sent_pk) if sent_pk else 100.0
+    secs = recv["seconds"]
+    return {
+        "kpps": delivered / secs / 1e3,
+        "gbps": recv["bytes"] * 8 / secs / 1e9,
+        "loss_pct": max(0.0, loss),
+        "bytes": recv["bytes"],
+        "seconds": secs,
+        "sent_packets": sent_pk,
+        "jitter_ms": recv.get("jitter_ms"),
+    }
+
+
+def _iperf_json(text):
+    try:
+        d = json.loads(text)
+    except ValueError:
+        raise BenchError("iperf3 result: output is not JSON (%s)" % _last_line(text, "empty output"))
+    if not isinstance(d, dict):
+        raise BenchError("iperf3 result: output is not a JSON object")
+    if d.get("error"):
+        raise BenchError("iperf3: %s" % d["error"])
+    return d
+
+
+_PING_TIME = re.compile(r"icmp_seq=\d+ .*time=([0-9.]+) ms")
+_PING_SUM = re.compile(r"(\d+) packets transmitted, (\d+) received")
+
+
+def parse_ping(text):
+    """ping output (one line per reply) -> avg, p99, min, max RTT in ms and loss %."""
+    rtts = [float(m.group(1)) for m in _PING_TIME.finditer(text)]
+    m = _PING_SUM.search(text)
+    if not rtts:
+        raise BenchError("ping: no replies (%s)" % _last_line(text, "no output"))
+    tx = int(m.group(1)) if m else len(rtts)
+    rx = int(m.group(2)) if m else len(rtts)
+    return {
+        "rtt_avg_ms": statistics.fmean(rtts),
+        "rtt_p99_ms": percentile(rtts, 99),
+        "rtt_min_ms": min(rtts),
+        "rtt_max_ms": max(rtts),
+        "loss_pct": 100.0 * (tx - rx) / tx if tx else 100.0,
+        "replies": len(rtts),
+    }
+
+
+def parse_proc_stat(text):
+    """/proc/PID/stat -> (ppid, utime+stime in ticks).  comm may hold spaces and parens."""
+    rest = text[text.rindex(")") + 2 :].split()
+    # fields after comm: state(3) ppid(4) ... utime(14) stime(15); rest[0] is field 3
+    return int(rest[1]), int(rest[11]) + int(rest[12])
+
+
+def percentile(values, p):
+    """Nearest-rank percentile (p in 0..100)."""
+    s = sorted(values)
+    if not s:
+        return None
+    k = max(1, math.ceil(p / 100.0 * len(s)))
+    return s[k - 1]
+
+
+def summarize(values):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    vals.sort()
+    if len(vals) >= 2:
+        q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
+    else:
+        q1 = q3 = vals[0]
+    return {
+        "n": len(vals),
+        "median": statistics.median(vals),
+        "min": vals[0],
+        "max": vals[-1],
+        "q1": q1,
+        "q3": q3,
+    }
+
+
+def ratio(x, base):
+    if x is None or base is None or base == 0:
+        return None
+    return x / base
+
+
+def _last_line(text, default):
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else default
+
+
+# --------------------------------------------------------------------------------------------
+# processes: endpoints (agent in a namespace) and forwarders (vde_switch, vde_plug)
+# --------------------------------------------------------------------------------------------
+
+
+class Proc:
+    """A process in its own session (so the whole group can be killed), stderr to a log file."""
+
+    def __init__(self, name, argv, workdir, keep_stdin=False):
+        self.name = name
+        self.argv = argv
+        self.log = os.path.join(workdir, "%s.log" % name.replace(" ", "_"))
+        self.p = None
+        self.keep_stdin = keep_stdin
+
+    def start(self):
+        exe = shutil.which(self.argv[0])
+        if exe is None:
+            raise ScenarioDown("%s: %s not found (install it or fix PATH)" % (self.name, self.argv[0]))
+        with open(self.log, "wb") as log:
+            self.p = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE if self.keep_stdin else subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def why_dead(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        rc = self.p.returncode
+        if rc is None:
+            how = "closed its control channel but is still running"
+        elif rc < 0:
+            how = "was killed by signal %d" % -rc
+        else:
+            how = "exited with status %d" % rc
+        return "%s %s: %s" % (self.name, how, _last_line(text, "no message"))
+
+    def stop(self):
+        if self.p is None:
+            return
+        if self.p.stdin:
+            try:
+                self.p.stdin.close()
+            except OSError:
+                pass
+        for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 3)):
+            try:
+                os.killpg(self.p.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.p.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # the group may outlive its leader (agent children): make sure it is gone
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Endpoint(Proc):
+    """LAUNCHER... python3 bench.py --agent: the agent runs inside the namespace LAUNCHER made."""
+
+    def __init__(self, name, launcher, workdir):
+        super().__init__(name, launcher + [sys.executable, THIS, "--agent"], workdir)
+        self.buf = b""
+        self.agent_pid = None
+
+    def start(self, timeout=15):
+        exe = shutil.which(self.argv[0])
+        if exe is None:
+            raise ScenarioDown("%s: %s not found (build/install it, or pass --vdens/--vdens-fast PATH)" % (self.name, self.argv[0]))
+        with open(self.log, "wb") as log:
+            self.p = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
+        os.set_blocking(self.p.stdout.fileno(), False)
+        hello = self._read_reply(timeout, "start")
+        self.agent_pid = hello["pid"]
+
+    def _read_reply(self, timeout, what):
+        deadline = time.monotonic() + timeout
+        fd = self.p.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self.buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ScenarioDown("%s: no answer to %s within %.0f s (agent hung; see %s)" % (self.name, what, timeout, self.log))
+                if not sel.select(left):
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    self._settle()
+                    raise ScenarioDown(self.why_dead())
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise ScenarioDown("%s: garbled agent answer %r" % (self.name, line[:80]))
+
+    def _settle(self):
+        """The control channel closed: give the process a moment to exit so its status is known."""
+        try:
+            self.p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def request(self, req, timeout):
+        if not self.alive():
+            raise ScenarioDown(self.why_dead())
+        try:
+            self.p.stdin.write((json.dumps(req) + "\n").encode())
+            self.p.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._settle()
+            raise ScenarioDown(self.why_dead())
+        ans = self._read_reply(timeout, req["op"])
+        if "error" in ans:
+            raise BenchError("%s: agent %s failed: %s" % (self.name, req["op"], ans["error"]))
+        return ans
+
+    def run(self, argv, timeout=20, check=True):
+        ans = self.request({"op": "run", "argv": argv, "timeout": timeout}, timeout + 10)
+        if ans.get("timed_out"):
+            raise BenchError("%s: %s: timed out after %s s" % (self.name, " ".join(argv), timeout))
+        if check and ans["rc"] != 0:
+            raise BenchError(
+                "%s: %s: exit status %s: %s" % (self.name, " ".join(argv), ans["rc"], _last_line(ans["err"] or ans["out"], "no message"))
+            )
+        return ans
+
+    def spawn(self, tag, argv):
+        return self.request({"op": "spawn", "tag": tag, "argv": argv}, 10)
+
+    def reap(self, tag, kill=False, timeout=10):
+        return self.request({"op": "kill" if kill else "wait", "tag": tag, "timeout": timeout}, timeout + 10)
+
+    def wait_listen(self, port, tag, timeout=5):
+        return self.request({"op": "wait_listen", "port": port, "tag": tag, "timeout": timeout}, timeout + 10)
+
+    def stop(self):
+        if self.alive():
+            try:
+                self.request({"op": "exit"}, 3)
+            except BenchError:
+                pass
+        super().stop()
+
+
+def proc_table():
+    """pid -> (ppid, cpu ticks) for every process visible now."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                table[int(name)] = parse_proc_stat(f.read())
+        except (OSError, ValueError, IndexError):
+            pass
+    return table
+
+
+def forwarder_ticks(roots, exclude):
+    """CPU ticks (utime+stime, all threads) of the process trees under ROOTS, minus the subtrees
+    rooted at EXCLUDE (the agents and the test programs they run)."""
+    table = proc_table()
+    children = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, seen = 0, set()
+    stack = [r for r in roots if r in table]
+    while stack:
+        pid = stack.pop()
+        if pid in seen or pid in exclude:
+            continue
+        seen.add(pid)
+        total += table[pid][1]
+        stack.extend(children.get(pid, []))
+    return total, sorted(seen)
+
+
+# --------------------------------------------------------------------------------------------
+# scenarios
+# --------------------------------------------------------------------------------------------
+
+
+class Scenario:
+    def __init__(self, name, label, build=None, na=None):
+        self.name = name
+        self.label = label
+        self.build = build  # function(scenario, ctx) that starts a, b, forwarders
+        self.na = na  # reason it is not available yet
+        self.status = "not available" if na else "pending"
+        self.reason = na
+        self.a = self.b = None
+        self.procs = []  # everything to stop, in order
+        self.roots = []  # pids whose trees are forwarders
+        self.workdir = None
+
+    def setup(self, ctx):
+        self.workdir = tempfile.mkdtemp(prefix="%s." % self.name, dir=ctx.workdir)
+        self.build(self, ctx)
+        if not self.a.alive() or not self.b.alive():
+            raise ScenarioDown("endpoint died during set-up")
+        # first frames: ARP + tap bring-up can take a moment
+        last = None
+        for _ in range(20):
+            ans = self.b.run(["ping", "-n", "-c", "1", "-W", "1", ADDR_A], timeout=5, check=False)
+            if ans["rc"] == 0:
+                break
+            last = _last_line(ans["out"] + ans["err"], "no reply")
+            self.check_alive()
+        else:
+            raise ScenarioDown("connectivity check: ping %s -> %s failed 20 times (%s)" % (ADDR_B, ADDR_A, last))
+        self.status = "ok"
+
+    def check_alive(self):
+        for p in self.procs:
+            if not p.alive():
+                raise ScenarioDown(p.why_dead())
+
+    def cpu_ticks(self):
+        if not self.roots:
+            return None
+        ticks, _ = forwarder_ticks(self.roots, {self.a.agent_pid, self.b.agent_pid})
+        return ticks
+
+    def teardown(self):
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception:
+                pass
+        self.procs = []
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _endpoint(scn, name, launcher, iface, addr):
+    ep = Endpoint("%s %s" % (scn.name, name), launcher, scn.workdir)
+    scn.procs.append(ep)
+    ep.start()
+    ep.run(["ip", "link", "set", "lo", "up"])
+    if iface:
+        _addr(ep, iface, addr)
+    return ep
+
+
+def _addr(ep, iface, addr):
+    ep.run(["ip", "addr", "add", "%s/%d" % (addr, PREFIX), "dev", iface])
+    ep.run(["ip", "link", "set", iface, "up"])
+
+
+def _wait_path(proc, path, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if not proc.alive():
+            raise ScenarioDown(proc.why_dead())
+        if time.monotonic() > deadline:
+            raise ScenarioDown("%s: %s did not appear within %d s" % (proc.name, path, timeout))
+        time.sleep(0.05)
+
+
+def build_veth(scn, ctx):
+    scn.a = _endpoint(scn, "a", ["unshare", "-n"], None, None)
+    scn.b = _endpoint(scn, "b", ["unshare", "-n"], None, None)
+    # created inside a, peer moved straight into b: the host namespace never sees it
+    scn.a.run(["ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", str(scn.b.agent_pid)])
+    _addr(scn.a, "veth0", ADDR_A)
+    _addr(scn.b, "veth1", ADDR_B)
+
+
+def _vdens_pair(launcher_a, launcher_b, vnl):
+    def build(scn, ctx):
+        v = vnl(scn)
+        scn.a = _endpoint(scn, "a", ctx.launcher(launcher_a) + [v], "vde0", ADDR_A)
+        scn.b = _endpoint(scn, "b", ctx.launcher(launcher_b) + [v], "vde0", ADDR_B)
+        scn.roots += [scn.a.pid, scn.b.pid]
+
+    return build
+
+
+def _ptp(scn):
+    return "ptp://" + os.path.join(scn.workdir, "ptp")
+
+
+def _vde(scn):
+    return "vde://" + os.path.join(scn.workdir, "sw")
+
+
+def build_vdeplug_switch(scn, ctx):
+    sw = os.path.join(scn.workdir, "sw")
+    p = Proc("%s vde_plug" % scn.name, ["vde_plug", "null://", "switch://" + sw], scn.workdir)
+    scn.procs.append(p)
+    p.start()
+    _wait_path(p, os.path.join(sw, "ctl"))
+    scn.roots.append(p.pid)
+    _vdens_pair("vdens", "vdens", _vde)(scn, ctx)
+
+
+def build_vde2_switch(scn, ctx):
+    sw = os.path.join(scn.workdir, "sw")
+    # vde_switch exits on EOF of its console (stdin): keep a pipe open for its lifetime
+    p = Proc("%s vde_switch" % scn.name, ["vde_switch", "-s", sw], scn.workdir, keep_stdin=True)
+    scn.procs.append(p)
+    p.start()
+    _wait_path(p, os.path.join(sw, "ctl"))
+    scn.roots.append(p.pid)
+    _vdens_pair("vdens", "vdens", _vde)(scn, ctx)
+
+
+def all_scenarios():
+    return [
+        Scenario("veth", "veth pair (kernel only)", build_veth),
+        Scenario("classic-ptp", "vdens <-> vdens, ptp://", _vdens_pair("vdens", "vdens", _ptp)),
+        Scenario("classic-vdeplug-switch", "vdens <-> vdens, vde_plug switch://", build_vdeplug_switch),
+        Scenario("classic-vde2-switch", "vdens <-> vdens, vde2 vde_switch", build_vde2_switch),
+        Scenario("fast-ptp", "vdens-fast <-> vdens-fast, ptp://", _vdens_pair("vdens-fast", "vdens-fast", _ptp)),
+        Scenario("mixed-ptp", "vdens-fast <-> vdens, ptp://", _vdens_pair("vdens-fast", "vdens", _ptp)),
+        Scenario("fast-switch", "vdens-fast switch", na="vdens-fast switch not implemented yet"),
+        Scenario("vdeplug-fast-switch", "vdeplug-fast switch", na="vdeplug-fast switch not implemented yet"),
+        Scenario("nat-router", "NAT router", na="NAT router scenario not implemented yet"),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# tests
+# --------------------------------------------------------------------------------------------
+
+
+def run_iperf(scn, args, client_opts, parse):
+    a, b = scn.a, scn.b
+    a.spawn("srv", ["iperf3", "-s", "-1", "-B", ADDR_A, "-p", str(IPERF_PORT)])
+    try:
+        ready = a.wait_listen(IPERF_PORT, "srv", timeout=5)
+        if not ready["ok"]:
+            ans = a.reap("srv", kill=True, timeout=3)
+            raise BenchError("iperf3 server: not listening after 5 s (%s)" % _last_line(ans["err"] + ans["out"], "no message"))
+        c0, t0 = scn.cpu_ticks(), time.monotonic()
+        argv = ["iperf3", "-c", ADDR_A, "-p", str(IPERF_PORT), "-J", "-t", str(args.duration), "-i", "0", "--connect-timeout", "3000"]
+        ans = b.run(argv + client_opts, timeout=args.duration + 30, check=False)
+        c1, t1 = scn.cpu_ticks(), time.monotonic()
+    except BaseException:
+        try:
+            a.reap("srv", kill=True, timeout=3)
+        except BaseException:
+            pass
+        raise
+    a.reap("srv", kill=False, timeout=10)
+    if not ans["out"].strip():
+        raise BenchError("iperf3 client: exit status %s, no JSON: %s" % (ans["rc"], _last_line(ans["err"], "no message")))
+    m = parse(ans["out"])  # raises with iperf3's own message when the test failed
+    if c0 is not None:
+        cpu = (c1 - c0) / CLK_TCK
+        m["cpu_s"] = cpu
+        m["cpu_cores"] = cpu / (t1 - t0)
+        m["cpu_s_per_gb"] = cpu / (m["bytes"] / 1e9) if m["bytes"] else None
+    return m
+
+
+def test_tcp(streams):
+    def run(scn, args):
+        return run_iperf(scn, args, ["-P", str(streams)], parse_iperf_tcp)
+
+    return run
+
+
+def test_udp(length):
+    def run(scn, args):
+        return run_iperf(scn, args, ["-u", "-b", "0", "-l", str(length)], parse_iperf_udp)
+
+    return run
+
+
+def test_ping(scn, args):
+    count = args.ping_count
+    ans = scn.b.run(["ping", "-n", "-i", "0.01", "-W", "1", "-c", str(count), ADDR_A], timeout=count * 0.05 + 20, check=False)
+    return parse_ping(ans["out"] + ans["err"])
+
+
+TEST_FUNCS = {
+    "tcp1": test_tcp(1),
+    "tcp4": test_tcp(4),
+    "udp64": test_udp(64),
+    "udp1400": test_udp(1400),
+    "ping": test_ping,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+
+
+class Context:
+    def __init__(self, args):
+        self.args = args
+        self.workdir = tempfile.mkdtemp(prefix="vdens-bench.%d." % os.getpid())
+
+    def launcher(self, which):
+        return [self.args.vdens_fast] if which == "vdens-fast" else [self.args.vdens]
+
+    def cleanup(self):
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_bench(args, scenarios):
+    ctx = Context(args)
+    samples = []
+    try:
+        active = []
+        for s in scenarios:
+            if s.na:
+                log("%-24s not available: %s" % (s.name, s.na))
+                continue
+            log("%-24s setting up ..." % s.name)
+            try:
+                s.setup(ctx)
+                active.append(s)
+                log("%-24s ready" % s.name)
+            except BenchError as e:
+                s.status, s.reason = "failed", str(e)
+                log("%-24s failed: %s" % (s.name, e))
+                s.teardown()
+            except Exception as e:  # a harness bug must not stop the other scenarios
+                s.status, s.reason = "failed", "set-up: internal error: %s: %s" % (type(e).__name__, e)
+                log("%-24s failed: %s" % (s.name, s.reason))
+                s.teardown()
+        for rnd in range(args.rounds):
+            k = rnd % len(active) if active else 0
+            order = active[k:] + active[:k]
+            for test in args.tests:
+                for s in order:
+                    if s.status != "ok":
+                        continue
+                    rec = {
+                        "round": rnd + 1,
+                        "scenario": s.name,
+                        "test": test,
+                        "time": time.time(),
+                        "loadavg": _loadavg(),
+                        "metrics": None,
+                        "error": None,
+                    }
+                    try:
+                        s.check_alive()
+                        rec["metrics"] = TEST_FUNCS[test](s, args)
+                        log("round %d %-8s %-24s %s" % (rnd + 1, test, s.name, _brief(test, rec["metrics"])))
+                    except ScenarioDown as e:
+                        rec["error"] = str(e)
+                        s.status, s.reason = "failed", "during %s: %s" % (test, e)
+                        log("round %d %-8s %-24s failed: %s (scenario stopped)" % (rnd + 1, test, s.name, e))
+                        s.teardown()
+                    except BenchError as e:
+                        rec["error"] = str(e)
+                        log("round %d %-8s %-24s failed: %s" % (rnd + 1, test, s.name, e))
+                        try:
+                            s.check_alive()
+                        except ScenarioDown as down:
+                            s.status, s.reason = "failed", "after %s: %s" % (test, down)
+                            log("%-24s failed: %s (scenario stopped)" % (s.name, down))
+                            s.teardown()
+                    except Exception as e:  # a harness bug: record it, go on with the others
+                        rec["error"] = "internal error: %s: %s" % (type(e).__name__, e)
+                        log("round %d %-8s %-24s failed: %s" % (rnd + 1, test, s.name, rec["error"]))
+                    samples.append(rec)
+    finally:
+        # a second Ctrl-C must not cut the clean-up short (it is bounded: a few seconds a process)
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            for s in scenarios:
+                s.teardown()
+            ctx.cleanup()
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+    return samples
+
+
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _brief(test, m):
+    keys = [k for k, _, _ in TESTS[test][1]]
+    return "  ".join("%s=%s" % (k, _fmt(m.get(k))) for k in keys)
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        if abs(v) >= 100:
+            return "%.0f" % v
+        if abs(v) >= 10:
+            return "%.1f" % v
+        if abs(v) >= 0.01:
+            return "%.3g" % v
+        return "%.2g" % v
+    return str(v)
+
+
+def build_result(args, scenarios, samples, started, ended):
+    summary = {}
+    for s in scenarios:
+        summary[s.name] = {}
+        for test in args.tests:
+            summary[s.name][test] = {}
+            recs = [r for r in samples if r["scenario"] == s.name and r["test"] == test]
+            ok = [r["metrics"] for r in recs if r["metrics"]]
+            for metric, _, _ in TESTS[test][1]:
+                st = summarize([m.get(metric) for m in ok])
+                if st:
+                    st["errors"] = sum(1 for r in recs if r["error"])
+                summary[s.name][test][metric] = st
+    for s in scenarios:
+        for test in args.tests:
+            for metric, _, _ in TESTS[test][1]:
+                st = summary[s.name][test][metric]
+                if not st:
+                    continue
+                for key, base in (("ratio_classic", BASELINE), ("ratio_veth", KERNEL)):
+                    b = summary.get(base, {}).get(test, {}).get(metric)
+                    st[key] = ratio(st["median"], b["median"]) if b else None
+    return {
+        "meta": {
+            "tool": "vdens-fast tools/bench.py",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)),
+            "host": platform.node(),
+            "kernel": platform.release(),
+            "cpus": os.cpu_count(),
+            "rounds": args.rounds,
+            "duration_s": args.duration,
+            "ping_count": args.ping_count,
+            "quick": args.quick,
+            "baseline": BASELINE,
+            "kernel_reference": KERNEL,
+            "vdens": shutil.which(args.vdens) or args.vdens,
+            "vdens_fast": args.vdens_fast,
+            "iperf3": _version(["iperf3", "--version"]),
+            "loadavg_end": _loadavg(),
+        },
+        "tests": {t: {"label": TESTS[t][0], "metrics": [{"name": m, "unit": u, "higher_is_better": h} for m, u, h in TESTS[t][1]]} for t in args.tests},
+        "scenarios": [{"name": s.name, "label": s.label, "status": s.status, "reason": s.reason} for s in scenarios],
+        "samples": samples,
+        "summary": summary,
+    }
+
+
+def _version(argv):
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=5, text=True)
+        return _last_line(p.stdout.splitlines()[0] if p.stdout else "", "?")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _status_text(sc):
+    if sc["status"] == "ok":
+        return None
+    if sc["status"] == "not available":
+        return "not available"
+    return "failed: %s" % sc["reason"]
+
+
+def rows(result):
+    """Long-form summary rows shared by the text, CSV and Markdown outputs."""
+    out = []
+    for sc in result["scenarios"]:
+        for test, tinfo in result["tests"].items():
+            for m in tinfo["metrics"]:
+                st = result["summary"].get(sc["name"], {}).get(test, {}).get(m["name"])
+                out.append({"scenario": sc["name"], "test": test, "metric": m["name"], "unit": m["unit"], "higher_is_better": m["higher_is_better"], "status": sc["status"], "reason": sc["reason"], "stats": st})
+    return out
+
+
+def text_table(result):
+    lines = []
+    hdr = "%-24s %-8s %-12s %10s %21s %21s %9s %9s" % ("scenario", "test", "metric", "median", "min..max", "IQR", "x classic", "x veth")
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    for sc in result["scenarios"]:
+        st_text = _status_text(sc)
+        if st_text and not any(r["stats"] for r in rows(result) if r["scenario"] == sc["name"]):
+            lines.append("%-24s %s" % (sc["name"], st_text))
+            continue
+        for r in rows(result):
+            if r["scenario"] != sc["name"]:
+                continue
+            st = r["stats"]
+            if not st:
+                lines.append("%-24s %-8s %-12s %10s" % (r["scenario"], r["test"], r["unit"], "-"))
+                continue
+            lines.append(
+                "%-24s %-8s %-12s %10s %21s %21s %9s %9s"
+                % (
+                    r["scenario"],
+                    r["test"],
+                    r["unit"],
+                    _fmt(st["median"]),
+                    "%s..%s" % (_fmt(st["min"]), _fmt(st["max"])),
+                    "%s..%s" % (_fmt(st["q1"]), _fmt(st["q3"])),
+                    _fmt(st.get("ratio_classic")),
+                    _fmt(st.get("ratio_veth")),
+                )
+            )
+        if st_text:
+            lines.append("%-24s %s" % (sc["name"], st_text))
+    return "\n".join(lines)
+
+
+def write_csv(result, path):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["scenario", "status", "test", "metric", "unit", "higher_is_better", "n", "errors", "median", "min", "max", "q1", "q3", "ratio_classic", "ratio_veth", "reason"])
+        for r in rows(result):
+            st = r["stats"] or {}
+            w.writerow([r["scenario"], r["status"], r["test"], r["metric"], r["unit"], int(r["higher_is_better"])] + [st.get(k, "") if st.get(k) is not None else "" for k in ("n", "errors", "median", "min", "max", "q1", "q3", "ratio_classic", "ratio_veth")] + [r["reason"] or ""])
+
+
+def markdown(result):
+    meta = result["meta"]
+    out = io.StringIO()
+    out.write(
+        "Measured %s on %s (kernel %s, %s CPUs), %s round(s) x %s s per test, interleaved; "
+        "median with min..max over rounds; ratios are medians against `%s` and `%s`.\n\n"
+        % (meta["started"], meta["host"], meta["kernel"], meta["cpus"], meta["rounds"], meta["duration_s"], BASELINE, KERNEL)
+    )
+    # compact: one row per scenario, the headline metrics, "median (x classic)"
+    cols = [(t, m) for t, m in CHART_METRICS if t in result["tests"]]
+    units = {(t, m["name"]): m["unit"] for t, ti in result["tests"].items() for m in ti["metrics"]}
+    out.write("| scenario | " + " | ".join("%s %s" % (TESTS[t][0], units[(t, m)]) for t, m in cols) + " |\n")
+    out.write("|---|" + "---:|" * len(cols) + "\n")
+    for sc in result["scenarios"]:
+        cells = []
+        for t, m in cols:
+            st = result["summary"].get(sc["name"], {}).get(t, {}).get(m)
+            if not st:
+                cells.append("-")
+            elif st.get("ratio_classic") is None:
+                cells.append(_fmt(st["median"]))
+            else:
+                cells.append("%s (%sx)" % (_fmt(st["median"]), _fmt(st["ratio_classic"])))
+        if not any(c != "-" for c in cells):
+            cells = [(_status_text(sc) or "no data").replace("|", "/")] + [""] * (len(cols) - 1)
+        out.write("| %s | %s |\n" % (sc["name"], " | ".join(cells)))
+    out.write("\nAll metrics, with spread:\n\n")
+    out.write("| scenario | test | metric | median | min..max | x classic | x veth |\n")
+    out.write("|---|---|---|---:|---:|---:|---:|\n")
+    for sc in result["scenarios"]:
+        st_text = _status_text(sc)
+        mine = [r for r in rows(result) if r["scenario"] == sc["name"]]
+        if not any(r["stats"] for r in mine):
+            out.write("| %s | | | %s | | | |\n" % (sc["name"], (st_text or "no data").replace("|", "/")))
+            continue
+        for r in mine:
+            st = r["stats"]
+            if not st:
+                continue
+            arrow = "higher is better" if r["higher_is_better"] else "lower is better"
+            out.write(
+                "| %s | %s | %s (%s) | %s | %s..%s | %s | %s |\n"
+                % (sc["name"], TESTS[r["test"]][0], r["unit"], arrow, _fmt(st["median"]), _fmt(st["min"]), _fmt(st["max"]), _fmt(st.get("ratio_classic")), _fmt(st.get("ratio_veth")))
+            )
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# self-test on canned data
+# --------------------------------------------------------------------------------------------
+
+CANNED_TCP = json.dumps(
+    {
+        "start": {},
+        "intervals": [],
+        "end": {
+            "sum_sent": {"start": 0, "end": 3.0, "seconds": 3.0, "bytes": 503775184, "bits_per_second": 1343400490.6, "retransmits": 7, "sender": True},
+            "sum_received": {"start": 0, "end": 3.0024, "seconds": 3.002404, "bytes": 503775184, "bits_per_second": 1342324841.02739, "sender": True},
+        },
+    }
+)
+CANNED_UDP = json.dumps(
+    {
+        "end": {
+            "sum": {"seconds": 2.000089, "bytes": 40358400, "lost_packets": 4794, "packets": 630600},
+            "sum_sent": {"start": 0, "end": 2.00003, "seconds": 2.00003, "bytes": 40358400, "bits_per_second": 161431178.5, "jitter_ms": 0, "lost_packets": 0, "packets": 630600, "lost_percent": 0, "sender": True},
+            "sum_received": {"start": 0, "end": 2.000089, "seconds": 2.000089, "bytes": 40051584, "bits_per_second": 160199207.1, "jitter_ms": 0.0019, "lost_packets": 4794, "packets": 630600, "lost_percent": 0.76, "sender": False},
+        }
+    }
+)
+CANNED_IPERF_ERR = '{"start": {}, "intervals": [], "end": {}, "error": "unable to connect to server: Connection refused"}'
+CANNED_PING = """PING 10.99.0.1 (10.99.0.1) 56(84) bytes of data.
+64 bytes from 10.99.0.1: icmp_seq=1 ttl=64 time=0.554 ms
+64 bytes from 10.99.0.1: icmp_seq=2 ttl=64 time=0.178 ms
+64 bytes from 10.99.0.1: icmp_seq=4 ttl=64 time=0.290 ms
+64 bytes from 10.99.0.1: icmp_seq=5 ttl=64 time=1.50 ms
+
+--- 10.99.0.1 ping statistics ---
+5 packets transmitted, 4 received, 20% packet loss, time 407ms
+rtt min/avg/max/mdev = 0.178/0.630/1.500/0.527 ms
+"""
+CANNED_PING_DEAD = """PING 10.99.0.1 (10.99.0.1) 56(84) bytes of data.
+From 10.99.0.2 icmp_seq=1 Destination Host Unreachable
+
+--- 10.99.0.1 ping statistics ---
+3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 406ms
+"""
+CANNED_STAT = "4242 (vdens (fast) x) S 4200 4242 4242 0 -1 4194560 120 0 0 0 250 75 3 1 20 0 3 0 1234 1000 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+
+
+def self_test():
+    results = []
+
+    def check(name, cond):
+        results.append((name, bool(cond)))
+        if not cond:
+            print("FAIL %s" % name)
+
+    def raises(name, fn, exc=BenchError):
+        try:
+            fn()
+        except exc:
+            check(name, True)
+        except Exception as e:
+            check(name + " (raised %s)" % type(e).__name__, False)
+        else:
+            check(name + " (no exception)", False)
+
+    near = lambda a, b, eps=1e-9: a is not None and abs(a - b) <= eps * max(1.0, abs(b))
+
+    t = parse_iperf_tcp(CANNED_TCP)
+    check("tcp gbps", near(t["gbps"], 1.34232484102739))
+    check("tcp bytes", t["bytes"] == 503775184)
+    check("tcp retransmits", t["retransmits"] == 7)
+    raises("tcp error json", lambda: parse_iperf_tcp(CANNED_IPERF_ERR))
+    raises("tcp not json", lambda: parse_iperf_tcp("iperf3: error - unable to connect"))
+    raises("tcp empty", lambda: parse_iperf_tcp(""))
+
+    u = parse_iperf_udp(CANNED_UDP)
+    check("udp kpps", near(u["kpps"], (630600 - 4794) / 2.000089 / 1e3))
+    check("udp gbps", near(u["gbps"], 40051584 * 8 / 2.000089 / 1e9))
+    check("udp loss", near(u["loss_pct"], 100.0 * 4794 / 630600))
+    raises("udp missing", lambda: parse_iperf_udp('{"end": {}}'))
+    raises("udp error json", lambda: parse_iperf_udp(CANNED_IPERF_ERR))
+
+    p = parse_ping(CANNED_PING)
+    check("ping avg", near(p["rtt_avg_ms"], (0.554 + 0.178 + 0.290 + 1.50) / 4))
+    check("ping p99", near(p["rtt_p99_ms"], 1.50))
+    check("ping min", near(p["rtt_min_ms"], 0.178))
+    check("ping loss", near(p["loss_pct"], 20.0))
+    raises("ping no replies", lambda: parse_ping(CANNED_PING_DEAD))
+
+    ppid, ticks = parse_proc_stat(CANNED_STAT)
+    check("stat ppid (comm with spaces/parens)", ppid == 4200)
+    check("stat utime+stime", ticks == 325)
+
+    check("percentile p99 of 100", percentile(list(range(1, 101)), 99) == 99)
+    check("percentile p50 of 4", percentile([4, 1, 3, 2], 50) == 2)
+    check("percentile p99 of 1", percentile([7.0], 99) == 7.0)
+    s = summarize([3.0, 1.0, 2.0, None, 10.0])
+    check("summary n", s["n"] == 4)
+    check("summary median", near(s["median"], 2.5))
+    check("summary min max", s["min"] == 1.0 and s["max"] == 10.0)
+    check("summary iqr", near(s["q1"], 1.75) and near(s["q3"], 4.75))
+    check("summary one", summarize([5.0])["q1"] == 5.0)
+    check("summary empty", summarize([None]) is None)
+    check("ratio", near(ratio(3.0, 1.5), 2.0) and ratio(1.0, 0) is None and ratio(None, 1.0) is None)
+
+    forest = {
+        10: (1, 5),
+        11: (10, 7),  # forwarder child (clone mode)
+        12: (10, 100),  # agent
+        13: (12, 1000),  # iperf3 under the agent
+        20: (1, 3),
+    }
+    orig = globals()["proc_table"]
+    try:
+        globals()["proc_table"] = lambda: forest
+        ticks, pids = forwarder_ticks([10, 20, 99], {12})
+    finally:
+        globals()["proc_table"] = orig
+    check("forwarder tree excludes agent subtree", ticks == 15 and pids == [10, 11, 20])
+
+    # a whole fake result through every output
+    class A:
+        rounds, duration, ping_count, quick = 2, 1, 10, True
+        tests = list(TESTS)
+        vdens, vdens_fast = "vdens", "target/release/vdens-fast"
+
+    scns = [Scenario("veth", "veth"), Scenario("classic-ptp", "classic"), Scenario("fast-ptp", "fast"), Scenario("nat-router", "nat", na="not implemented yet")]
+    scns[0].status = scns[1].status = "ok"
+    scns[2].status, scns[2].reason = "failed", "fast-ptp a exited with status 1: unknown VNL scheme 'ptp'"
+    samples = []
+    for rnd, f in ((1, 1.0), (2, 1.2)):
+        for name, k in (("veth", 10.0), ("classic-ptp", 1.0)):
+            samples.append({"round": rnd, "scenario": name, "test": "tcp1", "metrics": {"gbps": k * f, "cpu_s_per_gb": (2.0 / k) if name != "veth" else None, "bytes": 1}, "error": None})
+            samples.append({"round": rnd, "scenario": name, "test": "ping", "metrics": {"rtt_avg_ms": 0.3 / k * f, "rtt_p99_ms": 0.5 / k, "loss_pct": 0.0}, "error": None})
+    samples.append({"round": 1, "scenario": "classic-ptp", "test": "udp64", "metrics": None, "error": "iperf3: boom"})
+    res = build_result(A, scns, samples, 0, 1)
+    st = res["summary"]["veth"]["tcp1"]["gbps"]
+    check("result median", near(st["median"], 11.0))
+    check("result ratio classic", near(st["ratio_classic"], 10.0))
+    check("result ratio veth of veth", near(st["ratio_veth"], 1.0))
+    check("result lower-better ratio", near(res["summary"]["veth"]["ping"]["rtt_avg_ms"]["ratio_classic"], 0.1))
+    check("result no cpu for veth", res["summary"]["veth"]["tcp1"]["cpu_s_per_gb"] is None)
+    txt = text_table(res)
+    check("text shows failure reason", "failed: fast-ptp a exited" in txt and "not available" in txt)
+    md = markdown(res)
+    check("markdown has table rows", md.count("\n| veth |") >= 3 and "| fast-ptp | | | failed:" in md)
+    with tempfile.TemporaryDirectory() as d:
+        write_csv(res, os.path.join(d, "r.csv"))
+        with open(os.path.join(d, "r.csv")) as f:
+            rr = list(csv.DictReader(f))
+        check("csv rows", any(r["scenario"] == "veth" and r["metric"] == "gbps" and r["test"] == "tcp1" and near(float(r["median"]), 11.0) for r in rr))
+        try:
+            sys.path.insert(0, os.path.dirname(THIS))
+            import chart
+            import xml.etree.ElementTree as ET
+
+            svg = chart.render(res)
+            root = ET.fromstring(svg)
+            check("chart is svg", root.tag.endswith("svg"))
+            check("chart has bars and labels", svg.count("<rect") > 4 and "classic-ptp" in svg and "TCP 1 stream" in svg)
+            check("chart marks failed", "failed" in svg and "not available" in svg)
+            check("chart escapes text", "<'ptp'>" not in svg)
+        except ImportError as e:
+            check("chart import (%s)" % e, False)
+
+    # the control channel, with the agent run directly (no namespace)
+    with tempfile.TemporaryDirectory() as d:
+        ep = Endpoint("self-test agent", [], d)
+        try:
+            ep.start(timeout=10)
+            check("agent ready", ep.agent_pid == ep.pid)
+            ans = ep.run([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], timeout=10)
+            check("agent run", ans["rc"] == 0 and ans["out"] == "out\n" and ans["err"] == "err\n")
+            raises("agent run failing", lambda: ep.run(["false"], timeout=5))
+            raises("agent run timeout", lambda: ep.run(["sleep", "5"], timeout=0.3))
+            ep.spawn("bg", ["sleep", "30"])
+            ans = ep.wait_listen(1, "bg", timeout=0.2)
+            check("agent wait_listen (nothing listens on port 1)", not ans["ok"] and not ans["dead"])
+            ans = ep.reap("bg", kill=True, timeout=5)
+            check("agent kill", ans["rc"] == -signal.SIGTERM and not ans["timed_out"])
+            raises("agent unknown tag", lambda: ep.reap("nope", timeout=1))
+            ep.stop()
+            check("agent stopped and reaped", not ep.alive() and ep.p.returncode is not None)
+        finally:
+            ep.stop()
+
+    passed = sum(1 for _, ok in results if ok)
+    failed = len(results) - passed
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    names = [s.name for s in all_scenarios()]
+    ap = argparse.ArgumentParser(
+        description="Side-by-side benchmark of vdens-fast against classic vdens/vde_plug/vde_switch, "
+        "each scenario in network namespaces of its own.",
+        epilog="scenarios: %s; tests: %s" % (", ".join(names), ", ".join(TESTS)),
+    )
+    ap.add_argument("--quick", action="store_true", help="short run: 1 round, 2 s per test, 50 pings")
+    ap.add_argument("--rounds", type=int, help="rounds (default 3)")
+    ap.add_argument("--duration", type=int, help="seconds per throughput test (default 5)")
+    ap.add_argument("--ping-count", type=int, help="pings per RTT test (default 200)")
+    ap.add_argument("--scenarios", help="comma list (default: all)")
+    ap.add_argument("--tests", help="comma list (default: all)")
+    ap.add_argument("--vdens", default="vdens", help="classic vdens (default: vdens from PATH)")
+    ap.add_argument("--vdens-fast", default=os.path.join(REPO, "target", "release", "vdens-fast"), help="vdens-fast binary (default: target/release/vdens-fast)")
+    ap.add_argument("--json", metavar="FILE", help="write all samples + summary as JSON")
+    ap.add_argument("--csv", metavar="FILE", help="write the summary as CSV")
+    ap.add_argument("--markdown", metavar="FILE", help="write the summary as a Markdown table")
+    ap.add_argument("--report", metavar="JSON", help="do not measure: re-print (and --csv/--markdown) the results in JSON")
+    ap.add_argument("--self-test", action="store_true", help="check parsers/statistics/outputs on canned data")
+    ap.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    q = args.quick
+    args.rounds = args.rounds if args.rounds is not None else (1 if q else 3)
+    args.duration = args.duration if args.duration is not None else (2 if q else 5)
+    args.ping_count = args.ping_count if args.ping_count is not None else (50 if q else 200)
+    if args.rounds < 1 or args.duration < 1 or args.ping_count < 1:
+        ap.error("--rounds, --duration and --ping-count must be at least 1")
+    args.tests = args.tests.split(",") if args.tests else list(TESTS)
+    bad = [t for t in args.tests if t not in TESTS]
+    if bad:
+        ap.error("unknown test(s) %s (known: %s)" % (", ".join(bad), ", ".join(TESTS)))
+    args.scenarios = args.scenarios.split(",") if args.scenarios else names
+    bad = [s for s in args.scenarios if s not in names]
+    if bad:
+        ap.error("unknown scenario(s) %s (known: %s)" % (", ".join(bad), ", ".join(names)))
+    if os.sep in args.vdens_fast:
+        args.vdens_fast = os.path.abspath(args.vdens_fast)
+    return args
+
+
+def _on_signal(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "--agent" in argv:
+        agent_main()
+        return 0
+    args = parse_args(argv)
+    if args.self_test:
+        return self_test()
+    if args.report:
+        try:
+            with open(args.report) as f:
+                res = json.load(f)
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            log("bench: reading %s: %s (pass a file written by --json)" % (args.report, why))
+            return 1
+        return emit(res, args)
+    if os.geteuid() != 0:
+        log("note: not root; veth needs CAP_SYS_ADMIN for unshare -n (vdens scenarios work unprivileged)")
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt; clean-up on interrupt must not depend on how we were started
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    scenarios = [s for s in all_scenarios() if s.name in args.scenarios]
+    started = time.time()
+    try:
+        samples = run_bench(args, scenarios)
+    except KeyboardInterrupt:
+        log("interrupted: everything started was stopped and removed")
+        return 130
+    res = build_result(args, scenarios, samples, started, time.time())
+    return emit(res, args)
+
+
+def emit(res, args):
+    print(text_table(res))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    if args.csv:
+        write_csv(res, args.csv)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
