@@ -175,3 +175,99 @@ pub fn err_text(e: &io::Error) -> String {
         None => e.to_string(),
     }
 }
+
+/// Most messages [`recv_batch`] and [`send_batch`] move per call.
+pub const MAX_BATCH: usize = 64;
+
+/// recvmmsg(2) without waiting: receives up to `lens.len()` datagrams into consecutive
+/// `stride`-byte pieces of `slab`, storing each length (truncated to `stride`) in `lens`.
+/// Returns how many arrived.
+pub fn recv_batch(
+    fd: BorrowedFd<'_>,
+    slab: &mut [u8],
+    stride: usize,
+    lens: &mut [usize],
+) -> io::Result<usize> {
+    let n = lens.len().min(MAX_BATCH).min(slab.len() / stride.max(1));
+    // SAFETY: iovec and mmsghdr are plain data; all-zero is a valid empty value.
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let base = slab.as_mut_ptr();
+    for i in 0..n {
+        // SAFETY: i * stride + stride <= slab.len() by the choice of n.
+        iov[i].iov_base = unsafe { base.add(i * stride) }.cast();
+        iov[i].iov_len = stride;
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: n valid mmsghdr, each pointing at one iovec inside `slab`, which is exclusively
+    // borrowed for the call.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for i in 0..r as usize {
+        lens[i] = msgs[i].msg_len as usize;
+    }
+    Ok(r as usize)
+}
+
+/// sendmmsg(2) without waiting: sends `lens.len()` datagrams taken from consecutive
+/// `stride`-byte pieces of `slab`, to `dest` when given. Returns how many were sent.
+pub fn send_batch(
+    fd: BorrowedFd<'_>,
+    slab: &[u8],
+    stride: usize,
+    lens: &[usize],
+    dest: Option<&nix::sys::socket::UnixAddr>,
+) -> io::Result<usize> {
+    use nix::sys::socket::SockaddrLike;
+    let n = lens.len().min(MAX_BATCH).min(slab.len() / stride.max(1));
+    // SAFETY: iovec and mmsghdr are plain data; all-zero is a valid empty value.
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let base = slab.as_ptr();
+    for i in 0..n {
+        // SAFETY: i * stride + lens[i] <= slab.len(): n bounds i, and lens are clamped.
+        iov[i].iov_base = unsafe { base.add(i * stride) } as *mut libc::c_void;
+        iov[i].iov_len = lens[i].min(stride);
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        if let Some(a) = dest {
+            msgs[i].msg_hdr.msg_name = a.as_ptr() as *mut libc::c_void;
+            msgs[i].msg_hdr.msg_namelen = a.len();
+        }
+    }
+    // SAFETY: n valid mmsghdr pointing at iovecs inside `slab` and at `dest`, both borrowed
+    // for the call; the kernel only reads them.
+    let r = unsafe {
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// Borrows a descriptor the caller keeps open for the borrow's whole use (the engine's workers
+/// hold their ports' descriptors by number and own the ports for their whole life).
+pub fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
+    assert!(fd >= 0, "borrow_fd of a negative descriptor");
+    // SAFETY: callers only pass descriptors of ports they own until after the last use.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
