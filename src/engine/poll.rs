@@ -194,6 +194,15 @@ impl PDir {
 
     /// Reads a new batch; false when nothing more is to be read now.
     fn fill(&mut self) -> bool {
+        if let Some(s) = &self.stream {
+            // A frame cut by the end of the last read sits after that batch: move its start
+            // to the first buffer, where decoding goes on.
+            let part = s.dec.partial().min(MAX_FRAME);
+            if part > 0 && self.n > 0 {
+                let from = self.n * STRIDE;
+                self.bufs.copy_within(from..from + part, 0);
+            }
+        }
         self.n = 0;
         self.sent = 0;
         if self.rx_dead {
@@ -314,6 +323,12 @@ impl PDir {
         }
     }
 
+    /// Blocked on an unconnected AF_UNIX datagram socket, which polls writable even when the
+    /// receiver's queue is full: retried on a short timer instead of waiting for EPOLLOUT.
+    fn retry_later(&self) -> bool {
+        self.blocked && matches!(self.tx, TxPlan::SendTo { .. })
+    }
+
     fn pump(&mut self) {
         for _ in 0..ROUNDS {
             if !self.flush() || !self.fill() {
@@ -384,7 +399,7 @@ impl PollWorker {
                 if !d.rx_dead && !d.blocked && d.rx.map(|r| r.fd) == Some(*f) {
                     want |= EpollFlags::EPOLLIN;
                 }
-                if d.blocked && tx_fd(&d.tx) == Some(*f) {
+                if d.blocked && !d.retry_later() && tx_fd(&d.tx) == Some(*f) {
                     want |= EpollFlags::EPOLLOUT;
                 }
             }
@@ -409,7 +424,12 @@ impl PollWorker {
         loop {
             self.interest();
             self.publish();
-            let n = match self.ep.wait(&mut events, EpollTimeout::NONE) {
+            let timeout = if self.dirs.iter().any(|d| d.retry_later()) {
+                EpollTimeout::from(1u8)
+            } else {
+                EpollTimeout::NONE
+            };
+            let n = match self.ep.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
@@ -418,6 +438,11 @@ impl PollWorker {
                 }
             };
             let mut stop = false;
+            for d in &mut self.dirs {
+                if d.retry_later() {
+                    d.pump();
+                }
+            }
             for ev in &events[..n] {
                 if ev.data() == WAKE {
                     let mut b = [0u8; 8];

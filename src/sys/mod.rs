@@ -271,3 +271,85 @@ pub fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
     // SAFETY: callers only pass descriptors of ports they own until after the last use.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
+
+/// Makes io_uring_setup(2) fail with `errno` in this thread and every thread or process it
+/// starts afterwards (a seccomp filter; sets no_new_privs first, as unprivileged seccomp
+/// requires). For testing the fallback engine.
+pub fn deny_io_uring_setup(errno: i32) -> io::Result<()> {
+    fn stmt(code: u32, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+    let prog = [
+        // A = seccomp_data.nr
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_io_uring_setup as u32,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | (errno as u32 & 0xffff),
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel copies the filter program, which is valid for the call.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An AF_PACKET raw socket bound to interface `ifname` (in the calling thread's network
+/// namespace), receiving only frames of `ethertype`; writes on it transmit raw Ethernet frames
+/// out of that interface. Needs CAP_NET_RAW.
+pub fn packet_socket(ifname: &str, ethertype: u16) -> io::Result<OwnedFd> {
+    let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(io::Error::from)?;
+    let proto = ethertype.to_be();
+    // SAFETY: plain socket(2) call; the result is wrapped at once.
+    let fd = unsafe {
+        owned(libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto as libc::c_int,
+        ))?
+    };
+    // SAFETY: sockaddr_ll is plain data; all-zero is valid before the fields are set.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: bind reads one sockaddr_ll of the given size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}

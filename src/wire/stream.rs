@@ -53,6 +53,16 @@ impl Decoder {
         self.hdr_have == 0
     }
 
+    /// Bytes of the current frame already consumed (0 at a frame boundary). A caller that
+    /// moves its destination buffer mid-frame must move this many bytes along.
+    pub fn partial(&self) -> usize {
+        if self.hdr_have == 2 {
+            self.have
+        } else {
+            0
+        }
+    }
+
     /// Consumes bytes from `input` until one frame completes or the input ends. Returns the
     /// bytes consumed and the event, if one happened. Frames longer than `dst` are skipped.
     pub fn feed(&mut self, input: &[u8], dst: &mut [u8]) -> (usize, Option<Event>) {

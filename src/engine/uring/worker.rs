@@ -41,6 +41,9 @@ const K_RX: u64 = 1;
 const K_TX: u64 = 2;
 const K_WAKE: u64 = 3;
 const K_CANCEL: u64 = 4;
+const K_TIMER: u64 = 5;
+/// Wait before re-sending datagrams refused with EAGAIN on an unconnected socket.
+const RETRY_NS: u32 = 1_000_000;
 
 #[inline]
 fn token(kind: u64, dir: usize, idx: usize) -> u64 {
@@ -74,6 +77,13 @@ impl<T: Copy + Default> Fifo<T> {
         assert!(self.len < self.buf.len(), "fifo overflow");
         let i = (self.head + self.len) % self.buf.len();
         self.buf[i] = v;
+        self.len += 1;
+    }
+    #[inline]
+    fn push_front(&mut self, v: T) {
+        assert!(self.len < self.buf.len(), "fifo overflow");
+        self.head = (self.head + self.buf.len() - 1) % self.buf.len();
+        self.buf[self.head] = v;
         self.len += 1;
     }
     #[inline]
@@ -141,6 +151,8 @@ enum TxKind {
 
 struct ChainSlot {
     frame: Frame,
+    /// Not sent, to be sent again (EAGAIN, or cancelled by an earlier failure in the chain).
+    retry: bool,
     iov: libc::iovec,
     msg: libc::msghdr,
 }
@@ -150,6 +162,10 @@ struct Tx {
     target: Target,
     addr: Box<Option<UnixAddr>>,
     inflight: usize,
+    /// A send of the current chain met EAGAIN.
+    again: bool,
+    /// A retry timer is armed; no new chain until it fires.
+    waiting: bool,
     chain: Box<[ChainSlot]>,
     chain_len: usize,
     /// Stream writes: [hdr0, frame0, hdr1, frame1, ...], headers, progress.
@@ -177,6 +193,7 @@ struct Worker {
     dirs: Vec<Dir>,
     wake_buf: Box<u64>,
     wake: Target,
+    retry_ts: Box<types::Timespec>,
     cqes: Vec<(u64, i32, u32)>,
     outstanding: usize,
     multishot: bool,
@@ -201,6 +218,7 @@ impl Tx {
         let chain = (0..CHAIN)
             .map(|_| ChainSlot {
                 frame: Frame::default(),
+                retry: false,
                 iov: iov_empty(),
                 msg: msg_empty(),
             })
@@ -210,6 +228,8 @@ impl Tx {
             target,
             addr: Box::new(addr),
             inflight: 0,
+            again: false,
+            waiting: false,
             chain,
             chain_len: 0,
             iov: vec![iov_empty(); 2 * CHAIN].into_boxed_slice(),
@@ -285,6 +305,7 @@ impl Worker {
                 ring,
                 dirs,
                 wake_buf: Box::new(0),
+                retry_ts: Box::new(types::Timespec::new().nsec(RETRY_NS)),
                 wake: wake_t,
                 cqes: Vec::with_capacity(cq as usize),
                 outstanding: 0,
@@ -440,6 +461,10 @@ impl Worker {
             match ud & 0xff {
                 K_RX => self.on_rx(di, res, flags),
                 K_TX => self.on_tx(di, (ud >> 32) as usize, res),
+                K_TIMER => {
+                    self.outstanding -= 1;
+                    self.dirs[di].tx.waiting = false;
+                }
                 K_WAKE => {
                     self.outstanding -= 1;
                     if !self.stopping {
@@ -567,13 +592,37 @@ impl Worker {
         dir.tx.inflight -= 1;
         if dir.tx.kind != TxKind::Stream {
             let f = dir.tx.chain[idx].frame;
-            if res >= 0 {
+            let again = matches!(-res, libc::EAGAIN | libc::EINTR | libc::ECANCELED);
+            if res > 0 {
                 dir.counts.sent(f.len as usize);
+                Self::release(dir, f);
+            } else if again && !self.stopping {
+                // An unconnected AF_UNIX datagram socket polls writable even when the
+                // receiver's queue is full, so the kernel cannot wait for room: retry later.
+                dir.tx.chain[idx].retry = true;
+                dir.tx.again |= res == -libc::EAGAIN;
             } else {
                 // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.
                 dir.counts.drop(Why::SendError, 1);
+                Self::release(dir, f);
             }
-            Self::release(dir, f);
+            if dir.tx.inflight == 0 {
+                for i in (0..dir.tx.chain_len).rev() {
+                    if dir.tx.chain[i].retry {
+                        dir.tx.chain[i].retry = false;
+                        let f = dir.tx.chain[i].frame;
+                        dir.queue.push_front(f);
+                    }
+                }
+                dir.tx.chain_len = 0;
+                if std::mem::take(&mut dir.tx.again) {
+                    dir.tx.waiting = true;
+                    let ts: *const types::Timespec = &*self.retry_ts;
+                    let e = opcode::Timeout::new(ts).build().user_data(token(K_TIMER, di, 0));
+                    self.push(&e);
+                    self.outstanding += 1;
+                }
+            }
             return;
         }
         let tx = &mut dir.tx;
@@ -672,7 +721,7 @@ impl Worker {
     /// Starts the next send chain of a direction whose previous one is done.
     fn kick_tx(&mut self, di: usize) {
         let dir = &mut self.dirs[di];
-        if dir.tx.inflight > 0 || dir.queue.len == 0 {
+        if dir.tx.inflight > 0 || dir.tx.waiting || dir.queue.len == 0 {
             return;
         }
         let n = dir.queue.len.min(CHAIN);
@@ -728,14 +777,24 @@ impl Worker {
                     slot.msg.msg_iov = &mut slot.iov;
                     slot.msg.msg_iovlen = 1;
                     let m: *const libc::msghdr = &slot.msg;
-                    on!(tx.target, fd => opcode::SendMsg::new(fd, m).build())
+                    // MSG_DONTWAIT: EAGAIN comes back to us instead of a kernel retry, which
+                    // on a unix datagram socket resumes from an already consumed iterator and
+                    // sends an empty datagram (seen on 6.18); we resend from scratch.
+                    on!(tx.target, fd => opcode::SendMsg::new(fd, m)
+                        .flags(libc::MSG_DONTWAIT as u32)
+                        .build())
                 }
                 _ => on!(tx.target, fd => opcode::Write::new(fd, a, f.len).build()),
             };
-            let e = if i + 1 < n {
-                e.flags(squeue::Flags::IO_HARDLINK)
-            } else {
+            // Linked: run in order. Hard links go on after a failed send (counted as a drop);
+            // on an unconnected socket a soft link stops at EAGAIN so that order survives the
+            // retry.
+            let e = if i + 1 == n {
                 e
+            } else if tx.kind == TxKind::SendTo {
+                e.flags(squeue::Flags::IO_LINK)
+            } else {
+                e.flags(squeue::Flags::IO_HARDLINK)
             };
             tx.inflight += 1;
             let e = e.user_data(token(K_TX, di, i));
