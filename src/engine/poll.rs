@@ -214,7 +214,17 @@ impl PDir {
         }
         let got = if rx.socket {
             match recv_batch(fd(rx.fd), &mut self.bufs, STRIDE, &mut self.lens) {
-                Ok(0) if rx.eof_on_zero => Err(Errno::UnknownErrno),
+                // An empty message on a seqpacket or stream socket is the peer's end.
+                Ok(k) if rx.eof_on_zero && (k == 0 || self.lens[..k].contains(&0)) => {
+                    match self.lens[..k].iter().position(|&l| l == 0) {
+                        Some(0) | None => Err(Errno::UnknownErrno),
+                        Some(i) => {
+                            self.rx_dead = true;
+                            eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);
+                            Ok(i)
+                        }
+                    }
+                }
                 Ok(k) => Ok(k),
                 Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
             }

@@ -532,9 +532,19 @@ impl Worker {
             return;
         }
         if res == 0 {
-            if !more && rx.eof_on_zero {
+            if rx.eof_on_zero {
+                // End of file. A multishot recv on a seqpacket socket keeps posting empty
+                // completions after the peer closed (6.18): cancel it.
+                if !rx.dead {
+                    eprintln!("vdens-fast: {}: end of file; this direction stops", dir.label);
+                }
                 rx.dead = true;
-                eprintln!("vdens-fast: {}: end of file; this direction stops", dir.label);
+                if more {
+                    let e = opcode::AsyncCancel::new(token(K_RX, di, 0))
+                        .build()
+                        .user_data(token(K_CANCEL, 0, 0));
+                    self.push(&e);
+                }
             } else if bid.is_some() && rx.stream.is_none() {
                 dir.counts.received += 1;
                 dir.counts.drop(Why::Framing, 1);
