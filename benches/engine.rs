@@ -1,0 +1,172 @@
+//! Per-frame cost of the engines over socket pairs: a SOCK_SEQPACKET pair stands in for the
+//! tap, another for the link; frames of 64, 1500 and 9000 bytes go tap -> link in batches of
+//! 1, 8 and 64 (frames written back to back before the bench drains the other side). The io_uring
+//! engine runs with its defaults and with one feature off at a time, to measure what each buys.
+//!
+//! Run: cargo bench --bench engine -- --quick   (or a filter such as `engine/uring/1500`)
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+use vdens_fast::cli::EngineChoice;
+use vdens_fast::engine::{Engine, EngineOptions, Port, UringTuning};
+use vdens_fast::transport::{Framing, Link, SendTo};
+
+fn pair() -> (OwnedFd, OwnedFd) {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .unwrap();
+    (a, b)
+}
+
+struct Bench {
+    engine: Option<Engine>,
+    tap_peer: OwnedFd,
+    link_peer: OwnedFd,
+}
+
+fn setup(choice: EngineChoice, tuning: UringTuning) -> Bench {
+    let (tap, tap_peer) = pair();
+    let (l, link_peer) = pair();
+    let link = Link {
+        vnl: "bench".into(),
+        framing: Framing::Datagram,
+        rx: Some(l),
+        tx: None,
+        send_to: SendTo::Connected,
+        ctl: None,
+        cleanup: Vec::new(),
+    };
+    let opts = EngineOptions {
+        choice,
+        workers: None,
+        cpus: None,
+        pin: true,
+        stats: None,
+        stats_interval: Duration::from_secs(3600),
+    };
+    let engine = Engine::start_with(
+        opts,
+        tuning,
+        vec![Port {
+            name: "bench0".into(),
+            tap,
+            link,
+        }],
+    )
+    .unwrap();
+    Bench {
+        engine: Some(engine),
+        tap_peer,
+        link_peer,
+    }
+}
+
+/// Writes `n` frames into the tap side and reads them all from the link side, interleaving
+/// so that neither side's queue can fill up.
+fn transfer(b: &Bench, frame: &[u8], n: usize, rbuf: &mut [u8]) {
+    let (mut w, mut r) = (0, 0);
+    while r < n {
+        let mut progress = false;
+        while w < n {
+            match nix::unistd::write(b.tap_peer.as_fd(), frame) {
+                Ok(_) => {
+                    w += 1;
+                    progress = true;
+                }
+                Err(_) => break,
+            }
+        }
+        while r < w {
+            match nix::unistd::read(b.link_peer.as_fd(), rbuf) {
+                Ok(_) => {
+                    r += 1;
+                    progress = true;
+                }
+                Err(_) => break,
+            }
+        }
+        if !progress && r < n {
+            let mut fds = [
+                PollFd::new(b.link_peer.as_fd(), PollFlags::POLLIN),
+                PollFd::new(b.tap_peer.as_fd(), PollFlags::POLLOUT),
+            ];
+            let ev = if w < n { 2 } else { 1 };
+            let got = poll(&mut fds[..ev], PollTimeout::from(5000u16)).unwrap();
+            assert!(got > 0, "no progress for 5 s ({r}/{n} frames)");
+        }
+    }
+}
+
+fn variants() -> Vec<(&'static str, EngineChoice, UringTuning)> {
+    let d = UringTuning::default();
+    vec![
+        ("uring", EngineChoice::Uring, d),
+        (
+            "uring-no-defer-taskrun",
+            EngineChoice::Uring,
+            UringTuning {
+                defer_taskrun: false,
+                ..d
+            },
+        ),
+        (
+            "uring-single-shot",
+            EngineChoice::Uring,
+            UringTuning {
+                multishot: false,
+                ..d
+            },
+        ),
+        (
+            "uring-no-fixed-files",
+            EngineChoice::Uring,
+            UringTuning {
+                fixed_files: false,
+                ..d
+            },
+        ),
+        ("poll", EngineChoice::Poll, d),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    let mut rbuf = vec![0u8; 10000];
+    for (name, choice, tuning) in variants() {
+        let mut b = setup(choice, tuning);
+        for size in [64usize, 1500, 9000] {
+            let frame = vec![0x5au8; size];
+            for batch in [1usize, 8, 64] {
+                g.throughput(Throughput::Elements(batch as u64));
+                g.bench_with_input(
+                    BenchmarkId::new(format!("{name}/{size}"), batch),
+                    &batch,
+                    |bn, &batch| {
+                        bn.iter_custom(|iters| {
+                            let t = Instant::now();
+                            for _ in 0..iters {
+                                transfer(&b, &frame, batch, &mut rbuf);
+                            }
+                            t.elapsed()
+                        })
+                    },
+                );
+            }
+        }
+        b.engine.take().unwrap().stop();
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
