@@ -31,7 +31,8 @@ struct Bench {
     link_peer: OwnedFd,
 }
 
-fn setup(choice: EngineChoice, tuning: UringTuning) -> Bench {
+/// A port over two socket pairs, and the bench's ends of them.
+fn port(i: usize) -> (Port, OwnedFd, OwnedFd) {
     let (tap, tap_peer) = pair();
     let (l, link_peer) = pair();
     let link = Link {
@@ -43,29 +44,86 @@ fn setup(choice: EngineChoice, tuning: UringTuning) -> Bench {
         ctl: None,
         cleanup: Vec::new(),
     };
-    let opts = EngineOptions {
+    let p = Port {
+        name: format!("bench{i}"),
+        tap,
+        link,
+    };
+    (p, tap_peer, link_peer)
+}
+
+fn options(choice: EngineChoice, workers: Option<usize>) -> EngineOptions {
+    EngineOptions {
         choice,
-        workers: None,
+        workers,
         cpus: None,
         pin: true,
         stats: None,
         stats_interval: Duration::from_secs(3600),
-    };
-    let engine = Engine::start_with(
-        opts,
-        tuning,
-        vec![Port {
-            name: "bench0".into(),
-            tap,
-            link,
-        }],
-    )
-    .unwrap();
+    }
+}
+
+fn setup(choice: EngineChoice, tuning: UringTuning) -> Bench {
+    let (p, tap_peer, link_peer) = port(0);
+    let engine = Engine::start_with(options(choice, None), tuning, vec![p]).unwrap();
     Bench {
         engine: Some(engine),
         tap_peer,
         link_peer,
     }
+}
+
+/// Two busy ports on one worker or on two (the default worker count is chosen from this).
+fn bench_workers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("workers");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    let batch = 64;
+    for choice in [EngineChoice::Uring, EngineChoice::Poll] {
+        for workers in [1usize, 2] {
+            let (p0, t0, l0) = port(0);
+            let (p1, t1, l1) = port(1);
+            let engine = Engine::start_with(
+                options(choice, Some(workers)),
+                UringTuning::default(),
+                vec![p0, p1],
+            )
+            .unwrap();
+            let b0 = Bench {
+                engine: None,
+                tap_peer: t0,
+                link_peer: l0,
+            };
+            let b1 = Bench {
+                engine: None,
+                tap_peer: t1,
+                link_peer: l1,
+            };
+            let frame = vec![0x5au8; 1500];
+            g.throughput(Throughput::Elements(2 * batch as u64));
+            let name = format!("{}/2ports-1500", engine.kind().name());
+            g.bench_with_input(BenchmarkId::new(name, workers), &workers, |bn, _| {
+                bn.iter_custom(|iters| {
+                    let t = Instant::now();
+                    std::thread::scope(|s| {
+                        for b in [&b0, &b1] {
+                            let f = &frame;
+                            s.spawn(move || {
+                                let mut rbuf = vec![0u8; 10000];
+                                for _ in 0..iters {
+                                    transfer(b, f, batch, &mut rbuf);
+                                }
+                            });
+                        }
+                    });
+                    t.elapsed()
+                })
+            });
+            engine.stop();
+        }
+    }
+    g.finish();
 }
 
 /// Writes `n` frames into the tap side and reads them all from the link side, interleaving
@@ -168,5 +226,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_workers);
 criterion_main!(benches);

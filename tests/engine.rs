@@ -164,3 +164,65 @@ fn missing_ptp_peer_counts_send_errors() {
     assert_eq!(no_peer(EngineChoice::Uring), want, "uring");
     assert_eq!(no_peer(EngineChoice::Poll), want, "poll");
 }
+
+/// --stats FILE: written every interval (FILE.tmp renamed over FILE), on dump_stats, and with
+/// the final counters at stop.
+fn stats_file(choice: EngineChoice) {
+    let dir = TempDir::new("stats");
+    let path = dir.0.join("stats.json");
+    let mut o = opts(choice);
+    o.stats = Some(path.clone());
+    o.stats_interval = Duration::from_millis(50);
+    let mut rig = rig_with(o, LinkKind::Seqpacket);
+    let engine = rig.engine.take().unwrap();
+    let mut buf = vec![0u8; 100];
+    for seq in 0..10 {
+        make_frame(&mut buf, 64, seq, 1);
+        rig.tap_w.send(&buf[..64]);
+        rig.link_r.recv(&mut buf, STEP).expect("frame");
+    }
+    let want = "\"tap_to_link\":{\"received\":10,\"frames\":10,\"bytes\":640,";
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let s = std::fs::read_to_string(&path).unwrap_or_default();
+        if s.contains(want) {
+            assert!(
+                s.starts_with(&format!("{{\"engine\":\"{}\"", engine.kind().name())),
+                "{s}"
+            );
+            assert!(s.ends_with("]}\n"), "{s}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stats file never showed the frames: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&path).unwrap();
+    engine.dump_stats();
+    assert!(std::fs::read_to_string(&path).unwrap().contains(want));
+    make_frame(&mut buf, 64, 10, 1);
+    rig.tap_w.send(&buf[..64]);
+    rig.link_r.recv(&mut buf, STEP).expect("frame");
+    engine.stop();
+    let s = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        s.contains("\"tap_to_link\":{\"received\":11,\"frames\":11,"),
+        "{s}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "only the stats file remains: {left:?}");
+}
+
+#[test]
+fn stats_file_written_periodically_on_dump_and_at_stop() {
+    bounded(Duration::from_secs(60), "stats", || {
+        stats_file(EngineChoice::Uring);
+        stats_file(EngineChoice::Poll);
+    });
+}

@@ -100,11 +100,12 @@ pub struct Engine {
     writer: Option<StatsWriter>,
 }
 
-/// Default number of workers: one per port, at most half the CPUs (at least one). Measured on
-/// the 2-core development box (benches/engine.rs, report of issue 3): a second worker only
-/// helps with two busy ports, and the traffic's producers and consumers (the command in the
-/// namespace, the peer outside) need the other core; with one port a direction per worker
-/// would not help either, since the port's two directions already share nothing but the ring.
+/// Default number of workers: one per port, at most half the CPUs (at least one): one worker on
+/// the 2-core development box. Measured there (benches/engine.rs, group `workers`: two ports
+/// flooded with 1500-byte frames in batches of 64, box shared with other builds): the io_uring
+/// engine moved 114k-124k frames/s with one worker and 55k-99k with two, since the frames'
+/// producers and consumers (the command in the namespace, the peer outside) need the other core.
+/// With one port a second worker has nothing to do: a port's two directions share one ring.
 fn default_workers(nports: usize) -> usize {
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     nports.min((ncpu / 2).max(1)).max(1)
@@ -123,6 +124,8 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let kind = match opts.choice {
             EngineChoice::Poll => EngineKind::Poll,
+            // Nothing to move: no need to probe (nor to say anything about io_uring).
+            EngineChoice::Auto if ports.is_empty() => EngineKind::Uring,
             EngineChoice::Uring => {
                 uring::probe()
                     .map_err(|e| EngineError(format!("cannot use io_uring: {e} (try --engine poll)")))?;

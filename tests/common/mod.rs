@@ -316,6 +316,10 @@ pub fn link(kind: LinkKind) -> (Link, Writer, Reader, Option<TempDir>) {
 }
 
 pub fn rig(choice: EngineChoice, kind: LinkKind) -> Rig {
+    rig_with(opts(choice), kind)
+}
+
+pub fn rig_with(o: EngineOptions, kind: LinkKind) -> Rig {
     let (tap, tp) = pair(SockType::SeqPacket);
     nonblock(&tp);
     let tp = Arc::new(tp);
@@ -325,7 +329,7 @@ pub fn rig(choice: EngineChoice, kind: LinkKind) -> Rig {
         tap,
         link: l,
     };
-    let engine = Engine::start(opts(choice), vec![port]).expect("engine starts");
+    let engine = Engine::start(o, vec![port]).expect("engine starts");
     Rig {
         engine: Some(engine),
         tap_w: Writer::Dgram(tp.clone()),
