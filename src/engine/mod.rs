@@ -5,11 +5,11 @@
 //! cannot be (setup refused with EPERM/ENOSYS, `kernel.io_uring_disabled`, missing ops) or when
 //! `--engine poll` asks for it.
 
-pub mod poll;
-pub mod port;
+mod poll;
+mod port;
 pub mod stats;
 pub mod uring;
-pub mod worker;
+mod worker;
 
 use crate::cli::EngineChoice;
 use crate::transport::Link;

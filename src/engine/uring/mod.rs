@@ -74,10 +74,11 @@ pub fn probe() -> Result<(), String> {
 /// Builds a worker's ring, with SINGLE_ISSUER + DEFER_TASKRUN when asked and the kernel accepts
 /// them (completions then run only when this thread waits: no IPIs, no task-work interrupts),
 /// else COOP_TASKRUN, else plain. Returns the ring and the setup used, for messages.
-pub fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'static str)> {
+fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'static str)> {
     if defer {
         if let Ok(r) = IoUring::builder()
             .setup_cqsize(cq)
+            .setup_clamp()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_submit_all()
@@ -96,6 +97,7 @@ pub fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'
     }
     IoUring::builder()
         .setup_cqsize(cq)
+        .setup_clamp()
         .build(entries)
         .map(|r| (r, "plain"))
 }
@@ -106,7 +108,7 @@ pub fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'
 /// Every buffer, iovec, msghdr and address the entry points to must stay valid and unmoved until
 /// its completion is reaped (the worker keeps them in its arenas and boxed slots, which it drops
 /// only after every operation completed or was cancelled and reaped).
-pub unsafe fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
+unsafe fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
     loop {
         // SAFETY: per this function's contract.
         if unsafe { ring.submission().push(e) }.is_ok() {
@@ -121,7 +123,7 @@ pub unsafe fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
 }
 
 /// EINTR/EAGAIN/EBUSY from io_uring_enter mean "try again later".
-pub fn is_retry(e: &io::Error) -> bool {
+fn is_retry(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
@@ -130,7 +132,7 @@ pub fn is_retry(e: &io::Error) -> bool {
 
 /// Anonymous memory for buffers, page-aligned, populated at creation by the (pinned) creating
 /// thread, unmapped on drop.
-pub struct Arena {
+struct Arena {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -175,7 +177,7 @@ const PAGE: usize = 4096;
 
 /// A provided-buffer ring (IORING_REGISTER_PBUF_RING): `entries` buffers of `size` bytes the
 /// kernel picks from for each receive, plus `extra` bytes of private slots after them.
-pub struct BufRing {
+struct BufRing {
     mem: Arena,
     entries: u16,
     size: usize,
@@ -244,10 +246,6 @@ impl BufRing {
         self.bgid
     }
 
-    pub fn buf_size(&self) -> usize {
-        self.size
-    }
-
     /// Hands buffer `bid` back to the kernel (visible after the next publish).
     #[inline]
     pub fn push(&mut self, bid: u16) {
@@ -281,19 +279,6 @@ impl BufRing {
         self.avail
     }
 
-    pub fn entries(&self) -> u16 {
-        self.entries
-    }
-
-    /// The first `len` bytes of buffer `bid`, which a completion handed to userspace.
-    #[inline]
-    pub fn data(&self, bid: u16, len: usize) -> &[u8] {
-        assert!(bid < self.entries && len <= self.size);
-        // SAFETY: in bounds (checked); the kernel finished writing this buffer (its completion
-        // was reaped) and cannot pick it again until it is pushed back.
-        unsafe { std::slice::from_raw_parts(self.buf_ptr(bid), len) }
-    }
-
     /// Address of buffer `bid`, for a send.
     #[inline]
     pub fn addr(&self, bid: u16) -> *const u8 {
@@ -308,17 +293,8 @@ impl BufRing {
         unsafe { self.mem.base().add(self.extra_off + i * slot_size) }
     }
 
-    /// Mutable view of private slot `i` (slots never reach the kernel as provided buffers;
-    /// a slot is written only while no send of it is in flight).
-    #[inline]
-    pub fn slot_mut(&mut self, i: usize, slot_size: usize) -> &mut [u8] {
-        let p = self.slot_ptr(i, slot_size);
-        // SAFETY: in bounds; &mut self gives exclusive access from userspace, and the caller
-        // only writes slots no operation uses.
-        unsafe { std::slice::from_raw_parts_mut(p, slot_size) }
-    }
-
-    /// Both the read view of a buffer and the write view of a slot, which never overlap.
+    /// Bytes `from..len` of buffer `bid`, which a completion handed to userspace, and private
+    /// slot `slot` to copy them into.
     #[inline]
     pub fn data_and_slot(
         &mut self,
@@ -330,8 +306,10 @@ impl BufRing {
     ) -> (&[u8], &mut [u8]) {
         assert!(bid < self.entries && from <= len && len <= self.size);
         let s = self.slot_ptr(slot, slot_size);
-        // SAFETY: the buffer area and the extra (slot) area are disjoint parts of the mapping;
-        // both in bounds (checked); ownership as in `data` and `slot_mut`.
+        // SAFETY: both in bounds (checked) and disjoint (buffer area vs extra area). The kernel
+        // finished writing the buffer (its completion was reaped) and cannot pick it again until
+        // it is pushed back; slots never reach the kernel as provided buffers, and the caller
+        // writes only a slot no send uses (&mut self: no other userspace view).
         unsafe {
             (
                 std::slice::from_raw_parts(self.buf_ptr(bid).add(from), len - from),
