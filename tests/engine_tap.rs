@@ -61,7 +61,10 @@ fn ours(f: &[u8], salt: u8) -> bool {
     f.len() >= 14 && f[12..14] == ETHERTYPE.to_be_bytes() && f[11] == salt
 }
 
-fn one_way(mut w: Writer, mut r: Reader, salt: u8, what: &'static str) -> usize {
+/// Returns the frame count and both peers, which must stay open until the other direction is
+/// done too: closing a seqpacket socket with unread data (here, the kernel's own frames) resets
+/// the connection, and the engine would lose frames still queued towards it.
+fn one_way(mut w: Writer, mut r: Reader, salt: u8, what: &'static str) -> (usize, Writer, Reader) {
     let got = Arc::new(AtomicUsize::new(0));
     let g = got.clone();
     let sender = std::thread::spawn(move || {
@@ -75,6 +78,7 @@ fn one_way(mut w: Writer, mut r: Reader, salt: u8, what: &'static str) -> usize 
             make_frame(&mut buf, len, seq as u32, salt);
             w.send(&buf[..len]);
         }
+        w
     });
     let mut buf = vec![0u8; 10000];
     for (seq, len) in (MIN..=MAX_TAP).enumerate() {
@@ -89,8 +93,8 @@ fn one_way(mut w: Writer, mut r: Reader, salt: u8, what: &'static str) -> usize 
         }
         got.store(seq + 1, Ordering::Release);
     }
-    sender.join().expect("sender");
-    (MIN..=MAX_TAP).count()
+    let w = sender.join().expect("sender");
+    ((MIN..=MAX_TAP).count(), w, r)
 }
 
 fn through_tap(choice: EngineChoice, name: &'static str) -> (usize, Vec<String>) {
@@ -127,8 +131,12 @@ fn through_tap(choice: EngineChoice, name: &'static str) -> (usize, Vec<String>)
         let (ra, rb) = (a.join(), b.join());
         done.store(true, Ordering::Relaxed);
         let seen = sampler.join().unwrap();
+        let kind = engine.kind();
         let stats = engine.stop();
-        let n = ra.unwrap_or_else(|e| std::panic::resume_unwind(e));
+        if ra.is_err() || rb.is_err() {
+            eprintln!("{kind:?} engine counters at the failure: {stats:?}");
+        }
+        let (n, ..) = ra.unwrap_or_else(|e| std::panic::resume_unwind(e));
         rb.unwrap_or_else(|e| std::panic::resume_unwind(e));
         let (t2l, l2t) = (stats[0].dirs[TAP_TO_LINK], stats[0].dirs[LINK_TO_TAP]);
         // The kernel may send its own frames (IPv6 neighbour discovery) out of the tap too.
