@@ -190,6 +190,15 @@ fn variants() -> Vec<(&'static str, EngineChoice, UringTuning)> {
                 ..d
             },
         ),
+        (
+            "uring-no-provided-buffers",
+            EngineChoice::Uring,
+            UringTuning {
+                provided_buffers: false,
+                multishot: false,
+                ..d
+            },
+        ),
         ("poll", EngineChoice::Poll, d),
     ]
 }

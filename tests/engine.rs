@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 use vdens_fast::cli::EngineChoice;
-use vdens_fast::engine::{Counts, PortSnapshot, LINK_TO_TAP, MAX_FRAME, TAP_TO_LINK};
+use vdens_fast::engine::{Counts, PortSnapshot, UringTuning, LINK_TO_TAP, MAX_FRAME, TAP_TO_LINK};
 
 const MIN: usize = 14;
 /// Oversize frames sent after the sweep: dropped and counted.
@@ -62,8 +62,12 @@ fn expected() -> Counts {
 }
 
 fn sweep(choice: EngineChoice, kind: LinkKind) -> Vec<PortSnapshot> {
+    sweep_tuned(choice, UringTuning::default(), kind)
+}
+
+fn sweep_tuned(choice: EngineChoice, t: UringTuning, kind: LinkKind) -> Vec<PortSnapshot> {
     bounded(Duration::from_secs(120), "sweep", move || {
-        let mut rig = rig(choice, kind);
+        let mut rig = rig_tuned(opts(choice), t, kind);
         let engine = rig.engine.take().unwrap();
         let want_kind = match choice {
             EngineChoice::Poll => "poll",
@@ -225,4 +229,38 @@ fn stats_file_written_periodically_on_dump_and_at_stop() {
         stats_file(EngineChoice::Uring);
         stats_file(EngineChoice::Poll);
     });
+}
+
+/// The io_uring variants the benchmark compares (one feature off at a time) move the same
+/// frames with the same counters.
+#[test]
+fn every_size_both_ways_uring_variants() {
+    let d = UringTuning::default();
+    let variants = [
+        UringTuning {
+            defer_taskrun: false,
+            ..d
+        },
+        UringTuning {
+            multishot: false,
+            ..d
+        },
+        UringTuning {
+            fixed_files: false,
+            ..d
+        },
+        UringTuning {
+            provided_buffers: false,
+            multishot: false,
+            ..d
+        },
+    ];
+    let want = expected();
+    for t in variants {
+        for kind in [LinkKind::Seqpacket, LinkKind::Stream, LinkKind::Ptp] {
+            let s = sweep_tuned(EngineChoice::Uring, t, kind);
+            assert_eq!(s[0].dirs[TAP_TO_LINK], want, "{t:?} {kind:?} tap->link");
+            assert_eq!(s[0].dirs[LINK_TO_TAP], want, "{t:?} {kind:?} link->tap");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vdens_fast::cli::EngineChoice;
-use vdens_fast::engine::{Engine, EngineOptions, Port};
+use vdens_fast::engine::{Engine, EngineOptions, Port, UringTuning};
 use vdens_fast::transport::{Framing, Link, SendTo};
 use vdens_fast::wire::stream::{self, Decoder, Event};
 
@@ -320,6 +320,10 @@ pub fn rig(choice: EngineChoice, kind: LinkKind) -> Rig {
 }
 
 pub fn rig_with(o: EngineOptions, kind: LinkKind) -> Rig {
+    rig_tuned(o, UringTuning::default(), kind)
+}
+
+pub fn rig_tuned(o: EngineOptions, t: UringTuning, kind: LinkKind) -> Rig {
     let (tap, tp) = pair(SockType::SeqPacket);
     nonblock(&tp);
     let tp = Arc::new(tp);
@@ -329,7 +333,7 @@ pub fn rig_with(o: EngineOptions, kind: LinkKind) -> Rig {
         tap,
         link: l,
     };
-    let engine = Engine::start(o, vec![port]).expect("engine starts");
+    let engine = Engine::start_with(o, t, vec![port]).expect("engine starts");
     Rig {
         engine: Some(engine),
         tap_w: Writer::Dgram(tp.clone()),

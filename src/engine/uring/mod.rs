@@ -19,6 +19,9 @@ pub struct UringTuning {
     pub multishot: bool,
     /// Register the port descriptors as fixed files.
     pub fixed_files: bool,
+    /// Provided-buffer rings; off = one single-shot receive at a time per fd into a buffer the
+    /// worker picks (implies no multishot).
+    pub provided_buffers: bool,
 }
 
 impl Default for UringTuning {
@@ -27,6 +30,7 @@ impl Default for UringTuning {
             defer_taskrun: true,
             multishot: true,
             fixed_files: true,
+            provided_buffers: true,
         }
     }
 }
@@ -184,6 +188,8 @@ struct BufRing {
     bgid: u16,
     /// Local tail; published to the kernel by [`BufRing::publish`].
     tail: u16,
+    /// Next entry to take when the ring is used from userspace only (not registered).
+    head: u16,
     /// Buffers in the ring (available to the kernel, published or not).
     avail: u32,
     extra_off: usize,
@@ -202,6 +208,7 @@ impl BufRing {
             size,
             bgid: 0,
             tail: 0,
+            head: 0,
             avail: 0,
             extra_off,
         };
@@ -267,6 +274,20 @@ impl BufRing {
         // kernel, which reads it with acquire semantics.
         let tail = unsafe { &*BufRingEntry::tail(self.ring_base()).cast::<AtomicU16>() };
         tail.store(self.tail, Ordering::Release);
+    }
+
+    /// Takes the oldest buffer in the ring, for a ring that is not registered (the worker then
+    /// picks buffers itself).
+    pub fn pop_local(&mut self) -> Option<u16> {
+        if self.avail == 0 {
+            return None;
+        }
+        let idx = (self.head & (self.entries - 1)) as usize;
+        // SAFETY: idx < entries; an unregistered ring is only accessed by this thread.
+        let bid = unsafe { &*self.ring_base().add(idx) }.bid();
+        self.head = self.head.wrapping_add(1);
+        self.avail -= 1;
+        Some(bid)
     }
 
     /// Records that the kernel used one buffer for a completion.

@@ -197,6 +197,7 @@ struct Worker {
     cqes: Vec<(u64, i32, u32)>,
     outstanding: usize,
     multishot: bool,
+    pbuf: bool,
     stopping: bool,
     _ports: Vec<Assigned>,
 }
@@ -292,7 +293,14 @@ impl Worker {
         let mut bgid = 0u16;
         for a in &ports {
             for (d, plan) in a.plan.iter().enumerate() {
-                dirs.push(Self::dir(a, d, plan, &mut bgid, &mut fixed, &ring)?);
+                dirs.push(Self::dir(
+                    a,
+                    d,
+                    plan,
+                    &mut bgid,
+                    &mut fixed,
+                    tuning.provided_buffers.then_some(&ring),
+                )?);
             }
         }
         if tuning.fixed_files {
@@ -309,7 +317,8 @@ impl Worker {
                 wake: wake_t,
                 cqes: Vec::with_capacity(cq as usize),
                 outstanding: 0,
-                multishot: tuning.multishot,
+                multishot: tuning.multishot && tuning.provided_buffers,
+                pbuf: tuning.provided_buffers,
                 stopping: false,
                 _ports: ports,
             },
@@ -323,7 +332,7 @@ impl Worker {
         plan: &DirPlan,
         bgid: &mut u16,
         fixed: &mut impl FnMut(RawFd) -> Target,
-        ring: &IoUring,
+        ring: Option<&IoUring>,
     ) -> Result<Dir, String> {
         let label = format!(
             "{} ({}) {}",
@@ -337,9 +346,11 @@ impl Worker {
                 let extra = if r.stream { SLOTS * BUF_SIZE } else { 0 };
                 let mut br = BufRing::new(ENTRIES, BUF_SIZE, extra)
                     .map_err(|e| format!("{label}: buffer memory: {}", crate::sys::err_text(&e)))?;
-                br.register_as(ring, *bgid).map_err(|e| {
-                    format!("{label}: IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e))
-                })?;
+                if let Some(ring) = ring {
+                    br.register_as(ring, *bgid).map_err(|e| {
+                        format!("{label}: IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e))
+                    })?;
+                }
                 *bgid += 1;
                 Some(Rx {
                     target: fixed(r.fd),
@@ -394,12 +405,25 @@ impl Worker {
     }
 
     fn arm_rx(&mut self, di: usize) {
-        let multishot = self.multishot;
+        let (multishot, pbuf) = (self.multishot, self.pbuf);
         let Some(rx) = self.dirs[di].rx.as_mut() else {
             return;
         };
         let g = rx.ring.bgid();
-        let e = if multishot {
+        let mut idx = 0;
+        let e = if !pbuf {
+            let Some(bid) = rx.ring.pop_local() else {
+                rx.paused = true;
+                return;
+            };
+            idx = bid as usize;
+            let p = rx.ring.addr(bid).cast_mut();
+            if rx.socket && rx.stream.is_none() {
+                on!(rx.target, f => opcode::Recv::new(f, p, BUF_SIZE as u32).build())
+            } else {
+                on!(rx.target, f => opcode::Read::new(f, p, BUF_SIZE as u32).build())
+            }
+        } else if multishot {
             if rx.socket && rx.stream.is_none() {
                 on!(rx.target, f => opcode::RecvMulti::new(f, g).build())
             } else {
@@ -418,7 +442,7 @@ impl Worker {
         };
         rx.armed = true;
         rx.paused = false;
-        let e = e.user_data(token(K_RX, di, 0));
+        let e = e.user_data(token(K_RX, di, idx));
         self.push(&e);
         self.outstanding += 1;
     }
@@ -459,7 +483,7 @@ impl Worker {
             let (ud, res, flags) = self.cqes[i];
             let di = ((ud >> 8) & 0xff_ffff) as usize;
             match ud & 0xff {
-                K_RX => self.on_rx(di, res, flags),
+                K_RX => self.on_rx(di, (ud >> 32) as u16, res, flags),
                 K_TX => self.on_tx(di, (ud >> 32) as usize, res),
                 K_TIMER => {
                     self.outstanding -= 1;
@@ -494,7 +518,7 @@ impl Worker {
         stop
     }
 
-    fn on_rx(&mut self, di: usize, res: i32, flags: u32) {
+    fn on_rx(&mut self, di: usize, idx: u16, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         if !more {
             self.outstanding -= 1;
@@ -506,9 +530,16 @@ impl Worker {
         if !more {
             rx.armed = false;
         }
-        let bid = cqueue::buffer_select(flags);
+        let bid = if self.pbuf {
+            let b = cqueue::buffer_select(flags);
+            if b.is_some() {
+                rx.ring.taken();
+            }
+            b
+        } else {
+            Some(idx)
+        };
         if let Some(bid) = bid {
-            rx.ring.taken();
             if res <= 0 || self.stopping {
                 rx.ring.push(bid);
             }
