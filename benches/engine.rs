@@ -110,9 +110,9 @@ fn bench_workers(c: &mut Criterion) {
                         for b in [&b0, &b1] {
                             let f = &frame;
                             s.spawn(move || {
-                                let mut rbuf = vec![0u8; 10000];
+                                let mut sl = slabs(f);
                                 for _ in 0..iters {
-                                    transfer(b, f, batch, &mut rbuf);
+                                    transfer(b, &mut sl, batch);
                                 }
                             });
                         }
@@ -126,28 +126,48 @@ fn bench_workers(c: &mut Criterion) {
     g.finish();
 }
 
+/// Bench-side buffers: `MAX_BATCH` copies of the frame, and room to receive as many.
+struct Slabs {
+    out: Vec<u8>,
+    lens: Vec<usize>,
+    inb: Vec<u8>,
+    rlens: Vec<usize>,
+}
+
+const STRIDE: usize = 9216;
+
+fn slabs(frame: &[u8]) -> Slabs {
+    let n = vdens_fast::sys::MAX_BATCH;
+    let mut out = vec![0u8; n * STRIDE];
+    for i in 0..n {
+        out[i * STRIDE..i * STRIDE + frame.len()].copy_from_slice(frame);
+    }
+    Slabs {
+        out,
+        lens: vec![frame.len(); n],
+        inb: vec![0u8; n * STRIDE],
+        rlens: vec![0; n],
+    }
+}
+
 /// Writes `n` frames into the tap side and reads them all from the link side, interleaving
-/// so that neither side's queue can fill up.
-fn transfer(b: &Bench, frame: &[u8], n: usize, rbuf: &mut [u8]) {
+/// so that neither side's queue can fill up. The bench side uses sendmmsg/recvmmsg, so that
+/// its own cost per frame stays small next to the engine's.
+fn transfer(b: &Bench, s: &mut Slabs, n: usize) {
+    use vdens_fast::sys::{recv_batch, send_batch};
     let (mut w, mut r) = (0, 0);
     while r < n {
         let mut progress = false;
-        while w < n {
-            match nix::unistd::write(b.tap_peer.as_fd(), frame) {
-                Ok(_) => {
-                    w += 1;
-                    progress = true;
-                }
-                Err(_) => break,
+        if w < n {
+            if let Ok(k) = send_batch(b.tap_peer.as_fd(), &s.out, STRIDE, &s.lens[..n - w], None) {
+                w += k;
+                progress = k > 0;
             }
         }
-        while r < w {
-            match nix::unistd::read(b.link_peer.as_fd(), rbuf) {
-                Ok(_) => {
-                    r += 1;
-                    progress = true;
-                }
-                Err(_) => break,
+        if r < w {
+            if let Ok(k) = recv_batch(b.link_peer.as_fd(), &mut s.inb, STRIDE, &mut s.rlens[..w - r]) {
+                r += k;
+                progress |= k > 0;
             }
         }
         if !progress && r < n {
@@ -208,11 +228,11 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    let mut rbuf = vec![0u8; 10000];
     for (name, choice, tuning) in variants() {
         let mut b = setup(choice, tuning);
         for size in [64usize, 1500, 9000] {
             let frame = vec![0x5au8; size];
+            let mut sl = slabs(&frame);
             for batch in [1usize, 8, 64] {
                 g.throughput(Throughput::Elements(batch as u64));
                 g.bench_with_input(
@@ -222,7 +242,7 @@ fn bench(c: &mut Criterion) {
                         bn.iter_custom(|iters| {
                             let t = Instant::now();
                             for _ in 0..iters {
-                                transfer(&b, &frame, batch, &mut rbuf);
+                                transfer(&b, &mut sl, batch);
                             }
                             t.elapsed()
                         })
