@@ -264,3 +264,69 @@ fn every_size_both_ways_uring_variants() {
         }
     }
 }
+
+/// Several ports spread over several pinned workers (`--workers 2 --cpus 0,1`), and unpinned:
+/// each port carries its own frames, counted on its own.
+fn multi_port(choice: EngineChoice, workers: usize, pin: bool) {
+    let mut o = opts(choice);
+    o.workers = Some(workers);
+    o.pin = pin;
+    o.cpus = pin.then(|| vec![0, 1]);
+    let mut peers = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..3 {
+        let (tap, tp) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let kind = [LinkKind::Seqpacket, LinkKind::Stream, LinkKind::Dgram][i];
+        let (l, lw, lr, tmp) = link(kind);
+        ports.push(vdens_fast::engine::Port {
+            name: format!("vde{i}"),
+            tap,
+            link: l,
+        });
+        peers.push((tp, lw, lr, tmp));
+    }
+    let engine = vdens_fast::engine::Engine::start(o, ports).expect("engine starts");
+    assert_eq!(engine.workers(), workers.min(3));
+    let mut buf = vec![0u8; 2000];
+    for (i, (tp, lw, lr, _)) in peers.iter_mut().enumerate() {
+        nix::fcntl::fcntl(&*tp, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+        let tp = std::sync::Arc::new(tp.try_clone().unwrap());
+        let (mut tw, mut tr) = (Writer::Dgram(tp.clone()), Reader::Dgram(tp));
+        for seq in 0..100u32 {
+            let len = 60 + i * 100 + seq as usize;
+            make_frame(&mut buf, len, seq, 10 + i as u8);
+            tw.send(&buf[..len]);
+            let n = lr.recv(&mut buf, STEP).expect("tap->link");
+            check_frame(&buf[..n], len, seq, 10 + i as u8, "tap->link");
+            make_frame(&mut buf, len, seq, 20 + i as u8);
+            lw.send(&buf[..len]);
+            let n = tr.recv(&mut buf, STEP).expect("link->tap");
+            check_frame(&buf[..n], len, seq, 20 + i as u8, "link->tap");
+        }
+    }
+    let s = engine.stop();
+    for (i, p) in s.iter().enumerate() {
+        assert_eq!(p.name, format!("vde{i}"));
+        for c in &p.dirs {
+            assert_eq!(c.frames, 100, "{p:?}");
+            assert_eq!(c.dropped(), 0, "{p:?}");
+        }
+    }
+}
+
+#[test]
+fn several_ports_over_several_workers() {
+    bounded(Duration::from_secs(60), "multi-port", || {
+        for choice in [EngineChoice::Uring, EngineChoice::Poll] {
+            multi_port(choice, 2, true);
+            multi_port(choice, 1, false);
+            multi_port(choice, 4, false);
+        }
+    });
+}
