@@ -183,3 +183,181 @@ pub fn dup_inherited(fd: libc::c_int) -> io::Result<OwnedFd> {
     // not open, and otherwise returns a new descriptor that nothing else owns.
     unsafe { owned(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3)) }
 }
+
+/// Most messages [`recv_batch`] and [`send_batch`] move per call.
+pub const MAX_BATCH: usize = 64;
+
+/// recvmmsg(2) without waiting: receives up to `lens.len()` datagrams into consecutive
+/// `stride`-byte pieces of `slab`, storing each length (truncated to `stride`) in `lens`.
+/// Returns how many arrived.
+pub fn recv_batch(
+    fd: BorrowedFd<'_>,
+    slab: &mut [u8],
+    stride: usize,
+    lens: &mut [usize],
+) -> io::Result<usize> {
+    let n = lens.len().min(MAX_BATCH).min(slab.len() / stride.max(1));
+    // SAFETY: iovec and mmsghdr are plain data; all-zero is a valid empty value.
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let base = slab.as_mut_ptr();
+    for i in 0..n {
+        // SAFETY: i * stride + stride <= slab.len() by the choice of n.
+        iov[i].iov_base = unsafe { base.add(i * stride) }.cast();
+        iov[i].iov_len = stride;
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: n valid mmsghdr, each pointing at one iovec inside `slab`, which is exclusively
+    // borrowed for the call.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for i in 0..r as usize {
+        lens[i] = msgs[i].msg_len as usize;
+    }
+    Ok(r as usize)
+}
+
+/// sendmmsg(2) without waiting: sends `lens.len()` datagrams taken from consecutive
+/// `stride`-byte pieces of `slab`, to `dest` when given. Returns how many were sent.
+pub fn send_batch(
+    fd: BorrowedFd<'_>,
+    slab: &[u8],
+    stride: usize,
+    lens: &[usize],
+    dest: Option<&nix::sys::socket::UnixAddr>,
+) -> io::Result<usize> {
+    use nix::sys::socket::SockaddrLike;
+    let n = lens.len().min(MAX_BATCH).min(slab.len() / stride.max(1));
+    // SAFETY: iovec and mmsghdr are plain data; all-zero is a valid empty value.
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let base = slab.as_ptr();
+    for i in 0..n {
+        // SAFETY: i * stride + lens[i] <= slab.len(): n bounds i, and lens are clamped.
+        iov[i].iov_base = unsafe { base.add(i * stride) } as *mut libc::c_void;
+        iov[i].iov_len = lens[i].min(stride);
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        if let Some(a) = dest {
+            msgs[i].msg_hdr.msg_name = a.as_ptr() as *mut libc::c_void;
+            msgs[i].msg_hdr.msg_namelen = a.len();
+        }
+    }
+    // SAFETY: n valid mmsghdr pointing at iovecs inside `slab` and at `dest`, both borrowed
+    // for the call; the kernel only reads them.
+    let r = unsafe {
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// Borrows a descriptor the caller keeps open for the borrow's whole use (the engine's workers
+/// hold their ports' descriptors by number and own the ports for their whole life).
+pub fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
+    assert!(fd >= 0, "borrow_fd of a negative descriptor");
+    // SAFETY: callers only pass descriptors of ports they own until after the last use.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Makes io_uring_setup(2) fail with `errno` in this thread and every thread or process it
+/// starts afterwards (a seccomp filter; sets no_new_privs first, as unprivileged seccomp
+/// requires). For testing the fallback engine.
+pub fn deny_io_uring_setup(errno: i32) -> io::Result<()> {
+    fn stmt(code: u32, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+    let prog = [
+        // A = seccomp_data.nr
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_io_uring_setup as u32,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | (errno as u32 & 0xffff),
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel copies the filter program, which is valid for the call.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An AF_PACKET raw socket bound to interface `ifname` (in the calling thread's network
+/// namespace), receiving only frames of `ethertype`; writes on it transmit raw Ethernet frames
+/// out of that interface. Needs CAP_NET_RAW.
+pub fn packet_socket(ifname: &str, ethertype: u16) -> io::Result<OwnedFd> {
+    let ifindex = nix::net::if_::if_nametoindex(ifname).map_err(io::Error::from)?;
+    let proto = ethertype.to_be();
+    // SAFETY: plain socket(2) call; the result is wrapped at once.
+    let fd = unsafe {
+        owned(libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto as libc::c_int,
+        ))?
+    };
+    // SAFETY: sockaddr_ll is plain data; all-zero is valid before the fields are set.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: bind reads one sockaddr_ll of the given size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}

@@ -2,5 +2,6 @@
 //! I/O here, so everything is unit-tested and fuzzed without namespaces.
 
 pub mod ether;
+pub mod stream;
 pub mod vde_ctl;
 pub mod vxlan;

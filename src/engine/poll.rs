@@ -1,0 +1,490 @@
+//! The epoll engine: the fallback when io_uring cannot be used, with the same ports and plans.
+//! Level-triggered epoll; each ready direction is drained until EAGAIN in batches
+//! (recvmmsg/sendmmsg on datagram sockets, read/write loops on taps, pipes and devices).
+//! A direction whose output would block stops reading (its input stays in the kernel queue,
+//! which pushes back) and waits for EPOLLOUT; the other direction is not affected.
+
+use super::port::{DirPlan, RxPlan, TxPlan, MAX_FRAME};
+use super::stats::{Counts, Drop as Why, PortStats};
+use super::worker::{pin, Assigned, Cmd, WorkerCtx};
+use crate::sys::{recv_batch, send_batch};
+use crate::wire::stream::{self, Decoder, Event};
+use crossbeam_channel::{Receiver, Sender};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::UnixAddr;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+
+/// Frames per batch.
+const BATCH: usize = 32;
+/// Per-frame buffer: larger than the largest frame, so a longer one shows up as oversize.
+const STRIDE: usize = 9472;
+/// Stream links: bytes read at once.
+const RAW: usize = 65536;
+/// Batches per direction per wake-up before giving the other descriptors a turn.
+const ROUNDS: usize = 16;
+const WAKE: u64 = u64::MAX;
+
+struct StreamRx {
+    dec: Decoder,
+    raw: Box<[u8]>,
+    off: usize,
+    len: usize,
+}
+
+struct PDir {
+    rx: Option<RxPlan>,
+    tx: TxPlan,
+    bufs: Box<[u8]>,
+    lens: [usize; BATCH],
+    /// Frames of the current batch; `sent` of them are done.
+    n: usize,
+    sent: usize,
+    /// Stream output: bytes of frame `sent` (header included) already written.
+    part: usize,
+    blocked: bool,
+    rx_dead: bool,
+    stream: Option<StreamRx>,
+    counts: Counts,
+    stats: Arc<PortStats>,
+    d: usize,
+    label: String,
+}
+
+/// The worker keeps descriptors by number; the ports that own them outlive every use.
+fn fd<'a>(raw: RawFd) -> BorrowedFd<'a> {
+    crate::sys::borrow_fd(raw)
+}
+
+fn tx_fd(t: &TxPlan) -> Option<RawFd> {
+    match t {
+        TxPlan::Write { fd, .. } | TxPlan::SendTo { fd, .. } | TxPlan::Stream { fd } => Some(*fd),
+        TxPlan::Discard => None,
+    }
+}
+
+impl PDir {
+    fn new(a: &Assigned, d: usize, plan: &DirPlan) -> PDir {
+        let label = format!(
+            "{} ({}) {}",
+            a.port.name,
+            a.port.link.vnl,
+            super::stats::DIR_NAMES[d]
+        );
+        PDir {
+            rx: plan.rx,
+            tx: plan.tx.clone(),
+            bufs: vec![0u8; BATCH * STRIDE].into_boxed_slice(),
+            lens: [0; BATCH],
+            n: 0,
+            sent: 0,
+            part: 0,
+            blocked: false,
+            rx_dead: plan.rx.is_none(),
+            stream: plan.rx.filter(|r| r.stream).map(|_| StreamRx {
+                dec: Decoder::new(),
+                raw: vec![0u8; RAW].into_boxed_slice(),
+                off: 0,
+                len: 0,
+            }),
+            counts: Counts::default(),
+            stats: a.stats.clone(),
+            d,
+            label,
+        }
+    }
+
+    /// Sends what is pending; false when the output would block.
+    fn flush(&mut self) -> bool {
+        while self.sent < self.n {
+            let len = self.lens[self.sent];
+            if len == usize::MAX {
+                // dropped while receiving
+                self.sent += 1;
+                continue;
+            }
+            let r = match &self.tx {
+                TxPlan::Discard => {
+                    self.counts.drop(Why::NoLink, 1);
+                    self.sent += 1;
+                    continue;
+                }
+                TxPlan::Write { fd: f, socket: true } => self.send_run(*f, None),
+                TxPlan::SendTo { fd: f, addr } => {
+                    let a = *addr;
+                    self.send_run(*f, Some(&a))
+                }
+                TxPlan::Write { fd: f, socket: false } => {
+                    let off = self.sent * STRIDE;
+                    match nix::unistd::write(fd(*f), &self.bufs[off..off + len]) {
+                        Ok(_) => Ok(1),
+                        Err(e) => Err(e),
+                    }
+                }
+                TxPlan::Stream { fd: f } => self.stream_write(*f),
+            };
+            match r {
+                Ok(k) => {
+                    for _ in 0..k {
+                        let l = self.lens[self.sent];
+                        self.counts.sent(l);
+                        self.sent += 1;
+                    }
+                }
+                Err(Errno::EAGAIN) => {
+                    self.blocked = true;
+                    return false;
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => {
+                    // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.
+                    self.counts.drop(Why::SendError, 1);
+                    self.sent += 1;
+                    self.part = 0;
+                }
+            }
+        }
+        self.blocked = false;
+        true
+    }
+
+    /// sendmmsg of the run of frames from `sent` that were not dropped.
+    fn send_run(&mut self, f: RawFd, dest: Option<&UnixAddr>) -> Result<usize, Errno> {
+        let start = self.sent;
+        let mut end = start;
+        while end < self.n && self.lens[end] != usize::MAX {
+            end += 1;
+        }
+        send_batch(
+            fd(f),
+            &self.bufs[start * STRIDE..],
+            STRIDE,
+            &self.lens[start..end],
+            dest,
+        )
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    }
+
+    /// Writes header + frame `sent`, resuming after a short write; Ok(1) when it is all out.
+    fn stream_write(&mut self, f: RawFd) -> Result<usize, Errno> {
+        let len = self.lens[self.sent];
+        let off = self.sent * STRIDE;
+        let hdr = stream::header(len);
+        loop {
+            let frame = &self.bufs[off..off + len];
+            let r = if self.part < 2 {
+                nix::sys::uio::writev(fd(f), &[IoSlice::new(&hdr[self.part..]), IoSlice::new(frame)])
+            } else {
+                nix::unistd::write(fd(f), &frame[self.part - 2..])
+            };
+            match r {
+                Ok(k) => {
+                    self.part += k;
+                    if self.part == len + 2 {
+                        self.part = 0;
+                        return Ok(1);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads a new batch; false when nothing more is to be read now.
+    fn fill(&mut self) -> bool {
+        if let Some(s) = &self.stream {
+            // A frame cut by the end of the last read sits after that batch: move its start
+            // to the first buffer, where decoding goes on.
+            let part = s.dec.partial().min(MAX_FRAME);
+            if part > 0 && self.n > 0 {
+                let from = self.n * STRIDE;
+                self.bufs.copy_within(from..from + part, 0);
+            }
+        }
+        self.n = 0;
+        self.sent = 0;
+        if self.rx_dead {
+            return false;
+        }
+        let rx = self.rx.expect("a live direction receives");
+        if self.stream.is_some() {
+            return self.fill_stream(rx.fd);
+        }
+        let got = if rx.socket {
+            match recv_batch(fd(rx.fd), &mut self.bufs, STRIDE, &mut self.lens) {
+                // An empty message on a seqpacket or stream socket is the peer's end.
+                Ok(k) if rx.eof_on_zero && (k == 0 || self.lens[..k].contains(&0)) => {
+                    match self.lens[..k].iter().position(|&l| l == 0) {
+                        Some(0) | None => Err(Errno::UnknownErrno),
+                        Some(i) => {
+                            self.rx_dead = true;
+                            eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);
+                            Ok(i)
+                        }
+                    }
+                }
+                Ok(k) => Ok(k),
+                Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+            }
+        } else {
+            let mut k = 0;
+            let mut res = Ok(0);
+            while k < BATCH {
+                match nix::unistd::read(fd(rx.fd), &mut self.bufs[k * STRIDE..(k + 1) * STRIDE]) {
+                    Ok(0) => {
+                        res = if k == 0 { Err(Errno::UnknownErrno) } else { Ok(k) };
+                        break;
+                    }
+                    Ok(l) => {
+                        self.lens[k] = l;
+                        k += 1;
+                        res = Ok(k);
+                    }
+                    Err(e) => {
+                        res = if k == 0 { Err(e) } else { Ok(k) };
+                        break;
+                    }
+                }
+            }
+            res
+        };
+        match got {
+            Ok(k) => {
+                self.n = k;
+                for i in 0..k {
+                    self.counts.received += 1;
+                    if self.lens[i] > MAX_FRAME {
+                        self.counts.drop(Why::Oversize, 1);
+                        self.lens[i] = usize::MAX;
+                    } else if self.lens[i] == 0 {
+                        self.counts.drop(Why::Framing, 1);
+                        self.lens[i] = usize::MAX;
+                    }
+                }
+                k > 0
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
+            Err(e) => {
+                self.rx_dead = true;
+                if e == Errno::UnknownErrno {
+                    eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);
+                } else {
+                    eprintln!(
+                        "vdens-fast: {}: receive failed: {}; this direction stops",
+                        self.label,
+                        e.desc()
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    fn fill_stream(&mut self, rfd: RawFd) -> bool {
+        let s = self.stream.as_mut().expect("stream");
+        loop {
+            while s.off < s.len && self.n < BATCH {
+                let dst = &mut self.bufs[self.n * STRIDE..self.n * STRIDE + MAX_FRAME];
+                let (k, ev) = s.dec.feed(&s.raw[s.off..s.len], dst);
+                s.off += k;
+                match ev {
+                    Some(Event::Frame(l)) => {
+                        self.counts.received += 1;
+                        self.lens[self.n] = l;
+                        self.n += 1;
+                    }
+                    Some(Event::Oversize(_)) => {
+                        self.counts.received += 1;
+                        self.counts.drop(Why::Oversize, 1);
+                    }
+                    Some(Event::Empty) => {
+                        self.counts.received += 1;
+                        self.counts.drop(Why::Framing, 1);
+                    }
+                    None => {}
+                }
+            }
+            if self.n == BATCH {
+                return true;
+            }
+            match nix::unistd::read(fd(rfd), &mut s.raw) {
+                Ok(0) => {
+                    self.rx_dead = true;
+                    eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);
+                    return self.n > 0;
+                }
+                Ok(k) => {
+                    s.off = 0;
+                    s.len = k;
+                }
+                Err(Errno::EAGAIN) | Err(Errno::EINTR) => return self.n > 0,
+                Err(e) => {
+                    self.rx_dead = true;
+                    eprintln!(
+                        "vdens-fast: {}: receive failed: {}; this direction stops",
+                        self.label,
+                        e.desc()
+                    );
+                    return self.n > 0;
+                }
+            }
+        }
+    }
+
+    /// Blocked on an unconnected AF_UNIX datagram socket, which polls writable even when the
+    /// receiver's queue is full: retried on a short timer instead of waiting for EPOLLOUT.
+    fn retry_later(&self) -> bool {
+        self.blocked && matches!(self.tx, TxPlan::SendTo { .. })
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..ROUNDS {
+            if !self.flush() || !self.fill() {
+                return;
+            }
+        }
+        self.flush();
+    }
+}
+
+/// Runs a poll worker until Stop.
+pub fn run(ctx: WorkerCtx, ready: Sender<Result<String, String>>) {
+    // Pin before allocating: the buffers are then first touched by (and local to) this core.
+    pin(ctx.cpu);
+    let ep = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = ready.send(Err(format!("epoll_create1: {}", e.desc())));
+            return;
+        }
+    };
+    let mut dirs: Vec<PDir> = Vec::new();
+    for a in &ctx.ports {
+        for (d, plan) in a.plan.iter().enumerate() {
+            dirs.push(PDir::new(a, d, plan));
+        }
+    }
+    // Every descriptor once, with its current interest.
+    let mut fds: Vec<(RawFd, EpollFlags)> = Vec::new();
+    for d in &dirs {
+        for f in d.rx.map(|r| r.fd).into_iter().chain(tx_fd(&d.tx)) {
+            if !fds.iter().any(|(x, _)| *x == f) {
+                fds.push((f, EpollFlags::empty()));
+            }
+        }
+    }
+    let wake = ctx.wake.clone();
+    let r = ep
+        .add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))
+        .and_then(|_| {
+            for (i, (f, _)) in fds.iter().enumerate() {
+                ep.add(fd(*f), EpollEvent::new(EpollFlags::empty(), i as u64))?;
+            }
+            Ok(())
+        });
+    if let Err(e) = r {
+        let _ = ready.send(Err(format!("epoll_ctl: {}", e.desc())));
+        return;
+    }
+    let _ = ready.send(Ok("epoll".into()));
+    let mut w = PollWorker { ep, dirs, fds };
+    w.run(&ctx.cmds, wake.as_fd());
+    drop(w);
+    drop(ctx.ports);
+}
+
+struct PollWorker {
+    ep: Epoll,
+    dirs: Vec<PDir>,
+    fds: Vec<(RawFd, EpollFlags)>,
+}
+
+impl PollWorker {
+    fn interest(&mut self) {
+        for (i, (f, cur)) in self.fds.iter_mut().enumerate() {
+            let mut want = EpollFlags::empty();
+            for d in &self.dirs {
+                if !d.rx_dead && !d.blocked && d.rx.map(|r| r.fd) == Some(*f) {
+                    want |= EpollFlags::EPOLLIN;
+                }
+                if d.blocked && !d.retry_later() && tx_fd(&d.tx) == Some(*f) {
+                    want |= EpollFlags::EPOLLOUT;
+                }
+            }
+            if want != *cur {
+                let _ = self.ep.modify(fd(*f), &mut EpollEvent::new(want, i as u64));
+                *cur = want;
+            }
+        }
+    }
+
+    fn publish(&self) {
+        for d in &self.dirs {
+            d.stats.dirs[d.d].publish(&d.counts);
+        }
+    }
+
+    fn run(&mut self, cmds: &Receiver<Cmd>, wake: BorrowedFd<'_>) {
+        let mut events = [EpollEvent::empty(); 64];
+        for d in &mut self.dirs {
+            d.pump();
+        }
+        loop {
+            self.interest();
+            self.publish();
+            let timeout = if self.dirs.iter().any(|d| d.retry_later()) {
+                EpollTimeout::from(1u8)
+            } else {
+                EpollTimeout::NONE
+            };
+            let n = match self.ep.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("vdens-fast: poll worker stopped: epoll_wait: {}", e.desc());
+                    break;
+                }
+            };
+            let mut stop = false;
+            for d in &mut self.dirs {
+                if d.retry_later() {
+                    d.pump();
+                }
+            }
+            for ev in &events[..n] {
+                if ev.data() == WAKE {
+                    let mut b = [0u8; 8];
+                    let _ = nix::unistd::read(wake, &mut b);
+                    while let Ok(c) = cmds.try_recv() {
+                        match c {
+                            Cmd::Publish(ack) => {
+                                self.publish();
+                                let _ = ack.send(());
+                            }
+                            Cmd::Stop => stop = true,
+                        }
+                    }
+                    continue;
+                }
+                let f = self.fds[ev.data() as usize].0;
+                for d in &mut self.dirs {
+                    if d.rx.map(|r| r.fd) == Some(f) || tx_fd(&d.tx) == Some(f) {
+                        d.pump();
+                    }
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+        for d in &mut self.dirs {
+            // Frames still pending were never sent: the engine stopped.
+            let left = (d.sent..d.n).filter(|&i| d.lens[i] != usize::MAX).count();
+            d.counts.drop(Why::SendError, left as u64);
+            d.n = 0;
+        }
+        self.publish();
+    }
+}

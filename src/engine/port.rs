@@ -1,0 +1,129 @@
+//! What each engine needs to know about a port: per direction, where frames come from, how
+//! they are delimited there, and how they leave. Both engines build the same plan, so they
+//! treat every link kind the same way; a multi-port node (switch, hub) would replace the fixed
+//! "other side" of a direction with a forwarding decision per frame at [`TxPlan`].
+
+use super::stats::{LINK_TO_TAP, TAP_TO_LINK};
+use super::{EngineError, Port};
+use crate::transport::{Framing, SendTo};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::UnixAddr;
+use nix::sys::stat::{fstat, SFlag};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+/// Largest Ethernet frame carried: 9216 bytes of MTU + 14 of header + 4 of VLAN tag.
+pub const MAX_FRAME: usize = 9216 + 14 + 4;
+
+/// How a direction receives.
+#[derive(Clone, Copy, Debug)]
+pub struct RxPlan {
+    pub fd: RawFd,
+    /// recv(2) family applies (multishot recv, recvmmsg); otherwise read(2).
+    pub socket: bool,
+    /// The bytes are a 2-byte-length-prefixed stream to reassemble.
+    pub stream: bool,
+    /// A zero-length read means end of file (everything but datagram sockets, where it is an
+    /// empty datagram).
+    pub eof_on_zero: bool,
+}
+
+/// How a direction sends.
+#[derive(Clone, Debug)]
+pub enum TxPlan {
+    /// One frame per write/send on `fd` (tap, connected socket, tap:// device).
+    Write { fd: RawFd, socket: bool },
+    /// One frame per datagram to this address on an unconnected AF_UNIX datagram socket.
+    SendTo { fd: RawFd, addr: UnixAddr },
+    /// Length-prefixed frames on a byte stream.
+    Stream { fd: RawFd },
+    /// Nothing to send to (null://): count and drop.
+    Discard,
+}
+
+#[derive(Clone, Debug)]
+pub struct DirPlan {
+    /// None when nothing ever arrives (link side of null://).
+    pub rx: Option<RxPlan>,
+    pub tx: TxPlan,
+}
+
+fn is_socket(fd: BorrowedFd<'_>) -> Result<bool, nix::Error> {
+    let st = fstat(fd)?;
+    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
+}
+
+fn is_dgram(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::SockType, SockType as T};
+    matches!(getsockopt(&fd, SockType), Ok(T::Datagram))
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), nix::Error> {
+    let fl = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+fn err(port: &Port, what: &str, e: nix::Error) -> EngineError {
+    EngineError(format!("{} ({}): {what}: {}", port.name, port.link.vnl, e.desc()))
+}
+
+/// Makes the port's descriptors non-blocking (io_uring then polls them in the kernel instead
+/// of handing blocking reads to io-wq threads; epoll needs it to drain until EAGAIN) and
+/// describes its two directions.
+pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
+    let tap = port.tap.as_fd();
+    set_nonblocking(tap).map_err(|e| err(port, "cannot make the tap non-blocking", e))?;
+    let tap_fd = tap.as_raw_fd();
+    let link = &port.link;
+    let mut dirs: [DirPlan; 2] = [
+        DirPlan {
+            rx: Some(RxPlan {
+                fd: tap_fd,
+                socket: false,
+                stream: false,
+                eof_on_zero: true,
+            }),
+            tx: TxPlan::Discard,
+        },
+        DirPlan {
+            rx: None,
+            tx: TxPlan::Write {
+                fd: tap_fd,
+                socket: false,
+            },
+        },
+    ];
+    if link.framing == Framing::Null {
+        return Ok(dirs);
+    }
+    let (Some(rx), Some(tx)) = (link.rx_fd(), link.tx_fd()) else {
+        return Err(EngineError(format!(
+            "{} ({}): the link has no descriptor (transport bug)",
+            port.name, link.vnl
+        )));
+    };
+    set_nonblocking(rx).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
+    set_nonblocking(tx).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
+    let rx_sock = is_socket(rx).map_err(|e| err(port, "cannot inspect the link", e))?;
+    let tx_sock = is_socket(tx).map_err(|e| err(port, "cannot inspect the link", e))?;
+    let stream = link.framing == Framing::Stream;
+    dirs[LINK_TO_TAP].rx = Some(RxPlan {
+        fd: rx.as_raw_fd(),
+        socket: rx_sock,
+        stream,
+        eof_on_zero: !(rx_sock && is_dgram(rx)),
+    });
+    dirs[TAP_TO_LINK].tx = match (&link.framing, &link.send_to) {
+        (Framing::Stream, _) => TxPlan::Stream { fd: tx.as_raw_fd() },
+        (_, SendTo::Unix(path)) => TxPlan::SendTo {
+            fd: tx.as_raw_fd(),
+            addr: UnixAddr::new(path.as_path())
+                .map_err(|e| err(port, &format!("bad destination {}", path.display()), e))?,
+        },
+        _ => TxPlan::Write {
+            fd: tx.as_raw_fd(),
+            socket: tx_sock,
+        },
+    };
+    Ok(dirs)
+}

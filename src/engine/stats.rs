@@ -1,0 +1,221 @@
+//! Per-port, per-direction counters. Each worker counts in plain integers and publishes them
+//! to these atomics once per loop turn (single writer, relaxed stores): readers get a
+//! lock-free snapshot that is at most one turn old.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The two directions of a port, in stats order.
+pub const DIR_NAMES: [&str; 2] = ["tap_to_link", "link_to_tap"];
+/// Index of the tap -> link direction.
+pub const TAP_TO_LINK: usize = 0;
+/// Index of the link -> tap direction.
+pub const LINK_TO_TAP: usize = 1;
+
+/// Why a frame was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    /// No buffer or queue room to hold it.
+    NoBuffer,
+    /// The send/write on the other side failed.
+    SendError,
+    /// Longer than the largest frame carried (9234 bytes).
+    Oversize,
+    /// Malformed on a stream link (zero length) or empty datagram.
+    Framing,
+    /// The link carries nothing (null://).
+    NoLink,
+}
+
+/// Counters of one direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Frames taken from the source side (delivered + dropped once traffic is quiet).
+    pub received: u64,
+    /// Frames delivered to the other side.
+    pub frames: u64,
+    /// Bytes delivered (frame bytes, without stream headers).
+    pub bytes: u64,
+    pub no_buffer: u64,
+    pub send_error: u64,
+    pub oversize: u64,
+    pub framing: u64,
+    pub no_link: u64,
+}
+
+impl Counts {
+    #[inline]
+    pub fn drop(&mut self, why: Drop, n: u64) {
+        match why {
+            Drop::NoBuffer => self.no_buffer += n,
+            Drop::SendError => self.send_error += n,
+            Drop::Oversize => self.oversize += n,
+            Drop::Framing => self.framing += n,
+            Drop::NoLink => self.no_link += n,
+        }
+    }
+
+    #[inline]
+    pub fn sent(&mut self, len: usize) {
+        self.frames += 1;
+        self.bytes += len as u64;
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.no_buffer + self.send_error + self.oversize + self.framing + self.no_link
+    }
+
+    fn fields(&self) -> [(&'static str, u64); 8] {
+        [
+            ("received", self.received),
+            ("frames", self.frames),
+            ("bytes", self.bytes),
+            ("drop_no_buffer", self.no_buffer),
+            ("drop_send_error", self.send_error),
+            ("drop_oversize", self.oversize),
+            ("drop_framing", self.framing),
+            ("drop_no_link", self.no_link),
+        ]
+    }
+}
+
+/// The shared, lock-free copy of one direction's counters.
+#[derive(Debug, Default)]
+pub struct AtomicCounts([AtomicU64; 8]);
+
+impl AtomicCounts {
+    /// Called by the one worker that owns the direction.
+    #[inline]
+    pub fn publish(&self, c: &Counts) {
+        for (a, (_, v)) in self.0.iter().zip(c.fields()) {
+            a.store(v, Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> Counts {
+        let v: Vec<u64> = self.0.iter().map(|a| a.load(Relaxed)).collect();
+        Counts {
+            received: v[0],
+            frames: v[1],
+            bytes: v[2],
+            no_buffer: v[3],
+            send_error: v[4],
+            oversize: v[5],
+            framing: v[6],
+            no_link: v[7],
+        }
+    }
+}
+
+/// The counters of one port, shared between its worker and the control thread.
+#[derive(Debug)]
+pub struct PortStats {
+    pub name: String,
+    pub vnl: String,
+    pub dirs: [AtomicCounts; 2],
+}
+
+impl PortStats {
+    pub fn new(name: &str, vnl: &str) -> PortStats {
+        PortStats {
+            name: name.to_string(),
+            vnl: vnl.to_string(),
+            dirs: Default::default(),
+        }
+    }
+}
+
+/// A snapshot of one port, as returned by `Engine::stats`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSnapshot {
+    pub name: String,
+    pub vnl: String,
+    /// Indexed by [`TAP_TO_LINK`] and [`LINK_TO_TAP`].
+    pub dirs: [Counts; 2],
+}
+
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// One JSON object (one line) describing the engine and every port.
+pub fn to_json(engine: &str, workers: usize, ports: &[PortSnapshot]) -> String {
+    let mut out = String::new();
+    out.push_str("{\"engine\":");
+    json_str(&mut out, engine);
+    let _ = write!(out, ",\"workers\":{workers},\"ports\":[");
+    for (i, p) in ports.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        json_str(&mut out, &p.name);
+        out.push_str(",\"vnl\":");
+        json_str(&mut out, &p.vnl);
+        for (d, c) in p.dirs.iter().enumerate() {
+            let _ = write!(out, ",\"{}\":{{", DIR_NAMES[d]);
+            for (k, (name, v)) in c.fields().iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "\"{name}\":{v}");
+            }
+            out.push('}');
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let mut c = Counts {
+            received: 3,
+            ..Default::default()
+        };
+        c.sent(60);
+        c.drop(Drop::Oversize, 2);
+        let p = PortSnapshot {
+            name: "vde0".into(),
+            vnl: "ptp:///tmp/a\"b".into(),
+            dirs: [c, Counts::default()],
+        };
+        let j = to_json("uring", 1, &[p]);
+        assert!(j.starts_with("{\"engine\":\"uring\",\"workers\":1,\"ports\":[{\"name\":\"vde0\",\"vnl\":\"ptp:///tmp/a\\\"b\""), "{j}");
+        assert!(j.contains("\"tap_to_link\":{\"received\":3,\"frames\":1,\"bytes\":60,\"drop_no_buffer\":0,\"drop_send_error\":0,\"drop_oversize\":2"), "{j}");
+        assert!(j.ends_with("\"drop_no_link\":0}}]}"), "{j}");
+    }
+
+    #[test]
+    fn publish_roundtrip() {
+        let a = AtomicCounts::default();
+        let c = Counts {
+            received: 1,
+            frames: 2,
+            bytes: 3,
+            no_buffer: 4,
+            send_error: 5,
+            oversize: 6,
+            framing: 7,
+            no_link: 8,
+        };
+        a.publish(&c);
+        assert_eq!(a.snapshot(), c);
+    }
+}

@@ -1,0 +1,341 @@
+//! The io_uring engine: ring setup and probing, the registered buffer memory, and the one
+//! submission path. All `unsafe` of the engine lives in this folder.
+
+mod worker;
+
+pub use worker::run;
+
+use io_uring::{opcode, squeue, types::BufRingEntry, IoUring, Probe};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// Tuning knobs, for measuring what each io_uring feature buys (benches/engine.rs).
+#[derive(Clone, Copy, Debug)]
+pub struct UringTuning {
+    /// IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (falls back when refused).
+    pub defer_taskrun: bool,
+    /// Multishot receives; off = one single-shot buffer-select receive at a time per fd.
+    pub multishot: bool,
+    /// Register the port descriptors as fixed files.
+    pub fixed_files: bool,
+    /// Provided-buffer rings; off = one single-shot receive at a time per fd into a buffer the
+    /// worker picks (implies no multishot).
+    pub provided_buffers: bool,
+}
+
+impl Default for UringTuning {
+    fn default() -> Self {
+        UringTuning {
+            defer_taskrun: true,
+            multishot: true,
+            fixed_files: true,
+            provided_buffers: true,
+        }
+    }
+}
+
+/// The opcodes the worker uses; a kernel missing one gets the poll engine.
+const NEEDED: &[(u8, &str)] = &[
+    (opcode::ReadMulti::CODE, "READ_MULTISHOT"),
+    (opcode::RecvMulti::CODE, "RECV (multishot)"),
+    (opcode::Read::CODE, "READ"),
+    (opcode::Write::CODE, "WRITE"),
+    (opcode::Writev::CODE, "WRITEV"),
+    (opcode::SendMsg::CODE, "SENDMSG"),
+    (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+];
+
+/// Says why io_uring cannot carry the data plane here, or Ok if it can: ring setup, the ops the
+/// worker needs (IORING_REGISTER_PROBE), and a provided-buffer ring registration.
+pub fn probe() -> Result<(), String> {
+    if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        if s.trim() == "2" {
+            return Err("io_uring is disabled (kernel.io_uring_disabled = 2)".into());
+        }
+    }
+    let ring: IoUring =
+        IoUring::new(8).map_err(|e| format!("io_uring_setup: {}", crate::sys::err_text(&e)))?;
+    let mut p = Probe::new();
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| format!("IORING_REGISTER_PROBE: {}", crate::sys::err_text(&e)))?;
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(c, _)| !p.is_supported(*c))
+        .map(|(_, n)| *n)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("the kernel lacks io_uring ops {}", missing.join(", ")));
+    }
+    let mut br = BufRing::new(8, 64, 0).map_err(|e| format!("buffer ring memory: {e}"))?;
+    br.register(&ring)
+        .map_err(|e| format!("IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e)))?;
+    let _ = ring.submitter().unregister_buf_ring(0);
+    Ok(())
+}
+
+/// Builds a worker's ring, with SINGLE_ISSUER + DEFER_TASKRUN when asked and the kernel accepts
+/// them (completions then run only when this thread waits: no IPIs, no task-work interrupts),
+/// else COOP_TASKRUN, else plain. Returns the ring and the setup used, for messages.
+fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'static str)> {
+    if defer {
+        if let Ok(r) = IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_clamp()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_submit_all()
+            .build(entries)
+        {
+            return Ok((r, "defer_taskrun"));
+        }
+    }
+    if let Ok(r) = IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_coop_taskrun()
+        .setup_submit_all()
+        .build(entries)
+    {
+        return Ok((r, "coop_taskrun"));
+    }
+    IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_clamp()
+        .build(entries)
+        .map(|r| (r, "plain"))
+}
+
+/// Pushes one entry; when the submission queue is full, submits what is queued first.
+///
+/// # Safety
+/// Every buffer, iovec, msghdr and address the entry points to must stay valid and unmoved until
+/// its completion is reaped (the worker keeps them in its arenas and boxed slots, which it drops
+/// only after every operation completed or was cancelled and reaped).
+unsafe fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
+    loop {
+        // SAFETY: per this function's contract.
+        if unsafe { ring.submission().push(e) }.is_ok() {
+            return Ok(());
+        }
+        match ring.submit() {
+            Ok(_) => {}
+            Err(err) if is_retry(&err) => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// EINTR/EAGAIN/EBUSY from io_uring_enter mean "try again later".
+fn is_retry(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+    )
+}
+
+/// Anonymous memory for buffers, page-aligned, populated at creation by the (pinned) creating
+/// thread, unmapped on drop.
+struct Arena {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Arena {
+    pub fn new(len: usize) -> io::Result<Arena> {
+        // SAFETY: anonymous private mapping at a kernel-chosen address; no existing memory is
+        // affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Arena {
+            ptr: NonNull::new(p.cast()).expect("mmap returned NULL"),
+            len,
+        })
+    }
+
+    pub fn base(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created by mmap with this length; the worker drops arenas only
+        // when no operation can still use them.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+const PAGE: usize = 4096;
+
+/// A provided-buffer ring (IORING_REGISTER_PBUF_RING): `entries` buffers of `size` bytes the
+/// kernel picks from for each receive, plus `extra` bytes of private slots after them.
+struct BufRing {
+    mem: Arena,
+    entries: u16,
+    size: usize,
+    bgid: u16,
+    /// Local tail; published to the kernel by [`BufRing::publish`].
+    tail: u16,
+    /// Next entry to take when the ring is used from userspace only (not registered).
+    head: u16,
+    /// Buffers in the ring (available to the kernel, published or not).
+    avail: u32,
+    extra_off: usize,
+}
+
+impl BufRing {
+    /// `entries` must be a power of two (kernel rule).
+    pub fn new(entries: u16, size: usize, extra: usize) -> io::Result<BufRing> {
+        assert!(entries.is_power_of_two());
+        let ring_bytes = (entries as usize * std::mem::size_of::<BufRingEntry>()).div_ceil(PAGE) * PAGE;
+        let extra_off = ring_bytes + entries as usize * size;
+        let mem = Arena::new(extra_off + extra)?;
+        let mut r = BufRing {
+            mem,
+            entries,
+            size,
+            bgid: 0,
+            tail: 0,
+            head: 0,
+            avail: 0,
+            extra_off,
+        };
+        let base = r.ring_base();
+        // SAFETY: the ring header is 16 bytes at the start of the page-aligned mapping; the
+        // kernel reads the tail only after registration.
+        unsafe { (*BufRingEntry::tail(base).cast_mut()) = 0 };
+        for bid in 0..entries {
+            r.push(bid);
+        }
+        Ok(r)
+    }
+
+    fn ring_base(&self) -> *mut BufRingEntry {
+        self.mem.base().cast()
+    }
+
+    fn buf_ptr(&self, bid: u16) -> *mut u8 {
+        let ring_bytes = self.extra_off - self.entries as usize * self.size;
+        // SAFETY: bid < entries, so the offset stays inside the mapping.
+        unsafe { self.mem.base().add(ring_bytes + bid as usize * self.size) }
+    }
+
+    /// Registers the ring with `ring` under group `bgid`, publishing every buffer.
+    pub fn register(&mut self, ring: &IoUring) -> io::Result<()> {
+        self.register_as(ring, 0)
+    }
+
+    pub fn register_as(&mut self, ring: &IoUring, bgid: u16) -> io::Result<()> {
+        self.bgid = bgid;
+        // SAFETY: the ring memory is page-aligned, `entries` entries long, and lives in `mem`,
+        // which the worker keeps until the io_uring instance is gone.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(self.mem.base() as u64, self.entries, bgid, 0)?
+        };
+        self.publish();
+        Ok(())
+    }
+
+    pub fn bgid(&self) -> u16 {
+        self.bgid
+    }
+
+    /// Hands buffer `bid` back to the kernel (visible after the next publish).
+    #[inline]
+    pub fn push(&mut self, bid: u16) {
+        let idx = (self.tail & (self.entries - 1)) as usize;
+        // SAFETY: idx < entries; the entry at the local tail is not owned by the kernel until
+        // the tail is published.
+        let e = unsafe { &mut *self.ring_base().add(idx) };
+        e.set_addr(self.buf_ptr(bid) as u64);
+        e.set_len(self.size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        self.avail += 1;
+    }
+
+    /// Makes pushed buffers visible to the kernel (one release store per loop turn).
+    #[inline]
+    pub fn publish(&self) {
+        // SAFETY: the tail field is a naturally aligned u16 inside the mapping, shared with the
+        // kernel, which reads it with acquire semantics.
+        let tail = unsafe { &*BufRingEntry::tail(self.ring_base()).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// Takes the oldest buffer in the ring, for a ring that is not registered (the worker then
+    /// picks buffers itself).
+    pub fn pop_local(&mut self) -> Option<u16> {
+        if self.avail == 0 {
+            return None;
+        }
+        let idx = (self.head & (self.entries - 1)) as usize;
+        // SAFETY: idx < entries; an unregistered ring is only accessed by this thread.
+        let bid = unsafe { &*self.ring_base().add(idx) }.bid();
+        self.head = self.head.wrapping_add(1);
+        self.avail -= 1;
+        Some(bid)
+    }
+
+    /// Records that the kernel used one buffer for a completion.
+    #[inline]
+    pub fn taken(&mut self) {
+        self.avail -= 1;
+    }
+
+    pub fn avail(&self) -> u32 {
+        self.avail
+    }
+
+    /// Address of buffer `bid`, for a send.
+    #[inline]
+    pub fn addr(&self, bid: u16) -> *const u8 {
+        self.buf_ptr(bid)
+    }
+
+    /// Private slot `i` of `slot_size` bytes in the extra area.
+    #[inline]
+    pub fn slot_ptr(&self, i: usize, slot_size: usize) -> *mut u8 {
+        assert!(self.extra_off + (i + 1) * slot_size <= self.mem.len);
+        // SAFETY: in bounds (checked).
+        unsafe { self.mem.base().add(self.extra_off + i * slot_size) }
+    }
+
+    /// Bytes `from..len` of buffer `bid`, which a completion handed to userspace, and private
+    /// slot `slot` to copy them into.
+    #[inline]
+    pub fn data_and_slot(
+        &mut self,
+        bid: u16,
+        from: usize,
+        len: usize,
+        slot: usize,
+        slot_size: usize,
+    ) -> (&[u8], &mut [u8]) {
+        assert!(bid < self.entries && from <= len && len <= self.size);
+        let s = self.slot_ptr(slot, slot_size);
+        // SAFETY: both in bounds (checked) and disjoint (buffer area vs extra area). The kernel
+        // finished writing the buffer (its completion was reaped) and cannot pick it again until
+        // it is pushed back; slots never reach the kernel as provided buffers, and the caller
+        // writes only a slot no send uses (&mut self: no other userspace view).
+        unsafe {
+            (
+                std::slice::from_raw_parts(self.buf_ptr(bid).add(from), len - from),
+                std::slice::from_raw_parts_mut(s, slot_size),
+            )
+        }
+    }
+}

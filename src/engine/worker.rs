@@ -1,0 +1,46 @@
+//! What both engines' worker threads share: the ports they are handed, the commands from the
+//! control thread, and CPU pinning.
+
+use super::port::DirPlan;
+use super::stats::PortStats;
+use super::Port;
+use crossbeam_channel::{Receiver, Sender};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+/// A port as handed to a worker: the descriptors (kept open for as long as the worker runs),
+/// its plan, and where its counters are published.
+pub struct Assigned {
+    pub port: Port,
+    pub plan: [DirPlan; 2],
+    pub stats: Arc<PortStats>,
+}
+
+/// Control thread -> worker.
+pub enum Cmd {
+    /// Publish the counters now, then acknowledge.
+    Publish(Sender<()>),
+    /// Finish: cancel what is in flight, publish the final counters, release the ports.
+    Stop,
+}
+
+/// Everything a worker thread starts with.
+pub struct WorkerCtx {
+    pub index: usize,
+    pub ports: Vec<Assigned>,
+    pub cmds: Receiver<Cmd>,
+    /// Non-blocking eventfd the control thread writes after queueing a command.
+    pub wake: Arc<OwnedFd>,
+    pub cpu: Option<usize>,
+}
+
+/// Pins the calling thread to `cpu`. Called first thing in a worker, before it allocates its
+/// buffers: Linux places an anonymous page on the NUMA node of the CPU that first touches it,
+/// so buffers touched after pinning are local to the core that will use them.
+pub fn pin(cpu: Option<usize>) {
+    if let Some(id) = cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            eprintln!("vdens-fast: cannot pin a worker to CPU {id}: sched_setaffinity refused (check --cpus); the worker runs unpinned");
+        }
+    }
+}
