@@ -123,24 +123,28 @@ pub struct Running {
     stdout_reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Spawns `cmd`, retrying on ETXTBSY: another test thread may be between fork and exec while
+/// holding a descriptor inherited from the one-time copy of the binary; it goes away at that exec.
+fn spawn_retrying(cmd: &mut Command, name: &str) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(c) => return c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{name}: spawn {cmd:?}: {e}"),
+        }
+    }
+}
+
 pub fn spawn(mut cmd: Command) -> Running {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // ETXTBSY: another test thread may be between fork and exec while holding a descriptor
-    // inherited from the one-time copy of the binary; it goes away at that exec.
-    let mut tries = 0;
-    let mut child = loop {
-        match cmd.spawn() {
-            Ok(c) => break c,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("spawn {cmd:?}: {e}"),
-        }
-    };
+    let mut child = spawn_retrying(&mut cmd, "");
     let (tx, rx) = mpsc::channel();
     let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let all2 = all.clone();
@@ -315,17 +319,7 @@ impl Node {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut tries = 0;
-        let mut child = loop {
-            match cmd.spawn() {
-                Ok(c) => break c,
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("{name}: spawn {cmd:?}: {e}"),
-            }
-        };
+        let mut child = spawn_retrying(&mut cmd, name);
         let (tx, rx) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
