@@ -462,13 +462,17 @@ impl Worker {
         for di in 0..self.dirs.len() {
             self.arm_rx(di);
         }
+        // Completions to wait for: as many as the last turn found (up to WAIT_BATCH). Asking
+        // for more than can come (the sender blocked on a full queue that only this worker
+        // drains) would just sit out the whole batching wait every turn.
+        let mut want = 1;
         loop {
             let r = match self.batch_wait {
-                Some(us) => {
+                Some(us) if want > 1 => {
                     let args = types::SubmitArgs::new().min_wait_usec(us);
-                    self.ring.submitter().submit_with_args(WAIT_BATCH, &args)
+                    self.ring.submitter().submit_with_args(want, &args)
                 }
-                None => self.ring.submit_and_wait(1),
+                _ => self.ring.submit_and_wait(1),
             };
             match r {
                 Ok(_) => {}
@@ -485,6 +489,7 @@ impl Worker {
             if self.drain(cmds) {
                 break;
             }
+            want = self.cqes.len().clamp(1, WAIT_BATCH);
             self.turn_end();
         }
         self.shutdown();
