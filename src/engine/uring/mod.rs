@@ -38,11 +38,11 @@ impl Default for UringTuning {
             multishot: true,
             fixed_files: true,
             provided_buffers: true,
-            // Measured (`cargo bench --bench engine -- flood`): under a flood of 64-byte frames,
-            // waiting for the first completion only gave 2.2 completions per turn with
-            // DEFER_TASKRUN (one frame per io_uring_enter) and 337k frames/s at 2.95 us of
-            // worker CPU per frame; a 20 us batching wait gave 46 per turn, 521k frames/s at
-            // 1.91 us. A lone frame waits at most this long.
+            // Measured (`cargo bench --bench engine -- flood`, 64-byte frames): returning at
+            // the first completion gave 2.2 completions per turn with DEFER_TASKRUN (one frame
+            // per io_uring_enter) and 2.9-4.0 us of worker CPU per frame; this batching wait
+            // (with the adaptive count in worker.rs) 1.9-3.2 us. A lone frame waits at most
+            // this long.
             batch_wait_us: 20,
         }
     }
