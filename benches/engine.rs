@@ -4,8 +4,13 @@
 //! engine runs with its defaults and with one feature off at a time, to measure what each buys.
 //!
 //! Run: cargo bench --bench engine -- --quick   (or a filter such as `engine/uring/1500`)
+//!
+//! `cargo bench --bench engine -- flood` instead floods one port (tap -> link, sendmmsg and
+//! recvmmsg on the bench side, pinned to CPU 1, worker pinned to CPU 0) for 2 s per variant
+//! and prints frames/s and the worker thread's CPU time per frame (from /proc), which shows
+//! the engine's own cost better than the wall-clock figures of the criterion groups.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::os::fd::{AsFd, OwnedFd};
@@ -179,6 +184,14 @@ fn variants() -> Vec<(&'static str, EngineChoice, UringTuning)> {
     vec![
         ("uring", EngineChoice::Uring, d),
         (
+            "uring-no-batch-wait",
+            EngineChoice::Uring,
+            UringTuning {
+                batch_wait_us: 0,
+                ..d
+            },
+        ),
+        (
             "uring-no-defer-taskrun",
             EngineChoice::Uring,
             UringTuning {
@@ -248,4 +261,88 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench, bench_workers);
-criterion_main!(benches);
+
+/// CPU seconds used so far by this process's thread named `name`.
+fn thread_cpu(name: &str) -> f64 {
+    for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let st = std::fs::read_to_string(e.path().join("stat")).unwrap();
+            let f: Vec<&str> = st[st.rfind(')').unwrap() + 2..].split(' ').collect();
+            let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+            return ticks / 100.0;
+        }
+    }
+    panic!("no thread named {name}")
+}
+
+fn flood(name: &str, choice: EngineChoice, tuning: UringTuning, size: usize) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use vdens_fast::sys::{recv_batch, send_batch, MAX_BATCH};
+    let (p, tap_peer, link_peer) = port(0);
+    let mut o = options(choice, None);
+    o.cpus = Some(vec![0]);
+    let engine = Engine::start_with(o, tuning, vec![p]).unwrap();
+    let worker = format!("vdens-{}0", engine.kind().name());
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
+        let out = vec![0x5au8; MAX_BATCH * STRIDE];
+        let lens = vec![size; MAX_BATCH];
+        while !st.load(Ordering::Relaxed) {
+            if send_batch(tap_peer.as_fd(), &out, STRIDE, &lens, None).is_err() {
+                let mut f = [PollFd::new(tap_peer.as_fd(), PollFlags::POLLOUT)];
+                let _ = poll(&mut f, PollTimeout::from(10u8));
+            }
+        }
+    });
+    let st = stop.clone();
+    let reader = std::thread::spawn(move || {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
+        let mut inb = vec![0u8; MAX_BATCH * STRIDE];
+        let mut lens = vec![0usize; MAX_BATCH];
+        while !st.load(Ordering::Relaxed) {
+            if recv_batch(link_peer.as_fd(), &mut inb, STRIDE, &mut lens).is_err() {
+                let mut f = [PollFd::new(link_peer.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut f, PollTimeout::from(10u8));
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (c0, f0, t0) = (
+        thread_cpu(&worker),
+        engine.stats()[0].dirs[0].frames,
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (c1, f1, dt) = (
+        thread_cpu(&worker),
+        engine.stats()[0].dirs[0].frames,
+        t0.elapsed().as_secs_f64(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = (writer.join(), reader.join());
+    engine.stop();
+    let frames = (f1 - f0) as f64;
+    println!(
+        "flood {name:26} {size:5} B: {:8.0} frames/s, worker CPU {:5.1}%, {:5.2} us CPU/frame",
+        frames / dt,
+        (c1 - c0) / dt * 100.0,
+        (c1 - c0) / frames * 1e6
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "flood") {
+        for size in [64usize, 1500, 9000] {
+            for (name, choice, tuning) in variants() {
+                flood(name, choice, tuning, size);
+            }
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

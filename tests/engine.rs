@@ -239,6 +239,10 @@ fn every_size_both_ways_uring_variants() {
     let d = UringTuning::default();
     let variants = [
         UringTuning {
+            batch_wait_us: 0,
+            ..d
+        },
+        UringTuning {
             defer_taskrun: false,
             ..d
         },

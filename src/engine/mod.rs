@@ -102,8 +102,8 @@ pub struct Engine {
 
 /// Default number of workers: one per port, at most half the CPUs (at least one): one worker on
 /// the 2-core development box. Measured there (benches/engine.rs, group `workers`: two ports
-/// flooded with 1500-byte frames in batches of 64, five runs on a box shared with other builds):
-/// io_uring with one worker 114k-366k frames/s, with two 55k-354k; the two settings were within
+/// flooded with 1500-byte frames in batches of 64, seven runs on a box shared with other builds):
+/// io_uring with one worker 114k-366k frames/s, with two 55k-390k; the two settings were within
 /// the run-to-run noise, never clearly apart, while a second pinned worker takes the core the
 /// frames' producers and consumers (the command in the namespace, the peer outside) run on.
 /// With one port a second worker has nothing to do: a port's two directions share one ring.

@@ -8,7 +8,7 @@
 //! replace `Dir::queue` of the receiving direction by a forwarding decision that enqueues the
 //! frame on the chosen directions' queues, with a per-buffer reference count.
 
-use super::{build_ring, is_retry, push, BufRing, UringTuning};
+use super::{build_ring, is_retry, push, BufRing, UringTuning, WAIT_BATCH};
 use crate::engine::port::{DirPlan, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, Drop as Why, PortStats};
 use crate::engine::worker::{pin, Assigned, Cmd, WorkerCtx};
@@ -198,6 +198,8 @@ struct Worker {
     outstanding: usize,
     multishot: bool,
     pbuf: bool,
+    /// Batching wait in microseconds, when the kernel supports it.
+    batch_wait: Option<u32>,
     stopping: bool,
     _ports: Vec<Assigned>,
 }
@@ -303,6 +305,13 @@ impl Worker {
                 )?);
             }
         }
+        // Only with multishot receives: with one single-shot receive per descriptor a turn
+        // never has a batch to wait for.
+        let batch_wait = (tuning.batch_wait_us > 0
+            && tuning.multishot
+            && tuning.provided_buffers
+            && ring.params().is_feature_min_timeout())
+        .then_some(tuning.batch_wait_us);
         if tuning.fixed_files {
             ring.submitter()
                 .register_files(&fds)
@@ -319,6 +328,7 @@ impl Worker {
                 outstanding: 0,
                 multishot: tuning.multishot && tuning.provided_buffers,
                 pbuf: tuning.provided_buffers,
+                batch_wait,
                 stopping: false,
                 _ports: ports,
             },
@@ -452,10 +462,22 @@ impl Worker {
         for di in 0..self.dirs.len() {
             self.arm_rx(di);
         }
+        // Completions to wait for: as many as the last turn found (up to WAIT_BATCH). Asking
+        // for more than can come (the sender blocked on a full queue that only this worker
+        // drains) would just sit out the whole batching wait every turn.
+        let mut want = 1;
         loop {
-            match self.ring.submit_and_wait(1) {
+            let r = match self.batch_wait {
+                Some(us) if want > 1 => {
+                    let args = types::SubmitArgs::new().min_wait_usec(us);
+                    self.ring.submitter().submit_with_args(want, &args)
+                }
+                _ => self.ring.submit_and_wait(1),
+            };
+            match r {
                 Ok(_) => {}
-                Err(e) if is_retry(&e) => {}
+                // ETIME: the batching wait ended with what had arrived.
+                Err(e) if is_retry(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) => {
                     eprintln!(
                         "vdens-fast: io_uring worker stopped: io_uring_enter: {}",
@@ -467,6 +489,7 @@ impl Worker {
             if self.drain(cmds) {
                 break;
             }
+            want = self.cqes.len().clamp(1, WAIT_BATCH);
             self.turn_end();
         }
         self.shutdown();
