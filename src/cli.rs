@@ -459,6 +459,12 @@ fn split_positionals(multi: bool, args: &[OsString]) -> Result<(Vec<String>, Vec
         Some((vnl, cmd)) => {
             let vnl = utf8(vnl, "VNL")?;
             let vnls = if is_no_net(&vnl) { Vec::new() } else { vec![vnl] };
+            // `VNL -- CMD`: vdens would try to execute "--" and fail; vdens-fast reads it as the
+            // separator --multi uses, so the two forms agree.
+            let cmd = match cmd.split_first() {
+                Some((dd, rest)) if dd == "--" => rest,
+                _ => cmd,
+            };
             Ok((vnls, cmd.to_vec()))
         }
     }
@@ -650,13 +656,24 @@ mod tests {
         let c = ok(&["-i", "x", "--", "-", "ls", "-l"]);
         assert!(c.vnls.is_empty());
         assert_eq!(cmd(&c), ["ls", "-l"]);
+        // vdens would execute "--" (and fail); vdens-fast takes it as a separator.
         let c = ok(&["-", "--", "x"]);
-        assert_eq!(cmd(&c), ["--", "x"]);
+        assert_eq!(cmd(&c), ["x"]);
         let c = ok(&["-R", "1.1.1.1", "null://", "--help"]);
         assert_eq!(cmd(&c), ["--help"]);
         let c = ok(&["--iface", "-m", "null://"]);
         assert_eq!(c.iface_prefix, "-m");
         assert!(!c.multi);
+    }
+
+    #[test]
+    fn single_mode_separator() {
+        let c = ok(&["null://", "--", "ip", "link"]);
+        assert_eq!(cmd(&c), ["ip", "link"]);
+        let c = ok(&["null://", "--"]);
+        assert_eq!(cmd(&c), ["/bin/sh"]);
+        let c = ok(&["null://", "ip", "--"]);
+        assert_eq!(cmd(&c), ["ip", "--"]);
     }
 
     #[test]
