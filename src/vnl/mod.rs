@@ -353,3 +353,47 @@ pub fn parse(vnl: &str) -> Result<Spec, VnlError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Malformed VNLs and a part of the one-line error each must give: the unit tests check the
+/// parser with it, and tests/bad_vnl.rs checks that vdens-fast stops on each before it creates
+/// any namespace.
+#[doc(hidden)]
+pub const MALFORMED: &[(&str, &str)] = &[
+    (
+        "vde:///tmp/sw[colour=red]",
+        "unknown parameter 'colour' for vde:// (accepted: port, portgroup, group, mode)",
+    ),
+    (
+        "/tmp/sw[mode=abc]",
+        "mode 'abc' is not an octal permission (give octal permissions such as mode=700 or mode=770)",
+    ),
+    ("/tmp/sw[mode=]", "mode '' is not an octal permission"),
+    ("/tmp/sw[m]", "mode '' is not an octal permission"),
+    ("/tmp/sw[mode=000]", "mode '000' grants no access"),
+    ("/tmp/sw[mode=1777]", "mode '1777' is more than 777"),
+    ("/tmp/sw[mode=789]", "is not an octal permission"),
+    (
+        "/tmp/sw[99999999999]",
+        "vde:// port '99999999999' is out of range",
+    ),
+    ("/tmp/sw[group=]", "vde:// group '' is empty"),
+    ("/tmp/sw[g]", "vde:// group '' is empty"),
+    ("ptp://", "ptp:// path is missing (write ptp:///tmp/mylink)"),
+    ("tap://a/b", "is not a valid interface name"),
+    ("tap://a b", "is not a valid interface name"),
+    ("seqpacket://", "seqpacket:// descriptor '' is not a number"),
+    ("seqpacket://3x", "is not a number"),
+    ("seqpacket://-1", "is not a number"),
+    ("seqpacket:// 3", "is not a number"),
+    ("seqpacket://99999999999", "is out of range"),
+    ("=", "coprocess command is missing"),
+    ("cmd://", "coprocess command is missing"),
+    ("cmd://   ", "coprocess command is missing"),
+    ("=''", "coprocess command is missing"),
+    ("switch:///tmp/s[3]", "unknown parameter '3' for switch://"),
+    (
+        "vxlan://239.0.0.1/colour=1",
+        "unknown parameter 'colour' for vxlan://",
+    ),
+    ("vxvde://239.0.0.1/x", "unknown parameter 'x' for vxvde://"),
+];
