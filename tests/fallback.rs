@@ -99,9 +99,11 @@ fn slirp_with_native_vnls_in_multi() {
 fn exit_status_comes_back_promptly() {
     // Signals must reach the supervising thread, not a bridge or plugin thread.
     let d = TempDir::new("slirpx");
-    for _ in 0..3 {
+    for opt in [None, Some("-c"), None] {
         let start = Instant::now();
-        let o = vf(Who::Root, &d, &["slirp://", "sh", "-c", "exit 7"]);
+        let mut args: Vec<&str> = opt.into_iter().collect();
+        args.extend(["slirp://", "sh", "-c", "exit 7"]);
+        let o = vf(Who::Root, &d, &args);
         assert_eq!(o.code, Some(7), "{o:#?}");
         assert!(start.elapsed() < Duration::from_secs(10), "slow exit");
     }

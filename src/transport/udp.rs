@@ -10,10 +10,14 @@
 //!   send from the port the other end names as its destination, which both vdens-fast and the
 //!   classic plugin do (each sends from its bound SRC_PORT).
 //! - A connected UDP socket learns about ICMP errors: when DST_PORT is closed (the peer is not
-//!   running yet) and a frame is sent, the next receive reports "Connection refused". The
-//!   current engines treat a receive error as the end of that direction, so start the peer
-//!   before frames flow (before the interface is brought up), or see the report of this
-//!   change for the engine fix (treat ICMP-born errors on datagram sockets as transient).
+//!   running yet) and a frame is sent, the kernel stores ECONNREFUSED on the socket and the
+//!   next receive returns it (once). The engines treat any receive error as the end of that
+//!   direction ("link_to_tap: receive failed: Connection refused; this direction stops"), so
+//!   today the peer must be running before frames flow (before the interface is brought up).
+//!   The fix belongs to the engine: on a datagram socket, count ECONNREFUSED, EHOSTUNREACH,
+//!   ENETUNREACH, EHOSTDOWN and ENETDOWN as a dropped-frame error and keep receiving
+//!   (re-arming the multishot recv), or add a `SendTo::Inet` destination so this socket can
+//!   stay unconnected like the classic plugin's (which never sees these errors).
 //!
 //! The destination is the first address getaddrinfo gives; the source is resolved in the same
 //! family (the wildcard address of that family when SRC_ADDR is omitted), as libvdeplug does.
