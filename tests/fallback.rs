@@ -22,6 +22,21 @@ fn threads(pid: i32) -> Vec<String> {
     v
 }
 
+/// Waits (5 s at most) until process `pid` has a thread named like the bridge (a thread
+/// names itself once it first runs, which a loaded machine may delay).
+fn wait_bridge_thread(pid: i32) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        if threads(pid).iter().any(|c| c == "vdeplug-bridge") {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn slirp_node(name: &str, who: Who, d: &TempDir, vnls: &[&str]) -> Node {
     let mut args: Vec<&str> = Vec::new();
     if vnls.len() > 1 {
@@ -46,10 +61,10 @@ fn slirp_gateway_answers_and_the_bridge_runs_in_the_parent() {
     let mut n = slirp_node("slirp", Who::Root, &d, &["slirp://"]);
     // A bridge thread made the process multithreaded, so vdens-fast ran in clone mode: the
     // process the test started keeps the bridge, a child holds the namespaces.
-    let t = threads(n.pid());
     assert!(
-        t.iter().any(|c| c == "vdeplug-bridge"),
-        "threads of the parent: {t:?}"
+        wait_bridge_thread(n.pid()),
+        "threads of the parent: {:?}",
+        threads(n.pid())
     );
     let inside = n.sh("readlink /proc/self/ns/net", 5);
     let outside = std::fs::read_link(format!("/proc/{}/ns/net", n.pid())).unwrap();
@@ -201,16 +216,7 @@ fn link_bridges_frames_and_stops_on_drop() {
     let me = std::process::id() as i32;
     let link = vdens_fast::transport::open("slirp://").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(link.framing, vdens_fast::transport::Framing::Datagram);
-    // The thread names itself once it runs.
-    let end = Instant::now() + Duration::from_secs(5);
-    while !threads(me).iter().any(|c| c == "vdeplug-bridge") && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        threads(me).iter().any(|c| c == "vdeplug-bridge"),
-        "{:?}",
-        threads(me)
-    );
+    assert!(wait_bridge_thread(me), "{:?}", threads(me));
     let fd = link.rx_fd().unwrap();
     // An ARP request from 10.0.2.15 for slirp's own address 10.0.2.2.
     let mac = [0x02, 0, 0, 0, 0, 0x15];
@@ -261,4 +267,29 @@ fn link_bridges_frames_and_stops_on_drop() {
         !threads(me).iter().any(|c| c == "vdeplug-bridge"),
         "the bridge thread survived the link"
     );
+}
+
+#[test]
+fn switch_hosted_through_the_fallback() {
+    // switch:// stays on the fallback until its native version lands: vdens-fast hosts
+    // vdeplug4's switch (its own port is vde0) and a classic vdens joins it with vde://.
+    let d = TempDir::new("fbsw");
+    let dir = d.join("sw");
+    let mut a = slirp_node("host", Who::Root, &d, &[&format!("switch://{}", dir.display())]);
+    assert!(wait_path(&dir.join("ctl"), 10), "switch ctl did not appear");
+    let mut b = ns_node(
+        "client",
+        Impl::Classic,
+        &d,
+        &[&format!("vde://{}", dir.display())],
+    );
+    a.up("vde0", "10.67.0.1/24", None);
+    b.up("vde0", "10.67.0.2/24", None);
+    a.ping("10.67.0.2", 3, None);
+    b.ping("10.67.0.1", 3, None);
+    tcp_transfer(&mut a, &mut b, "10.67.0.2", &d, 1 << 20);
+    drop(b);
+    let o = a.finish(10);
+    assert_eq!(o.code, Some(0), "{o:#?}");
+    assert!(!dir.join("ctl").exists(), "the switch left its ctl socket behind");
 }

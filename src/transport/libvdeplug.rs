@@ -149,6 +149,14 @@ pub fn open(vnl: &str, url: &str, scheme: &str) -> Result<Link, OpenError> {
             )
         }
     })?;
+    if conn.datafd() < 0 {
+        return Err(OpenError::protocol(
+            vnl,
+            "opening through libvdeplug",
+            format!("libvdeplug_{scheme}.so gave no data descriptor"),
+            Some("vdens-fast needs a descriptor to poll for arriving frames".into()),
+        ));
+    }
     let io = |step: &'static str, e: nix::Error| OpenError::io(vnl, step, e.into(), None);
     let (mine, theirs) = socketpair(
         AddressFamily::Unix,
@@ -210,24 +218,21 @@ fn transient(e: &std::io::Error) -> bool {
 /// The bridge loop; returns (closing the connection; the caller then closes `end`) when stopped,
 /// when the engine side closes, or when the network is gone.
 fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
-    let data = conn.datafd();
+    let data = crate::sys::borrow_fd(conn.datafd());
     let ctl = conn.ctlfd();
+    // The control descriptor is watched only for hang-up (its data belongs to the plugin).
+    let ctl = (ctl >= 0 && ctl != data.as_raw_fd()).then(|| crate::sys::borrow_fd(ctl));
     let mut buf = vec![0u8; BUF];
     let gone = |why: &str| eprintln!("vdens-fast: {vnl}: {why}; this link stops");
     loop {
-        let dfd = crate::sys::borrow_fd(data.max(0));
-        let cfd = crate::sys::borrow_fd(ctl.max(0));
-        let mut fds = vec![
+        let mut fds = [
             PollFd::new(stop.as_fd(), PollFlags::POLLIN),
             PollFd::new(end.as_fd(), PollFlags::POLLIN),
+            PollFd::new(data, PollFlags::POLLIN),
+            PollFd::new(ctl.unwrap_or(data), rdhup()),
         ];
-        if data >= 0 {
-            fds.push(PollFd::new(dfd, PollFlags::POLLIN));
-        }
-        if ctl >= 0 && ctl != data {
-            fds.push(PollFd::new(cfd, rdhup()));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
+        let n = if ctl.is_some() { 4 } else { 3 };
+        match poll(&mut fds[..n], PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -235,11 +240,10 @@ fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
                 return;
             }
         }
-        let ev: Vec<PollFlags> = fds
-            .iter()
-            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-            .collect();
-        drop(fds);
+        let mut ev = [PollFlags::empty(); 4];
+        for (e, f) in ev.iter_mut().zip(&fds[..n]) {
+            *e = f.revents().unwrap_or(PollFlags::empty());
+        }
         if !ev[0].is_empty() {
             return;
         }
@@ -256,7 +260,7 @@ fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
                 Err(_) => return,
             }
         }
-        if data >= 0 && ev[2].intersects(any) {
+        if ev[2].intersects(any) {
             match conn.recv(&mut buf) {
                 Ok(0) if ev[2].contains(PollFlags::POLLHUP) => {
                     gone("the network closed its data connection");
@@ -277,11 +281,9 @@ fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
                 }
             }
         }
-        if let Some(c) = ev.get(3) {
-            if c.intersects(rdhup() | PollFlags::POLLHUP | PollFlags::POLLERR) {
-                gone("the network closed its control connection");
-                return;
-            }
+        if ev[3].intersects(rdhup() | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            gone("the network closed its control connection");
+            return;
         }
     }
 }
