@@ -1,6 +1,8 @@
 //! The few raw syscalls and ioctls nix lacks, each wrapped once. All `unsafe` of the control
 //! module lives here; every block says why it is sound.
 
+pub mod dl;
+
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

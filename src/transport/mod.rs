@@ -3,13 +3,16 @@
 //! are delimited there. Transports never move frames themselves; the engine owns the data path.
 
 mod cmd;
+mod libvdeplug;
 mod null;
 mod ptp;
 mod seqpacket;
 mod tap;
+mod udp;
 mod vde;
 
 pub use cmd::Coproc;
+pub use libvdeplug::Bridge;
 
 use crate::vnl::{self, Spec, VnlError};
 use std::fmt;
@@ -59,6 +62,10 @@ pub struct Link {
     pub cleanup: Vec<PathBuf>,
     /// The coprocess of `=cmd` / `cmd://` links: terminated and reaped when the link drops.
     pub coproc: Option<Coproc>,
+    /// The bridge thread of a link opened through libvdeplug (the fallback for schemes not
+    /// built in): stopped, and its libvdeplug connection closed, when the link drops, after
+    /// `rx`/`tx` are closed.
+    pub bridge: Option<Bridge>,
 }
 
 impl Link {
@@ -73,6 +80,7 @@ impl Link {
             ctl: None,
             cleanup: Vec::new(),
             coproc: None,
+            bridge: None,
         }
     }
 
@@ -97,11 +105,17 @@ impl Link {
 
 impl Link {
     /// Closes this copy of the link's descriptors without removing its files or stopping its
-    /// coprocess: for a process that handed the link to a child (vdens -c).
+    /// coprocess: for a process that handed the link to a child (vdens -c). A libvdeplug
+    /// bridge keeps running in this process until it exits.
     pub fn disown(mut self) {
         self.cleanup.clear();
         if let Some(c) = self.coproc.take() {
             c.release();
+        }
+        // The child process holds the engine side; the bridge keeps running here until this
+        // process exits.
+        if let Some(b) = self.bridge.take() {
+            libvdeplug::park(b);
         }
     }
 }
@@ -112,6 +126,7 @@ impl Drop for Link {
         self.tx.take();
         self.ctl.take();
         self.coproc.take();
+        self.bridge.take();
         for p in &self.cleanup {
             let _ = std::fs::remove_file(p);
         }
@@ -129,6 +144,7 @@ impl fmt::Debug for Link {
             .field("ctl", &self.ctl)
             .field("cleanup", &self.cleanup)
             .field("coproc", &self.coproc)
+            .field("bridge", &self.bridge)
             .finish()
     }
 }
@@ -192,7 +208,9 @@ impl fmt::Display for OpenError {
             OpenError::UnknownScheme { vnl, scheme } => {
                 return write!(
                     f,
-                    "{vnl}: unknown VNL scheme '{scheme}' (supported: {})",
+                    "{vnl}: unknown VNL scheme '{scheme}': libvdeplug has no plugin for it \
+                     (built in: {}; other schemes need libvdeplug_{scheme}.so: install \
+                     libvdeplug2 / libvdeplug-slirp or the package providing it)",
                     SCHEMES.join(", ")
                 )
             }
@@ -220,6 +238,7 @@ pub const SCHEMES: &[&str] = &[
     "cmd://",
     "=CMD",
     "null://",
+    "udp://",
 ];
 
 /// Splits `scheme://rest`; a string without `://` is a `vde://` path, as in libvdeplug.
@@ -286,10 +305,8 @@ pub fn open(vnl: &str) -> Result<Link, OpenError> {
         Spec::Tap { name } => tap::open(vnl, &name),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),
-        Spec::Other { scheme, .. } => Err(OpenError::UnknownScheme {
-            vnl: vnl.to_string(),
-            scheme,
-        }),
+        Spec::Udp(s) => udp::open(vnl, &s),
+        Spec::Other { scheme, .. } => libvdeplug::open(vnl, &resolved, &scheme),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod argv;
 pub mod num;
 pub mod params;
 pub mod quote;
+pub mod udp;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -18,6 +19,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
 pub use params::{Assign, Keys, Parsed, NETNODE_KEYS, VDE_KEYS, VXLAN_KEYS, VXVDE_KEYS};
+pub use udp::UdpSpec;
 
 /// Longest socket path: sun_path is 108 bytes including the terminating NUL.
 pub const SUN_PATH_MAX: usize = 107;
@@ -150,7 +152,9 @@ pub enum Spec {
     Cmd {
         argv: Vec<OsString>,
     },
-    /// A scheme this module does not parse further (udp, vxlan, switch, ...).
+    /// `udp://[SRC_ADDR:]SRC_PORT->DST_ADDR:DST_PORT`.
+    Udp(UdpSpec),
+    /// A scheme this module does not parse further (vxlan, switch, slirp, ...).
     Other {
         scheme: String,
         rest: String,
@@ -323,6 +327,7 @@ pub fn parse(vnl: &str) -> Result<Spec, VnlError> {
         "cmd" => Spec::Cmd {
             argv: parse_cmd(s.rest)?,
         },
+        "udp" => Spec::Udp(udp::parse_udp(s.rest)?),
         "switch" | "hub" => {
             params::path_params(s.rest.as_bytes(), &NETNODE_KEYS)?;
             Spec::Other {

@@ -1,0 +1,294 @@
+//! The libvdeplug fallback: every scheme vdens-fast does not implement itself (slirp, pcap,
+//! vlan, multi, bonding, agno, macvtap, and for now vxlan, vxvde, switch, hub) is opened by
+//! libvdeplug, loaded at run time (`dlopen("libvdeplug.so.2")`, only when such a VNL is used),
+//! with `vde_open_real(url, "vdens-fast", 1, NULL)`.
+//!
+//! Frames still move through the engine: the Link is one end of an AF_UNIX SOCK_SEQPACKET
+//! socketpair (one frame per packet, EOF when the other end closes), and a bridge thread moves
+//! frames between the other end and `vde_recv`/`vde_send`, polling `vde_datafd`, `vde_ctlfd`
+//! (its hang-up means the network is gone) and a stop pipe. Frames that find the far side full
+//! are dropped, as a network would.
+//!
+//! Threads make the process multithreaded before `unshare(CLONE_NEWUSER)`, which the kernel
+//! refuses; vdens-fast then runs in clone mode (a child enters the namespaces) and the bridge
+//! keeps running in the parent: [`super::Link::disown`] parks it until the parent exits. With
+//! `-u` (unshare only) such a VNL cannot work.
+
+use super::{Framing, Link, OpenError};
+use crate::sys::dl::{VdeConn, VdePlug, LIBVDEPLUG_SONAME};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::unistd::pipe2;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+/// Largest frame moved: VDE_ETHBUFSIZE (9216 + 14 + 4).
+const BUF: usize = 9216 + 14 + 4;
+
+const INSTALL: &str = "install libvdeplug2 / libvdeplug-slirp";
+
+/// A running bridge thread between a libvdeplug connection and the socketpair end the engine
+/// does not hold. Dropping it stops the thread, which then calls vde_close.
+pub struct Bridge {
+    /// The process that started the thread: a forked copy of this struct has no thread.
+    owner: u32,
+    stop: Option<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bridge")
+            .field("owner", &self.owner)
+            .field("running", &self.thread.is_some())
+            .finish()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let stop = self.stop.take();
+        let Some(t) = self.thread.take() else { return };
+        if std::process::id() != self.owner {
+            // A forked copy: the thread exists only in the original process.
+            std::mem::forget(t);
+            return;
+        }
+        if let Some(s) = &stop {
+            let _ = nix::unistd::write(s, &[1]);
+        }
+        let _ = t.join();
+    }
+}
+
+/// Bridges handed over by [`park`]: they run until this process exits.
+static PARKED: Mutex<Vec<Bridge>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_parked() {
+    let v: Vec<Bridge> = match PARKED.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(_) => return,
+    };
+    drop(v);
+}
+
+/// Keeps `b` running until the process exits (for clone mode's parent, whose child holds the
+/// engine side of the link); then it is stopped and its connection closed.
+pub fn park(b: Bridge) {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        let _ = crate::sys::dl::at_exit(stop_parked);
+    });
+    if let Ok(mut g) = PARKED.lock() {
+        g.push(b);
+    }
+}
+
+/// Bridge-side socketpair ends, closed in every forked child (see [`crate::sys::dl::at_fork_child`]),
+/// so that only the process running the bridge holds them and the engine side sees EOF when the
+/// bridge ends.
+static FORK_CLOSE: [AtomicI32; 32] = [const { AtomicI32::new(-1) }; 32];
+
+extern "C" fn close_bridge_ends_in_child() {
+    for s in &FORK_CLOSE {
+        let fd = s.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            crate::sys::dl::close_raw(fd);
+        }
+    }
+}
+
+fn register_fork_close(fd: i32) -> Option<usize> {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        let _ = crate::sys::dl::at_fork_child(close_bridge_ends_in_child);
+    });
+    for (i, s) in FORK_CLOSE.iter().enumerate() {
+        if s.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(i);
+        }
+    }
+    None
+}
+
+pub fn open(vnl: &str, url: &str, scheme: &str) -> Result<Link, OpenError> {
+    let lib = VdePlug::get().map_err(|why| {
+        OpenError::protocol(
+            vnl,
+            "loading libvdeplug",
+            why,
+            Some(format!(
+                "{scheme}:// is opened through libvdeplug plugins ({LIBVDEPLUG_SONAME}): {INSTALL}"
+            )),
+        )
+    })?;
+    // Threads started from here on (the plugin's own, e.g. slirp's, and the bridge) inherit a
+    // mask blocking every signal, so process-directed signals (SIGCHLD, SIGTERM...) reach the
+    // main thread's signalfd instead of being taken, and lost, by one of them.
+    let _mask = BlockAll::new();
+    let conn = lib.open(url, "vdens-fast").map_err(|e| {
+        if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) {
+            OpenError::UnknownScheme {
+                vnl: vnl.to_string(),
+                scheme: scheme.to_string(),
+            }
+        } else {
+            OpenError::io(
+                vnl,
+                "opening through libvdeplug",
+                e,
+                Some(format!(
+                    "libvdeplug_{scheme}.so refused it: see man libvdeplug_{scheme}"
+                )),
+            )
+        }
+    })?;
+    if conn.datafd() < 0 {
+        return Err(OpenError::protocol(
+            vnl,
+            "opening through libvdeplug",
+            format!("libvdeplug_{scheme}.so gave no data descriptor"),
+            Some("vdens-fast needs a descriptor to poll for arriving frames".into()),
+        ));
+    }
+    let io = |step: &'static str, e: nix::Error| OpenError::io(vnl, step, e.into(), None);
+    let (mine, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| io("creating the bridge socketpair", e))?;
+    let (stop_rx, stop_tx) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("creating the bridge stop pipe", e))?;
+    let slot = register_fork_close(theirs.as_raw_fd());
+    let label = vnl.to_string();
+    let thread = std::thread::Builder::new()
+        .name("vdeplug-bridge".into())
+        .spawn(move || {
+            run(label, conn, &theirs, stop_rx);
+            // Forget the number before closing it, so no fork closes a reused descriptor.
+            if let Some(s) = slot {
+                FORK_CLOSE[s].store(-1, Ordering::Relaxed);
+            }
+            drop(theirs);
+        })
+        .map_err(|e| OpenError::io(vnl, "starting the bridge thread", e, None))?;
+    let mut link = Link::single(vnl, Framing::Datagram, mine);
+    link.bridge = Some(Bridge {
+        owner: std::process::id(),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    });
+    Ok(link)
+}
+
+/// Blocks every signal in the calling thread until dropped, then restores the mask.
+struct BlockAll(Option<SigSet>);
+
+impl BlockAll {
+    fn new() -> BlockAll {
+        let mut old = SigSet::empty();
+        let ok = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), Some(&mut old));
+        BlockAll(ok.is_ok().then_some(old))
+    }
+}
+
+impl Drop for BlockAll {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(old), None);
+        }
+    }
+}
+
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN) | Some(libc::EINTR) | Some(libc::ENOBUFS)
+    )
+}
+
+/// The bridge loop; returns (closing the connection; the caller then closes `end`) when stopped,
+/// when the engine side closes, or when the network is gone.
+fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
+    let data = crate::sys::borrow_fd(conn.datafd());
+    let ctl = conn.ctlfd();
+    // The control descriptor is watched only for hang-up (its data belongs to the plugin).
+    let ctl = (ctl >= 0 && ctl != data.as_raw_fd()).then(|| crate::sys::borrow_fd(ctl));
+    let mut buf = vec![0u8; BUF];
+    let gone = |why: &str| eprintln!("vdens-fast: {vnl}: {why}; this link stops");
+    loop {
+        let mut fds = [
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            PollFd::new(end.as_fd(), PollFlags::POLLIN),
+            PollFd::new(data, PollFlags::POLLIN),
+            PollFd::new(ctl.unwrap_or(data), rdhup()),
+        ];
+        let n = if ctl.is_some() { 4 } else { 3 };
+        match poll(&mut fds[..n], PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                gone(&format!("bridge poll failed: {}", e.desc()));
+                return;
+            }
+        }
+        let mut ev = [PollFlags::empty(); 4];
+        for (e, f) in ev.iter_mut().zip(&fds[..n]) {
+            *e = f.revents().unwrap_or(PollFlags::empty());
+        }
+        if !ev[0].is_empty() {
+            return;
+        }
+        let any = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+        if ev[1].intersects(any) {
+            match recv(end.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                // The engine side closed.
+                Ok(0) => return,
+                Ok(n) => {
+                    // A full or failing network drops the frame, as a wire would.
+                    let _ = conn.send(&buf[..n]);
+                }
+                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+        if ev[2].intersects(any) {
+            match conn.recv(&mut buf) {
+                Ok(0) if ev[2].contains(PollFlags::POLLHUP) => {
+                    gone("the network closed its data connection");
+                    return;
+                }
+                // Some plugins consume a control message and return no frame.
+                Ok(0) => {}
+                Ok(n) => match send(end.as_raw_fd(), &buf[..n.min(BUF)], MsgFlags::MSG_DONTWAIT) {
+                    Ok(_) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::ENOBUFS) => {}
+                    Err(nix::errno::Errno::EINTR) => {}
+                    // The engine side closed.
+                    Err(_) => return,
+                },
+                Err(e) if transient(&e) => {}
+                Err(e) => {
+                    gone(&format!("receive failed: {}", crate::sys::err_text(&e)));
+                    return;
+                }
+            }
+        }
+        if ev[3].intersects(rdhup() | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            gone("the network closed its control connection");
+            return;
+        }
+    }
+}
+
+/// POLLRDHUP (nix does not name it): the peer closed its end of a stream.
+fn rdhup() -> PollFlags {
+    PollFlags::from_bits_retain(libc::POLLRDHUP)
+}
