@@ -20,22 +20,34 @@ pub fn add(a: u32, b: u32) -> u32 {
 /// The one's-complement sum of `data` (big-endian 16-bit words, an odd last byte padded with
 /// zero), added to `acc`.
 pub fn partial(data: &[u8], acc: u32) -> u32 {
-    // Summing 32-bit words is the same sum modulo 0xffff (2^16 == 1), with half the additions;
-    // a u64 cannot overflow below 2^32 words.
-    let mut s: u64 = acc as u64;
-    let mut chunks = data.chunks_exact(8);
+    // Summing 64-bit words with end-around carries is the same sum modulo 0xffff (2^16, 2^32,
+    // 2^48 and 2^64 are all 1 modulo 0xffff), with a quarter of the additions; two accumulators
+    // let consecutive additions run in parallel. Carries are counted, not folded, per word.
+    #[inline(always)]
+    fn word(c: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        u64::from_be_bytes(w)
+    }
+    let (mut s0, mut s1, mut carry) = (acc as u64, 0u64, 0u64);
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        s += (w >> 32) + (w & 0xffff_ffff);
+        let (r0, o0) = s0.overflowing_add(word(&c[..8]));
+        let (r1, o1) = s1.overflowing_add(word(&c[8..]));
+        s0 = r0;
+        s1 = r1;
+        carry += o0 as u64 + o1 as u64;
     }
-    let mut rest = chunks.remainder().chunks_exact(2);
-    for c in &mut rest {
-        s += u16::from_be_bytes([c[0], c[1]]) as u64;
+    let rest = chunks.remainder();
+    let (a, b) = rest.split_at(rest.len().min(8));
+    for w in [word(a), word(b)] {
+        let (r, o) = s0.overflowing_add(w);
+        s0 = r;
+        carry += o as u64;
     }
-    if let [b] = rest.remainder() {
-        s += (*b as u64) << 8;
-    }
-    fold(s) as u32
+    let (r, o) = s0.overflowing_add(s1);
+    carry += o as u64;
+    fold((r >> 32) + (r & 0xffff_ffff) + carry) as u32
 }
 
 /// The value to store in a checksum field: the complement of the folded sum.
