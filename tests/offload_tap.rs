@@ -72,10 +72,11 @@ fn side(name: &'static str, addr: &'static str) -> Side {
             sys::TUN_F_CSUM | sys::TUN_F_TSO4 | sys::TUN_F_TSO6 | sys::TUN_F_TSO_ECN,
         )
         .expect("TUNSETOFFLOAD");
-        for args in [
-            vec!["link", "set", "dev", name, "up"],
-            vec!["addr", "add", addr, "dev", name],
-        ] {
+        let mut add = vec!["addr", "add", addr, "dev", name];
+        if addr.contains(':') {
+            add.push("nodad");
+        }
+        for args in [vec!["link", "set", "dev", name, "up"], add] {
             let st = std::process::Command::new("ip")
                 .args(&args)
                 .status()
@@ -107,6 +108,8 @@ fn in_ns<T: Send + 'static>(
 struct Counters {
     /// Per direction (0: a->b, 1: b->a).
     gso_reads: [AtomicU64; 2],
+    /// Reads without GSO but with a partial checksum, which `segment` completes.
+    csum_reads: [AtomicU64; 2],
     reads: [AtomicU64; 2],
     frames: [AtomicU64; 2],
     super_writes: [AtomicU64; 2],
@@ -186,6 +189,8 @@ fn forward(taps: [OwnedFd; 2], stop: Arc<AtomicBool>, c: Arc<Counters>) {
                 c.reads[dir].fetch_add(1, Ordering::Relaxed);
                 if h.gso_kind() != vnet::GSO_NONE {
                     c.gso_reads[dir].fetch_add(1, Ordering::Relaxed);
+                } else if h.flags & vnet::F_NEEDS_CSUM != 0 {
+                    c.csum_reads[dir].fetch_add(1, Ordering::Relaxed);
                 }
                 let r = gso::segment(&h, &rbuf[HDR..n], &mut scratch, |seg| {
                     assert!(seg.len() <= 1514, "segment of {} bytes", seg.len());
@@ -250,13 +255,39 @@ impl Drop for Forwarder {
     }
 }
 
+/// Addresses of one run: a's and b's (with prefix, for `ip addr add`) and b's server address.
+#[derive(Clone, Copy)]
+struct Net {
+    a: &'static str,
+    b: &'static str,
+    server: &'static str,
+}
+
 #[test]
-fn tcp_through_segment_and_coalesce_between_two_taps() {
+fn tcp_v4_through_segment_and_coalesce_between_two_taps() {
+    transfer(Net {
+        a: "10.77.0.1/24",
+        b: "10.77.0.2/24",
+        server: "10.77.0.2:5001",
+    });
+}
+
+#[test]
+fn tcp_v6_through_segment_and_coalesce_between_two_taps() {
+    // nodad: the addresses are usable at once instead of after duplicate address detection.
+    transfer(Net {
+        a: "fd77::1/64",
+        b: "fd77::2/64",
+        server: "[fd77::2]:5001",
+    });
+}
+
+fn transfer(net: Net) {
     const UP: u64 = 64 << 20;
     const DOWN: u64 = 16 << 20;
     let c = bounded(Duration::from_secs(150), "offload transfer", move || {
-        let a = side("gsoa0", "10.77.0.1/24");
-        let b = side("gsob0", "10.77.0.2/24");
+        let a = side("gsoa0", net.a);
+        let b = side("gsob0", net.b);
         let c = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let taps = [a.tap.try_clone().unwrap(), b.tap.try_clone().unwrap()];
@@ -266,8 +297,8 @@ fn tcp_through_segment_and_coalesce_between_two_taps() {
             stop,
             h: Some(std::thread::spawn(move || forward(taps, s2, c2))),
         };
-        let listener = in_ns(&b.ns, || {
-            let l = TcpListener::bind("10.77.0.2:5001").expect("bind in namespace b");
+        let listener = in_ns(&b.ns, move || {
+            let l = TcpListener::bind(net.server).expect("bind in namespace b");
             l.set_nonblocking(true).unwrap();
             l
         })
@@ -292,8 +323,8 @@ fn tcp_through_segment_and_coalesce_between_two_taps() {
             send_pattern(&mut s, DOWN);
             s.shutdown(std::net::Shutdown::Write).unwrap();
         });
-        let client = in_ns(&a.ns, || {
-            let to: SocketAddr = "10.77.0.2:5001".parse().unwrap();
+        let client = in_ns(&a.ns, move || {
+            let to: SocketAddr = net.server.parse().unwrap();
             let mut s = TcpStream::connect_timeout(&to, STEP).expect("connect from namespace a");
             s.set_read_timeout(Some(STEP)).unwrap();
             s.set_write_timeout(Some(STEP)).unwrap();
@@ -317,9 +348,11 @@ fn tcp_through_segment_and_coalesce_between_two_taps() {
     let g = |a: &[AtomicU64; 2], d: usize| a[d].load(Ordering::Relaxed);
     for (d, what) in [(0, "a->b"), (1, "b->a")] {
         eprintln!(
-            "{what}: {} tap reads ({} super-frames) -> {} frames -> {} tap writes ({} super-frames)",
+            "{}: {what}: {} tap reads ({} super-frames, {} partial checksums) -> {} frames -> {} tap writes ({} super-frames)",
+            net.server,
             g(&c.reads, d),
             g(&c.gso_reads, d),
+            g(&c.csum_reads, d),
             g(&c.frames, d),
             g(&c.writes, d),
             g(&c.super_writes, d)
