@@ -496,6 +496,12 @@ mod tests {
                 assert_eq!(h.csum_start as usize, fl.l4);
                 assert_eq!(h.flags, vnet::F_NEEDS_CSUM);
                 assert_eq!(h.gso_type & vnet::GSO_ECN != 0, fl.flags & TCP_CWR != 0);
+                // The NEEDS_CSUM contract: completing the partial checksum the way a device
+                // (or `complete_csum`) does gives a valid TCP checksum over the whole
+                // super-frame, whose IP length and header checksum are right too.
+                let mut done = o.clone();
+                crate::wire::gso::complete_csum(h, &mut done).expect("csum in range");
+                check_frame(&done, fl.v6, fl.l3);
                 again.extend(seg_all(h, o));
             }
             assert_eq!(again, frames, "iter {iter}: coalesce then segment changed frames");
