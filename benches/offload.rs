@@ -7,7 +7,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use vdens_fast::wire::csum;
 use vdens_fast::wire::gro::{Coalescer, BUF_LEN};
-use vdens_fast::wire::gso::{self, TcpLayout};
+use vdens_fast::wire::gso::{self, Layout};
 use vdens_fast::wire::vnet::{self, VnetHdr};
 
 const MSS: usize = 1448;
@@ -45,7 +45,7 @@ fn super_frame(v6: bool) -> (VnetHdr, Vec<u8>) {
     f[l4 + 12] = 8 << 4;
     f[l4 + 13] = gso::TCP_ACK | gso::TCP_PSH;
     f[l4 + 20..l4 + 32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
-    let lay = TcpLayout::parse(&f).unwrap();
+    let lay = Layout::parse_tcp(&f).unwrap();
     let ph = csum::fold(lay.pseudo(&f, f.len() - l4) as u64);
     f[l4 + 16..l4 + 18].copy_from_slice(&ph.to_be_bytes());
     let hdr = VnetHdr {

@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use vdens_fast::wire::gro::{Coalescer, BUF_LEN};
-use vdens_fast::wire::gso::{self, TcpLayout};
+use vdens_fast::wire::gso::{self, Layout};
 use vdens_fast::wire::vnet::{self, VnetHdr};
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let mut emit = |h: &VnetHdr, f: &[u8]| {
         emitted += 1;
         if h.gso_kind() != vnet::GSO_NONE {
-            let lay = TcpLayout::parse(f).expect("a super-frame parses");
+            let lay = Layout::parse_tcp(f).expect("a super-frame parses");
             assert!(h.gso_size > 0 && lay.end == f.len());
         }
     };

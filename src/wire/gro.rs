@@ -21,7 +21,7 @@
 //! the kernel to drop; a lone segment goes out with DATA_VALID since its checksum was verified.
 
 use super::csum;
-use super::gso::{TcpLayout, TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
+use super::gso::{Layout, PROTO_TCP, TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
 use super::vnet::{self, VnetHdr};
 
 /// A buffer this large holds every super-frame the coalescer builds: Ethernet with one tag (18)
@@ -44,7 +44,7 @@ pub struct GroStats {
 pub struct Coalescer<B: AsRef<[u8]> + AsMut<[u8]>> {
     buf: B,
     len: usize,
-    lay: TcpLayout,
+    lay: Layout,
     mss: usize,
     segs: usize,
     next_seq: u32,
@@ -62,8 +62,8 @@ fn be32(b: &[u8], i: usize) -> u32 {
 
 /// The layout of a frame that may be merged: a verified, unfragmented TCP segment with data,
 /// ACK and no flag that ends or resets the stream, IPv4 without options, no Ethernet padding.
-pub fn candidate(f: &[u8]) -> Option<TcpLayout> {
-    let lay = TcpLayout::parse(f).ok()?;
+pub fn candidate(f: &[u8]) -> Option<Layout> {
+    let lay = Layout::parse_tcp(f).ok()?;
     if lay.end != f.len() || lay.data == lay.end {
         return None;
     }
@@ -90,12 +90,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         Coalescer {
             buf,
             len: 0,
-            lay: TcpLayout {
+            lay: Layout {
                 l3: 0,
                 l4: 0,
                 data: 0,
                 end: 0,
                 v6: false,
+                proto: PROTO_TCP,
             },
             mss: 0,
             segs: 0,
@@ -159,7 +160,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         }
     }
 
-    fn mergeable(&self, f: &[u8], c: &TcpLayout) -> bool {
+    fn mergeable(&self, f: &[u8], c: &Layout) -> bool {
         let p = &self.buf.as_ref()[..self.len];
         let l = self.lay;
         if c.l3 != l.l3 || c.l4 != l.l4 || c.data != l.data || c.v6 != l.v6 {
@@ -393,7 +394,7 @@ mod tests {
         }
         f[l4 + 13] = flags;
         f[l4 + 18..l4 + 20].copy_from_slice(&[0, 0]);
-        let lay = TcpLayout::parse(&f).expect("generated frame parses");
+        let lay = Layout::parse_tcp(&f).expect("generated frame parses");
         let ph = csum::fold(lay.pseudo(&f, f.len() - l4) as u64);
         f[l4 + 16..l4 + 18].copy_from_slice(&ph.to_be_bytes());
         let hdr = VnetHdr {
@@ -516,6 +517,112 @@ mod tests {
             let _ = fl.df;
         }
         assert!(supers > 100, "only {supers} super-frames in the run");
+    }
+
+    /// A random USO super-frame (UDP, gso_type UDP_L4) as a tap with TUN_F_USO4/6 hands it out.
+    fn udp_super_frame(r: &mut Rng) -> (bool, usize, usize, VnetHdr, Vec<u8>) {
+        let v6 = r.chance(50);
+        let l3 = if r.chance(30) { 18 } else { 14 };
+        let ipopt = if !v6 && r.chance(20) {
+            4 * (1 + r.below(10) as usize)
+        } else {
+            0
+        };
+        let iphl = if v6 { 40 } else { 20 + ipopt };
+        let l4 = l3 + iphl;
+        let big = r.chance(50);
+        let mss = 1 + r.below(if big { 1472 } else { 30 }) as usize;
+        let max = (65535 - 8 - if v6 { 0 } else { iphl }).min(mss * 100);
+        let payload = r.below(max as u64 + 1) as usize;
+        let mut f = vec![0u8; l4 + 8 + payload];
+        r.bytes(&mut f);
+        let et: u16 = if v6 { 0x86dd } else { 0x0800 };
+        if l3 == 18 {
+            f[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        }
+        f[l3 - 2..l3].copy_from_slice(&et.to_be_bytes());
+        if v6 {
+            f[l3] = 0x60;
+            let pl = (f.len() - l4) as u16;
+            f[l3 + 4..l3 + 6].copy_from_slice(&pl.to_be_bytes());
+            f[l3 + 6] = 17;
+        } else {
+            f[l3] = 0x40 | (iphl / 4) as u8;
+            let tot = (f.len() - l3) as u16;
+            f[l3 + 2..l3 + 4].copy_from_slice(&tot.to_be_bytes());
+            f[l3 + 6] &= 0x40;
+            f[l3 + 7] = 0;
+            f[l3 + 9] = 17;
+        }
+        let ul = (f.len() - l4) as u16;
+        f[l4 + 4..l4 + 6].copy_from_slice(&ul.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type: vnet::GSO_UDP_L4,
+            hdr_len: (l4 + 8) as u16,
+            gso_size: mss as u16,
+            csum_start: l4 as u16,
+            csum_offset: 6,
+            num_buffers: 0,
+        };
+        (v6, l3, mss, hdr, f)
+    }
+
+    #[test]
+    fn uso_segments_are_valid_datagrams_and_pass_the_coalescer() {
+        let mut r = Rng(0x1234_5678);
+        for iter in 0..300 {
+            let (v6, l3, mss, hdr, f) = udp_super_frame(&mut r);
+            let lay = Layout::parse_udp(&f).expect("generated UDP frame parses");
+            let (l4, data) = (lay.l4, lay.data);
+            let frames = seg_all(&hdr, &f);
+            let payload = f.len() - data;
+            assert_eq!(frames.len(), payload.div_ceil(mss).max(1), "iter {iter}");
+            let mut joined = Vec::new();
+            for (i, s) in frames.iter().enumerate() {
+                assert!(s.len() - data <= mss);
+                assert_eq!(s[..l4], {
+                    // Only the IP length, id and header checksum may differ from the original.
+                    let mut h = f[..l4].to_vec();
+                    h[l3..l4].copy_from_slice(&s[l3..l4]);
+                    h
+                });
+                if v6 {
+                    assert_eq!(be16(s, l3 + 4) as usize, s.len() - l4);
+                } else {
+                    let ihl = l4 - l3;
+                    assert_eq!(be16(s, l3 + 2) as usize, s.len() - l3);
+                    assert_eq!(be16(s, l3 + 4), be16(&f, l3 + 4).wrapping_add(i as u16));
+                    assert_eq!(naive_sum(&[&s[l3..l3 + ihl]]), 0xffff, "IPv4 header checksum");
+                }
+                assert_eq!(s[l4..l4 + 4], f[l4..l4 + 4], "ports");
+                let ulen = be16(s, l4 + 4);
+                assert_eq!(ulen as usize, s.len() - l4, "UDP length");
+                assert_ne!(be16(s, l4 + 6), 0, "UDP checksum present");
+                let ph = if v6 {
+                    [
+                        &s[l3 + 8..l3 + 40],
+                        &(ulen as u32).to_be_bytes()[..],
+                        &[0, 0, 0, 17],
+                    ]
+                    .concat()
+                } else {
+                    [&s[l3 + 12..l3 + 20], &[0, 17], &ulen.to_be_bytes()[..]].concat()
+                };
+                assert_eq!(
+                    naive_sum(&[&ph, &s[l4..]]),
+                    0xffff,
+                    "iter {iter} seg {i}: UDP sum"
+                );
+                joined.extend_from_slice(&s[data..]);
+            }
+            assert_eq!(joined, f[data..], "iter {iter}: payload");
+            let (out, st) = coalesce_all(&frames);
+            assert_eq!(st.super_frames, 0);
+            assert!(out.iter().all(|(h, _)| *h == VnetHdr::default()));
+            let passed: Vec<Vec<u8>> = out.into_iter().map(|(_, o)| o).collect();
+            assert_eq!(passed, frames);
+        }
     }
 
     #[test]
@@ -706,7 +813,7 @@ mod tests {
             frames.push(f);
             let mut emit = |h: &VnetHdr, o: &[u8]| {
                 if h.gso_kind() != vnet::GSO_NONE {
-                    TcpLayout::parse(o).expect("emitted super-frames parse");
+                    Layout::parse_tcp(o).expect("emitted super-frames parse");
                 }
             };
             for s in &frames {

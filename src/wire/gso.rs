@@ -9,7 +9,9 @@
 //! TCP segment, anything) gets its checksum completed at `csum_start + csum_offset`.
 //!
 //! Handled: Ethernet, at most one 802.1Q tag, IPv4 with options or IPv6 without extension
-//! headers, TCP with options. UDP segmentation (UFO, USO) is refused with an error.
+//! headers, TCP with options; and UDP segmentation offload (USO, gso_type UDP_L4: datagrams of
+//! `gso_size` payload, as `__udp_gso_segment` cuts them). UFO (gso_type UDP, IP fragments) is
+//! refused with an error: Linux no longer produces it.
 
 use super::csum;
 use super::vnet::{self, VnetHdr};
@@ -19,6 +21,8 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
 pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+const UDP_HLEN: usize = 8;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -40,10 +44,13 @@ pub enum GsoError {
     IpVersion(u8),
     /// IPv4 header length below 20 bytes.
     BadIpHeader(usize),
-    /// IPv6 with an extension header (next header value) before TCP.
-    Ipv6ExtHeader(u8),
-    /// The IP protocol is not TCP.
-    NotTcp(u8),
+    /// IPv6 whose next header is not the expected protocol (an extension header, or another
+    /// protocol).
+    Ipv6NextHeader { want: u8, got: u8 },
+    /// The IP protocol is not the expected one (TCP for TCP GSO, UDP for USO).
+    Protocol { want: u8, got: u8 },
+    /// A UDP length field that disagrees with the IP length.
+    BadUdpLength { field: usize, ip: usize },
     /// A TCP data offset below 5 words.
     BadTcpHeader(usize),
     /// The IP length field disagrees with the frame (or is 0: an IPv6 jumbogram).
@@ -70,11 +77,18 @@ impl std::fmt::Display for GsoError {
             NotIp(t) => write!(f, "EtherType {t:#06x} is not IPv4 or IPv6"),
             IpVersion(v) => write!(f, "IP version {v} disagrees with the EtherType"),
             BadIpHeader(n) => write!(f, "IPv4 header length {n} is below 20"),
-            Ipv6ExtHeader(n) => write!(
+            Ipv6NextHeader { want, got } => write!(
                 f,
-                "IPv6 next header {n} is not TCP (extension headers are not segmented)"
+                "IPv6 next header {got} is not {} (extension headers are not segmented)",
+                proto_name(want)
             ),
-            NotTcp(p) => write!(f, "IP protocol {p} is not TCP"),
+            Protocol { want, got } => {
+                write!(f, "IP protocol {got} is not {}", proto_name(want))
+            }
+            BadUdpLength { field, ip } => write!(
+                f,
+                "UDP length field {field} disagrees with the {ip} bytes of IP payload"
+            ),
             BadTcpHeader(n) => write!(f, "TCP header length {n} is below 20"),
             BadIpLength { field, frame } => write!(
                 f,
@@ -84,7 +98,7 @@ impl std::fmt::Display for GsoError {
             GsoTypeMismatch(t) => write!(f, "gso_type {t:#x} does not match the IP version"),
             Unsupported(t) => write!(
                 f,
-                "gso_type {t:#x} is not segmented (only TCPv4/TCPv6; UDP offload stays off)"
+                "gso_type {t:#x} is not segmented (TCPv4, TCPv6 and UDP_L4 are; UFO is not)"
             ),
             CsumOutOfRange { start, offset, len } => write!(
                 f,
@@ -97,18 +111,28 @@ impl std::fmt::Display for GsoError {
     }
 }
 
-/// Where the headers of an Ethernet + IP + TCP frame are.
+fn proto_name(p: u8) -> &'static str {
+    if p == PROTO_UDP {
+        "UDP"
+    } else {
+        "TCP"
+    }
+}
+
+/// Where the headers of an Ethernet + IP + TCP (or UDP) frame are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpLayout {
+pub struct Layout {
     /// Offset of the IP header (14, or 18 behind a VLAN tag).
     pub l3: usize,
-    /// Offset of the TCP header.
+    /// Offset of the TCP/UDP header.
     pub l4: usize,
-    /// Offset of the TCP payload (= total header length).
+    /// Offset of the payload (= total header length).
     pub data: usize,
     /// End of the IP packet (frame bytes beyond it are Ethernet padding).
     pub end: usize,
     pub v6: bool,
+    /// PROTO_TCP or PROTO_UDP.
+    pub proto: u8,
 }
 
 fn be16(b: &[u8], i: usize) -> u16 {
@@ -142,53 +166,11 @@ pub fn l3_offset(f: &[u8]) -> Result<(usize, u16), GsoError> {
     }
 }
 
-impl TcpLayout {
+impl Layout {
     /// Parses the headers of a TCP frame; afterwards every offset is inside `f` and
     /// `l3 < l4 < data <= end <= f.len()`.
-    pub fn parse(f: &[u8]) -> Result<TcpLayout, GsoError> {
-        let (l3, et) = l3_offset(f)?;
-        let (l4, end, v6) = match et {
-            ETHERTYPE_IPV4 => {
-                need(f, l3 + 20)?;
-                if f[l3] >> 4 != 4 {
-                    return Err(GsoError::IpVersion(f[l3] >> 4));
-                }
-                let ihl = (f[l3] & 0x0f) as usize * 4;
-                if ihl < 20 {
-                    return Err(GsoError::BadIpHeader(ihl));
-                }
-                need(f, l3 + ihl)?;
-                if f[l3 + 9] != PROTO_TCP {
-                    return Err(GsoError::NotTcp(f[l3 + 9]));
-                }
-                let tot = be16(f, l3 + 2) as usize;
-                if tot < ihl || l3 + tot > f.len() {
-                    return Err(GsoError::BadIpLength {
-                        field: tot,
-                        frame: f.len() - l3,
-                    });
-                }
-                (l3 + ihl, l3 + tot, false)
-            }
-            ETHERTYPE_IPV6 => {
-                need(f, l3 + 40)?;
-                if f[l3] >> 4 != 6 {
-                    return Err(GsoError::IpVersion(f[l3] >> 4));
-                }
-                if f[l3 + 6] != PROTO_TCP {
-                    return Err(GsoError::Ipv6ExtHeader(f[l3 + 6]));
-                }
-                let pl = be16(f, l3 + 4) as usize;
-                if pl == 0 || l3 + 40 + pl > f.len() {
-                    return Err(GsoError::BadIpLength {
-                        field: pl,
-                        frame: f.len() - l3 - 40,
-                    });
-                }
-                (l3 + 40, l3 + 40 + pl, true)
-            }
-            t => return Err(GsoError::NotIp(t)),
-        };
+    pub fn parse_tcp(f: &[u8]) -> Result<Layout, GsoError> {
+        let (l3, l4, end, v6) = parse_ip(f, PROTO_TCP)?;
         if end < l4 + 20 {
             return Err(GsoError::Truncated {
                 len: end,
@@ -205,60 +187,147 @@ impl TcpLayout {
                 need: l4 + thl,
             });
         }
-        Ok(TcpLayout {
+        Ok(Layout {
             l3,
             l4,
             data: l4 + thl,
             end,
             v6,
+            proto: PROTO_TCP,
         })
     }
 
-    /// The pseudo-header sum for a TCP segment of `tcp_len` bytes (header + payload) of frame
-    /// `f`, which has this layout's headers.
-    pub fn pseudo(&self, f: &[u8], tcp_len: usize) -> u32 {
+    /// Parses the headers of a UDP frame, whose UDP length must match the IP length; the
+    /// same guarantees as [`parse_tcp`](Self::parse_tcp).
+    pub fn parse_udp(f: &[u8]) -> Result<Layout, GsoError> {
+        let (l3, l4, end, v6) = parse_ip(f, PROTO_UDP)?;
+        if end < l4 + UDP_HLEN {
+            return Err(GsoError::Truncated {
+                len: end,
+                need: l4 + UDP_HLEN,
+            });
+        }
+        let ulen = be16(f, l4 + 4) as usize;
+        if ulen != end - l4 {
+            return Err(GsoError::BadUdpLength {
+                field: ulen,
+                ip: end - l4,
+            });
+        }
+        Ok(Layout {
+            l3,
+            l4,
+            data: l4 + UDP_HLEN,
+            end,
+            v6,
+            proto: PROTO_UDP,
+        })
+    }
+
+    /// The pseudo-header sum for a segment of `l4_len` bytes (TCP/UDP header + payload) of
+    /// frame `f`, which has this layout's headers.
+    pub fn pseudo(&self, f: &[u8], l4_len: usize) -> u32 {
         let l3 = self.l3;
         if self.v6 {
             let mut s = [0u8; 16];
             let mut d = [0u8; 16];
             s.copy_from_slice(&f[l3 + 8..l3 + 24]);
             d.copy_from_slice(&f[l3 + 24..l3 + 40]);
-            csum::pseudo_v6(&s, &d, PROTO_TCP, tcp_len as u32)
+            csum::pseudo_v6(&s, &d, self.proto, l4_len as u32)
         } else {
             let mut s = [0u8; 4];
             let mut d = [0u8; 4];
             s.copy_from_slice(&f[l3 + 12..l3 + 16]);
             d.copy_from_slice(&f[l3 + 16..l3 + 20]);
-            csum::pseudo_v4(&s, &d, PROTO_TCP, tcp_len as u32)
+            csum::pseudo_v4(&s, &d, self.proto, l4_len as u32)
         }
     }
 }
 
-/// A TCP super-frame split into segments on demand: the caller picks where each one goes
-/// (a scratch buffer, a slot of a send slab), so nothing is allocated.
+/// The IP header of an Ethernet frame carrying `proto`: (l3, l4, end of the IP packet, v6).
+fn parse_ip(f: &[u8], proto: u8) -> Result<(usize, usize, usize, bool), GsoError> {
+    let (l3, et) = l3_offset(f)?;
+    let (l4, end, v6) = match et {
+        ETHERTYPE_IPV4 => {
+            need(f, l3 + 20)?;
+            if f[l3] >> 4 != 4 {
+                return Err(GsoError::IpVersion(f[l3] >> 4));
+            }
+            let ihl = (f[l3] & 0x0f) as usize * 4;
+            if ihl < 20 {
+                return Err(GsoError::BadIpHeader(ihl));
+            }
+            need(f, l3 + ihl)?;
+            if f[l3 + 9] != proto {
+                return Err(GsoError::Protocol {
+                    want: proto,
+                    got: f[l3 + 9],
+                });
+            }
+            let tot = be16(f, l3 + 2) as usize;
+            if tot < ihl || l3 + tot > f.len() {
+                return Err(GsoError::BadIpLength {
+                    field: tot,
+                    frame: f.len() - l3,
+                });
+            }
+            (l3 + ihl, l3 + tot, false)
+        }
+        ETHERTYPE_IPV6 => {
+            need(f, l3 + 40)?;
+            if f[l3] >> 4 != 6 {
+                return Err(GsoError::IpVersion(f[l3] >> 4));
+            }
+            if f[l3 + 6] != proto {
+                return Err(GsoError::Ipv6NextHeader {
+                    want: proto,
+                    got: f[l3 + 6],
+                });
+            }
+            let pl = be16(f, l3 + 4) as usize;
+            if pl == 0 || l3 + 40 + pl > f.len() {
+                return Err(GsoError::BadIpLength {
+                    field: pl,
+                    frame: f.len() - l3 - 40,
+                });
+            }
+            (l3 + 40, l3 + 40 + pl, true)
+        }
+        t => return Err(GsoError::NotIp(t)),
+    };
+    Ok((l3, l4, end, v6))
+}
+
+/// A TCP (or USO UDP) super-frame split into segments on demand: the caller picks where each
+/// one goes (a scratch buffer, a slot of a send slab), so nothing is allocated.
 #[derive(Debug, Clone, Copy)]
 pub struct Segmenter<'a> {
     pkt: &'a [u8],
-    lay: TcpLayout,
+    lay: Layout,
     mss: usize,
     count: usize,
 }
 
 impl<'a> Segmenter<'a> {
-    /// Checks `hdr` (a TCPv4/TCPv6 gso_type, with or without ECN) against the headers of `pkt`
-    /// (the Ethernet frame after the virtio-net header).
+    /// Checks `hdr` (a TCPv4/TCPv6 gso_type, with or without ECN, or UDP_L4 for either IP
+    /// version) against the headers of `pkt` (the Ethernet frame after the virtio-net header).
     pub fn new(hdr: &VnetHdr, pkt: &'a [u8]) -> Result<Segmenter<'a>, GsoError> {
         let kind = hdr.gso_kind();
-        if kind != vnet::GSO_TCPV4 && kind != vnet::GSO_TCPV6 {
+        if kind != vnet::GSO_TCPV4 && kind != vnet::GSO_TCPV6 && kind != vnet::GSO_UDP_L4 {
             return Err(GsoError::Unsupported(hdr.gso_type));
         }
         if hdr.gso_size == 0 {
             return Err(GsoError::ZeroGsoSize);
         }
-        let lay = TcpLayout::parse(pkt)?;
-        if lay.v6 != (kind == vnet::GSO_TCPV6) {
-            return Err(GsoError::GsoTypeMismatch(hdr.gso_type));
-        }
+        let lay = if kind == vnet::GSO_UDP_L4 {
+            Layout::parse_udp(pkt)?
+        } else {
+            let lay = Layout::parse_tcp(pkt)?;
+            if lay.v6 != (kind == vnet::GSO_TCPV6) {
+                return Err(GsoError::GsoTypeMismatch(hdr.gso_type));
+            }
+            lay
+        };
         let mss = hdr.gso_size as usize;
         let payload = lay.end - lay.data;
         Ok(Segmenter {
@@ -280,18 +349,19 @@ impl<'a> Segmenter<'a> {
         self.lay.data + self.mss.min(self.lay.end - self.lay.data)
     }
 
-    pub fn layout(&self) -> TcpLayout {
+    pub fn layout(&self) -> Layout {
         self.lay
     }
 
     /// Writes segment `i` (< [`count`](Self::count)) at the start of `out`; returns its length.
     pub fn write(&self, i: usize, out: &mut [u8]) -> Result<usize, GsoError> {
-        let TcpLayout {
+        let Layout {
             l3,
             l4,
             data,
             end,
             v6,
+            proto,
         } = self.lay;
         let p = self.pkt;
         let start = (data + i.saturating_mul(self.mss)).min(end);
@@ -316,6 +386,16 @@ impl<'a> Segmenter<'a> {
             out[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
             let c = csum::checksum(&out[l3..l4]);
             out[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        if proto == PROTO_UDP {
+            // USO (net/ipv4/udp_offload.c `__udp_gso_segment`): every datagram gets its own
+            // length and full checksum; a computed 0 is sent as 0xffff (RFC 768).
+            out[l4 + 4..l4 + 6].copy_from_slice(&((len - l4) as u16).to_be_bytes());
+            out[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
+            let c = csum::finish(csum::partial(&out[l4..], self.lay.pseudo(out, len - l4)));
+            let c = if c == 0 { 0xffff } else { c };
+            out[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
+            return Ok(len);
         }
         let seq = be32(p, l4 + 4).wrapping_add((i.wrapping_mul(self.mss)) as u32);
         out[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
@@ -357,7 +437,7 @@ pub fn complete_csum(hdr: &VnetHdr, f: &mut [u8]) -> Result<(), GsoError> {
 /// Turns one tap read (`hdr` + `pkt`) into standard frames, each handed to `sink`:
 /// - no GSO, no NEEDS_CSUM: `pkt` itself (no copy);
 /// - no GSO, NEEDS_CSUM: a copy in `scratch` with the checksum completed;
-/// - TCPv4/TCPv6 GSO: each segment built in `scratch`, which needs
+/// - TCPv4/TCPv6/UDP_L4 GSO: each segment built in `scratch`, which needs
 ///   `Segmenter::max_len` bytes (the headers + `gso_size`; 1514 + 4 at MTU 1500 with a tag).
 ///
 /// Returns how many frames went to `sink`. On an error nothing has been handed out, except
