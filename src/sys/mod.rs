@@ -412,3 +412,8 @@ pub fn tun_set_vnet_hdr_sz(tun: BorrowedFd<'_>, size: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// TUNSETOFFLOAD flags (Linux 6.2): the reader segments USO (UDP_L4) super-frames of IPv4...
+pub const TUN_F_USO4: u32 = 0x20;
+/// ...and of IPv6.
+pub const TUN_F_USO6: u32 = 0x40;
