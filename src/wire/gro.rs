@@ -39,6 +39,25 @@ pub struct GroStats {
     pub passed: u64,
 }
 
+/// A frame the coalescer hands out.
+pub enum Out<'a, B> {
+    /// The frame given to `push_out`, unchanged.
+    Input(&'a [u8]),
+    /// The first `len` bytes of the coalescer's buffer. The receiver may replace the buffer
+    /// (`std::mem::replace`) by another at least as long, and write the frame from the old one.
+    Buffer(&'a mut B, usize),
+}
+
+impl<B: AsRef<[u8]>> Out<'_, B> {
+    /// The frame's bytes.
+    pub fn frame(&self) -> &[u8] {
+        match self {
+            Out::Input(f) => f,
+            Out::Buffer(b, n) => &b.as_ref()[..*n],
+        }
+    }
+}
+
 /// The coalescer; `buf` (caller-provided, normally [`BUF_LEN`] bytes) holds the pending
 /// super-frame. Frames longer than `buf` pass through.
 pub struct Coalescer<B: AsRef<[u8]> + AsMut<[u8]>> {
@@ -118,10 +137,23 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
     /// Takes one frame from the network; whatever becomes ready goes to `emit` as a virtio-net
     /// header and an Ethernet frame (write both, header first, to the tap in one writev).
     pub fn push<F: FnMut(&VnetHdr, &[u8])>(&mut self, frame: &[u8], emit: &mut F) {
+        self.push_out(frame, &mut |h: &VnetHdr, o: Out<'_, B>| emit(h, o.frame()));
+    }
+
+    /// Emits the pending super-frame (or lone segment), if any.
+    pub fn flush<F: FnMut(&VnetHdr, &[u8])>(&mut self, emit: &mut F) {
+        self.flush_out(&mut |h: &VnetHdr, o: Out<'_, B>| emit(h, o.frame()));
+    }
+
+    /// [`push`](Self::push) for asynchronous writers (io_uring): a frame built in the
+    /// coalescer's buffer comes as [`Out::Buffer`], so `emit` may swap in a free buffer of the
+    /// same size and keep the filled one until its write completes; a frame passed through
+    /// comes as [`Out::Input`], the caller's own `frame`.
+    pub fn push_out<F: FnMut(&VnetHdr, Out<'_, B>)>(&mut self, frame: &[u8], emit: &mut F) {
         let Some(c) = candidate(frame) else {
-            self.flush(emit);
+            self.flush_out(emit);
             self.stats.passed += 1;
-            emit(&VnetHdr::default(), frame);
+            emit(&VnetHdr::default(), Out::Input(frame));
             return;
         };
         let plen = c.end - c.data;
@@ -138,14 +170,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
                 self.buf.as_mut()[l4 + 13] |= TCP_PSH;
             }
             if plen < self.mss || fl & TCP_PSH != 0 {
-                self.flush(emit);
+                self.flush_out(emit);
             }
             return;
         }
-        self.flush(emit);
+        self.flush_out(emit);
         if frame.len() > self.buf.as_ref().len() {
             self.stats.passed += 1;
-            emit(&VnetHdr::default(), frame);
+            emit(&VnetHdr::default(), Out::Input(frame));
             return;
         }
         self.buf.as_mut()[..frame.len()].copy_from_slice(frame);
@@ -156,7 +188,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         self.next_seq = be32(frame, c.l4 + 4).wrapping_add(plen as u32);
         self.next_id = be16(frame, c.l3 + 4).wrapping_add(1);
         if fl & TCP_PSH != 0 {
-            self.flush(emit);
+            self.flush_out(emit);
         }
     }
 
@@ -209,8 +241,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         plen <= self.mss && ip_len + plen <= 65535 && self.len + plen <= self.buf.as_ref().len()
     }
 
-    /// Emits the pending super-frame (or lone segment), if any.
-    pub fn flush<F: FnMut(&VnetHdr, &[u8])>(&mut self, emit: &mut F) {
+    /// [`flush`](Self::flush) for asynchronous writers, as [`push_out`](Self::push_out).
+    pub fn flush_out<F: FnMut(&VnetHdr, Out<'_, B>)>(&mut self, emit: &mut F) {
         if self.len == 0 {
             return;
         }
@@ -224,7 +256,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
                 flags: vnet::F_DATA_VALID,
                 ..VnetHdr::default()
             };
-            emit(&h, f);
+            emit(&h, Out::Buffer(&mut self.buf, len));
             return;
         }
         if l.v6 {
@@ -255,7 +287,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         };
         self.stats.super_frames += 1;
         self.stats.merged_segments += self.segs as u64;
-        emit(&h, f);
+        emit(&h, Out::Buffer(&mut self.buf, len));
     }
 }
 
@@ -622,6 +654,44 @@ mod tests {
             assert!(out.iter().all(|(h, _)| *h == VnetHdr::default()));
             let passed: Vec<Vec<u8>> = out.into_iter().map(|(_, o)| o).collect();
             assert_eq!(passed, frames);
+        }
+    }
+
+    #[test]
+    fn push_out_with_swapped_buffers_matches_push() {
+        // An asynchronous writer: every buffered output takes the coalescer's buffer away (as
+        // an in-flight write would) and leaves a fresh one; the bytes must equal push()'s.
+        let mut r = Rng(99);
+        for _ in 0..40 {
+            let (_, ha, a) = super_frame(&mut r);
+            let (_, hb, b) = super_frame(&mut r);
+            let mut frames = seg_all(&ha, &a);
+            frames.extend(seg_all(&hb, &b));
+            let (want, _) = coalesce_all(&frames);
+            let mut co = Coalescer::new(vec![0u8; BUF_LEN].into_boxed_slice());
+            let mut in_flight: Vec<(VnetHdr, Box<[u8]>, usize)> = Vec::new();
+            let mut got = Vec::new();
+            let mut emit = |h: &VnetHdr, o: Out<'_, Box<[u8]>>| match o {
+                Out::Input(f) => got.push((*h, f.to_vec())),
+                Out::Buffer(buf, n) => {
+                    let old = std::mem::replace(buf, vec![0xa5u8; BUF_LEN].into_boxed_slice());
+                    in_flight.push((*h, old, n));
+                    got.push((*h, Vec::new()));
+                }
+            };
+            for f in &frames {
+                co.push_out(f, &mut emit);
+            }
+            co.flush_out(&mut emit);
+            let mut done = in_flight.into_iter();
+            for g in got.iter_mut() {
+                if g.1.is_empty() {
+                    let (h, b, n) = done.next().expect("one buffer per buffered output");
+                    assert_eq!(h, g.0);
+                    g.1 = b[..n].to_vec();
+                }
+            }
+            assert_eq!(got, want);
         }
     }
 
