@@ -339,10 +339,19 @@ fn transfer(net: Net) {
             let mut s = TcpStream::connect_timeout(&to, STEP).expect("connect from namespace a");
             s.set_read_timeout(Some(STEP)).unwrap();
             s.set_write_timeout(Some(STEP)).unwrap();
+            let t0 = Instant::now();
             send_pattern(&mut s, UP);
             recv_pattern(&mut s, DOWN, "b->a");
             let mut rest = [0u8; 1];
             assert_eq!(s.read(&mut rest).expect("read to the end"), 0);
+            // Information only (never asserted): includes generating and checking every byte.
+            let t = t0.elapsed();
+            eprintln!(
+                "{}: {} MiB in {t:.2?} ({:.0} Mbit/s, one forwarder thread)",
+                net.server,
+                (UP + DOWN) >> 20,
+                (UP + DOWN) as f64 * 8.0 / t.as_secs_f64() / 1e6
+            );
         });
         let (rc, rs) = (client.join(), server.join());
         if rc.is_err() || rs.is_err() {
