@@ -363,3 +363,59 @@ pub fn packet_socket(ifname: &str, ethertype: u16) -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+
+/// TUNSETOFFLOAD flags (linux/if_tun.h): the reader completes partial checksums...
+pub const TUN_F_CSUM: u32 = 0x01;
+/// ...and segments TCPv4 super-frames...
+pub const TUN_F_TSO4: u32 = 0x02;
+/// ...and TCPv6 super-frames...
+pub const TUN_F_TSO6: u32 = 0x04;
+/// ...including ones with CWR (gso_type carries VIRTIO_NET_HDR_GSO_ECN).
+pub const TUN_F_TSO_ECN: u32 = 0x08;
+
+/// Like [`tun_set_iff_tap`], with IFF_VNET_HDR: every read from and write to the descriptor
+/// starts with a virtio-net header (10 bytes unless [`tun_set_vnet_hdr_sz`] says otherwise).
+pub fn tun_set_iff_tap_vnet(tun: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+        _pad: [0; 22],
+    };
+    if name.len() >= libc::IFNAMSIZ || name.as_bytes().contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes one struct ifreq (40 bytes), which IfReq is.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Tells the tap which offloads its reader handles (TUN_F_* flags): with TSO the kernel hands
+/// out TCP super-frames up to 64 KiB, with CSUM frames with partial checksums.
+pub fn tun_set_offload(tun: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long), no pointer.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETOFFLOAD, flags as libc::c_ulong) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the virtio-net header size of an IFF_VNET_HDR tap (10, or 12 with num_buffers).
+pub fn tun_set_vnet_hdr_sz(tun: BorrowedFd<'_>, size: i32) -> io::Result<()> {
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETVNETHDRSZ, &size as *const i32) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// TUNSETOFFLOAD flags (Linux 6.2): the reader segments USO (UDP_L4) super-frames of IPv4...
+pub const TUN_F_USO4: u32 = 0x20;
+/// ...and of IPv6.
+pub const TUN_F_USO6: u32 = 0x40;
