@@ -656,6 +656,35 @@ def build_vde2_switch(scn, ctx):
     _vdens_pair("vdens", "vdens", _vde)(scn, ctx)
 
 
+# NAT router: b (LAN 192.168.99.0/24) -> router (vde0 on the LAN via ptp://, vde1 = tap://tap0,
+# masquerading) -> a, the "host" namespace owning tap0 with ADDR_A. Two forwarding hops.
+LAN_B, LAN_ROUTER, WAN_ROUTER = "192.168.99.2", "192.168.99.1", "10.99.0.254"
+
+
+def _nat_router(kind):
+    def build(scn, ctx):
+        scn.a = _endpoint(scn, "a", ["unshare", "-n"], None, None)
+        scn.a.run(["ip", "tuntap", "add", "tap0", "mode", "tap"])
+        _addr(scn.a, "tap0", ADDR_A)
+        ptp = _ptp(scn)
+        launcher = ctx.launcher(kind)
+        # The router starts in a's network namespace, where tap0 lives (tap:// is opened there).
+        nsenter = ["nsenter", "-t", str(scn.a.agent_pid), "-n"]
+        r = Endpoint("%s router" % scn.name, nsenter + launcher + ["--multi", ptp, "tap://tap0", "--"], scn.workdir)
+        scn.procs.append(r)
+        r.start()
+        r.run(["ip", "link", "set", "lo", "up"])
+        _addr(r, "vde0", LAN_ROUTER)
+        _addr(r, "vde1", WAN_ROUTER)
+        r.run(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
+        r.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "vde1", "-j", "MASQUERADE"])
+        scn.b = _endpoint(scn, "b", launcher + [ptp], "vde0", LAN_B)
+        scn.b.run(["ip", "route", "add", "default", "via", LAN_ROUTER])
+        scn.roots += [r.pid, scn.b.pid]
+
+    return build
+
+
 def all_scenarios():
     return [
         Scenario("veth", "veth pair (kernel only)", build_veth),
@@ -666,7 +695,8 @@ def all_scenarios():
         Scenario("mixed-ptp", "vdens-fast <-> vdens, ptp://", _vdens_pair("vdens-fast", "vdens", _ptp)),
         Scenario("fast-switch", "vdens-fast switch", na="vdens-fast switch not implemented yet"),
         Scenario("vdeplug-fast-switch", "vdeplug-fast switch", na="vdeplug-fast switch not implemented yet"),
-        Scenario("nat-router", "NAT router", na="NAT router scenario not implemented yet"),
+        Scenario("classic-nat", "vdens -> vdens NAT router (ptp + tap) -> host", _nat_router("vdens")),
+        Scenario("fast-nat", "vdens-fast -> vdens-fast NAT router (ptp + tap) -> host", _nat_router("vdens-fast")),
     ]
 
 
