@@ -6,6 +6,7 @@ mod cmd;
 mod null;
 mod ptp;
 mod seqpacket;
+mod switch;
 mod tap;
 mod vde;
 
@@ -59,6 +60,9 @@ pub struct Link {
     pub cleanup: Vec<PathBuf>,
     /// The coprocess of `=cmd` / `cmd://` links: terminated and reaped when the link drops.
     pub coproc: Option<Coproc>,
+    /// switch:// and hub://: the node this process hosts (its directory and listening control
+    /// socket); the engine runs the node with this link's tap as one of its ports.
+    pub node: Option<crate::switch::server::Listener>,
 }
 
 impl Link {
@@ -73,6 +77,7 @@ impl Link {
             ctl: None,
             cleanup: Vec::new(),
             coproc: None,
+            node: None,
         }
     }
 
@@ -112,6 +117,7 @@ impl Drop for Link {
         self.tx.take();
         self.ctl.take();
         self.coproc.take();
+        self.node.take();
         for p in &self.cleanup {
             let _ = std::fs::remove_file(p);
         }
@@ -129,6 +135,7 @@ impl fmt::Debug for Link {
             .field("ctl", &self.ctl)
             .field("cleanup", &self.cleanup)
             .field("coproc", &self.coproc)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -219,6 +226,8 @@ pub const SCHEMES: &[&str] = &[
     "seqpacket://",
     "cmd://",
     "=CMD",
+    "switch://",
+    "hub://",
     "null://",
 ];
 
@@ -286,6 +295,9 @@ pub fn open(vnl: &str) -> Result<Link, OpenError> {
         Spec::Tap { name } => tap::open(vnl, &name),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),
+        Spec::Other { scheme, rest } if scheme == "switch" || scheme == "hub" => {
+            switch::open(vnl, scheme == "hub", &rest)
+        }
         Spec::Other { scheme, .. } => Err(OpenError::UnknownScheme {
             vnl: vnl.to_string(),
             scheme,

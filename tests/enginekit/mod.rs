@@ -254,6 +254,7 @@ pub fn link(kind: LinkKind) -> (Link, Writer, Reader, Option<TempDir>) {
         ctl: None,
         cleanup: Vec::new(),
         coproc: None,
+        node: None,
     };
     match kind {
         LinkKind::Seqpacket | LinkKind::Dgram => {
