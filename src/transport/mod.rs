@@ -279,6 +279,12 @@ fn resolve_plain(vnl: &str) -> Result<String, OpenError> {
     }
 }
 
+/// Starts `argv` as a coprocess speaking the 2-byte-length stream on its stdin/stdout (what
+/// `=CMD ARGS` opens, with the command line already split).
+pub fn open_cmd(vnl: &str, argv: &[std::ffi::OsString]) -> Result<Link, OpenError> {
+    cmd::open(vnl, argv)
+}
+
 /// Opens a VNL in the current (host) namespaces.
 ///
 /// Blocking, bounded: a handshake that gets no answer fails after a few seconds.
