@@ -187,3 +187,28 @@ fn directory_removed_when_the_host_exits() {
     assert!(!dir.exists(), "{} left behind", dir.display());
     drop(a);
 }
+
+#[test]
+fn clone_mode_hosts_the_switch_in_the_child() {
+    // vdens -c: the parent hands the node to its child and must not remove the directory.
+    let d = TempDir::new("swclone");
+    let dir = d.join("node");
+    let node_vnl = format!("switch://{}", dir.display());
+    let mut h = Node::start(
+        "host-c",
+        vdens_fast(Who::Root, &d, &["-c", &node_vnl, "sh", "-s"]),
+    );
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let mut a = ns_node(
+        "client",
+        Impl::Classic,
+        &d,
+        &[&format!("vde://{}", dir.display())],
+    );
+    h.up("vde0", "10.64.0.1/24", None);
+    a.up("vde0", "10.64.0.2/24", None);
+    a.ping("10.64.0.1", 3, None);
+    drop(a);
+    h.finish(10);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}

@@ -83,6 +83,8 @@ pub struct Listener {
     pub dir: PathBuf,
     pub ctl: OwnedFd,
     gid: Option<u32>,
+    /// Whether dropping removes the files (false in a process that handed the node to a child).
+    remove: bool,
 }
 
 fn nix_io(e: nix::Error) -> io::Error {
@@ -145,6 +147,7 @@ impl Listener {
             dir: dir.clone(),
             ctl,
             gid,
+            remove: true,
         };
         if let Some(g) = gid {
             std::os::unix::fs::chown(&dir, None, Some(g))
@@ -216,8 +219,19 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Closes this copy of the listening socket, leaving the directory to the process that
+    /// runs the node (vdens -c: the child).
+    pub fn release(mut self) {
+        self.remove = false;
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
+        if !self.remove {
+            return;
+        }
         let _ = std::fs::remove_file(self.dir.join("ctl"));
         if let Ok(rd) = std::fs::read_dir(&self.dir) {
             for e in rd.flatten() {

@@ -108,6 +108,9 @@ impl Link {
         if let Some(c) = self.coproc.take() {
             c.release();
         }
+        if let Some(n) = self.node.take() {
+            n.release();
+        }
     }
 }
 
