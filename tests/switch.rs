@@ -212,3 +212,83 @@ fn clone_mode_hosts_the_switch_in_the_child() {
     h.finish(10);
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
+
+/// A client that joins `dir` and never reads its data socket.
+struct Stalled {
+    _ctl: std::os::unix::net::UnixStream,
+    _data: std::os::unix::net::UnixDatagram,
+}
+
+fn stalled_client(dir: &std::path::Path, tmp: &TempDir) -> Stalled {
+    use std::io::{Read, Write};
+    use vdens_fast::wire::vde_ctl::{decode_sockaddr, Request, RequestType, UnixAddr};
+    let mut ctl = std::os::unix::net::UnixStream::connect(dir.join("ctl")).unwrap();
+    ctl.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mine = tmp.join("stalled.sock");
+    let data = std::os::unix::net::UnixDatagram::bind(&mine).unwrap();
+    let req = Request {
+        kind: RequestType::NewControl,
+        sock_path: mine.to_str().unwrap().as_bytes().to_vec(),
+        description: b"stalled-client".to_vec(),
+    };
+    ctl.write_all(&req.encode().unwrap()).unwrap();
+    let mut ans = [0u8; 110];
+    let n = ctl.read(&mut ans).unwrap();
+    let UnixAddr::Path(p) = decode_sockaddr(&ans[..n]).unwrap() else {
+        panic!("abstract answer")
+    };
+    data.connect(std::str::from_utf8(&p).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&mine);
+    Stalled {
+        _ctl: ctl,
+        _data: data,
+    }
+}
+
+#[test]
+fn a_stalled_client_does_not_stall_the_hub() {
+    // Every frame is flooded to a client that never reads: its queue fills, its frames are
+    // dropped and counted, and the others go on at full speed.
+    let d = TempDir::new("hubstall");
+    let dir = d.join("node");
+    let stats = d.join("stats.json");
+    let node_vnl = format!("hub://{}", dir.display());
+    let vnl = format!("vde://{}", dir.display());
+    let mut h = Node::start(
+        "host",
+        vdens_fast(
+            Who::Root,
+            &d,
+            &["--stats", stats.to_str().unwrap(), &node_vnl, "sh", "-s"],
+        ),
+    );
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let stalled = stalled_client(&dir, &d);
+    let mut a = ns_node("classic", Impl::Classic, &d, &[&vnl]);
+    h.up("vde0", "10.65.0.1/24", None);
+    a.up("vde0", "10.65.0.2/24", None);
+    a.ping("10.65.0.1", 3, None);
+    tcp_transfer(&mut a, &mut h, "10.65.0.1", &d, 4 << 20);
+    tcp_transfer(&mut h, &mut a, "10.65.0.2", &d, 4 << 20);
+    drop(a);
+    h.finish(10);
+    drop(stalled);
+    let json = std::fs::read_to_string(&stats).unwrap();
+    let at = json
+        .find("\"vnl\":\"stalled-client\"")
+        .unwrap_or_else(|| panic!("no stalled client in {json}"));
+    let out = &json[at..];
+    let out = &out[out.find("\"link_to_tap\"").unwrap()..];
+    let field = |name: &str| -> u64 {
+        let i = out.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
+        out[i..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(field("received") > 1000, "{out}");
+    assert!(field("drop_no_buffer") > 500, "drops not counted: {out}");
+}
