@@ -151,3 +151,49 @@ fn usage_and_errors() {
     assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
     assert!(o.stderr.contains("must exist"), "{}", o.stderr);
 }
+
+/// Kills a daemonised process by pid on drop (the test cannot wait for it: not its child).
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0 > 0 && alive(self.0) {
+            unsafe_kill(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn daemon_with_pidfile() {
+    let d = TempDir::new("vfdaemon");
+    let dir = d.join("sw");
+    let pidfile = d.join("pid");
+    let o = run(
+        vdeplug_fast(&[
+            "-d",
+            "-p",
+            pidfile.to_str().unwrap(),
+            "null://",
+            &format!("switch://{}", dir.display()),
+        ]),
+        10,
+    );
+    assert_eq!(o.code, Some(0), "{o:#?}");
+    assert!(wait_path(&pidfile, 10), "no pid file");
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let mut guard = KillOnDrop(pid);
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let vnl = format!("vde://{}", dir.display());
+    {
+        let mut a = ns_node("a", Impl::Fast, &d, &[&vnl]);
+        let mut b = ns_node("b", Impl::Classic, &d, &[&vnl]);
+        a.up("vde0", "10.76.0.1/24", None);
+        b.up("vde0", "10.76.0.2/24", None);
+        a.ping("10.76.0.2", 3, None);
+    }
+    unsafe_kill(pid, libc::SIGTERM);
+    assert!(wait_gone(pid, 10), "the daemon did not exit on SIGTERM");
+    guard.0 = 0;
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(!pidfile.exists(), "pid file left behind");
+}

@@ -2,69 +2,18 @@
 //! the node's directory and listening `ctl` socket (created when the VNL is opened, in the host
 //! namespaces, before any thread starts), and the per-client data socket.
 
-use crate::vnl::{self, num, NETNODE_KEYS};
+use crate::vnl::num;
 use crate::wire::vde_ctl::{encode_sockaddr, Request};
 use nix::sys::socket::{
     bind, connect, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
-use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// libvdeplug netnode defaults.
-pub const STD_MODE: u32 = 0o600;
-pub const STD_DIRMODE: u32 = 0o2700;
-pub const STD_HASHSIZE: usize = 256;
-pub const STD_EXPIRE: u64 = 120;
-
-/// A parsed `switch://DIR[...]` or `hub://DIR[...]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeSpec {
-    pub hub: bool,
-    /// Empty: the default `/tmp/vdenode_<user>`.
-    pub dir: PathBuf,
-    pub mode: u32,
-    pub dirmode: u32,
-    pub grp: Option<OsString>,
-    pub hashsize: usize,
-    pub expire: u64,
-    pub seed: u64,
-}
-
-/// Parses the part after `switch://` or `hub://` (options as libvdeplug_netnode.c reads them).
-pub fn parse(hub: bool, rest: &str) -> Result<NodeSpec, vnl::VnlError> {
-    let p = vnl::params::path_params(rest.as_bytes(), &NETNODE_KEYS)?;
-    let mut s = NodeSpec {
-        hub,
-        dir: PathBuf::from(OsString::from_vec(p.address.clone())),
-        mode: STD_MODE,
-        dirmode: STD_DIRMODE,
-        grp: p.get("grp").map(|g| OsString::from_vec(g.to_vec())),
-        hashsize: STD_HASHSIZE,
-        expire: STD_EXPIRE,
-        seed: 0,
-    };
-    if let Some(m) = p.get("mode") {
-        s.mode = vnl::parse_mode(m)? & !0o111;
-        s.dirmode = 0o2000 | s.mode | (s.mode & 0o444) >> 2 | (s.mode & 0o222) >> 1;
-    }
-    if let Some(m) = p.get("dirmode") {
-        s.dirmode = vnl::parse_mode(m)?;
-    }
-    if let Some(h) = p.get("hashsize") {
-        s.hashsize = (num::strtoullm(h) as usize).clamp(1, 1 << 20);
-    }
-    if let Some(e) = p.get("expiretime") {
-        s.expire = num::strtoullm(e);
-    }
-    if let Some(e) = p.get("hashseed") {
-        s.seed = num::strtoullm(e);
-    }
-    Ok(s)
-}
+pub use crate::vnl::{parse_netnode as parse, NodeSpec, STD_DIRMODE, STD_EXPIRE, STD_HASHSIZE, STD_MODE};
 
 /// The default node directory: `/tmp/vdenode_<user>` (or `u<euid>` without a passwd entry).
 pub fn default_dir() -> PathBuf {
