@@ -15,7 +15,7 @@ use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::Cmd;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, PortId};
-use crate::sys::{borrow_fd, recv_batch};
+use crate::sys::{borrow_fd, recv_batch, send_batch};
 use crate::transport::{Framing, Link, SendTo};
 use crate::wire::stream::{self, Decoder, Event};
 use crate::wire::vde_ctl::{Request, HEADER_LEN, MAX_DESCR};
@@ -40,6 +40,8 @@ const STREAM_OUT: usize = 256 * 1024;
 /// Most ports a switch or hub serves.
 pub const MAX_PORTS: usize = 1024;
 
+const DROP: u32 = u32::MAX;
+const FLOOD: u32 = u32::MAX - 1;
 const WAKE: u64 = u64::MAX;
 const LISTEN: u64 = u64::MAX - 1;
 const T_EP: u64 = 0;
@@ -259,6 +261,53 @@ impl Ep {
         }
     }
 
+    /// Sends frames `i..j` of the slab to this endpoint now, or drops them.
+    fn send_run(&mut self, slab: &[u8], lens: &[usize], mut i: usize, j: usize) {
+        let dest = match &self.tx {
+            Tx::Write { socket: true, fd } => (*fd, None),
+            Tx::SendTo { fd, addr } => (*fd, Some(*addr)),
+            _ => {
+                for k in i..j {
+                    self.send(&slab[k * STRIDE..k * STRIDE + lens[k]]);
+                }
+                return;
+            }
+        };
+        let c = &mut self.counts[LINK_TO_TAP];
+        c.received += (j - i) as u64;
+        while i < j {
+            match send_batch(
+                fdb(dest.0),
+                &slab[i * STRIDE..],
+                STRIDE,
+                &lens[i..j],
+                dest.1.as_ref(),
+            ) {
+                Ok(k) if k > 0 => {
+                    for l in &lens[i..i + k] {
+                        c.sent(*l);
+                    }
+                    i += k;
+                }
+                Ok(_) => {
+                    c.drop(Why::NoBuffer, (j - i) as u64);
+                    return;
+                }
+                Err(e) => match errno_of(e) {
+                    Errno::EINTR => {}
+                    Errno::EAGAIN | Errno::ENOBUFS => {
+                        c.drop(Why::NoBuffer, (j - i) as u64);
+                        return;
+                    }
+                    _ => {
+                        c.drop(Why::SendError, 1);
+                        i += 1;
+                    }
+                },
+            }
+        }
+    }
+
     /// Sends one frame to this endpoint now, or drops it.
     fn send(&mut self, frame: &[u8]) {
         let c = &mut self.counts[LINK_TO_TAP];
@@ -310,6 +359,8 @@ struct NodeWorker {
     pending: Vec<Option<Pending>>,
     slab: Box<[u8]>,
     lens: [usize; BATCH],
+    /// Per frame of the batch: the destination endpoint, [`FLOOD`] or [`DROP`].
+    dests: [u32; BATCH],
     start: Instant,
     shared: Arc<NodeShared>,
 }
@@ -393,38 +444,53 @@ impl NodeWorker {
         }
     }
 
-    /// Forwards frame `i` of the slab, received on endpoint `from`.
-    fn forward(&mut self, from: usize, i: usize, now: u64) {
-        let len = self.lens[i];
-        let frame = &self.slab[i * STRIDE..i * STRIDE + len];
+    /// Forwards the `n` frames of the slab received on endpoint `from`: decides each one,
+    /// then sends every run of consecutive frames with the same fate in one batch per
+    /// destination (one sendmmsg on datagram sockets).
+    fn forward(&mut self, from: usize, n: usize, now: u64) {
         let c = &mut self.eps[from].as_mut().expect("endpoint").counts[TAP_TO_LINK];
-        match &mut self.fwd {
-            Fwd::Cable => {
-                let to = if from == 0 { 1 } else { 0 };
+        for i in 0..n {
+            let len = self.lens[i];
+            let frame = &self.slab[i * STRIDE..i * STRIDE + len];
+            self.dests[i] = match &mut self.fwd {
+                Fwd::Cable => (from == 0) as u32,
+                Fwd::Net(f) => match f.decide(from as PortId, frame, now) {
+                    Decision::Drop => DROP,
+                    Decision::Unicast(p) => p as u32,
+                    Decision::Flood => FLOOD,
+                },
+            };
+            if self.dests[i] == DROP {
+                c.drop(Why::NoLink, 1);
+            } else {
                 c.sent(len);
-                if let Some(Some(e)) = self.eps.get_mut(to) {
-                    e.send(frame);
-                }
             }
-            Fwd::Net(f) => match f.decide(from as PortId, frame, now) {
-                Decision::Drop => c.drop(Why::NoLink, 1),
-                Decision::Unicast(p) => {
-                    c.sent(len);
-                    if let Some(Some(e)) = self.eps.get_mut(p as usize) {
-                        e.send(frame);
-                    }
-                }
-                Decision::Flood => {
-                    c.sent(len);
-                    for (j, e) in self.eps.iter_mut().enumerate() {
-                        if j != from {
+        }
+        let mut i = 0;
+        while i < n {
+            let d = self.dests[i];
+            let mut j = i + 1;
+            while j < n && self.dests[j] == d {
+                j += 1;
+            }
+            match d {
+                DROP => {}
+                FLOOD => {
+                    for (k, e) in self.eps.iter_mut().enumerate() {
+                        if k != from {
                             if let Some(e) = e {
-                                e.send(frame);
+                                e.send_run(&self.slab, &self.lens, i, j);
                             }
                         }
                     }
                 }
-            },
+                t => {
+                    if let Some(Some(e)) = self.eps.get_mut(t as usize) {
+                        e.send_run(&self.slab, &self.lens, i, j);
+                    }
+                }
+            }
+            i = j;
         }
     }
 
@@ -539,10 +605,8 @@ impl NodeWorker {
         let now = self.start.elapsed().as_secs();
         for _ in 0..ROUNDS {
             let n = self.fill(id);
-            for i in 0..n {
-                self.forward(id, i, now);
-            }
-            if n < BATCH && n == 0 {
+            self.forward(id, n, now);
+            if n == 0 {
                 break;
             }
         }
@@ -780,6 +844,7 @@ pub fn run(
             pending: Vec::new(),
             slab: vec![0u8; BATCH * STRIDE].into_boxed_slice(),
             lens: [0; BATCH],
+            dests: [0; BATCH],
             start: Instant::now(),
             shared,
         };
