@@ -333,6 +333,35 @@ impl Engine {
         snapshot(&self.ports, &self.nodes)
     }
 
+    /// Attaches an endpoint to node `node` (in the order nodes were started: the ones given to
+    /// [`Engine::start_nodes`], then the switch:// / hub:// ports) while it runs; returns its
+    /// port number.
+    pub fn add_endpoint(&self, node: usize, e: Endpoint) -> Result<u16, EngineError> {
+        let w = self.node_worker(node)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        w.send(Cmd::AddEndpoint(e, tx));
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(r) => r.map_err(|m| EngineError(format!("cannot add the endpoint: {m}"))),
+            Err(_) => Err(EngineError(
+                "cannot add the endpoint: the node did not answer within 5 s".into(),
+            )),
+        }
+    }
+
+    /// Detaches the endpoint on port `id` of node `node` (its descriptors are closed).
+    pub fn remove_endpoint(&self, node: usize, id: u16) -> Result<(), EngineError> {
+        self.node_worker(node)?.send(Cmd::RemoveEndpoint(id));
+        Ok(())
+    }
+
+    fn node_worker(&self, node: usize) -> Result<&WorkerHandle, EngineError> {
+        let first = self.workers.len() - self.nodes.len();
+        self.workers
+            .get(first + node)
+            .filter(|_| node < self.nodes.len())
+            .ok_or_else(|| EngineError(format!("no node {node} (the engine runs {})", self.nodes.len())))
+    }
+
     /// True once an endpoint of a cable node reached end of file (its input is closed).
     pub fn cable_ended(&self) -> bool {
         self.nodes

@@ -730,6 +730,25 @@ impl NodeWorker {
         }
     }
 
+    /// Attaches an endpoint at the lowest free port (from 1 on a switch or hub; a cable has
+    /// its two).
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+        let free = |eps: &Vec<Option<Ep>>, i: usize| !matches!(eps.get(i), Some(Some(_)));
+        let first = if self.listener.is_some() { 1 } else { 0 };
+        let last = if self.listener.is_some() { MAX_PORTS } else { 2 };
+        let id = (first..last)
+            .find(|&i| free(&self.eps, i))
+            .ok_or_else(|| format!("{}: no free port", self.name))?;
+        let (owner, name, vnl) = owner_of(e, &self.name);
+        let ep = Ep::new(owner, &name, &vnl)?;
+        if let Err(m) = self.add(id, ep) {
+            self.remove(id);
+            return Err(m);
+        }
+        self.pump(id);
+        Ok(id as u16)
+    }
+
     /// The control connection of client `id` has something: EOF or an error frees its port.
     fn ctl_ready(&mut self, id: usize) {
         let Some(Some(e)) = self.eps.get(id) else { return };
@@ -782,6 +801,10 @@ impl NodeWorker {
                                     let _ = ack.send(());
                                 }
                                 Cmd::Stop => stop = true,
+                                Cmd::AddEndpoint(e, ack) => {
+                                    let _ = ack.send(self.add_endpoint(e));
+                                }
+                                Cmd::RemoveEndpoint(id) => self.remove(id as usize),
                             }
                         }
                     }
@@ -806,6 +829,16 @@ impl NodeWorker {
             }
         }
         self.publish();
+    }
+}
+
+fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String) {
+    match e {
+        Endpoint::Tap { name, fd } => (Owner::Tap(fd), name, node.to_string()),
+        Endpoint::Link { name, link } => {
+            let v = link.vnl.clone();
+            (Owner::Link(link), name, v)
+        }
     }
 }
 
@@ -858,13 +891,7 @@ pub fn run(
         // a client asks for with [0]).
         let first = if w.listener.is_some() { 1 } else { 0 };
         for (k, e) in node.endpoints.into_iter().enumerate() {
-            let (owner, name, vnl) = match e {
-                Endpoint::Tap { name, fd } => (Owner::Tap(fd), name, node.name.clone()),
-                Endpoint::Link { name, link } => {
-                    let v = link.vnl.clone();
-                    (Owner::Link(link), name, v)
-                }
-            };
+            let (owner, name, vnl) = owner_of(e, &node.name);
             let ep = Ep::new(owner, &name, &vnl)?;
             w.add(first + k, ep)?;
         }
