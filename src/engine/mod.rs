@@ -4,6 +4,13 @@
 //! io_uring engine (`uring/`, the default) and an epoll engine (`poll.rs`), used when io_uring
 //! cannot be (setup refused with EPERM/ENOSYS, `kernel.io_uring_disabled`, missing ops) or when
 //! `--engine poll` asks for it.
+//!
+//! Multi-endpoint nodes (`node.rs`: the in-process switch:// and hub://, and vdeplug-fast's
+//! cable) run on a worker of their own, one per node, readiness-based whatever the engine
+//! choice: endpoints join and leave while it runs (VDE clients on its control socket, or
+//! [`Engine::add_endpoint`]), which the fixed per-port plans of the two engines above do not
+//! model. Moving nodes onto io_uring (provided buffers shared by the destinations of a flood,
+//! reference-counted) is future work.
 
 pub mod node;
 mod poll;
