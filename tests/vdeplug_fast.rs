@@ -197,3 +197,27 @@ fn daemon_with_pidfile() {
     assert!(!dir.exists(), "{} left behind", dir.display());
     assert!(!pidfile.exists(), "pid file left behind");
 }
+
+#[test]
+fn exits_when_its_switch_goes_away() {
+    // As vde_plug: the switch closing the control connection ends the cable.
+    let d = TempDir::new("vfswgone");
+    let dir = d.join("sw");
+    let sw = Daemon::start("vde_switch", {
+        let mut c = Command::new("vde_switch");
+        c.args(["-s", dir.to_str().unwrap()]);
+        c
+    });
+    assert!(wait_path(&dir.join("ctl"), 10), "vde_switch ctl did not appear");
+    let mut dm = Daemon::start(
+        "vdeplug-fast",
+        vdeplug_fast(&[&format!("vde://{}", dir.display()), "null://"]),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(dm.alive(), "vdeplug-fast exited early");
+    drop(sw);
+    assert!(
+        wait_exit(&mut dm, 10),
+        "vdeplug-fast still runs without its switch"
+    );
+}

@@ -381,11 +381,9 @@ impl NodeWorker {
             let kind = if k == 0 { T_EP } else { T_TX };
             self.ep.add(fdb(*f), EpollEvent::new(flags, token(kind, id)))?;
         }
-        if let Owner::Client { ctl, .. } = &e.owner {
-            self.ep.add(
-                ctl.as_fd(),
-                EpollEvent::new(EpollFlags::EPOLLIN, token(T_CTL, id)),
-            )?;
+        if let Some(ctl) = ctl_of(&e.owner) {
+            self.ep
+                .add(ctl, EpollEvent::new(EpollFlags::EPOLLIN, token(T_CTL, id)))?;
         }
         Ok(())
     }
@@ -413,8 +411,10 @@ impl NodeWorker {
         for f in &e.reg {
             let _ = self.ep.delete(fdb(*f));
         }
-        if let Owner::Client { ctl, path, .. } = &e.owner {
-            let _ = self.ep.delete(ctl.as_fd());
+        if let Some(ctl) = ctl_of(&e.owner) {
+            let _ = self.ep.delete(ctl);
+        }
+        if let Owner::Client { path, .. } = &e.owner {
             let _ = std::fs::remove_file(path);
         }
         if let Fwd::Net(f) = &mut self.fwd {
@@ -750,16 +750,27 @@ impl NodeWorker {
     }
 
     /// The control connection of client `id` has something: EOF or an error frees its port.
+    /// A vde:// link endpoint's switch closing it ends a cable (vde_plug exits then too) and
+    /// detaches the endpoint from a switch or hub.
     fn ctl_ready(&mut self, id: usize) {
         let Some(Some(e)) = self.eps.get(id) else { return };
-        let Owner::Client { ctl, .. } = &e.owner else {
-            return;
-        };
+        let Some(ctl) = ctl_of(&e.owner) else { return };
         let mut b = [0u8; 256];
         match recv(ctl.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
             Ok(n) if n > 0 => {}
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
-            _ => self.remove(id),
+            _ => {
+                if let Owner::Link(l) = &e.owner {
+                    eprintln!(
+                        "vdens-fast: {}: {}: the switch closed the control connection",
+                        self.name, l.vnl
+                    );
+                    if matches!(self.fwd, Fwd::Cable) {
+                        self.shared.ended.store(true, Ordering::Release);
+                    }
+                }
+                self.remove(id)
+            }
         }
     }
 
@@ -829,6 +840,15 @@ impl NodeWorker {
             }
         }
         self.publish();
+    }
+}
+
+/// The control connection whose end means the endpoint is gone: a client's, or a vde:// link's.
+fn ctl_of(o: &Owner) -> Option<std::os::fd::BorrowedFd<'_>> {
+    match o {
+        Owner::Client { ctl, .. } => Some(ctl.as_fd()),
+        Owner::Link(l) => l.ctl.as_ref().map(|c| c.as_fd()),
+        Owner::Tap(_) => None,
     }
 }
 
