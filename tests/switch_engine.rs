@@ -47,7 +47,11 @@ impl Peer {
 }
 
 fn start(hub: bool, d: &TempDir) -> Engine {
-    let spec = parse(hub, d.0.join("node").to_str().unwrap()).unwrap();
+    start_opts(hub, d, "")
+}
+
+fn start_opts(hub: bool, d: &TempDir, opts_: &str) -> Engine {
+    let spec = parse(hub, &format!("{}{opts_}", d.0.join("node").display())).unwrap();
     let l = Listener::create(&spec).unwrap_or_else(|(s, e, _)| panic!("{s}: {e}"));
     let node = Node {
         name: "node".into(),
@@ -181,6 +185,30 @@ fn cable_node_joins_two_links() {
             check_frame(&buf[..n], len, len as u32, 7, "two -> one");
         }
         assert!(!e.cable_ended());
+        e.stop();
+    });
+}
+
+#[test]
+fn learnt_addresses_expire() {
+    bounded(Duration::from_secs(60), "expire", || {
+        let d = TempDir::new("swexpire");
+        let e = start_opts(false, &d, "[expiretime=1/hashsize=16/hashseed=99]");
+        let (_, mut a) = join(&e, LinkKind::Dgram, "a");
+        let (_, mut b) = join(&e, LinkKind::Dgram, "b");
+        let (_, mut c) = join(&e, LinkKind::Dgram, "c");
+        a.w.send(&bcast(0xa, 1));
+        b.expect(&bcast(0xa, 1), "b");
+        c.expect(&bcast(0xa, 1), "c");
+        let f = frame(0xa, 0xb, 2);
+        b.w.send(&f);
+        a.expect(&f, "a");
+        c.expect_none("learnt: not at c");
+        std::thread::sleep(Duration::from_millis(2500));
+        let f = frame(0xa, 0xb, 3);
+        b.w.send(&f);
+        a.expect(&f, "a");
+        c.expect(&f, "expired: flooded to c");
         e.stop();
     });
 }
