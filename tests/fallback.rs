@@ -153,14 +153,14 @@ fn unshare_only_refuses_with_a_clear_error() {
 
 #[test]
 fn plugin_error_is_one_line() {
-    // hub:// (on the fallback for now) cannot create its directory under a missing parent.
+    // multi:// (always on the fallback) refuses a member switch that does not exist.
     let d = TempDir::new("fbbad");
-    let vnl = format!("hub://{}", d.join("missing/sub/hub").display());
+    let vnl = format!("multi://{{{}}}", d.join("missing/sw").display());
     let e = one_line_failure(&vf(Who::Root, &d, &[&vnl, "true"]));
     assert!(
         e.ends_with(&format!(
             "{vnl}: opening through libvdeplug: No such file or directory \
-             (libvdeplug_hub.so refused it: see man libvdeplug_hub)"
+             (libvdeplug_multi.so refused it: see man libvdeplug_multi)"
         )),
         "{e}"
     );
@@ -267,29 +267,4 @@ fn link_bridges_frames_and_stops_on_drop() {
         !threads(me).iter().any(|c| c == "vdeplug-bridge"),
         "the bridge thread survived the link"
     );
-}
-
-#[test]
-fn switch_hosted_through_the_fallback() {
-    // switch:// stays on the fallback until its native version lands: vdens-fast hosts
-    // vdeplug4's switch (its own port is vde0) and a classic vdens joins it with vde://.
-    let d = TempDir::new("fbsw");
-    let dir = d.join("sw");
-    let mut a = slirp_node("host", Who::Root, &d, &[&format!("switch://{}", dir.display())]);
-    assert!(wait_path(&dir.join("ctl"), 10), "switch ctl did not appear");
-    let mut b = ns_node(
-        "client",
-        Impl::Classic,
-        &d,
-        &[&format!("vde://{}", dir.display())],
-    );
-    a.up("vde0", "10.67.0.1/24", None);
-    b.up("vde0", "10.67.0.2/24", None);
-    a.ping("10.67.0.2", 3, None);
-    b.ping("10.67.0.1", 3, None);
-    tcp_transfer(&mut a, &mut b, "10.67.0.2", &d, 1 << 20);
-    drop(b);
-    let o = a.finish(10);
-    assert_eq!(o.code, Some(0), "{o:#?}");
-    assert!(!dir.join("ctl").exists(), "the switch left its ctl socket behind");
 }

@@ -685,6 +685,27 @@ def _nat_router(kind):
     return build
 
 
+def build_fast_switch(scn, ctx):
+    # vdens-fast hosts the switch (its own tap is a port); a vdens-fast client joins it.
+    sw = os.path.join(scn.workdir, "sw")
+    scn.a = _endpoint(scn, "a", ctx.launcher("vdens-fast") + ["switch://" + sw], "vde0", ADDR_A)
+    _wait_path(scn.a, os.path.join(sw, "ctl"))
+    scn.b = _endpoint(scn, "b", ctx.launcher("vdens-fast") + ["vde://" + sw], "vde0", ADDR_B)
+    scn.roots += [scn.a.pid, scn.b.pid]
+
+
+def build_vdeplug_fast_switch(scn, ctx):
+    # vdeplug-fast hosts the switch; two vdens-fast clients.
+    sw = os.path.join(scn.workdir, "sw")
+    vdeplug_fast = os.path.join(os.path.dirname(os.path.abspath(ctx.args.vdens_fast)), "vdeplug-fast")
+    p = Proc("%s vdeplug-fast" % scn.name, [vdeplug_fast, "null://", "switch://" + sw], scn.workdir)
+    scn.procs.append(p)
+    p.start()
+    _wait_path(p, os.path.join(sw, "ctl"))
+    scn.roots.append(p.pid)
+    _vdens_pair("vdens-fast", "vdens-fast", _vde)(scn, ctx)
+
+
 def all_scenarios():
     return [
         Scenario("veth", "veth pair (kernel only)", build_veth),
@@ -693,8 +714,8 @@ def all_scenarios():
         Scenario("classic-vde2-switch", "vdens <-> vdens, vde2 vde_switch", build_vde2_switch),
         Scenario("fast-ptp", "vdens-fast <-> vdens-fast, ptp://", _vdens_pair("vdens-fast", "vdens-fast", _ptp)),
         Scenario("mixed-ptp", "vdens-fast <-> vdens, ptp://", _vdens_pair("vdens-fast", "vdens", _ptp)),
-        Scenario("fast-switch", "vdens-fast switch", na="vdens-fast switch not implemented yet"),
-        Scenario("vdeplug-fast-switch", "vdeplug-fast switch", na="vdeplug-fast switch not implemented yet"),
+        Scenario("fast-switch", "vdens-fast switch:// <-> vdens-fast", build_fast_switch),
+        Scenario("vdeplug-fast-switch", "vdens-fast <-> vdens-fast, vdeplug-fast switch://", build_vdeplug_fast_switch),
         Scenario("classic-nat", "vdens -> vdens NAT router (ptp + tap) -> host", _nat_router("vdens")),
         Scenario("fast-nat", "vdens-fast -> vdens-fast NAT router (ptp + tap) -> host", _nat_router("vdens-fast")),
     ]

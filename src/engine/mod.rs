@@ -4,7 +4,15 @@
 //! io_uring engine (`uring/`, the default) and an epoll engine (`poll.rs`), used when io_uring
 //! cannot be (setup refused with EPERM/ENOSYS, `kernel.io_uring_disabled`, missing ops) or when
 //! `--engine poll` asks for it.
+//!
+//! Multi-endpoint nodes (`node.rs`: the in-process switch:// and hub://, and vdeplug-fast's
+//! cable) run on a worker of their own, one per node, readiness-based whatever the engine
+//! choice: endpoints join and leave while it runs (VDE clients on its control socket, or
+//! [`Engine::add_endpoint`]), which the fixed per-port plans of the two engines above do not
+//! model. Moving nodes onto io_uring (provided buffers shared by the destinations of a flood,
+//! reference-counted) is future work.
 
+pub mod node;
 mod poll;
 mod port;
 pub mod stats;
@@ -22,6 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use node::{Endpoint, Node, NodeKind};
 pub use port::MAX_FRAME;
 pub use stats::{Counts, PortSnapshot, LINK_TO_TAP, TAP_TO_LINK};
 pub use uring::UringTuning;
@@ -96,6 +105,8 @@ pub struct Engine {
     kind: EngineKind,
     workers: Vec<WorkerHandle>,
     ports: Vec<Arc<stats::PortStats>>,
+    /// Multi-endpoint nodes (switch, hub, cable), one worker each, after the port workers.
+    nodes: Vec<Arc<node::NodeShared>>,
     stats_file: Option<PathBuf>,
     writer: Option<StatsWriter>,
 }
@@ -123,6 +134,29 @@ impl Engine {
         tuning: UringTuning,
         ports: Vec<Port>,
     ) -> Result<Engine, EngineError> {
+        Self::start_nodes(opts, tuning, ports, Vec::new())
+    }
+
+    /// [`Engine::start_with`] plus multi-endpoint nodes. A port whose link hosts a switch or
+    /// hub (switch://, hub://) becomes such a node, with its tap as the node's first port.
+    pub fn start_nodes(
+        opts: EngineOptions,
+        tuning: UringTuning,
+        ports: Vec<Port>,
+        mut nodes: Vec<Node>,
+    ) -> Result<Engine, EngineError> {
+        let (hosted, ports): (Vec<Port>, Vec<Port>) = ports.into_iter().partition(|p| p.link.node.is_some());
+        for mut p in hosted {
+            let l = p.link.node.take().expect("partitioned on node");
+            nodes.push(Node {
+                name: p.link.vnl.clone(),
+                kind: NodeKind::Net(l),
+                endpoints: vec![Endpoint::Tap {
+                    name: p.name.clone(),
+                    fd: p.tap,
+                }],
+            });
+        }
         let kind = match opts.choice {
             EngineChoice::Poll => EngineKind::Poll,
             // Nothing to move: no need to probe (nor to say anything about io_uring).
@@ -169,6 +203,7 @@ impl Engine {
             kind,
             workers: Vec::new(),
             ports: stats_all,
+            nodes: Vec::new(),
             stats_file: opts.stats.clone(),
             writer: None,
         };
@@ -210,6 +245,35 @@ impl Engine {
             });
             started += 1;
         }
+        for (index, n) in nodes.into_iter().enumerate() {
+            let wake = Arc::new(OwnedFd::from(
+                EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+                    .map_err(|e| EngineError(format!("cannot create a node's eventfd: {}", e.desc())))?,
+            ));
+            let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
+            let shared = Arc::new(node::NodeShared {
+                stats: std::sync::Mutex::new(Vec::new()),
+                ended: std::sync::atomic::AtomicBool::new(false),
+            });
+            engine.nodes.push(shared.clone());
+            let ready = ready_tx.clone();
+            let w = wake.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("vdens-node{index}"))
+                .spawn(move || node::run(n, ctx_rx, w, shared, ready))
+                .map_err(|e| {
+                    EngineError(format!(
+                        "cannot start a node thread: {}",
+                        crate::sys::err_text(&e)
+                    ))
+                })?;
+            engine.workers.push(WorkerHandle {
+                cmds: ctx_tx,
+                wake,
+                thread: Some(thread),
+            });
+            started += 1;
+        }
         for _ in 0..started {
             match ready_rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(Ok(_)) => {}
@@ -226,6 +290,7 @@ impl Engine {
         if let Some(path) = opts.stats.clone() {
             let (stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
             let ports = engine.ports.clone();
+            let nodes = engine.nodes.clone();
             let interval = opts.stats_interval.max(Duration::from_millis(10));
             let (kind, n) = (engine.kind, engine.workers.len());
             let thread = std::thread::Builder::new()
@@ -235,7 +300,7 @@ impl Engine {
                     while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                         stop_rx.recv_timeout(interval)
                     {
-                        let json = stats::to_json(kind.name(), n, &snapshot(&ports));
+                        let json = stats::to_json(kind.name(), n, &snapshot(&ports, &nodes));
                         write_stats(&path, &json, &mut warned);
                     }
                 })
@@ -272,7 +337,43 @@ impl Engine {
         for a in acks {
             let _ = a.recv_timeout(Duration::from_millis(100));
         }
-        snapshot(&self.ports)
+        snapshot(&self.ports, &self.nodes)
+    }
+
+    /// Attaches an endpoint to node `node` (in the order nodes were started: the ones given to
+    /// [`Engine::start_nodes`], then the switch:// / hub:// ports) while it runs; returns its
+    /// port number.
+    pub fn add_endpoint(&self, node: usize, e: Endpoint) -> Result<u16, EngineError> {
+        let w = self.node_worker(node)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        w.send(Cmd::AddEndpoint(e, tx));
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(r) => r.map_err(|m| EngineError(format!("cannot add the endpoint: {m}"))),
+            Err(_) => Err(EngineError(
+                "cannot add the endpoint: the node did not answer within 5 s".into(),
+            )),
+        }
+    }
+
+    /// Detaches the endpoint on port `id` of node `node` (its descriptors are closed).
+    pub fn remove_endpoint(&self, node: usize, id: u16) -> Result<(), EngineError> {
+        self.node_worker(node)?.send(Cmd::RemoveEndpoint(id));
+        Ok(())
+    }
+
+    fn node_worker(&self, node: usize) -> Result<&WorkerHandle, EngineError> {
+        let first = self.workers.len() - self.nodes.len();
+        self.workers
+            .get(first + node)
+            .filter(|_| node < self.nodes.len())
+            .ok_or_else(|| EngineError(format!("no node {node} (the engine runs {})", self.nodes.len())))
+    }
+
+    /// True once an endpoint of a cable node reached end of file (its input is closed).
+    pub fn cable_ended(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.ended.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// The statistics as one JSON line.
@@ -308,7 +409,7 @@ impl Engine {
             let _ = w.stop.send(());
             let _ = w.thread.join();
         }
-        let snap = snapshot(&self.ports);
+        let snap = snapshot(&self.ports, &self.nodes);
         if let Some(p) = &self.stats_file {
             let json = stats::to_json(self.kind.name(), self.workers.len(), &snap);
             write_stats(p, &json, &mut false);
@@ -327,9 +428,12 @@ impl Drop for Engine {
     }
 }
 
-fn snapshot(ports: &[Arc<stats::PortStats>]) -> Vec<PortSnapshot> {
-    ports
-        .iter()
+fn snapshot(ports: &[Arc<stats::PortStats>], nodes: &[Arc<node::NodeShared>]) -> Vec<PortSnapshot> {
+    let mut all: Vec<Arc<stats::PortStats>> = ports.to_vec();
+    for n in nodes {
+        all.extend(n.stats.lock().expect("stats lock").iter().cloned());
+    }
+    all.iter()
         .map(|p| PortSnapshot {
             name: p.name.clone(),
             vnl: p.vnl.clone(),

@@ -22,6 +22,10 @@ pub enum Cmd {
     Publish(Sender<()>),
     /// Finish: cancel what is in flight, publish the final counters, release the ports.
     Stop,
+    /// Node workers only: attach an endpoint, answer its port number.
+    AddEndpoint(super::node::Endpoint, Sender<Result<u16, String>>),
+    /// Node workers only: detach the endpoint on this port (its descriptors close).
+    RemoveEndpoint(u16),
 }
 
 /// Everything a worker thread starts with.

@@ -7,6 +7,7 @@ mod libvdeplug;
 mod null;
 mod ptp;
 mod seqpacket;
+mod switch;
 mod tap;
 mod udp;
 mod vde;
@@ -66,6 +67,9 @@ pub struct Link {
     /// built in): stopped, and its libvdeplug connection closed, when the link drops, after
     /// `rx`/`tx` are closed.
     pub bridge: Option<Bridge>,
+    /// switch:// and hub://: the node this process hosts (its directory and listening control
+    /// socket); the engine runs the node with this link's tap as one of its ports.
+    pub node: Option<crate::switch::server::Listener>,
 }
 
 impl Link {
@@ -81,6 +85,7 @@ impl Link {
             cleanup: Vec::new(),
             coproc: None,
             bridge: None,
+            node: None,
         }
     }
 
@@ -117,6 +122,9 @@ impl Link {
         if let Some(b) = self.bridge.take() {
             libvdeplug::park(b);
         }
+        if let Some(n) = self.node.take() {
+            n.release();
+        }
     }
 }
 
@@ -127,6 +135,7 @@ impl Drop for Link {
         self.ctl.take();
         self.coproc.take();
         self.bridge.take();
+        self.node.take();
         for p in &self.cleanup {
             let _ = std::fs::remove_file(p);
         }
@@ -145,6 +154,7 @@ impl fmt::Debug for Link {
             .field("cleanup", &self.cleanup)
             .field("coproc", &self.coproc)
             .field("bridge", &self.bridge)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -237,6 +247,8 @@ pub const SCHEMES: &[&str] = &[
     "seqpacket://",
     "cmd://",
     "=CMD",
+    "switch://",
+    "hub://",
     "null://",
     "udp://",
 ];
@@ -289,6 +301,12 @@ fn resolve_plain(vnl: &str) -> Result<String, OpenError> {
     }
 }
 
+/// Starts `argv` as a coprocess speaking the 2-byte-length stream on its stdin/stdout (what
+/// `=CMD ARGS` opens, with the command line already split).
+pub fn open_cmd(vnl: &str, argv: &[std::ffi::OsString]) -> Result<Link, OpenError> {
+    cmd::open(vnl, argv)
+}
+
 /// Opens a VNL in the current (host) namespaces.
 ///
 /// Blocking, bounded: a handshake that gets no answer fails after a few seconds.
@@ -306,6 +324,9 @@ pub fn open(vnl: &str) -> Result<Link, OpenError> {
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),
         Spec::Udp(s) => udp::open(vnl, &s),
+        Spec::Other { scheme, rest } if scheme == "switch" || scheme == "hub" => {
+            switch::open(vnl, scheme == "hub", &rest)
+        }
         Spec::Other { scheme, .. } => libvdeplug::open(vnl, &resolved, &scheme),
     }
 }

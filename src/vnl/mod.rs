@@ -309,6 +309,58 @@ pub fn parse_cmd(rest: &str) -> Result<Vec<OsString>, VnlError> {
     Ok(argv)
 }
 
+/// libvdeplug netnode defaults.
+pub const STD_MODE: u32 = 0o600;
+pub const STD_DIRMODE: u32 = 0o2700;
+pub const STD_HASHSIZE: usize = 256;
+pub const STD_EXPIRE: u64 = 120;
+
+/// A parsed `switch://DIR[...]` or `hub://DIR[...]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub hub: bool,
+    /// Empty: the default `/tmp/vdenode_<user>`.
+    pub dir: PathBuf,
+    pub mode: u32,
+    pub dirmode: u32,
+    pub grp: Option<OsString>,
+    pub hashsize: usize,
+    pub expire: u64,
+    pub seed: u64,
+}
+
+/// Parses the part after `switch://` or `hub://` (options as libvdeplug_netnode.c reads them).
+pub fn parse_netnode(hub: bool, rest: &str) -> Result<NodeSpec, VnlError> {
+    let p = params::path_params(rest.as_bytes(), &NETNODE_KEYS)?;
+    let mut s = NodeSpec {
+        hub,
+        dir: PathBuf::from(os(&p.address)),
+        mode: STD_MODE,
+        dirmode: STD_DIRMODE,
+        grp: p.get("grp").map(os),
+        hashsize: STD_HASHSIZE,
+        expire: STD_EXPIRE,
+        seed: 0,
+    };
+    if let Some(m) = p.get("mode") {
+        s.mode = parse_mode(m)? & !0o111;
+        s.dirmode = 0o2000 | s.mode | (s.mode & 0o444) >> 2 | (s.mode & 0o222) >> 1;
+    }
+    if let Some(m) = p.get("dirmode") {
+        s.dirmode = parse_mode(m)?;
+    }
+    if let Some(h) = p.get("hashsize") {
+        s.hashsize = (num::strtoullm(h) as usize).clamp(1, 1 << 20);
+    }
+    if let Some(e) = p.get("expiretime") {
+        s.expire = num::strtoullm(e);
+    }
+    if let Some(e) = p.get("hashseed") {
+        s.seed = num::strtoullm(e);
+    }
+    Ok(s)
+}
+
 /// Parses a VNL into what a transport needs, with no I/O.
 pub fn parse(vnl: &str) -> Result<Spec, VnlError> {
     let s = split(vnl);

@@ -255,6 +255,7 @@ pub fn link(kind: LinkKind) -> (Link, Writer, Reader, Option<TempDir>) {
         cleanup: Vec::new(),
         coproc: None,
         bridge: None,
+        node: None,
     };
     match kind {
         LinkKind::Seqpacket | LinkKind::Dgram => {

@@ -533,6 +533,11 @@ impl Worker {
                     let _ = ack.send(());
                 }
                 Cmd::Stop => stop = true,
+                // Plain ports have a fixed set of endpoints.
+                Cmd::AddEndpoint(_, ack) => {
+                    let _ = ack.send(Err("not a switch or hub node".into()));
+                }
+                Cmd::RemoveEndpoint(_) => {}
             }
         }
         if !stop {

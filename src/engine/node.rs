@@ -1,0 +1,929 @@
+//! A node of N endpoints (taps and links) on one worker thread: a cable (two endpoints, each
+//! the fixed "other side" of the other), a learning switch or a hub (a forwarding decision per
+//! frame, [`Forwarder::decide`]). Switch and hub nodes also serve the VDE control protocol on
+//! their listening socket: clients join and leave at run time, each one an endpoint with its
+//! own connected datagram socket.
+//!
+//! Readiness-based (epoll), non-blocking everywhere: a frame whose destination cannot take it
+//! now (socket queue full, stream buffer full) is dropped and counted for that destination,
+//! so a stalled client never stalls the others, and nothing queues without bound. A flooded
+//! frame is sent from the one receive buffer to every destination in turn (no copy). Buffers
+//! are allocated when an endpoint is added, never per frame.
+
+use super::port::MAX_FRAME;
+use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
+use super::worker::Cmd;
+use crate::switch::server::Listener;
+use crate::switch::{Decision, Forwarder, PortId};
+use crate::sys::{borrow_fd, recv_batch, send_batch};
+use crate::transport::{Framing, Link, SendTo};
+use crate::wire::stream::{self, Decoder, Event};
+use crate::wire::vde_ctl::{Request, HEADER_LEN, MAX_DESCR};
+use crossbeam_channel::{Receiver, Sender};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{accept4, recv, send, sendto, MsgFlags, SockFlag, UnixAddr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Frames per receive batch.
+const BATCH: usize = 32;
+/// Per-frame buffer: larger than the largest frame, so a longer one shows up as oversize.
+const STRIDE: usize = 9472;
+/// Batches per endpoint per wake-up before the others get a turn.
+const ROUNDS: usize = 8;
+/// Bytes a stream endpoint may have waiting to be written (then frames to it are dropped).
+const STREAM_OUT: usize = 256 * 1024;
+/// Most ports a switch or hub serves.
+pub const MAX_PORTS: usize = 1024;
+
+const DROP: u32 = u32::MAX;
+const FLOOD: u32 = u32::MAX - 1;
+const WAKE: u64 = u64::MAX;
+const LISTEN: u64 = u64::MAX - 1;
+const T_EP: u64 = 0;
+const T_TX: u64 = 1;
+const T_CTL: u64 = 2;
+const T_PENDING: u64 = 3;
+
+/// An endpoint handed to a node.
+pub enum Endpoint {
+    /// A tap device (one frame per read/write).
+    Tap { name: String, fd: OwnedFd },
+    /// A link opened by a transport.
+    Link { name: String, link: Box<Link> },
+}
+
+/// What a node does with frames.
+pub enum NodeKind {
+    /// Two endpoints, each frame to the other one.
+    Cable,
+    /// A switch or hub served on this listener.
+    Net(Listener),
+}
+
+/// A node to run.
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The node as the engine sees it while it runs.
+pub struct NodeShared {
+    /// Counters of every endpoint currently attached (clients come and go).
+    pub stats: Mutex<Vec<Arc<PortStats>>>,
+    /// A cable endpoint reached end of file (vdeplug-fast then exits).
+    pub ended: AtomicBool,
+}
+
+enum Tx {
+    Write {
+        fd: RawFd,
+        socket: bool,
+    },
+    SendTo {
+        fd: RawFd,
+        addr: UnixAddr,
+    },
+    Stream {
+        fd: RawFd,
+        out: Box<[u8]>,
+        start: usize,
+        end: usize,
+    },
+    Discard,
+}
+
+struct StreamRx {
+    dec: Decoder,
+    raw: Box<[u8]>,
+    off: usize,
+    len: usize,
+}
+
+/// Holds the descriptors of an endpoint open while it is attached.
+#[allow(dead_code)]
+enum Owner {
+    Tap(OwnedFd),
+    Link(Box<Link>),
+    Client {
+        data: OwnedFd,
+        ctl: OwnedFd,
+        path: PathBuf,
+    },
+}
+
+struct Ep {
+    owner: Owner,
+    rx: Option<RawFd>,
+    rx_socket: bool,
+    eof_on_zero: bool,
+    rx_stream: Option<Box<StreamRx>>,
+    rx_dead: bool,
+    tx: Tx,
+    /// Registered in epoll: the rx fd (or the tx fd when there is no rx), and the tx fd when
+    /// different and a stream.
+    reg: Vec<RawFd>,
+    /// [TAP_TO_LINK] = from this endpoint into the node, [LINK_TO_TAP] = from the node to it.
+    counts: [Counts; 2],
+    stats: Arc<PortStats>,
+    label: String,
+}
+
+struct Pending {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+fn fdb<'a>(f: RawFd) -> std::os::fd::BorrowedFd<'a> {
+    borrow_fd(f)
+}
+
+fn errno_of(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn is_socket(f: RawFd) -> bool {
+    use nix::sys::stat::{fstat, SFlag};
+    fstat(fdb(f)).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
+}
+
+fn is_dgram(f: RawFd) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::SockType, SockType as T};
+    matches!(getsockopt(&fdb(f), SockType), Ok(T::Datagram))
+}
+
+fn set_nonblocking(f: RawFd) -> Result<(), Errno> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let fl = OFlag::from_bits_truncate(fcntl(fdb(f), FcntlArg::F_GETFL)?);
+    fcntl(fdb(f), FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+impl Ep {
+    fn new(owner: Owner, name: &str, vnl: &str) -> Result<Ep, String> {
+        let label = format!("{name} ({vnl})");
+        let fail = |what: &str, e: Errno| format!("{label}: {what}: {}", e.desc());
+        let (rx, tx, stream) = match &owner {
+            Owner::Tap(fd) => (Some(fd.as_raw_fd()), None, false),
+            Owner::Client { data, .. } => (Some(data.as_raw_fd()), None, false),
+            Owner::Link(l) => (
+                l.rx_fd().map(|f| f.as_raw_fd()),
+                l.tx_fd().map(|f| f.as_raw_fd()),
+                l.framing == Framing::Stream,
+            ),
+        };
+        let txfd = tx.or(rx);
+        let null = matches!(&owner, Owner::Link(l) if l.framing == Framing::Null);
+        for f in rx.iter().chain(tx.iter()) {
+            set_nonblocking(*f).map_err(|e| fail("cannot make it non-blocking", e))?;
+        }
+        let rx_socket = rx.is_some_and(is_socket);
+        let tx = match (txfd, &owner) {
+            _ if null => Tx::Discard,
+            (None, _) => Tx::Discard,
+            (Some(fd), _) if stream => Tx::Stream {
+                fd,
+                out: vec![0u8; STREAM_OUT].into_boxed_slice(),
+                start: 0,
+                end: 0,
+            },
+            (Some(fd), Owner::Link(l)) => match &l.send_to {
+                SendTo::Unix(p) => Tx::SendTo {
+                    fd,
+                    addr: UnixAddr::new(p.as_path()).map_err(|e| fail("bad destination", e))?,
+                },
+                SendTo::Connected => Tx::Write {
+                    fd,
+                    socket: is_socket(fd),
+                },
+            },
+            (Some(fd), Owner::Client { .. }) => Tx::Write { fd, socket: true },
+            (Some(fd), Owner::Tap(_)) => Tx::Write { fd, socket: false },
+        };
+        let mut reg: Vec<RawFd> = rx.into_iter().collect();
+        if let Tx::Stream { fd, .. } = tx {
+            if !reg.contains(&fd) {
+                reg.push(fd);
+            }
+        }
+        Ok(Ep {
+            rx: if null { None } else { rx },
+            rx_socket,
+            eof_on_zero: !(rx_socket && rx.is_some_and(is_dgram)),
+            rx_stream: (stream && !null).then(|| {
+                Box::new(StreamRx {
+                    dec: Decoder::new(),
+                    raw: vec![0u8; 65536].into_boxed_slice(),
+                    off: 0,
+                    len: 0,
+                })
+            }),
+            rx_dead: rx.is_none() || null,
+            tx,
+            reg: if null { Vec::new() } else { reg },
+            counts: [Counts::default(); 2],
+            stats: Arc::new(PortStats::new(name, vnl)),
+            label,
+            owner,
+        })
+    }
+
+    fn publish(&self) {
+        self.stats.dirs[0].publish(&self.counts[0]);
+        self.stats.dirs[1].publish(&self.counts[1]);
+    }
+
+    fn stream_pending(&self) -> bool {
+        matches!(self.tx, Tx::Stream { start, end, .. } if start < end)
+    }
+
+    /// Writes what waits in a stream endpoint's buffer.
+    fn flush_stream(&mut self) {
+        if let Tx::Stream { fd, out, start, end } = &mut self.tx {
+            while *start < *end {
+                match nix::unistd::write(fdb(*fd), &out[*start..*end]) {
+                    Ok(k) => *start += k,
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => return,
+                    Err(_) => {
+                        self.counts[LINK_TO_TAP].drop(Why::SendError, 1);
+                        *start = *end;
+                    }
+                }
+            }
+            *start = 0;
+            *end = 0;
+        }
+    }
+
+    /// Sends frames `i..j` of the slab to this endpoint now, or drops them.
+    fn send_run(&mut self, slab: &[u8], lens: &[usize], mut i: usize, j: usize) {
+        let dest = match &self.tx {
+            Tx::Write { socket: true, fd } => (*fd, None),
+            Tx::SendTo { fd, addr } => (*fd, Some(*addr)),
+            _ => {
+                for k in i..j {
+                    self.send(&slab[k * STRIDE..k * STRIDE + lens[k]]);
+                }
+                return;
+            }
+        };
+        let c = &mut self.counts[LINK_TO_TAP];
+        c.received += (j - i) as u64;
+        while i < j {
+            match send_batch(
+                fdb(dest.0),
+                &slab[i * STRIDE..],
+                STRIDE,
+                &lens[i..j],
+                dest.1.as_ref(),
+            ) {
+                Ok(k) if k > 0 => {
+                    for l in &lens[i..i + k] {
+                        c.sent(*l);
+                    }
+                    i += k;
+                }
+                Ok(_) => {
+                    c.drop(Why::NoBuffer, (j - i) as u64);
+                    return;
+                }
+                Err(e) => match errno_of(e) {
+                    Errno::EINTR => {}
+                    Errno::EAGAIN | Errno::ENOBUFS => {
+                        c.drop(Why::NoBuffer, (j - i) as u64);
+                        return;
+                    }
+                    _ => {
+                        c.drop(Why::SendError, 1);
+                        i += 1;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends one frame to this endpoint now, or drops it.
+    fn send(&mut self, frame: &[u8]) {
+        let c = &mut self.counts[LINK_TO_TAP];
+        c.received += 1;
+        let r = match &mut self.tx {
+            Tx::Discard => {
+                c.drop(Why::NoLink, 1);
+                return;
+            }
+            Tx::Write { fd, socket: true } => send(*fd, frame, MsgFlags::MSG_DONTWAIT).map(|_| ()),
+            Tx::Write { fd, socket: false } => nix::unistd::write(fdb(*fd), frame).map(|_| ()),
+            Tx::SendTo { fd, addr } => sendto(*fd, frame, addr, MsgFlags::MSG_DONTWAIT).map(|_| ()),
+            Tx::Stream { out, start, end, .. } => {
+                if *end + frame.len() + 2 > out.len() && *start > 0 {
+                    out.copy_within(*start..*end, 0);
+                    *end -= *start;
+                    *start = 0;
+                }
+                if *end + frame.len() + 2 > out.len() {
+                    Err(Errno::EAGAIN)
+                } else {
+                    out[*end..*end + 2].copy_from_slice(&stream::header(frame.len()));
+                    out[*end + 2..*end + 2 + frame.len()].copy_from_slice(frame);
+                    *end += frame.len() + 2;
+                    Ok(())
+                }
+            }
+        };
+        match r {
+            Ok(()) => c.sent(frame.len()),
+            Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.drop(Why::NoBuffer, 1),
+            Err(_) => c.drop(Why::SendError, 1),
+        }
+    }
+}
+
+/// What forwards frames between the endpoints.
+enum Fwd {
+    Cable,
+    Net(Forwarder),
+}
+
+struct NodeWorker {
+    name: String,
+    ep: Epoll,
+    eps: Vec<Option<Ep>>,
+    fwd: Fwd,
+    listener: Option<Listener>,
+    pending: Vec<Option<Pending>>,
+    slab: Box<[u8]>,
+    lens: [usize; BATCH],
+    /// Per frame of the batch: the destination endpoint, [`FLOOD`] or [`DROP`].
+    dests: [u32; BATCH],
+    start: Instant,
+    shared: Arc<NodeShared>,
+}
+
+fn token(kind: u64, idx: usize) -> u64 {
+    (idx as u64) << 2 | kind
+}
+
+impl NodeWorker {
+    fn register(&mut self, id: usize) -> Result<(), Errno> {
+        let e = self.eps[id].as_ref().expect("endpoint");
+        for (k, f) in e.reg.iter().enumerate() {
+            let flags = if k == 0 && e.rx.is_some() {
+                EpollFlags::EPOLLIN
+            } else {
+                EpollFlags::empty()
+            };
+            let kind = if k == 0 { T_EP } else { T_TX };
+            self.ep.add(fdb(*f), EpollEvent::new(flags, token(kind, id)))?;
+        }
+        if let Some(ctl) = ctl_of(&e.owner) {
+            self.ep
+                .add(ctl, EpollEvent::new(EpollFlags::EPOLLIN, token(T_CTL, id)))?;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, id: usize, e: Ep) -> Result<(), String> {
+        if self.eps.len() <= id {
+            self.eps.resize_with(id + 1, || None);
+        }
+        self.shared
+            .stats
+            .lock()
+            .expect("stats lock")
+            .push(e.stats.clone());
+        let label = e.label.clone();
+        self.eps[id] = Some(e);
+        self.register(id)
+            .map_err(|err| format!("{label}: cannot watch it: epoll_ctl: {}", err.desc()))
+    }
+
+    fn remove(&mut self, id: usize) {
+        let Some(e) = self.eps.get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        e.publish();
+        for f in &e.reg {
+            let _ = self.ep.delete(fdb(*f));
+        }
+        if let Some(ctl) = ctl_of(&e.owner) {
+            let _ = self.ep.delete(ctl);
+        }
+        if let Owner::Client { path, .. } = &e.owner {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Fwd::Net(f) = &mut self.fwd {
+            f.port_closed(id as PortId);
+        }
+        self.shared
+            .stats
+            .lock()
+            .expect("stats lock")
+            .retain(|s| !Arc::ptr_eq(s, &e.stats));
+    }
+
+    fn interest(&mut self, id: usize) {
+        let Some(e) = self.eps[id].as_ref() else { return };
+        let pending = e.stream_pending();
+        let Tx::Stream { fd: txfd, .. } = e.tx else { return };
+        for (k, f) in e.reg.iter().enumerate() {
+            let mut fl = EpollFlags::empty();
+            if Some(*f) == e.rx && !e.rx_dead {
+                fl |= EpollFlags::EPOLLIN;
+            }
+            if *f == txfd && pending {
+                fl |= EpollFlags::EPOLLOUT;
+            }
+            let kind = if k == 0 { T_EP } else { T_TX };
+            let _ = self.ep.modify(fdb(*f), &mut EpollEvent::new(fl, token(kind, id)));
+        }
+    }
+
+    /// Forwards the `n` frames of the slab received on endpoint `from`: decides each one,
+    /// then sends every run of consecutive frames with the same fate in one batch per
+    /// destination (one sendmmsg on datagram sockets).
+    fn forward(&mut self, from: usize, n: usize, now: u64) {
+        let c = &mut self.eps[from].as_mut().expect("endpoint").counts[TAP_TO_LINK];
+        for i in 0..n {
+            let len = self.lens[i];
+            let frame = &self.slab[i * STRIDE..i * STRIDE + len];
+            self.dests[i] = match &mut self.fwd {
+                Fwd::Cable => (from == 0) as u32,
+                Fwd::Net(f) => match f.decide(from as PortId, frame, now) {
+                    Decision::Drop => DROP,
+                    Decision::Unicast(p) => p as u32,
+                    Decision::Flood => FLOOD,
+                },
+            };
+            if self.dests[i] == DROP {
+                c.drop(Why::NoLink, 1);
+            } else {
+                c.sent(len);
+            }
+        }
+        let mut i = 0;
+        while i < n {
+            let d = self.dests[i];
+            let mut j = i + 1;
+            while j < n && self.dests[j] == d {
+                j += 1;
+            }
+            match d {
+                DROP => {}
+                FLOOD => {
+                    for (k, e) in self.eps.iter_mut().enumerate() {
+                        if k != from {
+                            if let Some(e) = e {
+                                e.send_run(&self.slab, &self.lens, i, j);
+                            }
+                        }
+                    }
+                }
+                t => {
+                    if let Some(Some(e)) = self.eps.get_mut(t as usize) {
+                        e.send_run(&self.slab, &self.lens, i, j);
+                    }
+                }
+            }
+            i = j;
+        }
+    }
+
+    /// Receives a batch from endpoint `id` into the slab; returns how many frames.
+    fn fill(&mut self, id: usize) -> usize {
+        let e = self.eps[id].as_mut().expect("endpoint");
+        if e.rx_dead {
+            return 0;
+        }
+        let rx = e.rx.expect("a live endpoint receives");
+        let c = &mut e.counts[TAP_TO_LINK];
+        if let Some(s) = e.rx_stream.as_mut() {
+            let mut n = 0;
+            loop {
+                while s.off < s.len && n < BATCH {
+                    let dst = &mut self.slab[n * STRIDE..n * STRIDE + MAX_FRAME];
+                    let (k, ev) = s.dec.feed(&s.raw[s.off..s.len], dst);
+                    s.off += k;
+                    match ev {
+                        Some(Event::Frame(l)) => {
+                            c.received += 1;
+                            self.lens[n] = l;
+                            n += 1;
+                        }
+                        Some(Event::Oversize(_)) => {
+                            c.received += 1;
+                            c.drop(Why::Oversize, 1);
+                        }
+                        Some(Event::Empty) => {
+                            c.received += 1;
+                            c.drop(Why::Framing, 1);
+                        }
+                        None => {}
+                    }
+                }
+                if n == BATCH {
+                    return n;
+                }
+                match nix::unistd::read(fdb(rx), &mut s.raw) {
+                    Ok(0) => {
+                        e.rx_dead = true;
+                        return n;
+                    }
+                    Ok(k) => {
+                        s.off = 0;
+                        s.len = k;
+                    }
+                    Err(Errno::EAGAIN) | Err(Errno::EINTR) => return n,
+                    Err(_) => {
+                        e.rx_dead = true;
+                        return n;
+                    }
+                }
+            }
+        }
+        let got = if e.rx_socket {
+            recv_batch(fdb(rx), &mut self.slab, STRIDE, &mut self.lens).map_err(errno_of)
+        } else {
+            match nix::unistd::read(fdb(rx), &mut self.slab[..STRIDE]) {
+                Ok(l) => {
+                    self.lens[0] = l;
+                    if l == 0 {
+                        Ok(0)
+                    } else {
+                        Ok(1)
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match got {
+            Ok(0) if e.eof_on_zero => {
+                e.rx_dead = true;
+                0
+            }
+            Ok(k) => {
+                let mut n = 0;
+                for i in 0..k {
+                    c.received += 1;
+                    let l = self.lens[i];
+                    if l > MAX_FRAME {
+                        c.drop(Why::Oversize, 1);
+                    } else if l < 14 {
+                        if l == 0 && e.eof_on_zero {
+                            e.rx_dead = true;
+                            break;
+                        }
+                        c.drop(Why::Framing, 1);
+                    } else {
+                        if n != i {
+                            self.slab.copy_within(i * STRIDE..i * STRIDE + l, n * STRIDE);
+                        }
+                        self.lens[n] = l;
+                        n += 1;
+                    }
+                }
+                n
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => 0,
+            Err(_) => {
+                e.rx_dead = true;
+                0
+            }
+        }
+    }
+
+    fn pump(&mut self, id: usize) {
+        if !matches!(self.eps.get(id), Some(Some(_))) {
+            return;
+        }
+        self.eps[id].as_mut().expect("endpoint").flush_stream();
+        let now = self.start.elapsed().as_secs();
+        for _ in 0..ROUNDS {
+            let n = self.fill(id);
+            self.forward(id, n, now);
+            if n == 0 {
+                break;
+            }
+        }
+        let dead = self.eps[id].as_ref().is_some_and(|e| e.rx_dead && e.rx.is_some());
+        if dead {
+            let e = self.eps[id].as_mut().expect("endpoint");
+            e.rx = None;
+            eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
+            if matches!(self.fwd, Fwd::Cable) {
+                self.shared.ended.store(true, Ordering::Release);
+            }
+        }
+        // Destinations with bytes waiting get a write now, and EPOLLOUT if still blocked.
+        for j in 0..self.eps.len() {
+            if self.eps[j].as_ref().is_some_and(Ep::stream_pending) {
+                self.eps[j].as_mut().expect("endpoint").flush_stream();
+            }
+            self.interest(j);
+        }
+        if dead {
+            let e = self.eps[id].as_ref().expect("endpoint");
+            if let Some(f) = e.reg.first() {
+                if !matches!(e.tx, Tx::Stream { .. }) {
+                    let _ = self.ep.modify(
+                        fdb(*f),
+                        &mut EpollEvent::new(EpollFlags::empty(), token(T_EP, id)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(l) = &self.listener else { return };
+        loop {
+            match accept4(&l.ctl, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
+                Ok(fd) => {
+                    let slot = match self.pending.iter().position(Option::is_none) {
+                        Some(s) => s,
+                        None => {
+                            self.pending.push(None);
+                            self.pending.len() - 1
+                        }
+                    };
+                    if self
+                        .ep
+                        .add(
+                            fd.as_fd(),
+                            EpollEvent::new(EpollFlags::EPOLLIN, token(T_PENDING, slot)),
+                        )
+                        .is_ok()
+                    {
+                        self.pending[slot] = Some(Pending {
+                            fd,
+                            buf: Vec::with_capacity(HEADER_LEN + MAX_DESCR),
+                        });
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads a joining client's request; answers it with a new port.
+    fn pending_ready(&mut self, slot: usize) {
+        let Some(p) = self.pending.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut b = [0u8; HEADER_LEN + MAX_DESCR];
+        let done = match recv(p.fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => true,
+            Ok(k) => {
+                p.buf
+                    .extend_from_slice(&b[..k.min(HEADER_LEN + MAX_DESCR - p.buf.len())]);
+                p.buf.len() >= HEADER_LEN
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
+            Err(_) => true,
+        };
+        if !done {
+            return;
+        }
+        let p = self.pending[slot].take().expect("pending");
+        let _ = self.ep.delete(p.fd.as_fd());
+        let Ok(req) = Request::decode(&p.buf) else {
+            return;
+        };
+        let free = |eps: &Vec<Option<Ep>>, i: usize| !matches!(eps.get(i), Some(Some(_)));
+        use crate::wire::vde_ctl::RequestType as R;
+        let id = match req.kind {
+            R::NewPort0 => free(&self.eps, 0).then_some(0),
+            R::Port(n) if (n as usize) < MAX_PORTS => free(&self.eps, n as usize).then_some(n as usize),
+            R::Port(_) => None,
+            R::NewControl => (1..MAX_PORTS).find(|&i| free(&self.eps, i)),
+        };
+        let Some(id) = id else { return };
+        let l = self.listener.as_ref().expect("listener");
+        let Ok((data, answer)) = l.open_port(id as u16, &req) else {
+            return;
+        };
+        let path = l.data_path(id as u16);
+        if !matches!(send(p.fd.as_raw_fd(), &answer, MsgFlags::MSG_DONTWAIT), Ok(n) if n == answer.len()) {
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+        let descr = String::from_utf8_lossy(&req.description).into_owned();
+        let owner = Owner::Client {
+            data,
+            ctl: p.fd,
+            path,
+        };
+        match Ep::new(owner, &format!("{}:{id}", self.name), &descr) {
+            Ok(e) => {
+                if let Err(m) = self.add(id, e) {
+                    eprintln!("vdens-fast: {m}");
+                    self.remove(id);
+                }
+            }
+            Err(m) => eprintln!("vdens-fast: {m}"),
+        }
+    }
+
+    /// Attaches an endpoint at the lowest free port (from 1 on a switch or hub; a cable has
+    /// its two).
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+        let free = |eps: &Vec<Option<Ep>>, i: usize| !matches!(eps.get(i), Some(Some(_)));
+        let first = if self.listener.is_some() { 1 } else { 0 };
+        let last = if self.listener.is_some() { MAX_PORTS } else { 2 };
+        let id = (first..last)
+            .find(|&i| free(&self.eps, i))
+            .ok_or_else(|| format!("{}: no free port", self.name))?;
+        let (owner, name, vnl) = owner_of(e, &self.name);
+        let ep = Ep::new(owner, &name, &vnl)?;
+        if let Err(m) = self.add(id, ep) {
+            self.remove(id);
+            return Err(m);
+        }
+        self.pump(id);
+        Ok(id as u16)
+    }
+
+    /// The control connection of client `id` has something: EOF or an error frees its port.
+    /// A vde:// link endpoint's switch closing it ends a cable (vde_plug exits then too) and
+    /// detaches the endpoint from a switch or hub.
+    fn ctl_ready(&mut self, id: usize) {
+        let Some(Some(e)) = self.eps.get(id) else { return };
+        let Some(ctl) = ctl_of(&e.owner) else { return };
+        let mut b = [0u8; 256];
+        match recv(ctl.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) if n > 0 => {}
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            _ => {
+                if let Owner::Link(l) = &e.owner {
+                    eprintln!(
+                        "vdens-fast: {}: {}: the switch closed the control connection",
+                        self.name, l.vnl
+                    );
+                    if matches!(self.fwd, Fwd::Cable) {
+                        self.shared.ended.store(true, Ordering::Release);
+                    }
+                }
+                self.remove(id)
+            }
+        }
+    }
+
+    fn publish(&self) {
+        for e in self.eps.iter().flatten() {
+            e.publish();
+        }
+    }
+
+    fn run(&mut self, cmds: &Receiver<Cmd>, wake: RawFd) {
+        let mut events = [EpollEvent::empty(); 64];
+        for id in 0..self.eps.len() {
+            self.pump(id);
+        }
+        loop {
+            self.publish();
+            let n = match self.ep.wait(&mut events, EpollTimeout::NONE) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!(
+                        "vdens-fast: {}: node stopped: epoll_wait: {}",
+                        self.name,
+                        e.desc()
+                    );
+                    break;
+                }
+            };
+            let mut stop = false;
+            for ev in &events[..n] {
+                match ev.data() {
+                    WAKE => {
+                        let mut b = [0u8; 8];
+                        let _ = nix::unistd::read(fdb(wake), &mut b);
+                        while let Ok(c) = cmds.try_recv() {
+                            match c {
+                                Cmd::Publish(ack) => {
+                                    self.publish();
+                                    let _ = ack.send(());
+                                }
+                                Cmd::Stop => stop = true,
+                                Cmd::AddEndpoint(e, ack) => {
+                                    let _ = ack.send(self.add_endpoint(e));
+                                }
+                                Cmd::RemoveEndpoint(id) => self.remove(id as usize),
+                            }
+                        }
+                    }
+                    LISTEN => self.accept(),
+                    t => {
+                        let idx = (t >> 2) as usize;
+                        match t & 3 {
+                            T_EP | T_TX => self.pump(idx),
+                            T_CTL => self.ctl_ready(idx),
+                            _ => self.pending_ready(idx),
+                        }
+                    }
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+        for id in 0..self.eps.len() {
+            if let Some(e) = self.eps[id].as_mut() {
+                e.flush_stream();
+            }
+        }
+        self.publish();
+    }
+}
+
+/// The control connection whose end means the endpoint is gone: a client's, or a vde:// link's.
+fn ctl_of(o: &Owner) -> Option<std::os::fd::BorrowedFd<'_>> {
+    match o {
+        Owner::Client { ctl, .. } => Some(ctl.as_fd()),
+        Owner::Link(l) => l.ctl.as_ref().map(|c| c.as_fd()),
+        Owner::Tap(_) => None,
+    }
+}
+
+fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String) {
+    match e {
+        Endpoint::Tap { name, fd } => (Owner::Tap(fd), name, node.to_string()),
+        Endpoint::Link { name, link } => {
+            let v = link.vnl.clone();
+            (Owner::Link(link), name, v)
+        }
+    }
+}
+
+/// Runs a node until Stop. `ready` gets Ok once it is set up.
+pub fn run(
+    node: Node,
+    cmds: Receiver<Cmd>,
+    wake: Arc<OwnedFd>,
+    shared: Arc<NodeShared>,
+    ready: Sender<Result<String, String>>,
+) {
+    let setup = (|| -> Result<NodeWorker, String> {
+        let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|e| format!("epoll_create1: {}", e.desc()))?;
+        let (fwd, listener) = match node.kind {
+            NodeKind::Cable => (Fwd::Cable, None),
+            NodeKind::Net(l) => {
+                let f = if l.spec.hub {
+                    Forwarder::Hub
+                } else {
+                    Forwarder::Switch(crate::switch::MacTable::new(
+                        l.spec.hashsize,
+                        l.spec.expire,
+                        l.spec.seed,
+                    ))
+                };
+                (Fwd::Net(f), Some(l))
+            }
+        };
+        let mut w = NodeWorker {
+            name: node.name.clone(),
+            ep,
+            eps: Vec::new(),
+            fwd,
+            listener,
+            pending: Vec::new(),
+            slab: vec![0u8; BATCH * STRIDE].into_boxed_slice(),
+            lens: [0; BATCH],
+            dests: [0; BATCH],
+            start: Instant::now(),
+            shared,
+        };
+        w.ep.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))
+            .map_err(|e| format!("epoll_ctl: {}", e.desc()))?;
+        if let Some(l) = &w.listener {
+            w.ep.add(l.ctl.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, LISTEN))
+                .map_err(|e| format!("epoll_ctl: {}", e.desc()))?;
+        }
+        // A cable's endpoints are 0 and 1; a switch's own endpoints start at 1 (0 is the port
+        // a client asks for with [0]).
+        let first = if w.listener.is_some() { 1 } else { 0 };
+        for (k, e) in node.endpoints.into_iter().enumerate() {
+            let (owner, name, vnl) = owner_of(e, &node.name);
+            let ep = Ep::new(owner, &name, &vnl)?;
+            w.add(first + k, ep)?;
+        }
+        Ok(w)
+    })();
+    match setup {
+        Ok(mut w) => {
+            let _ = ready.send(Ok("node".into()));
+            w.run(&cmds, wake.as_raw_fd());
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
+}

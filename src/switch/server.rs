@@ -1,0 +1,213 @@
+//! The server side of the VDE control protocol for the in-process switch:// and hub:// nodes:
+//! the node's directory and listening `ctl` socket (created when the VNL is opened, in the host
+//! namespaces, before any thread starts), and the per-client data socket.
+
+use crate::vnl::num;
+use crate::wire::vde_ctl::{encode_sockaddr, Request};
+use nix::sys::socket::{
+    bind, connect, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub use crate::vnl::{parse_netnode as parse, NodeSpec, STD_DIRMODE, STD_EXPIRE, STD_HASHSIZE, STD_MODE};
+
+/// The default node directory: `/tmp/vdenode_<user>` (or `u<euid>` without a passwd entry).
+pub fn default_dir() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => PathBuf::from(format!("/tmp/vdenode_{}", u.name)),
+        _ => PathBuf::from(format!("/tmp/vdenode_u{uid}")),
+    }
+}
+
+/// The node's directory with its listening control socket. Dropping it removes the socket,
+/// any data socket left in the directory, and the directory.
+#[derive(Debug)]
+pub struct Listener {
+    pub spec: NodeSpec,
+    pub dir: PathBuf,
+    pub ctl: OwnedFd,
+    gid: Option<u32>,
+    /// Whether dropping removes the files (false in a process that handed the node to a child).
+    remove: bool,
+}
+
+fn nix_io(e: nix::Error) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+impl Listener {
+    /// Creates the directory (it must not exist) and listens on `DIR/ctl`.
+    pub fn create(spec: &NodeSpec) -> Result<Listener, (&'static str, io::Error, Option<String>)> {
+        let dir = if spec.dir.as_os_str().is_empty() {
+            default_dir()
+        } else {
+            let name = spec.dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            let parent = match spec.dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let parent = std::fs::canonicalize(&parent).map_err(|e| {
+                (
+                    "finding the node's parent directory",
+                    e,
+                    Some(format!("{} must exist", parent.display())),
+                )
+            })?;
+            parent.join(name)
+        };
+        let gid = match &spec.grp {
+            None => None,
+            Some(g) => match nix::unistd::Group::from_name(&g.to_string_lossy()) {
+                Ok(Some(gr)) => Some(gr.gid.as_raw()),
+                _ => {
+                    let (v, used) = num::strtol(g.as_bytes(), 0);
+                    if used > 0 && g.as_bytes()[0].is_ascii_digit() {
+                        Some(v as u32)
+                    } else {
+                        None
+                    }
+                }
+            },
+        };
+        let ctl = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(|e| ("creating the control socket", nix_io(e), None))?;
+        let _ = setsockopt(&ctl, sockopt::ReuseAddr, &true);
+        std::fs::create_dir(&dir).map_err(|e| {
+            let hint = (e.kind() == io::ErrorKind::AlreadyExists).then(|| {
+                format!(
+                    "another switch may be running on {}; if not, remove the stale directory",
+                    dir.display()
+                )
+            });
+            ("creating the node directory", e, hint)
+        })?;
+        let l = Listener {
+            spec: spec.clone(),
+            dir: dir.clone(),
+            ctl,
+            gid,
+            remove: true,
+        };
+        if let Some(g) = gid {
+            std::os::unix::fs::chown(&dir, None, Some(g))
+                .map_err(|e| ("changing the node directory's group", e, None))?;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(spec.dirmode))
+            .map_err(|e| ("setting the node directory's mode", e, None))?;
+        let path = dir.join("ctl");
+        let addr = UnixAddr::new(&path).map_err(|e| {
+            (
+                "naming the control socket",
+                nix_io(e),
+                Some("AF_UNIX paths hold 107 bytes: use a shorter path".into()),
+            )
+        })?;
+        bind(l.ctl.as_raw_fd(), &addr).map_err(|e| ("binding the control socket", nix_io(e), None))?;
+        l.own(&path)
+            .map_err(|e| ("setting the control socket's mode", e, None))?;
+        listen(&l.ctl, Backlog::new(15).expect("small backlog"))
+            .map_err(|e| ("listening on the control socket", nix_io(e), None))?;
+        Ok(l)
+    }
+
+    fn own(&self, path: &Path) -> io::Result<()> {
+        if let Some(g) = self.gid {
+            std::os::unix::fs::chown(path, None, Some(g))?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(self.spec.mode))
+    }
+
+    /// Path of the data socket of port `id`.
+    pub fn data_path(&self, id: u16) -> PathBuf {
+        self.dir.join(format!("fd{id}"))
+    }
+
+    /// Creates port `id`'s data socket for `req`: bound in the directory, connected to the
+    /// client's socket. Returns it and the answer to send on the control connection.
+    pub fn open_port(&self, id: u16, req: &Request) -> io::Result<(OwnedFd, Vec<u8>)> {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(nix_io)?;
+        let path = self.data_path(id);
+        let _ = std::fs::remove_file(&path);
+        let addr = UnixAddr::new(&path).map_err(nix_io)?;
+        bind(fd.as_raw_fd(), &addr).map_err(nix_io)?;
+        let r = (|| {
+            self.own(&path)?;
+            let peer = if req.sock_path.first() == Some(&0) {
+                UnixAddr::new_abstract(&req.sock_path[1..]).map_err(nix_io)?
+            } else {
+                UnixAddr::new(Path::new(std::ffi::OsStr::from_bytes(&req.sock_path))).map_err(nix_io)?
+            };
+            connect(fd.as_raw_fd(), &peer).map_err(nix_io)?;
+            let ans = encode_sockaddr(path.as_os_str().as_bytes())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            Ok(ans.to_vec())
+        })();
+        match r {
+            Ok(a) => Ok((fd, a)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Listener {
+    /// Closes this copy of the listening socket, leaving the directory to the process that
+    /// runs the node (vdens -c: the child).
+    pub fn release(mut self) {
+        self.remove = false;
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if !self.remove {
+            return;
+        }
+        let _ = std::fs::remove_file(self.dir.join("ctl"));
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let n = e.file_name();
+                let n = n.as_bytes();
+                if n.starts_with(b"fd") && n[2..].iter().all(u8::is_ascii_digit) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        let s = parse(false, "/tmp/x[mode=660/hashsize=1k/expiretime=30/hashseed=7]").unwrap();
+        assert_eq!(s.mode, 0o660);
+        assert_eq!(s.dirmode, 0o2000 | 0o660 | 0o110);
+        assert_eq!((s.hashsize, s.expire, s.seed), (1024, 30, 7));
+        let s = parse(true, "").unwrap();
+        assert!(s.hub && s.dir.as_os_str().is_empty());
+        assert_eq!((s.mode, s.dirmode), (STD_MODE, STD_DIRMODE));
+        assert!(parse(false, "/tmp/x[bogus=1]").is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! switch:// and hub://: a node hosted in this process. Opening creates the node's directory and
+//! listening control socket (in the host namespaces, before unshare); the engine serves clients
+//! and forwards frames once it starts. The link itself carries nothing: the node's ports are
+//! this process's tap and the clients that join.
+
+use super::{Link, OpenError};
+use crate::switch::server::{self, Listener};
+
+pub fn open(vnl: &str, hub: bool, rest: &str) -> Result<Link, OpenError> {
+    let spec = server::parse(hub, rest).map_err(|err| OpenError::Vnl {
+        vnl: vnl.to_string(),
+        err,
+    })?;
+    let l = Listener::create(&spec).map_err(|(step, e, hint)| OpenError::io(vnl, step, e, hint))?;
+    let mut link = Link::null(vnl);
+    link.node = Some(l);
+    Ok(link)
+}

@@ -1,0 +1,214 @@
+//! The engine's switch and hub nodes driven directly: endpoints (datagram, seqpacket, stream
+//! and ptp-style links) added and removed while the node runs, learning, flooding, unicast
+//! isolation, and the cable node.
+
+mod enginekit;
+use enginekit::*;
+use std::time::Duration;
+use vdens_fast::cli::EngineChoice;
+use vdens_fast::engine::{Endpoint, Engine, Node, NodeKind, UringTuning};
+use vdens_fast::switch::server::{parse, Listener};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn frame(dst: u8, src: u8, tag: u8) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, dst, 2, 0, 0, 0, 0, src, 0x88, 0xb5];
+    f.extend(std::iter::repeat(tag).take(60));
+    f
+}
+
+fn bcast(src: u8, tag: u8) -> Vec<u8> {
+    let mut f = frame(0, src, tag);
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f
+}
+
+struct Peer {
+    w: Writer,
+    r: Reader,
+    _tmp: Option<TempDir>,
+}
+
+impl Peer {
+    fn expect(&mut self, want: &[u8], what: &str) {
+        let mut buf = [0u8; 9500];
+        let n = self
+            .r
+            .recv(&mut buf, STEP)
+            .unwrap_or_else(|| panic!("{what}: nothing arrived"));
+        assert_eq!(&buf[..n], want, "{what}");
+    }
+    fn expect_none(&mut self, what: &str) {
+        let mut buf = [0u8; 9500];
+        if let Some(n) = self.r.recv(&mut buf, QUIET) {
+            panic!("{what}: a frame of {n} bytes arrived");
+        }
+    }
+}
+
+fn start(hub: bool, d: &TempDir) -> Engine {
+    start_opts(hub, d, "")
+}
+
+fn start_opts(hub: bool, d: &TempDir, opts_: &str) -> Engine {
+    let spec = parse(hub, &format!("{}{opts_}", d.0.join("node").display())).unwrap();
+    let l = Listener::create(&spec).unwrap_or_else(|(s, e, _)| panic!("{s}: {e}"));
+    let node = Node {
+        name: "node".into(),
+        kind: NodeKind::Net(l),
+        endpoints: Vec::new(),
+    };
+    Engine::start_nodes(
+        opts(EngineChoice::Auto),
+        UringTuning::default(),
+        Vec::new(),
+        vec![node],
+    )
+    .unwrap()
+}
+
+fn join(e: &Engine, kind: LinkKind, name: &str) -> (u16, Peer) {
+    let (link, w, r, tmp) = link(kind);
+    let id = e
+        .add_endpoint(
+            0,
+            Endpoint::Link {
+                name: name.into(),
+                link: Box::new(link),
+            },
+        )
+        .unwrap();
+    (id, Peer { w, r, _tmp: tmp })
+}
+
+#[test]
+fn switch_endpoints_come_and_go() {
+    bounded(Duration::from_secs(60), "switch", || {
+        let d = TempDir::new("swengine");
+        let e = start(false, &d);
+        let (ia, mut a) = join(&e, LinkKind::Dgram, "a");
+        let (ib, mut b) = join(&e, LinkKind::Seqpacket, "b");
+        let (_ic, mut c) = join(&e, LinkKind::Stream, "c");
+        assert_eq!((ia, ib), (1, 2), "ports from 1 up");
+        // Broadcast from A reaches everyone else.
+        let f = bcast(0xa, 1);
+        a.w.send(&f);
+        b.expect(&f, "broadcast at b");
+        c.expect(&f, "broadcast at c");
+        a.expect_none("broadcast back at its sender");
+        // B answers A: A is known, so only A gets it.
+        let f = frame(0xa, 0xb, 2);
+        b.w.send(&f);
+        a.expect(&f, "unicast at a");
+        c.expect_none("unicast b->a at c");
+        let f = frame(0xb, 0xa, 3);
+        a.w.send(&f);
+        b.expect(&f, "unicast at b");
+        c.expect_none("unicast a->b at c");
+        // B leaves: what was learnt on its port goes, frames for it are flooded again.
+        e.remove_endpoint(0, ib).unwrap();
+        std::thread::sleep(QUIET);
+        let f = frame(0xb, 0xa, 4);
+        a.w.send(&f);
+        c.expect(&f, "flooded after b left");
+        // A newcomer takes the free port.
+        let (id, mut n) = join(&e, LinkKind::Ptp, "newcomer");
+        assert_eq!(id, ib, "the lowest free port");
+        let f = bcast(0xc, 5);
+        c.w.send(&f);
+        n.expect(&f, "broadcast at the newcomer");
+        a.expect(&f, "broadcast at a");
+        let snap = e.stop();
+        let names: Vec<&str> = snap.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "newcomer"]);
+        // Per endpoint: [0] = from its link into the node, [1] = from the node to its link.
+        assert_eq!(snap[0].dirs[0].received, 3, "a sent three frames");
+        assert_eq!(snap[0].dirs[1].frames, 2, "a was sent two frames");
+        assert!(!d.0.join("node").exists(), "node directory left behind");
+    });
+}
+
+#[test]
+fn hub_delivers_unicast_everywhere() {
+    bounded(Duration::from_secs(60), "hub", || {
+        let d = TempDir::new("hubengine");
+        let e = start(true, &d);
+        let (_, mut a) = join(&e, LinkKind::Dgram, "a");
+        let (_, mut b) = join(&e, LinkKind::Dgram, "b");
+        let (_, mut c) = join(&e, LinkKind::Dgram, "c");
+        a.w.send(&bcast(0xa, 1));
+        b.expect(&bcast(0xa, 1), "b");
+        c.expect(&bcast(0xa, 1), "c");
+        let f = frame(0xa, 0xb, 2);
+        b.w.send(&f);
+        a.expect(&f, "a");
+        c.expect(&f, "unicast at c through a hub");
+        e.stop();
+    });
+}
+
+#[test]
+fn cable_node_joins_two_links() {
+    bounded(Duration::from_secs(60), "cable", || {
+        let (l1, mut w1, mut r1, _t1) = link(LinkKind::Stream);
+        let (l2, mut w2, mut r2, _t2) = link(LinkKind::Ptp);
+        let node = Node {
+            name: "cable".into(),
+            kind: NodeKind::Cable,
+            endpoints: vec![
+                Endpoint::Link {
+                    name: "one".into(),
+                    link: Box::new(l1),
+                },
+                Endpoint::Link {
+                    name: "two".into(),
+                    link: Box::new(l2),
+                },
+            ],
+        };
+        let e = Engine::start_nodes(
+            opts(EngineChoice::Auto),
+            UringTuning::default(),
+            Vec::new(),
+            vec![node],
+        )
+        .unwrap();
+        let mut buf = [0u8; 9500];
+        for len in [60usize, 1514, 9000] {
+            let mut f = vec![0u8; len];
+            make_frame(&mut f, len, len as u32, 7);
+            w1.send(&f);
+            let n = r2.recv(&mut buf, STEP).expect("one -> two");
+            check_frame(&buf[..n], len, len as u32, 7, "one -> two");
+            w2.send(&f);
+            let n = r1.recv(&mut buf, STEP).expect("two -> one");
+            check_frame(&buf[..n], len, len as u32, 7, "two -> one");
+        }
+        assert!(!e.cable_ended());
+        e.stop();
+    });
+}
+
+#[test]
+fn learnt_addresses_expire() {
+    bounded(Duration::from_secs(60), "expire", || {
+        let d = TempDir::new("swexpire");
+        let e = start_opts(false, &d, "[expiretime=1/hashsize=16/hashseed=99]");
+        let (_, mut a) = join(&e, LinkKind::Dgram, "a");
+        let (_, mut b) = join(&e, LinkKind::Dgram, "b");
+        let (_, mut c) = join(&e, LinkKind::Dgram, "c");
+        a.w.send(&bcast(0xa, 1));
+        b.expect(&bcast(0xa, 1), "b");
+        c.expect(&bcast(0xa, 1), "c");
+        let f = frame(0xa, 0xb, 2);
+        b.w.send(&f);
+        a.expect(&f, "a");
+        c.expect_none("learnt: not at c");
+        std::thread::sleep(Duration::from_millis(2500));
+        let f = frame(0xa, 0xb, 3);
+        b.w.send(&f);
+        a.expect(&f, "a");
+        c.expect(&f, "expired: flooded to c");
+        e.stop();
+    });
+}
