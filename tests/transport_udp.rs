@@ -30,8 +30,7 @@ fn udp_pair(a_impl: Impl, b_impl: Impl, ip: &str, net: u8) {
     let v6 = ip.contains(':');
     let va = vnl(ip, v6 && a_impl == Impl::Fast, pa, pb);
     let vb = vnl(ip, v6 && b_impl == Impl::Fast, pb, pa);
-    // Both ends exist before either interface comes up (see src/transport/udp.rs: a frame
-    // sent to a closed port makes the connected socket report "Connection refused").
+    // Both ends exist before either interface comes up (a late peer has its own test).
     let mut a = ns_node("a", a_impl, &d, &[&va]);
     let mut b = ns_node("b", b_impl, &d, &[&vb]);
     let (ia, ib) = (format!("10.{net}.0.1"), format!("10.{net}.0.2"));
@@ -139,4 +138,21 @@ fn unresolvable_name_is_named() {
         e.contains("resolving the destination: cannot resolve 'no-such-host.invalid'"),
         "{e}"
     );
+}
+
+#[test]
+fn peer_started_late_is_reached() {
+    // a sends (ARP, pings) while nobody holds b's port: its connected socket reports "Connection
+    // refused" on receive; the direction keeps going, and once b is up traffic flows both ways.
+    let d = TempDir::new("udplate");
+    let (pa, pb) = ports();
+    let mut a = ns_node("a", Impl::Fast, &d, &[&vnl("127.0.0.1", false, pa, pb)]);
+    a.up("vde0", "10.65.0.1/24", None);
+    let (code, _) = a.try_sh("ping -n -q -c 3 -i 0.2 -w 2 10.65.0.2", 10);
+    assert_ne!(code, Some(0), "nobody should have answered yet");
+    let mut b = ns_node("b", Impl::Classic, &d, &[&vnl("127.0.0.1", false, pb, pa)]);
+    b.up("vde0", "10.65.0.2/24", None);
+    a.ping("10.65.0.2", 3, None);
+    b.ping("10.65.0.1", 3, None);
+    assert!(!a.stderr().contains("this direction stops"), "{}", a.stderr());
 }

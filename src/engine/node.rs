@@ -590,6 +590,7 @@ impl NodeWorker {
                 n
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => 0,
+            Err(err) if crate::engine::port::is_transient_receive_error(err as i32) => 0,
             Err(_) => {
                 e.rx_dead = true;
                 0

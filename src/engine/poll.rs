@@ -266,6 +266,7 @@ impl PDir {
                 k > 0
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
+            Err(e) if crate::engine::port::is_transient_receive_error(e as i32) => false,
             Err(e) => {
                 self.rx_dead = true;
                 if e == Errno::UnknownErrno {

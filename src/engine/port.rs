@@ -127,3 +127,13 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
     };
     Ok(dirs)
 }
+
+/// Errors a datagram socket reports on receive for an earlier send that the network refused
+/// (an ICMP port or host unreachable for udp://, e.g. while the peer is not up yet). The socket
+/// clears the error once reported: the direction keeps receiving.
+pub fn is_transient_receive_error(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN | libc::ENETDOWN
+    )
+}

@@ -11,13 +11,9 @@
 //!   classic plugin do (each sends from its bound SRC_PORT).
 //! - A connected UDP socket learns about ICMP errors: when DST_PORT is closed (the peer is not
 //!   running yet) and a frame is sent, the kernel stores ECONNREFUSED on the socket and the
-//!   next receive returns it (once). The engines treat any receive error as the end of that
-//!   direction ("link_to_tap: receive failed: Connection refused; this direction stops"), so
-//!   today the peer must be running before frames flow (before the interface is brought up).
-//!   The fix belongs to the engine: on a datagram socket, count ECONNREFUSED, EHOSTUNREACH,
-//!   ENETUNREACH, EHOSTDOWN and ENETDOWN as a dropped-frame error and keep receiving
-//!   (re-arming the multishot recv), or add a `SendTo::Inet` destination so this socket can
-//!   stay unconnected like the classic plugin's (which never sees these errors).
+//!   next receive returns it (once). The engines take such errors as transient
+//!   (`engine::port::is_transient_receive_error`) and keep receiving, so either end may start
+//!   first (tests/transport_udp.rs `peer_started_late_is_reached`).
 //!
 //! The destination is the first address getaddrinfo gives; the source is resolved in the same
 //! family (the wildcard address of that family when SRC_ADDR is omitted), as libvdeplug does.

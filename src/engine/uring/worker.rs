@@ -579,6 +579,8 @@ impl Worker {
             match -res {
                 libc::ENOBUFS => rx.paused = true,
                 libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
+                // Not armed any more (the multishot ended with the error): turn_end re-arms.
+                e if crate::engine::port::is_transient_receive_error(e) => {}
                 e => {
                     rx.dead = true;
                     eprintln!(
