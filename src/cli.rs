@@ -175,14 +175,14 @@ fn command() -> Command {
                 .long("cpus")
                 .value_name("LIST")
                 .help_heading(FAST)
-                .help("CPUs to pin workers to, e.g. 0,2-3 [default: all allowed]"),
+                .help("Pin the workers to these CPUs, e.g. 0,2-3, each before it allocates its buffers [default: not pinned: separate vdens-fast instances cannot share out the CPUs among themselves]"),
         )
         .arg(
             Arg::new("no-pin")
                 .long("no-pin")
                 .action(ArgAction::SetTrue)
                 .help_heading(FAST)
-                .help("Do not pin worker threads to CPUs"),
+                .help("Do not pin worker threads, even with --cpus"),
         )
         .arg(
             Arg::new("stats")

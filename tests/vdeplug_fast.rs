@@ -221,3 +221,62 @@ fn exits_when_its_switch_goes_away() {
         "vdeplug-fast still runs without its switch"
     );
 }
+
+#[test]
+fn description_reaches_the_switch() {
+    // -D DESCR is what vde_switch's port/print shows for the connection, as with vde_plug.
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let d = TempDir::new("vpfdescr");
+    let sw = d.join("sw");
+    let mut switch = Command::new("vde_switch")
+        .args(["-s", sw.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = switch.id() as i32;
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            unsafe_kill(self.0, libc::SIGKILL);
+        }
+    }
+    let _k = Kill(pid);
+    assert!(wait_path(&sw.join("ctl"), 10));
+    let vnl = format!("vde://{}", sw.display());
+    let _plug = Daemon::start(
+        "vdeplug-fast",
+        vdeplug_fast(&["-D", "lab-cable-7", &vnl, "null://"]),
+    );
+    let mut stdin = switch.stdin.take().unwrap();
+    let out = switch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut seen = String::new();
+    while Instant::now() < end {
+        let _ = stdin.write_all(b"port/print\n");
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+            seen.push_str(&l);
+            seen.push('\n');
+        }
+        if seen.contains("lab-cable-7 user=") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("lab-cable-7 user="),
+        "port/print did not show the description:\n{seen}"
+    );
+    let _ = switch.kill();
+    let _ = switch.wait();
+}

@@ -1285,6 +1285,7 @@ def parse_args(argv):
     ap.add_argument("--json", metavar="FILE", help="write all samples + summary as JSON")
     ap.add_argument("--csv", metavar="FILE", help="write the summary as CSV")
     ap.add_argument("--markdown", metavar="FILE", help="write the summary as a Markdown table")
+    ap.add_argument("--chart", metavar="FILE", help="draw the SVG chart of tools/chart.py to FILE")
     ap.add_argument("--report", metavar="JSON", help="do not measure: re-print (and --csv/--markdown) the results in JSON")
     ap.add_argument("--self-test", action="store_true", help="check parsers/statistics/outputs on canned data")
     ap.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
@@ -1356,6 +1357,13 @@ def emit(res, args):
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(markdown(res))
+    if getattr(args, "chart", None):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import chart
+
+        with open(args.chart, "w") as f:
+            f.write(chart.render(res))
+        log("chart: wrote %s" % args.chart)
     return 0
 
 

@@ -26,7 +26,7 @@ const USAGE: &str = "Usage:
 Options:
   -d | --daemon                 run in the background
   -p PIDFILE | --pidfile PIDFILE  write the pid to PIDFILE (removed on exit)
-  -D DESCR | --descr DESCR      accepted for vde_plug compatibility (not sent yet)
+  -D DESCR | --descr DESCR      description a switch shows for the connection (default vdeplug-fast)
   -h | --help                   this summary
 ";
 
@@ -35,6 +35,8 @@ struct Args {
     pidfile: Option<PathBuf>,
     vnls: Vec<String>,
     cmd: Option<Vec<OsString>>,
+    /// What a switch shows for our connection (-D), like vde_plug's.
+    descr: String,
 }
 
 fn fail(msg: &str) -> ! {
@@ -48,6 +50,7 @@ fn parse() -> Args {
         pidfile: None,
         vnls: Vec::new(),
         cmd: None,
+        descr: "vdeplug-fast".into(),
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -65,8 +68,11 @@ fn parse() -> Args {
                     })))
             }
             "-D" | "--descr" => {
-                it.next()
-                    .unwrap_or_else(|| fail("-D needs a description (write -D 'my link')"));
+                a.descr = it
+                    .next()
+                    .unwrap_or_else(|| fail("-D needs a description (write -D 'my link')"))
+                    .to_string_lossy()
+                    .into_owned();
             }
             "=" => {
                 let argv: Vec<OsString> = it.by_ref().collect();
@@ -126,7 +132,7 @@ fn daemonize() {
 
 fn main() {
     let args = parse();
-    let open = |v: &str| transport::open(v).unwrap_or_else(|e| fail(&e.to_string()));
+    let open = |v: &str| transport::open_described(v, &args.descr).unwrap_or_else(|e| fail(&e.to_string()));
     let first = open(&args.vnls[0]);
     let second = match (&args.cmd, args.vnls.get(1)) {
         (Some(argv), _) => {

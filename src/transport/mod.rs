@@ -311,6 +311,11 @@ pub fn open_cmd(vnl: &str, argv: &[std::ffi::OsString]) -> Result<Link, OpenErro
 ///
 /// Blocking, bounded: a handshake that gets no answer fails after a few seconds.
 pub fn open(vnl: &str) -> Result<Link, OpenError> {
+    open_described(vnl, "vdens-fast")
+}
+
+/// [`open`], with the description a switch shows for this connection (vde_plug's -D).
+pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
     let resolved = resolve_plain(vnl)?;
     let spec = vnl::parse(&resolved).map_err(|err| OpenError::Vnl {
         vnl: vnl.to_string(),
@@ -318,7 +323,7 @@ pub fn open(vnl: &str) -> Result<Link, OpenError> {
     })?;
     match spec {
         Spec::Null => null::open(vnl, ""),
-        Spec::Vde(s) => vde::open(vnl, &s),
+        Spec::Vde(s) => vde::open(vnl, &s, descr),
         Spec::Ptp { path } => ptp::open(vnl, &path),
         Spec::Tap { name } => tap::open(vnl, &name),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),

@@ -208,13 +208,15 @@ fn refusal_hint(spec: &VdeSpec) -> String {
     }
 }
 
-fn description() -> Vec<u8> {
+/// What the switch shows for this port: `DESCR user=NAME pid=N` (libvdeplug's form; DESCR is
+/// the program's name or vde_plug's -D).
+fn description(descr: &str) -> Vec<u8> {
     let uid = nix::unistd::geteuid();
     let user = match nix::unistd::User::from_uid(uid) {
         Ok(Some(u)) => u.name,
         _ => uid.to_string(),
     };
-    let mut d = format!("vdens-fast user={user} pid={}", std::process::id());
+    let mut d = format!("{descr} user={user} pid={}", std::process::id());
     if let Ok(ssh) = std::env::var("SSH_CLIENT") {
         let host = ssh.split(' ').next().unwrap_or("");
         d.push_str(&format!(" SSH={host}"));
@@ -230,6 +232,7 @@ fn handshake(
     ctl: UnixStream,
     ctl_path: &Path,
     is_ctl: bool,
+    descr: &str,
 ) -> Result<Link, OpenError> {
     let (data, data_path) = bind_data(vnl, dir)?;
     let _unlink = Unlink(data_path.clone());
@@ -242,7 +245,7 @@ fn handshake(
     let req = Request {
         kind,
         sock_path: data_path.as_os_str().as_bytes().to_vec(),
-        description: description(),
+        description: description(descr),
     }
     .encode()
     .map_err(|e| OpenError::protocol(vnl, "encoding the request", e.to_string(), None))?;
@@ -335,7 +338,7 @@ fn handshake(
     Ok(link)
 }
 
-pub fn open(vnl: &str, spec: &VdeSpec) -> Result<Link, OpenError> {
+pub fn open(vnl: &str, spec: &VdeSpec, descr: &str) -> Result<Link, OpenError> {
     match &spec.dir {
         Some(given) => {
             // The switch needs an absolute path for our data socket (it does not know our cwd).
@@ -351,12 +354,12 @@ pub fn open(vnl: &str, spec: &VdeSpec) -> Result<Link, OpenError> {
                 OpenError::io(vnl, "finding the switch", e, Some(hint))
             })?;
             let (ctl, ctl_path, is_ctl) = connect_ctl(vnl, &dir, spec)?;
-            handshake(vnl, spec, &dir, ctl, &ctl_path, is_ctl)
+            handshake(vnl, spec, &dir, ctl, &ctl_path, is_ctl, descr)
         }
         None => {
             for d in FALLBACK_SWITCHES {
                 if let Ok((ctl, ctl_path, is_ctl)) = connect_ctl(vnl, Path::new(d), spec) {
-                    return handshake(vnl, spec, Path::new(d), ctl, &ctl_path, is_ctl);
+                    return handshake(vnl, spec, Path::new(d), ctl, &ctl_path, is_ctl, descr);
                 }
             }
             Err(OpenError::protocol(
