@@ -213,10 +213,7 @@ impl Engine {
             if group.is_empty() {
                 continue;
             }
-            let wake = Arc::new(OwnedFd::from(
-                EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-                    .map_err(|e| EngineError(format!("cannot create a worker's eventfd: {}", e.desc())))?,
-            ));
+            let wake = new_wake("worker")?;
             let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
             let ctx = WorkerCtx {
                 index,
@@ -226,18 +223,10 @@ impl Engine {
                 cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
             };
             let ready = ready_tx.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("vdens-{}{index}", kind.name()))
-                .spawn(move || match kind {
-                    EngineKind::Uring => uring::run(ctx, tuning, ready),
-                    EngineKind::Poll => poll::run(ctx, ready),
-                })
-                .map_err(|e| {
-                    EngineError(format!(
-                        "cannot start a worker thread: {}",
-                        crate::sys::err_text(&e)
-                    ))
-                })?;
+            let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || match kind {
+                EngineKind::Uring => uring::run(ctx, tuning, ready),
+                EngineKind::Poll => poll::run(ctx, ready),
+            })?;
             engine.workers.push(WorkerHandle {
                 cmds: ctx_tx,
                 wake,
@@ -246,10 +235,7 @@ impl Engine {
             started += 1;
         }
         for (index, n) in nodes.into_iter().enumerate() {
-            let wake = Arc::new(OwnedFd::from(
-                EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-                    .map_err(|e| EngineError(format!("cannot create a node's eventfd: {}", e.desc())))?,
-            ));
+            let wake = new_wake("node")?;
             let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
             let shared = Arc::new(node::NodeShared {
                 stats: std::sync::Mutex::new(Vec::new()),
@@ -258,15 +244,9 @@ impl Engine {
             engine.nodes.push(shared.clone());
             let ready = ready_tx.clone();
             let w = wake.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("vdens-node{index}"))
-                .spawn(move || node::run(n, ctx_rx, w, shared, ready))
-                .map_err(|e| {
-                    EngineError(format!(
-                        "cannot start a node thread: {}",
-                        crate::sys::err_text(&e)
-                    ))
-                })?;
+            let thread = spawn_thread(format!("vdens-node{index}"), move || {
+                node::run(n, ctx_rx, w, shared, ready)
+            })?;
             engine.workers.push(WorkerHandle {
                 cmds: ctx_tx,
                 wake,
@@ -426,6 +406,26 @@ impl Drop for Engine {
             let _ = w.thread.join();
         }
     }
+}
+
+/// The eventfd through which the main thread wakes a worker or node thread.
+fn new_wake(whose: &str) -> Result<Arc<OwnedFd>, EngineError> {
+    EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+        .map(|e| Arc::new(OwnedFd::from(e)))
+        .map_err(|e| EngineError(format!("cannot create a {whose}'s eventfd: {}", e.desc())))
+}
+
+/// Starts a named data-plane thread.
+fn spawn_thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| {
+            EngineError(format!(
+                "cannot start thread {name}: {}",
+                crate::sys::err_text(&e)
+            ))
+        })
 }
 
 fn snapshot(ports: &[Arc<stats::PortStats>], nodes: &[Arc<node::NodeShared>]) -> Vec<PortSnapshot> {
