@@ -46,7 +46,11 @@ pub fn userns_hint(err: &io::Error) -> String {
         Some(libc::EPERM) => "the kernel or a seccomp filter, such as a container's default profile, \
                               forbids creating user namespaces here"
             .into(),
-        Some(libc::EINVAL) => "the process is multithreaded; use -c/--clone".into(),
+        Some(libc::EINVAL) => {
+            "the process is multithreaded: VNLs opened through libvdeplug, such as slirp://, start \
+             threads; use -c/--clone, or neither -c nor -u"
+                .into()
+        }
         _ => "see user_namespaces(7)".into(),
     }
 }
