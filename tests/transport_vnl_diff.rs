@@ -141,31 +141,41 @@ fn inputs() -> Vec<Vec<u8>> {
     v
 }
 
-#[test]
-fn params_match_libvdeplug() {
-    let dir = std::env::temp_dir().join(format!("vft-vnldiff-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    struct Rm(std::path::PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+/// A temp directory removed on drop.
+struct Rm(std::path::PathBuf);
+
+impl Drop for Rm {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
-    let _rm = Rm(dir.clone());
+}
+
+/// Compiles the C `source` against `lib` (a -l flag or a library path) with gcc; returns the
+/// directory guard and the binary.
+fn compile(tag: &str, source: &str, lib: &str, package: &str) -> (Rm, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("vft-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let guard = Rm(dir.clone());
     let src = dir.join("h.c");
     let bin = dir.join("h");
-    std::fs::write(&src, HARNESS).unwrap();
+    std::fs::write(&src, source).unwrap();
     let st = Command::new("gcc")
         .arg(&src)
         .arg("-o")
         .arg(&bin)
-        .arg("-lvdeplug_mod")
+        .arg(lib)
         .status()
         .expect("gcc is needed for this test");
     assert!(
         st.success(),
-        "compiling the libvdeplug harness failed (is libvdeplug-dev installed?)"
+        "compiling the {tag} harness failed (is {package} installed?)"
     );
+    (guard, bin)
+}
+
+#[test]
+fn params_match_libvdeplug() {
+    let (_dir, bin) = compile("vnldiff", HARNESS, "-lvdeplug_mod", "libvdeplug-dev");
     let inputs = inputs();
     let text: String = inputs
         .iter()
@@ -225,28 +235,11 @@ int main(void) {
 /// libvdeplug_cmd use).
 #[test]
 fn argv_matches_libexecs() {
-    let dir = std::env::temp_dir().join(format!("vft-argvdiff-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    struct Rm(std::path::PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _rm = Rm(dir.clone());
-    let src = dir.join("a.c");
-    let bin = dir.join("a");
-    std::fs::write(&src, ARGV_HARNESS).unwrap();
-    let st = Command::new("gcc")
-        .arg(&src)
-        .arg("-o")
-        .arg(&bin)
-        .arg("/usr/lib/x86_64-linux-gnu/libexecs.so.0")
-        .status()
-        .expect("gcc is needed for this test");
-    assert!(
-        st.success(),
-        "compiling the libexecs harness failed (is libexecs0 installed?)"
+    let (_dir, bin) = compile(
+        "argvdiff",
+        ARGV_HARNESS,
+        "/usr/lib/x86_64-linux-gnu/libexecs.so.0",
+        "libexecs0",
     );
     const ALPHA: &[u8] = b" \t'\"\\;$abcXY=/";
     let mut rng = Rng(0xa5a5_0123_4567_89ab);
