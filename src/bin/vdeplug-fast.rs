@@ -167,7 +167,7 @@ fn main() {
             }
         }
         [h] => {
-            let l = links[*h].node.take().expect("hosted");
+            let hosted = links[*h].node.take().expect("hosted");
             let name = links[*h].vnl.clone();
             let [a, b] = links;
             let other = if *h == 0 { b } else { a };
@@ -181,7 +181,7 @@ fn main() {
             };
             Node {
                 name,
-                kind: NodeKind::Net(l),
+                kind: NodeKind::hosting(hosted),
                 endpoints,
             }
         }

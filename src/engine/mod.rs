@@ -147,10 +147,10 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let (hosted, ports): (Vec<Port>, Vec<Port>) = ports.into_iter().partition(|p| p.link.node.is_some());
         for mut p in hosted {
-            let l = p.link.node.take().expect("partitioned on node");
+            let h = p.link.node.take().expect("partitioned on node");
             nodes.push(Node {
                 name: p.link.vnl.clone(),
-                kind: NodeKind::Net(l),
+                kind: NodeKind::hosting(h),
                 endpoints: vec![Endpoint::Tap {
                     name: p.name.clone(),
                     fd: p.tap,

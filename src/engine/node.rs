@@ -16,7 +16,7 @@ use super::worker::Cmd;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
-use crate::transport::{Framing, Link, SendTo};
+use crate::transport::{Framing, Hosted, Link, SendTo};
 use crate::wire::stream::{self, Decoder, Event};
 use crate::wire::vde_ctl::{Request, HEADER_LEN, MAX_DESCR};
 use crossbeam_channel::{Receiver, Sender};
@@ -63,6 +63,15 @@ pub enum NodeKind {
     Cable,
     /// A switch or hub served on this listener.
     Net(Listener),
+}
+
+impl NodeKind {
+    /// The node that runs what a link hosts.
+    pub fn hosting(h: Hosted) -> NodeKind {
+        match h {
+            Hosted::Net(l) => NodeKind::Net(l),
+        }
+    }
 }
 
 /// A node to run.

@@ -42,6 +42,23 @@ pub enum SendTo {
     Unix(PathBuf),
 }
 
+/// What a link hosts in this process, run by the engine as a node (src/engine/node.rs) with the
+/// link's tap as one endpoint.
+#[derive(Debug)]
+pub enum Hosted {
+    /// switch:// or hub://: the node's directory and listening control socket.
+    Net(crate::switch::server::Listener),
+}
+
+impl Hosted {
+    /// Forgets what this process would clean up (a child process now runs it: vdens -c).
+    pub fn release(self) {
+        match self {
+            Hosted::Net(l) => l.release(),
+        }
+    }
+}
+
 /// What a transport hands the engine: owned descriptors plus their framing.
 ///
 /// Drop order matters: `rx`/`tx` close before `ctl`, so a switch sees the data socket go before
@@ -67,9 +84,9 @@ pub struct Link {
     /// built in): stopped, and its libvdeplug connection closed, when the link drops, after
     /// `rx`/`tx` are closed.
     pub bridge: Option<Bridge>,
-    /// switch:// and hub://: the node this process hosts (its directory and listening control
-    /// socket); the engine runs the node with this link's tap as one of its ports.
-    pub node: Option<crate::switch::server::Listener>,
+    /// A link run as a node of the engine instead of a plain tap<->link port (switch:// and
+    /// hub:// today): the engine runs it with this link's tap as one of the node's endpoints.
+    pub node: Option<Hosted>,
 }
 
 impl Link {

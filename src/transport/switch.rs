@@ -3,7 +3,7 @@
 //! and forwards frames once it starts. The link itself carries nothing: the node's ports are
 //! this process's tap and the clients that join.
 
-use super::{Link, OpenError};
+use super::{Hosted, Link, OpenError};
 use crate::switch::server::{self, Listener};
 
 pub fn open(vnl: &str, hub: bool, rest: &str) -> Result<Link, OpenError> {
@@ -13,6 +13,6 @@ pub fn open(vnl: &str, hub: bool, rest: &str) -> Result<Link, OpenError> {
     })?;
     let l = Listener::create(&spec).map_err(|(step, e, hint)| OpenError::io(vnl, step, e, hint))?;
     let mut link = Link::null(vnl);
-    link.node = Some(l);
+    link.node = Some(Hosted::Net(l));
     Ok(link)
 }
