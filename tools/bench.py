@@ -532,14 +532,18 @@ def forwarder_ticks(roots, exclude):
 
 
 class Scenario:
-    def __init__(self, name, label, build=None, na=None):
+    def __init__(self, name, label, build=None, na=None, refs=()):
         self.name = name
         self.label = label
         self.build = build  # function(scenario, ctx) that starts a, b, forwarders
         self.na = na  # reason it is not available yet
+        self.refs = list(refs)  # scenarios this one is compared with (same clients, classic forwarder)
         self.status = "not available" if na else "pending"
         self.reason = na
         self.a = self.b = None
+        # more (server, client, server address) pairs beyond a <- b: throughput tests run on
+        # every pair at once and add up (switch scenarios with 4 clients)
+        self.more_pairs = []
         self.procs = []  # everything to stop, in order
         self.roots = []  # pids whose trees are forwarders
         self.workdir = None
@@ -547,19 +551,26 @@ class Scenario:
     def setup(self, ctx):
         self.workdir = tempfile.mkdtemp(prefix="%s." % self.name, dir=ctx.workdir)
         self.build(self, ctx)
-        if not self.a.alive() or not self.b.alive():
-            raise ScenarioDown("endpoint died during set-up")
-        # first frames: ARP + tap bring-up can take a moment
-        last = None
-        for _ in range(20):
-            ans = self.b.run(["ping", "-n", "-c", "1", "-W", "1", ADDR_A], timeout=5, check=False)
-            if ans["rc"] == 0:
-                break
-            last = _last_line(ans["out"] + ans["err"], "no reply")
-            self.check_alive()
-        else:
-            raise ScenarioDown("connectivity check: ping %s -> %s failed 20 times (%s)" % (ADDR_B, ADDR_A, last))
+        for srv, cli, addr in self.pairs():
+            if not srv.alive() or not cli.alive():
+                raise ScenarioDown("endpoint died during set-up")
+            # first frames: ARP + tap bring-up can take a moment
+            last = None
+            for _ in range(20):
+                ans = cli.run(["ping", "-n", "-c", "1", "-W", "1", addr], timeout=5, check=False)
+                if ans["rc"] == 0:
+                    break
+                last = _last_line(ans["out"] + ans["err"], "no reply")
+                self.check_alive()
+            else:
+                raise ScenarioDown("connectivity check: ping %s -> %s failed 20 times (%s)" % (cli.name, addr, last))
         self.status = "ok"
+
+    def pairs(self):
+        return [(self.a, self.b, ADDR_A)] + self.more_pairs
+
+    def endpoints(self):
+        return [e for srv, cli, _ in self.pairs() for e in (srv, cli)]
 
     def check_alive(self):
         for p in self.procs:
@@ -569,7 +580,7 @@ class Scenario:
     def cpu_ticks(self):
         if not self.roots:
             return None
-        ticks, _ = forwarder_ticks(self.roots, {self.a.agent_pid, self.b.agent_pid})
+        ticks, _ = forwarder_ticks(self.roots, {e.agent_pid for e in self.endpoints()})
         return ticks
 
     def teardown(self):
@@ -706,6 +717,58 @@ def build_vdeplug_fast_switch(scn, ctx):
     _vdens_pair("vdens-fast", "vdens-fast", _vde)(scn, ctx)
 
 
+# 4 clients on one switch: a <- b and c <- d at once
+ADDR_C, ADDR_D = "10.99.0.3", "10.99.0.4"
+
+
+def _four_clients(launcher):
+    def attach(scn, ctx, first_is_host=False):
+        v = _vde(scn)
+        eps = []
+        for i, (name, addr) in enumerate((("a", ADDR_A), ("b", ADDR_B), ("c", ADDR_C), ("d", ADDR_D))):
+            if i == 0 and first_is_host:
+                continue
+            eps.append(_endpoint(scn, name, ctx.launcher(launcher) + [v], "vde0", addr))
+        return eps
+
+    return attach
+
+
+def _switch4(host):
+    """4 clients on a switch hosted by `host`: vde_plug, vde_switch, vdeplug-fast or vdens-fast."""
+
+    def build(scn, ctx):
+        sw = os.path.join(scn.workdir, "sw")
+        clients = "vdens" if host in ("vde_plug", "vde_switch") else "vdens-fast"
+        if host == "vdens-fast":
+            a = _endpoint(scn, "a", ctx.launcher("vdens-fast") + ["switch://" + sw], "vde0", ADDR_A)
+            _wait_path(a, os.path.join(sw, "ctl"))
+            scn.roots.append(a.pid)
+            b, c, d = _four_clients(clients)(scn, ctx, first_is_host=True)
+        else:
+            if host == "vde_plug":
+                p = Proc("%s vde_plug" % scn.name, ["vde_plug", "null://", "switch://" + sw], scn.workdir)
+            elif host == "vde_switch":
+                p = Proc("%s vde_switch" % scn.name, ["vde_switch", "-s", sw], scn.workdir, keep_stdin=True)
+            else:
+                exe = os.path.join(os.path.dirname(os.path.abspath(ctx.args.vdens_fast)), "vdeplug-fast")
+                p = Proc("%s vdeplug-fast" % scn.name, [exe, "null://", "switch://" + sw], scn.workdir)
+            scn.procs.append(p)
+            p.start()
+            _wait_path(p, os.path.join(sw, "ctl"))
+            scn.roots.append(p.pid)
+            a, b, c, d = _four_clients(clients)(scn, ctx)
+        scn.a, scn.b = a, b
+        scn.more_pairs = [(c, d, ADDR_C)]
+        scn.roots += [e.pid for e in (a, b, c, d) if e.pid not in scn.roots]
+
+    return build
+
+
+SWITCH_REFS = ("classic-vdeplug-switch", "classic-vde2-switch")
+SWITCH4_REFS = ("classic-vdeplug-switch4", "classic-vde2-switch4")
+
+
 def all_scenarios():
     return [
         Scenario("veth", "veth pair (kernel only)", build_veth),
@@ -714,10 +777,14 @@ def all_scenarios():
         Scenario("classic-vde2-switch", "vdens <-> vdens, vde2 vde_switch", build_vde2_switch),
         Scenario("fast-ptp", "vdens-fast <-> vdens-fast, ptp://", _vdens_pair("vdens-fast", "vdens-fast", _ptp)),
         Scenario("mixed-ptp", "vdens-fast <-> vdens, ptp://", _vdens_pair("vdens-fast", "vdens", _ptp)),
-        Scenario("fast-switch", "vdens-fast switch:// <-> vdens-fast", build_fast_switch),
-        Scenario("vdeplug-fast-switch", "vdens-fast <-> vdens-fast, vdeplug-fast switch://", build_vdeplug_fast_switch),
+        Scenario("fast-switch", "vdens-fast switch:// <-> vdens-fast", build_fast_switch, refs=SWITCH_REFS),
+        Scenario("vdeplug-fast-switch", "vdens-fast <-> vdens-fast, vdeplug-fast switch://", build_vdeplug_fast_switch, refs=SWITCH_REFS),
+        Scenario("classic-vdeplug-switch4", "4 vdens on a vde_plug switch://, 2 pairs at once", _switch4("vde_plug")),
+        Scenario("classic-vde2-switch4", "4 vdens on vde2 vde_switch, 2 pairs at once", _switch4("vde_switch")),
+        Scenario("fast-switch4", "vdens-fast switch:// + 3 vdens-fast, 2 pairs at once", _switch4("vdens-fast"), refs=SWITCH4_REFS),
+        Scenario("vdeplug-fast-switch4", "4 vdens-fast on a vdeplug-fast switch://, 2 pairs at once", _switch4("vdeplug-fast"), refs=SWITCH4_REFS),
         Scenario("classic-nat", "vdens -> vdens NAT router (ptp + tap) -> host", _nat_router("vdens")),
-        Scenario("fast-nat", "vdens-fast -> vdens-fast NAT router (ptp + tap) -> host", _nat_router("vdens-fast")),
+        Scenario("fast-nat", "vdens-fast -> vdens-fast NAT router (ptp + tap) -> host", _nat_router("vdens-fast"), refs=("classic-nat",)),
     ]
 
 
@@ -727,33 +794,75 @@ def all_scenarios():
 
 
 def run_iperf(scn, args, client_opts, parse):
-    a, b = scn.a, scn.b
-    a.spawn("srv", ["iperf3", "-s", "-1", "-B", ADDR_A, "-p", str(IPERF_PORT)])
+    """One iperf3 test on every (server, client) pair of the scenario at once; results add up."""
+    pairs = scn.pairs()
+    servers, clients = [], []
+
+    def argv(addr):
+        return ["iperf3", "-c", addr, "-p", str(IPERF_PORT), "-J", "-t", str(args.duration), "-i", "0", "--connect-timeout", "3000"] + client_opts
+
     try:
-        ready = a.wait_listen(IPERF_PORT, "srv", timeout=5)
-        if not ready["ok"]:
-            ans = a.reap("srv", kill=True, timeout=3)
-            raise BenchError("iperf3 server: not listening after 5 s (%s)" % _last_line(ans["err"] + ans["out"], "no message"))
+        for srv, _, addr in pairs:
+            srv.spawn("srv", ["iperf3", "-s", "-1", "-B", addr, "-p", str(IPERF_PORT)])
+            servers.append(srv)
+            ready = srv.wait_listen(IPERF_PORT, "srv", timeout=5)
+            if not ready["ok"]:
+                servers.pop()
+                ans = srv.reap("srv", kill=True, timeout=3)
+                raise BenchError("iperf3 server in %s: not listening after 5 s (%s)" % (srv.name, _last_line(ans["err"] + ans["out"], "no message")))
         c0, t0 = scn.cpu_ticks(), time.monotonic()
-        argv = ["iperf3", "-c", ADDR_A, "-p", str(IPERF_PORT), "-J", "-t", str(args.duration), "-i", "0", "--connect-timeout", "3000"]
-        ans = b.run(argv + client_opts, timeout=args.duration + 30, check=False)
+        if len(pairs) == 1:
+            answers = [scn.b.run(argv(ADDR_A), timeout=args.duration + 30, check=False)]
+        else:
+            for _, cli, addr in pairs:
+                cli.spawn("cli", argv(addr))
+                clients.append(cli)
+            answers = []
+            while clients:
+                answers.append(clients[0].reap("cli", kill=False, timeout=args.duration + 30))
+                clients.pop(0)
         c1, t1 = scn.cpu_ticks(), time.monotonic()
     except BaseException:
-        try:
-            a.reap("srv", kill=True, timeout=3)
-        except BaseException:
-            pass
+        for ep, tag in [(c, "cli") for c in clients] + [(s, "srv") for s in servers]:
+            try:
+                ep.reap(tag, kill=True, timeout=3)
+            except BaseException:
+                pass
         raise
-    a.reap("srv", kill=False, timeout=10)
-    if not ans["out"].strip():
-        raise BenchError("iperf3 client: exit status %s, no JSON: %s" % (ans["rc"], _last_line(ans["err"], "no message")))
-    m = parse(ans["out"])  # raises with iperf3's own message when the test failed
+    for srv in servers:
+        srv.reap("srv", kill=False, timeout=10)
+    ms = []
+    for ans in answers:
+        if not ans["out"].strip():
+            raise BenchError("iperf3 client: exit status %s, no JSON: %s" % (ans["rc"], _last_line(ans["err"], "no message")))
+        ms.append(parse(ans["out"]))  # raises with iperf3's own message when the test failed
+    m = combine_pairs(ms)
     if c0 is not None:
         cpu = (c1 - c0) / CLK_TCK
         m["cpu_s"] = cpu
         m["cpu_cores"] = cpu / (t1 - t0)
         m["cpu_s_per_gb"] = cpu / (m["bytes"] / 1e9) if m["bytes"] else None
+    if len(ms) > 1:
+        m["pairs"] = len(ms)
     return m
+
+
+def combine_pairs(ms):
+    """Metrics of tests run at once on several pairs -> the aggregate (rates add up)."""
+    if len(ms) == 1:
+        return dict(ms[0])
+    out = {"seconds": max(m["seconds"] for m in ms)}
+    for k in ("gbps", "kpps", "bytes", "sent_packets", "retransmits"):
+        vals = [m.get(k) for m in ms]
+        if all(v is not None for v in vals):
+            out[k] = sum(vals)
+    if "sent_packets" in out:
+        delivered = sum(m["kpps"] * 1e3 * m["seconds"] for m in ms)
+        out["loss_pct"] = max(0.0, 100.0 * (1.0 - delivered / out["sent_packets"])) if out["sent_packets"] else 100.0
+    jit = [m.get("jitter_ms") for m in ms if m.get("jitter_ms") is not None]
+    if jit:
+        out["jitter_ms"] = max(jit)
+    return out
 
 
 def test_tcp(streams):
@@ -930,6 +1039,13 @@ def build_result(args, scenarios, samples, started, ended):
                 for key, base in (("ratio_classic", BASELINE), ("ratio_veth", KERNEL)):
                     b = summary.get(base, {}).get(test, {}).get(metric)
                     st[key] = ratio(st["median"], b["median"]) if b else None
+                refs = {}
+                for ref in s.refs:
+                    b = summary.get(ref, {}).get(test, {}).get(metric)
+                    if b:
+                        refs[ref] = ratio(st["median"], b["median"])
+                if refs:
+                    st["ratio_refs"] = refs
     return {
         "meta": {
             "tool": "vdens-fast tools/bench.py",
@@ -950,7 +1066,7 @@ def build_result(args, scenarios, samples, started, ended):
             "loadavg_end": _loadavg(),
         },
         "tests": {t: {"label": TESTS[t][0], "metrics": [{"name": m, "unit": u, "higher_is_better": h} for m, u, h in TESTS[t][1]]} for t in args.tests},
-        "scenarios": [{"name": s.name, "label": s.label, "status": s.status, "reason": s.reason} for s in scenarios],
+        "scenarios": [{"name": s.name, "label": s.label, "status": s.status, "reason": s.reason, "refs": s.refs} for s in scenarios],
         "samples": samples,
         "summary": summary,
     }
@@ -1015,7 +1131,28 @@ def text_table(result):
             )
         if st_text:
             lines.append("%-24s %s" % (sc["name"], st_text))
+    refs = ref_rows(result)
+    if refs:
+        lines.append("")
+        lines.append("against the classic forwarder with the same clients (ratio of medians):")
+        for r in refs:
+            lines.append("%-24s vs %-24s %s" % (r["scenario"], r["ref"], "  ".join("%s=%s" % (k, _fmt(v)) for k, v in r["ratios"])))
     return "\n".join(lines)
+
+
+def ref_rows(result):
+    """Per scenario compared with others (its `refs`): the headline metrics' ratios to each."""
+    out = []
+    for sc in result["scenarios"]:
+        for ref in sc.get("refs") or []:
+            ratios = []
+            for t, m in CHART_METRICS:
+                st = result["summary"].get(sc["name"], {}).get(t, {}).get(m)
+                if st and (st.get("ratio_refs") or {}).get(ref) is not None:
+                    ratios.append(("%s.%s" % (t, m), st["ratio_refs"][ref]))
+            if ratios:
+                out.append({"scenario": sc["name"], "ref": ref, "ratios": ratios})
+    return out
 
 
 def write_csv(result, path):
@@ -1053,6 +1190,16 @@ def markdown(result):
         if not any(c != "-" for c in cells):
             cells = [(_status_text(sc) or "no data").replace("|", "/")] + [""] * (len(cols) - 1)
         out.write("| %s | %s |\n" % (sc["name"], " | ".join(cells)))
+    refs = ref_rows(result)
+    if refs:
+        out.write("\nAgainst the classic forwarder with the same clients (ratio of medians; > 1 is better for rates, < 1 for RTT and CPU):\n\n")
+        heads = [k for k, _ in refs[0]["ratios"]]
+        names = {"%s.%s" % (t, m): "%s %s" % (TESTS[t][0], units[(t, m)]) for t, m in cols}
+        out.write("| scenario | against | " + " | ".join(names.get(h, h) for h in heads) + " |\n")
+        out.write("|---|---|" + "---:|" * len(heads) + "\n")
+        for r in refs:
+            got = dict(r["ratios"])
+            out.write("| %s | %s | %s |\n" % (r["scenario"], r["ref"], " | ".join(("%sx" % _fmt(got[h])) if got.get(h) is not None else "-" for h in heads)))
     out.write("\nAll metrics, with spread:\n\n")
     out.write("| scenario | test | metric | median | min..max | x classic | x veth |\n")
     out.write("|---|---|---|---:|---:|---:|---:|\n")
@@ -1212,6 +1359,29 @@ def self_test():
     check("result ratio veth of veth", near(st["ratio_veth"], 1.0))
     check("result lower-better ratio", near(res["summary"]["veth"]["ping"]["rtt_avg_ms"]["ratio_classic"], 0.1))
     check("result no cpu for veth", res["summary"]["veth"]["tcp1"]["cpu_s_per_gb"] is None)
+
+    # pairs tested at once add up; a scenario compared with its classic counterpart
+    u1, u2 = parse_iperf_udp(CANNED_UDP), parse_iperf_udp(CANNED_UDP)
+    u2["kpps"], u2["sent_packets"] = u2["kpps"] / 2, u2["sent_packets"]
+    both = combine_pairs([u1, u2])
+    check("pairs: rates add", near(both["kpps"], u1["kpps"] * 1.5) and near(both["gbps"], u1["gbps"] * 2))
+    want_loss = 100.0 * (1 - (u1["kpps"] * 1.5e3 * u1["seconds"]) / (2 * u1["sent_packets"]))
+    check("pairs: loss over all sent", near(both["loss_pct"], want_loss))
+    t1 = parse_iperf_tcp(CANNED_TCP)
+    check("pairs: one is itself", combine_pairs([t1]) == t1)
+    check("pairs: tcp", near(combine_pairs([t1, t1])["gbps"], 2 * t1["gbps"]) and combine_pairs([t1, t1])["retransmits"] == 14)
+    sw = [Scenario("classic-vde2-switch4", "c"), Scenario("fast-switch4", "f", refs=("classic-vde2-switch4", "missing"))]
+    for x in sw:
+        x.status = "ok"
+    sams = [
+        {"round": 1, "scenario": "classic-vde2-switch4", "test": "tcp1", "metrics": {"gbps": 1.0, "bytes": 1}, "error": None},
+        {"round": 1, "scenario": "fast-switch4", "test": "tcp1", "metrics": {"gbps": 4.5, "bytes": 1}, "error": None},
+    ]
+    r2 = build_result(A, sw, sams, 0, 1)
+    check("refs ratio", near(r2["summary"]["fast-switch4"]["tcp1"]["gbps"]["ratio_refs"]["classic-vde2-switch4"], 4.5))
+    check("refs missing ref ignored", "missing" not in r2["summary"]["fast-switch4"]["tcp1"]["gbps"]["ratio_refs"])
+    check("refs in text", "fast-switch4             vs classic-vde2-switch4" in text_table(r2))
+    check("refs in markdown", "| fast-switch4 | classic-vde2-switch4 | 4.5x |" in markdown(r2))
     txt = text_table(res)
     check("text shows failure reason", "failed: fast-ptp a exited" in txt and "not available" in txt)
     md = markdown(res)
