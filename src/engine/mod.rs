@@ -107,6 +107,9 @@ pub struct Engine {
     ports: Vec<Arc<stats::PortStats>>,
     /// Multi-endpoint nodes (switch, hub, cable), one worker each, after the port workers.
     nodes: Vec<Arc<node::NodeShared>>,
+    /// The engine each node runs on: io_uring for switches and hubs when the engine is
+    /// io_uring, the epoll node otherwise (cables, --engine poll).
+    node_kinds: Vec<EngineKind>,
     stats_file: Option<PathBuf>,
     writer: Option<StatsWriter>,
 }
@@ -160,7 +163,7 @@ impl Engine {
         let kind = match opts.choice {
             EngineChoice::Poll => EngineKind::Poll,
             // Nothing to move: no need to probe (nor to say anything about io_uring).
-            EngineChoice::Auto if ports.is_empty() => EngineKind::Uring,
+            EngineChoice::Auto if ports.is_empty() && nodes.is_empty() => EngineKind::Uring,
             EngineChoice::Uring => {
                 uring::probe()
                     .map_err(|e| EngineError(format!("cannot use io_uring: {e} (try --engine poll)")))?;
@@ -204,6 +207,7 @@ impl Engine {
             workers: Vec::new(),
             ports: stats_all,
             nodes: Vec::new(),
+            node_kinds: Vec::new(),
             stats_file: opts.stats.clone(),
             writer: None,
         };
@@ -244,8 +248,18 @@ impl Engine {
             engine.nodes.push(shared.clone());
             let ready = ready_tx.clone();
             let w = wake.clone();
+            let on_uring = kind == EngineKind::Uring && uring::node_eligible(&n);
+            engine.node_kinds.push(if on_uring {
+                EngineKind::Uring
+            } else {
+                EngineKind::Poll
+            });
             let thread = spawn_thread(format!("vdens-node{index}"), move || {
-                node::run(n, ctx_rx, w, shared, ready)
+                if on_uring {
+                    uring::run_node(n, ctx_rx, w, shared, tuning, ready)
+                } else {
+                    node::run(n, ctx_rx, w, shared, ready)
+                }
             })?;
             engine.workers.push(WorkerHandle {
                 cmds: ctx_tx,
@@ -293,6 +307,11 @@ impl Engine {
             engine.writer = Some(StatsWriter { stop, thread });
         }
         Ok(engine)
+    }
+
+    /// The engine each node runs on, in node order.
+    pub fn node_kinds(&self) -> &[EngineKind] {
+        &self.node_kinds
     }
 
     /// The engine that was chosen.

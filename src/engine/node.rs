@@ -18,7 +18,7 @@ use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
 use crate::transport::{Framing, Hosted, Link, SendTo};
 use crate::wire::stream::{self, Decoder, Event};
-use crate::wire::vde_ctl::{Request, HEADER_LEN, MAX_DESCR};
+use crate::wire::vde_ctl::{HEADER_LEN, MAX_DESCR};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -702,32 +702,16 @@ impl NodeWorker {
         }
         let p = self.pending[slot].take().expect("pending");
         let _ = self.ep.delete(p.fd.as_fd());
-        let Ok(req) = Request::decode(&p.buf) else {
-            return;
-        };
-        let free = |eps: &Vec<Option<Ep>>, i: usize| !matches!(eps.get(i), Some(Some(_)));
-        use crate::wire::vde_ctl::RequestType as R;
-        let id = match req.kind {
-            R::NewPort0 => free(&self.eps, 0).then_some(0),
-            R::Port(n) if (n as usize) < MAX_PORTS => free(&self.eps, n as usize).then_some(n as usize),
-            R::Port(_) => None,
-            R::NewControl => (1..MAX_PORTS).find(|&i| free(&self.eps, i)),
-        };
-        let Some(id) = id else { return };
         let l = self.listener.as_ref().expect("listener");
-        let Ok((data, answer)) = l.open_port(id as u16, &req) else {
+        let taken = |i: usize| matches!(self.eps.get(i), Some(Some(_)));
+        let Some(j) = l.answer(&p.buf, p.fd.as_fd(), MAX_PORTS, taken) else {
             return;
         };
-        let path = l.data_path(id as u16);
-        if !matches!(send(p.fd.as_raw_fd(), &answer, MsgFlags::MSG_DONTWAIT), Ok(n) if n == answer.len()) {
-            let _ = std::fs::remove_file(&path);
-            return;
-        }
-        let descr = String::from_utf8_lossy(&req.description).into_owned();
+        let (id, descr) = (j.id as usize, j.descr);
         let owner = Owner::Client {
-            data,
+            data: j.data,
             ctl: p.fd,
-            path,
+            path: j.path,
         };
         match Ep::new(owner, &format!("{}:{id}", self.name), &descr) {
             Ok(e) => {

@@ -47,17 +47,17 @@ pub struct DirPlan {
     pub tx: TxPlan,
 }
 
-fn is_socket(fd: BorrowedFd<'_>) -> Result<bool, nix::Error> {
+pub(crate) fn is_socket(fd: BorrowedFd<'_>) -> Result<bool, nix::Error> {
     let st = fstat(fd)?;
     Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
 }
 
-fn is_dgram(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_dgram(fd: BorrowedFd<'_>) -> bool {
     use nix::sys::socket::{getsockopt, sockopt::SockType, SockType as T};
     matches!(getsockopt(&fd, SockType), Ok(T::Datagram))
 }
 
-fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), nix::Error> {
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), nix::Error> {
     let fl = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
     Ok(())

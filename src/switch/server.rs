@@ -8,7 +8,7 @@ use nix::sys::socket::{
     bind, connect, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -168,7 +168,51 @@ impl Listener {
     }
 }
 
+/// A client that joined: its port, data socket (bound at `path`, connected to the client) and
+/// the description it gave.
+pub struct Joined {
+    pub id: u16,
+    pub data: OwnedFd,
+    pub path: PathBuf,
+    pub descr: String,
+}
+
 impl Listener {
+    /// Serves a complete join request `buf` read from the control connection `ctl`: picks the
+    /// port it asks for (a free one for a new port; `[N]` only when free; ports below `max`,
+    /// `taken` says which are in use), creates the data socket and sends the answer. `None`
+    /// when the request is malformed, its port is taken, or the answer cannot be sent: the
+    /// caller then closes the connection, which is what the client sees.
+    pub fn answer(
+        &self,
+        buf: &[u8],
+        ctl: BorrowedFd<'_>,
+        max: usize,
+        taken: impl Fn(usize) -> bool,
+    ) -> Option<Joined> {
+        use crate::wire::vde_ctl::RequestType as R;
+        use nix::sys::socket::{send, MsgFlags};
+        let req = Request::decode(buf).ok()?;
+        let id = match req.kind {
+            R::NewPort0 => (!taken(0)).then_some(0),
+            R::Port(n) if (n as usize) < max => (!taken(n as usize)).then_some(n as usize),
+            R::Port(_) => None,
+            R::NewControl => (1..max).find(|&i| !taken(i)),
+        }? as u16;
+        let (data, answer) = self.open_port(id, &req).ok()?;
+        let path = self.data_path(id);
+        if !matches!(send(ctl.as_raw_fd(), &answer, MsgFlags::MSG_DONTWAIT), Ok(n) if n == answer.len()) {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        Some(Joined {
+            id,
+            data,
+            path,
+            descr: String::from_utf8_lossy(&req.description).into_owned(),
+        })
+    }
+
     /// Closes this copy of the listening socket, leaving the directory to the process that
     /// runs the node (vdens -c: the child).
     pub fn release(mut self) {

@@ -1,8 +1,10 @@
 //! The io_uring engine: ring setup and probing, the registered buffer memory, and the one
 //! submission path. All `unsafe` of the engine lives in this folder.
 
+mod node;
 mod worker;
 
+pub use node::{eligible as node_eligible, run_node};
 pub use worker::run;
 
 use io_uring::{opcode, squeue, types::BufRingEntry, IoUring, Probe};
@@ -56,6 +58,8 @@ const NEEDED: &[(u8, &str)] = &[
     (opcode::Write::CODE, "WRITE"),
     (opcode::Writev::CODE, "WRITEV"),
     (opcode::SendMsg::CODE, "SENDMSG"),
+    (opcode::Send::CODE, "SEND"),
+    (opcode::PollAdd::CODE, "POLL_ADD"),
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
 ];
 
@@ -311,6 +315,15 @@ impl BufRing {
 
     pub fn avail(&self) -> u32 {
         self.avail
+    }
+
+    /// The first `len` bytes of buffer `bid`, which a completion handed to userspace.
+    #[inline]
+    pub fn data(&self, bid: u16, len: usize) -> &[u8] {
+        assert!(bid < self.entries && len <= self.size);
+        // SAFETY: in bounds (checked). The kernel finished writing the buffer (its completion
+        // was reaped) and cannot pick it again until it is pushed back, which needs &mut self.
+        unsafe { std::slice::from_raw_parts(self.buf_ptr(bid), len) }
     }
 
     /// Address of buffer `bid`, for a send.

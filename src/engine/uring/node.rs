@@ -1,0 +1,1136 @@
+//! Switch and hub nodes on io_uring: the same node as `engine::node` (the VDE control protocol
+//! served on the node's listening socket, clients coming and going, a forwarding decision per
+//! frame), with every frame received and sent through one ring.
+//!
+//! - Receiving: one multishot receive per datagram endpoint (a client's data socket, the node's
+//!   own tap, a datagram link), all drawing from one shared provided-buffer ring; stream
+//!   endpoints (`=cmd`, cmd://) read into their own buffer and their frames are reassembled
+//!   into slots.
+//! - Sending: a frame is sent from the buffer it arrived in, to one endpoint or (flooded) to
+//!   every other one; a reference count per buffer hands it back to the kernel once every send
+//!   completed. Sends on sockets carry MSG_DONTWAIT: a destination whose queue is full makes
+//!   the kernel answer EAGAIN at once and that frame is dropped and counted for it, so a
+//!   stalled client never holds buffers the others need (the epoll node drops the same way).
+//!   Stream destinations get the frame copied, with its length header, into their output
+//!   buffer, which one write at a time drains.
+//! - Control: the listening socket, joining clients and every endpoint's control connection
+//!   are watched with poll operations on the same ring; the handshake itself is
+//!   `Listener::answer`, shared with the epoll node.
+//!
+//! An endpoint that leaves is detached at once (no more frames to it); its descriptors close
+//! when the last operation that uses them has completed (cancelled first).
+
+use super::{build_ring, is_retry, push, BufRing, UringTuning};
+use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
+use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
+use crate::engine::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
+use crate::engine::worker::Cmd;
+use crate::switch::server::Listener;
+use crate::switch::{Decision, Forwarder, MacTable, PortId};
+use crate::transport::{Framing, Link, SendTo};
+use crate::wire::stream::{self, Decoder, Event};
+use crate::wire::vde_ctl::{HEADER_LEN, MAX_DESCR};
+use crossbeam_channel::{Receiver, Sender};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use nix::errno::Errno;
+use nix::sys::socket::{accept4, recv, MsgFlags, SockFlag, SockaddrLike, UnixAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Shared receive buffers (a power of two).
+const NBUF: u16 = 1024;
+/// Buffer size: larger than the largest frame, so a longer one shows up as oversize.
+const BUF_SIZE: usize = 9472;
+/// Slots for frames reassembled from stream endpoints.
+const SLOTS: usize = 256;
+const SLOT_FLAG: u16 = 0x8000;
+/// Read size of a stream endpoint.
+const STREAM_IN: usize = 65536;
+/// Bytes a stream endpoint may have waiting to be written (then frames to it are dropped).
+const STREAM_OUT: usize = 256 * 1024;
+/// A receive that ran out of buffers is re-armed once this many are back.
+const REARM: u32 = NBUF as u32 / 8;
+
+const K_RX: u64 = 1;
+const K_TX: u64 = 2;
+const K_WAKE: u64 = 3;
+const K_LISTEN: u64 = 4;
+const K_PENDING: u64 = 5;
+const K_CTL: u64 = 6;
+const K_SREAD: u64 = 7;
+const K_SWRITE: u64 = 8;
+const K_CANCEL: u64 = 9;
+
+/// user_data: kind (4 bits) | endpoint (12) | generation (16) | frame id (16) | length (16).
+#[inline]
+fn token(kind: u64, ep: usize, gen: u16, fid: u16, len: usize) -> u64 {
+    kind | (ep as u64 & 0xfff) << 4 | (gen as u64) << 16 | (fid as u64) << 32 | (len as u64 & 0xffff) << 48
+}
+
+struct Tok {
+    kind: u64,
+    ep: usize,
+    gen: u16,
+    fid: u16,
+    len: usize,
+}
+
+#[inline]
+fn untoken(ud: u64) -> Tok {
+    Tok {
+        kind: ud & 0xf,
+        ep: ((ud >> 4) & 0xfff) as usize,
+        gen: (ud >> 16) as u16,
+        fid: (ud >> 32) as u16,
+        len: (ud >> 48) as usize,
+    }
+}
+
+/// Whether this node can run on io_uring: switches and hubs (cables stay on the epoll node,
+/// whose endpoints are often a terminal or a file, which io_uring would hand to worker threads).
+pub fn eligible(n: &Node) -> bool {
+    matches!(n.kind, NodeKind::Net(_))
+}
+
+/// Holds the descriptors of an endpoint open while anything uses them.
+#[allow(dead_code)]
+enum Owner {
+    Tap(OwnedFd),
+    Link(Box<Link>),
+    Client {
+        data: OwnedFd,
+        ctl: OwnedFd,
+        path: PathBuf,
+    },
+}
+
+struct StreamIn {
+    dec: Decoder,
+    raw: Box<[u8]>,
+    off: usize,
+    len: usize,
+    /// The slot the decoder is filling.
+    cur: Option<u16>,
+    /// A read is in flight.
+    reading: bool,
+}
+
+enum Rx {
+    None,
+    /// One frame per completion from the shared buffers (recv on a socket, read on a tap).
+    Multi {
+        socket: bool,
+        eof_on_zero: bool,
+    },
+    Stream(Box<StreamIn>),
+}
+
+struct StreamOut {
+    out: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Bytes of the write in flight (0: none).
+    writing: usize,
+}
+
+enum Tx {
+    Discard,
+    /// send(2) with MSG_DONTWAIT on a connected socket.
+    Send,
+    /// sendto(2) with MSG_DONTWAIT to this address.
+    SendTo(Box<UnixAddr>),
+    /// write(2): a tap or another device.
+    Write,
+    Stream(Box<StreamOut>),
+}
+
+struct Ep {
+    owner: Owner,
+    gen: u16,
+    rx_fd: RawFd,
+    tx_fd: RawFd,
+    ctl_fd: Option<RawFd>,
+    rx: Rx,
+    rx_armed: bool,
+    rx_dead: bool,
+    /// The multishot receive ended for want of buffers.
+    rx_starved: bool,
+    tx: Tx,
+    /// Operations in flight that use this endpoint's descriptors.
+    inflight: u32,
+    /// [TAP_TO_LINK] = from this endpoint into the node, [LINK_TO_TAP] = from the node to it.
+    counts: [Counts; 2],
+    stats: Arc<PortStats>,
+    label: String,
+}
+
+impl Ep {
+    fn new(owner: Owner, name: &str, vnl: &str, gen: u16) -> Result<Ep, String> {
+        let label = format!("{name} ({vnl})");
+        let fail = |what: &str, e: Errno| format!("{label}: {what}: {}", e.desc());
+        let (rx, tx, framing, ctl) = match &owner {
+            Owner::Tap(fd) => (Some(fd.as_raw_fd()), None, Framing::Datagram, None),
+            Owner::Client { data, ctl, .. } => (
+                Some(data.as_raw_fd()),
+                None,
+                Framing::Datagram,
+                Some(ctl.as_raw_fd()),
+            ),
+            Owner::Link(l) => (
+                l.rx_fd().map(|f| f.as_raw_fd()),
+                l.tx_fd().map(|f| f.as_raw_fd()),
+                l.framing,
+                l.ctl.as_ref().map(|c| c.as_raw_fd()),
+            ),
+        };
+        let txfd = tx.or(rx);
+        for f in rx.iter().chain(tx.iter()) {
+            set_nonblocking(bfd(*f)).map_err(|e| fail("cannot make it non-blocking", e))?;
+        }
+        let null = framing == Framing::Null;
+        let rx_kind = match rx {
+            None => Rx::None,
+            Some(_) if null => Rx::None,
+            Some(_) if framing == Framing::Stream => Rx::Stream(Box::new(StreamIn {
+                dec: Decoder::new(),
+                raw: vec![0u8; STREAM_IN].into_boxed_slice(),
+                off: 0,
+                len: 0,
+                cur: None,
+                reading: false,
+            })),
+            Some(fd) => {
+                let socket = is_socket(bfd(fd)).map_err(|e| fail("cannot inspect it", e))?;
+                Rx::Multi {
+                    socket,
+                    eof_on_zero: !(socket && is_dgram(bfd(fd))),
+                }
+            }
+        };
+        let tx_kind = match (txfd, &owner) {
+            (None, _) => Tx::Discard,
+            _ if null => Tx::Discard,
+            (Some(_), _) if framing == Framing::Stream => Tx::Stream(Box::new(StreamOut {
+                out: vec![0u8; STREAM_OUT].into_boxed_slice(),
+                start: 0,
+                end: 0,
+                writing: 0,
+            })),
+            (Some(fd), Owner::Link(l)) => match &l.send_to {
+                SendTo::Unix(p) => Tx::SendTo(Box::new(
+                    UnixAddr::new(p.as_path()).map_err(|e| fail("bad destination", e))?,
+                )),
+                SendTo::Connected if is_socket(bfd(fd)).unwrap_or(false) => Tx::Send,
+                SendTo::Connected => Tx::Write,
+            },
+            (Some(_), Owner::Client { .. }) => Tx::Send,
+            (Some(_), Owner::Tap(_)) => Tx::Write,
+        };
+        Ok(Ep {
+            gen,
+            rx_fd: rx.unwrap_or(-1),
+            tx_fd: txfd.unwrap_or(-1),
+            ctl_fd: ctl,
+            rx_dead: matches!(rx_kind, Rx::None),
+            rx: rx_kind,
+            rx_armed: false,
+            rx_starved: false,
+            tx: tx_kind,
+            inflight: 0,
+            counts: [Counts::default(); 2],
+            stats: Arc::new(PortStats::new(name, vnl)),
+            label,
+            owner,
+        })
+    }
+
+    fn publish(&self) {
+        self.stats.dirs[TAP_TO_LINK].publish(&self.counts[TAP_TO_LINK]);
+        self.stats.dirs[LINK_TO_TAP].publish(&self.counts[LINK_TO_TAP]);
+    }
+}
+
+/// Bytes of frame `fid`: a shared buffer the kernel filled and handed over (it cannot pick it
+/// again until it is pushed back), or a stream slot.
+fn frame_of<'a>(bufs: &'a BufRing, slots: &'a [u8], fid: u16, len: usize) -> &'a [u8] {
+    if fid & SLOT_FLAG != 0 {
+        let s = (fid & !SLOT_FLAG) as usize * BUF_SIZE;
+        &slots[s..s + len]
+    } else {
+        bufs.data(fid, len)
+    }
+}
+
+fn bfd<'a>(f: RawFd) -> BorrowedFd<'a> {
+    crate::sys::borrow_fd(f)
+}
+
+struct Pending {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+struct UNode {
+    name: String,
+    ring: IoUring,
+    bufs: BufRing,
+    /// References to each shared buffer (sends in flight + the forwarding in progress).
+    buf_refs: Box<[u16]>,
+    /// Stream frames: SLOTS x BUF_SIZE, never moved while the node runs.
+    slots: Box<[u8]>,
+    slot_refs: Box<[u16]>,
+    free_slots: Vec<u16>,
+    eps: Vec<Option<Ep>>,
+    /// Endpoints detached while operations still used their descriptors.
+    leaving: Vec<(usize, Ep)>,
+    gen: u16,
+    fwd: Forwarder,
+    listener: Listener,
+    listen_armed: bool,
+    pending: Vec<Option<Pending>>,
+    wake: RawFd,
+    wake_armed: bool,
+    /// Operations in flight (all kinds), for the shutdown.
+    outstanding: u64,
+    cqes: Vec<(u64, i32, u32)>,
+    start: Instant,
+    shared: Arc<NodeShared>,
+    stopping: bool,
+}
+
+impl UNode {
+    fn push(&mut self, e: &squeue::Entry) {
+        // SAFETY: entries reference only the shared buffer ring and slot memory (kept until
+        // every operation is reaped, see `shutdown`), the stream buffers and addresses of
+        // endpoints (kept, with their descriptors, until their operations are reaped: `leaving`)
+        // and nothing on the stack.
+        if let Err(e) = unsafe { push(&mut self.ring, e) } {
+            eprintln!(
+                "vdens-fast: {}: io_uring submit failed: {}",
+                self.name,
+                crate::sys::err_text(&e)
+            );
+        }
+        self.outstanding += 1;
+    }
+
+    fn frame_ptr(&self, fid: u16) -> *const u8 {
+        if fid & SLOT_FLAG != 0 {
+            self.slots[(fid & !SLOT_FLAG) as usize * BUF_SIZE..].as_ptr()
+        } else {
+            self.bufs.addr(fid)
+        }
+    }
+
+    fn hold(&mut self, fid: u16) {
+        if fid & SLOT_FLAG != 0 {
+            self.slot_refs[(fid & !SLOT_FLAG) as usize] += 1;
+        } else {
+            self.buf_refs[fid as usize] += 1;
+        }
+    }
+
+    fn release(&mut self, fid: u16) {
+        if fid & SLOT_FLAG != 0 {
+            let s = (fid & !SLOT_FLAG) as usize;
+            self.slot_refs[s] -= 1;
+            if self.slot_refs[s] == 0 {
+                self.free_slots.push(s as u16);
+            }
+        } else {
+            let r = &mut self.buf_refs[fid as usize];
+            *r -= 1;
+            if *r == 0 {
+                self.bufs.push(fid);
+            }
+        }
+    }
+
+    /// The endpoint a completion belongs to: attached, or detached and waiting for its last
+    /// operations.
+    fn ep_of(&mut self, t: &Tok) -> Option<&mut Ep> {
+        if let Some(Some(e)) = self.eps.get(t.ep) {
+            if e.gen == t.gen {
+                return self.eps[t.ep].as_mut();
+            }
+        }
+        self.leaving
+            .iter_mut()
+            .find(|(i, e)| *i == t.ep && e.gen == t.gen)
+            .map(|(_, e)| e)
+    }
+
+    fn live(&self, t: &Tok) -> bool {
+        matches!(self.eps.get(t.ep), Some(Some(e)) if e.gen == t.gen)
+    }
+
+    /// One operation of endpoint `t` finished: a detached endpoint with none left is closed.
+    fn op_done(&mut self, t: &Tok) {
+        if let Some(e) = self.ep_of(t) {
+            e.inflight -= 1;
+        }
+        self.leaving.retain(|(_, e)| e.inflight > 0);
+    }
+
+    fn arm_wake(&mut self) {
+        let e = opcode::PollAdd::new(types::Fd(self.wake), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(token(K_WAKE, 0, 0, 0, 0));
+        self.push(&e);
+        self.wake_armed = true;
+    }
+
+    fn arm_listen(&mut self) {
+        let e = opcode::PollAdd::new(types::Fd(self.listener.ctl.as_raw_fd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(token(K_LISTEN, 0, 0, 0, 0));
+        self.push(&e);
+        self.listen_armed = true;
+    }
+
+    fn arm_rx(&mut self, id: usize) {
+        let g = self.bufs.bgid();
+        let Some(e) = self.eps[id].as_mut() else { return };
+        if e.rx_armed || e.rx_dead {
+            return;
+        }
+        let fd = types::Fd(e.rx_fd);
+        let sqe = match &mut e.rx {
+            Rx::None => return,
+            Rx::Multi { socket: true, .. } => opcode::RecvMulti::new(fd, g).build(),
+            Rx::Multi { socket: false, .. } => opcode::ReadMulti::new(fd, 0, g).build(),
+            Rx::Stream(s) => {
+                if s.reading || s.off < s.len {
+                    return;
+                }
+                s.reading = true;
+                opcode::Read::new(fd, s.raw.as_mut_ptr(), STREAM_IN as u32).build()
+            }
+        };
+        let kind = if matches!(e.rx, Rx::Stream(_)) {
+            K_SREAD
+        } else {
+            K_RX
+        };
+        e.rx_armed = true;
+        e.rx_starved = false;
+        e.inflight += 1;
+        let sqe = sqe.user_data(token(kind, id, e.gen, 0, 0));
+        self.push(&sqe);
+    }
+
+    fn arm_ctl(&mut self, id: usize) {
+        let Some(e) = self.eps[id].as_mut() else { return };
+        let Some(c) = e.ctl_fd else { return };
+        e.inflight += 1;
+        let sqe = opcode::PollAdd::new(types::Fd(c), libc::POLLIN as u32)
+            .build()
+            .user_data(token(K_CTL, id, e.gen, 0, 0));
+        self.push(&sqe);
+    }
+
+    fn add(&mut self, id: usize, e: Ep) {
+        if self.eps.len() <= id {
+            self.eps.resize_with(id + 1, || None);
+        }
+        self.shared
+            .stats
+            .lock()
+            .expect("stats lock")
+            .push(e.stats.clone());
+        self.eps[id] = Some(e);
+        self.arm_rx(id);
+        self.arm_ctl(id);
+    }
+
+    fn next_gen(&mut self) -> u16 {
+        self.gen = self.gen.wrapping_add(1);
+        self.gen
+    }
+
+    /// Detaches endpoint `id`: no frame goes to it any more; its descriptors close once
+    /// its operations (cancelled here) are reaped.
+    fn remove(&mut self, id: usize) {
+        let Some(e) = self.eps.get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        e.publish();
+        if let Owner::Client { path, .. } = &e.owner {
+            let _ = std::fs::remove_file(path);
+        }
+        self.fwd.port_closed(id as PortId);
+        self.shared
+            .stats
+            .lock()
+            .expect("stats lock")
+            .retain(|s| !Arc::ptr_eq(s, &e.stats));
+        if e.inflight == 0 {
+            return;
+        }
+        let mut fds = vec![e.rx_fd, e.tx_fd];
+        fds.extend(e.ctl_fd);
+        fds.sort_unstable();
+        fds.dedup();
+        for fd in fds.into_iter().filter(|f| *f >= 0) {
+            let c = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+                .build()
+                .user_data(token(K_CANCEL, 0, 0, 0, 0));
+            self.push(&c);
+        }
+        self.leaving.push((id, e));
+    }
+
+    /// Sends frame `fid` to endpoint `to`, or drops it (counted there).
+    fn send(&mut self, to: usize, fid: u16, len: usize) {
+        let ptr = self.frame_ptr(fid);
+        let Some(e) = self.eps[to].as_mut() else { return };
+        let c = &mut e.counts[LINK_TO_TAP];
+        c.received += 1;
+        let fd = types::Fd(e.tx_fd);
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        let sqe = match &mut e.tx {
+            Tx::Discard => {
+                c.drop(Why::NoLink, 1);
+                return;
+            }
+            Tx::Send => opcode::Send::new(fd, ptr, len as u32).flags(flags).build(),
+            Tx::SendTo(a) => opcode::Send::new(fd, ptr, len as u32)
+                .flags(flags)
+                .dest_addr(a.as_ptr().cast())
+                .dest_addr_len(a.len())
+                .build(),
+            Tx::Write => opcode::Write::new(fd, ptr, len as u32).build(),
+            Tx::Stream(s) => {
+                if s.end + len + 2 > s.out.len() && s.start > 0 && s.writing == 0 {
+                    s.out.copy_within(s.start..s.end, 0);
+                    s.end -= s.start;
+                    s.start = 0;
+                }
+                if s.end + len + 2 > s.out.len() {
+                    c.drop(Why::NoBuffer, 1);
+                } else {
+                    s.out[s.end..s.end + 2].copy_from_slice(&stream::header(len));
+                    let src = frame_of(&self.bufs, &self.slots, fid, len);
+                    s.out[s.end + 2..s.end + 2 + len].copy_from_slice(src);
+                    s.end += len + 2;
+                    c.sent(len);
+                }
+                self.kick_stream(to);
+                return;
+            }
+        };
+        e.inflight += 1;
+        let sqe = sqe.user_data(token(K_TX, to, e.gen, fid, len));
+        self.hold(fid);
+        self.push(&sqe);
+    }
+
+    /// Starts the write of a stream endpoint's waiting bytes, unless one is in flight.
+    fn kick_stream(&mut self, id: usize) {
+        let Some(e) = self.eps[id].as_mut() else { return };
+        let Tx::Stream(s) = &mut e.tx else { return };
+        if s.writing > 0 || s.start == s.end {
+            return;
+        }
+        s.writing = s.end - s.start;
+        let p = s.out[s.start..].as_ptr();
+        let sqe = opcode::Write::new(types::Fd(e.tx_fd), p, s.writing as u32)
+            .build()
+            .user_data(token(K_SWRITE, id, e.gen, 0, 0));
+        e.inflight += 1;
+        self.push(&sqe);
+    }
+
+    /// Forwards frame `fid` received on endpoint `from`.
+    fn forward(&mut self, from: usize, fid: u16, len: usize, now: u64) {
+        let d = self
+            .fwd
+            .decide(from as PortId, frame_of(&self.bufs, &self.slots, fid, len), now);
+        let Some(e) = self.eps[from].as_mut() else { return };
+        let c = &mut e.counts[TAP_TO_LINK];
+        if matches!(d, Decision::Drop) {
+            c.drop(Why::NoLink, 1);
+            return;
+        }
+        c.sent(len);
+        // The forwarding holds the frame until every send is queued.
+        self.hold(fid);
+        match d {
+            Decision::Unicast(p) => {
+                let p = p as usize;
+                if p != from && matches!(self.eps.get(p), Some(Some(_))) {
+                    self.send(p, fid, len);
+                }
+            }
+            Decision::Flood => {
+                for k in 0..self.eps.len() {
+                    if k != from && self.eps[k].is_some() {
+                        self.send(k, fid, len);
+                    }
+                }
+            }
+            Decision::Drop => {}
+        }
+        self.release(fid);
+    }
+
+    fn on_rx(&mut self, t: Tok, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        if bid.is_some() {
+            self.bufs.taken();
+        }
+        if !more {
+            self.op_done(&t);
+        }
+        let live = self.live(&t) && !self.stopping;
+        if !live {
+            if let Some(b) = bid {
+                self.bufs.push(b);
+            }
+            return;
+        }
+        let now = self.start.elapsed().as_secs();
+        let e = self.eps[t.ep].as_mut().expect("live");
+        if !more {
+            e.rx_armed = false;
+        }
+        let Rx::Multi { eof_on_zero, .. } = e.rx else {
+            if let Some(b) = bid {
+                self.bufs.push(b);
+            }
+            return;
+        };
+        if res < 0 {
+            if let Some(b) = bid {
+                self.bufs.push(b);
+            }
+            match -res {
+                libc::ENOBUFS => e.rx_starved = true,
+                libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
+                x if crate::engine::port::is_transient_receive_error(x) => {}
+                x => {
+                    e.rx_dead = true;
+                    eprintln!(
+                        "vdens-fast: {}: {}: receive failed: {}",
+                        self.name,
+                        e.label,
+                        Errno::from_raw(x).desc()
+                    );
+                }
+            }
+            return;
+        }
+        let Some(bid) = bid else { return };
+        if res == 0 {
+            self.bufs.push(bid);
+            if eof_on_zero {
+                // End of file; a multishot recv on a closed seqpacket socket keeps posting
+                // empty completions (6.18): cancel it.
+                if !e.rx_dead {
+                    eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
+                }
+                e.rx_dead = true;
+                if more {
+                    let c = opcode::AsyncCancel::new(token(K_RX, t.ep, t.gen, 0, 0))
+                        .build()
+                        .user_data(token(K_CANCEL, 0, 0, 0, 0));
+                    self.push(&c);
+                }
+            } else {
+                e.counts[TAP_TO_LINK].received += 1;
+                e.counts[TAP_TO_LINK].drop(Why::Framing, 1);
+            }
+            return;
+        }
+        let len = res as usize;
+        let c = &mut e.counts[TAP_TO_LINK];
+        c.received += 1;
+        if len > MAX_FRAME {
+            c.drop(Why::Oversize, 1);
+            self.bufs.push(bid);
+            return;
+        }
+        if len < 14 {
+            c.drop(Why::Framing, 1);
+            self.bufs.push(bid);
+            return;
+        }
+        self.buf_refs[bid as usize] = 1;
+        self.forward(t.ep, bid, len, now);
+        self.release(bid);
+    }
+
+    fn on_tx(&mut self, t: Tok, res: i32) {
+        self.release(t.fid);
+        if let Some(e) = self.ep_of(&t) {
+            let c = &mut e.counts[LINK_TO_TAP];
+            match res {
+                r if r >= 0 => c.sent(t.len),
+                r if r == -libc::EAGAIN || r == -libc::ENOBUFS => c.drop(Why::NoBuffer, 1),
+                _ => c.drop(Why::SendError, 1),
+            }
+        }
+        self.op_done(&t);
+    }
+
+    fn on_stream_read(&mut self, t: Tok, res: i32) {
+        self.op_done(&t);
+        if !self.live(&t) || self.stopping {
+            return;
+        }
+        let e = self.eps[t.ep].as_mut().expect("live");
+        e.rx_armed = false;
+        let Rx::Stream(s) = &mut e.rx else { return };
+        s.reading = false;
+        match res {
+            0 => {
+                eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
+                e.rx_dead = true;
+            }
+            r if r < 0 => match -r {
+                libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
+                x => {
+                    e.rx_dead = true;
+                    eprintln!(
+                        "vdens-fast: {}: {}: read failed: {}",
+                        self.name,
+                        e.label,
+                        Errno::from_raw(x).desc()
+                    );
+                }
+            },
+            r => {
+                s.off = 0;
+                s.len = r as usize;
+                self.decode(t.ep);
+            }
+        }
+    }
+
+    /// Reassembles the frames waiting in stream endpoint `id`'s input and forwards them; stops
+    /// when the input is used up or no slot is free (then goes on at the end of the turn).
+    fn decode(&mut self, id: usize) {
+        let now = self.start.elapsed().as_secs();
+        loop {
+            let Some(e) = self.eps[id].as_mut() else { return };
+            let Rx::Stream(s) = &mut e.rx else { return };
+            if s.off >= s.len {
+                return;
+            }
+            let slot = match s.cur {
+                Some(x) => x,
+                None => match self.free_slots.pop() {
+                    Some(x) => {
+                        s.cur = Some(x);
+                        x
+                    }
+                    None => return,
+                },
+            };
+            let o = slot as usize * BUF_SIZE;
+            let (k, ev) = s
+                .dec
+                .feed(&s.raw[s.off..s.len], &mut self.slots[o..o + MAX_FRAME]);
+            s.off += k;
+            let c = &mut e.counts[TAP_TO_LINK];
+            match ev {
+                Some(Event::Frame(l)) => {
+                    c.received += 1;
+                    s.cur = None;
+                    let fid = slot | SLOT_FLAG;
+                    self.slot_refs[slot as usize] = 1;
+                    self.forward(id, fid, l, now);
+                    self.release(fid);
+                }
+                Some(Event::Oversize(_)) => {
+                    c.received += 1;
+                    c.drop(Why::Oversize, 1);
+                }
+                Some(Event::Empty) => {
+                    c.received += 1;
+                    c.drop(Why::Framing, 1);
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn on_stream_write(&mut self, t: Tok, res: i32) {
+        self.op_done(&t);
+        if !self.live(&t) || self.stopping {
+            return;
+        }
+        let e = self.eps[t.ep].as_mut().expect("live");
+        let Tx::Stream(s) = &mut e.tx else { return };
+        s.writing = 0;
+        match res {
+            r if r > 0 => {
+                s.start += r as usize;
+                if s.start == s.end {
+                    s.start = 0;
+                    s.end = 0;
+                }
+            }
+            r if r == -libc::EINTR || r == -libc::EAGAIN => {}
+            _ => {
+                // The reader is gone: what waited is lost.
+                e.counts[LINK_TO_TAP].drop(Why::SendError, 1);
+                s.start = 0;
+                s.end = 0;
+            }
+        }
+        self.kick_stream(t.ep);
+    }
+
+    fn on_ctl(&mut self, t: Tok, res: i32) {
+        self.op_done(&t);
+        if !self.live(&t) || self.stopping || res == -libc::ECANCELED {
+            return;
+        }
+        let e = self.eps[t.ep].as_ref().expect("live");
+        let Some(c) = e.ctl_fd else { return };
+        let mut b = [0u8; 256];
+        match recv(c, &mut b, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) if n > 0 => self.arm_ctl(t.ep),
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => self.arm_ctl(t.ep),
+            _ => {
+                if let Owner::Link(l) = &e.owner {
+                    eprintln!(
+                        "vdens-fast: {}: {}: the switch closed the control connection",
+                        self.name, l.vnl
+                    );
+                }
+                self.remove(t.ep);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match accept4(
+                &self.listener.ctl,
+                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            ) {
+                Ok(fd) => {
+                    let slot = match self.pending.iter().position(Option::is_none) {
+                        Some(s) => s,
+                        None => {
+                            self.pending.push(None);
+                            self.pending.len() - 1
+                        }
+                    };
+                    self.pending[slot] = Some(Pending {
+                        fd,
+                        buf: Vec::with_capacity(HEADER_LEN + MAX_DESCR),
+                    });
+                    self.arm_pending(slot);
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn arm_pending(&mut self, slot: usize) {
+        let Some(p) = self.pending[slot].as_ref() else {
+            return;
+        };
+        let sqe = opcode::PollAdd::new(types::Fd(p.fd.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(token(K_PENDING, slot, 0, 0, 0));
+        self.push(&sqe);
+    }
+
+    /// A joining client's request arrived (or part of it): answer it with a new port.
+    fn pending_ready(&mut self, slot: usize) {
+        let Some(p) = self.pending.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut b = [0u8; HEADER_LEN + MAX_DESCR];
+        let done = match recv(p.fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => true,
+            Ok(k) => {
+                p.buf
+                    .extend_from_slice(&b[..k.min(HEADER_LEN + MAX_DESCR - p.buf.len())]);
+                p.buf.len() >= HEADER_LEN
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
+            Err(_) => true,
+        };
+        if !done {
+            self.arm_pending(slot);
+            return;
+        }
+        let p = self.pending[slot].take().expect("pending");
+        let taken = |i: usize| matches!(self.eps.get(i), Some(Some(_)));
+        let Some(j) = self.listener.answer(&p.buf, p.fd.as_fd(), MAX_PORTS, taken) else {
+            return;
+        };
+        let id = j.id as usize;
+        let owner = Owner::Client {
+            data: j.data,
+            ctl: p.fd,
+            path: j.path,
+        };
+        let gen = self.next_gen();
+        match Ep::new(owner, &format!("{}:{id}", self.name), &j.descr, gen) {
+            Ok(e) => self.add(id, e),
+            Err(m) => eprintln!("vdens-fast: {m}"),
+        }
+    }
+
+    /// Attaches an endpoint at the lowest free port from 1.
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+        let id = (1..MAX_PORTS)
+            .find(|&i| !matches!(self.eps.get(i), Some(Some(_))))
+            .ok_or_else(|| format!("{}: no free port", self.name))?;
+        let (owner, name, vnl) = owner_of(e, &self.name);
+        let gen = self.next_gen();
+        let ep = Ep::new(owner, &name, &vnl, gen)?;
+        self.add(id, ep);
+        Ok(id as u16)
+    }
+
+    fn on_wake(&mut self, cmds: &Receiver<Cmd>, more: bool) -> bool {
+        if !more {
+            self.wake_armed = false;
+        }
+        let mut b = [0u8; 8];
+        let _ = nix::unistd::read(bfd(self.wake), &mut b);
+        let mut stop = false;
+        while let Ok(c) = cmds.try_recv() {
+            match c {
+                Cmd::Publish(ack) => {
+                    self.publish();
+                    let _ = ack.send(());
+                }
+                Cmd::Stop => stop = true,
+                Cmd::AddEndpoint(e, ack) => {
+                    let _ = ack.send(self.add_endpoint(e));
+                }
+                Cmd::RemoveEndpoint(id) => self.remove(id as usize),
+            }
+        }
+        stop
+    }
+
+    fn publish(&self) {
+        for e in self.eps.iter().flatten() {
+            e.publish();
+        }
+    }
+
+    /// Handles every completion ready; true when Stop arrived.
+    fn drain(&mut self, cmds: &Receiver<Cmd>) -> bool {
+        self.cqes.clear();
+        for c in self.ring.completion() {
+            self.cqes.push((c.user_data(), c.result(), c.flags()));
+        }
+        let mut stop = false;
+        for i in 0..self.cqes.len() {
+            let (ud, res, flags) = self.cqes[i];
+            let more = cqueue::more(flags);
+            let t = untoken(ud);
+            // A multishot operation goes on while its completions say "more".
+            if !more {
+                self.outstanding -= 1;
+            }
+            match t.kind {
+                K_RX => self.on_rx(t, res, flags),
+                K_TX => self.on_tx(t, res),
+                K_SREAD => self.on_stream_read(t, res),
+                K_SWRITE => self.on_stream_write(t, res),
+                K_CTL => self.on_ctl(t, res),
+                K_PENDING if !self.stopping => self.pending_ready(t.ep),
+                K_LISTEN => {
+                    if !more {
+                        self.listen_armed = false;
+                    }
+                    if !self.stopping && res >= 0 {
+                        self.accept();
+                    }
+                }
+                K_WAKE if !self.stopping => stop |= self.on_wake(cmds, more),
+                K_WAKE if !more => self.wake_armed = false,
+                _ => {}
+            }
+        }
+        stop
+    }
+
+    fn turn_end(&mut self) {
+        for id in 0..self.eps.len() {
+            if matches!(&self.eps[id], Some(e) if matches!(e.rx, Rx::Stream(_))) {
+                self.decode(id);
+            }
+        }
+        self.bufs.publish();
+        let avail = self.bufs.avail();
+        for id in 0..self.eps.len() {
+            let Some(e) = self.eps[id].as_ref() else { continue };
+            if !e.rx_armed && !e.rx_dead && (!e.rx_starved || avail >= REARM) {
+                self.arm_rx(id);
+            }
+        }
+        if !self.wake_armed {
+            self.arm_wake();
+        }
+        if !self.listen_armed {
+            self.arm_listen();
+        }
+        self.publish();
+    }
+
+    fn run(&mut self, cmds: &Receiver<Cmd>) {
+        self.arm_wake();
+        self.arm_listen();
+        for id in 0..self.eps.len() {
+            self.arm_rx(id);
+        }
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if is_retry(&e) => {}
+                Err(e) => {
+                    eprintln!(
+                        "vdens-fast: {}: node stopped: io_uring_enter: {}",
+                        self.name,
+                        crate::sys::err_text(&e)
+                    );
+                    break;
+                }
+            }
+            if self.drain(cmds) {
+                break;
+            }
+            self.turn_end();
+        }
+        self.shutdown();
+    }
+
+    /// Cancels everything in flight and reaps it, so that no buffer or descriptor goes while
+    /// the kernel may still use it; then the endpoints close.
+    fn shutdown(&mut self) {
+        self.stopping = true;
+        // Bytes already waiting for a stream endpoint get one last chance to go out.
+        for e in self.eps.iter_mut().flatten() {
+            if let Tx::Stream(s) = &mut e.tx {
+                if s.writing == 0 {
+                    let _ = nix::unistd::write(bfd(e.tx_fd), &s.out[s.start..s.end]);
+                }
+            }
+        }
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(token(K_CANCEL, 0, 0, 0, 0));
+        self.push(&cancel);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let ts = types::Timespec::new().nsec(50_000_000);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let (_, none) = crossbeam_channel::bounded::<Cmd>(0);
+        while self.outstanding > 0 && Instant::now() < deadline {
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.drain(&none);
+            if self.outstanding > 0 {
+                self.push(&cancel);
+            }
+        }
+        self.publish();
+        if self.outstanding > 0 {
+            eprintln!(
+                "vdens-fast: {}: {} io_uring operations did not finish at stop; their buffers are leaked",
+                self.name, self.outstanding
+            );
+            std::mem::forget(std::mem::take(&mut self.eps));
+            std::mem::forget(std::mem::take(&mut self.leaving));
+            let slots = std::mem::take(&mut self.slots);
+            std::mem::forget(slots);
+        }
+    }
+}
+
+fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String) {
+    match e {
+        Endpoint::Tap { name, fd } => (Owner::Tap(fd), name, node.to_string()),
+        Endpoint::Link { name, link } => {
+            let v = link.vnl.clone();
+            (Owner::Link(link), name, v)
+        }
+    }
+}
+
+/// Runs a switch or hub node on io_uring until Stop. `ready` gets Ok once it is set up.
+pub fn run_node(
+    node: Node,
+    cmds: Receiver<Cmd>,
+    wake: Arc<OwnedFd>,
+    shared: Arc<NodeShared>,
+    tuning: UringTuning,
+    ready: Sender<Result<String, String>>,
+) {
+    let setup = (|| -> Result<UNode, String> {
+        let NodeKind::Net(listener) = node.kind else {
+            return Err(format!("{}: not a switch or hub", node.name));
+        };
+        let fwd = if listener.spec.hub {
+            Forwarder::Hub
+        } else {
+            Forwarder::Switch(MacTable::new(
+                listener.spec.hashsize,
+                listener.spec.expire,
+                listener.spec.seed,
+            ))
+        };
+        let (ring, _) = build_ring(1024, 8192, tuning.defer_taskrun)
+            .map_err(|e| format!("io_uring_setup: {}", crate::sys::err_text(&e)))?;
+        let mut bufs = BufRing::new(NBUF, BUF_SIZE, 0)
+            .map_err(|e| format!("buffer memory: {}", crate::sys::err_text(&e)))?;
+        bufs.register_as(&ring, 0)
+            .map_err(|e| format!("IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e)))?;
+        let mut w = UNode {
+            name: node.name.clone(),
+            ring,
+            bufs,
+            buf_refs: vec![0u16; NBUF as usize].into_boxed_slice(),
+            slots: vec![0u8; SLOTS * BUF_SIZE].into_boxed_slice(),
+            slot_refs: vec![0u16; SLOTS].into_boxed_slice(),
+            free_slots: (0..SLOTS as u16).rev().collect(),
+            eps: Vec::new(),
+            leaving: Vec::new(),
+            gen: 0,
+            fwd,
+            listener,
+            listen_armed: false,
+            pending: Vec::new(),
+            wake: wake.as_raw_fd(),
+            wake_armed: false,
+            outstanding: 0,
+            cqes: Vec::with_capacity(8192),
+            start: Instant::now(),
+            shared,
+            stopping: false,
+        };
+        // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
+        for (k, e) in node.endpoints.into_iter().enumerate() {
+            let (owner, name, vnl) = owner_of(e, &node.name);
+            let gen = w.next_gen();
+            let ep = Ep::new(owner, &name, &vnl, gen)?;
+            w.add(1 + k, ep);
+        }
+        Ok(w)
+    })();
+    match setup {
+        Ok(mut w) => {
+            let _ = ready.send(Ok("uring node".into()));
+            w.run(&cmds);
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
+}
