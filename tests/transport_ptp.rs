@@ -447,3 +447,34 @@ fn seqpacket_connector_becomes_listener_after_hang_up() {
         );
     }
 }
+
+/// `[seqpacket]` on a stale socket (its listener died without removing it) listens there; a
+/// third vdens-fast end finds the listener and connects without the option.
+#[test]
+fn seqpacket_listener_reuses_a_stale_path() {
+    let dir = TempDir::new("ptp10");
+    let p = dir.path("link");
+    let dead: OwnedFd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(dead.as_raw_fd(), &UnixAddr::new(&p).unwrap()).unwrap();
+    drop(dead);
+    assert!(p.exists());
+    let link =
+        transport::open(&format!("ptp://{}[seqpacket]", p.display())).unwrap_or_else(|e| panic!("{e}"));
+    let Some(Hosted::Ptp(h)) = link.node.as_ref() else {
+        panic!("{link:?}")
+    };
+    assert!(h.listener().is_some());
+    // Nobody accepts here (no engine runs): the connector's ack wait is bounded and says so.
+    let e = transport::open(&format!("ptp://{}", p.display()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reading the ptp ack: no ack within 2 s"), "{e}");
+    drop(link);
+    assert!(!p.exists(), "the listener's PATH must go with it");
+}

@@ -2,7 +2,9 @@
 //! the fixed "other side" of the other), a learning switch or a hub (a forwarding decision per
 //! frame, [`Forwarder::decide`]). Switch and hub nodes also serve the VDE control protocol on
 //! their listening socket: clients join and leave at run time, each one an endpoint with its
-//! own connected datagram socket.
+//! own connected datagram socket. A seqpacket ptp node (2025 protocol) is a cable from its tap
+//! to a peer that comes and goes: accepted on the listening socket (one at a time; others get
+//! the EISCONN ack), or connected again after a hang-up (see `PtpHost::reconnect`).
 //!
 //! Readiness-based (epoll), non-blocking everywhere: a frame whose destination cannot take it
 //! now (socket queue full, stream buffer full) is dropped and counted for that destination,

@@ -289,9 +289,12 @@ fn listen_seqpacket(vnl: &str, path: &Path) -> Result<OwnedFd, OpenError> {
 /// - Listening (first opener): peers are accepted at any time and acked with 0; one arriving
 ///   while a peer is attached gets `EISCONN` and is closed; after a hang-up the next peer is
 ///   accepted. PATH is removed when the node ends.
-/// - Connecting: when the listener hangs up, [`PtpHost::reconnect`] does what master does:
-///   connect again to PATH (a new listener there is acked as usual), or, when PATH is gone,
-///   bind and listen there, so this end becomes the listener the other one reconnects to.
+/// - Connecting: when the listener hangs up, [`PtpHost::reconnect`] does what master's plugin
+///   does: connect again to PATH (a new listener there is acked as usual), or, when PATH is
+///   gone, bind and listen there, so this end becomes the listener the other one reconnects
+///   to. (Master's plugin then returns -1 from that one recv, so `vde_plug` in its two-VNL
+///   form ends there, while its stream form, qemu and other callers that ignore a failed recv
+///   go on listening; vdens-fast goes on listening.)
 #[derive(Debug)]
 pub struct PtpHost {
     pub vnl: String,
