@@ -2,7 +2,8 @@
 //! namespaces: the listener starts alone, a connector joins, traffic both ways; a second
 //! connector is refused while the first keeps working; a killed connector is replaced and
 //! traffic flows again; the listener leaving removes PATH, and its connector then listens
-//! there itself (as master's connecting side does) for the next vdens-fast.
+//! there itself (as master's connecting side does) for the next vdens-fast; vdeplug-fast
+//! with a seqpacket end beside a switch, and hosting a listener.
 
 mod common;
 use common::*;
@@ -158,4 +159,50 @@ fn seqpacket_on_a_datagram_path_is_refused_and_plain_ptp_joins_a_seqpacket_liste
     c.finish(10).ok();
     l.finish(10).ok();
     assert!(!p.exists());
+}
+
+/// vdeplug-fast with seqpacket ptp ends: beside its switch:// a connection to a vdens-fast
+/// listener (run as a plain link: one node hosts one VNL), and a hosted `[seqpacket]` listener
+/// cabled to that switch, joined by a third vdens-fast.
+#[test]
+fn vdeplug_fast_with_seqpacket_ends() {
+    let d = TempDir::new("sp5");
+    let (v, _) = vnl(&d);
+    let sw = d.join("sw");
+    let p2 = d.join("p2");
+    let mut a = ns_node("listener", Impl::Fast, &d, &[&v]);
+    a.up("vde0", "10.45.0.1/24", None);
+    let plug = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vdeplug-fast"));
+        c.args(args);
+        c
+    };
+    let plain = format!("ptp://{}", d.join("p").display());
+    let _sw = Daemon::start(
+        "vdeplug-fast switch",
+        plug(&[&format!("switch://{}", sw.display()), &plain]),
+    );
+    assert!(wait_path(&sw.join("ctl"), 10), "switch ctl did not appear");
+    let _l = Daemon::start(
+        "vdeplug-fast listener",
+        plug(&[
+            &format!("ptp://{}[seqpacket]", p2.display()),
+            &format!("vde://{}", sw.display()),
+        ]),
+    );
+    assert!(
+        wait_path(&p2, 10),
+        "the hosted listener did not create {}",
+        p2.display()
+    );
+    let mut c = ns_node("via-p2", Impl::Fast, &d, &[&format!("ptp://{}", p2.display())]);
+    c.up("vde0", "10.45.0.3/24", None);
+    let mut b = ns_node("on-switch", Impl::Fast, &d, &[&format!("vde://{}", sw.display())]);
+    b.up("vde0", "10.45.0.2/24", None);
+    b.ping("10.45.0.1", 2, None);
+    b.ping("10.45.0.3", 2, None);
+    a.ping("10.45.0.3", 2, None);
+    c.finish(10).ok();
+    b.finish(10).ok();
+    a.finish(10).ok();
 }

@@ -362,7 +362,8 @@ impl PtpHost {
     /// After the listener hung up (connecting role), as master does: connect to PATH again,
     /// or listen there when nothing does. A stale socket at PATH (its listener died without
     /// removing it) is removed and PATH listened on (master means to, but its check sits
-    /// where it is never reached, so master gives up there).
+    /// where it is never reached, so master gives up there). Blocking, as master's: a connect
+    /// to a full queue and the ack wait are each bounded by 2 s.
     pub fn reconnect(&mut self) -> Result<Reconnected, OpenError> {
         let (vnl, path) = (self.vnl.as_str(), self.path.as_path());
         for _ in 0..3 {
