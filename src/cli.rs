@@ -71,10 +71,16 @@ SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vdens-fast are forwarded to CMD.
 
 Environment: VDE_RESOLVCONF and VDE_RESOLVADDR give defaults for -r and -R.
 
+ptp://PATH: a point-to-point cable; the same VNL at both ends, whichever starts first. A new \
+PATH speaks vdeplug 4.0.1's datagram protocol; ptp://PATH[seqpacket] makes it a listener of \
+the 2025 (SOCK_SEQPACKET) protocol instead: peers may come, go and come back while CMD runs. \
+A seqpacket listener already at PATH is joined with or without [seqpacket].
+
 Examples:
   vdens-fast                              # a shell in a namespace with no interface
   vdens-fast vde:///tmp/sw                # vde0 wired to a switch
-  vdens-fast -m vde:///tmp/sw ptp:///tmp/p -- ip addr   # vde0 -> switch, vde1 -> ptp";
+  vdens-fast -m vde:///tmp/sw ptp:///tmp/p -- ip addr   # vde0 -> switch, vde1 -> ptp
+  vdens-fast 'ptp:///tmp/p[seqpacket]'    # vde0 on a 2025-protocol ptp listener";
 
 const FAST: &str = "vdens-fast options (long only)";
 

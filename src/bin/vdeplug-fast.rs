@@ -15,7 +15,7 @@ use std::process::exit;
 use std::time::Duration;
 use vdens_fast::cli::EngineChoice;
 use vdens_fast::engine::{Endpoint, Engine, EngineOptions, Node, NodeKind, UringTuning};
-use vdens_fast::transport::{self, Framing, Link};
+use vdens_fast::transport::{self, Framing, Hosted, Link};
 
 const USAGE: &str = "Usage:
   vdeplug-fast [ OPTIONS ] VNL                 frames as a 2-byte-length stream on stdin/stdout
@@ -147,6 +147,19 @@ fn main() {
         (None, None) => stdio_link(),
     };
     let mut links = [first, second];
+    // One node runs at most one hosted VNL. Beside a switch:// or hub://, a connection to a
+    // seqpacket ptp listener runs as a plain link (it is not reconnected after a hang-up).
+    if links.iter().all(|l| l.node.is_some()) {
+        if let Some(l) = links
+            .iter_mut()
+            .find(|l| matches!(&l.node, Some(Hosted::Ptp(h)) if h.peer().is_some()))
+        {
+            if let Some(Hosted::Ptp(h)) = l.node.as_mut() {
+                let peer = h.take_peer().expect("checked above");
+                *l = Link::single(&l.vnl.clone(), Framing::Datagram, peer);
+            }
+        }
+    }
     let hosts: Vec<usize> = (0..2).filter(|&i| links[i].node.is_some()).collect();
     let node = match hosts.as_slice() {
         [] => {
@@ -185,7 +198,9 @@ fn main() {
                 endpoints,
             }
         }
-        _ => fail("both VNLs host a switch or hub: give one switch:// or hub:// and one other VNL"),
+        _ => fail(
+            "both VNLs host a node (switch://, hub://, ptp://PATH[seqpacket] listening): give at most one of them",
+        ),
     };
     if args.daemon {
         daemonize();

@@ -2,7 +2,9 @@
 //! the fixed "other side" of the other), a learning switch or a hub (a forwarding decision per
 //! frame, [`Forwarder::decide`]). Switch and hub nodes also serve the VDE control protocol on
 //! their listening socket: clients join and leave at run time, each one an endpoint with its
-//! own connected datagram socket.
+//! own connected datagram socket. A seqpacket ptp node (2025 protocol) is a cable from its tap
+//! to a peer that comes and goes: accepted on the listening socket (one at a time; others get
+//! the EISCONN ack), or connected again after a hang-up (see `PtpHost::reconnect`).
 //!
 //! Readiness-based (epoll), non-blocking everywhere: a frame whose destination cannot take it
 //! now (socket queue full, stream buffer full) is dropped and counted for that destination,
@@ -16,7 +18,7 @@ use super::worker::Cmd;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
-use crate::transport::{Framing, Hosted, Link, SendTo};
+use crate::transport::{Framing, Hosted, Link, PtpHost, Reconnected, SendTo};
 use crate::wire::stream::{self, Decoder, Event};
 use crate::wire::vde_ctl::{HEADER_LEN, MAX_DESCR};
 use crossbeam_channel::{Receiver, Sender};
@@ -44,6 +46,7 @@ const DROP: u32 = u32::MAX;
 const FLOOD: u32 = u32::MAX - 1;
 const WAKE: u64 = u64::MAX;
 const LISTEN: u64 = u64::MAX - 1;
+const PTP_LISTEN: u64 = u64::MAX - 2;
 const T_EP: u64 = 0;
 const T_TX: u64 = 1;
 const T_CTL: u64 = 2;
@@ -63,6 +66,9 @@ pub enum NodeKind {
     Cable,
     /// A switch or hub served on this listener.
     Net(Listener),
+    /// A 2025 (seqpacket) ptp end: a cable from the first endpoint to the peer, which is
+    /// accepted (listening role) or found again (connecting role) after each hang-up.
+    Ptp(PtpHost),
 }
 
 impl NodeKind {
@@ -70,6 +76,7 @@ impl NodeKind {
     pub fn hosting(h: Hosted) -> NodeKind {
         match h {
             Hosted::Net(l) => NodeKind::Net(l),
+            Hosted::Ptp(p) => NodeKind::Ptp(p),
         }
     }
 }
@@ -372,6 +379,8 @@ struct NodeWorker {
     dests: [u32; BATCH],
     start: Instant,
     shared: Arc<NodeShared>,
+    /// The seqpacket ptp end this node runs (its peer is endpoint [`PTP_PEER`]).
+    ptp: Option<PtpHost>,
 }
 
 fn token(kind: u64, idx: usize) -> u64 {
@@ -457,12 +466,19 @@ impl NodeWorker {
     /// then sends every run of consecutive frames with the same fate in one batch per
     /// destination (one sendmmsg on datagram sockets).
     fn forward(&mut self, from: usize, n: usize, now: u64) {
+        // A cable whose other side is not attached (a ptp node between peers) drops.
+        let other = (from == 0) as usize;
+        let cable_to = if matches!(self.eps.get(other), Some(Some(_))) {
+            other as u32
+        } else {
+            DROP
+        };
         let c = &mut self.eps[from].as_mut().expect("endpoint").counts[TAP_TO_LINK];
         for i in 0..n {
             let len = self.lens[i];
             let frame = &self.slab[i * STRIDE..i * STRIDE + len];
             self.dests[i] = match &mut self.fwd {
-                Fwd::Cable => (from == 0) as u32,
+                Fwd::Cable => cable_to,
                 Fwd::Net(f) => match f.decide(from as PortId, frame, now) {
                     Decision::Drop => DROP,
                     Decision::Unicast(p) => p as u32,
@@ -621,6 +637,9 @@ impl NodeWorker {
             }
         }
         let dead = self.eps[id].as_ref().is_some_and(|e| e.rx_dead && e.rx.is_some());
+        // A ptp peer hanging up is not the end: the node waits for or looks for the next.
+        let hangup = dead && self.ptp.is_some() && id == PTP_PEER;
+        let dead = dead && !hangup;
         if dead {
             let e = self.eps[id].as_mut().expect("endpoint");
             e.rx = None;
@@ -646,6 +665,9 @@ impl NodeWorker {
                     );
                 }
             }
+        }
+        if hangup {
+            self.ptp_hangup();
         }
     }
 
@@ -814,6 +836,7 @@ impl NodeWorker {
                         }
                     }
                     LISTEN => self.accept(),
+                    PTP_LISTEN => self.ptp_accept(),
                     t => {
                         let idx = (t >> 2) as usize;
                         match t & 3 {
@@ -827,6 +850,11 @@ impl NodeWorker {
             if stop {
                 break;
             }
+        }
+        // PATH goes before the peer's connection does, so a peer looking for us again finds
+        // nothing there (and listens itself) instead of a listener about to close.
+        if let Some(h) = self.ptp.as_mut() {
+            h.shutdown();
         }
         for id in 0..self.eps.len() {
             if let Some(e) = self.eps[id].as_mut() {
@@ -867,8 +895,13 @@ pub fn run(
     let setup = (|| -> Result<NodeWorker, String> {
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|e| format!("epoll_create1: {}", e.desc()))?;
+        let mut ptp = None;
         let (fwd, listener) = match node.kind {
             NodeKind::Cable => (Fwd::Cable, None),
+            NodeKind::Ptp(h) => {
+                ptp = Some(h);
+                (Fwd::Cable, None)
+            }
             NodeKind::Net(l) => {
                 let f = if l.spec.hub {
                     Forwarder::Hub
@@ -894,6 +927,7 @@ pub fn run(
             dests: [0; BATCH],
             start: Instant::now(),
             shared,
+            ptp,
         };
         w.ep.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))
             .map_err(|e| format!("epoll_ctl: {}", e.desc()))?;
@@ -909,6 +943,7 @@ pub fn run(
             let ep = Ep::new(owner, &name, &vnl)?;
             w.add(first + k, ep)?;
         }
+        w.ptp_start()?;
         Ok(w)
     })();
     match setup {
@@ -918,6 +953,139 @@ pub fn run(
         }
         Err(e) => {
             let _ = ready.send(Err(e));
+        }
+    }
+}
+
+/// The endpoint a ptp node's peer occupies (the tap, or vdeplug-fast's other plug, is 0).
+const PTP_PEER: usize = 1;
+
+/// The seqpacket ptp node: the listening socket, the one peer, hang-ups and reconnection.
+impl NodeWorker {
+    fn ptp_vnl(&self) -> String {
+        self.ptp.as_ref().map(|h| h.vnl.clone()).unwrap_or_default()
+    }
+
+    /// Watches the listening socket, and attaches the peer the link was opened with.
+    fn ptp_start(&mut self) -> Result<(), String> {
+        let Some(h) = self.ptp.as_mut() else { return Ok(()) };
+        let peer = h.take_peer();
+        self.ptp_watch_listener()?;
+        if let Some(fd) = peer {
+            self.ptp_attach(fd)?;
+        }
+        Ok(())
+    }
+
+    fn ptp_watch_listener(&mut self) -> Result<(), String> {
+        let Some(l) = self.ptp.as_ref().and_then(PtpHost::listener) else {
+            return Ok(());
+        };
+        self.ep
+            .add(l, EpollEvent::new(EpollFlags::EPOLLIN, PTP_LISTEN))
+            .map_err(|e| {
+                format!(
+                    "{}: cannot watch the ptp socket: epoll_ctl: {}",
+                    self.name,
+                    e.desc()
+                )
+            })
+    }
+
+    /// Makes a connected (and acked) peer the node's second endpoint.
+    fn ptp_attach(&mut self, fd: OwnedFd) -> Result<(), String> {
+        let vnl = self.ptp_vnl();
+        let link = Link::single(&vnl, Framing::Datagram, fd);
+        let ep = Ep::new(Owner::Link(Box::new(link)), &format!("{}:peer", self.name), &vnl)?;
+        if let Err(m) = self.add(PTP_PEER, ep) {
+            self.remove(PTP_PEER);
+            return Err(m);
+        }
+        self.pump(PTP_PEER);
+        Ok(())
+    }
+
+    /// True when the attached peer has hung up (its EOF may still wait behind frames).
+    fn ptp_peer_hung_up(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let Some(Some(e)) = self.eps.get(PTP_PEER) else {
+            return false;
+        };
+        let Some(rx) = e.rx else { return true };
+        // POLLHUP and POLLERR are reported whatever is asked for.
+        let mut p = [PollFd::new(fdb(rx), PollFlags::empty())];
+        matches!(poll(&mut p, PollTimeout::ZERO), Ok(1))
+            && p[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+    }
+
+    /// Accepts waiting peers: the first while none is attached gets ack 0 and carries the
+    /// traffic; any other gets EISCONN and is closed, as master does.
+    fn ptp_accept(&mut self) {
+        loop {
+            let Some(h) = self.ptp.as_ref() else { return };
+            let fd = match h.accept() {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return,
+                Err(e) => {
+                    eprintln!("vdens-fast: {}: accepting a ptp peer: {}", self.name, e.desc());
+                    return;
+                }
+            };
+            // A peer that hung up just before the next one came is finished first, whatever
+            // order epoll reported the two in.
+            if self.ptp_peer_hung_up() {
+                self.pump(PTP_PEER);
+            }
+            if matches!(self.eps.get(PTP_PEER), Some(Some(_))) {
+                PtpHost::ack(&fd, libc::EISCONN as u8);
+                continue;
+            }
+            if !PtpHost::ack(&fd, 0) {
+                continue;
+            }
+            if let Err(m) = self.ptp_attach(fd) {
+                eprintln!("vdens-fast: {m}");
+            }
+        }
+    }
+
+    /// The peer hung up: a listener waits for the next; a connecting end connects again or
+    /// becomes the listener (see [`PtpHost::reconnect`]).
+    fn ptp_hangup(&mut self) {
+        self.remove(PTP_PEER);
+        let Some(h) = self.ptp.as_mut() else { return };
+        if h.listener().is_some() {
+            eprintln!(
+                "vdens-fast: {}: the ptp peer hung up; waiting for the next one on {}",
+                h.vnl,
+                h.path.display()
+            );
+            return;
+        }
+        match h.reconnect() {
+            Ok(Reconnected::Peer(fd)) => {
+                eprintln!(
+                    "vdens-fast: {}: the ptp listener hung up; connected again to {}",
+                    h.vnl,
+                    h.path.display()
+                );
+                if let Err(m) = self.ptp_attach(fd) {
+                    eprintln!("vdens-fast: {m}");
+                }
+            }
+            Ok(Reconnected::Listening) => {
+                eprintln!(
+                    "vdens-fast: {}: the ptp listener went away; now listening on {} for the next peer",
+                    h.vnl,
+                    h.path.display()
+                );
+                if let Err(m) = self.ptp_watch_listener() {
+                    eprintln!("vdens-fast: {m}");
+                }
+            }
+            Err(e) => eprintln!("vdens-fast: {e} (the ptp link stays down; frames to it are dropped)"),
         }
     }
 }

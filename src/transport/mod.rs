@@ -14,6 +14,7 @@ mod vde;
 
 pub use cmd::Coproc;
 pub use libvdeplug::Bridge;
+pub use ptp::{PtpHost, Reconnected};
 
 use crate::vnl::{self, Spec, VnlError};
 use std::fmt;
@@ -48,6 +49,9 @@ pub enum SendTo {
 pub enum Hosted {
     /// switch:// or hub://: the node's directory and listening control socket.
     Net(crate::switch::server::Listener),
+    /// ptp://PATH[seqpacket] (2025 protocol): the listening socket or the connected peer, and
+    /// how to find a peer again after a hang-up.
+    Ptp(PtpHost),
 }
 
 impl Hosted {
@@ -55,6 +59,7 @@ impl Hosted {
     pub fn release(self) {
         match self {
             Hosted::Net(l) => l.release(),
+            Hosted::Ptp(p) => p.release(),
         }
     }
 }
@@ -341,7 +346,7 @@ pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
     match spec {
         Spec::Null => null::open(vnl, ""),
         Spec::Vde(s) => vde::open(vnl, &s, descr),
-        Spec::Ptp { path } => ptp::open(vnl, &path),
+        Spec::Ptp { path, seqpacket } => ptp::open(vnl, &path, seqpacket),
         Spec::Tap { name } => tap::open(vnl, &name),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),

@@ -4,37 +4,54 @@
 //!   PATH and sends to `PATH+` (unconnected: the peer may not exist yet, so the Link says
 //!   `SendTo::Unix(PATH+)`); the second binds `PATH+` and connects to PATH. A stale socket
 //!   (connect gives ECONNREFUSED) is unlinked and reused.
-//! - master (2025): one SOCK_SEQPACKET. The first opener binds and listens on PATH; the second
-//!   connects and reads a 1-byte ack (0 = accepted, else an errno).
+//! - master (2025): one SOCK_SEQPACKET. The first opener binds and listens on PATH (backlog 1,
+//!   no chmod); the second connects and reads a 1-byte ack (0 = accepted, else an errno:
+//!   EISCONN while the listener has its peer). After a hang-up the listener accepts the next
+//!   peer; the connecting side connects to PATH again, or, when PATH is gone, binds and
+//!   listens there itself (the two swap roles).
 //!
-//! What sits at PATH decides: nothing or a stale socket → first opener, datagram (the default
-//! for a new PATH, since the peers on these machines run 4.0.1); a live datagram socket →
-//! second opener, datagram; a socket refusing datagrams with EPROTOTYPE → a master listener,
-//! so connect with SOCK_SEQPACKET and hand the engine the connected descriptor.
+//! Master has no selector (it only speaks seqpacket, and takes the whole VNL rest as the
+//! path). vdens-fast chooses by what sits at PATH: a live datagram socket → second opener,
+//! datagram; a socket refusing datagrams with EPROTOTYPE → a seqpacket listener, connect to
+//! it; nothing or a stale socket → first opener, datagram by default (the peers on these
+//! machines run 4.0.1), or a seqpacket listener when the VNL ends in `[seqpacket]` (a
+//! vdens-fast option). `[seqpacket]` at a live datagram PATH is an error.
 //!
-//! vdens-fast never *listens* with SOCK_SEQPACKET. A listener gets its peer at some later
-//! time, but a Link must carry a connected descriptor when the engine starts: blocking the
-//! start until a peer comes would hold the command back indefinitely, and a background accept
-//! thread would make the process multi-threaded before `unshare(CLONE_NEWUSER)`, which the
-//! kernel refuses. So with a master-generation peer, start that peer first. Likewise, when a
-//! master peer hangs up, the link ends (EOF on rx); it is not reconnected.
+//! Both seqpacket roles are hosted ([`PtpHost`], `Hosted::Ptp`): the engine runs them as a
+//! node (src/engine/node.rs) whose first endpoint is the tap and whose second is the peer
+//! while there is one, so the command never waits for a peer, and peers come and go. The
+//! listening socket and the first connection are made here, in the host namespaces, before any
+//! thread starts; accepting, acking, and reconnecting happen on the node's thread.
 //!
-//! Files this opener binds are removed when the Link drops.
+//! Files the datagram openers bind are removed when the Link drops; a seqpacket PATH is
+//! removed when its node stops listening (the [`PtpHost`] is dropped or shut down).
 
-use super::{Framing, Link, OpenError, SendTo};
+use super::{Framing, Hosted, Link, OpenError, SendTo};
+use nix::errno::Errno;
 use nix::sys::socket::{
-    connect, recv, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
+    accept4, bind, connect, listen, recv, send, setsockopt, socket, sockopt, AddressFamily, Backlog,
+    MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use nix::sys::time::TimeVal;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 /// How long a master-generation listener gets to accept and ack.
 const ACK_TIMEOUT_S: i64 = 2;
+/// Send buffer asked for on a seqpacket data socket (the kernel doubles it, capped by
+/// net.core.wmem_max). A connected AF_UNIX seqpacket sender may have only this much queued at
+/// its peer; with the default (wmem_default, 208 KiB: about 90 full-size frames) a node
+/// forwarding a TCP stream dropped about one frame in ten to EAGAIN.
+const SNDBUF: usize = 1 << 20;
+
+/// Widens a seqpacket data socket's send buffer; best effort (the default still works).
+fn widen_sndbuf(fd: &OwnedFd) {
+    let _ = setsockopt(fd, sockopt::SndBuf, &SNDBUF);
+}
 
 /// What sits at a path.
 enum Found {
@@ -177,32 +194,44 @@ fn second(vnl: &str, path: &Path) -> Result<Link, OpenError> {
     Ok(link)
 }
 
-/// Second opener, master generation: SOCK_SEQPACKET connect plus the 1-byte ack.
-fn seqpacket(vnl: &str, path: &Path) -> Result<Link, OpenError> {
-    let io_err =
-        |step: &'static str, e: nix::Error, hint: Option<String>| OpenError::io(vnl, step, e.into(), hint);
+/// Connects a SOCK_SEQPACKET socket to `path` (bounded by the socket timeouts set here);
+/// the connect errno on failure, so callers can tell a missing path or a stale socket.
+fn connect_seqpacket(path: &Path) -> Result<OwnedFd, Errno> {
     let fd: OwnedFd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )
-    .map_err(|e| io_err("creating a seqpacket socket", e, None))?;
+    )?;
     let timeout = TimeVal::new(ACK_TIMEOUT_S, 0);
-    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)
-        .and_then(|_| setsockopt(&fd, sockopt::SendTimeout, &timeout))
-        .map_err(|e| io_err("setting socket timeouts", e, None))?;
-    let addr = UnixAddr::new(path).map_err(|e| io_err("building the socket address", e, None))?;
-    connect(fd.as_raw_fd(), &addr).map_err(|e| {
-        let hint = match e {
-            nix::errno::Errno::EPROTOTYPE => format!(
-                "{} is a stream socket, neither kind of ptp endpoint",
-                path.display()
-            ),
-            _ => format!("connecting to the seqpacket ptp listener {}", path.display()),
-        };
-        io_err("connecting to the ptp peer", e, Some(hint))
-    })?;
+    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)?;
+    setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
+    let addr = UnixAddr::new(path)?;
+    connect(fd.as_raw_fd(), &addr)?;
+    widen_sndbuf(&fd);
+    Ok(fd)
+}
+
+fn connect_error(vnl: &str, path: &Path, e: Errno) -> OpenError {
+    let hint = match e {
+        Errno::EPROTOTYPE => format!(
+            "{} is a stream socket, neither kind of ptp endpoint",
+            path.display()
+        ),
+        Errno::EAGAIN => format!(
+            "the seqpacket ptp listener {} has a full queue: is it still running?",
+            path.display()
+        ),
+        _ => format!("connecting to the seqpacket ptp listener {}", path.display()),
+    };
+    OpenError::io(vnl, "connecting to the ptp peer", e.into(), Some(hint))
+}
+
+/// Reads the listener's 1-byte ack on a freshly connected socket (within the receive timeout
+/// [`connect_seqpacket`] set), then clears the timeouts.
+fn read_ack(vnl: &str, path: &Path, fd: &OwnedFd) -> Result<(), OpenError> {
+    let io_err =
+        |step: &'static str, e: Errno, hint: Option<String>| OpenError::io(vnl, step, e.into(), hint);
     let mut ack = [0u8; 1];
     match recv(fd.as_raw_fd(), &mut ack, MsgFlags::empty()) {
         Ok(1) if ack[0] == 0 => {}
@@ -223,7 +252,7 @@ fn seqpacket(vnl: &str, path: &Path) -> Result<Link, OpenError> {
                 None,
             ))
         }
-        Err(nix::errno::Errno::EAGAIN) => {
+        Err(Errno::EAGAIN) => {
             return Err(OpenError::protocol(
                 vnl,
                 "reading the ptp ack",
@@ -234,19 +263,222 @@ fn seqpacket(vnl: &str, path: &Path) -> Result<Link, OpenError> {
         Err(e) => return Err(io_err("reading the ptp ack", e, None)),
     }
     let zero = TimeVal::new(0, 0);
-    setsockopt(&fd, sockopt::ReceiveTimeout, &zero)
-        .and_then(|_| setsockopt(&fd, sockopt::SendTimeout, &zero))
+    setsockopt(fd, sockopt::ReceiveTimeout, &zero)
+        .and_then(|_| setsockopt(fd, sockopt::SendTimeout, &zero))
         .map_err(|e| io_err("clearing socket timeouts", e, None))?;
-    Ok(Link::single(vnl, Framing::Datagram, fd))
+    Ok(())
 }
 
-pub fn open(vnl: &str, path: &Path) -> Result<Link, OpenError> {
+/// Binds and listens on `path` with SOCK_SEQPACKET (non-blocking, backlog 1 as master). The
+/// socket file gets the permissions the umask leaves, as master's (no chmod).
+fn listen_seqpacket(vnl: &str, path: &Path) -> Result<OwnedFd, OpenError> {
+    let io_err =
+        |step: &'static str, e: Errno, hint: Option<String>| OpenError::io(vnl, step, e.into(), hint);
+    let fd: OwnedFd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(|e| io_err("creating a seqpacket socket", e, None))?;
+    let addr = UnixAddr::new(path).map_err(|e| io_err("building the socket address", e, None))?;
+    bind(fd.as_raw_fd(), &addr).map_err(|e| {
+        let e: io::Error = e.into();
+        let hint = bind_hint(&e, path);
+        OpenError::io(vnl, "binding the ptp socket", e, Some(hint))
+    })?;
+    if let Err(e) = listen(&fd, Backlog::new(1).expect("backlog 1")) {
+        let _ = std::fs::remove_file(path);
+        return Err(io_err("listening on the ptp socket", e, None));
+    }
+    Ok(fd)
+}
+
+/// A 2025 (seqpacket) ptp end, run by the engine as a node ([`super::Hosted::Ptp`]) with the
+/// tap as its first endpoint and the peer, while there is one, as its second.
+///
+/// - Listening (first opener): peers are accepted at any time and acked with 0; one arriving
+///   while a peer is attached gets `EISCONN` and is closed; after a hang-up the next peer is
+///   accepted. PATH is removed when the node ends.
+/// - Connecting: when the listener hangs up, [`PtpHost::reconnect`] does what master's plugin
+///   does: connect again to PATH (a new listener there is acked as usual), or, when PATH is
+///   gone, bind and listen there, so this end becomes the listener the other one reconnects
+///   to. (Master's plugin then returns -1 from that one recv, so `vde_plug` in its two-VNL
+///   form ends there, while its stream form, qemu and other callers that ignore a failed recv
+///   go on listening; vdens-fast goes on listening.)
+#[derive(Debug)]
+pub struct PtpHost {
+    pub vnl: String,
+    pub path: PathBuf,
+    /// The listening socket, while this end is the listener.
+    listen: Option<OwnedFd>,
+    /// The connected peer the node starts with (connecting role), until the node takes it.
+    peer: Option<OwnedFd>,
+    /// Whether PATH is removed when this end stops listening (false in a process that handed
+    /// the link to a child: vdens -c).
+    remove: bool,
+}
+
+/// What [`PtpHost::reconnect`] found.
+#[derive(Debug)]
+pub enum Reconnected {
+    /// Connected and acked: the new peer.
+    Peer(OwnedFd),
+    /// PATH was free: this end now listens there.
+    Listening,
+}
+
+impl PtpHost {
+    /// The listening socket, while this end listens.
+    pub fn listener(&self) -> Option<BorrowedFd<'_>> {
+        self.listen.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The peer this end connected to when it was opened (connecting role), not yet taken.
+    pub fn peer(&self) -> Option<BorrowedFd<'_>> {
+        self.peer.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Takes the peer this end connected to when it was opened.
+    pub fn take_peer(&mut self) -> Option<OwnedFd> {
+        self.peer.take()
+    }
+
+    /// Accepts one waiting connection (non-blocking): `Ok(None)` when none waits.
+    pub fn accept(&self) -> Result<Option<OwnedFd>, Errno> {
+        let Some(l) = &self.listen else { return Ok(None) };
+        loop {
+            match accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
+                Ok(fd) => {
+                    widen_sndbuf(&fd);
+                    return Ok(Some(fd));
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) | Err(Errno::ECONNABORTED) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends the 1-byte ack on an accepted connection: 0 accepts, an errno refuses. False
+    /// when the connection is already gone.
+    pub fn ack(fd: &OwnedFd, code: u8) -> bool {
+        matches!(
+            send(
+                fd.as_raw_fd(),
+                &[code],
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL
+            ),
+            Ok(1)
+        )
+    }
+
+    /// After the listener hung up (connecting role), as master does: connect to PATH again,
+    /// or listen there when nothing does. A stale socket at PATH (its listener died without
+    /// removing it) is removed and PATH listened on (master means to, but its check sits
+    /// where it is never reached, so master gives up there). Blocking, as master's: a connect
+    /// to a full queue and the ack wait are each bounded by 2 s.
+    pub fn reconnect(&mut self) -> Result<Reconnected, OpenError> {
+        let (vnl, path) = (self.vnl.as_str(), self.path.as_path());
+        for _ in 0..3 {
+            match connect_seqpacket(path) {
+                Ok(fd) => {
+                    read_ack(vnl, path, &fd)?;
+                    return Ok(Reconnected::Peer(fd));
+                }
+                Err(Errno::ENOENT) => {}
+                Err(Errno::ECONNREFUSED) => unlink_stale(vnl, path)?,
+                Err(e) => return Err(connect_error(vnl, path, e)),
+            }
+            match listen_seqpacket(vnl, path) {
+                Ok(fd) => {
+                    self.listen = Some(fd);
+                    self.remove = true;
+                    return Ok(Reconnected::Listening);
+                }
+                // Someone else bound PATH meanwhile: connect to it.
+                Err(e) if e.errno() == Some(libc::EADDRINUSE) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(OpenError::protocol(
+            vnl,
+            "finding the ptp peer again",
+            format!("{} keeps changing between connect and bind", path.display()),
+            Some("is a third program using this path?".into()),
+        ))
+    }
+
+    /// Stops listening: removes PATH (when this process is to) and closes the socket.
+    pub fn shutdown(&mut self) {
+        if let Some(l) = self.listen.take() {
+            if self.remove {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            drop(l);
+        }
+    }
+
+    /// Forgets PATH without removing it (a child process runs the link now: vdens -c).
+    pub fn release(mut self) {
+        self.remove = false;
+    }
+}
+
+impl Drop for PtpHost {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn hosted(vnl: &str, path: &Path, listen: Option<OwnedFd>, peer: Option<OwnedFd>) -> Link {
+    let mut link = Link::null(vnl);
+    link.framing = Framing::Datagram;
+    link.node = Some(Hosted::Ptp(PtpHost {
+        vnl: vnl.to_string(),
+        path: path.to_path_buf(),
+        remove: listen.is_some(),
+        listen,
+        peer,
+    }));
+    link
+}
+
+/// Second opener, master generation: SOCK_SEQPACKET connect plus the 1-byte ack.
+fn seqpacket(vnl: &str, path: &Path) -> Result<Link, OpenError> {
+    let fd = connect_seqpacket(path).map_err(|e| connect_error(vnl, path, e))?;
+    read_ack(vnl, path, &fd)?;
+    Ok(hosted(vnl, path, None, Some(fd)))
+}
+
+/// First opener, master generation (`[seqpacket]`): listen on PATH; the engine accepts.
+fn seqpacket_first(vnl: &str, path: &Path) -> Result<Link, OpenError> {
+    let fd = listen_seqpacket(vnl, path)?;
+    Ok(hosted(vnl, path, Some(fd), None))
+}
+
+/// Opens `ptp://PATH`; `seqpacket` (`[seqpacket]`) makes a new PATH a seqpacket listener.
+pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool) -> Result<Link, OpenError> {
     match probe(vnl, path)? {
+        Found::Nothing if seqpacket_asked => seqpacket_first(vnl, path),
         Found::Nothing => first(vnl, path),
         Found::Stale => {
             unlink_stale(vnl, path)?;
-            first(vnl, path)
+            if seqpacket_asked {
+                seqpacket_first(vnl, path)
+            } else {
+                first(vnl, path)
+            }
         }
+        Found::Datagram if seqpacket_asked => Err(OpenError::protocol(
+            vnl,
+            "opening the ptp link",
+            format!(
+                "{} is a 4.0.1 (datagram) ptp endpoint, but [seqpacket] was asked for",
+                path.display()
+            ),
+            Some("drop [seqpacket] to join it, or choose another path".into()),
+        )),
         Found::Datagram => second(vnl, path),
         Found::NotDatagram => seqpacket(vnl, path),
         Found::NotSocket => Err(OpenError::protocol(

@@ -18,7 +18,7 @@ use std::fmt;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-pub use params::{Assign, Keys, Parsed, NETNODE_KEYS, VDE_KEYS, VXLAN_KEYS, VXVDE_KEYS};
+pub use params::{Assign, Keys, Parsed, NETNODE_KEYS, PTP_KEYS, VDE_KEYS, VXLAN_KEYS, VXVDE_KEYS};
 pub use udp::UdpSpec;
 
 /// Longest socket path: sun_path is 108 bytes including the terminating NUL.
@@ -136,9 +136,13 @@ pub enum VdePort {
 pub enum Spec {
     Null,
     Vde(VdeSpec),
-    /// `ptp://PATH`: libvdeplug 4.0.1 reads no parameters for ptp; the path is taken whole.
+    /// `ptp://PATH` or `ptp://PATH[seqpacket]`. libvdeplug (4.0.1 and master) reads no
+    /// parameters for ptp and takes the path whole; vdens-fast reads one trailing `[...]` as
+    /// its options (`seqpacket`: speak the 2025 SOCK_SEQPACKET protocol, listening when PATH
+    /// is new, instead of 4.0.1's datagrams).
     Ptp {
         path: PathBuf,
+        seqpacket: bool,
     },
     /// `tap://NAME` (empty name: the kernel picks one).
     Tap {
@@ -238,8 +242,27 @@ pub fn parse_mode(m: &[u8]) -> Result<u32, VnlError> {
     Ok(v as u32)
 }
 
-/// Parses `ptp://PATH`.
-pub fn parse_ptp(rest: &str) -> Result<PathBuf, VnlError> {
+/// Parses `ptp://PATH[seqpacket]`: the path (taken literally, as libvdeplug does) and whether
+/// the 2025 seqpacket protocol was asked for. Only a trailing `[...]` is read as options, so a
+/// path holding brackets elsewhere still works; a path that itself ends in `[...]` is written
+/// with empty options after it (`ptp:///tmp/p[x][]`), while `ptp:///tmp/p[x]` asks for an
+/// option `x` (an error).
+pub fn parse_ptp(rest: &str) -> Result<(PathBuf, bool), VnlError> {
+    let (rest, seqpacket) = match rest.rfind('[') {
+        Some(i) if rest.ends_with(']') => {
+            let p = params::path_params(&rest.as_bytes()[i..], &PTP_KEYS)?;
+            if let Some(v) = p.get("seqpacket").filter(|v| !v.is_empty()) {
+                return Err(VnlError::BadValue {
+                    what: "ptp:// option seqpacket",
+                    value: String::from_utf8_lossy(v).into_owned(),
+                    why: "takes no value",
+                    hint: "write ptp:///tmp/mylink[seqpacket]",
+                });
+            }
+            (&rest[..i], p.get("seqpacket").is_some())
+        }
+        _ => (rest, false),
+    };
     if rest.is_empty() {
         return Err(VnlError::Missing {
             what: "ptp:// path",
@@ -255,7 +278,7 @@ pub fn parse_ptp(rest: &str) -> Result<PathBuf, VnlError> {
             hint: "AF_UNIX paths hold 107 bytes and ptp appends '+': use a shorter path",
         });
     }
-    Ok(PathBuf::from(rest))
+    Ok((PathBuf::from(rest), seqpacket))
 }
 
 /// Parses `tap://NAME`.
@@ -367,9 +390,10 @@ pub fn parse(vnl: &str) -> Result<Spec, VnlError> {
     Ok(match s.scheme {
         "null" => Spec::Null,
         "vde" => Spec::Vde(parse_vde(s.rest)?),
-        "ptp" => Spec::Ptp {
-            path: parse_ptp(s.rest)?,
-        },
+        "ptp" => {
+            let (path, seqpacket) = parse_ptp(s.rest)?;
+            Spec::Ptp { path, seqpacket }
+        }
         "tap" => Spec::Tap {
             name: parse_tap(s.rest)?,
         },
@@ -436,6 +460,15 @@ pub const MALFORMED: &[(&str, &str)] = &[
     ("/tmp/sw[group=]", "vde:// group '' is empty"),
     ("/tmp/sw[g]", "vde:// group '' is empty"),
     ("ptp://", "ptp:// path is missing (write ptp:///tmp/mylink)"),
+    ("ptp://[seqpacket]", "ptp:// path is missing"),
+    (
+        "ptp:///tmp/p[x]",
+        "unknown parameter 'x' for ptp:// (accepted: seqpacket)",
+    ),
+    (
+        "ptp:///tmp/p[seqpacket=yes]",
+        "ptp:// option seqpacket 'yes' takes no value",
+    ),
     ("tap://a/b", "is not a valid interface name"),
     ("tap://a b", "is not a valid interface name"),
     ("seqpacket://", "seqpacket:// descriptor '' is not a number"),

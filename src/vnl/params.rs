@@ -35,6 +35,13 @@ pub const NETNODE_KEYS: Keys = Keys {
     positional: false,
     keys: &["mode", "dirmode", "grp", "hashsize", "hashseed", "expiretime"],
 };
+/// ptp:// options: a vdens-fast extension (libvdeplug takes a ptp path whole), read only
+/// from a trailing `[...]`.
+pub const PTP_KEYS: Keys = Keys {
+    scheme: "ptp",
+    positional: false,
+    keys: &["seqpacket"],
+};
 /// vxlan:// options (libvdeplug_vxlan.c).
 pub const VXLAN_KEYS: Keys = Keys {
     scheme: "vxlan",

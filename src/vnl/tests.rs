@@ -90,13 +90,59 @@ fn parse_ok_table() {
             "ptp:///tmp/p",
             Spec::Ptp {
                 path: "/tmp/p".into(),
+                seqpacket: false,
             },
         ),
-        // ptp takes its path whole, brackets included, as libvdeplug 4.0.1 does.
+        // Only a trailing [...] holds options; other brackets belong to the path, as in
+        // libvdeplug, which takes the path whole.
         (
-            "ptp:///tmp/p[x]",
+            "ptp:///tmp/p[x]y",
+            Spec::Ptp {
+                path: "/tmp/p[x]y".into(),
+                seqpacket: false,
+            },
+        ),
+        (
+            "ptp:///tmp/p[x",
+            Spec::Ptp {
+                path: "/tmp/p[x".into(),
+                seqpacket: false,
+            },
+        ),
+        (
+            "ptp:///tmp/p[seqpacket]",
+            Spec::Ptp {
+                path: "/tmp/p".into(),
+                seqpacket: true,
+            },
+        ),
+        (
+            "ptp:///tmp/a[b]/p[s]",
+            Spec::Ptp {
+                path: "/tmp/a[b]/p".into(),
+                seqpacket: true,
+            },
+        ),
+        (
+            "ptp:///tmp/p[x][]",
             Spec::Ptp {
                 path: "/tmp/p[x]".into(),
+                seqpacket: false,
+            },
+        ),
+        (
+            "ptp:///tmp/p[]",
+            Spec::Ptp {
+                path: "/tmp/p".into(),
+                seqpacket: false,
+            },
+        ),
+        // Taken literally: no quote or %xx processing in the path, as libvdeplug.
+        (
+            "ptp:///tmp/my%20p[seqpacket]",
+            Spec::Ptp {
+                path: "/tmp/my%20p".into(),
+                seqpacket: true,
             },
         ),
         ("tap://tap0", Spec::Tap { name: "tap0".into() }),
