@@ -9,14 +9,18 @@
 //! so a stalled client never stalls the others, and nothing queues without bound. A flooded
 //! frame is sent from the one receive buffer to every destination in turn (no copy). Buffers
 //! are allocated when an endpoint is added, never per frame.
+//!
+//! A vxlan:// or vxvde:// link is a cable between the tap and an overlay endpoint
+//! (src/engine/overlay.rs) that chooses each frame's destination itself.
 
+use super::overlay::OverlayEp;
 use super::port::MAX_FRAME;
 use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::Cmd;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
-use crate::transport::{Framing, Hosted, Link, SendTo};
+use crate::transport::{Framing, Hosted, Link, Overlay, SendTo};
 use crate::wire::stream::{self, Decoder, Event};
 use crate::wire::vde_ctl::{Request, HEADER_LEN, MAX_DESCR};
 use crossbeam_channel::{Receiver, Sender};
@@ -63,6 +67,8 @@ pub enum NodeKind {
     Cable,
     /// A switch or hub served on this listener.
     Net(Listener),
+    /// A cable between the given endpoint (the tap) and a vxlan:// or vxvde:// network.
+    Overlay(Box<Overlay>),
 }
 
 impl NodeKind {
@@ -70,6 +76,7 @@ impl NodeKind {
     pub fn hosting(h: Hosted) -> NodeKind {
         match h {
             Hosted::Net(l) => NodeKind::Net(l),
+            Hosted::Overlay(o) => NodeKind::Overlay(o),
         }
     }
 }
@@ -104,6 +111,8 @@ enum Tx {
         start: usize,
         end: usize,
     },
+    /// A vxlan:// / vxvde:// network: a destination per frame, chosen by the endpoint.
+    Overlay(Box<OverlayEp>),
     Discard,
 }
 
@@ -124,6 +133,8 @@ enum Owner {
         ctl: OwnedFd,
         path: PathBuf,
     },
+    /// An overlay endpoint: its sockets are held by its `Tx::Overlay`.
+    Overlay,
 }
 
 struct Ep {
@@ -180,6 +191,8 @@ impl Ep {
         let (rx, tx, stream) = match &owner {
             Owner::Tap(fd) => (Some(fd.as_raw_fd()), None, false),
             Owner::Client { data, .. } => (Some(data.as_raw_fd()), None, false),
+            // Built by Ep::overlay, never here.
+            Owner::Overlay => (None, None, false),
             Owner::Link(l) => (
                 l.rx_fd().map(|f| f.as_raw_fd()),
                 l.tx_fd().map(|f| f.as_raw_fd()),
@@ -213,6 +226,7 @@ impl Ep {
             },
             (Some(fd), Owner::Client { .. }) => Tx::Write { fd, socket: true },
             (Some(fd), Owner::Tap(_)) => Tx::Write { fd, socket: false },
+            (Some(_), Owner::Overlay) => Tx::Discard,
         };
         let mut reg: Vec<RawFd> = rx.into_iter().collect();
         if let Tx::Stream { fd, .. } = tx {
@@ -239,6 +253,30 @@ impl Ep {
             stats: Arc::new(PortStats::new(name, vnl)),
             label,
             owner,
+        })
+    }
+
+    /// The endpoint of a vxlan:// or vxvde:// network: both its sockets are watched for input.
+    fn overlay(ov: Box<Overlay>, name: &str) -> Result<Ep, String> {
+        let o = OverlayEp::new(ov);
+        let vnl = o.vnl().to_string();
+        let label = format!("{name} ({vnl})");
+        let reg = o.rx_fds();
+        for f in &reg {
+            set_nonblocking(*f).map_err(|e| format!("{label}: cannot make it non-blocking: {}", e.desc()))?;
+        }
+        Ok(Ep {
+            owner: Owner::Overlay,
+            rx: reg.first().copied(),
+            rx_socket: true,
+            eof_on_zero: false,
+            rx_stream: None,
+            rx_dead: false,
+            tx: Tx::Overlay(Box::new(o)),
+            reg,
+            counts: [Counts::default(); 2],
+            stats: Arc::new(PortStats::new(name, &vnl)),
+            label,
         })
     }
 
@@ -272,6 +310,10 @@ impl Ep {
 
     /// Sends frames `i..j` of the slab to this endpoint now, or drops them.
     fn send_run(&mut self, slab: &[u8], lens: &[usize], mut i: usize, j: usize) {
+        if let Tx::Overlay(o) = &mut self.tx {
+            o.send_run(slab, STRIDE, lens, i, j, &mut self.counts[LINK_TO_TAP]);
+            return;
+        }
         let dest = match &self.tx {
             Tx::Write { socket: true, fd } => (*fd, None),
             Tx::SendTo { fd, addr } => (*fd, Some(*addr)),
@@ -319,6 +361,10 @@ impl Ep {
 
     /// Sends one frame to this endpoint now, or drops it.
     fn send(&mut self, frame: &[u8]) {
+        if let Tx::Overlay(o) = &mut self.tx {
+            o.send_one(frame, &mut self.counts[LINK_TO_TAP]);
+            return;
+        }
         let c = &mut self.counts[LINK_TO_TAP];
         c.received += 1;
         let r = match &mut self.tx {
@@ -326,6 +372,8 @@ impl Ep {
                 c.drop(Why::NoLink, 1);
                 return;
             }
+            // Sent above.
+            Tx::Overlay(_) => return,
             Tx::Write { fd, socket: true } => send(*fd, frame, MsgFlags::MSG_DONTWAIT).map(|_| ()),
             Tx::Write { fd, socket: false } => nix::unistd::write(fdb(*fd), frame).map(|_| ()),
             Tx::SendTo { fd, addr } => sendto(*fd, frame, addr, MsgFlags::MSG_DONTWAIT).map(|_| ()),
@@ -381,8 +429,9 @@ fn token(kind: u64, idx: usize) -> u64 {
 impl NodeWorker {
     fn register(&mut self, id: usize) -> Result<(), Errno> {
         let e = self.eps[id].as_ref().expect("endpoint");
+        let overlay = matches!(e.tx, Tx::Overlay(_));
         for (k, f) in e.reg.iter().enumerate() {
-            let flags = if k == 0 && e.rx.is_some() {
+            let flags = if (k == 0 && e.rx.is_some()) || overlay {
                 EpollFlags::EPOLLIN
             } else {
                 EpollFlags::empty()
@@ -511,6 +560,15 @@ impl NodeWorker {
         }
         let rx = e.rx.expect("a live endpoint receives");
         let c = &mut e.counts[TAP_TO_LINK];
+        if let Tx::Overlay(o) = &mut e.tx {
+            return match o.recv(&mut self.slab, STRIDE, &mut self.lens, c) {
+                Ok(n) => n,
+                Err(_) => {
+                    e.rx_dead = true;
+                    0
+                }
+            };
+        }
         if let Some(s) = e.rx_stream.as_mut() {
             let mut n = 0;
             loop {
@@ -638,11 +696,18 @@ impl NodeWorker {
         }
         if dead {
             let e = self.eps[id].as_ref().expect("endpoint");
-            if let Some(f) = e.reg.first() {
+            // An overlay watches all its sockets for input; others only the first descriptor.
+            let watched = if matches!(e.tx, Tx::Overlay(_)) {
+                e.reg.len()
+            } else {
+                1
+            };
+            for (k, f) in e.reg.iter().take(watched).enumerate() {
                 if !matches!(e.tx, Tx::Stream { .. }) {
+                    let kind = if k == 0 { T_EP } else { T_TX };
                     let _ = self.ep.modify(
                         fdb(*f),
-                        &mut EpollEvent::new(EpollFlags::empty(), token(T_EP, id)),
+                        &mut EpollEvent::new(EpollFlags::empty(), token(kind, id)),
                     );
                 }
             }
@@ -858,7 +923,7 @@ fn ctl_of(o: &Owner) -> Option<std::os::fd::BorrowedFd<'_>> {
     match o {
         Owner::Client { ctl, .. } => Some(ctl.as_fd()),
         Owner::Link(l) => l.ctl.as_ref().map(|c| c.as_fd()),
-        Owner::Tap(_) => None,
+        Owner::Tap(_) | Owner::Overlay => None,
     }
 }
 
@@ -883,8 +948,9 @@ pub fn run(
     let setup = (|| -> Result<NodeWorker, String> {
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|e| format!("epoll_create1: {}", e.desc()))?;
-        let (fwd, listener) = match node.kind {
-            NodeKind::Cable => (Fwd::Cable, None),
+        let (fwd, listener, overlay) = match node.kind {
+            NodeKind::Cable => (Fwd::Cable, None, None),
+            NodeKind::Overlay(o) => (Fwd::Cable, None, Some(o)),
             NodeKind::Net(l) => {
                 let f = if l.spec.hub {
                     Forwarder::Hub
@@ -895,7 +961,7 @@ pub fn run(
                         l.spec.seed,
                     ))
                 };
-                (Fwd::Net(f), Some(l))
+                (Fwd::Net(f), Some(l), None)
             }
         };
         let mut w = NodeWorker {
@@ -924,6 +990,13 @@ pub fn run(
             let (owner, name, vnl) = owner_of(e, &node.name);
             let ep = Ep::new(owner, &name, &vnl)?;
             w.add(first + k, ep)?;
+        }
+        // The overlay is the cable's other end: after the tap (or vdeplug-fast's other link).
+        if let Some(o) = overlay {
+            let name = if o.vxvde { "vxvde" } else { "vxlan" };
+            let id = w.eps.len();
+            let ep = Ep::overlay(o, name)?;
+            w.add(id, ep)?;
         }
         Ok(w)
     })();

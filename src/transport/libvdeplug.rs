@@ -1,5 +1,5 @@
 //! The libvdeplug fallback: every scheme vdens-fast does not implement itself (slirp, pcap,
-//! vlan, multi, bonding, agno, macvtap, and for now vxlan, vxvde, switch, hub) is opened by
+//! vlan, multi, bonding, agno, macvtap, ...) is opened by
 //! libvdeplug, loaded at run time (`dlopen("libvdeplug.so.2")`, only when such a VNL is used),
 //! with `vde_open_real(url, "vdens-fast", 1, NULL)`.
 //!

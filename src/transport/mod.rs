@@ -11,9 +11,12 @@ mod switch;
 mod tap;
 mod udp;
 mod vde;
+pub mod vxlan;
+mod vxvde;
 
 pub use cmd::Coproc;
 pub use libvdeplug::Bridge;
+pub use vxlan::Overlay;
 
 use crate::vnl::{self, Spec, VnlError};
 use std::fmt;
@@ -48,6 +51,9 @@ pub enum SendTo {
 pub enum Hosted {
     /// switch:// or hub://: the node's directory and listening control socket.
     Net(crate::switch::server::Listener),
+    /// vxlan:// or vxvde://: the overlay's sockets; the node sends each frame to the remote
+    /// learnt for its destination MAC, or to the group.
+    Overlay(Box<Overlay>),
 }
 
 impl Hosted {
@@ -55,6 +61,7 @@ impl Hosted {
     pub fn release(self) {
         match self {
             Hosted::Net(l) => l.release(),
+            Hosted::Overlay(o) => o.release(),
         }
     }
 }
@@ -84,8 +91,8 @@ pub struct Link {
     /// built in): stopped, and its libvdeplug connection closed, when the link drops, after
     /// `rx`/`tx` are closed.
     pub bridge: Option<Bridge>,
-    /// A link run as a node of the engine instead of a plain tap<->link port (switch:// and
-    /// hub:// today): the engine runs it with this link's tap as one of the node's endpoints.
+    /// A link run as a node of the engine instead of a plain tap<->link port (switch://,
+    /// hub://, vxlan://, vxvde://): the engine runs it with this link's tap as one of the node's endpoints.
     pub node: Option<Hosted>,
 }
 
@@ -268,6 +275,8 @@ pub const SCHEMES: &[&str] = &[
     "hub://",
     "null://",
     "udp://",
+    "vxlan://",
+    "vxvde://",
 ];
 
 /// Splits `scheme://rest`; a string without `://` is a `vde://` path, as in libvdeplug.
@@ -346,6 +355,8 @@ pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),
         Spec::Udp(s) => udp::open(vnl, &s),
+        Spec::Overlay(s) if s.vxvde => vxvde::open(vnl, &s),
+        Spec::Overlay(s) => vxlan::open(vnl, &s),
         Spec::Other { scheme, rest } if scheme == "switch" || scheme == "hub" => {
             switch::open(vnl, scheme == "hub", &rest)
         }
