@@ -9,53 +9,25 @@
 use super::port::MAX_FRAME;
 use super::stats::{Counts, Drop as Why};
 use crate::switch::remote::Remotes;
-use crate::sys::inet::{self, HDR};
+use crate::sys::inet::{self, Meta, HDR};
 use crate::transport::Overlay;
 use nix::errno::Errno;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Datagrams per receive or send call.
 const BATCH: usize = 32;
-/// How long what we found out about a sender address (ours or not) is trusted.
-const SELF_TTL: Duration = Duration::from_secs(5);
-/// Sender addresses remembered as ours or not.
-const SELF_CACHE: usize = 64;
-
-/// Whether a sender address is one of this network namespace's: asked of the kernel once
-/// per address and [`SELF_TTL`], since only datagrams from our own port need the answer.
-struct SelfAddrs {
-    known: Vec<(IpAddr, bool)>,
-    since: Instant,
-}
-
-impl SelfAddrs {
-    fn is_ours(&mut self, ip: IpAddr) -> bool {
-        if self.since.elapsed() > SELF_TTL || self.known.len() >= SELF_CACHE {
-            self.known.clear();
-            self.since = Instant::now();
-        }
-        if let Some((_, ours)) = self.known.iter().find(|(a, _)| *a == ip) {
-            return *ours;
-        }
-        let ours = inet::is_local_address(&ip);
-        self.known.push((ip, ours));
-        ours
-    }
-}
-
 /// An overlay endpoint's state: its sockets, learning table and scratch space.
 pub struct OverlayEp {
     ov: Box<Overlay>,
     remotes: Remotes,
     header: [u8; HDR],
-    own: SelfAddrs,
     start: Instant,
     /// Which socket to read first next time (vxvde has two; neither may starve the other).
     turn: usize,
     hdrs: [[u8; HDR]; BATCH],
-    from: [Option<SocketAddr>; BATCH],
+    meta: [Meta; BATCH],
     dests: [SocketAddr; BATCH],
 }
 
@@ -64,14 +36,10 @@ impl OverlayEp {
         OverlayEp {
             remotes: Remotes::new(ov.hashsize, ov.expire),
             header: ov.header(),
-            own: SelfAddrs {
-                known: Vec::with_capacity(SELF_CACHE),
-                since: Instant::now(),
-            },
             start: Instant::now(),
             turn: 0,
             hdrs: [[0; HDR]; BATCH],
-            from: [None; BATCH],
+            meta: [Meta::default(); BATCH],
             dests: [ov.group; BATCH],
             ov,
         }
@@ -132,7 +100,7 @@ impl OverlayEp {
                 &mut slab[n * stride..],
                 stride,
                 &mut lens[n..max],
-                &mut self.from[..max - n],
+                &mut self.meta[..max - n],
             ) {
                 Ok(k) => k,
                 Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
@@ -148,14 +116,14 @@ impl OverlayEp {
             let mut kept = 0;
             for k in 0..got {
                 let total = lens[n + k];
-                let Some(from) = self.from[k] else {
+                let Some(from) = self.meta[k].from else {
                     c.received += 1;
                     c.drop(Why::Framing, 1);
                     continue;
                 };
                 // Our own multicast, looped back to the group socket (vxvde keeps the loop on
                 // for the other endpoints of this host).
-                if which == 0 && from.port() == self.ov.self_port && self.own.is_ours(from.ip()) {
+                if which == 0 && self.ov.is_own(&from, self.meta[k].spec_dst) {
                     continue;
                 }
                 if total == HDR && self.ov.vxvde && self.hdrs[k] == self.header {

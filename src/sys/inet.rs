@@ -193,22 +193,56 @@ pub fn send_to(fd: BorrowedFd<'_>, hdr: &[u8], payload: &[u8], dest: &SocketAddr
     send_batch_to(fd, hdr, &[payload], std::slice::from_ref(dest))
 }
 
+/// Room for one IP_PKTINFO control message.
+const CMSG_ROOM: usize = 64;
+
+/// The local address IP_PKTINFO reports for a datagram (`ipi_spec_dst`: the address this host
+/// would answer it from), when the control data carries one.
+fn pktinfo_spec_dst(msg: &libc::msghdr) -> Option<IpAddr> {
+    // SAFETY: `msg` was filled by recvmmsg: msg_control points at its control buffer and
+    // msg_controllen says how much of it the kernel wrote; CMSG_FIRSTHDR/NXTHDR stay within it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IP
+                && (*c).cmsg_type == libc::IP_PKTINFO
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as usize
+            {
+                let pi: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_spec_dst.s_addr))));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+/// One received datagram's metadata.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Meta {
+    /// The sender (None for a non-IP sender).
+    pub from: Option<SocketAddr>,
+    /// IPv4 with IP_PKTINFO on: the local address the kernel would answer the sender from,
+    /// which equals the sender's address exactly when the sender is this host.
+    pub spec_dst: Option<IpAddr>,
+}
+
 /// recvmmsg(2) without waiting: receives up to `lens.len()` datagrams, the first [`HDR`] bytes
 /// of each into `hdrs[i]` and the rest into the `stride`-byte piece `i` of `slab`. `lens[i]`
 /// gets the datagram's whole length (header included, truncated to `HDR + stride`) and
-/// `from[i]` its sender (None for a non-IP sender). Returns how many arrived.
+/// `meta[i]` its sender. Returns how many arrived.
 pub fn recv_batch_from(
     fd: BorrowedFd<'_>,
     hdrs: &mut [[u8; HDR]],
     slab: &mut [u8],
     stride: usize,
     lens: &mut [usize],
-    from: &mut [Option<SocketAddr>],
+    meta: &mut [Meta],
 ) -> io::Result<usize> {
     let n = lens
         .len()
         .min(hdrs.len())
-        .min(from.len())
+        .min(meta.len())
         .min(MAX_BATCH)
         .min(slab.len() / stride.max(1));
     // SAFETY: iovec, mmsghdr and sockaddr_storage are plain data; all-zero is valid.
@@ -217,6 +251,8 @@ pub fn recv_batch_from(
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut names: [libc::sockaddr_storage; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // u64 elements: control buffers must be aligned for cmsghdr.
+    let mut ctl = [[0u64; CMSG_ROOM / 8]; MAX_BATCH];
     let base = slab.as_mut_ptr();
     for i in 0..n {
         iov[i][0].iov_base = hdrs[i].as_mut_ptr().cast();
@@ -228,9 +264,12 @@ pub fn recv_batch_from(
         msgs[i].msg_hdr.msg_iovlen = 2;
         msgs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
         msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msgs[i].msg_hdr.msg_control = ctl[i].as_mut_ptr().cast();
+        msgs[i].msg_hdr.msg_controllen = CMSG_ROOM as _;
     }
     // SAFETY: n valid mmsghdr, each pointing at two iovecs inside `hdrs[i]` and `slab` (both
-    // exclusively borrowed for the call) and at its own sockaddr_storage on this stack frame.
+    // exclusively borrowed for the call), at its own sockaddr_storage and control buffer on
+    // this stack frame.
     let r = unsafe {
         libc::recvmmsg(
             fd.as_raw_fd(),
@@ -245,7 +284,10 @@ pub fn recv_batch_from(
     }
     for i in 0..r as usize {
         lens[i] = msgs[i].msg_len as usize;
-        from[i] = from_raw(&names[i], msgs[i].msg_hdr.msg_namelen);
+        meta[i] = Meta {
+            from: from_raw(&names[i], msgs[i].msg_hdr.msg_namelen),
+            spec_dst: pktinfo_spec_dst(&msgs[i].msg_hdr),
+        };
     }
     Ok(r as usize)
 }
@@ -293,22 +335,21 @@ pub fn send_batch_to(
     Ok(r as usize)
 }
 
-/// True when `ip` is an address of an interface of this network namespace.
-pub fn is_local_address(ip: &IpAddr) -> bool {
+/// The addresses of the interfaces of this network namespace.
+pub fn local_addresses() -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return false;
+        return Vec::new();
     };
+    let mut v = Vec::new();
     for ifa in addrs {
         let Some(a) = ifa.address else { continue };
-        let found = match ip {
-            IpAddr::V4(v4) => a.as_sockaddr_in().is_some_and(|s| s.ip() == *v4),
-            IpAddr::V6(v6) => a.as_sockaddr_in6().is_some_and(|s| s.ip() == *v6),
-        };
-        if found {
-            return true;
+        if let Some(s) = a.as_sockaddr_in() {
+            v.push(IpAddr::V4(s.ip()));
+        } else if let Some(s) = a.as_sockaddr_in6() {
+            v.push(IpAddr::V6(s.ip()));
         }
     }
-    false
+    v
 }
 
 #[cfg(test)]
@@ -335,13 +376,14 @@ mod tests {
         bind(a.as_fd(), &"127.0.0.1:0".parse().unwrap()).unwrap();
         bind(b.as_fd(), &"127.0.0.1:0".parse().unwrap()).unwrap();
         let (aa, ba) = (local_addr(a.as_fd()).unwrap(), local_addr(b.as_fd()).unwrap());
+        set_int(b.as_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO, 1).unwrap();
         let frames: [&[u8]; 2] = [&[1u8; 20], &[2u8; 30]];
         let n = send_batch_to(a.as_fd(), &[8, 0, 0, 0, 0, 0, 1, 0], &frames, &[ba, ba]).unwrap();
         assert_eq!(n, 2);
         let mut hdrs = [[0u8; HDR]; 4];
         let mut slab = vec![0u8; 4 * 64];
         let mut lens = [0usize; 4];
-        let mut from = [None; 4];
+        let mut meta = [Meta::default(); 4];
         let mut got = 0;
         for _ in 0..100 {
             got += recv_batch_from(
@@ -350,7 +392,7 @@ mod tests {
                 &mut slab[got * 64..],
                 64,
                 &mut lens[got..],
-                &mut from[got..],
+                &mut meta[got..],
             )
             .unwrap_or(0);
             if got == 2 {
@@ -363,7 +405,9 @@ mod tests {
         assert_eq!(hdrs[0], [8, 0, 0, 0, 0, 0, 1, 0]);
         assert_eq!(&slab[..20], &[1u8; 20]);
         assert_eq!(&slab[64..94], &[2u8; 30]);
-        assert_eq!(from[0], Some(aa));
-        assert!(is_local_address(&"127.0.0.1".parse().unwrap()));
+        assert_eq!(meta[0].from, Some(aa));
+        // From this host: the address we would answer from is the sender's own.
+        assert_eq!(meta[0].spec_dst, Some(aa.ip()));
+        assert!(local_addresses().contains(&"127.0.0.1".parse().unwrap()));
     }
 }

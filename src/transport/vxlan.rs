@@ -47,6 +47,10 @@ pub struct Overlay {
     /// The port our datagrams leave from: a datagram from a local address and this port is
     /// our own multicast looped back.
     pub self_port: u16,
+    /// The addresses of the namespace the sockets live in, when they were opened. The data
+    /// plane runs in vdens-fast's own network namespace, where these are not visible; IPv4
+    /// needs them only when IP_PKTINFO says nothing, IPv6 always.
+    pub locals: Vec<IpAddr>,
     /// The process that opened it (a forked copy sends no farewell).
     owner: u32,
     /// vxvde: say goodbye to the group when dropped.
@@ -77,6 +81,18 @@ impl Overlay {
         } else {
             SocketAddr::new(from.ip(), self.group.port())
         }
+    }
+
+    /// Whether a datagram that came from `from` is our own multicast looped back: it left our
+    /// sending port at an address of this host. `spec_dst` is IP_PKTINFO's local address for
+    /// the sender (IPv4): the sender's own address exactly when the sender is this host, as
+    /// libvdeplug_vxvde checks it; otherwise the addresses known at open time are used.
+    pub fn is_own(&self, from: &SocketAddr, spec_dst: Option<IpAddr>) -> bool {
+        from.port() == self.self_port
+            && match spec_dst {
+                Some(d) => d == from.ip(),
+                None => self.locals.contains(&from.ip()),
+            }
     }
 
     /// The socket datagrams are sent from.
@@ -286,6 +302,10 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             "setsockopt",
             inet::set_int(s, lvl, loop_opt, 0),
         )?;
+        if !v6 {
+            let pktinfo = inet::set_int(s, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+            step(vnl, "asking for packet information", "IP_PKTINFO", pktinfo)?;
+        }
         let local = wildcard(&g, g.port());
         if let Err(e) = inet::bind(s, &local) {
             let hint = bind_hint(&local, &e, "vxlan");
@@ -337,6 +357,7 @@ pub(crate) fn overlay(
         hashsize: spec.hashsize,
         expire: spec.expire,
         self_port,
+        locals: inet::local_addresses(),
         owner: std::process::id(),
         farewell: vxvde,
     }

@@ -164,6 +164,12 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             "SO_REUSEADDR",
             inet::set_int(m, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1),
         )?;
+        if !v6 {
+            // As the classic plugin: the local address for each sender tells our own
+            // looped-back multicast apart.
+            let pktinfo = inet::set_int(m, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+            step(vnl, "asking for packet information", "IP_PKTINFO", pktinfo)?;
+        }
         if let Err(e) = inet::bind(m, &g) {
             let hint = bind_hint(&g, &e, "vxvde");
             last_err = Some(OpenError::io(vnl, "binding the multicast socket", e, Some(hint)));
