@@ -322,6 +322,21 @@ fn vxvde_endpoints_sharing_a_namespace_hear_each_other_not_themselves() {
 }
 
 #[test]
+fn vxvde_ipv6_no_echo_then_classic_peer() {
+    let d = TempDir::new("vv6");
+    let lan = Lan::new("vv6", 90);
+    let mut fast = ns_node_in(&lan.a, "fast", Impl::Fast, &d, &[], &["vxvde:///v6/if=vx0"]);
+    fast.up("vde0", "10.90.0.1/24", None);
+    // IPv6 has no IP_PKTINFO answer for this: the addresses of A, read when the link was
+    // opened, recognise our own looped-back multicast.
+    no_echo(&mut fast, "10.90.0.255");
+    let mut classic = ns_node_in(&lan.b, "classic", Impl::Classic, &d, &[], &["vxvde:///v6/if=vx1"]);
+    classic.up("vde0", "10.90.0.2/24", None);
+    ping(&mut fast, "10.90.0.2", 3);
+    ping(&mut classic, "10.90.0.1", 3);
+}
+
+#[test]
 fn vdeplug_fast_cable_vxvde_to_ptp() {
     let d = TempDir::new("vvc");
     let lan = Lan::new("vvc", 88);
@@ -342,6 +357,34 @@ fn vdeplug_fast_cable_vxvde_to_ptp() {
     ping(&mut on_ptp, "10.88.0.2", 3);
     ping(&mut classic, "10.88.0.1", 3);
     tcp_transfer(&mut classic, &mut on_ptp, "10.88.0.1", &d, 1 << 20);
+}
+
+#[test]
+fn vdeplug_fast_switch_joined_to_vxvde() {
+    // vde_plug's `vxvde:// switch://DIR`: the overlay is one port of the hosted switch.
+    let d = TempDir::new("vvw");
+    let lan = Lan::new("vvw", 89);
+    let dir = d.join("sw");
+    let sw = format!("switch://{}", dir.display());
+    let _plug = Daemon::start("vdeplug-fast", {
+        let mut c = lan.b.cmd(env!("CARGO_BIN_EXE_vdeplug-fast"));
+        c.args(["vxvde:///vni=5", &sw]);
+        c
+    });
+    assert!(wait_path(&dir.join("ctl"), 10), "the switch did not appear");
+    let vde = format!("vde://{}", dir.display());
+    let mut c1 = ns_node("on-switch-classic", Impl::Classic, &d, &[&vde]);
+    let mut c2 = ns_node("on-switch-fast", Impl::Fast, &d, &[&vde]);
+    let mut far = ns_node_in(&lan.a, "far", Impl::Classic, &d, &[], &["vxvde:///vni=5"]);
+    c1.up("vde0", "10.89.0.1/24", None);
+    c2.up("vde0", "10.89.0.2/24", None);
+    far.up("vde0", "10.89.0.3/24", None);
+    ping(&mut c1, "10.89.0.3", 3);
+    ping(&mut c2, "10.89.0.3", 3);
+    ping(&mut far, "10.89.0.1", 3);
+    ping(&mut far, "10.89.0.2", 3);
+    ping(&mut c1, "10.89.0.2", 3);
+    tcp_transfer(&mut far, &mut c2, "10.89.0.2", &d, 1 << 20);
 }
 
 /// Runs vdens-fast `args` inside a fresh, empty namespace of the test; expects exit 1 and a

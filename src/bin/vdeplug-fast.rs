@@ -15,7 +15,7 @@ use std::process::exit;
 use std::time::Duration;
 use vdens_fast::cli::EngineChoice;
 use vdens_fast::engine::{Endpoint, Engine, EngineOptions, Node, NodeKind, UringTuning};
-use vdens_fast::transport::{self, Framing, Link};
+use vdens_fast::transport::{self, Framing, Hosted, Link};
 
 const USAGE: &str = "Usage:
   vdeplug-fast [ OPTIONS ] VNL                 frames as a 2-byte-length stream on stdin/stdout
@@ -185,7 +185,27 @@ fn main() {
                 endpoints,
             }
         }
-        _ => fail("both VNLs host a switch or hub: give one switch:// or hub:// and one other VNL"),
+        // Two hosted networks: a vxlan:// or vxvde:// one joins the other (a switch, a hub or
+        // another overlay) as an endpoint; two switches or hubs cannot be joined.
+        _ => {
+            let is_net = |l: &Link| matches!(l.node, Some(Hosted::Net(_)));
+            if is_net(&links[0]) && is_net(&links[1]) {
+                fail("both VNLs host a switch or hub: give one switch:// or hub:// and one other VNL");
+            }
+            let h = if is_net(&links[1]) { 1 } else { 0 };
+            let hosted = links[h].node.take().expect("hosted");
+            let name = links[h].vnl.clone();
+            let [a, b] = links;
+            let other = if h == 0 { b } else { a };
+            Node {
+                name,
+                kind: NodeKind::hosting(hosted),
+                endpoints: vec![Endpoint::Link {
+                    name: "plug".into(),
+                    link: Box::new(other),
+                }],
+            }
+        }
     };
     if args.daemon {
         daemonize();

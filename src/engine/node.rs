@@ -814,8 +814,7 @@ impl NodeWorker {
         let id = (first..last)
             .find(|&i| free(&self.eps, i))
             .ok_or_else(|| format!("{}: no free port", self.name))?;
-        let (owner, name, vnl) = owner_of(e, &self.name);
-        let ep = Ep::new(owner, &name, &vnl)?;
+        let ep = ep_of(e, &self.name)?;
         if let Err(m) = self.add(id, ep) {
             self.remove(id);
             return Err(m);
@@ -927,6 +926,20 @@ fn ctl_of(o: &Owner) -> Option<std::os::fd::BorrowedFd<'_>> {
     }
 }
 
+/// The endpoint for `e`. A link hosting a vxlan:// or vxvde:// network joins as that network
+/// (vdeplug-fast's `vxvde:// switch:///tmp/sw`: the overlay is a port of the switch).
+fn ep_of(mut e: Endpoint, node: &str) -> Result<Ep, String> {
+    if let Endpoint::Link { name, link } = &mut e {
+        if matches!(link.node, Some(Hosted::Overlay(_))) {
+            if let Some(Hosted::Overlay(o)) = link.node.take() {
+                return Ep::overlay(o, name);
+            }
+        }
+    }
+    let (owner, name, vnl) = owner_of(e, node);
+    Ep::new(owner, &name, &vnl)
+}
+
 fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String) {
     match e {
         Endpoint::Tap { name, fd } => (Owner::Tap(fd), name, node.to_string()),
@@ -987,8 +1000,7 @@ pub fn run(
         // a client asks for with [0]).
         let first = if w.listener.is_some() { 1 } else { 0 };
         for (k, e) in node.endpoints.into_iter().enumerate() {
-            let (owner, name, vnl) = owner_of(e, &node.name);
-            let ep = Ep::new(owner, &name, &vnl)?;
+            let ep = ep_of(e, &node.name)?;
             w.add(first + k, ep)?;
         }
         // The overlay is the cable's other end: after the tap (or vdeplug-fast's other link).
