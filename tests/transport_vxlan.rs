@@ -137,20 +137,24 @@ fn kernel_vxlan_device_both_ways_then_unicast() {
             .any(|l| l.starts_with(&ours) && l.contains(&format!("dst {}", lan.ip(1)))),
         "kernel fdb has no unicast entry for {ours}:\n{fdb}"
     );
-    let cap = d.join("uni.txt");
-    let _tcpdump = Daemon::start("tcpdump", {
-        let mut c = lan.a.cmd("sh");
-        c.args([
-            "-c",
-            &format!(
-                "exec timeout 20 tcpdump -l -n -i vx0 'udp and src {} and dst {} and dst port 4789' > {}",
-                lan.ip(2),
-                lan.ip(1),
-                cap.display()
-            ),
-        ]);
-        c
-    });
+    // Unicast VXLAN each way, seen on the veth: the kernel's to A, ours (to the remote we
+    // learnt for the kernel's MAC) to B.
+    let capture = |ns: &NetNs, dev: &str, src: String, dst: String, file: &std::path::Path| {
+        Daemon::start("tcpdump", {
+            let mut c = ns.cmd("sh");
+            c.args([
+                "-c",
+                &format!(
+                    "exec timeout 20 tcpdump -l -n -i {dev} 'udp and src {src} and dst {dst} and dst port 4789' > {}",
+                    file.display()
+                ),
+            ]);
+            c
+        })
+    };
+    let (to_a, to_b) = (d.join("uni-a.txt"), d.join("uni-b.txt"));
+    let _ta = capture(&lan.a, "vx0", lan.ip(2), lan.ip(1), &to_a);
+    let _tb = capture(&lan.b, "vx1", lan.ip(1), lan.ip(2), &to_b);
     std::thread::sleep(Duration::from_millis(800));
     for _ in 0..3 {
         ping(&mut fast, "10.81.0.2", 3);
@@ -158,11 +162,13 @@ fn kernel_vxlan_device_both_ways_then_unicast() {
     }
     tcp_transfer(&mut fast, &mut kernel, "10.81.0.2", &d, 2 << 20);
     tcp_transfer(&mut kernel, &mut fast, "10.81.0.1", &d, 2 << 20);
-    let seen = std::fs::read_to_string(&cap).unwrap_or_default();
-    assert!(
-        seen.lines().count() >= 6,
-        "no unicast VXLAN from the kernel device reached A:\n{seen}"
-    );
+    for (file, what) in [
+        (&to_a, "from the kernel device to A"),
+        (&to_b, "from vdens-fast to B"),
+    ] {
+        let seen = std::fs::read_to_string(file).unwrap_or_default();
+        assert!(seen.lines().count() >= 6, "no unicast VXLAN {what}:\n{seen}");
+    }
     let o = fast.finish(10);
     assert_eq!(o.code, Some(0), "{o:#?}");
 }

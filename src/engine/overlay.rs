@@ -197,9 +197,11 @@ impl OverlayEp {
     fn send_frames(&mut self, frames: &[&[u8]], c: &mut Counts) -> usize {
         let now = self.now();
         for (m, f) in frames.iter().enumerate() {
-            let mut dst = [0u8; 6];
-            dst.copy_from_slice(&f[..6.min(f.len())]);
-            self.dests[m] = self.remotes.lookup(&dst, now).unwrap_or(self.ov.group);
+            let learnt = f
+                .get(..6)
+                .and_then(|d| <&[u8; 6]>::try_from(d).ok())
+                .and_then(|d| self.remotes.lookup(d, now));
+            self.dests[m] = learnt.unwrap_or(self.ov.group);
         }
         c.received += frames.len() as u64;
         let mut i = 0;

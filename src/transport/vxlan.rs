@@ -51,9 +51,9 @@ pub struct Overlay {
     /// plane runs in vdens-fast's own network namespace, where these are not visible; IPv4
     /// needs them only when IP_PKTINFO says nothing, IPv6 always.
     pub locals: Vec<IpAddr>,
-    /// The process that opened it (a forked copy sends no farewell).
-    owner: u32,
-    /// vxvde: say goodbye to the group when dropped.
+    /// vxvde: say goodbye to the group when dropped. The process that runs the network drops
+    /// it (in clone mode that is the child that got it across fork); the other one calls
+    /// [`Overlay::release`].
     farewell: bool,
 }
 
@@ -110,7 +110,7 @@ impl Drop for Overlay {
     fn drop(&mut self) {
         // libvdeplug_vxvde's close: a header with no frame tells the peers to forget every
         // address learnt behind our unicast socket.
-        if self.farewell && self.vxvde && self.owner == std::process::id() {
+        if self.farewell && self.vxvde {
             let _ = inet::send_to(self.tx_fd(), &self.header(), &[], &self.group);
         }
     }
@@ -358,7 +358,6 @@ pub(crate) fn overlay(
         expire: spec.expire,
         self_port,
         locals: inet::local_addresses(),
-        owner: std::process::id(),
         farewell: vxvde,
     }
 }
