@@ -296,7 +296,9 @@ fn vxvde_with_classic_vdens_grp_option() {
     let lan = Lan::new("vvg", 86);
     // grp=300: VNI 300 and group 239.0.1.44 on both sides.
     let vnl = "vxvde://239.0.0.1/grp=300";
-    let mut fast = ns_node_in(&lan.a, "fast", Impl::Fast, &d, &[], &[vnl]);
+    // bind=: our unicast socket on A's veth address.
+    let ours = format!("{vnl}/bind={}", lan.ip(1));
+    let mut fast = ns_node_in(&lan.a, "fast", Impl::Fast, &d, &[], &[&ours]);
     let mut classic = ns_node_in(&lan.b, "classic", Impl::Classic, &d, &[], &[vnl]);
     fast.up("vde0", "10.86.0.1/24", None);
     classic.up("vde0", "10.86.0.2/24", None);
@@ -340,6 +342,51 @@ fn vxvde_ipv6_no_echo_then_classic_peer() {
     classic.up("vde0", "10.90.0.2/24", None);
     ping(&mut fast, "10.90.0.2", 3);
     ping(&mut classic, "10.90.0.1", 3);
+}
+
+#[test]
+fn vxvde_says_goodbye_on_exit() {
+    // libvdeplug_vxvde's close: our header and no frame, to the group, so the peers forget
+    // the stations learnt behind us.
+    let d = TempDir::new("vvb");
+    let lan = Lan::new("vvb", 91);
+    let cap = d.join("bye.txt");
+    let _tcpdump = Daemon::start("tcpdump", {
+        let mut c = lan.a.cmd("sh");
+        c.args([
+            "-c",
+            &format!(
+                "exec timeout 20 tcpdump -l -n -x -i vx0 'udp and dst 239.0.0.1 and dst port 14789 and udp[4:2] = 16' > {}",
+                cap.display()
+            ),
+        ]);
+        c
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let mut fast = ns_node_in(&lan.a, "fast", Impl::Fast, &d, &[], &["vxvde:///vni=77"]);
+    fast.up("vde0", "10.91.0.1/24", None);
+    let o = fast.finish(10);
+    assert_eq!(o.code, Some(0), "{o:#?}");
+    // The hex dump's bytes, joined: the datagram ends with our header, flags 0x08 and
+    // VNI 77 (0x4d), and nothing after it.
+    let hex = |text: &str| -> String {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("0x").and_then(|r| r.split_once(':')))
+            .flat_map(|(_, b)| b.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = std::fs::read_to_string(&cap).unwrap_or_default();
+        if hex(&seen).ends_with("0800000000004d00") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        hex(&seen).ends_with("0800000000004d00"),
+        "no farewell datagram seen:\n{seen}"
+    );
 }
 
 #[test]
@@ -446,6 +493,10 @@ fn bad_vnls_give_one_line_errors() {
         (
             "vxvde:///vni=no-such-group-vdf",
             "vxvde:// vni 'no-such-group-vdf' is neither a number nor a group of this system",
+        ),
+        (
+            "vxlan://no-such-host.invalid",
+            "vxlan://no-such-host.invalid: resolving the group: cannot resolve 'no-such-host.invalid'",
         ),
         (
             "vxlan:///if=nosuchif0",
