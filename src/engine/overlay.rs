@@ -18,6 +18,7 @@ use std::time::Instant;
 
 /// Datagrams per receive or send call.
 const BATCH: usize = 32;
+
 /// An overlay endpoint's state: its sockets, learning table and scratch space.
 pub struct OverlayEp {
     ov: Box<Overlay>,
@@ -89,10 +90,9 @@ impl OverlayEp {
             if drained[which] {
                 continue;
             }
-            let fd = if which == 0 {
-                self.ov.multi.as_fd()
-            } else {
-                self.ov.uni.as_ref().expect("vxvde unicast socket").as_fd()
+            let fd = match (which, &self.ov.uni) {
+                (0, _) | (_, None) => self.ov.multi.as_fd(),
+                (_, Some(u)) => u.as_fd(),
             };
             let got = match inet::recv_batch_from(
                 fd,

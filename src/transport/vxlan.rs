@@ -274,7 +274,7 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             step(
                 vnl,
                 "setting the receive buffer",
-                "rcvbuf=",
+                "check rcvbuf=: a size in bytes",
                 inet::set_int(s, libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32),
             )?;
         }
@@ -291,7 +291,7 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
         step(
             vnl,
             "setting the multicast TTL",
-            "ttl=",
+            "check ttl=: 0 to 255",
             inet::set_int(s, lvl, ttl_opt, ttl),
         )?;
         // Our own multicast must not come back to us (nor to anyone else on this host: only
@@ -299,7 +299,7 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
         step(
             vnl,
             "turning multicast loop off",
-            "setsockopt",
+            "IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP",
             inet::set_int(s, lvl, loop_opt, 0),
         )?;
         if !v6 {
@@ -319,7 +319,12 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             } else {
                 inet::multicast_if_v4(s, ifindex)
             };
-            step(vnl, "choosing the multicast interface", "if=", r)?;
+            step(
+                vnl,
+                "choosing the multicast interface",
+                "check if=: the interface multicast goes through",
+                r,
+            )?;
         }
         let port = g.port();
         let ov = overlay(vnl, false, fd, None, g, vni, spec, port);

@@ -132,7 +132,7 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             step(
                 vnl,
                 "setting the receive buffer",
-                "rcvbuf=",
+                "check rcvbuf=: a size in bytes",
                 inet::set_int(u, libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32),
             )?;
         }
@@ -141,20 +141,20 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             step(
                 vnl,
                 "setting the multicast hops",
-                "ttl=",
+                "check ttl=: 0 to 255",
                 inet::set_int(u, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, ttl),
             )?;
         } else {
             step(
                 vnl,
                 "setting the TTL",
-                "ttl=",
+                "check ttl=: 0 to 255",
                 inet::set_int(u, libc::IPPROTO_IP, libc::IP_TTL, ttl),
             )?;
             step(
                 vnl,
                 "setting the multicast TTL",
-                "ttl=",
+                "check ttl=: 0 to 255",
                 inet::set_int(u, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl),
             )?;
         }
@@ -188,7 +188,12 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             } else {
                 inet::multicast_if_v4(u, ifindex)
             };
-            step(vnl, "choosing the multicast interface", "if=", r)?;
+            step(
+                vnl,
+                "choosing the multicast interface",
+                "check if=: the interface multicast goes through",
+                r,
+            )?;
         }
         let uniport = inet::local_addr(u)
             .map_err(|e| OpenError::io(vnl, "reading the unicast port", e, None))?
