@@ -215,6 +215,41 @@ fn fast_fast_vxlan_ipv6_default_group_on_named_interface() {
 }
 
 #[test]
+fn unprivileged_user_joins_vxlan_and_vxvde() {
+    // No privilege is needed for either overlay: the UDP ports are above 1023 and joining a
+    // group is allowed to anyone.
+    let d = TempDir::new("vxn");
+    let lan = Lan::new("vxn", 92);
+    let nobody = |vnl: &str, name: &str| {
+        let mut c = lan.a.cmd("setpriv");
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
+            .arg(binary())
+            .args([vnl, "sh", "-s"])
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("SHELL", "/bin/sh")
+            .env("HOME", d.path())
+            .current_dir(d.path());
+        Node::start(name, c)
+    };
+    let mut a1 = nobody("vxlan:///vni=9", "nobody-vxlan");
+    let mut a2 = nobody("vxvde:///vni=9", "nobody-vxvde");
+    let mut b1 = ns_node_in(&lan.b, "b-vxlan", Impl::Fast, &d, &[], &["vxlan:///vni=9"]);
+    let mut b2 = ns_node_in(&lan.b, "b-vxvde", Impl::Classic, &d, &[], &["vxvde:///vni=9"]);
+    a1.up("vde0", "10.92.1.1/24", None);
+    a2.up("vde0", "10.92.2.1/24", None);
+    b1.up("vde0", "10.92.1.2/24", None);
+    b2.up("vde0", "10.92.2.2/24", None);
+    ping(&mut a1, "10.92.1.2", 3);
+    ping(&mut b1, "10.92.1.1", 3);
+    ping(&mut a2, "10.92.2.2", 3);
+    ping(&mut b2, "10.92.2.1", 3);
+}
+
+#[test]
 fn vni_isolation() {
     let d = TempDir::new("vxi");
     let lan = Lan::new("vxi", 84);
