@@ -11,7 +11,7 @@ mod switch;
 mod tap;
 mod udp;
 mod vde;
-pub mod vxlan;
+mod vxlan;
 mod vxvde;
 
 pub use cmd::Coproc;

@@ -366,3 +366,74 @@ pub(crate) fn overlay(
         farewell: vxvde,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An overlay on an unbound socket that never sends anything (no farewell).
+    fn ov(vxvde: bool, vni: u32, self_port: u16, locals: &[&str]) -> Overlay {
+        Overlay {
+            vnl: "test".into(),
+            vxvde,
+            multi: inet::udp_socket(false).unwrap(),
+            uni: None,
+            group: "239.0.0.1:4789".parse().unwrap(),
+            vni,
+            hashsize: 16,
+            expire: 10,
+            self_port,
+            locals: locals.iter().map(|a| a.parse().unwrap()).collect(),
+            farewell: false,
+        }
+    }
+
+    #[test]
+    fn which_headers_are_ours() {
+        let x = ov(false, 7, 4789, &[]);
+        assert!(x.accepts(&vxlan::encode(7)));
+        assert!(
+            x.accepts(&[0x0c, 0xff, 0, 0, 0, 0, 7, 0xff]),
+            "RFC 7348: other bits ignored"
+        );
+        assert!(!x.accepts(&vxlan::encode(8)));
+        assert!(!x.accepts(&[0, 0, 0, 0, 0, 0, 7, 0]), "no I flag");
+        let v = ov(true, 7, 40000, &[]);
+        assert!(v.accepts(&vxlan::encode(7)));
+        assert!(
+            !v.accepts(&[0x0c, 0, 0, 0, 0, 0, 7, 0]),
+            "vxvde wants all eight bytes"
+        );
+        assert!(!v.accepts(&[0x08, 0, 0, 0, 0, 0, 7, 1]));
+    }
+
+    #[test]
+    fn learnt_remotes() {
+        let from: SocketAddr = "192.0.2.9:51234".parse().unwrap();
+        // vxlan: a kernel device sends from a port of its own but listens on the group port.
+        assert_eq!(
+            ov(false, 1, 4789, &[]).remote_of(from),
+            "192.0.2.9:4789".parse().unwrap()
+        );
+        // vxvde: the peer's unicast socket, as it is.
+        assert_eq!(ov(true, 1, 40000, &[]).remote_of(from), from);
+    }
+
+    #[test]
+    fn own_looped_back_multicast() {
+        let v = ov(true, 1, 40000, &["192.0.2.1", "fd00::1"]);
+        let me: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+        let peer: SocketAddr = "192.0.2.2:40000".parse().unwrap();
+        let me_ip = Some(me.ip());
+        // IPv4 with IP_PKTINFO: the answer address equals the sender only for ourselves.
+        assert!(v.is_own(&me, me_ip));
+        assert!(!v.is_own(&peer, me_ip));
+        assert!(
+            !v.is_own(&"192.0.2.1:40001".parse().unwrap(), me_ip),
+            "another port"
+        );
+        // Without it (IPv6): the addresses of the namespace the link was opened in.
+        assert!(v.is_own(&"[fd00::1]:40000".parse().unwrap(), None));
+        assert!(!v.is_own(&"[fd00::2]:40000".parse().unwrap(), None));
+    }
+}
