@@ -198,9 +198,27 @@ fn main() {
                 endpoints,
             }
         }
-        _ => fail(
-            "both VNLs host a node (switch://, hub://, ptp://PATH[seqpacket] listening): give at most one of them",
-        ),
+        // Two hosted networks: a vxlan:// or vxvde:// one joins the other (a switch, a hub, a
+        // ptp end or another overlay) as an endpoint; other pairs cannot be joined.
+        _ => {
+            let is_overlay = |l: &Link| matches!(l.node, Some(Hosted::Overlay(_)));
+            let Some(o) = (0..2).rev().find(|&i| is_overlay(&links[i])) else {
+                fail("both VNLs host a node (switch://, hub://, ptp://PATH[seqpacket] listening): give at most one of them, or a vxlan:// or vxvde:// with one of them")
+            };
+            let h = 1 - o;
+            let hosted = links[h].node.take().expect("hosted");
+            let name = links[h].vnl.clone();
+            let [a, b] = links;
+            let other = if h == 0 { b } else { a };
+            Node {
+                name,
+                kind: NodeKind::hosting(hosted),
+                endpoints: vec![Endpoint::Link {
+                    name: "plug".into(),
+                    link: Box::new(other),
+                }],
+            }
+        }
     };
     if args.daemon {
         daemonize();

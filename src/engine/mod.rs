@@ -13,6 +13,7 @@
 //! reference-counted) is future work.
 
 pub mod node;
+mod overlay;
 mod poll;
 mod port;
 pub mod stats;

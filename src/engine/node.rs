@@ -11,14 +11,18 @@
 //! so a stalled client never stalls the others, and nothing queues without bound. A flooded
 //! frame is sent from the one receive buffer to every destination in turn (no copy). Buffers
 //! are allocated when an endpoint is added, never per frame.
+//!
+//! A vxlan:// or vxvde:// link is a cable between the tap and an overlay endpoint
+//! (src/engine/overlay.rs) that chooses each frame's destination itself.
 
+use super::overlay::OverlayEp;
 use super::port::MAX_FRAME;
 use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::Cmd;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
-use crate::transport::{Framing, Hosted, Link, PtpHost, Reconnected, SendTo};
+use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnected, SendTo};
 use crate::wire::stream::{self, Decoder, Event};
 use crate::wire::vde_ctl::{HEADER_LEN, MAX_DESCR};
 use crossbeam_channel::{Receiver, Sender};
@@ -69,6 +73,8 @@ pub enum NodeKind {
     /// A 2025 (seqpacket) ptp end: a cable from the first endpoint to the peer, which is
     /// accepted (listening role) or found again (connecting role) after each hang-up.
     Ptp(PtpHost),
+    /// A cable between the given endpoint (the tap) and a vxlan:// or vxvde:// network.
+    Overlay(Box<Overlay>),
 }
 
 impl NodeKind {
@@ -77,6 +83,7 @@ impl NodeKind {
         match h {
             Hosted::Net(l) => NodeKind::Net(l),
             Hosted::Ptp(p) => NodeKind::Ptp(p),
+            Hosted::Overlay(o) => NodeKind::Overlay(o),
         }
     }
 }
@@ -111,6 +118,8 @@ enum Tx {
         start: usize,
         end: usize,
     },
+    /// A vxlan:// / vxvde:// network: a destination per frame, chosen by the endpoint.
+    Overlay(Box<OverlayEp>),
     Discard,
 }
 
@@ -131,6 +140,8 @@ enum Owner {
         ctl: OwnedFd,
         path: PathBuf,
     },
+    /// An overlay endpoint: its sockets are held by its `Tx::Overlay`.
+    Overlay,
 }
 
 struct Ep {
@@ -187,6 +198,8 @@ impl Ep {
         let (rx, tx, stream) = match &owner {
             Owner::Tap(fd) => (Some(fd.as_raw_fd()), None, false),
             Owner::Client { data, .. } => (Some(data.as_raw_fd()), None, false),
+            // Built by Ep::overlay, never here.
+            Owner::Overlay => (None, None, false),
             Owner::Link(l) => (
                 l.rx_fd().map(|f| f.as_raw_fd()),
                 l.tx_fd().map(|f| f.as_raw_fd()),
@@ -220,6 +233,7 @@ impl Ep {
             },
             (Some(fd), Owner::Client { .. }) => Tx::Write { fd, socket: true },
             (Some(fd), Owner::Tap(_)) => Tx::Write { fd, socket: false },
+            (Some(_), Owner::Overlay) => Tx::Discard,
         };
         let mut reg: Vec<RawFd> = rx.into_iter().collect();
         if let Tx::Stream { fd, .. } = tx {
@@ -246,6 +260,30 @@ impl Ep {
             stats: Arc::new(PortStats::new(name, vnl)),
             label,
             owner,
+        })
+    }
+
+    /// The endpoint of a vxlan:// or vxvde:// network: both its sockets are watched for input.
+    fn overlay(ov: Box<Overlay>, name: &str) -> Result<Ep, String> {
+        let o = OverlayEp::new(ov);
+        let vnl = o.vnl().to_string();
+        let label = format!("{name} ({vnl})");
+        let reg = o.rx_fds();
+        for f in &reg {
+            set_nonblocking(*f).map_err(|e| format!("{label}: cannot make it non-blocking: {}", e.desc()))?;
+        }
+        Ok(Ep {
+            owner: Owner::Overlay,
+            rx: reg.first().copied(),
+            rx_socket: true,
+            eof_on_zero: false,
+            rx_stream: None,
+            rx_dead: false,
+            tx: Tx::Overlay(Box::new(o)),
+            reg,
+            counts: [Counts::default(); 2],
+            stats: Arc::new(PortStats::new(name, &vnl)),
+            label,
         })
     }
 
@@ -279,6 +317,10 @@ impl Ep {
 
     /// Sends frames `i..j` of the slab to this endpoint now, or drops them.
     fn send_run(&mut self, slab: &[u8], lens: &[usize], mut i: usize, j: usize) {
+        if let Tx::Overlay(o) = &mut self.tx {
+            o.send_run(slab, STRIDE, lens, i, j, &mut self.counts[LINK_TO_TAP]);
+            return;
+        }
         let dest = match &self.tx {
             Tx::Write { socket: true, fd } => (*fd, None),
             Tx::SendTo { fd, addr } => (*fd, Some(*addr)),
@@ -326,6 +368,10 @@ impl Ep {
 
     /// Sends one frame to this endpoint now, or drops it.
     fn send(&mut self, frame: &[u8]) {
+        if let Tx::Overlay(o) = &mut self.tx {
+            o.send_one(frame, &mut self.counts[LINK_TO_TAP]);
+            return;
+        }
         let c = &mut self.counts[LINK_TO_TAP];
         c.received += 1;
         let r = match &mut self.tx {
@@ -333,6 +379,8 @@ impl Ep {
                 c.drop(Why::NoLink, 1);
                 return;
             }
+            // Sent above.
+            Tx::Overlay(_) => return,
             Tx::Write { fd, socket: true } => send(*fd, frame, MsgFlags::MSG_DONTWAIT).map(|_| ()),
             Tx::Write { fd, socket: false } => nix::unistd::write(fdb(*fd), frame).map(|_| ()),
             Tx::SendTo { fd, addr } => sendto(*fd, frame, addr, MsgFlags::MSG_DONTWAIT).map(|_| ()),
@@ -390,8 +438,9 @@ fn token(kind: u64, idx: usize) -> u64 {
 impl NodeWorker {
     fn register(&mut self, id: usize) -> Result<(), Errno> {
         let e = self.eps[id].as_ref().expect("endpoint");
+        let overlay = matches!(e.tx, Tx::Overlay(_));
         for (k, f) in e.reg.iter().enumerate() {
-            let flags = if k == 0 && e.rx.is_some() {
+            let flags = if (k == 0 && e.rx.is_some()) || overlay {
                 EpollFlags::EPOLLIN
             } else {
                 EpollFlags::empty()
@@ -527,6 +576,15 @@ impl NodeWorker {
         }
         let rx = e.rx.expect("a live endpoint receives");
         let c = &mut e.counts[TAP_TO_LINK];
+        if let Tx::Overlay(o) = &mut e.tx {
+            return match o.recv(&mut self.slab, STRIDE, &mut self.lens, c) {
+                Ok(n) => n,
+                Err(_) => {
+                    e.rx_dead = true;
+                    0
+                }
+            };
+        }
         if let Some(s) = e.rx_stream.as_mut() {
             let mut n = 0;
             loop {
@@ -657,11 +715,18 @@ impl NodeWorker {
         }
         if dead {
             let e = self.eps[id].as_ref().expect("endpoint");
-            if let Some(f) = e.reg.first() {
+            // An overlay watches all its sockets for input; others only the first descriptor.
+            let watched = if matches!(e.tx, Tx::Overlay(_)) {
+                e.reg.len()
+            } else {
+                1
+            };
+            for (k, f) in e.reg.iter().take(watched).enumerate() {
                 if !matches!(e.tx, Tx::Stream { .. }) {
+                    let kind = if k == 0 { T_EP } else { T_TX };
                     let _ = self.ep.modify(
                         fdb(*f),
-                        &mut EpollEvent::new(EpollFlags::empty(), token(T_EP, id)),
+                        &mut EpollEvent::new(EpollFlags::empty(), token(kind, id)),
                     );
                 }
             }
@@ -755,8 +820,7 @@ impl NodeWorker {
         let id = (first..last)
             .find(|&i| free(&self.eps, i))
             .ok_or_else(|| format!("{}: no free port", self.name))?;
-        let (owner, name, vnl) = owner_of(e, &self.name);
-        let ep = Ep::new(owner, &name, &vnl)?;
+        let ep = ep_of(e, &self.name)?;
         if let Err(m) = self.add(id, ep) {
             self.remove(id);
             return Err(m);
@@ -870,8 +934,22 @@ fn ctl_of(o: &Owner) -> Option<std::os::fd::BorrowedFd<'_>> {
     match o {
         Owner::Client { ctl, .. } => Some(ctl.as_fd()),
         Owner::Link(l) => l.ctl.as_ref().map(|c| c.as_fd()),
-        Owner::Tap(_) => None,
+        Owner::Tap(_) | Owner::Overlay => None,
     }
+}
+
+/// The endpoint for `e`. A link hosting a vxlan:// or vxvde:// network joins as that network
+/// (vdeplug-fast's `vxvde:// switch:///tmp/sw`: the overlay is a port of the switch).
+fn ep_of(mut e: Endpoint, node: &str) -> Result<Ep, String> {
+    if let Endpoint::Link { name, link } = &mut e {
+        if matches!(link.node, Some(Hosted::Overlay(_))) {
+            if let Some(Hosted::Overlay(o)) = link.node.take() {
+                return Ep::overlay(o, name);
+            }
+        }
+    }
+    let (owner, name, vnl) = owner_of(e, node);
+    Ep::new(owner, &name, &vnl)
 }
 
 fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String) {
@@ -896,12 +974,13 @@ pub fn run(
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|e| format!("epoll_create1: {}", e.desc()))?;
         let mut ptp = None;
-        let (fwd, listener) = match node.kind {
-            NodeKind::Cable => (Fwd::Cable, None),
+        let (fwd, listener, overlay) = match node.kind {
+            NodeKind::Cable => (Fwd::Cable, None, None),
             NodeKind::Ptp(h) => {
                 ptp = Some(h);
-                (Fwd::Cable, None)
+                (Fwd::Cable, None, None)
             }
+            NodeKind::Overlay(o) => (Fwd::Cable, None, Some(o)),
             NodeKind::Net(l) => {
                 let f = if l.spec.hub {
                     Forwarder::Hub
@@ -912,7 +991,7 @@ pub fn run(
                         l.spec.seed,
                     ))
                 };
-                (Fwd::Net(f), Some(l))
+                (Fwd::Net(f), Some(l), None)
             }
         };
         let mut w = NodeWorker {
@@ -939,9 +1018,15 @@ pub fn run(
         // a client asks for with [0]).
         let first = if w.listener.is_some() { 1 } else { 0 };
         for (k, e) in node.endpoints.into_iter().enumerate() {
-            let (owner, name, vnl) = owner_of(e, &node.name);
-            let ep = Ep::new(owner, &name, &vnl)?;
+            let ep = ep_of(e, &node.name)?;
             w.add(first + k, ep)?;
+        }
+        // The overlay is the cable's other end: after the tap (or vdeplug-fast's other link).
+        if let Some(o) = overlay {
+            let name = if o.vxvde { "vxvde" } else { "vxlan" };
+            let id = w.eps.len();
+            let ep = Ep::overlay(o, name)?;
+            w.add(id, ep)?;
         }
         w.ptp_start()?;
         Ok(w)

@@ -2,6 +2,7 @@
 //! module lives here; every block says why it is sound.
 
 pub mod dl;
+pub mod inet;
 
 use std::ffi::CStr;
 use std::io;

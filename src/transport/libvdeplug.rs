@@ -1,7 +1,7 @@
 //! The libvdeplug fallback: every scheme vdens-fast does not implement itself (slirp, pcap,
-//! vlan, multi, bonding, agno, macvtap, and for now vxlan, vxvde, switch, hub) is opened by
-//! libvdeplug, loaded at run time (`dlopen("libvdeplug.so.2")`, only when such a VNL is used),
-//! with `vde_open_real(url, "vdens-fast", 1, NULL)`.
+//! vlan, multi, bonding, agno, macvtap, ...) is opened by libvdeplug, loaded at run time
+//! (`dlopen("libvdeplug.so.2")`, only when such a VNL is used), with
+//! `vde_open_real(url, "vdens-fast", 1, NULL)`.
 //!
 //! Frames still move through the engine: the Link is one end of an AF_UNIX SOCK_SEQPACKET
 //! socketpair (one frame per packet, EOF when the other end closes), and a bridge thread moves

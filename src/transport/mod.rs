@@ -11,10 +11,13 @@ mod switch;
 mod tap;
 mod udp;
 mod vde;
+mod vxlan;
+mod vxvde;
 
 pub use cmd::Coproc;
 pub use libvdeplug::Bridge;
 pub use ptp::{PtpHost, Reconnected};
+pub use vxlan::Overlay;
 
 use crate::vnl::{self, Spec, VnlError};
 use std::fmt;
@@ -52,6 +55,9 @@ pub enum Hosted {
     /// ptp://PATH[seqpacket] (2025 protocol): the listening socket or the connected peer, and
     /// how to find a peer again after a hang-up.
     Ptp(PtpHost),
+    /// vxlan:// or vxvde://: the overlay's sockets; the node sends each frame to the remote
+    /// learnt for its destination MAC, or to the group.
+    Overlay(Box<Overlay>),
 }
 
 impl Hosted {
@@ -60,6 +66,7 @@ impl Hosted {
         match self {
             Hosted::Net(l) => l.release(),
             Hosted::Ptp(p) => p.release(),
+            Hosted::Overlay(o) => o.release(),
         }
     }
 }
@@ -89,8 +96,8 @@ pub struct Link {
     /// built in): stopped, and its libvdeplug connection closed, when the link drops, after
     /// `rx`/`tx` are closed.
     pub bridge: Option<Bridge>,
-    /// A link run as a node of the engine instead of a plain tap<->link port (switch:// and
-    /// hub:// today): the engine runs it with this link's tap as one of the node's endpoints.
+    /// A link run as a node of the engine instead of a plain tap<->link port (switch://,
+    /// hub://, vxlan://, vxvde://): the engine runs it with this link's tap as one of the node's endpoints.
     pub node: Option<Hosted>,
 }
 
@@ -273,6 +280,8 @@ pub const SCHEMES: &[&str] = &[
     "hub://",
     "null://",
     "udp://",
+    "vxlan://",
+    "vxvde://",
 ];
 
 /// Splits `scheme://rest`; a string without `://` is a `vde://` path, as in libvdeplug.
@@ -351,6 +360,8 @@ pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),
         Spec::Udp(s) => udp::open(vnl, &s),
+        Spec::Overlay(s) if s.vxvde => vxvde::open(vnl, &s),
+        Spec::Overlay(s) => vxlan::open(vnl, &s),
         Spec::Other { scheme, rest } if scheme == "switch" || scheme == "hub" => {
             switch::open(vnl, scheme == "hub", &rest)
         }

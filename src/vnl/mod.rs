@@ -9,6 +9,7 @@
 
 pub mod argv;
 pub mod num;
+pub mod overlay;
 pub mod params;
 pub mod quote;
 pub mod udp;
@@ -18,6 +19,7 @@ use std::fmt;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
+pub use overlay::OverlaySpec;
 pub use params::{Assign, Keys, Parsed, NETNODE_KEYS, PTP_KEYS, VDE_KEYS, VXLAN_KEYS, VXVDE_KEYS};
 pub use udp::UdpSpec;
 
@@ -158,7 +160,9 @@ pub enum Spec {
     },
     /// `udp://[SRC_ADDR:]SRC_PORT->DST_ADDR:DST_PORT`.
     Udp(UdpSpec),
-    /// A scheme this module does not parse further (vxlan, switch, slirp, ...).
+    /// `vxlan://[GROUP][/OPTION...]` or `vxvde://[GROUP][/OPTION...]`.
+    Overlay(OverlaySpec),
+    /// A scheme this module does not parse further (switch, slirp, ...).
     Other {
         scheme: String,
         rest: String,
@@ -411,20 +415,8 @@ pub fn parse(vnl: &str) -> Result<Spec, VnlError> {
                 rest: s.rest.to_string(),
             }
         }
-        "vxlan" => {
-            params::options(s.rest.as_bytes(), &VXLAN_KEYS)?;
-            Spec::Other {
-                scheme: s.scheme.to_string(),
-                rest: s.rest.to_string(),
-            }
-        }
-        "vxvde" => {
-            params::options(s.rest.as_bytes(), &VXVDE_KEYS)?;
-            Spec::Other {
-                scheme: s.scheme.to_string(),
-                rest: s.rest.to_string(),
-            }
-        }
+        "vxlan" => Spec::Overlay(overlay::parse_overlay(false, s.rest)?),
+        "vxvde" => Spec::Overlay(overlay::parse_overlay(true, s.rest)?),
         _ => Spec::Other {
             scheme: s.scheme.to_string(),
             rest: s.rest.to_string(),
@@ -486,4 +478,19 @@ pub const MALFORMED: &[(&str, &str)] = &[
         "unknown parameter 'colour' for vxlan://",
     ),
     ("vxvde://239.0.0.1/x", "unknown parameter 'x' for vxvde://"),
+    (
+        "vxlan://10.1.2.3",
+        "vxlan:// group '10.1.2.3' is not a multicast address",
+    ),
+    (
+        "vxlan://239.0.0.999",
+        "vxlan:// group '239.0.0.999' is not an IPv4 address",
+    ),
+    ("vxlan:///vni=16777216", "vxlan:// vni '16777216' is out of range"),
+    ("vxlan:///port=0", "vxlan:// port '0' is out of range"),
+    ("vxvde:///port=99999", "vxvde:// port '99999' is out of range"),
+    (
+        "vxvde://224.1.1.1/vni=x1/ttl=300",
+        "vxvde:// ttl '300' is out of range",
+    ),
 ];

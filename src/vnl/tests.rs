@@ -164,10 +164,10 @@ fn parse_ok_table() {
         ),
         (
             "vxlan://239.0.0.1/vni=3",
-            Spec::Other {
-                scheme: "vxlan".into(),
-                rest: "239.0.0.1/vni=3".into(),
-            },
+            Spec::Overlay(overlay::OverlaySpec {
+                vni: Some(overlay::Gid::Number(3)),
+                ..overlay::parse_overlay(false, "").unwrap()
+            }),
         ),
         (
             "switch:///tmp/s[mode=770]",

@@ -34,6 +34,14 @@ pub fn encode(vni: u32) -> [u8; HEADER_LEN] {
     [FLAG_VNI, 0, 0, 0, v[1], v[2], v[3], 0]
 }
 
+/// The VNI a header carries, when its I flag is set. Other flag bits and the reserved fields
+/// are ignored, as RFC 7348 asks of receivers (a Linux vxlan device sends exactly
+/// [`encode`]'s bytes). VDE's vxvde is stricter: it takes a datagram only when all eight
+/// bytes equal its own header, which callers check by comparing with [`encode`].
+pub fn vni_of(h: &[u8; HEADER_LEN]) -> Option<u32> {
+    (h[0] & FLAG_VNI != 0).then(|| u32::from_be_bytes([0, h[4], h[5], h[6]]))
+}
+
 /// Splits a datagram into its VNI and the Ethernet frame it carries. Reserved bits are ignored,
 /// as RFC 7348 asks of receivers.
 pub fn decode(datagram: &[u8]) -> Result<(u32, &[u8]), VxlanError> {
@@ -76,5 +84,16 @@ mod tests {
         d[0] = 0x08;
         d[1] = 0xff; // reserved bits set: ignored
         assert!(decode(&d).is_ok());
+    }
+
+    #[test]
+    fn vni_of_header() {
+        assert_eq!(vni_of(&encode(0xabcdef)), Some(0xabcdef));
+        assert_eq!(
+            vni_of(&[0x0c, 1, 2, 3, 0, 0, 7, 9]),
+            Some(7),
+            "reserved bits ignored"
+        );
+        assert_eq!(vni_of(&[0x00, 0, 0, 0, 0, 0, 7, 0]), None);
     }
 }

@@ -666,3 +666,34 @@ pub fn tcp_transfer(from: &mut Node, to: &mut Node, to_addr: &str, dir: &TempDir
         to.name
     );
 }
+
+/// Like [`ns_node`], but vdens-fast (or classic vdens) is started inside the `ip netns` `ns`,
+/// so its VNLs are opened there (udp/vxlan/vxvde sockets and multicast memberships stay in
+/// the test's namespaces). `extra` options go before the VNLs (e.g. `--stats PATH`).
+pub fn ns_node_in(ns: &NetNs, name: &str, imp: Impl, dir: &TempDir, extra: &[&str], vnls: &[&str]) -> Node {
+    let mut args: Vec<&str> = extra.to_vec();
+    if vnls.len() > 1 {
+        args.push("-m");
+        args.extend(vnls);
+        args.push("--");
+    } else {
+        args.push(vnls.first().copied().unwrap_or("-"));
+    }
+    args.extend(["sh", "-s"]);
+    let classic_only = std::env::var_os("VDF_FAST_AS_CLASSIC").is_some();
+    let prog = match imp {
+        Impl::Fast if !classic_only => binary().display().to_string(),
+        _ => "vdens".to_string(),
+    };
+    let mut c = ns.cmd(&prog);
+    c.args(&args)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("SHELL", "/bin/sh")
+        .env("HOME", dir.path())
+        .current_dir(dir.path());
+    Node::start(name, c)
+}

@@ -88,10 +88,16 @@ fn untoken(ud: u64) -> Tok {
     }
 }
 
-/// Whether this node can run on io_uring: switches and hubs (cables stay on the epoll node,
-/// whose endpoints are often a terminal or a file, which io_uring would hand to worker threads).
+/// Whether this node can run on io_uring: switches and hubs whose endpoints carry their frames
+/// themselves. Cables stay on the epoll node (their endpoints are often a terminal or a file,
+/// which io_uring would hand to worker threads), and so does a switch joined to an overlay
+/// (vxlan://, vxvde://: a node of its own, which the epoll node runs as an endpoint).
 pub fn eligible(n: &Node) -> bool {
-    matches!(n.kind, NodeKind::Net(_))
+    matches!(n.kind, NodeKind::Net(_)) && n.endpoints.iter().all(|e| !hosts(e))
+}
+
+fn hosts(e: &Endpoint) -> bool {
+    matches!(e, Endpoint::Link { link, .. } if link.node.is_some())
 }
 
 /// Holds the descriptors of an endpoint open while anything uses them.
@@ -886,6 +892,12 @@ impl UNode {
 
     /// Attaches an endpoint at the lowest free port from 1.
     fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+        if hosts(&e) {
+            return Err(format!(
+                "{}: a link that hosts a node cannot join a switch on the io_uring engine (use --engine poll)",
+                self.name
+            ));
+        }
         let id = (1..MAX_PORTS)
             .find(|&i| !matches!(self.eps.get(i), Some(Some(_))))
             .ok_or_else(|| format!("{}: no free port", self.name))?;

@@ -1,0 +1,241 @@
+//! The vxlan:// / vxvde:// endpoint of a node (src/engine/node.rs): receives datagrams from the
+//! overlay's sockets, keeps those of our network, learns where their source MACs are, and
+//! sends each frame to the remote learnt for its destination MAC or to the group — a whole
+//! run of frames in one sendmmsg, whatever their destinations.
+//!
+//! The header is received into, and sent from, a buffer of its own (two iovecs), so frames
+//! stay where the node keeps them: no copy either way.
+
+use super::port::MAX_FRAME;
+use super::stats::{Counts, Drop as Why};
+use crate::switch::remote::Remotes;
+use crate::sys::inet::{self, Meta, HDR};
+use crate::transport::Overlay;
+use nix::errno::Errno;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::Instant;
+
+/// Datagrams per receive or send call.
+const BATCH: usize = 32;
+
+/// An overlay endpoint's state: its sockets, learning table and scratch space.
+pub struct OverlayEp {
+    ov: Box<Overlay>,
+    remotes: Remotes,
+    header: [u8; HDR],
+    start: Instant,
+    /// Which socket to read first next time (vxvde has two; neither may starve the other).
+    turn: usize,
+    hdrs: [[u8; HDR]; BATCH],
+    meta: [Meta; BATCH],
+    dests: [SocketAddr; BATCH],
+}
+
+impl OverlayEp {
+    pub fn new(ov: Box<Overlay>) -> OverlayEp {
+        OverlayEp {
+            remotes: Remotes::new(ov.hashsize, ov.expire),
+            header: ov.header(),
+            start: Instant::now(),
+            turn: 0,
+            hdrs: [[0; HDR]; BATCH],
+            meta: [Meta::default(); BATCH],
+            dests: [ov.group; BATCH],
+            ov,
+        }
+    }
+
+    /// The descriptors to watch for input: the group socket, then the unicast one (vxvde).
+    pub fn rx_fds(&self) -> Vec<RawFd> {
+        let mut v = vec![self.ov.multi.as_raw_fd()];
+        if let Some(u) = &self.ov.uni {
+            v.push(u.as_raw_fd());
+        }
+        v
+    }
+
+    pub fn vnl(&self) -> &str {
+        &self.ov.vnl
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_secs()
+    }
+
+    /// Receives what is waiting into the `stride`-byte pieces of `slab` (frames only, from
+    /// piece 0 on, at most `lens.len()`), keeping frames of our network and learning their
+    /// senders. Returns how many frames were kept; `Err` when a socket failed for good.
+    pub fn recv(
+        &mut self,
+        slab: &mut [u8],
+        stride: usize,
+        lens: &mut [usize],
+        c: &mut Counts,
+    ) -> Result<usize, Errno> {
+        let max = lens.len().min(BATCH).min(slab.len() / stride);
+        let nsock = if self.ov.uni.is_some() { 2 } else { 1 };
+        let now = self.now();
+        let mut n = 0;
+        let mut drained = [false; 2];
+        // Alternate the sockets (vxvde's two must not starve each other), a few rounds, so a
+        // batch made only of our own looped-back multicast does not end the turn while frames
+        // wait behind it.
+        self.turn = (self.turn + 1) % nsock;
+        for round in 0..4 * nsock {
+            let which = (self.turn + round) % nsock;
+            if n == max || drained.iter().take(nsock).all(|d| *d) {
+                break;
+            }
+            if drained[which] {
+                continue;
+            }
+            let fd = match (which, &self.ov.uni) {
+                (0, _) | (_, None) => self.ov.multi.as_fd(),
+                (_, Some(u)) => u.as_fd(),
+            };
+            let got = match inet::recv_batch_from(
+                fd,
+                &mut self.hdrs[..max - n],
+                &mut slab[n * stride..],
+                stride,
+                &mut lens[n..max],
+                &mut self.meta[..max - n],
+            ) {
+                Ok(k) => k,
+                Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
+                    Errno::EAGAIN | Errno::EINTR => 0,
+                    e if super::port::is_transient_receive_error(e as i32) => 0,
+                    e => return Err(e),
+                },
+            };
+            if got == 0 {
+                drained[which] = true;
+                continue;
+            }
+            let mut kept = 0;
+            for k in 0..got {
+                let total = lens[n + k];
+                let Some(from) = self.meta[k].from else {
+                    c.received += 1;
+                    c.drop(Why::Framing, 1);
+                    continue;
+                };
+                // Our own multicast, looped back to the group socket (vxvde keeps the loop on
+                // for the other endpoints of this host).
+                if which == 0 && self.ov.is_own(&from, self.meta[k].spec_dst) {
+                    continue;
+                }
+                if total == HDR && self.ov.vxvde && self.hdrs[k] == self.header {
+                    // A vxvde peer leaves: forget where its stations were.
+                    self.remotes.forget(&from);
+                    continue;
+                }
+                c.received += 1;
+                if total < HDR + crate::wire::ether::HEADER_LEN || !self.ov.accepts(&self.hdrs[k]) {
+                    c.drop(Why::Framing, 1);
+                    continue;
+                }
+                let len = total - HDR;
+                if len > MAX_FRAME {
+                    c.drop(Why::Oversize, 1);
+                    continue;
+                }
+                let at = (n + k) * stride;
+                let mut src = [0u8; 6];
+                src.copy_from_slice(&slab[at + 6..at + 12]);
+                self.remotes.learn(&src, self.ov.remote_of(from), now);
+                let to = n + kept;
+                if to != n + k {
+                    slab.copy_within(at..at + len, to * stride);
+                }
+                lens[to] = len;
+                kept += 1;
+            }
+            n += kept;
+        }
+        Ok(n)
+    }
+
+    /// Sends frames `i..j` of the slab, each to its remote or the group, in as few sendmmsg
+    /// calls as the socket takes; counts them into `c` (the node-to-network direction).
+    pub fn send_run(
+        &mut self,
+        slab: &[u8],
+        stride: usize,
+        lens: &[usize],
+        i: usize,
+        j: usize,
+        c: &mut Counts,
+    ) {
+        let mut k = i;
+        while k < j {
+            let end = j.min(k + BATCH);
+            let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+            for (m, f) in (k..end).enumerate() {
+                frames[m] = &slab[f * stride..f * stride + lens[f]];
+            }
+            let want = end - k;
+            if self.send_frames(&frames[..want], c) < want {
+                // The socket is full: the rest of the run is dropped too.
+                let rest = (j - end) as u64;
+                c.received += rest;
+                c.drop(Why::NoBuffer, rest);
+                return;
+            }
+            k = end;
+        }
+    }
+
+    /// Sends one frame.
+    pub fn send_one(&mut self, frame: &[u8], c: &mut Counts) {
+        self.send_frames(&[frame], c);
+    }
+
+    /// Sends `frames`; returns how many were handled (sent or dropped for their own fault);
+    /// fewer than given means the socket is full and the rest were dropped and counted.
+    fn send_frames(&mut self, frames: &[&[u8]], c: &mut Counts) -> usize {
+        let now = self.now();
+        for (m, f) in frames.iter().enumerate() {
+            let learnt = f
+                .get(..6)
+                .and_then(|d| <&[u8; 6]>::try_from(d).ok())
+                .and_then(|d| self.remotes.lookup(d, now));
+            self.dests[m] = learnt.unwrap_or(self.ov.group);
+        }
+        c.received += frames.len() as u64;
+        let mut i = 0;
+        while i < frames.len() {
+            match inet::send_batch_to(
+                self.ov.tx_fd(),
+                &self.header,
+                &frames[i..],
+                &self.dests[i..frames.len()],
+            ) {
+                Ok(k) if k > 0 => {
+                    for f in &frames[i..i + k] {
+                        c.sent(f.len());
+                    }
+                    i += k;
+                }
+                Ok(_) => {
+                    c.drop(Why::NoBuffer, (frames.len() - i) as u64);
+                    return i;
+                }
+                Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
+                    Errno::EINTR => {}
+                    Errno::EAGAIN | Errno::ENOBUFS => {
+                        c.drop(Why::NoBuffer, (frames.len() - i) as u64);
+                        return i;
+                    }
+                    // One destination refused (unreachable, too big): drop that frame only.
+                    _ => {
+                        c.drop(Why::SendError, 1);
+                        i += 1;
+                    }
+                },
+            }
+        }
+        frames.len()
+    }
+}
