@@ -19,12 +19,11 @@ use super::overlay::OverlayEp;
 use super::port::MAX_FRAME;
 use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::Cmd;
-use crate::switch::server::Listener;
+use crate::switch::server::{Joining, Listener};
 use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
 use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnected, SendTo};
 use crate::wire::stream::{self, Decoder, Event};
-use crate::wire::vde_ctl::{HEADER_LEN, MAX_DESCR};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -159,11 +158,6 @@ struct Ep {
     counts: [Counts; 2],
     stats: Arc<PortStats>,
     label: String,
-}
-
-struct Pending {
-    fd: OwnedFd,
-    buf: Vec<u8>,
 }
 
 fn fdb<'a>(f: RawFd) -> std::os::fd::BorrowedFd<'a> {
@@ -420,7 +414,7 @@ struct NodeWorker {
     eps: Vec<Option<Ep>>,
     fwd: Fwd,
     listener: Option<Listener>,
-    pending: Vec<Option<Pending>>,
+    pending: Vec<Option<Joining>>,
     slab: Box<[u8]>,
     lens: [usize; BATCH],
     /// Per frame of the batch: the destination endpoint, [`FLOOD`] or [`DROP`].
@@ -756,10 +750,7 @@ impl NodeWorker {
                         )
                         .is_ok()
                     {
-                        self.pending[slot] = Some(Pending {
-                            fd,
-                            buf: Vec::with_capacity(HEADER_LEN + MAX_DESCR),
-                        });
+                        self.pending[slot] = Some(Joining::new(fd));
                     }
                 }
                 Err(Errno::EINTR) => {}
@@ -773,17 +764,7 @@ impl NodeWorker {
         let Some(p) = self.pending.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let mut b = [0u8; HEADER_LEN + MAX_DESCR];
-        let done = match recv(p.fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => true,
-            Ok(k) => {
-                p.buf
-                    .extend_from_slice(&b[..k.min(HEADER_LEN + MAX_DESCR - p.buf.len())]);
-                p.buf.len() >= HEADER_LEN
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
-            Err(_) => true,
-        };
+        let done = p.read();
         if !done {
             return;
         }
@@ -791,7 +772,7 @@ impl NodeWorker {
         let _ = self.ep.delete(p.fd.as_fd());
         let l = self.listener.as_ref().expect("listener");
         let taken = |i: usize| matches!(self.eps.get(i), Some(Some(_)));
-        let Some(j) = l.answer(&p.buf, p.fd.as_fd(), MAX_PORTS, taken) else {
+        let Some(j) = l.answer(p.request(), p.fd.as_fd(), MAX_PORTS, taken) else {
             return;
         };
         let (id, descr) = (j.id as usize, j.descr);

@@ -3,7 +3,7 @@
 //! namespaces, before any thread starts), and the per-client data socket.
 
 use crate::vnl::num;
-use crate::wire::vde_ctl::{encode_sockaddr, Request};
+use crate::wire::vde_ctl::{encode_sockaddr, Request, HEADER_LEN, MAX_DESCR};
 use nix::sys::socket::{
     bind, connect, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
@@ -165,6 +165,43 @@ impl Listener {
                 Err(e)
             }
         }
+    }
+}
+
+/// A client connected to the control socket whose request has not fully arrived.
+pub struct Joining {
+    pub fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl Joining {
+    pub fn new(fd: OwnedFd) -> Joining {
+        Joining {
+            fd,
+            buf: Vec::with_capacity(HEADER_LEN + MAX_DESCR),
+        }
+    }
+
+    /// Reads what the client sent (non-blocking); true once the request is there, or the
+    /// client hung up or failed (then [`Listener::answer`] refuses it).
+    pub fn read(&mut self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        let mut b = [0u8; HEADER_LEN + MAX_DESCR];
+        match recv(self.fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => true,
+            Ok(k) => {
+                let room = HEADER_LEN + MAX_DESCR - self.buf.len();
+                self.buf.extend_from_slice(&b[..k.min(room)]);
+                self.buf.len() >= HEADER_LEN
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// The request bytes read so far.
+    pub fn request(&self) -> &[u8] {
+        &self.buf
     }
 }
 

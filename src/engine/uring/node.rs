@@ -25,11 +25,10 @@ use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
 use crate::engine::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::Cmd;
-use crate::switch::server::Listener;
+use crate::switch::server::{Joining, Listener};
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::transport::{Framing, Link, SendTo};
 use crate::wire::stream::{self, Decoder, Event};
-use crate::wire::vde_ctl::{HEADER_LEN, MAX_DESCR};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use nix::errno::Errno;
@@ -273,11 +272,6 @@ fn bfd<'a>(f: RawFd) -> BorrowedFd<'a> {
     crate::sys::borrow_fd(f)
 }
 
-struct Pending {
-    fd: OwnedFd,
-    buf: Vec<u8>,
-}
-
 struct UNode {
     name: String,
     ring: IoUring,
@@ -295,7 +289,7 @@ struct UNode {
     fwd: Forwarder,
     listener: Listener,
     listen_armed: bool,
-    pending: Vec<Option<Pending>>,
+    pending: Vec<Option<Joining>>,
     wake: RawFd,
     wake_armed: bool,
     /// Operations in flight (all kinds), for the shutdown.
@@ -830,10 +824,7 @@ impl UNode {
                             self.pending.len() - 1
                         }
                     };
-                    self.pending[slot] = Some(Pending {
-                        fd,
-                        buf: Vec::with_capacity(HEADER_LEN + MAX_DESCR),
-                    });
+                    self.pending[slot] = Some(Joining::new(fd));
                     self.arm_pending(slot);
                 }
                 Err(Errno::EINTR) => {}
@@ -857,24 +848,14 @@ impl UNode {
         let Some(p) = self.pending.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let mut b = [0u8; HEADER_LEN + MAX_DESCR];
-        let done = match recv(p.fd.as_raw_fd(), &mut b, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => true,
-            Ok(k) => {
-                p.buf
-                    .extend_from_slice(&b[..k.min(HEADER_LEN + MAX_DESCR - p.buf.len())]);
-                p.buf.len() >= HEADER_LEN
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
-            Err(_) => true,
-        };
+        let done = p.read();
         if !done {
             self.arm_pending(slot);
             return;
         }
         let p = self.pending[slot].take().expect("pending");
         let taken = |i: usize| matches!(self.eps.get(i), Some(Some(_)));
-        let Some(j) = self.listener.answer(&p.buf, p.fd.as_fd(), MAX_PORTS, taken) else {
+        let Some(j) = self.listener.answer(p.request(), p.fd.as_fd(), MAX_PORTS, taken) else {
             return;
         };
         let id = j.id as usize;
