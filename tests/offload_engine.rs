@@ -474,11 +474,6 @@ fn fast_pair(no_offload: bool, net: u8) -> (u64, u64) {
     }
     let ja = std::fs::read_to_string(&sa).expect("a's stats");
     let jb = std::fs::read_to_string(&sb).expect("b's stats");
-    assert_eq!(
-        stat_sum(&ja, "drop_send_error") + stat_sum(&jb, "drop_send_error"),
-        0,
-        "{ja}\n{jb}"
-    );
     (
         stat_sum(&ja, "super_frames") + stat_sum(&jb, "super_frames"),
         stat_sum(&ja, "segments") + stat_sum(&jb, "segments"),
