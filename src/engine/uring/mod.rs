@@ -334,6 +334,15 @@ impl BufRing {
         unsafe { self.buf_ptr(bid).add(self.headroom) }
     }
 
+    /// Data bytes `from..len` of buffer `bid`, which a completion handed to userspace.
+    #[inline]
+    pub fn data(&self, bid: u16, from: usize, len: usize) -> &[u8] {
+        assert!(bid < self.entries && from <= len && len <= self.data_len());
+        // SAFETY: in bounds (checked); the kernel finished writing the buffer (its completion
+        // was reaped) and cannot pick it again until it is pushed back.
+        unsafe { std::slice::from_raw_parts(self.addr(bid).add(from), len - from) }
+    }
+
     /// Data bytes `from..len` of buffer `bid`, which a completion handed to userspace, to
     /// change in place (a checksum completed before the send).
     #[inline]

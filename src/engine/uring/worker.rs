@@ -836,10 +836,7 @@ impl Worker {
         let Some(v) = rx.vnet.as_mut() else { return };
         while let Some((bid, len)) = v.held.front() {
             let len = len as usize;
-            let h = {
-                let (data, _) = rx.ring.data_and_slot(bid, 0, len, 0, 0);
-                VnetHdr::parse(data, v.hdr)
-            };
+            let h = { VnetHdr::parse(rx.ring.data(bid, 0, len), v.hdr) };
             let Ok(h) = h else {
                 dir.counts.received += 1;
                 dir.counts.drop(Why::Framing, 1);
@@ -865,8 +862,7 @@ impl Worker {
                 continue;
             }
             let count = {
-                let (pkt, _) = rx.ring.data_and_slot(bid, v.hdr, len, 0, 0);
-                match Segmenter::new(&h, pkt) {
+                match Segmenter::new(&h, rx.ring.data(bid, v.hdr, len)) {
                     Ok(s) if s.max_len() <= BUF_SIZE - HEADROOM => Some(s.count()),
                     _ => None,
                 }
