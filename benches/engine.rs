@@ -45,6 +45,7 @@ fn port(i: usize) -> (Port, OwnedFd, OwnedFd) {
         name: format!("bench{i}"),
         tap,
         link,
+        offload: vdens_fast::engine::TapOffload::NONE,
     };
     (p, tap_peer, link_peer)
 }

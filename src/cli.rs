@@ -45,6 +45,8 @@ pub struct Config {
     pub workers: Option<usize>,
     pub cpus: Option<Vec<usize>>,
     pub pin: bool,
+    /// Open the taps with segmentation/checksum offload (IFF_VNET_HDR + TUNSETOFFLOAD).
+    pub offload: bool,
     pub stats: Option<PathBuf>,
     pub stats_interval_ms: u64,
 }
@@ -189,6 +191,13 @@ fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help_heading(FAST)
                 .help("Do not pin worker threads, even with --cpus"),
+        )
+        .arg(
+            Arg::new("no-offload")
+                .long("no-offload")
+                .action(ArgAction::SetTrue)
+                .help_heading(FAST)
+                .help("Open the taps without segmentation offload: frames of at most the MTU, one read or write each, as classic vdens does [default: TCP/UDP super-frames up to 64 KiB are read from and written to the taps, and cut to / built from standard frames on the VDE side]"),
         )
         .arg(
             Arg::new("stats")
@@ -424,6 +433,7 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
         workers,
         cpus,
         pin: !m.get_flag("no-pin"),
+        offload: !m.get_flag("no-offload"),
         stats: m.get_one::<PathBuf>("stats").cloned(),
         stats_interval_ms: *m.get_one::<u64>("stats-interval").unwrap_or(&1000),
     })
@@ -543,6 +553,8 @@ mod tests {
         assert_eq!(cmd(&c), ["/bin/sh"]);
         assert_eq!(c.iface_prefix, "vde");
         assert_eq!(c.ns_mode, NsMode::Auto);
+        assert!(c.offload);
+        assert!(!ok(&["--no-offload", "null://"]).offload);
     }
 
     #[test]

@@ -293,6 +293,7 @@ fn multi_port(choice: EngineChoice, workers: usize, pin: bool) {
             name: format!("vde{i}"),
             tap,
             link: l,
+            offload: vdens_fast::engine::TapOffload::NONE,
         });
         peers.push((tp, lw, lr, tmp));
     }

@@ -32,6 +32,7 @@ fn child(errno: i32) {
         name: "vde0".into(),
         tap,
         link: l,
+        offload: vdens_fast::engine::TapOffload::NONE,
     };
     let e = Engine::start(opts(EngineChoice::Uring), vec![port])
         .err()

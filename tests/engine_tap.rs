@@ -108,6 +108,7 @@ fn through_tap(choice: EngineChoice, name: &'static str) -> (usize, Vec<String>)
                 name: name.into(),
                 tap,
                 link: l,
+                offload: vdens_fast::engine::TapOffload::NONE,
             }],
         )
         .expect("engine starts");

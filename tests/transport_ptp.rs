@@ -273,6 +273,7 @@ fn listener_engine(choice: vdens_fast::cli::EngineChoice, tag: &str) {
         name: "vde0".into(),
         tap,
         link,
+        offload: vdens_fast::engine::TapOffload::NONE,
     }];
     let engine = Engine::start_nodes(opts, UringTuning::default(), ports, Vec::new())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -403,6 +404,7 @@ fn seqpacket_connector_becomes_listener_after_hang_up() {
                 name: "vde0".into(),
                 tap,
                 link,
+                offload: vdens_fast::engine::TapOffload::NONE,
             }],
             Vec::new(),
         )

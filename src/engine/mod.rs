@@ -13,6 +13,7 @@
 //! reference-counted) is future work.
 
 pub mod node;
+pub mod offload;
 mod overlay;
 mod poll;
 mod port;
@@ -32,6 +33,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use node::{Endpoint, Node, NodeKind};
+pub use offload::TapOffload;
 pub use port::MAX_FRAME;
 pub use stats::{Counts, PortSnapshot, LINK_TO_TAP, TAP_TO_LINK};
 pub use uring::UringTuning;
@@ -43,6 +45,9 @@ pub struct Port {
     pub name: String,
     pub tap: OwnedFd,
     pub link: Link,
+    /// The tap's virtio-net header and offloads (`TapOffload::NONE` for a plain tap, or for a
+    /// socket standing in for one).
+    pub offload: TapOffload,
 }
 
 /// How the engine is to run.
@@ -153,6 +158,8 @@ impl Engine {
         let (hosted, ports): (Vec<Port>, Vec<Port>) = ports.into_iter().partition(|p| p.link.node.is_some());
         for mut p in hosted {
             let h = p.link.node.take().expect("partitioned on node");
+            // Node workers read and write plain frames: a hosted tap is opened without offload.
+            debug_assert!(!p.offload.enabled(), "a node's tap has no virtio-net header");
             nodes.push(Node {
                 name: p.link.vnl.clone(),
                 kind: NodeKind::hosting(h),

@@ -3,12 +3,20 @@
 //! (recvmmsg/sendmmsg on datagram sockets, read/write loops on taps, pipes and devices).
 //! A direction whose output would block stops reading (its input stays in the kernel queue,
 //! which pushes back) and waits for EPOLLOUT; the other direction is not affected.
+//!
+//! A tap opened with segmentation offload (`offload.rs`) is read into one big buffer, and each
+//! super-frame is cut into the batch's slots (resumed in the next batch when it does not fit);
+//! frames from the link are coalesced per batch and written to it with a virtio-net header.
 
+use super::offload::{self, SUPER_READ};
 use super::port::{DirPlan, RxPlan, TxPlan, MAX_FRAME};
-use super::stats::{Counts, Drop as Why, PortStats};
+use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::sys::{recv_batch, send_batch};
+use crate::wire::gro::{self, Coalescer};
+use crate::wire::gso::{self, Segmenter};
 use crate::wire::stream::{self, Decoder, Event};
+use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -17,8 +25,8 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
-/// Frames per batch.
-const BATCH: usize = 32;
+/// Frames per batch (a 64 KiB TCP super-frame at MSS 1448 makes 46).
+const BATCH: usize = crate::sys::MAX_BATCH;
 /// Per-frame buffer: larger than the largest frame, so a longer one shows up as oversize.
 const STRIDE: usize = 9472;
 /// Stream links: bytes read at once.
@@ -34,8 +42,26 @@ struct StreamRx {
     len: usize,
 }
 
+/// Reading an offloading tap: the last read, and how far its segments went.
+struct VnetRx {
+    hdr: usize,
+    big: Box<[u8]>,
+    /// Bytes of the read not yet fully cut (0: none).
+    len: usize,
+    /// Next segment of it to cut.
+    next: usize,
+}
+
+/// Writing an offloading tap.
+struct VnetTx {
+    hdr: usize,
+    gro: Coalescer<Box<[u8]>>,
+}
+
 struct PDir {
     rx: Option<RxPlan>,
+    vnet_rx: Option<VnetRx>,
+    vnet_tx: Option<VnetTx>,
     tx: TxPlan,
     bufs: Box<[u8]>,
     lens: [usize; BATCH],
@@ -73,8 +99,19 @@ impl PDir {
             a.port.link.vnl,
             super::stats::DIR_NAMES[d]
         );
+        let off = a.port.offload;
         PDir {
             rx: plan.rx,
+            vnet_rx: (off.enabled() && d == TAP_TO_LINK).then(|| VnetRx {
+                hdr: off.vnet_hdr,
+                big: vec![0u8; SUPER_READ].into_boxed_slice(),
+                len: 0,
+                next: 0,
+            }),
+            vnet_tx: (off.enabled() && d == LINK_TO_TAP).then(|| VnetTx {
+                hdr: off.vnet_hdr,
+                gro: Coalescer::new(vec![0u8; gro::BUF_LEN].into_boxed_slice()),
+            }),
             tx: plan.tx.clone(),
             bufs: vec![0u8; BATCH * STRIDE].into_boxed_slice(),
             lens: [0; BATCH],
@@ -98,6 +135,9 @@ impl PDir {
 
     /// Sends what is pending; false when the output would block.
     fn flush(&mut self) -> bool {
+        if self.vnet_tx.is_some() {
+            return self.flush_coalesced();
+        }
         while self.sent < self.n {
             let len = self.lens[self.sent];
             if len == usize::MAX {
@@ -148,6 +188,122 @@ impl PDir {
         }
         self.blocked = false;
         true
+    }
+
+    /// Writes the batch to an offloading tap: runs of one TCP flow's segments as super-frames,
+    /// everything else behind a zero header, in the order received. A tap write does not
+    /// block (tun's send buffer is unlimited), so the whole batch goes out at once.
+    fn flush_coalesced(&mut self) -> bool {
+        let Some(v) = self.vnet_tx.as_mut() else {
+            return true;
+        };
+        let TxPlan::Write { fd: tfd, .. } = self.tx else {
+            unreachable!("an offloading tap is written with write(2)");
+        };
+        let counts = &mut self.counts;
+        let hl = v.hdr;
+        let mut emit = |h: &VnetHdr, f: &[u8]| {
+            let hb = h.to_bytes();
+            let (n, bytes) = offload::wire_count(h, f.len());
+            match nix::sys::uio::writev(fd(tfd), &[IoSlice::new(&hb[..hl]), IoSlice::new(f)]) {
+                Ok(_) => {
+                    counts.sent_many(n, bytes);
+                    if h.gso_kind() != vnet::GSO_NONE {
+                        counts.super_frames += 1;
+                        counts.segments += n;
+                    }
+                }
+                Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => counts.drop(Why::NoBuffer, n),
+                Err(_) => counts.drop(Why::SendError, n),
+            }
+        };
+        for i in self.sent..self.n {
+            let len = self.lens[i];
+            if len != usize::MAX {
+                v.gro.push(&self.bufs[i * STRIDE..i * STRIDE + len], &mut emit);
+            }
+        }
+        v.gro.flush(&mut emit);
+        self.sent = self.n;
+        self.blocked = false;
+        true
+    }
+
+    /// Cuts offloading tap reads into the batch's slots until it is full or the tap is empty.
+    /// Returns how many frames the batch holds; Err(UnknownErrno) at end of file with none.
+    fn fill_vnet(&mut self, rfd: RawFd) -> Result<usize, Errno> {
+        let v = self.vnet_rx.as_mut().expect("an offloading tap");
+        while self.n < BATCH {
+            if v.len == 0 {
+                match nix::unistd::read(fd(rfd), &mut v.big) {
+                    Ok(0) => {
+                        return if self.n == 0 {
+                            Err(Errno::UnknownErrno)
+                        } else {
+                            Ok(self.n)
+                        }
+                    }
+                    Ok(l) => {
+                        v.len = l;
+                        v.next = 0;
+                    }
+                    Err(e) => return if self.n == 0 { Err(e) } else { Ok(self.n) },
+                }
+            }
+            let read = &mut v.big[..v.len];
+            let Ok(h) = VnetHdr::parse(read, v.hdr) else {
+                self.counts.received += 1;
+                self.counts.drop(Why::Framing, 1);
+                v.len = 0;
+                continue;
+            };
+            let pkt = &mut read[v.hdr..];
+            if h.gso_kind() == vnet::GSO_NONE {
+                self.counts.received += 1;
+                v.len = 0;
+                if pkt.len() > MAX_FRAME || v.hdr + pkt.len() == SUPER_READ {
+                    self.counts.drop(Why::Oversize, 1);
+                    continue;
+                }
+                if h.flags & vnet::F_NEEDS_CSUM != 0 && gso::complete_csum(&h, pkt).is_err() {
+                    self.counts.drop(Why::Framing, 1);
+                    continue;
+                }
+                let k = self.n;
+                self.bufs[k * STRIDE..k * STRIDE + pkt.len()].copy_from_slice(pkt);
+                self.lens[k] = pkt.len();
+                self.n += 1;
+                continue;
+            }
+            let seg = match Segmenter::new(&h, pkt) {
+                Ok(s) if s.max_len() <= STRIDE => s,
+                _ => {
+                    self.counts.received += 1;
+                    self.counts.drop(Why::Framing, 1);
+                    v.len = 0;
+                    continue;
+                }
+            };
+            if v.next == 0 {
+                self.counts.super_frames += 1;
+                self.counts.segments += seg.count() as u64;
+            }
+            while v.next < seg.count() && self.n < BATCH {
+                let k = self.n;
+                // Cannot fail: max_len fits the stride (checked) and next < count.
+                let l = seg
+                    .write(v.next, &mut self.bufs[k * STRIDE..(k + 1) * STRIDE])
+                    .unwrap_or(0);
+                self.counts.received += 1;
+                self.lens[k] = if l == 0 { usize::MAX } else { l };
+                self.n += 1;
+                v.next += 1;
+            }
+            if v.next == seg.count() {
+                v.len = 0;
+            }
+        }
+        Ok(self.n)
     }
 
     /// sendmmsg of the run of frames from `sent` that were not dropped.
@@ -212,7 +368,13 @@ impl PDir {
         if self.stream.is_some() {
             return self.fill_stream(rx.fd);
         }
-        let got = if rx.socket {
+        let got = if self.vnet_rx.is_some() {
+            // Counted (and oversize frames dropped) as they were cut.
+            return match self.fill_vnet(rx.fd) {
+                Ok(k) => k > 0,
+                Err(e) => self.rx_error(e),
+            };
+        } else if rx.socket {
             match recv_batch(fd(rx.fd), &mut self.bufs, STRIDE, &mut self.lens) {
                 // An empty message on a seqpacket or stream socket is the peer's end.
                 Ok(k) if rx.eof_on_zero && (k == 0 || self.lens[..k].contains(&0)) => {
@@ -265,9 +427,16 @@ impl PDir {
                 }
                 k > 0
             }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
-            Err(e) if crate::engine::port::is_transient_receive_error(e as i32) => false,
-            Err(e) => {
+            Err(e) => self.rx_error(e),
+        }
+    }
+
+    /// A receive error (UnknownErrno: end of file); false.
+    fn rx_error(&mut self, e: Errno) -> bool {
+        match e {
+            Errno::EAGAIN | Errno::EINTR => false,
+            e if crate::engine::port::is_transient_receive_error(e as i32) => false,
+            e => {
                 self.rx_dead = true;
                 if e == Errno::UnknownErrno {
                     eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);

@@ -27,20 +27,28 @@ pub enum Drop {
     NoLink,
 }
 
-/// Counters of one direction.
+/// Counters of one direction. Frames and bytes are counted as on the VDE wire: with a tap
+/// opened with segmentation offload (`engine::offload`), a super-frame read from the tap
+/// counts as the standard frames it was cut into (`received`, `frames`), and one written to
+/// the tap as the frames it was built from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Frames taken from the source side (delivered + dropped once traffic is quiet).
     pub received: u64,
     /// Frames delivered to the other side.
     pub frames: u64,
-    /// Bytes delivered (frame bytes, without stream headers).
+    /// Bytes delivered (frame bytes, without stream headers or virtio-net headers).
     pub bytes: u64,
     pub no_buffer: u64,
     pub send_error: u64,
     pub oversize: u64,
     pub framing: u64,
     pub no_link: u64,
+    /// Offloading taps only: super-frames read from the tap and cut (tap_to_link), or built
+    /// and written to the tap (link_to_tap).
+    pub super_frames: u64,
+    /// The standard frames those super-frames were cut into or built from.
+    pub segments: u64,
 }
 
 impl Counts {
@@ -61,11 +69,18 @@ impl Counts {
         self.bytes += len as u64;
     }
 
+    /// `n` frames of `bytes` bytes in all delivered (the segments of one super-frame).
+    #[inline]
+    pub fn sent_many(&mut self, n: u64, bytes: u64) {
+        self.frames += n;
+        self.bytes += bytes;
+    }
+
     pub fn dropped(&self) -> u64 {
         self.no_buffer + self.send_error + self.oversize + self.framing + self.no_link
     }
 
-    fn fields(&self) -> [(&'static str, u64); 8] {
+    fn fields(&self) -> [(&'static str, u64); NFIELDS] {
         [
             ("received", self.received),
             ("frames", self.frames),
@@ -75,13 +90,17 @@ impl Counts {
             ("drop_oversize", self.oversize),
             ("drop_framing", self.framing),
             ("drop_no_link", self.no_link),
+            ("super_frames", self.super_frames),
+            ("segments", self.segments),
         ]
     }
 }
 
 /// The shared, lock-free copy of one direction's counters.
 #[derive(Debug, Default)]
-pub struct AtomicCounts([AtomicU64; 8]);
+pub struct AtomicCounts([AtomicU64; NFIELDS]);
+
+const NFIELDS: usize = 10;
 
 impl AtomicCounts {
     /// Called by the one worker that owns the direction.
@@ -103,6 +122,8 @@ impl AtomicCounts {
             oversize: v[5],
             framing: v[6],
             no_link: v[7],
+            super_frames: v[8],
+            segments: v[9],
         }
     }
 }
@@ -199,7 +220,10 @@ mod tests {
         let j = to_json("uring", 1, &[p]);
         assert!(j.starts_with("{\"engine\":\"uring\",\"workers\":1,\"ports\":[{\"name\":\"vde0\",\"vnl\":\"ptp:///tmp/a\\\"b\""), "{j}");
         assert!(j.contains("\"tap_to_link\":{\"received\":3,\"frames\":1,\"bytes\":60,\"drop_no_buffer\":0,\"drop_send_error\":0,\"drop_oversize\":2"), "{j}");
-        assert!(j.ends_with("\"drop_no_link\":0}}]}"), "{j}");
+        assert!(
+            j.ends_with("\"drop_no_link\":0,\"super_frames\":0,\"segments\":0}}]}"),
+            "{j}"
+        );
     }
 
     #[test]
@@ -214,6 +238,8 @@ mod tests {
             oversize: 6,
             framing: 7,
             no_link: 8,
+            super_frames: 9,
+            segments: 10,
         };
         a.publish(&c);
         assert_eq!(a.snapshot(), c);

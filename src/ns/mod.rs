@@ -8,7 +8,7 @@ pub mod tap;
 pub mod userns;
 
 use crate::cli::{Config, NsMode};
-use crate::engine::{Engine, EngineOptions, Port};
+use crate::engine::{Engine, EngineOptions, Port, TapOffload};
 use crate::sys;
 use crate::transport::{self, Link};
 use std::fmt;
@@ -166,11 +166,21 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
     let mut ctls: Vec<(String, String, OwnedFd)> = Vec::new();
     for (i, mut link) in links.into_iter().enumerate() {
         let name = format!("{}{}", cfg.iface_prefix, i);
-        let tap = tap::open_tap(&name)?;
+        // Taps of hosted nodes (switch://, hub://) stay plain: node workers move plain frames.
+        let (tap, offload) = if cfg.offload && link.node.is_none() {
+            tap::open_tap_offload(&name)?
+        } else {
+            (tap::open_tap(&name)?, TapOffload::NONE)
+        };
         if let Some(c) = link.ctl.take() {
             ctls.push((link.vnl.clone(), name.clone(), c));
         }
-        ports.push(Port { name, tap, link });
+        ports.push(Port {
+            name,
+            tap,
+            link,
+            offload,
+        });
     }
     let cmd = child::Command::new(&cfg.cmd)?;
     let mut sfd = child::signal_fd()?;

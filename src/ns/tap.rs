@@ -1,6 +1,7 @@
 //! Tap interfaces inside the namespace.
 
 use super::NsError;
+use crate::engine::TapOffload;
 use crate::sys;
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, OwnedFd};
@@ -26,19 +27,75 @@ fn tun_hint(err: &std::io::Error) -> String {
 
 /// Opens the tap `name` (IFF_TAP | IFF_NO_PI) in the current network namespace.
 pub fn open_tap(name: &str) -> Result<OwnedFd, NsError> {
+    let fd = open_tun(name)?;
+    sys::tun_set_iff_tap(fd.as_fd(), name).map_err(|e| iff_error(name, &e))?;
+    Ok(fd)
+}
+
+/// Header size asked of an offloading tap: the plain `struct virtio_net_hdr`.
+const VNET_HDR: usize = crate::wire::vnet::LEN;
+
+/// The offloads asked of a tap: partial checksums, TCP super-frames (v4, v6, with CWR), and
+/// UDP ones (USO, Linux 6.2).
+const OFFLOADS: u32 = sys::TUN_F_CSUM
+    | sys::TUN_F_TSO4
+    | sys::TUN_F_TSO6
+    | sys::TUN_F_TSO_ECN
+    | sys::TUN_F_USO4
+    | sys::TUN_F_USO6;
+
+/// Opens the tap `name` with a virtio-net header and segmentation offload (see
+/// `engine::offload`), for a port whose engine cuts super-frames into standard frames. A kernel
+/// that refuses USO (before 6.2: EINVAL) gets the TCP offloads only; one that refuses
+/// TUNSETOFFLOAD altogether gets plain frames behind the header; one that refuses the header
+/// gets a plain tap. Every outcome is correct; the returned `TapOffload` says which it is.
+pub fn open_tap_offload(name: &str) -> Result<(OwnedFd, TapOffload), NsError> {
+    let fd = open_tun(name)?;
+    if let Err(e) = sys::tun_set_iff_tap_vnet(fd.as_fd(), name) {
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(iff_error(name, &e));
+        }
+        drop(fd);
+        return Ok((open_tap(name)?, TapOffload::NONE));
+    }
+    sys::tun_set_vnet_hdr_sz(fd.as_fd(), VNET_HDR as i32).map_err(|e| {
+        NsError::new(
+            &format!("cannot set the virtio-net header size of tap interface {name}"),
+            &e,
+            Some("TUNSETVNETHDRSZ failed; --no-offload opens the taps without it".into()),
+        )
+    })?;
+    let mut flags = OFFLOADS;
+    let no_uso = OFFLOADS & !(sys::TUN_F_USO4 | sys::TUN_F_USO6);
+    if let Err(e) = sys::tun_set_offload(fd.as_fd(), flags) {
+        flags = 0;
+        if e.raw_os_error() == Some(libc::EINVAL) && sys::tun_set_offload(fd.as_fd(), no_uso).is_ok() {
+            flags = no_uso;
+        }
+    }
+    Ok((
+        fd,
+        TapOffload {
+            vnet_hdr: VNET_HDR,
+            flags,
+        },
+    ))
+}
+
+fn iff_error(name: &str, e: &std::io::Error) -> NsError {
+    NsError::new(
+        &format!("cannot create tap interface {name}"),
+        e,
+        Some("TUNSETIFF failed".into()),
+    )
+}
+
+fn open_tun(name: &str) -> Result<OwnedFd, NsError> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(TUN)
         .map_err(|e| NsError::new(&format!("cannot open {TUN} for {name}"), &e, Some(tun_hint(&e))))?;
-    let fd = OwnedFd::from(f);
-    sys::tun_set_iff_tap(fd.as_fd(), name).map_err(|e| {
-        NsError::new(
-            &format!("cannot create tap interface {name}"),
-            &e,
-            Some("TUNSETIFF failed".into()),
-        )
-    })?;
-    Ok(fd)
+    Ok(OwnedFd::from(f))
 }

@@ -335,6 +335,7 @@ pub fn rig_tuned(o: EngineOptions, t: UringTuning, kind: LinkKind) -> Rig {
         name: "vde0".into(),
         tap,
         link: l,
+        offload: vdens_fast::engine::TapOffload::NONE,
     };
     let engine = Engine::start_with(o, t, vec![port]).expect("engine starts");
     Rig {

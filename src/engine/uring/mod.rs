@@ -85,7 +85,7 @@ pub fn probe() -> Result<(), String> {
     if !missing.is_empty() {
         return Err(format!("the kernel lacks io_uring ops {}", missing.join(", ")));
     }
-    let mut br = BufRing::new(8, 64, 0).map_err(|e| format!("buffer ring memory: {e}"))?;
+    let mut br = BufRing::new(8, 64, 0, 0).map_err(|e| format!("buffer ring memory: {e}"))?;
     br.register(&ring)
         .map_err(|e| format!("IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e)))?;
     let _ = ring.submitter().unregister_buf_ring(0);
@@ -197,11 +197,14 @@ impl Drop for Arena {
 const PAGE: usize = 4096;
 
 /// A provided-buffer ring (IORING_REGISTER_PBUF_RING): `entries` buffers of `size` bytes the
-/// kernel picks from for each receive, plus `extra` bytes of private slots after them.
+/// kernel picks from for each receive, plus `extra` bytes of private slots after them. The
+/// kernel gets each buffer after its first `headroom` bytes, which stay free for a header to
+/// be put in front of the received data (the virtio-net header of a tap write).
 struct BufRing {
     mem: Arena,
     entries: u16,
     size: usize,
+    headroom: usize,
     bgid: u16,
     /// Local tail; published to the kernel by [`BufRing::publish`].
     tail: u16,
@@ -214,8 +217,8 @@ struct BufRing {
 
 impl BufRing {
     /// `entries` must be a power of two (kernel rule).
-    pub fn new(entries: u16, size: usize, extra: usize) -> io::Result<BufRing> {
-        assert!(entries.is_power_of_two());
+    pub fn new(entries: u16, size: usize, extra: usize, headroom: usize) -> io::Result<BufRing> {
+        assert!(entries.is_power_of_two() && headroom < size);
         let ring_bytes = (entries as usize * std::mem::size_of::<BufRingEntry>()).div_ceil(PAGE) * PAGE;
         let extra_off = ring_bytes + entries as usize * size;
         let mem = Arena::new(extra_off + extra)?;
@@ -223,6 +226,7 @@ impl BufRing {
             mem,
             entries,
             size,
+            headroom,
             bgid: 0,
             tail: 0,
             head: 0,
@@ -277,8 +281,8 @@ impl BufRing {
         // SAFETY: idx < entries; the entry at the local tail is not owned by the kernel until
         // the tail is published.
         let e = unsafe { &mut *self.ring_base().add(idx) };
-        e.set_addr(self.buf_ptr(bid) as u64);
-        e.set_len(self.size as u32);
+        e.set_addr(self.addr(bid) as u64);
+        e.set_len(self.data_len() as u32);
         e.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
         self.avail += 1;
@@ -317,19 +321,63 @@ impl BufRing {
         self.avail
     }
 
-    /// The first `len` bytes of buffer `bid`, which a completion handed to userspace.
-    #[inline]
-    pub fn data(&self, bid: u16, len: usize) -> &[u8] {
-        assert!(bid < self.entries && len <= self.size);
-        // SAFETY: in bounds (checked). The kernel finished writing the buffer (its completion
-        // was reaped) and cannot pick it again until it is pushed back, which needs &mut self.
-        unsafe { std::slice::from_raw_parts(self.buf_ptr(bid), len) }
+    pub fn entries(&self) -> u16 {
+        self.entries
     }
 
-    /// Address of buffer `bid`, for a send.
+    /// Bytes a receive may fill in one buffer (after the headroom).
+    #[inline]
+    pub fn data_len(&self) -> usize {
+        self.size - self.headroom
+    }
+
+    /// Address of the data of buffer `bid` (after the headroom), for a send.
     #[inline]
     pub fn addr(&self, bid: u16) -> *const u8 {
-        self.buf_ptr(bid)
+        // SAFETY: headroom < size, so the address stays inside buffer `bid`.
+        unsafe { self.buf_ptr(bid).add(self.headroom) }
+    }
+
+    /// Data bytes `from..len` of buffer `bid`, which a completion handed to userspace.
+    #[inline]
+    pub fn data(&self, bid: u16, from: usize, len: usize) -> &[u8] {
+        assert!(bid < self.entries && from <= len && len <= self.data_len());
+        // SAFETY: in bounds (checked); the kernel finished writing the buffer (its completion
+        // was reaped) and cannot pick it again until it is pushed back.
+        unsafe { std::slice::from_raw_parts(self.addr(bid).add(from), len - from) }
+    }
+
+    /// Data bytes `from..len` of buffer `bid`, which a completion handed to userspace, to
+    /// change in place (a checksum completed before the send).
+    #[inline]
+    pub fn data_mut(&mut self, bid: u16, from: usize, len: usize) -> &mut [u8] {
+        assert!(bid < self.entries && from <= len && len <= self.data_len());
+        // SAFETY: in bounds (checked); the kernel finished writing the buffer (its completion
+        // was reaped) and cannot pick it again until it is pushed back, and no send of it is
+        // in flight yet (callers change a buffer before queueing it); &mut self: no other
+        // userspace view.
+        unsafe { std::slice::from_raw_parts_mut(self.addr(bid).cast_mut().add(from), len - from) }
+    }
+
+    /// The `n` bytes of headroom right in front of the data of buffer `bid` (n <= headroom),
+    /// for a header written before the buffer is sent.
+    #[inline]
+    pub fn headroom_mut(&mut self, bid: u16, n: usize) -> &mut [u8] {
+        assert!(bid < self.entries && n <= self.headroom);
+        // SAFETY: in bounds (checked): the headroom is part of buffer `bid` and the kernel
+        // never writes it (it is given the buffer after it); the buffer is in userspace's
+        // hands (see data_mut).
+        unsafe { std::slice::from_raw_parts_mut(self.addr(bid).cast_mut().sub(n), n) }
+    }
+
+    /// Private slot `i` of `slot_size` bytes in the extra area, to write into while no send
+    /// of it is in flight.
+    #[inline]
+    pub fn slot_mut(&mut self, i: usize, slot_size: usize) -> &mut [u8] {
+        let p = self.slot_ptr(i, slot_size);
+        // SAFETY: slot_ptr checked the bounds; slots never reach the kernel as provided
+        // buffers, and &mut self gives no other userspace view.
+        unsafe { std::slice::from_raw_parts_mut(p, slot_size) }
     }
 
     /// Private slot `i` of `slot_size` bytes in the extra area.
@@ -351,7 +399,7 @@ impl BufRing {
         slot: usize,
         slot_size: usize,
     ) -> (&[u8], &mut [u8]) {
-        assert!(bid < self.entries && from <= len && len <= self.size);
+        assert!(bid < self.entries && from <= len && len <= self.data_len());
         let s = self.slot_ptr(slot, slot_size);
         // SAFETY: both in bounds (checked) and disjoint (buffer area vs extra area). The kernel
         // finished writing the buffer (its completion was reaped) and cannot pick it again until
@@ -359,7 +407,7 @@ impl BufRing {
         // writes only a slot no send uses (&mut self: no other userspace view).
         unsafe {
             (
-                std::slice::from_raw_parts(self.buf_ptr(bid).add(from), len - from),
+                std::slice::from_raw_parts(self.addr(bid).add(from), len - from),
                 std::slice::from_raw_parts_mut(s, slot_size),
             )
         }

@@ -264,7 +264,7 @@ fn frame_of<'a>(bufs: &'a BufRing, slots: &'a [u8], fid: u16, len: usize) -> &'a
         let s = (fid & !SLOT_FLAG) as usize * BUF_SIZE;
         &slots[s..s + len]
     } else {
-        bufs.data(fid, len)
+        bufs.data(fid, 0, len)
     }
 }
 
@@ -1081,7 +1081,7 @@ pub fn run_node(
         };
         let (ring, _) = build_ring(1024, 8192, tuning.defer_taskrun)
             .map_err(|e| format!("io_uring_setup: {}", crate::sys::err_text(&e)))?;
-        let mut bufs = BufRing::new(NBUF, BUF_SIZE, 0)
+        let mut bufs = BufRing::new(NBUF, BUF_SIZE, 0, 0)
             .map_err(|e| format!("buffer memory: {}", crate::sys::err_text(&e)))?;
         bufs.register_as(&ring, 0)
             .map_err(|e| format!("IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e)))?;
