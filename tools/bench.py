@@ -776,6 +776,7 @@ def all_scenarios():
         Scenario("classic-vdeplug-switch", "vdens <-> vdens, vde_plug switch://", build_vdeplug_switch),
         Scenario("classic-vde2-switch", "vdens <-> vdens, vde2 vde_switch", build_vde2_switch),
         Scenario("fast-ptp", "vdens-fast <-> vdens-fast, ptp://", _vdens_pair("vdens-fast", "vdens-fast", _ptp)),
+        Scenario("fast-ptp-poll", "vdens-fast --engine poll <-> same, ptp://", _vdens_pair("vdens-fast-poll", "vdens-fast-poll", _ptp)),
         Scenario("mixed-ptp", "vdens-fast <-> vdens, ptp://", _vdens_pair("vdens-fast", "vdens", _ptp)),
         Scenario("fast-switch", "vdens-fast switch:// <-> vdens-fast", build_fast_switch, refs=SWITCH_REFS),
         Scenario("vdeplug-fast-switch", "vdens-fast <-> vdens-fast, vdeplug-fast switch://", build_vdeplug_fast_switch, refs=SWITCH_REFS),
@@ -905,7 +906,11 @@ class Context:
         self.workdir = tempfile.mkdtemp(prefix="vdens-bench.%d." % os.getpid())
 
     def launcher(self, which):
-        return [self.args.vdens_fast] if which == "vdens-fast" else [self.args.vdens]
+        if which == "vdens-fast":
+            return [self.args.vdens_fast]
+        if which == "vdens-fast-poll":
+            return [self.args.vdens_fast, "--engine", "poll"]
+        return [self.args.vdens]
 
     def cleanup(self):
         shutil.rmtree(self.workdir, ignore_errors=True)
