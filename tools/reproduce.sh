@@ -6,6 +6,7 @@
 #   tools/reproduce.sh [--quick] [OUTDIR]      (as root, after the README's set-up)
 #
 # --quick: one short round of everything (a smoke run; its figures are not for comparison).
+# BENCH_ARGS: more options for tools/bench.py (e.g. "--scenarios classic-ptp,fast-ptp").
 # Progress goes to stderr; OUTDIR defaults to bench-results-<UTC date and time>.
 set -eu
 
@@ -35,7 +36,7 @@ fi
 
 say "side-by-side benchmark (every scenario; results in $out)"
 # shellcheck disable=SC2086
-python3 tools/bench.py $side --json "$out/results.json" --markdown "$out/results.md" \
+python3 tools/bench.py $side ${BENCH_ARGS:-} --json "$out/results.json" --markdown "$out/results.md" \
     --csv "$out/results.csv" --chart "$out/chart.svg" > "$out/results.txt"
 
 for b in engine offload codecs; do
