@@ -37,16 +37,50 @@ fn wait_exit(dm: &mut Daemon, secs: u64) -> bool {
 
 #[test]
 fn hosted_switch_serves_clients_and_cleans_up() {
+    hosted_switch_on("auto", 71);
+}
+
+#[test]
+fn hosted_switch_on_the_epoll_node() {
+    hosted_switch_on("poll", 73);
+}
+
+/// Descriptors of process `pid` that are io_uring instances.
+fn io_urings(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|r| {
+            r.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("io_uring"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A vdeplug-fast switch with `--engine ENGINE` serves a classic and a vdens-fast client, frees
+/// the port of one that leaves, and removes its directory on SIGTERM; it runs on io_uring
+/// (one ring) by default and on the epoll node (no ring) with `--engine poll`.
+fn hosted_switch_on(engine: &str, net: u8) {
     let d = TempDir::new("vfsw");
     let dir = d.join("sw");
     let sw = format!("switch://{}", dir.display());
-    let mut dm = Daemon::start("vdeplug-fast", vdeplug_fast(&["null://", &sw]));
+    let mut dm = Daemon::start(
+        "vdeplug-fast",
+        vdeplug_fast(&["--engine", engine, "null://", &sw]),
+    );
     assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let rings = if engine == "poll" { 0 } else { 1 };
+    assert_eq!(
+        io_urings(dm.pid()),
+        rings,
+        "io_uring instances with --engine {engine}"
+    );
     let vnl = format!("vde://{}", dir.display());
     {
         let mut a = ns_node("classic", Impl::Classic, &d, &[&vnl]);
         let mut b = ns_node("fast", Impl::Fast, &d, &[&vnl]);
-        pair(&mut a, &mut b, 71, &d);
+        pair(&mut a, &mut b, net, &d);
         // A client that leaves frees its port (its data socket goes).
         b.finish(10);
         let end = Instant::now() + Duration::from_secs(5);
@@ -139,6 +173,12 @@ fn usage_and_errors() {
     assert_eq!(
         o.stderr.trim(),
         "vdeplug-fast: unknown option '-x' (see vdeplug-fast --help)"
+    );
+    let o = run(vdeplug_fast(&["--engine", "fast", "null://", "null://"]), 10);
+    assert_eq!(o.code, Some(1));
+    assert_eq!(
+        o.stderr.trim(),
+        "vdeplug-fast: --engine: unknown engine 'fast' (auto, uring or poll)"
     );
     let o = run(vdeplug_fast(&["a", "b", "c"]), 10);
     assert_eq!(o.code, Some(1));

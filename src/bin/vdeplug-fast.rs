@@ -27,6 +27,8 @@ Options:
   -d | --daemon                 run in the background
   -p PIDFILE | --pidfile PIDFILE  write the pid to PIDFILE (removed on exit)
   -D DESCR | --descr DESCR      description a switch shows for the connection (default vdeplug-fast)
+  --engine auto|uring|poll      data plane of a hosted switch or hub: io_uring, the epoll node, or
+                                auto (io_uring when usable; the default); cables use the epoll node
   -h | --help                   this summary
 ";
 
@@ -37,6 +39,7 @@ struct Args {
     cmd: Option<Vec<OsString>>,
     /// What a switch shows for our connection (-D), like vde_plug's.
     descr: String,
+    engine: EngineChoice,
 }
 
 fn fail(msg: &str) -> ! {
@@ -51,6 +54,7 @@ fn parse() -> Args {
         vnls: Vec::new(),
         cmd: None,
         descr: "vdeplug-fast".into(),
+        engine: EngineChoice::Auto,
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -66,6 +70,17 @@ fn parse() -> Args {
                     Some(PathBuf::from(it.next().unwrap_or_else(|| {
                         fail("-p needs a file name (write -p /run/vdeplug.pid)")
                     })))
+            }
+            "--engine" => {
+                let v = it
+                    .next()
+                    .unwrap_or_else(|| fail("--engine needs a value (auto, uring or poll)"));
+                a.engine = match v.to_string_lossy().as_ref() {
+                    "auto" => EngineChoice::Auto,
+                    "uring" => EngineChoice::Uring,
+                    "poll" => EngineChoice::Poll,
+                    x => fail(&format!("--engine: unknown engine '{x}' (auto, uring or poll)")),
+                };
             }
             "-D" | "--descr" => {
                 a.descr = it
@@ -242,7 +257,7 @@ fn main() {
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .unwrap_or_else(|e| fail(&format!("cannot create signalfd: {}", e.desc())));
     let opts = EngineOptions {
-        choice: EngineChoice::Auto,
+        choice: args.engine,
         workers: None,
         cpus: None,
         pin: false,
