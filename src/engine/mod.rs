@@ -158,14 +158,14 @@ impl Engine {
         let (hosted, ports): (Vec<Port>, Vec<Port>) = ports.into_iter().partition(|p| p.link.node.is_some());
         for mut p in hosted {
             let h = p.link.node.take().expect("partitioned on node");
-            // Node workers read and write plain frames: a hosted tap is opened without offload.
-            debug_assert!(!p.offload.enabled(), "a node's tap has no virtio-net header");
+            // Only the io_uring switch/hub node takes a tap with offload (checked below).
             nodes.push(Node {
                 name: p.link.vnl.clone(),
                 kind: NodeKind::hosting(h),
                 endpoints: vec![Endpoint::Tap {
                     name: p.name.clone(),
                     fd: p.tap,
+                    offload: p.offload,
                 }],
             });
         }
@@ -258,6 +258,17 @@ impl Engine {
             let ready = ready_tx.clone();
             let w = wake.clone();
             let on_uring = kind == EngineKind::Uring && uring::node_eligible(&n);
+            let vnet_tap = n
+                .endpoints
+                .iter()
+                .any(|e| matches!(e, Endpoint::Tap { offload, .. } if offload.enabled()));
+            if vnet_tap && !on_uring {
+                engine.stop_workers();
+                return Err(EngineError(format!(
+                    "{}: a tap with a virtio-net header needs the io_uring switch node (open it without offload, --no-offload)",
+                    n.name
+                )));
+            }
             engine.node_kinds.push(if on_uring {
                 EngineKind::Uring
             } else {

@@ -58,7 +58,13 @@ const T_PENDING: u64 = 3;
 /// An endpoint handed to a node.
 pub enum Endpoint {
     /// A tap device (one frame per read/write).
-    Tap { name: String, fd: OwnedFd },
+    /// `offload`: the tap's virtio-net header and offloads (only the io_uring switch/hub node
+    /// takes a tap with a header; everything else needs `TapOffload::NONE`).
+    Tap {
+        name: String,
+        fd: OwnedFd,
+        offload: super::TapOffload,
+    },
     /// A link opened by a transport.
     Link { name: String, link: Box<Link> },
 }
@@ -935,7 +941,7 @@ fn ep_of(mut e: Endpoint, node: &str) -> Result<Ep, String> {
 
 fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String) {
     match e {
-        Endpoint::Tap { name, fd } => (Owner::Tap(fd), name, node.to_string()),
+        Endpoint::Tap { name, fd, .. } => (Owner::Tap(fd), name, node.to_string()),
         Endpoint::Link { name, link } => {
             let v = link.vnl.clone();
             (Owner::Link(link), name, v)

@@ -166,8 +166,10 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
     let mut ctls: Vec<(String, String, OwnedFd)> = Vec::new();
     for (i, mut link) in links.into_iter().enumerate() {
         let name = format!("{}{}", cfg.iface_prefix, i);
-        // Taps of hosted nodes (switch://, hub://) stay plain: node workers move plain frames.
-        let (tap, offload) = if cfg.offload && link.node.is_none() {
+        // Taps of hosted nodes stay plain, except a switch's or hub's when the io_uring node
+        // runs it (it cuts and coalesces like a port's worker).
+        let offload_ok = link.node.is_none() || crate::engine::offload::hosted_tap_offload(cfg.engine, &link);
+        let (tap, offload) = if cfg.offload && offload_ok {
             tap::open_tap_offload(&name)?
         } else {
             (tap::open_tap(&name)?, TapOffload::NONE)

@@ -22,17 +22,22 @@
 
 use super::{build_ring, is_retry, push, BufRing, UringTuning};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
+use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
 use crate::engine::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::Cmd;
 use crate::switch::server::{Joining, Listener};
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::transport::{Framing, Link, SendTo};
+use crate::wire::gro::{self, Coalescer};
+use crate::wire::gso::{self, Segmenter};
 use crate::wire::stream::{self, Decoder, Event};
+use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use nix::errno::Errno;
 use nix::sys::socket::{accept4, recv, MsgFlags, SockFlag, SockaddrLike, UnixAddr};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,6 +66,7 @@ const K_CTL: u64 = 6;
 const K_SREAD: u64 = 7;
 const K_SWRITE: u64 = 8;
 const K_CANCEL: u64 = 9;
+const K_VREAD: u64 = 10;
 
 /// user_data: kind (4 bits) | endpoint (12) | generation (16) | frame id (16) | length (16).
 #[inline]
@@ -122,8 +128,29 @@ struct StreamIn {
     reading: bool,
 }
 
+/// Reading an offloading tap (the switch host's own): one read at a time into `big`, cut into
+/// standard frames, each in a slot, before its forwarding decision.
+struct VnetIn {
+    hdr: usize,
+    big: Box<[u8]>,
+    /// Bytes of the last read not yet fully cut (0: none).
+    len: usize,
+    /// Next segment of it to cut.
+    next: usize,
+    /// A read is in flight.
+    reading: bool,
+}
+
+/// Writing an offloading tap: frames for it pass a coalescer, flushed once per completion
+/// drain; each frame goes out behind its virtio-net header (a zero one when not coalesced).
+struct VnetOut {
+    hdr: usize,
+    gro: Coalescer<Box<[u8]>>,
+}
+
 enum Rx {
     None,
+    Vnet(Box<VnetIn>),
     /// One frame per completion from the shared buffers (recv on a socket, read on a tap).
     Multi {
         socket: bool,
@@ -149,6 +176,7 @@ enum Tx {
     /// write(2): a tap or another device.
     Write,
     Stream(Box<StreamOut>),
+    Vnet(Box<VnetOut>),
 }
 
 struct Ep {
@@ -172,7 +200,7 @@ struct Ep {
 }
 
 impl Ep {
-    fn new(owner: Owner, name: &str, vnl: &str, gen: u16) -> Result<Ep, String> {
+    fn new(owner: Owner, name: &str, vnl: &str, off: TapOffload, gen: u16) -> Result<Ep, String> {
         let label = format!("{name} ({vnl})");
         let fail = |what: &str, e: Errno| format!("{label}: {what}: {}", e.desc());
         let (rx, tx, framing, ctl) = match &owner {
@@ -195,8 +223,16 @@ impl Ep {
             set_nonblocking(bfd(*f)).map_err(|e| fail("cannot make it non-blocking", e))?;
         }
         let null = framing == Framing::Null;
+        let vnet = off.enabled() && matches!(owner, Owner::Tap(_));
         let rx_kind = match rx {
             None => Rx::None,
+            Some(_) if vnet => Rx::Vnet(Box::new(VnetIn {
+                hdr: off.vnet_hdr,
+                big: vec![0u8; SUPER_READ].into_boxed_slice(),
+                len: 0,
+                next: 0,
+                reading: false,
+            })),
             Some(_) if null => Rx::None,
             Some(_) if framing == Framing::Stream => Rx::Stream(Box::new(StreamIn {
                 dec: Decoder::new(),
@@ -217,6 +253,10 @@ impl Ep {
         let tx_kind = match (txfd, &owner) {
             (None, _) => Tx::Discard,
             _ if null => Tx::Discard,
+            (Some(_), Owner::Tap(_)) if vnet => Tx::Vnet(Box::new(VnetOut {
+                hdr: off.vnet_hdr,
+                gro: Coalescer::new(vec![0u8; gro::BUF_LEN].into_boxed_slice()),
+            })),
             (Some(_), _) if framing == Framing::Stream => Tx::Stream(Box::new(StreamOut {
                 out: vec![0u8; STREAM_OUT].into_boxed_slice(),
                 start: 0,
@@ -410,11 +450,18 @@ impl UNode {
                 s.reading = true;
                 opcode::Read::new(fd, s.raw.as_mut_ptr(), STREAM_IN as u32).build()
             }
+            Rx::Vnet(v) => {
+                if v.reading || v.len > 0 {
+                    return;
+                }
+                v.reading = true;
+                opcode::Read::new(fd, v.big.as_mut_ptr(), SUPER_READ as u32).build()
+            }
         };
-        let kind = if matches!(e.rx, Rx::Stream(_)) {
-            K_SREAD
-        } else {
-            K_RX
+        let kind = match e.rx {
+            Rx::Stream(_) => K_SREAD,
+            Rx::Vnet(_) => K_VREAD,
+            _ => K_RX,
         };
         e.rx_armed = true;
         e.rx_starved = false;
@@ -520,6 +567,12 @@ impl UNode {
                     c.sent(len);
                 }
                 self.kick_stream(to);
+                return;
+            }
+            Tx::Vnet(v) => {
+                let f = frame_of(&self.bufs, &self.slots, fid, len);
+                let (tfd, hl) = (e.tx_fd, v.hdr);
+                v.gro.push(f, &mut |h, f| vnet_write(tfd, hl, c, h, f));
                 return;
             }
         };
@@ -760,6 +813,114 @@ impl UNode {
         }
     }
 
+    fn on_vnet_read(&mut self, t: Tok, res: i32) {
+        self.op_done(&t);
+        if !self.live(&t) || self.stopping {
+            return;
+        }
+        let e = self.eps[t.ep].as_mut().expect("live");
+        e.rx_armed = false;
+        let Rx::Vnet(v) = &mut e.rx else { return };
+        v.reading = false;
+        match res {
+            0 => {
+                eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
+                e.rx_dead = true;
+            }
+            r if r < 0 => match -r {
+                libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
+                x => {
+                    e.rx_dead = true;
+                    eprintln!(
+                        "vdens-fast: {}: {}: read failed: {}",
+                        self.name,
+                        e.label,
+                        Errno::from_raw(x).desc()
+                    );
+                }
+            },
+            r => {
+                v.len = r as usize;
+                v.next = 0;
+                self.cut(t.ep);
+            }
+        }
+    }
+
+    /// Cuts the offloading tap read waiting on endpoint `id` into standard frames, each in a
+    /// slot, and forwards them one by one; stops when the read is used up or no slot is free
+    /// (then goes on at the end of the turn).
+    fn cut(&mut self, id: usize) {
+        let now = self.start.elapsed().as_secs();
+        loop {
+            let Some(e) = self.eps[id].as_mut() else { return };
+            let Rx::Vnet(v) = &mut e.rx else { return };
+            if v.len == 0 {
+                return;
+            }
+            let c = &mut e.counts[TAP_TO_LINK];
+            let read = &mut v.big[..v.len];
+            let Ok(h) = VnetHdr::parse(read, v.hdr) else {
+                c.received += 1;
+                c.drop(Why::Framing, 1);
+                v.len = 0;
+                continue;
+            };
+            let Some(slot) = self.free_slots.pop() else { return };
+            let o = slot as usize * BUF_SIZE;
+            let out = &mut self.slots[o..o + BUF_SIZE];
+            let whole = v.len == SUPER_READ;
+            let pkt = &mut read[v.hdr..];
+            let got = if h.gso_kind() == vnet::GSO_NONE {
+                c.received += 1;
+                v.len = 0;
+                if pkt.len() > MAX_FRAME || whole {
+                    Err(Why::Oversize)
+                } else if h.flags & vnet::F_NEEDS_CSUM != 0 && gso::complete_csum(&h, pkt).is_err() {
+                    Err(Why::Framing)
+                } else {
+                    out[..pkt.len()].copy_from_slice(pkt);
+                    Ok(pkt.len())
+                }
+            } else {
+                match Segmenter::new(&h, pkt) {
+                    Ok(s) if s.max_len() <= MAX_FRAME => {
+                        if v.next == 0 {
+                            c.super_frames += 1;
+                            c.segments += s.count() as u64;
+                        }
+                        c.received += 1;
+                        let r = s.write(v.next, out).map_err(|_| Why::Framing);
+                        v.next += 1;
+                        if v.next >= s.count() {
+                            v.len = 0;
+                            v.next = 0;
+                        }
+                        r
+                    }
+                    _ => {
+                        c.received += 1;
+                        v.len = 0;
+                        v.next = 0;
+                        Err(Why::Framing)
+                    }
+                }
+            };
+            match got {
+                Ok(l) if l >= 14 => {
+                    let fid = slot | SLOT_FLAG;
+                    self.slot_refs[slot as usize] = 1;
+                    self.forward(id, fid, l, now);
+                    self.release(fid);
+                }
+                r => {
+                    c.drop(r.err().unwrap_or(Why::Framing), 1);
+                    self.free_slots.push(slot);
+                }
+            }
+        }
+    }
+
     fn on_stream_write(&mut self, t: Tok, res: i32) {
         self.op_done(&t);
         if !self.live(&t) || self.stopping {
@@ -865,7 +1026,13 @@ impl UNode {
             path: j.path,
         };
         let gen = self.next_gen();
-        match Ep::new(owner, &format!("{}:{id}", self.name), &j.descr, gen) {
+        match Ep::new(
+            owner,
+            &format!("{}:{id}", self.name),
+            &j.descr,
+            TapOffload::NONE,
+            gen,
+        ) {
             Ok(e) => self.add(id, e),
             Err(m) => eprintln!("vdens-fast: {m}"),
         }
@@ -882,9 +1049,9 @@ impl UNode {
         let id = (1..MAX_PORTS)
             .find(|&i| !matches!(self.eps.get(i), Some(Some(_))))
             .ok_or_else(|| format!("{}: no free port", self.name))?;
-        let (owner, name, vnl) = owner_of(e, &self.name);
+        let (owner, name, vnl, off) = owner_of(e, &self.name);
         let gen = self.next_gen();
-        let ep = Ep::new(owner, &name, &vnl, gen)?;
+        let ep = Ep::new(owner, &name, &vnl, off, gen)?;
         self.add(id, ep);
         Ok(id as u16)
     }
@@ -937,6 +1104,7 @@ impl UNode {
                 K_RX => self.on_rx(t, res, flags),
                 K_TX => self.on_tx(t, res),
                 K_SREAD => self.on_stream_read(t, res),
+                K_VREAD => self.on_vnet_read(t, res),
                 K_SWRITE => self.on_stream_write(t, res),
                 K_CTL => self.on_ctl(t, res),
                 K_PENDING if !self.stopping => self.pending_ready(t.ep),
@@ -953,13 +1121,28 @@ impl UNode {
                 _ => {}
             }
         }
+        self.flush_coalesced();
         stop
+    }
+
+    /// Writes what the coalescers of offloading taps hold (once per completion drain).
+    fn flush_coalesced(&mut self) {
+        for e in self.eps.iter_mut().flatten() {
+            let Tx::Vnet(v) = &mut e.tx else { continue };
+            if v.gro.pending() {
+                let (tfd, hl) = (e.tx_fd, v.hdr);
+                let c = &mut e.counts[LINK_TO_TAP];
+                v.gro.flush(&mut |h, f| vnet_write(tfd, hl, c, h, f));
+            }
+        }
     }
 
     fn turn_end(&mut self) {
         for id in 0..self.eps.len() {
-            if matches!(&self.eps[id], Some(e) if matches!(e.rx, Rx::Stream(_))) {
-                self.decode(id);
+            match &self.eps[id] {
+                Some(e) if matches!(e.rx, Rx::Stream(_)) => self.decode(id),
+                Some(e) if matches!(e.rx, Rx::Vnet(_)) => self.cut(id),
+                _ => {}
             }
         }
         self.bufs.publish();
@@ -1047,13 +1230,32 @@ impl UNode {
     }
 }
 
-fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String) {
+fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
     match e {
-        Endpoint::Tap { name, fd } => (Owner::Tap(fd), name, node.to_string()),
+        Endpoint::Tap { name, fd, offload } => (Owner::Tap(fd), name, node.to_string(), offload),
         Endpoint::Link { name, link } => {
             let v = link.vnl.clone();
-            (Owner::Link(link), name, v)
+            (Owner::Link(link), name, v, TapOffload::NONE)
         }
+    }
+}
+
+/// Writes frame `f` to an offloading tap behind header `h` (`hl` bytes of it). A tap write
+/// does not block (tun's send buffer is unlimited). Counted as the VDE-wire frames it stands
+/// for.
+fn vnet_write(fd: RawFd, hl: usize, c: &mut Counts, h: &VnetHdr, f: &[u8]) {
+    let hb = h.to_bytes();
+    let (n, bytes) = offload::wire_count(h, f.len());
+    match nix::sys::uio::writev(bfd(fd), &[IoSlice::new(&hb[..hl]), IoSlice::new(f)]) {
+        Ok(_) => {
+            c.sent_many(n, bytes);
+            if h.gso_kind() != vnet::GSO_NONE {
+                c.super_frames += 1;
+                c.segments += n;
+            }
+        }
+        Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.drop(Why::NoBuffer, n),
+        Err(_) => c.drop(Why::SendError, n),
     }
 }
 
@@ -1110,9 +1312,9 @@ pub fn run_node(
         };
         // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
         for (k, e) in node.endpoints.into_iter().enumerate() {
-            let (owner, name, vnl) = owner_of(e, &node.name);
+            let (owner, name, vnl, off) = owner_of(e, &node.name);
             let gen = w.next_gen();
-            let ep = Ep::new(owner, &name, &vnl, gen)?;
+            let ep = Ep::new(owner, &name, &vnl, off, gen)?;
             w.add(1 + k, ep);
         }
         Ok(w)

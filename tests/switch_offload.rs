@@ -1,0 +1,108 @@
+//! Segmentation offload on a hosted switch's own tap (vdens-fast switch://D on the io_uring
+//! node): the host's tap is opened with a virtio-net header and TSO/USO, super-frames read
+//! from it are cut into standard frames before the forwarding decision, and frames to it are
+//! coalesced. A classic vdens client and a vdens-fast client exchange checked TCP transfers
+//! with the host both ways (MTU 1500 and 9000), ping; the host's --stats show super-frames on
+//! its tap; --no-offload keeps the tap plain. Every address lives inside namespaces these tests
+//! create.
+
+mod common;
+use common::*;
+
+/// `"key":N` of every port direction in a --stats JSON line, summed (client ports of the
+/// switch never count super-frames: only the host's tap can).
+fn stat_sum(json: &str, key: &str) -> u64 {
+    let pat = format!("\"{key}\":");
+    json.match_indices(&pat)
+        .map(|(i, _)| {
+            json[i + pat.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// IFF_VNET_HDR on the tap (`ip -d link` says "vnet_hdr on").
+fn has_vnet_hdr(n: &mut Node) -> bool {
+    let out = n.sh("ip -d link show vde0", 5);
+    assert!(out.contains("vnet_hdr "), "no tun details in: {out}");
+    out.contains("vnet_hdr on")
+}
+
+/// Host + classic client + fast client on switch://; returns the host's final stats JSON.
+fn scenario(tag: &str, net: u8, mtu: Option<u32>, host_args: &[&str]) -> String {
+    let d = TempDir::new(tag);
+    let dir = d.join("sw");
+    let stats = d.join("host.json");
+    let node_vnl = format!("switch://{}", dir.display());
+    let vnl = format!("vde://{}", dir.display());
+    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
+    args.extend(host_args);
+    args.extend([node_vnl.as_str(), "sh", "-s"]);
+    let mut h = Node::start("host", vdens_fast(Who::Root, &d, &args));
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let mut a = ns_node("classic", Impl::Classic, &d, &[&vnl]);
+    let mut b = ns_node("fast", Impl::Fast, &d, &[&vnl]);
+    let ip = |i: u8| format!("10.{net}.0.{i}");
+    h.up("vde0", &format!("{}/24", ip(1)), mtu);
+    a.up("vde0", &format!("{}/24", ip(2)), mtu);
+    b.up("vde0", &format!("{}/24", ip(3)), mtu);
+    // Only the io_uring node takes a tap with a header.
+    let offload = !host_args.contains(&"--no-offload") && !host_args.contains(&"poll");
+    assert_eq!(has_vnet_hdr(&mut h), offload, "host's tap flags");
+    let big = mtu.map(|m| m - 28);
+    a.ping(&ip(1), 3, big);
+    b.ping(&ip(1), 3, big);
+    h.ping(&ip(2), 3, big);
+    h.ping(&ip(3), 3, big);
+    a.ping(&ip(3), 2, big);
+    let n = 8 << 20;
+    tcp_transfer(&mut h, &mut a, &ip(2), &d, n);
+    tcp_transfer(&mut a, &mut h, &ip(1), &d, n);
+    tcp_transfer(&mut h, &mut b, &ip(3), &d, n);
+    tcp_transfer(&mut b, &mut h, &ip(1), &d, n);
+    // Clients among themselves still cross the switch (standard frames only).
+    tcp_transfer(&mut a, &mut b, &ip(3), &d, 1 << 20);
+    let o = h.finish(20);
+    assert_eq!(o.code, Some(0), "host: {}", o.stderr);
+    drop(a);
+    drop(b);
+    std::fs::read_to_string(&stats).expect("host's stats")
+}
+
+#[test]
+fn switch_host_tap_offloads() {
+    let j = scenario("swoff", 131, None, &[]);
+    assert!(
+        stat_sum(&j, "super_frames") > 0 && stat_sum(&j, "segments") > stat_sum(&j, "super_frames"),
+        "no offload on the host's tap: {j}"
+    );
+}
+
+#[test]
+fn switch_host_tap_offloads_at_mtu_9000() {
+    let j = scenario("swoff-jumbo", 132, Some(9000), &[]);
+    assert!(
+        stat_sum(&j, "super_frames") > 0,
+        "no offload on the host's tap: {j}"
+    );
+}
+
+#[test]
+fn switch_host_no_offload_keeps_the_tap_plain() {
+    let j = scenario("swoff-plain", 133, None, &["--no-offload"]);
+    assert_eq!(
+        (stat_sum(&j, "super_frames"), stat_sum(&j, "segments")),
+        (0, 0),
+        "--no-offload still offloaded: {j}"
+    );
+}
+
+#[test]
+fn switch_host_on_poll_engine_keeps_the_tap_plain() {
+    let j = scenario("swoff-poll", 134, None, &["--engine", "poll"]);
+    assert_eq!(stat_sum(&j, "super_frames"), 0, "the epoll node offloaded: {j}");
+}
