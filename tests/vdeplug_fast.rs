@@ -71,6 +71,12 @@ fn hosted_switch_on(engine: &str, net: u8) {
     );
     assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
     let rings = if engine == "poll" { 0 } else { 1 };
+    // The control socket exists before the node thread has set its ring up (the engine
+    // starts after the VNLs are open): wait for it, bounded.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while io_urings(dm.pid()) != rings && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(
         io_urings(dm.pid()),
         rings,

@@ -13,6 +13,11 @@
 //!   stalled client never holds buffers the others need (the epoll node drops the same way).
 //!   Stream destinations get the frame copied, with its length header, into their output
 //!   buffer, which one write at a time drains.
+//! - The host's own tap, when opened with offload (switch:// or hub:// in vdens-fast): one
+//!   read at a time into a 64 KiB buffer; a super-frame is cut into standard frames, each in a
+//!   slot and through the forwarding decision on its own (client ports see standard frames
+//!   only). Frames to that tap pass a GRO coalescer flushed once per completion drain and are
+//!   written (writev, which a tap never blocks) behind their virtio-net header.
 //! - Control: the listening socket, joining clients and every endpoint's control connection
 //!   are watched with poll operations on the same ring; the handshake itself is
 //!   `Listener::answer`, shared with the epoll node.
