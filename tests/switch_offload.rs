@@ -3,8 +3,8 @@
 //! from it are cut into standard frames before the forwarding decision, and frames to it are
 //! coalesced. A classic vdens client and a vdens-fast client exchange checked TCP transfers
 //! with the host both ways (MTU 1500 and 9000), ping; the host's --stats show super-frames on
-//! its tap; --no-offload keeps the tap plain. Every address lives inside namespaces these tests
-//! create.
+//! its tap (a hub host too); --no-offload and --engine poll keep the tap plain. Every address
+//! lives inside namespaces these tests create.
 
 mod common;
 use common::*;
@@ -34,10 +34,15 @@ fn has_vnet_hdr(n: &mut Node) -> bool {
 
 /// Host + classic client + fast client on switch://; returns the host's final stats JSON.
 fn scenario(tag: &str, net: u8, mtu: Option<u32>, host_args: &[&str]) -> String {
+    scenario_on("switch", tag, net, mtu, host_args)
+}
+
+/// [`scenario`] on a `scheme://` node (switch or hub).
+fn scenario_on(scheme: &str, tag: &str, net: u8, mtu: Option<u32>, host_args: &[&str]) -> String {
     let d = TempDir::new(tag);
     let dir = d.join("sw");
     let stats = d.join("host.json");
-    let node_vnl = format!("switch://{}", dir.display());
+    let node_vnl = format!("{scheme}://{}", dir.display());
     let vnl = format!("vde://{}", dir.display());
     let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
     args.extend(host_args);
@@ -105,4 +110,13 @@ fn switch_host_no_offload_keeps_the_tap_plain() {
 fn switch_host_on_poll_engine_keeps_the_tap_plain() {
     let j = scenario("swoff-poll", 134, None, &["--engine", "poll"]);
     assert_eq!(stat_sum(&j, "super_frames"), 0, "the epoll node offloaded: {j}");
+}
+
+#[test]
+fn hub_host_tap_offloads() {
+    let j = scenario_on("hub", "huboff", 135, None, &[]);
+    assert!(
+        stat_sum(&j, "super_frames") > 0,
+        "no offload on the hub host's tap: {j}"
+    );
 }
