@@ -5,12 +5,13 @@
 //! cannot be (setup refused with EPERM/ENOSYS, `kernel.io_uring_disabled`, missing ops) or when
 //! `--engine poll` asks for it.
 //!
-//! Multi-endpoint nodes (`node.rs`: the in-process switch:// and hub://, and vdeplug-fast's
-//! cable) run on a worker of their own, one per node, readiness-based whatever the engine
-//! choice: endpoints join and leave while it runs (VDE clients on its control socket, or
-//! [`Engine::add_endpoint`]), which the fixed per-port plans of the two engines above do not
-//! model. Moving nodes onto io_uring (provided buffers shared by the destinations of a flood,
-//! reference-counted) is future work.
+//! Multi-endpoint nodes run on a worker of their own, one per node: endpoints join and leave
+//! while it runs (VDE clients on its control socket, or [`Engine::add_endpoint`]), which the
+//! fixed per-port plans of the two engines above do not model. Switches and hubs run on
+//! io_uring (`uring/node.rs`: one ring, provided buffers shared by the destinations of a flood,
+//! reference-counted) when the engine is io_uring; the epoll node (`node.rs`) runs them with
+//! `--engine poll`, and always runs vdeplug-fast's cables, seqpacket ptp ends and the
+//! vxlan/vxvde overlays (see [`Engine::node_kinds`]).
 
 pub mod node;
 pub mod offload;
