@@ -14,8 +14,12 @@
 //! built from; `super_frames`/`segments` count the super-frames themselves.
 
 use crate::cli::EngineChoice;
+use crate::engine::stats::{Counts, Drop as Why};
 use crate::transport::{Hosted, Link};
 use crate::wire::vnet::{self, VnetHdr};
+use nix::errno::Errno;
+use std::io::IoSlice;
+use std::os::fd::RawFd;
 
 /// How a port's tap frames its reads and writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,6 +67,28 @@ pub fn wire_count(h: &VnetHdr, len: usize) -> (u64, u64) {
     let hl = (h.hdr_len as usize).min(len);
     let n = (len - hl).div_ceil(h.gso_size as usize).max(1);
     (n as u64, (len + (n - 1) * hl) as u64)
+}
+
+/// Writes frame `f` to an offloading tap behind header `h` (`hl` bytes of it). A tap write
+/// does not block (tun's send buffer is unlimited). Counted as the VDE-wire frames it stands
+/// for.
+pub fn vnet_write(fd: RawFd, hl: usize, c: &mut Counts, h: &VnetHdr, f: &[u8]) {
+    let hb = h.to_bytes();
+    let (n, bytes) = wire_count(h, f.len());
+    match nix::sys::uio::writev(
+        crate::sys::borrow_fd(fd),
+        &[IoSlice::new(&hb[..hl]), IoSlice::new(f)],
+    ) {
+        Ok(_) => {
+            c.sent_many(n, bytes);
+            if h.gso_kind() != vnet::GSO_NONE {
+                c.super_frames += 1;
+                c.segments += n;
+            }
+        }
+        Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.drop(Why::NoBuffer, n),
+        Err(_) => c.drop(Why::SendError, n),
+    }
 }
 
 #[cfg(test)]

@@ -202,21 +202,7 @@ impl PDir {
         };
         let counts = &mut self.counts;
         let hl = v.hdr;
-        let mut emit = |h: &VnetHdr, f: &[u8]| {
-            let hb = h.to_bytes();
-            let (n, bytes) = offload::wire_count(h, f.len());
-            match nix::sys::uio::writev(fd(tfd), &[IoSlice::new(&hb[..hl]), IoSlice::new(f)]) {
-                Ok(_) => {
-                    counts.sent_many(n, bytes);
-                    if h.gso_kind() != vnet::GSO_NONE {
-                        counts.super_frames += 1;
-                        counts.segments += n;
-                    }
-                }
-                Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => counts.drop(Why::NoBuffer, n),
-                Err(_) => counts.drop(Why::SendError, n),
-            }
-        };
+        let mut emit = |h: &VnetHdr, f: &[u8]| offload::vnet_write(tfd, hl, counts, h, f);
         for i in self.sent..self.n {
             let len = self.lens[i];
             if len != usize::MAX {

@@ -42,7 +42,6 @@ use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use nix::errno::Errno;
 use nix::sys::socket::{accept4, recv, MsgFlags, SockFlag, SockaddrLike, UnixAddr};
-use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -577,7 +576,7 @@ impl UNode {
             Tx::Vnet(v) => {
                 let f = frame_of(&self.bufs, &self.slots, fid, len);
                 let (tfd, hl) = (e.tx_fd, v.hdr);
-                v.gro.push(f, &mut |h, f| vnet_write(tfd, hl, c, h, f));
+                v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
                 return;
             }
         };
@@ -1137,7 +1136,7 @@ impl UNode {
             if v.gro.pending() {
                 let (tfd, hl) = (e.tx_fd, v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
-                v.gro.flush(&mut |h, f| vnet_write(tfd, hl, c, h, f));
+                v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
             }
         }
     }
@@ -1242,25 +1241,6 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
             let v = link.vnl.clone();
             (Owner::Link(link), name, v, TapOffload::NONE)
         }
-    }
-}
-
-/// Writes frame `f` to an offloading tap behind header `h` (`hl` bytes of it). A tap write
-/// does not block (tun's send buffer is unlimited). Counted as the VDE-wire frames it stands
-/// for.
-fn vnet_write(fd: RawFd, hl: usize, c: &mut Counts, h: &VnetHdr, f: &[u8]) {
-    let hb = h.to_bytes();
-    let (n, bytes) = offload::wire_count(h, f.len());
-    match nix::sys::uio::writev(bfd(fd), &[IoSlice::new(&hb[..hl]), IoSlice::new(f)]) {
-        Ok(_) => {
-            c.sent_many(n, bytes);
-            if h.gso_kind() != vnet::GSO_NONE {
-                c.super_frames += 1;
-                c.segments += n;
-            }
-        }
-        Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.drop(Why::NoBuffer, n),
-        Err(_) => c.drop(Why::SendError, n),
     }
 }
 
