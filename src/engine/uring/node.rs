@@ -735,37 +735,55 @@ impl UNode {
         self.op_done(&t);
     }
 
-    fn on_stream_read(&mut self, t: Tok, res: i32) {
-        self.op_done(&t);
-        if !self.live(&t) || self.stopping {
-            return;
+    /// A single-shot read on endpoint `t` (a stream's input, an offloading tap) completed: the
+    /// bytes read, or None when there is nothing to take (end of file and errors end the
+    /// endpoint's receiving, with one line).
+    fn read_done(&mut self, t: &Tok, res: i32) -> Option<usize> {
+        self.op_done(t);
+        if !self.live(t) || self.stopping {
+            return None;
         }
         let e = self.eps[t.ep].as_mut().expect("live");
         e.rx_armed = false;
-        let Rx::Stream(s) = &mut e.rx else { return };
-        s.reading = false;
+        match &mut e.rx {
+            Rx::Stream(s) => s.reading = false,
+            Rx::Vnet(v) => v.reading = false,
+            _ => {}
+        }
         match res {
             0 => {
                 eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
                 e.rx_dead = true;
+                None
             }
-            r if r < 0 => match -r {
-                libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
-                x => {
-                    e.rx_dead = true;
-                    eprintln!(
-                        "vdens-fast: {}: {}: read failed: {}",
-                        self.name,
-                        e.label,
-                        Errno::from_raw(x).desc()
-                    );
+            r if r < 0 => {
+                match -r {
+                    libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
+                    x => {
+                        e.rx_dead = true;
+                        eprintln!(
+                            "vdens-fast: {}: {}: read failed: {}",
+                            self.name,
+                            e.label,
+                            Errno::from_raw(x).desc()
+                        );
+                    }
                 }
-            },
-            r => {
-                s.off = 0;
-                s.len = r as usize;
-                self.decode(t.ep);
+                None
             }
+            r => Some(r as usize),
+        }
+    }
+
+    fn on_stream_read(&mut self, t: Tok, res: i32) {
+        let Some(n) = self.read_done(&t, res) else { return };
+        if let Some(Ep {
+            rx: Rx::Stream(s), ..
+        }) = self.eps[t.ep].as_mut()
+        {
+            s.off = 0;
+            s.len = n;
+            self.decode(t.ep);
         }
     }
 
@@ -818,36 +836,11 @@ impl UNode {
     }
 
     fn on_vnet_read(&mut self, t: Tok, res: i32) {
-        self.op_done(&t);
-        if !self.live(&t) || self.stopping {
-            return;
-        }
-        let e = self.eps[t.ep].as_mut().expect("live");
-        e.rx_armed = false;
-        let Rx::Vnet(v) = &mut e.rx else { return };
-        v.reading = false;
-        match res {
-            0 => {
-                eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
-                e.rx_dead = true;
-            }
-            r if r < 0 => match -r {
-                libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
-                x => {
-                    e.rx_dead = true;
-                    eprintln!(
-                        "vdens-fast: {}: {}: read failed: {}",
-                        self.name,
-                        e.label,
-                        Errno::from_raw(x).desc()
-                    );
-                }
-            },
-            r => {
-                v.len = r as usize;
-                v.next = 0;
-                self.cut(t.ep);
-            }
+        let Some(n) = self.read_done(&t, res) else { return };
+        if let Some(Ep { rx: Rx::Vnet(v), .. }) = self.eps[t.ep].as_mut() {
+            v.len = n;
+            v.next = 0;
+            self.cut(t.ep);
         }
     }
 
