@@ -231,6 +231,35 @@ fn learnt_addresses_expire(choice: EngineChoice) {
     });
 }
 
+/// The length of flooded test frame `seq`: sizes from 60 to 1514 bytes.
+fn flood_len(seq: u32) -> usize {
+    60 + (seq as usize * 97) % 1455
+}
+
+/// Receives on `p` on a thread of its own until it is quiet for 1.5 s: every frame must be the
+/// intact test frame of its sequence number, of length `len_of(seq)`, in increasing order.
+/// Returns the sequence numbers that arrived.
+fn drain_in_order(
+    mut p: Peer,
+    what: &'static str,
+    len_of: fn(u32) -> usize,
+) -> std::thread::JoinHandle<Vec<u32>> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 9500];
+        let mut got: Vec<u32> = Vec::new();
+        while let Some(n) = p.r.recv(&mut buf, Duration::from_millis(1500)) {
+            let seq = u32::from_be_bytes(buf[14..18].try_into().unwrap());
+            check_frame(&buf[..n], n, seq, 0xa, what);
+            assert_eq!(n, len_of(seq), "{what}: frame {seq}: length");
+            if let Some(&last) = got.last() {
+                assert!(seq > last, "{what}: frame {seq} after {last}: out of order");
+            }
+            got.push(seq);
+        }
+        got
+    })
+}
+
 both_engines!(flooded_frames_keep_their_order_and_count);
 
 /// Thousands of broadcast frames of mixed sizes from one client, flooded to two others that
@@ -245,28 +274,11 @@ fn flooded_frames_keep_their_order_and_count(choice: EngineChoice) {
         let (_, mut a) = join(&e, LinkKind::Dgram, "a");
         let (_, b) = join(&e, LinkKind::Dgram, "b");
         let (_, c) = join(&e, LinkKind::Seqpacket, "c");
-        let len_of = |seq: u32| 60 + (seq as usize * 97) % 1455;
-        let drain = |mut p: Peer, what: &'static str| {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 9500];
-                let mut got = Vec::new();
-                while let Some(n) = p.r.recv(&mut buf, Duration::from_millis(1500)) {
-                    let seq = u32::from_be_bytes(buf[14..18].try_into().unwrap());
-                    check_frame(&buf[..n], n, seq, 0xa, what);
-                    assert_eq!(n, 60 + (seq as usize * 97) % 1455, "{what}: frame {seq}: length");
-                    if let Some(&last) = got.last() {
-                        assert!(seq > last, "{what}: frame {seq} after {last}: out of order");
-                    }
-                    got.push(seq);
-                }
-                got
-            })
-        };
-        let tb = drain(b, "b");
-        let tc = drain(c, "c");
+        let tb = drain_in_order(b, "b", flood_len);
+        let tc = drain_in_order(c, "c", flood_len);
         let mut f = vec![0u8; 1600];
         for seq in 0..N {
-            let l = len_of(seq);
+            let l = flood_len(seq);
             make_frame(&mut f, l, seq, 0xa);
             a.w.send(&f[..l]);
         }
@@ -302,37 +314,20 @@ fn a_client_leaving_mid_flood(choice: EngineChoice) {
         let (_, mut a) = join(&e, LinkKind::Dgram, "a");
         let (ib, b) = join(&e, LinkKind::Dgram, "b");
         let (_, c) = join(&e, LinkKind::Stream, "c");
-        let drain = |mut p: Peer, what: &'static str| {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 9500];
-                let mut last = None;
-                let mut n = 0u32;
-                while let Some(k) = p.r.recv(&mut buf, Duration::from_millis(1500)) {
-                    let seq = u32::from_be_bytes(buf[14..18].try_into().unwrap());
-                    check_frame(&buf[..k], k, seq, 0xa, what);
-                    if let Some(l) = last {
-                        assert!(seq > l, "{what}: frame {seq} after {l}: out of order");
-                    }
-                    last = Some(seq);
-                    n += 1;
-                }
-                n
-            })
-        };
-        let tb = drain(b, "b");
-        let tc = drain(c, "c");
+        let tb = drain_in_order(b, "b", flood_len);
+        let tc = drain_in_order(c, "c", flood_len);
         let mut f = vec![0u8; 1600];
         for seq in 0..N {
             if seq == N / 2 {
                 e.remove_endpoint(0, ib).unwrap();
             }
-            let l = 60 + (seq as usize * 131) % 1455;
+            let l = flood_len(seq);
             make_frame(&mut f, l, seq, 0xa);
             a.w.send(&f[..l]);
         }
         // The removal is asynchronous: b may still get frames a sent after the call, never
         // out of order (checked while draining).
-        let (gb, gc) = (tb.join().unwrap(), tc.join().unwrap());
+        let (gb, gc) = (tb.join().unwrap().len(), tc.join().unwrap().len());
         assert!(gb > 0 && gc > 0, "b got {gb}, c got {gc}");
         // Once the flood is over, a newcomer takes b's port and gets nothing of it.
         let (id, mut n) = join(&e, LinkKind::Dgram, "newcomer");
