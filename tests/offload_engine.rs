@@ -14,7 +14,7 @@
 mod common;
 mod enginekit;
 
-use common::{ns_node, tcp_transfer, vdens_fast, Impl, Node, Who};
+use common::{has_vnet_hdr, ns_node, stat_sum, tcp_transfer, vdens_fast, Impl, Node, Who};
 use enginekit::{bounded, opts, TempDir, STEP};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io::{Read, Write};
@@ -422,21 +422,6 @@ fn offloading_taps_mtu_9000_poll() {
 // ------------------------------------------------------------------------------------------
 // The binary: vdens-fast with and without --no-offload, and with a classic peer.
 
-/// `"key":N` of every port direction in a --stats JSON line, summed.
-fn stat_sum(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    json.match_indices(&pat)
-        .map(|(i, _)| {
-            json[i + pat.len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_digit())
-                .collect::<String>()
-                .parse::<u64>()
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
 fn fast_node(name: &str, dir: &common::TempDir, vnl: &str, stats: &str, no_offload: bool) -> Node {
     let mut args = vec!["--stats", stats, "--stats-interval", "100"];
     if no_offload {
@@ -444,13 +429,6 @@ fn fast_node(name: &str, dir: &common::TempDir, vnl: &str, stats: &str, no_offlo
     }
     args.extend([vnl, "sh", "-s"]);
     Node::start(name, vdens_fast(Who::Root, dir, &args))
-}
-
-/// IFF_VNET_HDR on the tap (`ip -d link` says "vnet_hdr on").
-fn has_vnet_hdr(n: &mut Node) -> bool {
-    let out = n.sh("ip -d link show vde0", 5);
-    assert!(out.contains("vnet_hdr "), "no tun details in: {out}");
-    out.contains("vnet_hdr on")
 }
 
 fn fast_pair(no_offload: bool, net: u8) -> (u64, u64) {

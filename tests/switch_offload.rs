@@ -9,29 +9,6 @@
 mod common;
 use common::*;
 
-/// `"key":N` of every port direction in a --stats JSON line, summed (client ports of the
-/// switch never count super-frames: only the host's tap can).
-fn stat_sum(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    json.match_indices(&pat)
-        .map(|(i, _)| {
-            json[i + pat.len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_digit())
-                .collect::<String>()
-                .parse::<u64>()
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
-/// IFF_VNET_HDR on the tap (`ip -d link` says "vnet_hdr on").
-fn has_vnet_hdr(n: &mut Node) -> bool {
-    let out = n.sh("ip -d link show vde0", 5);
-    assert!(out.contains("vnet_hdr "), "no tun details in: {out}");
-    out.contains("vnet_hdr on")
-}
-
 /// Host + classic client + fast client on switch://; returns the host's final stats JSON.
 fn scenario(tag: &str, net: u8, mtu: Option<u32>, host_args: &[&str]) -> String {
     scenario_on("switch", tag, net, mtu, host_args)

@@ -697,3 +697,25 @@ pub fn ns_node_in(ns: &NetNs, name: &str, imp: Impl, dir: &TempDir, extra: &[&st
         .current_dir(dir.path());
     Node::start(name, c)
 }
+
+/// `"key":N` of every port direction in a --stats JSON line, summed.
+pub fn stat_sum(json: &str, key: &str) -> u64 {
+    let pat = format!("\"{key}\":");
+    json.match_indices(&pat)
+        .map(|(i, _)| {
+            json[i + pat.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// IFF_VNET_HDR on the tap (`ip -d link` says "vnet_hdr on").
+pub fn has_vnet_hdr(n: &mut Node) -> bool {
+    let out = n.sh("ip -d link show vde0", 5);
+    assert!(out.contains("vnet_hdr "), "no tun details in: {out}");
+    out.contains("vnet_hdr on")
+}
