@@ -480,3 +480,65 @@ fn seqpacket_listener_reuses_a_stale_path() {
     drop(link);
     assert!(!p.exists(), "the listener's PATH must go with it");
 }
+
+/// Sends 64-byte datagrams to `path` without waiting until the kernel refuses one; how many
+/// went (at most `cap`). The receiver reads nothing meanwhile.
+fn fill_unread(path: &std::path::Path, cap: usize) -> usize {
+    let s = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    // Room for `cap` small datagrams on the sender's side, so only the receiver's queue limit
+    // can stop it (the kernel doubles the value and caps it at net.core.wmem_max).
+    let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::SndBuf, &(1usize << 20));
+    s.connect(path).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let frame = [0x5au8; 64];
+    for n in 0..cap {
+        match s.send(&frame) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return n,
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    cap
+}
+
+fn system_dgram_qlen() -> usize {
+    std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The helper's socket queues exactly the asked number of datagrams from an unconnected
+/// sender (the kernel takes one more than the limit), whatever the system's default.
+#[test]
+fn deep_queue_socket_holds_what_was_asked() {
+    let dir = TempDir::new("ptpq1");
+    let p = dir.path("deep");
+    let fd = vdens_fast::sys::unix_dgram_with_qlen(40).unwrap_or_else(|e| panic!("helper: {e}"));
+    bind(fd.as_raw_fd(), &UnixAddr::new(&p).unwrap()).unwrap();
+    assert_eq!(fill_unread(&p, 200), 41);
+    // Nothing changed here: a socket made in this namespace keeps the system's limit.
+    let q = dir.path("plain");
+    let plain = std::os::unix::net::UnixDatagram::bind(&q).unwrap();
+    assert_eq!(fill_unread(&q, 200), system_dgram_qlen().min(199) + 1);
+    drop(plain);
+}
+
+/// The first opener of a 4.0.1 ptp link takes up to FIRST_RX_QLEN frames from its peer (which
+/// sends to PATH unconnected) before the peer has to wait, not the system's 10.
+#[test]
+fn first_opener_queues_its_peer_deeply() {
+    let dir = TempDir::new("ptpq2");
+    let p = dir.path("link");
+    let vnl = format!("ptp://{}", p.display());
+    let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(link.send_to, SendTo::Unix(_)));
+    let want = transport::PTP_FIRST_RX_QLEN as usize + 1;
+    assert!(
+        system_dgram_qlen() + 1 < want,
+        "the system's own limit is already this deep: nothing to show"
+    );
+    assert_eq!(fill_unread(&p, want + 50), want);
+    drop(link);
+}

@@ -420,3 +420,135 @@ pub fn tun_set_vnet_hdr_sz(tun: BorrowedFd<'_>, size: i32) -> io::Result<()> {
 pub const TUN_F_USO4: u32 = 0x20;
 /// ...and of IPv6.
 pub const TUN_F_USO6: u32 = 0x40;
+
+/// An AF_UNIX datagram socket (close-on-exec, not bound) whose receive queue holds up to `qlen`
+/// datagrams from senders not connected back to it, instead of the system's
+/// `net.unix.max_dgram_qlen` (10 by default).
+///
+/// The kernel copies that limit into a socket when it is created, from the network namespace
+/// of the creating process, and offers no per-socket setting. So a child process makes the
+/// socket in a throw-away user + network namespace of its own, where it may raise the limit,
+/// and hands it back over a socket pair (SCM_RIGHTS). The host's namespaces are not touched;
+/// the namespace lives on only as long as the socket. Pathname AF_UNIX sockets work across
+/// network namespaces, so the socket is bound and used here as any other.
+///
+/// Fails (the caller falls back to a plain socket) when user namespaces are not available.
+pub fn unix_dgram_with_qlen(qlen: u32) -> io::Result<OwnedFd> {
+    // Everything the child needs is prepared here: after fork it only makes system calls.
+    let text = format!("{qlen}\n");
+    let mut pair = [0 as libc::c_int; 2];
+    // SAFETY: socketpair(2) writes two descriptors into `pair` on success, owned from here.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    let pid = match fork()? {
+        Forked::Child => qlen_child(theirs.as_raw_fd(), text.as_bytes()),
+        Forked::Parent(pid) => pid,
+    };
+    drop(theirs);
+    let got = recv_fd(ours.as_raw_fd());
+    let _ = nix::sys::wait::waitpid(pid, None);
+    match got? {
+        Some(fd) => Ok(fd),
+        None => Err(io::Error::other(
+            "the helper could not make the socket (user namespaces unavailable?)",
+        )),
+    }
+}
+
+/// The child of [`unix_dgram_with_qlen`]: system calls only (the parent may have threads), then
+/// `_exit`. Exits non-zero, sending nothing, on any failure.
+fn qlen_child(chan: libc::c_int, text: &[u8]) -> ! {
+    const SYSCTL: &CStr = c"/proc/sys/net/unix/max_dgram_qlen";
+    // SAFETY: unshare, open, write, close, socket, sendmsg and _exit are async-signal-safe;
+    // every pointer passed refers to memory that lives across the call (the stack, `text`).
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+            libc::_exit(1);
+        }
+        // Root of the new user namespace: allowed to set its network namespace's sysctls.
+        let f = libc::open(SYSCTL.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if f < 0 || libc::write(f, text.as_ptr().cast(), text.len()) != text.len() as isize {
+            libc::_exit(2);
+        }
+        libc::close(f);
+        let s = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            libc::_exit(3);
+        }
+        let mut byte = 0u8;
+        let mut iov = libc::iovec {
+            iov_base: (&mut byte as *mut u8).cast(),
+            iov_len: 1,
+        };
+        let mut cbuf = [0u64; 4];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>(), s);
+        if libc::sendmsg(chan, &msg, 0) != 1 {
+            libc::_exit(4);
+        }
+        libc::_exit(0)
+    }
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS on `chan`; `None` when the sender closed
+/// without sending one.
+fn recv_fd(chan: libc::c_int) -> io::Result<Option<OwnedFd>> {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: an all-zero msghdr is valid; its pointers are set to live stack buffers below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let n = loop {
+        // SAFETY: `msg` points at live buffers of the sizes it states.
+        let n = unsafe { libc::recvmsg(chan, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        break n;
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled `msg_control` (at most `msg_controllen` bytes); CMSG_FIRSTHDR
+    // and CMSG_DATA stay within it, and an SCM_RIGHTS message of one int carries a descriptor
+    // this process now owns.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if n == 1
+            && !c.is_null()
+            && (*c).cmsg_level == libc::SOL_SOCKET
+            && (*c).cmsg_type == libc::SCM_RIGHTS
+            && (*c).cmsg_len as usize == libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize
+        {
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+            return Ok(Some(OwnedFd::from_raw_fd(fd)));
+        }
+    }
+    Ok(None)
+}

@@ -6,6 +6,7 @@ mod cmd;
 mod libvdeplug;
 mod null;
 mod ptp;
+pub use ptp::FIRST_RX_QLEN as PTP_FIRST_RX_QLEN;
 mod seqpacket;
 mod switch;
 mod tap;
