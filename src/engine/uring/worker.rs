@@ -16,7 +16,7 @@
 //! pool, everything else is written from its receive buffer behind a virtio-net header put in
 //! the buffer's headroom, so nothing is copied but the merged payloads.
 
-use super::{build_ring, is_retry, push, BufRing, UringTuning, WAIT_BATCH};
+use super::{build_ring, is_retry, push, BufRing, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::offload::{self, SUPER_READ};
 use crate::engine::port::{DirPlan, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
@@ -589,11 +589,12 @@ impl Worker {
         }
         // Completions to wait for: as many as the last turn found (up to WAIT_BATCH). Asking
         // for more than can come (the sender blocked on a full queue that only this worker
-        // drains) would just sit out the whole batching wait every turn.
+        // drains) would just sit out the whole batching wait every turn. Turns of fewer than
+        // MIN_BATCH completions (a lone exchange, not a stream) wait for the first one only.
         let mut want = 1;
         loop {
             let r = match self.batch_wait {
-                Some(us) if want > 1 => {
+                Some(us) if want >= MIN_BATCH => {
                     let args = types::SubmitArgs::new().min_wait_usec(us);
                     self.ring.submitter().submit_with_args(want, &args)
                 }
