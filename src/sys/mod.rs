@@ -487,15 +487,9 @@ fn qlen_child(chan: libc::c_int, text: &[u8]) -> ! {
             libc::_exit(3);
         }
         let mut byte = 0u8;
-        let mut iov = libc::iovec {
-            iov_base: (&mut byte as *mut u8).cast(),
-            iov_len: 1,
-        };
+        let mut iov = byte_iov(&mut byte);
         let mut cbuf = [0u64; 4];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
+        let mut msg = fd_msg(&mut iov, &mut cbuf);
         msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
@@ -509,21 +503,34 @@ fn qlen_child(chan: libc::c_int, text: &[u8]) -> ! {
     }
 }
 
+/// An iovec over one byte (the payload an SCM_RIGHTS message rides on).
+fn byte_iov(byte: &mut u8) -> libc::iovec {
+    libc::iovec {
+        iov_base: (byte as *mut u8).cast(),
+        iov_len: 1,
+    }
+}
+
+/// A msghdr with `iov` as its data and all of `cbuf` as control room, for passing one
+/// descriptor; no allocation (the child of [`unix_dgram_with_qlen`] uses it after fork).
+fn fd_msg(iov: &mut libc::iovec, cbuf: &mut [u64; 4]) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is valid (no name, no data, no control); the fields set below
+    // point at the caller's buffers, which outlive every use of the returned value there.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(cbuf) as _;
+    msg
+}
+
 /// Receives one descriptor sent with SCM_RIGHTS on `chan`; `None` when the sender closed
 /// without sending one.
 fn recv_fd(chan: libc::c_int) -> io::Result<Option<OwnedFd>> {
     let mut byte = 0u8;
-    let mut iov = libc::iovec {
-        iov_base: (&mut byte as *mut u8).cast(),
-        iov_len: 1,
-    };
+    let mut iov = byte_iov(&mut byte);
     let mut cbuf = [0u64; 4];
-    // SAFETY: an all-zero msghdr is valid; its pointers are set to live stack buffers below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let mut msg = fd_msg(&mut iov, &mut cbuf);
     let n = loop {
         // SAFETY: `msg` points at live buffers of the sizes it states.
         let n = unsafe { libc::recvmsg(chan, &mut msg, libc::MSG_CMSG_CLOEXEC) };
