@@ -587,10 +587,19 @@ impl Worker {
         for di in 0..self.dirs.len() {
             self.arm_rx(di);
         }
-        // Completions to wait for: as many as the last turn found (up to WAIT_BATCH). Asking
-        // for more than can come (the sender blocked on a full queue that only this worker
-        // drains) would just sit out the whole batching wait every turn. Turns of fewer than
-        // MIN_BATCH completions (a lone exchange, not a stream) wait for the first one only.
+        // Completions to wait for: as many as the last turn found (up to WAIT_BATCH), and at
+        // least the sends in flight. Asking for more than can come (the sender blocked on a
+        // full queue that only this worker drains) would just sit out the whole batching wait
+        // every turn. Turns of fewer than MIN_BATCH completions (a lone exchange, not a
+        // stream) wait for the first one only.
+        //
+        // The sends in flight: a send chain's links after the first are issued from task
+        // work, which with DEFER_TASKRUN runs only inside io_uring_enter. Returning once the
+        // last turn's count had come (often mostly receives) left the rest of a chain waiting
+        // for the next turn, and no new chain starts before the last one is done. Waiting for
+        // the chain too (still within the batching wait's bound) moved TCP (two vdens-fast
+        // over ptp://, iperf3, 2 CPUs, five alternating rounds) at a median 4.65 Gbit/s
+        // against 3.48, the poll engine 4.48; UDP 64 B 161 against 145 kpps.
         let mut want = 1;
         loop {
             let r = match self.batch_wait {
@@ -615,10 +624,21 @@ impl Worker {
             if self.drain(cmds) {
                 break;
             }
-            want = self.cqes.len().clamp(1, WAIT_BATCH);
+            let seen = self.cqes.len();
             self.turn_end();
+            want = match seen {
+                // The batching wait ran out with nothing: a send chain still in flight is
+                // blocked on its peer, so sleep until something comes.
+                0 => 1,
+                n => n.min(WAIT_BATCH).max(self.sends_in_flight()),
+            };
         }
         self.shutdown();
+    }
+
+    /// Sends (chain links or stream writes) submitted or about to be, not yet completed.
+    fn sends_in_flight(&self) -> usize {
+        self.dirs.iter().map(|d| d.tx.inflight).sum()
     }
 
     /// Handles every completion ready; true when Stop arrived.
