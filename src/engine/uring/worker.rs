@@ -597,9 +597,11 @@ impl Worker {
         // work, which with DEFER_TASKRUN runs only inside io_uring_enter. Returning once the
         // last turn's count had come (often mostly receives) left the rest of a chain waiting
         // for the next turn, and no new chain starts before the last one is done. Waiting for
-        // the chain too (still within the batching wait's bound) moved TCP (two vdens-fast
-        // over ptp://, iperf3, 2 CPUs, five alternating rounds) at a median 4.65 Gbit/s
-        // against 3.48, the poll engine 4.48; UDP 64 B 161 against 145 kpps.
+        // the chain too (still within the batching wait's bound), measured with two
+        // vdens-fast over ptp://, iperf3, 2 CPUs, two sets of 4-5 alternating rounds, medians
+        // against before: TCP 4.65 / 4.26 Gbit/s against 3.48 / 3.33 (poll engine 4.48 /
+        // 3.83), 4 streams 3.95 against 3.36, UDP 1400 B 133 against 113 kpps; UDP 64 B
+        // within the noise (161 against 145, 142 against 154 kpps).
         let mut want = 1;
         loop {
             let r = match self.batch_wait {
