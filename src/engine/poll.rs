@@ -9,7 +9,7 @@
 //! frames from the link are coalesced per batch and written to it with a virtio-net header.
 
 use super::offload::{self, SUPER_READ};
-use super::port::{DirPlan, RxPlan, TxPlan, MAX_FRAME};
+use super::port::{send_buffer_full, DirPlan, RxPlan, TxPlan, MAX_FRAME};
 use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::sys::{recv_batch, send_batch};
@@ -71,6 +71,9 @@ struct PDir {
     /// Stream output: bytes of frame `sent` (header included) already written.
     part: usize,
     blocked: bool,
+    /// Blocked on a full receiver queue behind an unconnected socket (see
+    /// [`send_buffer_full`]): retried on a timer, not on EPOLLOUT.
+    peer_full: bool,
     rx_dead: bool,
     stream: Option<StreamRx>,
     counts: Counts,
@@ -119,6 +122,7 @@ impl PDir {
             sent: 0,
             part: 0,
             blocked: false,
+            peer_full: false,
             rx_dead: plan.rx.is_none(),
             stream: plan.rx.filter(|r| r.stream).map(|_| StreamRx {
                 dec: Decoder::new(),
@@ -138,6 +142,9 @@ impl PDir {
         if self.vnet_tx.is_some() {
             return self.flush_coalesced();
         }
+        // One immediate retry after EAGAIN on an unconnected socket that polls writable: its
+        // send buffer may have drained between the send and the check.
+        let mut retried = false;
         while self.sent < self.n {
             let len = self.lens[self.sent];
             if len == usize::MAX {
@@ -174,6 +181,13 @@ impl PDir {
                     }
                 }
                 Err(Errno::EAGAIN) => {
+                    if let TxPlan::SendTo { fd: f, .. } = &self.tx {
+                        self.peer_full = !send_buffer_full(fd(*f));
+                        if self.peer_full && !retried {
+                            retried = true;
+                            continue;
+                        }
+                    }
                     self.blocked = true;
                     return false;
                 }
@@ -489,10 +503,10 @@ impl PDir {
         }
     }
 
-    /// Blocked on an unconnected AF_UNIX datagram socket, which polls writable even when the
-    /// receiver's queue is full: retried on a short timer instead of waiting for EPOLLOUT.
+    /// Blocked on an unconnected AF_UNIX datagram socket by a full receiver queue, which it
+    /// polls writable through: retried on a short timer instead of waiting for EPOLLOUT.
     fn retry_later(&self) -> bool {
-        self.blocked && matches!(self.tx, TxPlan::SendTo { .. })
+        self.blocked && self.peer_full && matches!(self.tx, TxPlan::SendTo { .. })
     }
 
     fn pump(&mut self) {

@@ -18,7 +18,7 @@
 
 use super::{build_ring, is_retry, push, BufRing, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::offload::{self, SUPER_READ};
-use crate::engine::port::{DirPlan, TxPlan, MAX_FRAME};
+use crate::engine::port::{send_buffer_full, DirPlan, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::wire::gro::{self, Coalescer, Out};
@@ -68,8 +68,10 @@ const K_RX: u64 = 1;
 const K_TX: u64 = 2;
 const K_WAKE: u64 = 3;
 const K_CANCEL: u64 = 4;
-const K_TIMER: u64 = 5;
-/// Wait before re-sending datagrams refused with EAGAIN on an unconnected socket.
+/// A direction's wait after EAGAIN on an unconnected socket (POLLOUT or the retry timer).
+const K_TX_WAIT: u64 = 5;
+/// Wait before re-sending datagrams refused with EAGAIN by a full receiver queue behind an
+/// unconnected socket.
 const RETRY_NS: u32 = 1_000_000;
 
 #[inline]
@@ -252,7 +254,12 @@ struct Tx {
     inflight: usize,
     /// A send of the current chain met EAGAIN.
     again: bool,
-    /// A retry timer is armed; no new chain until it fires.
+    /// The last chain met EAGAIN with the socket writable and goes again at once; a second
+    /// time waits for the timer.
+    retried: bool,
+    /// The descriptor itself (`target` may be its fixed-file index).
+    raw: RawFd,
+    /// A retry timer or a POLLOUT wait is armed; no new chain until it completes.
     waiting: bool,
     chain: Box<[ChainSlot]>,
     chain_len: usize,
@@ -322,6 +329,8 @@ impl Tx {
             addr: Box::new(addr),
             inflight: 0,
             again: false,
+            retried: false,
+            raw: -1,
             waiting: false,
             chain,
             chain_len: 0,
@@ -487,7 +496,11 @@ impl Worker {
         let mut tx = match &plan.tx {
             TxPlan::Discard => Tx::new(TxKind::Discard, Target::Fd(-1), None),
             TxPlan::Write { fd, .. } => Tx::new(TxKind::Write, fixed(*fd), None),
-            TxPlan::SendTo { fd, addr } => Tx::new(TxKind::SendTo, fixed(*fd), Some(*addr)),
+            TxPlan::SendTo { fd, addr } => {
+                let mut t = Tx::new(TxKind::SendTo, fixed(*fd), Some(*addr));
+                t.raw = *fd;
+                t
+            }
             TxPlan::Stream { fd } => Tx::new(TxKind::Stream, fixed(*fd), None),
         };
         let gro = (off.enabled() && d == LINK_TO_TAP && rx.is_some()).then(|| {
@@ -656,7 +669,7 @@ impl Worker {
             match ud & 0xff {
                 K_RX => self.on_rx(di, (ud >> 32) as u16, res, flags),
                 K_TX => self.on_tx(di, (ud >> 32) as usize, res),
-                K_TIMER => {
+                K_TX_WAIT => {
                     self.outstanding -= 1;
                     self.dirs[di].tx.waiting = false;
                 }
@@ -1034,10 +1047,26 @@ impl Worker {
                     }
                 }
                 dir.tx.chain_len = 0;
-                if std::mem::take(&mut dir.tx.again) {
+                if !std::mem::take(&mut dir.tx.again) {
+                    dir.tx.retried = false;
+                } else if send_buffer_full(crate::sys::borrow_fd(dir.tx.raw)) {
+                    // Our own send buffer: wait until it polls writable.
+                    dir.tx.retried = false;
+                    dir.tx.waiting = true;
+                    let e = on!(dir.tx.target, f => opcode::PollAdd::new(f, libc::POLLOUT as u32).build())
+                        .user_data(token(K_TX_WAIT, di, 0));
+                    self.push(&e);
+                    self.outstanding += 1;
+                } else if !dir.tx.retried {
+                    // It may have drained between the send and the check: once at once.
+                    dir.tx.retried = true;
+                } else {
+                    // The receiver's queue: a timer (see `send_buffer_full`).
                     dir.tx.waiting = true;
                     let ts: *const types::Timespec = &*self.retry_ts;
-                    let e = opcode::Timeout::new(ts).build().user_data(token(K_TIMER, di, 0));
+                    let e = opcode::Timeout::new(ts)
+                        .build()
+                        .user_data(token(K_TX_WAIT, di, 0));
                     self.push(&e);
                     self.outstanding += 1;
                 }
