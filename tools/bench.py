@@ -45,6 +45,9 @@ KERNEL = "veth"
 TESTS = {
     "tcp1": ("TCP 1 stream", [("gbps", "Gbit/s", True), ("cpu_s_per_gb", "CPU s/GB", False)]),
     "tcp4": ("TCP 4 streams", [("gbps", "Gbit/s", True), ("cpu_s_per_gb", "CPU s/GB", False)]),
+    # iperf3 -R: the server's side sends (on ptp:// the first opener, which sends to the
+    # peer's path by name, where the second opener sends on a connected socket)
+    "tcp1r": ("TCP 1 stream reverse", [("gbps", "Gbit/s", True), ("cpu_s_per_gb", "CPU s/GB", False)]),
     "udp64": (
         "UDP 64 B",
         [
@@ -73,6 +76,7 @@ TESTS = {
 CHART_METRICS = [
     ("tcp1", "gbps"),
     ("tcp4", "gbps"),
+    ("tcp1r", "gbps"),
     ("udp64", "kpps"),
     ("udp1400", "gbps"),
     ("ping", "rtt_avg_ms"),
@@ -866,9 +870,9 @@ def combine_pairs(ms):
     return out
 
 
-def test_tcp(streams):
+def test_tcp(streams, reverse=False):
     def run(scn, args):
-        return run_iperf(scn, args, ["-P", str(streams)], parse_iperf_tcp)
+        return run_iperf(scn, args, ["-P", str(streams)] + (["-R"] if reverse else []), parse_iperf_tcp)
 
     return run
 
@@ -889,6 +893,7 @@ def test_ping(scn, args):
 TEST_FUNCS = {
     "tcp1": test_tcp(1),
     "tcp4": test_tcp(4),
+    "tcp1r": test_tcp(1, reverse=True),
     "udp64": test_udp(64),
     "udp1400": test_udp(1400),
     "ping": test_ping,
