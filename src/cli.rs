@@ -172,8 +172,8 @@ fn command() -> Command {
                 .long_help(
                     "Data plane: uring (io_uring workers), poll (epoll workers, the fallback), or \
                      auto (io_uring when usable). On the 2-CPU machines BENCHMARKS.md was measured \
-                     on, poll moved bulk TCP about 25% faster than io_uring, with the same small-frame \
-                     rates and round-trip times.",
+                     on, both move bulk TCP, small frames and pings at about the same rates and CPU \
+                     per GB (within the run-to-run noise).",
                 ),
         )
         .arg(
