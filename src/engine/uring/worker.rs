@@ -257,6 +257,9 @@ struct Tx {
     /// The last chain met EAGAIN with the socket writable and goes again at once; a second
     /// time waits for the timer.
     retried: bool,
+    /// Waiting out a full receiver queue: the next chain is a single frame, so that each retry
+    /// costs one send, not a chain of sends cancelled after the first.
+    probe: bool,
     /// The descriptor itself (`target` may be its fixed-file index).
     raw: RawFd,
     /// A retry timer or a POLLOUT wait is armed; no new chain until it completes.
@@ -330,6 +333,7 @@ impl Tx {
             inflight: 0,
             again: false,
             retried: false,
+            probe: false,
             raw: -1,
             waiting: false,
             chain,
@@ -1049,6 +1053,7 @@ impl Worker {
                 dir.tx.chain_len = 0;
                 if !std::mem::take(&mut dir.tx.again) {
                     dir.tx.retried = false;
+                    dir.tx.probe = false;
                 } else if send_buffer_full(crate::sys::borrow_fd(dir.tx.raw)) {
                     // Our own send buffer: wait until it polls writable.
                     dir.tx.retried = false;
@@ -1063,6 +1068,7 @@ impl Worker {
                 } else {
                     // The receiver's queue: a timer (see `send_buffer_full`).
                     dir.tx.waiting = true;
+                    dir.tx.probe = true;
                     let ts: *const types::Timespec = &*self.retry_ts;
                     let e = opcode::Timeout::new(ts)
                         .build()
@@ -1183,7 +1189,7 @@ impl Worker {
         if dir.tx.inflight > 0 || dir.tx.waiting || dir.queue.len == 0 {
             return;
         }
-        let n = dir.queue.len.min(CHAIN);
+        let n = if dir.tx.probe { 1 } else { dir.queue.len.min(CHAIN) };
         {
             let sq = self.ring.submission();
             let room = sq.capacity() - sq.len();
