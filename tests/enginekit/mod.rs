@@ -227,6 +227,10 @@ pub enum LinkKind {
     Stream,
     /// Unconnected AF_UNIX datagram sockets bound to paths, sending with an address (ptp).
     Ptp,
+    /// The same, with the test's socket connected to the engine's, as a 4.0.1 ptp second
+    /// opener is: the engine's sends are then bounded by its own send buffer, not by a queue
+    /// limit at the receiver.
+    PtpPeer,
 }
 
 /// One port whose tap is a SOCK_SEQPACKET socket pair end, and the peers on both sides.
@@ -286,7 +290,7 @@ pub fn link(kind: LinkKind) -> (Link, Writer, Reader, Option<TempDir>) {
                 None,
             )
         }
-        LinkKind::Ptp => {
+        LinkKind::Ptp | LinkKind::PtpPeer => {
             let dir = TempDir::new("ptp");
             let (a, b) = (dir.0.join("a"), dir.0.join("b"));
             let mk_sock = |p: &PathBuf| {
@@ -307,11 +311,19 @@ pub fn link(kind: LinkKind) -> (Link, Writer, Reader, Option<TempDir>) {
             let e = mk_sock(&a);
             let p = mk_sock(&b);
             nonblock(&p);
-            let p = Arc::new(p);
+            let to_a = UnixAddr::new(a.as_path()).unwrap();
+            let w = if kind == LinkKind::PtpPeer {
+                nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&p), &to_a).unwrap();
+                let p = Arc::new(p);
+                (Writer::Dgram(p.clone()), p)
+            } else {
+                let p = Arc::new(p);
+                (Writer::DgramTo(p.clone(), to_a), p)
+            };
             (
                 mk(Framing::Datagram, e, None, SendTo::Unix(b)),
-                Writer::DgramTo(p.clone(), UnixAddr::new(a.as_path()).unwrap()),
-                Reader::Dgram(p),
+                w.0,
+                Reader::Dgram(w.1),
                 Some(dir),
             )
         }
