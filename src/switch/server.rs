@@ -24,16 +24,6 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
-/// Send buffer asked for on a port's data socket (the kernel doubles it, capped by
-/// net.core.wmem_max: 416 KiB where that is the usual 208 KiB). The client's socket is
-/// connected to it, so the kernel sets no queue limit at the client for it and only this
-/// buffer bounds what waits there; a send that does not fit is dropped (MSG_DONTWAIT, so that
-/// a slow client holds up no one). Measured (vdens-fast switch host sending TCP to a
-/// vdens-fast client, iperf3 -R, 3 alternating rounds): 3-8% of the frames dropped and as
-/// many TCP retransmissions with the default buffer, 0-0.5% with this one; 4 clients
-/// (`fast-switch4`, tcp1r) 4.15-4.2 against 3.0-3.3 Gbit/s.
-pub const PORT_SNDBUF: usize = 1 << 20;
-
 /// The node's directory with its listening control socket. Dropping it removes the socket,
 /// any data socket left in the directory, and the directory.
 #[derive(Debug)]
@@ -152,8 +142,7 @@ impl Listener {
             None,
         )
         .map_err(nix_io)?;
-        // Best effort: the default still works, with more drops.
-        let _ = setsockopt(&fd, sockopt::SndBuf, &PORT_SNDBUF);
+        crate::transport::widen_sndbuf(&fd);
         let path = self.data_path(id);
         let _ = std::fs::remove_file(&path);
         let addr = UnixAddr::new(&path).map_err(nix_io)?;
@@ -295,16 +284,8 @@ mod tests {
     /// A port's data socket gets a send buffer above the system's default.
     #[test]
     fn port_socket_has_a_wide_send_buffer() {
-        struct Gone(PathBuf);
-        impl Drop for Gone {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let base = std::env::temp_dir().join(format!("vdens-fast-srv-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir(&base).unwrap();
-        let _gone = Gone(base.clone());
+        let d = crate::TestDir::new("srv-sndbuf");
+        let base = &d.0;
         let spec = parse(false, base.join("sw").to_str().unwrap()).unwrap();
         let l = Listener::create(&spec)
             .map_err(|(w, e, _)| format!("{w}: {e}"))

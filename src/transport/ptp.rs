@@ -42,17 +42,6 @@ use std::path::{Path, PathBuf};
 
 /// How long a master-generation listener gets to accept and ack.
 const ACK_TIMEOUT_S: i64 = 2;
-/// Send buffer asked for on a seqpacket data socket (the kernel doubles it, capped by
-/// net.core.wmem_max). A connected AF_UNIX seqpacket sender may have only this much queued at
-/// its peer; with the default (wmem_default, 208 KiB: about 90 full-size frames) a node
-/// forwarding a TCP stream dropped about one frame in ten to EAGAIN.
-const SNDBUF: usize = 1 << 20;
-
-/// Widens a seqpacket data socket's send buffer; best effort (the default still works).
-fn widen_sndbuf(fd: &OwnedFd) {
-    let _ = setsockopt(fd, sockopt::SndBuf, &SNDBUF);
-}
-
 /// What sits at a path.
 enum Found {
     Nothing,
@@ -235,7 +224,7 @@ fn connect_seqpacket(path: &Path) -> Result<OwnedFd, Errno> {
     setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
     let addr = UnixAddr::new(path)?;
     connect(fd.as_raw_fd(), &addr)?;
-    widen_sndbuf(&fd);
+    super::widen_sndbuf(&fd);
     Ok(fd)
 }
 
@@ -377,7 +366,7 @@ impl PtpHost {
         loop {
             match accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
                 Ok(fd) => {
-                    widen_sndbuf(&fd);
+                    super::widen_sndbuf(&fd);
                     return Ok(Some(fd));
                 }
                 Err(Errno::EINTR) => {}
