@@ -159,20 +159,6 @@ mod tests {
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixDatagram;
 
-    struct Dir(std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tmpdir(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("vdens-fast-port-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).unwrap();
-        Dir(p)
-    }
-
     /// Sends 1400-byte datagrams to `to` until EAGAIN (never more than `cap`).
     fn fill(s: &UnixDatagram, to: &std::path::Path, cap: usize) -> usize {
         s.set_nonblocking(true).unwrap();
@@ -190,7 +176,7 @@ mod tests {
     /// The two causes of EAGAIN on an unconnected AF_UNIX datagram sender, told apart.
     #[test]
     fn send_buffer_full_tells_own_buffer_from_peer_queue() {
-        let d = tmpdir("sbf");
+        let d = crate::TestDir::new("port-sbf");
         // As on ptp://: the receiver is connected to the sender, so its queue is not limited
         // for it; the sender's own send buffer fills.
         let (a, b) = (d.0.join("a"), d.0.join("b"));
