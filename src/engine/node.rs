@@ -17,7 +17,7 @@
 
 use super::overlay::OverlayEp;
 use super::port::MAX_FRAME;
-use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
+use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::Cmd;
 use crate::switch::server::{Joining, Listener};
 use crate::switch::{Decision, Forwarder, PortId};
@@ -305,7 +305,7 @@ impl Ep {
                     Err(Errno::EINTR) => {}
                     Err(Errno::EAGAIN) => return,
                     Err(_) => {
-                        self.counts[LINK_TO_TAP].drop(Why::SendError, 1);
+                        self.counts[LINK_TO_TAP].add_drop(DropReason::SendError, 1);
                         *start = *end;
                     }
                 }
@@ -348,17 +348,17 @@ impl Ep {
                     i += k;
                 }
                 Ok(_) => {
-                    c.drop(Why::NoBuffer, (j - i) as u64);
+                    c.add_drop(DropReason::NoBuffer, (j - i) as u64);
                     return;
                 }
                 Err(e) => match errno_of(e) {
                     Errno::EINTR => {}
                     Errno::EAGAIN | Errno::ENOBUFS => {
-                        c.drop(Why::NoBuffer, (j - i) as u64);
+                        c.add_drop(DropReason::NoBuffer, (j - i) as u64);
                         return;
                     }
                     _ => {
-                        c.drop(Why::SendError, 1);
+                        c.add_drop(DropReason::SendError, 1);
                         i += 1;
                     }
                 },
@@ -376,7 +376,7 @@ impl Ep {
         c.received += 1;
         let r = match &mut self.tx {
             Tx::Discard => {
-                c.drop(Why::NoLink, 1);
+                c.add_drop(DropReason::NoLink, 1);
                 return;
             }
             // Sent above.
@@ -402,8 +402,8 @@ impl Ep {
         };
         match r {
             Ok(()) => c.sent(frame.len()),
-            Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.drop(Why::NoBuffer, 1),
-            Err(_) => c.drop(Why::SendError, 1),
+            Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.add_drop(DropReason::NoBuffer, 1),
+            Err(_) => c.add_drop(DropReason::SendError, 1),
         }
     }
 }
@@ -535,7 +535,7 @@ impl NodeWorker {
                 },
             };
             if self.dests[i] == DROP {
-                c.drop(Why::NoLink, 1);
+                c.add_drop(DropReason::NoLink, 1);
             } else {
                 c.sent(len);
             }
@@ -600,11 +600,11 @@ impl NodeWorker {
                         }
                         Some(Event::Oversize(_)) => {
                             c.received += 1;
-                            c.drop(Why::Oversize, 1);
+                            c.add_drop(DropReason::Oversize, 1);
                         }
                         Some(Event::Empty) => {
                             c.received += 1;
-                            c.drop(Why::Framing, 1);
+                            c.add_drop(DropReason::Framing, 1);
                         }
                         None => {}
                     }
@@ -655,13 +655,13 @@ impl NodeWorker {
                     c.received += 1;
                     let l = self.lens[i];
                     if l > MAX_FRAME {
-                        c.drop(Why::Oversize, 1);
+                        c.add_drop(DropReason::Oversize, 1);
                     } else if l < 14 {
                         if l == 0 && e.eof_on_zero {
                             e.rx_dead = true;
                             break;
                         }
-                        c.drop(Why::Framing, 1);
+                        c.add_drop(DropReason::Framing, 1);
                     } else {
                         if n != i {
                             self.slab.copy_within(i * STRIDE..i * STRIDE + l, n * STRIDE);

@@ -14,7 +14,7 @@
 //! built from; `super_frames`/`segments` count the super-frames themselves.
 
 use crate::cli::EngineChoice;
-use crate::engine::stats::{Counts, Drop as Why};
+use crate::engine::stats::{Counts, DropReason};
 use crate::transport::{Hosted, Link};
 use crate::wire::vnet::{self, VnetHdr};
 use nix::errno::Errno;
@@ -86,8 +86,8 @@ pub fn vnet_write(fd: RawFd, hl: usize, c: &mut Counts, h: &VnetHdr, f: &[u8]) {
                 c.segments += n;
             }
         }
-        Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.drop(Why::NoBuffer, n),
-        Err(_) => c.drop(Why::SendError, n),
+        Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.add_drop(DropReason::NoBuffer, n),
+        Err(_) => c.add_drop(DropReason::SendError, n),
     }
 }
 

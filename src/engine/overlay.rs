@@ -7,7 +7,7 @@
 //! stay where the node keeps them: no copy either way.
 
 use super::port::MAX_FRAME;
-use super::stats::{Counts, Drop as Why};
+use super::stats::{Counts, DropReason};
 use crate::switch::remote::Remotes;
 use crate::sys::inet::{self, Meta, HDR};
 use crate::transport::Overlay;
@@ -118,7 +118,7 @@ impl OverlayEp {
                 let total = lens[n + k];
                 let Some(from) = self.meta[k].from else {
                     c.received += 1;
-                    c.drop(Why::Framing, 1);
+                    c.add_drop(DropReason::Framing, 1);
                     continue;
                 };
                 // Our own multicast, looped back to the group socket (vxvde keeps the loop on
@@ -133,12 +133,12 @@ impl OverlayEp {
                 }
                 c.received += 1;
                 if total < HDR + crate::wire::ether::HEADER_LEN || !self.ov.accepts(&self.hdrs[k]) {
-                    c.drop(Why::Framing, 1);
+                    c.add_drop(DropReason::Framing, 1);
                     continue;
                 }
                 let len = total - HDR;
                 if len > MAX_FRAME {
-                    c.drop(Why::Oversize, 1);
+                    c.add_drop(DropReason::Oversize, 1);
                     continue;
                 }
                 let at = (n + k) * stride;
@@ -180,7 +180,7 @@ impl OverlayEp {
                 // The socket is full: the rest of the run is dropped too.
                 let rest = (j - end) as u64;
                 c.received += rest;
-                c.drop(Why::NoBuffer, rest);
+                c.add_drop(DropReason::NoBuffer, rest);
                 return;
             }
             k = end;
@@ -219,18 +219,18 @@ impl OverlayEp {
                     i += k;
                 }
                 Ok(_) => {
-                    c.drop(Why::NoBuffer, (frames.len() - i) as u64);
+                    c.add_drop(DropReason::NoBuffer, (frames.len() - i) as u64);
                     return i;
                 }
                 Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
                     Errno::EINTR => {}
                     Errno::EAGAIN | Errno::ENOBUFS => {
-                        c.drop(Why::NoBuffer, (frames.len() - i) as u64);
+                        c.add_drop(DropReason::NoBuffer, (frames.len() - i) as u64);
                         return i;
                     }
                     // One destination refused (unreachable, too big): drop that frame only.
                     _ => {
-                        c.drop(Why::SendError, 1);
+                        c.add_drop(DropReason::SendError, 1);
                         i += 1;
                     }
                 },

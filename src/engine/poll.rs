@@ -10,7 +10,7 @@
 
 use super::offload::{self, SUPER_READ};
 use super::port::{send_buffer_full, DirPlan, RxPlan, TxPlan, MAX_FRAME};
-use super::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
+use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::sys::{recv_batch, send_batch};
 use crate::wire::gro::{self, Coalescer};
@@ -154,7 +154,7 @@ impl PDir {
             }
             let r = match &self.tx {
                 TxPlan::Discard => {
-                    self.counts.drop(Why::NoLink, 1);
+                    self.counts.add_drop(DropReason::NoLink, 1);
                     self.sent += 1;
                     continue;
                 }
@@ -194,7 +194,7 @@ impl PDir {
                 Err(Errno::EINTR) => {}
                 Err(_) => {
                     // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.
-                    self.counts.drop(Why::SendError, 1);
+                    self.counts.add_drop(DropReason::SendError, 1);
                     self.sent += 1;
                     self.part = 0;
                 }
@@ -253,7 +253,7 @@ impl PDir {
             let read = &mut v.big[..v.len];
             let Ok(h) = VnetHdr::parse(read, v.hdr) else {
                 self.counts.received += 1;
-                self.counts.drop(Why::Framing, 1);
+                self.counts.add_drop(DropReason::Framing, 1);
                 v.len = 0;
                 continue;
             };
@@ -262,11 +262,11 @@ impl PDir {
                 self.counts.received += 1;
                 v.len = 0;
                 if pkt.len() > MAX_FRAME || v.hdr + pkt.len() == SUPER_READ {
-                    self.counts.drop(Why::Oversize, 1);
+                    self.counts.add_drop(DropReason::Oversize, 1);
                     continue;
                 }
                 if h.flags & vnet::F_NEEDS_CSUM != 0 && gso::complete_csum(&h, pkt).is_err() {
-                    self.counts.drop(Why::Framing, 1);
+                    self.counts.add_drop(DropReason::Framing, 1);
                     continue;
                 }
                 let k = self.n;
@@ -279,7 +279,7 @@ impl PDir {
                 Ok(s) if s.max_len() <= STRIDE => s,
                 _ => {
                     self.counts.received += 1;
-                    self.counts.drop(Why::Framing, 1);
+                    self.counts.add_drop(DropReason::Framing, 1);
                     v.len = 0;
                     continue;
                 }
@@ -418,10 +418,10 @@ impl PDir {
                 for i in 0..k {
                     self.counts.received += 1;
                     if self.lens[i] > MAX_FRAME {
-                        self.counts.drop(Why::Oversize, 1);
+                        self.counts.add_drop(DropReason::Oversize, 1);
                         self.lens[i] = usize::MAX;
                     } else if self.lens[i] == 0 {
-                        self.counts.drop(Why::Framing, 1);
+                        self.counts.add_drop(DropReason::Framing, 1);
                         self.lens[i] = usize::MAX;
                     }
                 }
@@ -467,11 +467,11 @@ impl PDir {
                     }
                     Some(Event::Oversize(_)) => {
                         self.counts.received += 1;
-                        self.counts.drop(Why::Oversize, 1);
+                        self.counts.add_drop(DropReason::Oversize, 1);
                     }
                     Some(Event::Empty) => {
                         self.counts.received += 1;
-                        self.counts.drop(Why::Framing, 1);
+                        self.counts.add_drop(DropReason::Framing, 1);
                     }
                     None => {}
                 }
@@ -657,7 +657,7 @@ impl PollWorker {
         for d in &mut self.dirs {
             // Frames still pending were never sent: the engine stopped.
             let left = (d.sent..d.n).filter(|&i| d.lens[i] != usize::MAX).count();
-            d.counts.drop(Why::SendError, left as u64);
+            d.counts.add_drop(DropReason::SendError, left as u64);
             d.n = 0;
         }
         self.publish();

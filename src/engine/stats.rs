@@ -14,7 +14,7 @@ pub const LINK_TO_TAP: usize = 1;
 
 /// Why a frame was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// No buffer or queue room to hold it.
     NoBuffer,
     /// The send/write on the other side failed.
@@ -53,13 +53,13 @@ pub struct Counts {
 
 impl Counts {
     #[inline]
-    pub fn drop(&mut self, why: Drop, n: u64) {
+    pub fn add_drop(&mut self, why: DropReason, n: u64) {
         match why {
-            Drop::NoBuffer => self.no_buffer += n,
-            Drop::SendError => self.send_error += n,
-            Drop::Oversize => self.oversize += n,
-            Drop::Framing => self.framing += n,
-            Drop::NoLink => self.no_link += n,
+            DropReason::NoBuffer => self.no_buffer += n,
+            DropReason::SendError => self.send_error += n,
+            DropReason::Oversize => self.oversize += n,
+            DropReason::Framing => self.framing += n,
+            DropReason::NoLink => self.no_link += n,
         }
     }
 
@@ -211,7 +211,7 @@ mod tests {
             ..Default::default()
         };
         c.sent(60);
-        c.drop(Drop::Oversize, 2);
+        c.add_drop(DropReason::Oversize, 2);
         let p = PortSnapshot {
             name: "vde0".into(),
             vnl: "ptp:///tmp/a\"b".into(),

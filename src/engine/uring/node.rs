@@ -29,7 +29,7 @@ use super::{build_ring, is_retry, push, BufRing, UringTuning};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
-use crate::engine::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
+use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::Cmd;
 use crate::switch::server::{Joining, Listener};
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
@@ -545,7 +545,7 @@ impl UNode {
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let sqe = match &mut e.tx {
             Tx::Discard => {
-                c.drop(Why::NoLink, 1);
+                c.add_drop(DropReason::NoLink, 1);
                 return;
             }
             Tx::Send => opcode::Send::new(fd, ptr, len as u32).flags(flags).build(),
@@ -562,7 +562,7 @@ impl UNode {
                     s.start = 0;
                 }
                 if s.end + len + 2 > s.out.len() {
-                    c.drop(Why::NoBuffer, 1);
+                    c.add_drop(DropReason::NoBuffer, 1);
                 } else {
                     s.out[s.end..s.end + 2].copy_from_slice(&stream::header(len));
                     let src = frame_of(&self.bufs, &self.slots, fid, len);
@@ -610,7 +610,7 @@ impl UNode {
         let Some(e) = self.eps[from].as_mut() else { return };
         let c = &mut e.counts[TAP_TO_LINK];
         if matches!(d, Decision::Drop) {
-            c.drop(Why::NoLink, 1);
+            c.add_drop(DropReason::NoLink, 1);
             return;
         }
         c.sent(len);
@@ -700,7 +700,7 @@ impl UNode {
                 }
             } else {
                 e.counts[TAP_TO_LINK].received += 1;
-                e.counts[TAP_TO_LINK].drop(Why::Framing, 1);
+                e.counts[TAP_TO_LINK].add_drop(DropReason::Framing, 1);
             }
             return;
         }
@@ -708,12 +708,12 @@ impl UNode {
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += 1;
         if len > MAX_FRAME {
-            c.drop(Why::Oversize, 1);
+            c.add_drop(DropReason::Oversize, 1);
             self.bufs.push(bid);
             return;
         }
         if len < 14 {
-            c.drop(Why::Framing, 1);
+            c.add_drop(DropReason::Framing, 1);
             self.bufs.push(bid);
             return;
         }
@@ -728,8 +728,8 @@ impl UNode {
             let c = &mut e.counts[LINK_TO_TAP];
             match res {
                 r if r >= 0 => c.sent(t.len),
-                r if r == -libc::EAGAIN || r == -libc::ENOBUFS => c.drop(Why::NoBuffer, 1),
-                _ => c.drop(Why::SendError, 1),
+                r if r == -libc::EAGAIN || r == -libc::ENOBUFS => c.add_drop(DropReason::NoBuffer, 1),
+                _ => c.add_drop(DropReason::SendError, 1),
             }
         }
         self.op_done(&t);
@@ -824,11 +824,11 @@ impl UNode {
                 }
                 Some(Event::Oversize(_)) => {
                     c.received += 1;
-                    c.drop(Why::Oversize, 1);
+                    c.add_drop(DropReason::Oversize, 1);
                 }
                 Some(Event::Empty) => {
                     c.received += 1;
-                    c.drop(Why::Framing, 1);
+                    c.add_drop(DropReason::Framing, 1);
                 }
                 None => {}
             }
@@ -859,7 +859,7 @@ impl UNode {
             let read = &mut v.big[..v.len];
             let Ok(h) = VnetHdr::parse(read, v.hdr) else {
                 c.received += 1;
-                c.drop(Why::Framing, 1);
+                c.add_drop(DropReason::Framing, 1);
                 v.len = 0;
                 continue;
             };
@@ -872,9 +872,9 @@ impl UNode {
                 c.received += 1;
                 v.len = 0;
                 if pkt.len() > MAX_FRAME || whole {
-                    Err(Why::Oversize)
+                    Err(DropReason::Oversize)
                 } else if h.flags & vnet::F_NEEDS_CSUM != 0 && gso::complete_csum(&h, pkt).is_err() {
-                    Err(Why::Framing)
+                    Err(DropReason::Framing)
                 } else {
                     out[..pkt.len()].copy_from_slice(pkt);
                     Ok(pkt.len())
@@ -887,7 +887,7 @@ impl UNode {
                             c.segments += s.count() as u64;
                         }
                         c.received += 1;
-                        let r = s.write(v.next, out).map_err(|_| Why::Framing);
+                        let r = s.write(v.next, out).map_err(|_| DropReason::Framing);
                         v.next += 1;
                         if v.next >= s.count() {
                             v.len = 0;
@@ -899,7 +899,7 @@ impl UNode {
                         c.received += 1;
                         v.len = 0;
                         v.next = 0;
-                        Err(Why::Framing)
+                        Err(DropReason::Framing)
                     }
                 }
             };
@@ -911,7 +911,7 @@ impl UNode {
                     self.release(fid);
                 }
                 r => {
-                    c.drop(r.err().unwrap_or(Why::Framing), 1);
+                    c.add_drop(r.err().unwrap_or(DropReason::Framing), 1);
                     self.free_slots.push(slot);
                 }
             }
@@ -937,7 +937,7 @@ impl UNode {
             r if r == -libc::EINTR || r == -libc::EAGAIN => {}
             _ => {
                 // The reader is gone: what waited is lost.
-                e.counts[LINK_TO_TAP].drop(Why::SendError, 1);
+                e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, 1);
                 s.start = 0;
                 s.end = 0;
             }

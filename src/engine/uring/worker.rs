@@ -19,7 +19,7 @@
 use super::{build_ring, is_retry, push, BufRing, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::offload::{self, SUPER_READ};
 use crate::engine::port::{send_buffer_full, DirPlan, TxPlan, MAX_FRAME};
-use crate::engine::stats::{Counts, Drop as Why, PortStats, LINK_TO_TAP, TAP_TO_LINK};
+use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::wire::gro::{self, Coalescer, Out};
 use crate::wire::gso::{self, Segmenter};
@@ -773,7 +773,7 @@ impl Worker {
                 }
             } else if bid.is_some() && rx.stream.is_none() {
                 dir.counts.received += 1;
-                dir.counts.drop(Why::Framing, 1);
+                dir.counts.add_drop(DropReason::Framing, 1);
             }
             return;
         }
@@ -794,10 +794,10 @@ impl Worker {
         }
         dir.counts.received += 1;
         if len > MAX_FRAME {
-            dir.counts.drop(Why::Oversize, 1);
+            dir.counts.add_drop(DropReason::Oversize, 1);
             rx.ring.push(bid);
         } else if dir.tx.kind == TxKind::Discard {
-            dir.counts.drop(Why::NoLink, 1);
+            dir.counts.add_drop(DropReason::NoLink, 1);
             rx.ring.push(bid);
         } else {
             Self::enqueue(dir, Frame::plain(bid, len));
@@ -879,7 +879,7 @@ impl Worker {
             let h = { VnetHdr::parse(rx.ring.data(bid, 0, len), v.hdr) };
             let Ok(h) = h else {
                 dir.counts.received += 1;
-                dir.counts.drop(Why::Framing, 1);
+                dir.counts.add_drop(DropReason::Framing, 1);
                 v.held.pop();
                 rx.ring.push(bid);
                 continue;
@@ -889,12 +889,12 @@ impl Worker {
                 dir.counts.received += 1;
                 let flen = len - v.hdr;
                 if flen > MAX_FRAME || len == rx.ring.data_len() {
-                    dir.counts.drop(Why::Oversize, 1);
+                    dir.counts.add_drop(DropReason::Oversize, 1);
                     rx.ring.push(bid);
                 } else if h.flags & vnet::F_NEEDS_CSUM != 0
                     && gso::complete_csum(&h, rx.ring.data_mut(bid, v.hdr, len)).is_err()
                 {
-                    dir.counts.drop(Why::Framing, 1);
+                    dir.counts.add_drop(DropReason::Framing, 1);
                     rx.ring.push(bid);
                 } else {
                     dir.queue.push(Frame::plain(bid, flen));
@@ -909,7 +909,7 @@ impl Worker {
             };
             let Some(count) = count else {
                 dir.counts.received += 1;
-                dir.counts.drop(Why::Framing, 1);
+                dir.counts.add_drop(DropReason::Framing, 1);
                 v.held.pop();
                 rx.ring.push(bid);
                 continue;
@@ -928,7 +928,7 @@ impl Worker {
                 dir.counts.received += 1;
                 v.next += 1;
                 if n == 0 {
-                    dir.counts.drop(Why::Framing, 1);
+                    dir.counts.add_drop(DropReason::Framing, 1);
                     rx.slots_free.push(slot);
                 } else {
                     dir.queue.push(Frame::plain(slot | SLOT_FLAG, n));
@@ -1039,7 +1039,7 @@ impl Worker {
                 dir.tx.again |= res == -libc::EAGAIN;
             } else {
                 // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.
-                dir.counts.drop(Why::SendError, f.segs as u64);
+                dir.counts.add_drop(DropReason::SendError, f.segs as u64);
                 Self::release(dir, f);
             }
             if dir.tx.inflight == 0 {
@@ -1106,7 +1106,7 @@ impl Worker {
             if ok {
                 Self::count_sent(&mut dir.counts, f);
             } else {
-                dir.counts.drop(Why::SendError, f.segs as u64);
+                dir.counts.add_drop(DropReason::SendError, f.segs as u64);
             }
             Self::release(dir, f);
         }
@@ -1172,11 +1172,11 @@ impl Worker {
                 }
                 Some(Event::Oversize(_)) => {
                     dir.counts.received += 1;
-                    dir.counts.drop(Why::Oversize, 1);
+                    dir.counts.add_drop(DropReason::Oversize, 1);
                 }
                 Some(Event::Empty) => {
                     dir.counts.received += 1;
-                    dir.counts.drop(Why::Framing, 1);
+                    dir.counts.add_drop(DropReason::Framing, 1);
                 }
                 None => {}
             }
@@ -1333,7 +1333,7 @@ impl Worker {
             if let Some(g) = &dir.gro {
                 left += g.inq.len as u64;
             }
-            dir.counts.drop(Why::SendError, left);
+            dir.counts.add_drop(DropReason::SendError, left);
         }
         self.publish_stats();
         if self.outstanding > 0 {
