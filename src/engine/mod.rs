@@ -13,6 +13,7 @@
 //! `--engine poll`, and always runs vdeplug-fast's cables, seqpacket ptp ends and the
 //! vxlan/vxvde overlays (see [`Engine::node_kinds`]).
 
+pub mod core;
 pub mod node;
 pub mod offload;
 mod overlay;

@@ -15,6 +15,7 @@
 //! A vxlan:// or vxvde:// link is a cable between the tap and an overlay endpoint
 //! (src/engine/overlay.rs) that chooses each frame's destination itself.
 
+use super::core::{admit, admit_stream, classify_rx_error, dispatch, Control, Op, RxFault, Token};
 use super::overlay::OverlayEp;
 use super::port::MAX_FRAME;
 use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
@@ -23,7 +24,7 @@ use crate::switch::server::{Joining, Listener};
 use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
 use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnected, SendTo};
-use crate::wire::stream::{self, Decoder, Event};
+use crate::wire::stream::{self, Decoder};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -47,13 +48,6 @@ pub const MAX_PORTS: usize = 1024;
 
 const DROP: u32 = u32::MAX;
 const FLOOD: u32 = u32::MAX - 1;
-const WAKE: u64 = u64::MAX;
-const LISTEN: u64 = u64::MAX - 1;
-const PTP_LISTEN: u64 = u64::MAX - 2;
-const T_EP: u64 = 0;
-const T_TX: u64 = 1;
-const T_CTL: u64 = 2;
-const T_PENDING: u64 = 3;
 
 /// An endpoint handed to a node.
 pub enum Endpoint {
@@ -431,8 +425,20 @@ struct NodeWorker {
     ptp: Option<PtpHost>,
 }
 
-fn token(kind: u64, idx: usize) -> u64 {
-    (idx as u64) << 2 | kind
+fn token(op: Op, idx: usize) -> u64 {
+    Token::new(op, idx).encode()
+}
+
+impl Control for NodeWorker {
+    fn publish(&mut self) {
+        NodeWorker::publish(self);
+    }
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+        NodeWorker::add_endpoint(self, e)
+    }
+    fn remove_endpoint(&mut self, id: u16) {
+        self.remove(id as usize);
+    }
 }
 
 impl NodeWorker {
@@ -445,12 +451,12 @@ impl NodeWorker {
             } else {
                 EpollFlags::empty()
             };
-            let kind = if k == 0 { T_EP } else { T_TX };
+            let kind = if k == 0 { Op::Rx } else { Op::Tx };
             self.ep.add(fdb(*f), EpollEvent::new(flags, token(kind, id)))?;
         }
         if let Some(ctl) = ctl_of(&e.owner) {
             self.ep
-                .add(ctl, EpollEvent::new(EpollFlags::EPOLLIN, token(T_CTL, id)))?;
+                .add(ctl, EpollEvent::new(EpollFlags::EPOLLIN, token(Op::Ctl, id)))?;
         }
         Ok(())
     }
@@ -506,7 +512,7 @@ impl NodeWorker {
             if *f == txfd && pending {
                 fl |= EpollFlags::EPOLLOUT;
             }
-            let kind = if k == 0 { T_EP } else { T_TX };
+            let kind = if k == 0 { Op::Rx } else { Op::Tx };
             let _ = self.ep.modify(fdb(*f), &mut EpollEvent::new(fl, token(kind, id)));
         }
     }
@@ -592,21 +598,15 @@ impl NodeWorker {
                     let dst = &mut self.slab[n * STRIDE..n * STRIDE + MAX_FRAME];
                     let (k, ev) = s.dec.feed(&s.raw[s.off..s.len], dst);
                     s.off += k;
-                    match ev {
-                        Some(Event::Frame(l)) => {
-                            c.received += 1;
-                            self.lens[n] = l;
-                            n += 1;
+                    if let Some(ev) = ev {
+                        c.received += 1;
+                        match admit_stream(ev) {
+                            Ok(l) => {
+                                self.lens[n] = l;
+                                n += 1;
+                            }
+                            Err(why) => c.add_drop(why, 1),
                         }
-                        Some(Event::Oversize(_)) => {
-                            c.received += 1;
-                            c.add_drop(DropReason::Oversize, 1);
-                        }
-                        Some(Event::Empty) => {
-                            c.received += 1;
-                            c.add_drop(DropReason::Framing, 1);
-                        }
-                        None => {}
                     }
                 }
                 if n == BATCH {
@@ -654,14 +654,12 @@ impl NodeWorker {
                 for i in 0..k {
                     c.received += 1;
                     let l = self.lens[i];
-                    if l > MAX_FRAME {
-                        c.add_drop(DropReason::Oversize, 1);
-                    } else if l < 14 {
-                        if l == 0 && e.eof_on_zero {
-                            e.rx_dead = true;
-                            break;
-                        }
-                        c.add_drop(DropReason::Framing, 1);
+                    if l == 0 && e.eof_on_zero {
+                        e.rx_dead = true;
+                        break;
+                    }
+                    if let Err(why) = admit(l) {
+                        c.add_drop(why, 1);
                     } else {
                         if n != i {
                             self.slab.copy_within(i * STRIDE..i * STRIDE + l, n * STRIDE);
@@ -672,8 +670,7 @@ impl NodeWorker {
                 }
                 n
             }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => 0,
-            Err(err) if crate::engine::port::is_transient_receive_error(err as i32) => 0,
+            Err(err) if classify_rx_error(err as i32) != RxFault::Fatal => 0,
             Err(_) => {
                 e.rx_dead = true;
                 0
@@ -723,7 +720,7 @@ impl NodeWorker {
             };
             for (k, f) in e.reg.iter().take(watched).enumerate() {
                 if !matches!(e.tx, Tx::Stream { .. }) {
-                    let kind = if k == 0 { T_EP } else { T_TX };
+                    let kind = if k == 0 { Op::Rx } else { Op::Tx };
                     let _ = self.ep.modify(
                         fdb(*f),
                         &mut EpollEvent::new(EpollFlags::empty(), token(kind, id)),
@@ -752,7 +749,7 @@ impl NodeWorker {
                         .ep
                         .add(
                             fd.as_fd(),
-                            EpollEvent::new(EpollFlags::EPOLLIN, token(T_PENDING, slot)),
+                            EpollEvent::new(EpollFlags::EPOLLIN, token(Op::Pending, slot)),
                         )
                         .is_ok()
                     {
@@ -868,34 +865,21 @@ impl NodeWorker {
             };
             let mut stop = false;
             for ev in &events[..n] {
-                match ev.data() {
-                    WAKE => {
+                let Some(t) = Token::decode(ev.data()) else {
+                    continue;
+                };
+                match t.op {
+                    Op::Wake => {
                         let mut b = [0u8; 8];
                         let _ = nix::unistd::read(fdb(wake), &mut b);
-                        while let Ok(c) = cmds.try_recv() {
-                            match c {
-                                Cmd::Publish(ack) => {
-                                    self.publish();
-                                    let _ = ack.send(());
-                                }
-                                Cmd::Stop => stop = true,
-                                Cmd::AddEndpoint(e, ack) => {
-                                    let _ = ack.send(self.add_endpoint(e));
-                                }
-                                Cmd::RemoveEndpoint(id) => self.remove(id as usize),
-                            }
-                        }
+                        stop |= dispatch(cmds, self);
                     }
-                    LISTEN => self.accept(),
-                    PTP_LISTEN => self.ptp_accept(),
-                    t => {
-                        let idx = (t >> 2) as usize;
-                        match t & 3 {
-                            T_EP | T_TX => self.pump(idx),
-                            T_CTL => self.ctl_ready(idx),
-                            _ => self.pending_ready(idx),
-                        }
-                    }
+                    Op::Listen => self.accept(),
+                    Op::PtpListen => self.ptp_accept(),
+                    Op::Rx | Op::Tx => self.pump(t.ep()),
+                    Op::Ctl => self.ctl_ready(t.ep()),
+                    Op::Pending => self.pending_ready(t.ep()),
+                    _ => {}
                 }
             }
             if stop {
@@ -995,11 +979,17 @@ pub fn run(
             shared,
             ptp,
         };
-        w.ep.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))
-            .map_err(|e| format!("epoll_ctl: {}", e.desc()))?;
+        w.ep.add(
+            wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, token(Op::Wake, 0)),
+        )
+        .map_err(|e| format!("epoll_ctl: {}", e.desc()))?;
         if let Some(l) = &w.listener {
-            w.ep.add(l.ctl.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, LISTEN))
-                .map_err(|e| format!("epoll_ctl: {}", e.desc()))?;
+            w.ep.add(
+                l.ctl.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, token(Op::Listen, 0)),
+            )
+            .map_err(|e| format!("epoll_ctl: {}", e.desc()))?;
         }
         // A cable's endpoints are 0 and 1; a switch's own endpoints start at 1 (0 is the port
         // a client asks for with [0]).
@@ -1054,7 +1044,7 @@ impl NodeWorker {
             return Ok(());
         };
         self.ep
-            .add(l, EpollEvent::new(EpollFlags::EPOLLIN, PTP_LISTEN))
+            .add(l, EpollEvent::new(EpollFlags::EPOLLIN, token(Op::PtpListen, 0)))
             .map_err(|e| {
                 format!(
                     "{}: cannot watch the ptp socket: epoll_ctl: {}",

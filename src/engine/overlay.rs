@@ -6,7 +6,7 @@
 //! The header is received into, and sent from, a buffer of its own (two iovecs), so frames
 //! stay where the node keeps them: no copy either way.
 
-use super::port::MAX_FRAME;
+use super::core::{admit, classify_rx_error, RxFault};
 use super::stats::{Counts, DropReason};
 use crate::switch::remote::Remotes;
 use crate::sys::inet::{self, Meta, HDR};
@@ -104,8 +104,7 @@ impl OverlayEp {
             ) {
                 Ok(k) => k,
                 Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
-                    Errno::EAGAIN | Errno::EINTR => 0,
-                    e if super::port::is_transient_receive_error(e as i32) => 0,
+                    e if classify_rx_error(e as i32) != RxFault::Fatal => 0,
                     e => return Err(e),
                 },
             };
@@ -132,13 +131,13 @@ impl OverlayEp {
                     continue;
                 }
                 c.received += 1;
-                if total < HDR + crate::wire::ether::HEADER_LEN || !self.ov.accepts(&self.hdrs[k]) {
+                if total < HDR || !self.ov.accepts(&self.hdrs[k]) {
                     c.add_drop(DropReason::Framing, 1);
                     continue;
                 }
                 let len = total - HDR;
-                if len > MAX_FRAME {
-                    c.add_drop(DropReason::Oversize, 1);
+                if let Err(why) = admit(len) {
+                    c.add_drop(why, 1);
                     continue;
                 }
                 let at = (n + k) * stride;

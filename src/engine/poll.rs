@@ -8,6 +8,7 @@
 //! super-frame is cut into the batch's slots (resumed in the next batch when it does not fit);
 //! frames from the link are coalesced per batch and written to it with a virtio-net header.
 
+use super::core::{admit, admit_stream, classify_rx_error, dispatch, Control, Op, RxEnd, RxFault, Token};
 use super::offload::{self, SUPER_READ};
 use super::port::{send_buffer_full, DirPlan, RxPlan, TxPlan, MAX_FRAME};
 use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
@@ -15,7 +16,7 @@ use super::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::sys::{recv_batch, send_batch};
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::gso::{self, Segmenter};
-use crate::wire::stream::{self, Decoder, Event};
+use crate::wire::stream::{self, Decoder};
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
@@ -33,7 +34,6 @@ const STRIDE: usize = 9472;
 const RAW: usize = 65536;
 /// Batches per direction per wake-up before giving the other descriptors a turn.
 const ROUNDS: usize = 16;
-const WAKE: u64 = u64::MAX;
 
 struct StreamRx {
     dec: Decoder,
@@ -230,24 +230,24 @@ impl PDir {
     }
 
     /// Cuts offloading tap reads into the batch's slots until it is full or the tap is empty.
-    /// Returns how many frames the batch holds; Err(UnknownErrno) at end of file with none.
-    fn fill_vnet(&mut self, rfd: RawFd) -> Result<usize, Errno> {
+    /// Returns how many frames the batch holds, or why it holds none.
+    fn fill_vnet(&mut self, rfd: RawFd) -> Result<usize, RxEnd> {
         let v = self.vnet_rx.as_mut().expect("an offloading tap");
         while self.n < BATCH {
             if v.len == 0 {
                 match nix::unistd::read(fd(rfd), &mut v.big) {
-                    Ok(0) => {
-                        return if self.n == 0 {
-                            Err(Errno::UnknownErrno)
-                        } else {
-                            Ok(self.n)
-                        }
-                    }
+                    Ok(0) => return if self.n == 0 { Err(RxEnd::Eof) } else { Ok(self.n) },
                     Ok(l) => {
                         v.len = l;
                         v.next = 0;
                     }
-                    Err(e) => return if self.n == 0 { Err(e) } else { Ok(self.n) },
+                    Err(e) => {
+                        return if self.n == 0 {
+                            Err(RxEnd::Failed(e as i32))
+                        } else {
+                            Ok(self.n)
+                        }
+                    }
                 }
             }
             let read = &mut v.big[..v.len];
@@ -261,8 +261,14 @@ impl PDir {
             if h.gso_kind() == vnet::GSO_NONE {
                 self.counts.received += 1;
                 v.len = 0;
-                if pkt.len() > MAX_FRAME || v.hdr + pkt.len() == SUPER_READ {
-                    self.counts.add_drop(DropReason::Oversize, 1);
+                // A read that filled the whole buffer may have been cut short.
+                let fits = if v.hdr + pkt.len() == SUPER_READ {
+                    Err(DropReason::Oversize)
+                } else {
+                    admit(pkt.len())
+                };
+                if let Err(why) = fits {
+                    self.counts.add_drop(why, 1);
                     continue;
                 }
                 if h.flags & vnet::F_NEEDS_CSUM != 0 && gso::complete_csum(&h, pkt).is_err() {
@@ -379,7 +385,7 @@ impl PDir {
                 // An empty message on a seqpacket or stream socket is the peer's end.
                 Ok(k) if rx.eof_on_zero && (k == 0 || self.lens[..k].contains(&0)) => {
                     match self.lens[..k].iter().position(|&l| l == 0) {
-                        Some(0) | None => Err(Errno::UnknownErrno),
+                        Some(0) | None => Err(RxEnd::Eof),
                         Some(i) => {
                             self.rx_dead = true;
                             eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);
@@ -388,7 +394,7 @@ impl PDir {
                     }
                 }
                 Ok(k) => Ok(k),
-                Err(e) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+                Err(e) => Err(RxEnd::Failed(e.raw_os_error().unwrap_or(libc::EIO))),
             }
         } else {
             let mut k = 0;
@@ -396,7 +402,7 @@ impl PDir {
             while k < BATCH {
                 match nix::unistd::read(fd(rx.fd), &mut self.bufs[k * STRIDE..(k + 1) * STRIDE]) {
                     Ok(0) => {
-                        res = if k == 0 { Err(Errno::UnknownErrno) } else { Ok(k) };
+                        res = if k == 0 { Err(RxEnd::Eof) } else { Ok(k) };
                         break;
                     }
                     Ok(l) => {
@@ -405,7 +411,11 @@ impl PDir {
                         res = Ok(k);
                     }
                     Err(e) => {
-                        res = if k == 0 { Err(e) } else { Ok(k) };
+                        res = if k == 0 {
+                            Err(RxEnd::Failed(e as i32))
+                        } else {
+                            Ok(k)
+                        };
                         break;
                     }
                 }
@@ -417,11 +427,8 @@ impl PDir {
                 self.n = k;
                 for i in 0..k {
                     self.counts.received += 1;
-                    if self.lens[i] > MAX_FRAME {
-                        self.counts.add_drop(DropReason::Oversize, 1);
-                        self.lens[i] = usize::MAX;
-                    } else if self.lens[i] == 0 {
-                        self.counts.add_drop(DropReason::Framing, 1);
+                    if let Err(why) = admit(self.lens[i]) {
+                        self.counts.add_drop(why, 1);
                         self.lens[i] = usize::MAX;
                     }
                 }
@@ -431,25 +438,23 @@ impl PDir {
         }
     }
 
-    /// A receive error (UnknownErrno: end of file); false.
-    fn rx_error(&mut self, e: Errno) -> bool {
+    /// Why a receive brought no frames; false (nothing more to read now).
+    fn rx_error(&mut self, e: RxEnd) -> bool {
         match e {
-            Errno::EAGAIN | Errno::EINTR => false,
-            e if crate::engine::port::is_transient_receive_error(e as i32) => false,
-            e => {
-                self.rx_dead = true;
-                if e == Errno::UnknownErrno {
-                    eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);
-                } else {
-                    eprintln!(
-                        "vdens-fast: {}: receive failed: {}; this direction stops",
-                        self.label,
-                        e.desc()
-                    );
+            RxEnd::Eof => eprintln!("vdens-fast: {}: end of file; this direction stops", self.label),
+            RxEnd::Failed(errno) => {
+                if classify_rx_error(errno) != RxFault::Fatal {
+                    return false;
                 }
-                false
+                eprintln!(
+                    "vdens-fast: {}: receive failed: {}; this direction stops",
+                    self.label,
+                    Errno::from_raw(errno).desc()
+                );
             }
         }
+        self.rx_dead = true;
+        false
     }
 
     fn fill_stream(&mut self, rfd: RawFd) -> bool {
@@ -459,21 +464,15 @@ impl PDir {
                 let dst = &mut self.bufs[self.n * STRIDE..self.n * STRIDE + MAX_FRAME];
                 let (k, ev) = s.dec.feed(&s.raw[s.off..s.len], dst);
                 s.off += k;
-                match ev {
-                    Some(Event::Frame(l)) => {
-                        self.counts.received += 1;
-                        self.lens[self.n] = l;
-                        self.n += 1;
+                if let Some(ev) = ev {
+                    self.counts.received += 1;
+                    match admit_stream(ev) {
+                        Ok(l) => {
+                            self.lens[self.n] = l;
+                            self.n += 1;
+                        }
+                        Err(why) => self.counts.add_drop(why, 1),
                     }
-                    Some(Event::Oversize(_)) => {
-                        self.counts.received += 1;
-                        self.counts.add_drop(DropReason::Oversize, 1);
-                    }
-                    Some(Event::Empty) => {
-                        self.counts.received += 1;
-                        self.counts.add_drop(DropReason::Framing, 1);
-                    }
-                    None => {}
                 }
             }
             if self.n == BATCH {
@@ -547,10 +546,13 @@ pub fn run(ctx: WorkerCtx, ready: Sender<Result<String, String>>) {
     }
     let wake = ctx.wake.clone();
     let r = ep
-        .add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))
+        .add(
+            wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, Token::new(Op::Wake, 0).encode()),
+        )
         .and_then(|_| {
             for (i, (f, _)) in fds.iter().enumerate() {
-                ep.add(fd(*f), EpollEvent::new(EpollFlags::empty(), i as u64))?;
+                ep.add(fd(*f), EpollEvent::new(EpollFlags::empty(), fd_token(i)))?;
             }
             Ok(())
         });
@@ -571,6 +573,18 @@ struct PollWorker {
     fds: Vec<(RawFd, EpollFlags)>,
 }
 
+/// The token of descriptor `i` of the worker's table (readable or writable: the worker pumps
+/// every direction that uses it).
+fn fd_token(i: usize) -> u64 {
+    Token::new(Op::Rx, i).encode()
+}
+
+impl Control for PollWorker {
+    fn publish(&mut self) {
+        PollWorker::publish(self);
+    }
+}
+
 impl PollWorker {
     fn interest(&mut self) {
         for (i, (f, cur)) in self.fds.iter_mut().enumerate() {
@@ -584,7 +598,7 @@ impl PollWorker {
                 }
             }
             if want != *cur {
-                let _ = self.ep.modify(fd(*f), &mut EpollEvent::new(want, i as u64));
+                let _ = self.ep.modify(fd(*f), &mut EpollEvent::new(want, fd_token(i)));
                 *cur = want;
             }
         }
@@ -624,26 +638,16 @@ impl PollWorker {
                 }
             }
             for ev in &events[..n] {
-                if ev.data() == WAKE {
+                let Some(t) = Token::decode(ev.data()) else {
+                    continue;
+                };
+                if t.op == Op::Wake {
                     let mut b = [0u8; 8];
                     let _ = nix::unistd::read(wake, &mut b);
-                    while let Ok(c) = cmds.try_recv() {
-                        match c {
-                            Cmd::Publish(ack) => {
-                                self.publish();
-                                let _ = ack.send(());
-                            }
-                            Cmd::Stop => stop = true,
-                            // Plain ports have a fixed set of endpoints.
-                            Cmd::AddEndpoint(_, ack) => {
-                                let _ = ack.send(Err("not a switch or hub node".into()));
-                            }
-                            Cmd::RemoveEndpoint(_) => {}
-                        }
-                    }
+                    stop |= dispatch(cmds, self);
                     continue;
                 }
-                let f = self.fds[ev.data() as usize].0;
+                let f = self.fds[t.ep()].0;
                 for d in &mut self.dirs {
                     if d.rx.map(|r| r.fd) == Some(f) || tx_fd(&d.tx) == Some(f) {
                         d.pump();

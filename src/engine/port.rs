@@ -11,8 +11,7 @@ use nix::sys::socket::UnixAddr;
 use nix::sys::stat::{fstat, SFlag};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
-/// Largest Ethernet frame carried: 9216 bytes of MTU + 14 of header + 4 of VLAN tag.
-pub const MAX_FRAME: usize = 9216 + 14 + 4;
+pub use super::core::MAX_FRAME;
 
 /// How a direction receives.
 #[derive(Clone, Copy, Debug)]
@@ -141,16 +140,6 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
         },
     };
     Ok(dirs)
-}
-
-/// Errors a datagram socket reports on receive for an earlier send that the network refused
-/// (an ICMP port or host unreachable for udp://, e.g. while the peer is not up yet). The socket
-/// clears the error once reported: the direction keeps receiving.
-pub fn is_transient_receive_error(errno: i32) -> bool {
-    matches!(
-        errno,
-        libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN | libc::ENETDOWN
-    )
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use super::port::DirPlan;
 use super::stats::PortStats;
 use super::Port;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
@@ -16,17 +16,7 @@ pub struct Assigned {
     pub stats: Arc<PortStats>,
 }
 
-/// Control thread -> worker.
-pub enum Cmd {
-    /// Publish the counters now, then acknowledge.
-    Publish(Sender<()>),
-    /// Finish: cancel what is in flight, publish the final counters, release the ports.
-    Stop,
-    /// Node workers only: attach an endpoint, answer its port number.
-    AddEndpoint(super::node::Endpoint, Sender<Result<u16, String>>),
-    /// Node workers only: detach the endpoint on this port (its descriptors close).
-    RemoveEndpoint(u16),
-}
+pub use super::core::Cmd;
 
 /// Everything a worker thread starts with.
 pub struct WorkerCtx {

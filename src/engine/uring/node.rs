@@ -26,6 +26,7 @@
 //! when the last operation that uses them has completed (cancelled first).
 
 use super::{build_ring, is_retry, push, BufRing, UringTuning};
+use crate::engine::core::{admit, admit_stream, classify_rx_error, dispatch, Control, Op, RxFault, Token};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
@@ -36,7 +37,7 @@ use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::transport::{Framing, Link, SendTo};
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::gso::{self, Segmenter};
-use crate::wire::stream::{self, Decoder, Event};
+use crate::wire::stream::{self, Decoder};
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -61,40 +62,10 @@ const STREAM_OUT: usize = 256 * 1024;
 /// A receive that ran out of buffers is re-armed once this many are back.
 const REARM: u32 = NBUF as u32 / 8;
 
-const K_RX: u64 = 1;
-const K_TX: u64 = 2;
-const K_WAKE: u64 = 3;
-const K_LISTEN: u64 = 4;
-const K_PENDING: u64 = 5;
-const K_CTL: u64 = 6;
-const K_SREAD: u64 = 7;
-const K_SWRITE: u64 = 8;
-const K_CANCEL: u64 = 9;
-const K_VREAD: u64 = 10;
-
-/// user_data: kind (4 bits) | endpoint (12) | generation (16) | frame id (16) | length (16).
+/// user_data of an operation (`fid`: a frame id; `len`: a send's length).
 #[inline]
-fn token(kind: u64, ep: usize, gen: u16, fid: u16, len: usize) -> u64 {
-    kind | (ep as u64 & 0xfff) << 4 | (gen as u64) << 16 | (fid as u64) << 32 | (len as u64 & 0xffff) << 48
-}
-
-struct Tok {
-    kind: u64,
-    ep: usize,
-    gen: u16,
-    fid: u16,
-    len: usize,
-}
-
-#[inline]
-fn untoken(ud: u64) -> Tok {
-    Tok {
-        kind: ud & 0xf,
-        ep: ((ud >> 4) & 0xfff) as usize,
-        gen: (ud >> 16) as u16,
-        fid: (ud >> 32) as u16,
-        len: (ud >> 48) as usize,
-    }
+fn token(op: Op, ep: usize, gen: u16, fid: u16, len: usize) -> u64 {
+    Token::new(op, ep).gen(gen).slot(fid).len(len).encode()
 }
 
 /// Whether this node can run on io_uring: switches and hubs whose endpoints carry their frames
@@ -344,6 +315,18 @@ struct UNode {
     stopping: bool,
 }
 
+impl Control for UNode {
+    fn publish(&mut self) {
+        UNode::publish(self);
+    }
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+        UNode::add_endpoint(self, e)
+    }
+    fn remove_endpoint(&mut self, id: u16) {
+        self.remove(id as usize);
+    }
+}
+
 impl UNode {
     fn push(&mut self, e: &squeue::Entry) {
         // SAFETY: entries reference only the shared buffer ring and slot memory (kept until
@@ -394,24 +377,24 @@ impl UNode {
 
     /// The endpoint a completion belongs to: attached, or detached and waiting for its last
     /// operations.
-    fn ep_of(&mut self, t: &Tok) -> Option<&mut Ep> {
-        if let Some(Some(e)) = self.eps.get(t.ep) {
+    fn ep_of(&mut self, t: &Token) -> Option<&mut Ep> {
+        if let Some(Some(e)) = self.eps.get(t.ep()) {
             if e.gen == t.gen {
-                return self.eps[t.ep].as_mut();
+                return self.eps[t.ep()].as_mut();
             }
         }
         self.leaving
             .iter_mut()
-            .find(|(i, e)| *i == t.ep && e.gen == t.gen)
+            .find(|(i, e)| *i == t.ep() && e.gen == t.gen)
             .map(|(_, e)| e)
     }
 
-    fn live(&self, t: &Tok) -> bool {
-        matches!(self.eps.get(t.ep), Some(Some(e)) if e.gen == t.gen)
+    fn live(&self, t: &Token) -> bool {
+        matches!(self.eps.get(t.ep()), Some(Some(e)) if e.gen == t.gen)
     }
 
     /// One operation of endpoint `t` finished: a detached endpoint with none left is closed.
-    fn op_done(&mut self, t: &Tok) {
+    fn op_done(&mut self, t: &Token) {
         if let Some(e) = self.ep_of(t) {
             e.inflight -= 1;
         }
@@ -422,7 +405,7 @@ impl UNode {
         let e = opcode::PollAdd::new(types::Fd(self.wake), libc::POLLIN as u32)
             .multi(true)
             .build()
-            .user_data(token(K_WAKE, 0, 0, 0, 0));
+            .user_data(token(Op::Wake, 0, 0, 0, 0));
         self.push(&e);
         self.wake_armed = true;
     }
@@ -431,7 +414,7 @@ impl UNode {
         let e = opcode::PollAdd::new(types::Fd(self.listener.ctl.as_raw_fd()), libc::POLLIN as u32)
             .multi(true)
             .build()
-            .user_data(token(K_LISTEN, 0, 0, 0, 0));
+            .user_data(token(Op::Listen, 0, 0, 0, 0));
         self.push(&e);
         self.listen_armed = true;
     }
@@ -463,9 +446,9 @@ impl UNode {
             }
         };
         let kind = match e.rx {
-            Rx::Stream(_) => K_SREAD,
-            Rx::Vnet(_) => K_VREAD,
-            _ => K_RX,
+            Rx::Stream(_) => Op::StreamRead,
+            Rx::Vnet(_) => Op::VnetRead,
+            _ => Op::Rx,
         };
         e.rx_armed = true;
         e.rx_starved = false;
@@ -480,7 +463,7 @@ impl UNode {
         e.inflight += 1;
         let sqe = opcode::PollAdd::new(types::Fd(c), libc::POLLIN as u32)
             .build()
-            .user_data(token(K_CTL, id, e.gen, 0, 0));
+            .user_data(token(Op::Ctl, id, e.gen, 0, 0));
         self.push(&sqe);
     }
 
@@ -529,7 +512,7 @@ impl UNode {
         for fd in fds.into_iter().filter(|f| *f >= 0) {
             let c = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
                 .build()
-                .user_data(token(K_CANCEL, 0, 0, 0, 0));
+                .user_data(token(Op::Cancel, 0, 0, 0, 0));
             self.push(&c);
         }
         self.leaving.push((id, e));
@@ -581,7 +564,7 @@ impl UNode {
             }
         };
         e.inflight += 1;
-        let sqe = sqe.user_data(token(K_TX, to, e.gen, fid, len));
+        let sqe = sqe.user_data(token(Op::Tx, to, e.gen, fid, len));
         self.hold(fid);
         self.push(&sqe);
     }
@@ -597,7 +580,7 @@ impl UNode {
         let p = s.out[s.start..].as_ptr();
         let sqe = opcode::Write::new(types::Fd(e.tx_fd), p, s.writing as u32)
             .build()
-            .user_data(token(K_SWRITE, id, e.gen, 0, 0));
+            .user_data(token(Op::StreamWrite, id, e.gen, 0, 0));
         e.inflight += 1;
         self.push(&sqe);
     }
@@ -635,7 +618,7 @@ impl UNode {
         self.release(fid);
     }
 
-    fn on_rx(&mut self, t: Tok, res: i32, flags: u32) {
+    fn on_rx(&mut self, t: Token, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         let bid = cqueue::buffer_select(flags);
         if bid.is_some() {
@@ -652,7 +635,7 @@ impl UNode {
             return;
         }
         let now = self.start.elapsed().as_secs();
-        let e = self.eps[t.ep].as_mut().expect("live");
+        let e = self.eps[t.ep()].as_mut().expect("live");
         if !more {
             e.rx_armed = false;
         }
@@ -666,11 +649,11 @@ impl UNode {
             if let Some(b) = bid {
                 self.bufs.push(b);
             }
-            match -res {
-                libc::ENOBUFS => e.rx_starved = true,
-                libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
-                x if crate::engine::port::is_transient_receive_error(x) => {}
-                x => {
+            match classify_rx_error(-res) {
+                RxFault::Starved => e.rx_starved = true,
+                RxFault::Again | RxFault::Transient => {}
+                RxFault::Fatal => {
+                    let x = -res;
                     e.rx_dead = true;
                     eprintln!(
                         "vdens-fast: {}: {}: receive failed: {}",
@@ -693,9 +676,9 @@ impl UNode {
                 }
                 e.rx_dead = true;
                 if more {
-                    let c = opcode::AsyncCancel::new(token(K_RX, t.ep, t.gen, 0, 0))
+                    let c = opcode::AsyncCancel::new(token(Op::Rx, t.ep(), t.gen, 0, 0))
                         .build()
-                        .user_data(token(K_CANCEL, 0, 0, 0, 0));
+                        .user_data(token(Op::Cancel, 0, 0, 0, 0));
                     self.push(&c);
                 }
             } else {
@@ -707,27 +690,22 @@ impl UNode {
         let len = res as usize;
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += 1;
-        if len > MAX_FRAME {
-            c.add_drop(DropReason::Oversize, 1);
-            self.bufs.push(bid);
-            return;
-        }
-        if len < 14 {
-            c.add_drop(DropReason::Framing, 1);
+        if let Err(why) = admit(len) {
+            c.add_drop(why, 1);
             self.bufs.push(bid);
             return;
         }
         self.buf_refs[bid as usize] = 1;
-        self.forward(t.ep, bid, len, now);
+        self.forward(t.ep(), bid, len, now);
         self.release(bid);
     }
 
-    fn on_tx(&mut self, t: Tok, res: i32) {
-        self.release(t.fid);
+    fn on_tx(&mut self, t: Token, res: i32) {
+        self.release(t.slot);
         if let Some(e) = self.ep_of(&t) {
             let c = &mut e.counts[LINK_TO_TAP];
             match res {
-                r if r >= 0 => c.sent(t.len),
+                r if r >= 0 => c.sent(t.len as usize),
                 r if r == -libc::EAGAIN || r == -libc::ENOBUFS => c.add_drop(DropReason::NoBuffer, 1),
                 _ => c.add_drop(DropReason::SendError, 1),
             }
@@ -738,12 +716,12 @@ impl UNode {
     /// A single-shot read on endpoint `t` (a stream's input, an offloading tap) completed: the
     /// bytes read, or None when there is nothing to take (end of file and errors end the
     /// endpoint's receiving, with one line).
-    fn read_done(&mut self, t: &Tok, res: i32) -> Option<usize> {
+    fn read_done(&mut self, t: &Token, res: i32) -> Option<usize> {
         self.op_done(t);
         if !self.live(t) || self.stopping {
             return None;
         }
-        let e = self.eps[t.ep].as_mut().expect("live");
+        let e = self.eps[t.ep()].as_mut().expect("live");
         e.rx_armed = false;
         match &mut e.rx {
             Rx::Stream(s) => s.reading = false,
@@ -775,15 +753,15 @@ impl UNode {
         }
     }
 
-    fn on_stream_read(&mut self, t: Tok, res: i32) {
+    fn on_stream_read(&mut self, t: Token, res: i32) {
         let Some(n) = self.read_done(&t, res) else { return };
         if let Some(Ep {
             rx: Rx::Stream(s), ..
-        }) = self.eps[t.ep].as_mut()
+        }) = self.eps[t.ep()].as_mut()
         {
             s.off = 0;
             s.len = n;
-            self.decode(t.ep);
+            self.decode(t.ep());
         }
     }
 
@@ -813,34 +791,29 @@ impl UNode {
                 .feed(&s.raw[s.off..s.len], &mut self.slots[o..o + MAX_FRAME]);
             s.off += k;
             let c = &mut e.counts[TAP_TO_LINK];
-            match ev {
-                Some(Event::Frame(l)) => {
-                    c.received += 1;
-                    s.cur = None;
-                    let fid = slot | SLOT_FLAG;
-                    self.slot_refs[slot as usize] = 1;
-                    self.forward(id, fid, l, now);
-                    self.release(fid);
+            if let Some(ev) = ev {
+                c.received += 1;
+                match admit_stream(ev) {
+                    Ok(l) => {
+                        s.cur = None;
+                        let fid = slot | SLOT_FLAG;
+                        self.slot_refs[slot as usize] = 1;
+                        self.forward(id, fid, l, now);
+                        self.release(fid);
+                    }
+                    // The slot stays this stream's for the next frame.
+                    Err(why) => c.add_drop(why, 1),
                 }
-                Some(Event::Oversize(_)) => {
-                    c.received += 1;
-                    c.add_drop(DropReason::Oversize, 1);
-                }
-                Some(Event::Empty) => {
-                    c.received += 1;
-                    c.add_drop(DropReason::Framing, 1);
-                }
-                None => {}
             }
         }
     }
 
-    fn on_vnet_read(&mut self, t: Tok, res: i32) {
+    fn on_vnet_read(&mut self, t: Token, res: i32) {
         let Some(n) = self.read_done(&t, res) else { return };
-        if let Some(Ep { rx: Rx::Vnet(v), .. }) = self.eps[t.ep].as_mut() {
+        if let Some(Ep { rx: Rx::Vnet(v), .. }) = self.eps[t.ep()].as_mut() {
             v.len = n;
             v.next = 0;
-            self.cut(t.ep);
+            self.cut(t.ep());
         }
     }
 
@@ -871,8 +844,11 @@ impl UNode {
             let got = if h.gso_kind() == vnet::GSO_NONE {
                 c.received += 1;
                 v.len = 0;
-                if pkt.len() > MAX_FRAME || whole {
+                // A read that filled the whole buffer may have been cut short.
+                if whole {
                     Err(DropReason::Oversize)
+                } else if let Err(why) = admit(pkt.len()) {
+                    Err(why)
                 } else if h.flags & vnet::F_NEEDS_CSUM != 0 && gso::complete_csum(&h, pkt).is_err() {
                     Err(DropReason::Framing)
                 } else {
@@ -918,12 +894,12 @@ impl UNode {
         }
     }
 
-    fn on_stream_write(&mut self, t: Tok, res: i32) {
+    fn on_stream_write(&mut self, t: Token, res: i32) {
         self.op_done(&t);
         if !self.live(&t) || self.stopping {
             return;
         }
-        let e = self.eps[t.ep].as_mut().expect("live");
+        let e = self.eps[t.ep()].as_mut().expect("live");
         let Tx::Stream(s) = &mut e.tx else { return };
         s.writing = 0;
         match res {
@@ -942,20 +918,20 @@ impl UNode {
                 s.end = 0;
             }
         }
-        self.kick_stream(t.ep);
+        self.kick_stream(t.ep());
     }
 
-    fn on_ctl(&mut self, t: Tok, res: i32) {
+    fn on_ctl(&mut self, t: Token, res: i32) {
         self.op_done(&t);
         if !self.live(&t) || self.stopping || res == -libc::ECANCELED {
             return;
         }
-        let e = self.eps[t.ep].as_ref().expect("live");
+        let e = self.eps[t.ep()].as_ref().expect("live");
         let Some(c) = e.ctl_fd else { return };
         let mut b = [0u8; 256];
         match recv(c, &mut b, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) if n > 0 => self.arm_ctl(t.ep),
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => self.arm_ctl(t.ep),
+            Ok(n) if n > 0 => self.arm_ctl(t.ep()),
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => self.arm_ctl(t.ep()),
             _ => {
                 if let Owner::Link(l) = &e.owner {
                     eprintln!(
@@ -963,7 +939,7 @@ impl UNode {
                         self.name, l.vnl
                     );
                 }
-                self.remove(t.ep);
+                self.remove(t.ep());
             }
         }
     }
@@ -997,7 +973,7 @@ impl UNode {
         };
         let sqe = opcode::PollAdd::new(types::Fd(p.fd.as_raw_fd()), libc::POLLIN as u32)
             .build()
-            .user_data(token(K_PENDING, slot, 0, 0, 0));
+            .user_data(token(Op::Pending, slot, 0, 0, 0));
         self.push(&sqe);
     }
 
@@ -1059,21 +1035,7 @@ impl UNode {
         }
         let mut b = [0u8; 8];
         let _ = nix::unistd::read(bfd(self.wake), &mut b);
-        let mut stop = false;
-        while let Ok(c) = cmds.try_recv() {
-            match c {
-                Cmd::Publish(ack) => {
-                    self.publish();
-                    let _ = ack.send(());
-                }
-                Cmd::Stop => stop = true,
-                Cmd::AddEndpoint(e, ack) => {
-                    let _ = ack.send(self.add_endpoint(e));
-                }
-                Cmd::RemoveEndpoint(id) => self.remove(id as usize),
-            }
-        }
-        stop
+        dispatch(cmds, self)
     }
 
     fn publish(&self) {
@@ -1092,20 +1054,20 @@ impl UNode {
         for i in 0..self.cqes.len() {
             let (ud, res, flags) = self.cqes[i];
             let more = cqueue::more(flags);
-            let t = untoken(ud);
             // A multishot operation goes on while its completions say "more".
             if !more {
                 self.outstanding -= 1;
             }
-            match t.kind {
-                K_RX => self.on_rx(t, res, flags),
-                K_TX => self.on_tx(t, res),
-                K_SREAD => self.on_stream_read(t, res),
-                K_VREAD => self.on_vnet_read(t, res),
-                K_SWRITE => self.on_stream_write(t, res),
-                K_CTL => self.on_ctl(t, res),
-                K_PENDING if !self.stopping => self.pending_ready(t.ep),
-                K_LISTEN => {
+            let Some(t) = Token::decode(ud) else { continue };
+            match t.op {
+                Op::Rx => self.on_rx(t, res, flags),
+                Op::Tx => self.on_tx(t, res),
+                Op::StreamRead => self.on_stream_read(t, res),
+                Op::VnetRead => self.on_vnet_read(t, res),
+                Op::StreamWrite => self.on_stream_write(t, res),
+                Op::Ctl => self.on_ctl(t, res),
+                Op::Pending if !self.stopping => self.pending_ready(t.ep()),
+                Op::Listen => {
                     if !more {
                         self.listen_armed = false;
                     }
@@ -1113,8 +1075,8 @@ impl UNode {
                         self.accept();
                     }
                 }
-                K_WAKE if !self.stopping => stop |= self.on_wake(cmds, more),
-                K_WAKE if !more => self.wake_armed = false,
+                Op::Wake if !self.stopping => stop |= self.on_wake(cmds, more),
+                Op::Wake if !more => self.wake_armed = false,
                 _ => {}
             }
         }
@@ -1200,7 +1162,7 @@ impl UNode {
         }
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
-            .user_data(token(K_CANCEL, 0, 0, 0, 0));
+            .user_data(token(Op::Cancel, 0, 0, 0, 0));
         self.push(&cancel);
         let deadline = Instant::now() + Duration::from_secs(2);
         let ts = types::Timespec::new().nsec(50_000_000);

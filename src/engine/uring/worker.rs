@@ -17,13 +17,14 @@
 //! the buffer's headroom, so nothing is copied but the merged payloads.
 
 use super::{build_ring, is_retry, push, BufRing, UringTuning, MIN_BATCH, WAIT_BATCH};
+use crate::engine::core::{admit, admit_stream, classify_rx_error, dispatch, Control, Op, RxFault, Token};
 use crate::engine::offload::{self, SUPER_READ};
 use crate::engine::port::{send_buffer_full, DirPlan, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::wire::gro::{self, Coalescer, Out};
 use crate::wire::gso::{self, Segmenter};
-use crate::wire::stream::{self, Decoder, Event};
+use crate::wire::stream::{self, Decoder};
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::Sender;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -64,19 +65,14 @@ const SEG_SLOTS: usize = 256;
 /// one the coalescer fills.
 const SUPERS: usize = 16;
 
-const K_RX: u64 = 1;
-const K_TX: u64 = 2;
-const K_WAKE: u64 = 3;
-const K_CANCEL: u64 = 4;
-/// A direction's wait after EAGAIN on an unconnected socket (POLLOUT or the retry timer).
-const K_TX_WAIT: u64 = 5;
 /// Wait before re-sending datagrams refused with EAGAIN by a full receiver queue behind an
 /// unconnected socket.
 const RETRY_NS: u32 = 1_000_000;
 
+/// user_data of an operation of direction `dir` (`slot`: a buffer id or chain slot).
 #[inline]
-fn token(kind: u64, dir: usize, idx: usize) -> u64 {
-    kind | (dir as u64) << 8 | (idx as u64) << 32
+fn token(op: Op, dir: usize, slot: usize) -> u64 {
+    Token::new(op, dir).slot(slot as u16).encode()
 }
 
 #[derive(Clone, Copy, Default)]
@@ -364,6 +360,12 @@ pub fn run(ctx: WorkerCtx, tuning: UringTuning, ready: Sender<Result<String, Str
     w.run(&ctx.cmds);
 }
 
+impl Control for Worker {
+    fn publish(&mut self) {
+        self.publish_stats();
+    }
+}
+
 impl Worker {
     fn new(
         ports: Vec<Assigned>,
@@ -548,7 +550,7 @@ impl Worker {
     fn arm_wake(&mut self) {
         let buf: *mut u64 = &mut *self.wake_buf;
         let e =
-            on!(self.wake, f => opcode::Read::new(f, buf.cast(), 8).build()).user_data(token(K_WAKE, 0, 0));
+            on!(self.wake, f => opcode::Read::new(f, buf.cast(), 8).build()).user_data(token(Op::Wake, 0, 0));
         self.push(&e);
         self.outstanding += 1;
     }
@@ -594,7 +596,7 @@ impl Worker {
         };
         rx.armed = true;
         rx.paused = false;
-        let e = e.user_data(token(K_RX, di, idx));
+        let e = e.user_data(token(Op::Rx, di, idx));
         self.push(&e);
         self.outstanding += 1;
     }
@@ -669,15 +671,16 @@ impl Worker {
         let mut stop = false;
         for i in 0..self.cqes.len() {
             let (ud, res, flags) = self.cqes[i];
-            let di = ((ud >> 8) & 0xff_ffff) as usize;
-            match ud & 0xff {
-                K_RX => self.on_rx(di, (ud >> 32) as u16, res, flags),
-                K_TX => self.on_tx(di, (ud >> 32) as usize, res),
-                K_TX_WAIT => {
+            let Some(t) = Token::decode(ud) else { continue };
+            let di = t.ep();
+            match t.op {
+                Op::Rx => self.on_rx(di, t.slot, res, flags),
+                Op::Tx => self.on_tx(di, t.slot as usize, res),
+                Op::TxWait => {
                     self.outstanding -= 1;
                     self.dirs[di].tx.waiting = false;
                 }
-                K_WAKE => {
+                Op::Wake => {
                     self.outstanding -= 1;
                     if !self.stopping {
                         stop |= self.on_wake(cmds);
@@ -690,21 +693,7 @@ impl Worker {
     }
 
     fn on_wake(&mut self, cmds: &crossbeam_channel::Receiver<Cmd>) -> bool {
-        let mut stop = false;
-        while let Ok(c) = cmds.try_recv() {
-            match c {
-                Cmd::Publish(ack) => {
-                    self.publish_stats();
-                    let _ = ack.send(());
-                }
-                Cmd::Stop => stop = true,
-                // Plain ports have a fixed set of endpoints.
-                Cmd::AddEndpoint(_, ack) => {
-                    let _ = ack.send(Err("not a switch or hub node".into()));
-                }
-                Cmd::RemoveEndpoint(_) => {}
-            }
-        }
+        let stop = dispatch(cmds, self);
         if !stop {
             self.arm_wake();
         }
@@ -741,12 +730,12 @@ impl Worker {
             return;
         }
         if res < 0 {
-            match -res {
-                libc::ENOBUFS => rx.paused = true,
-                libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
+            match classify_rx_error(-res) {
+                RxFault::Starved => rx.paused = true,
                 // Not armed any more (the multishot ended with the error): turn_end re-arms.
-                e if crate::engine::port::is_transient_receive_error(e) => {}
-                e => {
+                RxFault::Again | RxFault::Transient => {}
+                RxFault::Fatal => {
+                    let e = -res;
                     rx.dead = true;
                     eprintln!(
                         "vdens-fast: {}: receive failed: {}; this direction stops",
@@ -766,9 +755,9 @@ impl Worker {
                 }
                 rx.dead = true;
                 if more {
-                    let e = opcode::AsyncCancel::new(token(K_RX, di, 0))
+                    let e = opcode::AsyncCancel::new(token(Op::Rx, di, 0))
                         .build()
-                        .user_data(token(K_CANCEL, 0, 0));
+                        .user_data(token(Op::Cancel, 0, 0));
                     self.push(&e);
                 }
             } else if bid.is_some() && rx.stream.is_none() {
@@ -793,8 +782,8 @@ impl Worker {
             }
         }
         dir.counts.received += 1;
-        if len > MAX_FRAME {
-            dir.counts.add_drop(DropReason::Oversize, 1);
+        if let Err(why) = admit(len) {
+            dir.counts.add_drop(why, 1);
             rx.ring.push(bid);
         } else if dir.tx.kind == TxKind::Discard {
             dir.counts.add_drop(DropReason::NoLink, 1);
@@ -888,8 +877,14 @@ impl Worker {
                 v.held.pop();
                 dir.counts.received += 1;
                 let flen = len - v.hdr;
-                if flen > MAX_FRAME || len == rx.ring.data_len() {
-                    dir.counts.add_drop(DropReason::Oversize, 1);
+                // A read that filled the whole buffer may have been cut short.
+                let fits = if len == rx.ring.data_len() {
+                    Err(DropReason::Oversize)
+                } else {
+                    admit(flen)
+                };
+                if let Err(why) = fits {
+                    dir.counts.add_drop(why, 1);
                     rx.ring.push(bid);
                 } else if h.flags & vnet::F_NEEDS_CSUM != 0
                     && gso::complete_csum(&h, rx.ring.data_mut(bid, v.hdr, len)).is_err()
@@ -1059,7 +1054,7 @@ impl Worker {
                     dir.tx.retried = false;
                     dir.tx.waiting = true;
                     let e = on!(dir.tx.target, f => opcode::PollAdd::new(f, libc::POLLOUT as u32).build())
-                        .user_data(token(K_TX_WAIT, di, 0));
+                        .user_data(token(Op::TxWait, di, 0));
                     self.push(&e);
                     self.outstanding += 1;
                 } else if !dir.tx.retried {
@@ -1072,7 +1067,7 @@ impl Worker {
                     let ts: *const types::Timespec = &*self.retry_ts;
                     let e = opcode::Timeout::new(ts)
                         .build()
-                        .user_data(token(K_TX_WAIT, di, 0));
+                        .user_data(token(Op::TxWait, di, 0));
                     self.push(&e);
                     self.outstanding += 1;
                 }
@@ -1129,7 +1124,7 @@ impl Worker {
         let n = 2 * tx.chain_len - start;
         let p = tx.iov[start..].as_ptr();
         let e =
-            on!(tx.target, f => opcode::Writev::new(f, p, n as u32).build()).user_data(token(K_TX, di, 0));
+            on!(tx.target, f => opcode::Writev::new(f, p, n as u32).build()).user_data(token(Op::Tx, di, 0));
         tx.inflight += 1;
         self.push(&e);
         self.outstanding += 1;
@@ -1160,25 +1155,20 @@ impl Worker {
                 s.off = 0;
                 rx.ring.push(bid);
             }
-            match ev {
-                Some(Event::Frame(l)) => {
-                    dir.counts.received += 1;
-                    let f = Frame::plain(slot | SLOT_FLAG, l);
-                    match dir.gro.as_mut() {
-                        Some(g) => g.inq.push(f),
-                        None => dir.queue.push(f),
+            if let Some(ev) = ev {
+                dir.counts.received += 1;
+                match admit_stream(ev) {
+                    Ok(l) => {
+                        let f = Frame::plain(slot | SLOT_FLAG, l);
+                        match dir.gro.as_mut() {
+                            Some(g) => g.inq.push(f),
+                            None => dir.queue.push(f),
+                        }
+                        s.cur = None;
                     }
-                    s.cur = None;
+                    // The slot stays this stream's for the next frame.
+                    Err(why) => dir.counts.add_drop(why, 1),
                 }
-                Some(Event::Oversize(_)) => {
-                    dir.counts.received += 1;
-                    dir.counts.add_drop(DropReason::Oversize, 1);
-                }
-                Some(Event::Empty) => {
-                    dir.counts.received += 1;
-                    dir.counts.add_drop(DropReason::Framing, 1);
-                }
-                None => {}
             }
         }
     }
@@ -1270,7 +1260,7 @@ impl Worker {
                 e.flags(squeue::Flags::IO_HARDLINK)
             };
             tx.inflight += 1;
-            let e = e.user_data(token(K_TX, di, i));
+            let e = e.user_data(token(Op::Tx, di, i));
             self.push(&e);
             self.outstanding += 1;
         }
@@ -1310,7 +1300,7 @@ impl Worker {
         self.stopping = true;
         let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
             .build()
-            .user_data(token(K_CANCEL, 0, 0));
+            .user_data(token(Op::Cancel, 0, 0));
         self.push(&e);
         let deadline = Instant::now() + Duration::from_secs(2);
         let ts = types::Timespec::new().nsec(50_000_000);
@@ -1323,7 +1313,7 @@ impl Worker {
                 // Cancel again what was issued after the first cancel (re-queued sends).
                 let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
                     .build()
-                    .user_data(token(K_CANCEL, 0, 0));
+                    .user_data(token(Op::Cancel, 0, 0));
                 self.push(&e);
             }
         }

@@ -1,0 +1,17 @@
+//! The engine's core: what a frame, a completion or a command means, decided once and free of
+//! I/O, so that every loop (the io_uring and epoll port workers, the io_uring and epoll nodes,
+//! the overlays) applies the same rules and each rule is unit-tested without sockets.
+//!
+//! A driver owns descriptors, buffers and submission; it turns what the kernel said (a length,
+//! an errno, a stream's bytes) into the core's terms with these functions and acts on the
+//! answer. See the README's ARCHITECTURE notes for where the seam is and why.
+
+pub mod control;
+pub mod frame;
+pub mod io;
+pub mod token;
+
+pub use control::{dispatch, Cmd, Control};
+pub use frame::{admit, admit_stream, MAX_FRAME, MIN_FRAME};
+pub use io::{classify_rx_error, classify_send_error, RxEnd, RxFault, SendFault};
+pub use token::{Op, Token};
