@@ -15,7 +15,10 @@
 //! A vxlan:// or vxvde:// link is a cable between the tap and an overlay endpoint
 //! (src/engine/overlay.rs) that chooses each frame's destination itself.
 
-use super::core::{admit, admit_stream, classify_rx_error, dispatch, Control, Op, RxFault, Token};
+use super::core::{
+    admit, admit_stream, classify_rx_error, dispatch, send_verdict, single_send_drop, Backpressure, Control,
+    Op, RxFault, Token, Verdict,
+};
 use super::overlay::OverlayEp;
 use super::port::MAX_FRAME;
 use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
@@ -345,14 +348,15 @@ impl Ep {
                     c.add_drop(DropReason::NoBuffer, (j - i) as u64);
                     return;
                 }
-                Err(e) => match errno_of(e) {
-                    Errno::EINTR => {}
-                    Errno::EAGAIN | Errno::ENOBUFS => {
+                Err(e) => match send_verdict(errno_of(e) as i32, Backpressure::Drop) {
+                    Verdict::Retry => {}
+                    // The destination is full: the rest of the run goes too.
+                    Verdict::Drop(DropReason::NoBuffer) => {
                         c.add_drop(DropReason::NoBuffer, (j - i) as u64);
                         return;
                     }
-                    _ => {
-                        c.add_drop(DropReason::SendError, 1);
+                    Verdict::Drop(why) => {
+                        c.add_drop(why, 1);
                         i += 1;
                     }
                 },
@@ -396,8 +400,7 @@ impl Ep {
         };
         match r {
             Ok(()) => c.sent(frame.len()),
-            Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.add_drop(DropReason::NoBuffer, 1),
-            Err(_) => c.add_drop(DropReason::SendError, 1),
+            Err(e) => c.add_drop(single_send_drop(e as i32), 1),
         }
     }
 }

@@ -14,10 +14,9 @@
 //! built from; `super_frames`/`segments` count the super-frames themselves.
 
 use crate::cli::EngineChoice;
-use crate::engine::stats::{Counts, DropReason};
+use crate::engine::stats::Counts;
 use crate::transport::{Hosted, Link};
 use crate::wire::vnet::{self, VnetHdr};
-use nix::errno::Errno;
 use std::io::IoSlice;
 use std::os::fd::RawFd;
 
@@ -86,8 +85,7 @@ pub fn vnet_write(fd: RawFd, hl: usize, c: &mut Counts, h: &VnetHdr, f: &[u8]) {
                 c.segments += n;
             }
         }
-        Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => c.add_drop(DropReason::NoBuffer, n),
-        Err(_) => c.add_drop(DropReason::SendError, n),
+        Err(e) => c.add_drop(crate::engine::core::single_send_drop(e as i32), n),
     }
 }
 

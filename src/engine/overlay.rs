@@ -6,7 +6,7 @@
 //! The header is received into, and sent from, a buffer of its own (two iovecs), so frames
 //! stay where the node keeps them: no copy either way.
 
-use super::core::{admit, classify_rx_error, RxFault};
+use super::core::{admit, classify_rx_error, send_verdict, Backpressure, RxFault, Verdict};
 use super::stats::{Counts, DropReason};
 use crate::switch::remote::Remotes;
 use crate::sys::inet::{self, Meta, HDR};
@@ -221,15 +221,15 @@ impl OverlayEp {
                     c.add_drop(DropReason::NoBuffer, (frames.len() - i) as u64);
                     return i;
                 }
-                Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
-                    Errno::EINTR => {}
-                    Errno::EAGAIN | Errno::ENOBUFS => {
+                Err(e) => match send_verdict(e.raw_os_error().unwrap_or(libc::EIO), Backpressure::Drop) {
+                    Verdict::Retry => {}
+                    Verdict::Drop(DropReason::NoBuffer) => {
                         c.add_drop(DropReason::NoBuffer, (frames.len() - i) as u64);
                         return i;
                     }
                     // One destination refused (unreachable, too big): drop that frame only.
-                    _ => {
-                        c.add_drop(DropReason::SendError, 1);
+                    Verdict::Drop(why) => {
+                        c.add_drop(why, 1);
                         i += 1;
                     }
                 },

@@ -8,7 +8,10 @@
 //! super-frame is cut into the batch's slots (resumed in the next batch when it does not fit);
 //! frames from the link are coalesced per batch and written to it with a virtio-net header.
 
-use super::core::{admit, admit_stream, classify_rx_error, dispatch, Control, Op, RxEnd, RxFault, Token};
+use super::core::{
+    admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxEnd,
+    RxFault, Token, Verdict,
+};
 use super::offload::{self, SUPER_READ};
 use super::port::{send_buffer_full, DirPlan, RxPlan, TxPlan, MAX_FRAME};
 use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
@@ -191,13 +194,15 @@ impl PDir {
                     self.blocked = true;
                     return false;
                 }
-                Err(Errno::EINTR) => {}
-                Err(_) => {
+                Err(e) => match send_verdict(e as i32, Backpressure::Wait) {
+                    Verdict::Retry => {}
                     // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.
-                    self.counts.add_drop(DropReason::SendError, 1);
-                    self.sent += 1;
-                    self.part = 0;
-                }
+                    Verdict::Drop(why) => {
+                        self.counts.add_drop(why, 1);
+                        self.sent += 1;
+                        self.part = 0;
+                    }
+                },
             }
         }
         self.blocked = false;

@@ -59,12 +59,54 @@ pub enum SendFault {
 pub fn classify_send_error(errno: i32) -> SendFault {
     match errno {
         libc::EAGAIN => SendFault::WouldBlock,
-        libc::EINTR => SendFault::Interrupted,
+        // ECANCELED: an io_uring chain link not run because an earlier one failed.
+        libc::EINTR | libc::ECANCELED => SendFault::Interrupted,
         libc::ENOBUFS => SendFault::NoBuffer,
         libc::ENOENT | libc::ECONNREFUSED | libc::ENOTCONN | libc::ECONNRESET | libc::EPIPE => {
             SendFault::PeerGone
         }
         _ => SendFault::Failed,
+    }
+}
+
+/// How a destination holds back frames it cannot take now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backpressure {
+    /// Keep the frame and send it when the destination has room: a port's cable, whose source
+    /// then stops reading so that the kernel queue behind it pushes back.
+    Wait,
+    /// Drop it: an endpoint of a switch, hub or cable node, where one slow destination must
+    /// not stall the frames for every other one (as vde_switch does).
+    Drop,
+}
+
+/// What becomes of a frame whose send failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep it and send it again (at once when interrupted, after a wait when blocked).
+    Retry,
+    /// Count it as dropped for this reason and let it go.
+    Drop(crate::engine::stats::DropReason),
+}
+
+/// The one policy for a failed send, by the destination's backpressure.
+pub fn send_verdict(errno: i32, bp: Backpressure) -> Verdict {
+    use crate::engine::stats::DropReason;
+    match (classify_send_error(errno), bp) {
+        (SendFault::Interrupted, _) | (SendFault::WouldBlock, Backpressure::Wait) => Verdict::Retry,
+        (SendFault::WouldBlock, Backpressure::Drop) | (SendFault::NoBuffer, _) => {
+            Verdict::Drop(DropReason::NoBuffer)
+        }
+        (SendFault::PeerGone | SendFault::Failed, _) => Verdict::Drop(DropReason::SendError),
+    }
+}
+
+/// Why a frame given one send only (a tap write, a stream buffer) is dropped when that send
+/// failed: there is no second try, so even an interrupted one counts, as NoBuffer.
+pub fn single_send_drop(errno: i32) -> crate::engine::stats::DropReason {
+    match send_verdict(errno, Backpressure::Drop) {
+        Verdict::Drop(why) => why,
+        Verdict::Retry => crate::engine::stats::DropReason::NoBuffer,
     }
 }
 
@@ -92,5 +134,18 @@ mod tests {
         assert_eq!(classify_send_error(libc::ECONNREFUSED), SendFault::PeerGone);
         assert_eq!(classify_send_error(libc::ENOTCONN), SendFault::PeerGone);
         assert_eq!(classify_send_error(libc::EMSGSIZE), SendFault::Failed);
+        assert_eq!(classify_send_error(libc::ECANCELED), SendFault::Interrupted);
+    }
+
+    #[test]
+    fn send_verdicts_by_backpressure() {
+        use crate::engine::stats::DropReason::*;
+        use Backpressure::*;
+        assert_eq!(send_verdict(libc::EAGAIN, Wait), Verdict::Retry);
+        assert_eq!(send_verdict(libc::EAGAIN, Drop), Verdict::Drop(NoBuffer));
+        assert_eq!(send_verdict(libc::EINTR, Drop), Verdict::Retry);
+        assert_eq!(send_verdict(libc::ENOBUFS, Wait), Verdict::Drop(NoBuffer));
+        assert_eq!(send_verdict(libc::ECONNREFUSED, Wait), Verdict::Drop(SendError));
+        assert_eq!(send_verdict(libc::EMSGSIZE, Drop), Verdict::Drop(SendError));
     }
 }

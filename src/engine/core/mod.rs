@@ -13,5 +13,8 @@ pub mod token;
 
 pub use control::{dispatch, Cmd, Control};
 pub use frame::{admit, admit_stream, MAX_FRAME, MIN_FRAME};
-pub use io::{classify_rx_error, classify_send_error, RxEnd, RxFault, SendFault};
+pub use io::{
+    classify_rx_error, classify_send_error, send_verdict, single_send_drop, Backpressure, RxEnd, RxFault,
+    SendFault, Verdict,
+};
 pub use token::{Op, Token};

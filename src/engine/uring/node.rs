@@ -26,7 +26,9 @@
 //! when the last operation that uses them has completed (cancelled first).
 
 use super::{build_ring, is_retry, push, BufRing, UringTuning};
-use crate::engine::core::{admit, admit_stream, classify_rx_error, dispatch, Control, Op, RxFault, Token};
+use crate::engine::core::{
+    admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
+};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
@@ -706,8 +708,7 @@ impl UNode {
             let c = &mut e.counts[LINK_TO_TAP];
             match res {
                 r if r >= 0 => c.sent(t.len as usize),
-                r if r == -libc::EAGAIN || r == -libc::ENOBUFS => c.add_drop(DropReason::NoBuffer, 1),
-                _ => c.add_drop(DropReason::SendError, 1),
+                r => c.add_drop(single_send_drop(-r), 1),
             }
         }
         self.op_done(&t);

@@ -17,7 +17,10 @@
 //! the buffer's headroom, so nothing is copied but the merged payloads.
 
 use super::{build_ring, is_retry, push, BufRing, UringTuning, MIN_BATCH, WAIT_BATCH};
-use crate::engine::core::{admit, admit_stream, classify_rx_error, dispatch, Control, Op, RxFault, Token};
+use crate::engine::core::{
+    admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxFault,
+    Token, Verdict,
+};
 use crate::engine::offload::{self, SUPER_READ};
 use crate::engine::port::{send_buffer_full, DirPlan, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
@@ -1023,19 +1026,33 @@ impl Worker {
         dir.tx.inflight -= 1;
         if dir.tx.kind != TxKind::Stream {
             let f = dir.tx.chain[idx].frame;
-            let again = matches!(-res, libc::EAGAIN | libc::EINTR | libc::ECANCELED);
-            if res > 0 {
-                Self::count_sent(&mut dir.counts, f);
-                Self::release(dir, f);
-            } else if again && !self.stopping {
-                // An unconnected AF_UNIX datagram socket polls writable even when the
-                // receiver's queue is full, so the kernel cannot wait for room: retry later.
-                dir.tx.chain[idx].retry = true;
-                dir.tx.again |= res == -libc::EAGAIN;
+            let verdict = if res > 0 {
+                None
+            } else if self.stopping {
+                Some(Verdict::Drop(DropReason::SendError))
             } else {
-                // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.
-                dir.counts.add_drop(DropReason::SendError, f.segs as u64);
-                Self::release(dir, f);
+                // A zero-byte send of a non-empty frame: nothing went; as a failure.
+                Some(send_verdict(
+                    if res < 0 { -res } else { libc::EIO },
+                    Backpressure::Wait,
+                ))
+            };
+            match verdict {
+                None => {
+                    Self::count_sent(&mut dir.counts, f);
+                    Self::release(dir, f);
+                }
+                Some(Verdict::Retry) => {
+                    // An unconnected AF_UNIX datagram socket polls writable even when the
+                    // receiver's queue is full, so the kernel cannot wait for room: retry later.
+                    dir.tx.chain[idx].retry = true;
+                    dir.tx.again |= res == -libc::EAGAIN;
+                }
+                Some(Verdict::Drop(why)) => {
+                    // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.
+                    dir.counts.add_drop(why, f.segs as u64);
+                    Self::release(dir, f);
+                }
             }
             if dir.tx.inflight == 0 {
                 for i in (0..dir.tx.chain_len).rev() {
