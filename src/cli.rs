@@ -17,13 +17,7 @@ pub enum NsMode {
     Unshare,
 }
 
-/// Which data-plane engine moves frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineChoice {
-    Auto,
-    Uring,
-    Poll,
-}
+pub use crate::engine::EngineChoice;
 
 /// Everything the command line asks for, validated.
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod engine;
 pub mod ns;
 pub mod switch;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod transport;
 pub mod vnl;

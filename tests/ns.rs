@@ -355,6 +355,7 @@ fn only_stdio_reaches_the_command() {
             &["-m", "null://", "null://", "--", "sh", "-c", "ls /proc/$$/fd"],
         );
         // SAFETY: dup2/fcntl between fork and exec are async-signal-safe.
+        #[allow(unsafe_code)]
         unsafe {
             c.pre_exec(move || {
                 if libc::dup2(raw, 9) < 0 {

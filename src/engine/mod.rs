@@ -20,10 +20,10 @@ mod overlay;
 mod poll;
 mod port;
 pub mod stats;
+#[allow(unsafe_code)]
 pub mod uring;
 mod worker;
 
-use crate::cli::EngineChoice;
 use crate::transport::Link;
 use crossbeam_channel::Sender;
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -50,6 +50,32 @@ pub struct Port {
     /// The tap's virtio-net header and offloads (`TapOffload::NONE` for a plain tap, or for a
     /// socket standing in for one).
     pub offload: TapOffload,
+}
+
+/// Which data-plane engine the user asked for (`--engine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// io_uring where the kernel offers it (probed once per process), else epoll.
+    Auto,
+    Uring,
+    Poll,
+}
+
+impl EngineChoice {
+    /// The engine this choice runs on here. `Auto` falls back to epoll when io_uring cannot be
+    /// used; the caller says so once ([`Engine::start_nodes`] does).
+    pub fn resolve(self) -> Result<EngineKind, EngineError> {
+        match self {
+            EngineChoice::Poll => Ok(EngineKind::Poll),
+            EngineChoice::Uring => uring::probe()
+                .map(|()| EngineKind::Uring)
+                .map_err(|e| EngineError(format!("cannot use io_uring: {e} (try --engine poll)"))),
+            EngineChoice::Auto => Ok(match uring::probe() {
+                Ok(()) => EngineKind::Uring,
+                Err(_) => EngineKind::Poll,
+            }),
+        }
+    }
 }
 
 /// How the engine is to run.
@@ -172,22 +198,15 @@ impl Engine {
             });
         }
         let kind = match opts.choice {
-            EngineChoice::Poll => EngineKind::Poll,
             // Nothing to move: no need to probe (nor to say anything about io_uring).
             EngineChoice::Auto if ports.is_empty() && nodes.is_empty() => EngineKind::Uring,
-            EngineChoice::Uring => {
-                uring::probe()
-                    .map_err(|e| EngineError(format!("cannot use io_uring: {e} (try --engine poll)")))?;
-                EngineKind::Uring
-            }
-            EngineChoice::Auto => match uring::probe() {
-                Ok(()) => EngineKind::Uring,
-                Err(e) => {
-                    eprintln!("vdens-fast: io_uring unavailable ({e}); using the poll engine");
-                    EngineKind::Poll
-                }
-            },
+            c => c.resolve()?,
         };
+        if kind == EngineKind::Poll && opts.choice == EngineChoice::Auto {
+            if let Err(e) = uring::probe() {
+                eprintln!("vdens-fast: io_uring unavailable ({e}); using the poll engine");
+            }
+        }
         let nworkers = opts
             .workers
             .unwrap_or_else(|| default_workers(ports.len()))

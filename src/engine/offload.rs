@@ -13,8 +13,8 @@
 //! as the segments it was cut into, a super-frame written to the tap as the segments it was
 //! built from; `super_frames`/`segments` count the super-frames themselves.
 
-use crate::cli::EngineChoice;
 use crate::engine::stats::Counts;
+use crate::engine::{EngineChoice, EngineKind};
 use crate::transport::{Hosted, Link};
 use crate::wire::vnet::{self, VnetHdr};
 use std::io::IoSlice;
@@ -47,9 +47,9 @@ impl TapOffload {
 /// Whether the tap of a port whose link hosts a node is to be opened with offload: only a
 /// switch or hub (switch://, hub://), and only when the engine will run it on io_uring (the
 /// io_uring node cuts and coalesces on the host's tap; the epoll node moves plain frames).
-/// Mirrors the engine's choice in `Engine::start_nodes` (probing io_uring under `auto`).
+/// Uses the engine's own resolution of the choice (the io_uring probe runs once per process).
 pub fn hosted_tap_offload(choice: EngineChoice, link: &Link) -> bool {
-    matches!(link.node, Some(Hosted::Net(_))) && choice != EngineChoice::Poll && super::uring::probe().is_ok()
+    matches!(link.node, Some(Hosted::Net(_))) && matches!(choice.resolve(), Ok(EngineKind::Uring))
 }
 
 /// Largest read from an offloading tap: header + the largest super-frame (Ethernet with one

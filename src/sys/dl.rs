@@ -65,7 +65,7 @@ impl VdePlug {
                 Ok(p)
             }
         };
-        // SAFETY (all six transmutes): each symbol is the function of that name declared in
+        // SAFETY: (all six transmutes) each symbol is the function of that name declared in
         // libvdeplug.h, whose C signature the matching fn type reproduces; the handle is never
         // closed, so the pointers stay valid.
         unsafe {

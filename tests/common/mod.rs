@@ -1,6 +1,7 @@
 //! Shared test harness: run vdens-fast (as root or as an unprivileged user) with a deadline,
 //! capture its output, and clean up temp dirs and processes even when a test fails.
 #![allow(dead_code)]
+#![allow(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;

@@ -75,8 +75,14 @@ const NEEDED: &[(u8, &str)] = &[
 ];
 
 /// Says why io_uring cannot carry the data plane here, or Ok if it can: ring setup, the ops the
-/// worker needs (IORING_REGISTER_PROBE), and a provided-buffer ring registration.
+/// worker needs (IORING_REGISTER_PROBE), and a provided-buffer ring registration. Probed once
+/// per process: the tap set-up (offload or not) and the engine start ask the same question.
 pub fn probe() -> Result<(), String> {
+    static PROBED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PROBED.get_or_init(probe_now).clone()
+}
+
+fn probe_now() -> Result<(), String> {
     if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         if s.trim() == "2" {
             return Err("io_uring is disabled (kernel.io_uring_disabled = 2)".into());
