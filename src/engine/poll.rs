@@ -8,6 +8,7 @@
 //! super-frame is cut into the batch's slots (resumed in the next batch when it does not fit);
 //! frames from the link are coalesced per batch and written to it with a virtio-net header.
 
+use super::core::cut::{self, Cut};
 use super::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxEnd,
     RxFault, Token, Verdict,
@@ -18,9 +19,8 @@ use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::sys::{recv_batch, send_batch};
 use crate::wire::gro::{self, Coalescer};
-use crate::wire::gso::{self, Segmenter};
 use crate::wire::stream::{self, Decoder};
-use crate::wire::vnet::{self, VnetHdr};
+use crate::wire::vnet::VnetHdr;
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -255,63 +255,44 @@ impl PDir {
                     }
                 }
             }
+            let full = v.len == SUPER_READ;
             let read = &mut v.big[..v.len];
-            let Ok(h) = VnetHdr::parse(read, v.hdr) else {
-                self.counts.received += 1;
-                self.counts.add_drop(DropReason::Framing, 1);
-                v.len = 0;
-                continue;
-            };
-            let pkt = &mut read[v.hdr..];
-            if h.gso_kind() == vnet::GSO_NONE {
-                self.counts.received += 1;
-                v.len = 0;
-                // A read that filled the whole buffer may have been cut short.
-                let fits = if v.hdr + pkt.len() == SUPER_READ {
-                    Err(DropReason::Oversize)
-                } else {
-                    admit(pkt.len())
-                };
-                if let Err(why) = fits {
-                    self.counts.add_drop(why, 1);
-                    continue;
-                }
-                if h.flags & vnet::F_NEEDS_CSUM != 0 && gso::complete_csum(&h, pkt).is_err() {
-                    self.counts.add_drop(DropReason::Framing, 1);
-                    continue;
-                }
-                let k = self.n;
-                self.bufs[k * STRIDE..k * STRIDE + pkt.len()].copy_from_slice(pkt);
-                self.lens[k] = pkt.len();
-                self.n += 1;
-                continue;
-            }
-            let seg = match Segmenter::new(&h, pkt) {
-                Ok(s) if s.max_len() <= STRIDE => s,
-                _ => {
+            match cut::judge(read, v.hdr, full, STRIDE) {
+                Err(why) => {
                     self.counts.received += 1;
-                    self.counts.add_drop(DropReason::Framing, 1);
+                    self.counts.add_drop(why, 1);
                     v.len = 0;
-                    continue;
                 }
-            };
-            if v.next == 0 {
-                self.counts.super_frames += 1;
-                self.counts.segments += seg.count() as u64;
-            }
-            while v.next < seg.count() && self.n < BATCH {
-                let k = self.n;
-                // Cannot fail: max_len fits the stride (checked) and next < count.
-                let l = seg
-                    .write(v.next, &mut self.bufs[k * STRIDE..(k + 1) * STRIDE])
-                    .unwrap_or(0);
-                self.counts.received += 1;
-                self.lens[k] = if l == 0 { usize::MAX } else { l };
-                self.n += 1;
-                v.next += 1;
-            }
-            if v.next == seg.count() {
-                v.len = 0;
+                Ok(Cut::Plain(len)) => {
+                    self.counts.received += 1;
+                    v.len = 0;
+                    let k = self.n;
+                    self.bufs[k * STRIDE..k * STRIDE + len].copy_from_slice(&read[v.hdr..v.hdr + len]);
+                    self.lens[k] = len;
+                    self.n += 1;
+                }
+                Ok(Cut::Super(h, count)) => {
+                    if v.next == 0 {
+                        self.counts.super_frames += 1;
+                        self.counts.segments += count as u64;
+                    }
+                    while v.next < count && self.n < BATCH {
+                        let k = self.n;
+                        let out = &mut self.bufs[k * STRIDE..(k + 1) * STRIDE];
+                        self.counts.received += 1;
+                        match cut::segment(&h, &read[v.hdr..], v.next, out) {
+                            Ok(l) => {
+                                self.lens[k] = l;
+                                self.n += 1;
+                            }
+                            Err(why) => self.counts.add_drop(why, 1),
+                        }
+                        v.next += 1;
+                    }
+                    if v.next == count {
+                        v.len = 0;
+                    }
+                }
             }
         }
         Ok(self.n)

@@ -7,6 +7,7 @@
 //! answer. See the README's ARCHITECTURE notes for where the seam is and why.
 
 pub mod control;
+pub mod cut;
 pub mod frame;
 pub mod io;
 pub mod token;

@@ -26,6 +26,7 @@
 //! when the last operation that uses them has completed (cancelled first).
 
 use super::{build_ring, is_retry, push, BufRing, UringTuning};
+use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
 };
@@ -38,9 +39,7 @@ use crate::switch::server::{Joining, Listener};
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::transport::{Framing, Link, SendTo};
 use crate::wire::gro::{self, Coalescer};
-use crate::wire::gso::{self, Segmenter};
 use crate::wire::stream::{self, Decoder};
-use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use nix::errno::Errno;
@@ -830,65 +829,46 @@ impl UNode {
                 return;
             }
             let c = &mut e.counts[TAP_TO_LINK];
+            let full = v.len == SUPER_READ;
             let read = &mut v.big[..v.len];
-            let Ok(h) = VnetHdr::parse(read, v.hdr) else {
-                c.received += 1;
-                c.add_drop(DropReason::Framing, 1);
-                v.len = 0;
-                continue;
-            };
             let Some(slot) = self.free_slots.pop() else { return };
             let o = slot as usize * BUF_SIZE;
             let out = &mut self.slots[o..o + BUF_SIZE];
-            let whole = v.len == SUPER_READ;
-            let pkt = &mut read[v.hdr..];
-            let got = if h.gso_kind() == vnet::GSO_NONE {
-                c.received += 1;
-                v.len = 0;
-                // A read that filled the whole buffer may have been cut short.
-                if whole {
-                    Err(DropReason::Oversize)
-                } else if let Err(why) = admit(pkt.len()) {
+            c.received += 1;
+            let got = match cut::judge(read, v.hdr, full, MAX_FRAME) {
+                Err(why) => {
+                    v.len = 0;
+                    v.next = 0;
                     Err(why)
-                } else if h.flags & vnet::F_NEEDS_CSUM != 0 && gso::complete_csum(&h, pkt).is_err() {
-                    Err(DropReason::Framing)
-                } else {
-                    out[..pkt.len()].copy_from_slice(pkt);
-                    Ok(pkt.len())
                 }
-            } else {
-                match Segmenter::new(&h, pkt) {
-                    Ok(s) if s.max_len() <= MAX_FRAME => {
-                        if v.next == 0 {
-                            c.super_frames += 1;
-                            c.segments += s.count() as u64;
-                        }
-                        c.received += 1;
-                        let r = s.write(v.next, out).map_err(|_| DropReason::Framing);
-                        v.next += 1;
-                        if v.next >= s.count() {
-                            v.len = 0;
-                            v.next = 0;
-                        }
-                        r
+                Ok(Cut::Plain(len)) => {
+                    v.len = 0;
+                    out[..len].copy_from_slice(&read[v.hdr..v.hdr + len]);
+                    Ok(len)
+                }
+                Ok(Cut::Super(h, count)) => {
+                    if v.next == 0 {
+                        c.super_frames += 1;
+                        c.segments += count as u64;
                     }
-                    _ => {
-                        c.received += 1;
+                    let r = cut::segment(&h, &read[v.hdr..], v.next, out);
+                    v.next += 1;
+                    if v.next >= count {
                         v.len = 0;
                         v.next = 0;
-                        Err(DropReason::Framing)
                     }
+                    r
                 }
             };
             match got {
-                Ok(l) if l >= 14 => {
+                Ok(l) => {
                     let fid = slot | SLOT_FLAG;
                     self.slot_refs[slot as usize] = 1;
                     self.forward(id, fid, l, now);
                     self.release(fid);
                 }
-                r => {
-                    c.add_drop(r.err().unwrap_or(DropReason::Framing), 1);
+                Err(why) => {
+                    c.add_drop(why, 1);
                     self.free_slots.push(slot);
                 }
             }

@@ -17,6 +17,7 @@
 //! the buffer's headroom, so nothing is copied but the merged payloads.
 
 use super::{build_ring, is_retry, push, BufRing, UringTuning, MIN_BATCH, WAIT_BATCH};
+use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxFault,
     Token, Verdict,
@@ -26,9 +27,8 @@ use crate::engine::port::{send_buffer_full, DirPlan, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::wire::gro::{self, Coalescer, Out};
-use crate::wire::gso::{self, Segmenter};
 use crate::wire::stream::{self, Decoder};
-use crate::wire::vnet::{self, VnetHdr};
+use crate::wire::vnet::VnetHdr;
 use crossbeam_channel::Sender;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use nix::sys::socket::{SockaddrLike, UnixAddr};
@@ -868,49 +868,23 @@ impl Worker {
         let Some(v) = rx.vnet.as_mut() else { return };
         while let Some((bid, len)) = v.held.front() {
             let len = len as usize;
-            let h = { VnetHdr::parse(rx.ring.data(bid, 0, len), v.hdr) };
-            let Ok(h) = h else {
-                dir.counts.received += 1;
-                dir.counts.add_drop(DropReason::Framing, 1);
-                v.held.pop();
-                rx.ring.push(bid);
-                continue;
-            };
-            if h.gso_kind() == vnet::GSO_NONE {
-                v.held.pop();
-                dir.counts.received += 1;
-                let flen = len - v.hdr;
-                // A read that filled the whole buffer may have been cut short.
-                let fits = if len == rx.ring.data_len() {
-                    Err(DropReason::Oversize)
-                } else {
-                    admit(flen)
-                };
-                if let Err(why) = fits {
+            let full = len == rx.ring.data_len();
+            let (h, count) = match cut::judge(rx.ring.data_mut(bid, 0, len), v.hdr, full, BUF_SIZE - HEADROOM)
+            {
+                Err(why) => {
+                    dir.counts.received += 1;
                     dir.counts.add_drop(why, 1);
+                    v.held.pop();
                     rx.ring.push(bid);
-                } else if h.flags & vnet::F_NEEDS_CSUM != 0
-                    && gso::complete_csum(&h, rx.ring.data_mut(bid, v.hdr, len)).is_err()
-                {
-                    dir.counts.add_drop(DropReason::Framing, 1);
-                    rx.ring.push(bid);
-                } else {
+                    continue;
+                }
+                Ok(Cut::Plain(flen)) => {
+                    v.held.pop();
+                    dir.counts.received += 1;
                     dir.queue.push(Frame::plain(bid, flen));
+                    continue;
                 }
-                continue;
-            }
-            let count = {
-                match Segmenter::new(&h, rx.ring.data(bid, v.hdr, len)) {
-                    Ok(s) if s.max_len() <= BUF_SIZE - HEADROOM => Some(s.count()),
-                    _ => None,
-                }
-            };
-            let Some(count) = count else {
-                dir.counts.received += 1;
-                dir.counts.add_drop(DropReason::Framing, 1);
-                v.held.pop();
-                rx.ring.push(bid);
-                continue;
+                Ok(Cut::Super(h, count)) => (h, count),
             };
             if v.next == 0 && !rx.slots_free.is_empty() {
                 dir.counts.super_frames += 1;
@@ -919,17 +893,15 @@ impl Worker {
             while v.next < count {
                 let Some(slot) = rx.slots_free.pop() else { break };
                 let (pkt, out) = rx.ring.data_and_slot(bid, v.hdr, len, slot as usize, BUF_SIZE);
-                // Cannot fail: the headers parsed above, and the segment fits (max_len).
-                let n = Segmenter::new(&h, pkt)
-                    .and_then(|s| s.write(v.next, &mut out[HEADROOM..]))
-                    .unwrap_or(0);
+                let got = cut::segment(&h, pkt, v.next, &mut out[HEADROOM..]);
                 dir.counts.received += 1;
                 v.next += 1;
-                if n == 0 {
-                    dir.counts.add_drop(DropReason::Framing, 1);
-                    rx.slots_free.push(slot);
-                } else {
-                    dir.queue.push(Frame::plain(slot | SLOT_FLAG, n));
+                match got {
+                    Ok(n) => dir.queue.push(Frame::plain(slot | SLOT_FLAG, n)),
+                    Err(why) => {
+                        dir.counts.add_drop(why, 1);
+                        rx.slots_free.push(slot);
+                    }
                 }
             }
             if v.next < count {
