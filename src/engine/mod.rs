@@ -243,6 +243,8 @@ impl Engine {
         };
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let mut started = 0;
+        // Data-plane threads that had no memory for io_uring and run on epoll instead.
+        let fallbacks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for (index, group) in groups.into_iter().enumerate() {
             if group.is_empty() {
                 continue;
@@ -257,8 +259,14 @@ impl Engine {
                 cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
             };
             let ready = ready_tx.clone();
+            let fell_back = fallbacks.clone();
             let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || match kind {
-                EngineKind::Uring => uring::run(ctx, tuning, ready),
+                EngineKind::Uring => {
+                    if let Some(ctx) = uring::run(ctx, tuning, ready.clone()) {
+                        fell_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        poll::run(ctx, ready);
+                    }
+                }
                 EngineKind::Poll => poll::run(ctx, ready),
             })?;
             engine.workers.push(WorkerHandle {
@@ -274,33 +282,39 @@ impl Engine {
             let shared = Arc::new(node::NodeShared {
                 stats: std::sync::Mutex::new(Vec::new()),
                 ended: std::sync::atomic::AtomicBool::new(false),
+                fell_back: std::sync::atomic::AtomicBool::new(false),
             });
             engine.nodes.push(shared.clone());
             let ready = ready_tx.clone();
             let w = wake.clone();
             let on_uring = kind == EngineKind::Uring && uring::node_eligible(&n);
-            let vnet_tap = n
-                .endpoints
-                .iter()
-                .any(|e| matches!(e, Endpoint::Tap { offload, .. } if offload.enabled()));
-            if vnet_tap && !on_uring {
-                engine.stop_workers();
-                return Err(EngineError(format!(
-                    "{}: a tap with a virtio-net header needs the io_uring switch node (open it without offload, --no-offload)",
-                    n.name
-                )));
-            }
             engine.node_kinds.push(if on_uring {
                 EngineKind::Uring
             } else {
                 EngineKind::Poll
             });
+            let fell_back = fallbacks.clone();
             let thread = spawn_thread(format!("vdens-node{index}"), move || {
-                if on_uring {
-                    uring::run_node(n, ctx_rx, w, shared, tuning, ready)
+                let n = if on_uring {
+                    match uring::run_node(
+                        n,
+                        ctx_rx.clone(),
+                        w.clone(),
+                        shared.clone(),
+                        tuning,
+                        ready.clone(),
+                    ) {
+                        Some(n) => {
+                            fell_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            shared.fell_back.store(true, std::sync::atomic::Ordering::Release);
+                            n
+                        }
+                        None => return,
+                    }
                 } else {
-                    node::run(n, ctx_rx, w, shared, ready)
-                }
+                    n
+                };
+                node::run(n, ctx_rx, w, shared, ready)
             })?;
             engine.workers.push(WorkerHandle {
                 cmds: ctx_tx,
@@ -319,6 +333,18 @@ impl Engine {
                 Err(_) => {
                     engine.stop_workers();
                     return Err(EngineError("worker setup failed: no answer within 10 s".into()));
+                }
+            }
+        }
+        let fell_back = fallbacks.load(std::sync::atomic::Ordering::Relaxed);
+        if fell_back > 0 {
+            eprintln!(
+                "vdens-fast: no memory for io_uring rings and buffers in {fell_back} of {started} data-plane threads (locked-memory limit {}): they run on the poll engine (raise it with ulimit -l to keep io_uring)",
+                memlock_limit_text()
+            );
+            for (k, n) in engine.node_kinds.iter_mut().zip(&engine.nodes) {
+                if n.fell_back.load(std::sync::atomic::Ordering::Acquire) {
+                    *k = EngineKind::Poll;
                 }
             }
         }
@@ -465,6 +491,16 @@ impl Drop for Engine {
             let _ = w.stop.send(());
             let _ = w.thread.join();
         }
+    }
+}
+
+/// The soft RLIMIT_MEMLOCK, for messages ("8192 KiB", "unlimited").
+fn memlock_limit_text() -> String {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    match getrlimit(Resource::RLIMIT_MEMLOCK) {
+        Ok((soft, _)) if soft == RLIM_INFINITY => "unlimited".into(),
+        Ok((soft, _)) => format!("{} KiB", soft / 1024),
+        Err(e) => format!("unknown: {}", e.desc()),
     }
 }
 

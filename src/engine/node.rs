@@ -15,10 +15,12 @@
 //! A vxlan:// or vxvde:// link is a cable between the tap and an overlay endpoint
 //! (src/engine/overlay.rs) that chooses each frame's destination itself.
 
+use super::core::cut::{self, Cut};
 use super::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, single_send_drop, Backpressure, Control,
     Op, RxFault, Token, Verdict,
 };
+use super::offload::SUPER_READ;
 use super::overlay::OverlayEp;
 use super::port::MAX_FRAME;
 use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
@@ -103,6 +105,8 @@ pub struct NodeShared {
     pub stats: Mutex<Vec<Arc<PortStats>>>,
     /// A cable endpoint reached end of file (vdeplug-fast then exits).
     pub ended: AtomicBool,
+    /// The node was to run on io_uring but had no memory for a ring: it runs on epoll.
+    pub fell_back: AtomicBool,
 }
 
 enum Tx {
@@ -122,7 +126,24 @@ enum Tx {
     },
     /// A vxlan:// / vxvde:// network: a destination per frame, chosen by the endpoint.
     Overlay(Box<OverlayEp>),
+    /// A tap opened with a virtio-net header of `hdr` bytes: each frame written behind a
+    /// header that asks for nothing (this node does not coalesce; the io_uring node does).
+    VnetTap {
+        fd: RawFd,
+        hdr: usize,
+    },
     Discard,
+}
+
+/// Reading a tap opened with a virtio-net header: the last read, and how far its segments
+/// went (a super-frame is cut into the batch, resumed in the next when it does not fit).
+struct VnetRx {
+    hdr: usize,
+    big: Box<[u8]>,
+    /// Bytes of the read not yet fully cut (0: none).
+    len: usize,
+    /// Next segment of it to cut.
+    next: usize,
 }
 
 struct StreamRx {
@@ -135,7 +156,8 @@ struct StreamRx {
 /// Holds the descriptors of an endpoint open while it is attached.
 #[allow(dead_code)]
 enum Owner {
-    Tap(OwnedFd),
+    /// A tap, with the length of its virtio-net header (0: a plain tap).
+    Tap(OwnedFd, usize),
     Link(Box<Link>),
     Client {
         data: OwnedFd,
@@ -152,6 +174,7 @@ struct Ep {
     rx_socket: bool,
     eof_on_zero: bool,
     rx_stream: Option<Box<StreamRx>>,
+    rx_vnet: Option<Box<VnetRx>>,
     rx_dead: bool,
     tx: Tx,
     /// Registered in epoll: the rx fd (or the tx fd when there is no rx), and the tx fd when
@@ -193,7 +216,7 @@ impl Ep {
         let label = format!("{name} ({vnl})");
         let fail = |what: &str, e: Errno| format!("{label}: {what}: {}", e.desc());
         let (rx, tx, stream) = match &owner {
-            Owner::Tap(fd) => (Some(fd.as_raw_fd()), None, false),
+            Owner::Tap(fd, _) => (Some(fd.as_raw_fd()), None, false),
             Owner::Client { data, .. } => (Some(data.as_raw_fd()), None, false),
             // Built by Ep::overlay, never here.
             Owner::Overlay => (None, None, false),
@@ -229,7 +252,8 @@ impl Ep {
                 },
             },
             (Some(fd), Owner::Client { .. }) => Tx::Write { fd, socket: true },
-            (Some(fd), Owner::Tap(_)) => Tx::Write { fd, socket: false },
+            (Some(fd), Owner::Tap(_, hdr)) if *hdr > 0 => Tx::VnetTap { fd, hdr: *hdr },
+            (Some(fd), Owner::Tap(..)) => Tx::Write { fd, socket: false },
             (Some(_), Owner::Overlay) => Tx::Discard,
         };
         let mut reg: Vec<RawFd> = rx.into_iter().collect();
@@ -251,6 +275,15 @@ impl Ep {
                 })
             }),
             rx_dead: rx.is_none() || null,
+            rx_vnet: match &tx {
+                Tx::VnetTap { hdr, .. } => Some(Box::new(VnetRx {
+                    hdr: *hdr,
+                    big: vec![0u8; SUPER_READ].into_boxed_slice(),
+                    len: 0,
+                    next: 0,
+                })),
+                _ => None,
+            },
             tx,
             reg: if null { Vec::new() } else { reg },
             counts: [Counts::default(); 2],
@@ -275,6 +308,7 @@ impl Ep {
             rx_socket: true,
             eof_on_zero: false,
             rx_stream: None,
+            rx_vnet: None,
             rx_dead: false,
             tx: Tx::Overlay(Box::new(o)),
             reg,
@@ -381,6 +415,14 @@ impl Ep {
             Tx::Overlay(_) => return,
             Tx::Write { fd, socket: true } => send(*fd, frame, MsgFlags::MSG_DONTWAIT).map(|_| ()),
             Tx::Write { fd, socket: false } => nix::unistd::write(fdb(*fd), frame).map(|_| ()),
+            Tx::VnetTap { fd, hdr } => {
+                let zero = [0u8; 12];
+                nix::sys::uio::writev(
+                    fdb(*fd),
+                    &[std::io::IoSlice::new(&zero[..*hdr]), std::io::IoSlice::new(frame)],
+                )
+                .map(|_| ())
+            }
             Tx::SendTo { fd, addr } => sendto(*fd, frame, addr, MsgFlags::MSG_DONTWAIT).map(|_| ()),
             Tx::Stream { out, start, end, .. } => {
                 if *end + frame.len() + 2 > out.len() && *start > 0 {
@@ -593,6 +635,9 @@ impl NodeWorker {
                     0
                 }
             };
+        }
+        if let Some(v) = e.rx_vnet.as_mut() {
+            return fill_vnet(v, rx, &mut self.slab, &mut self.lens, c, &mut e.rx_dead);
         }
         if let Some(s) = e.rx_stream.as_mut() {
             let mut n = 0;
@@ -908,8 +953,83 @@ fn ctl_of(o: &Owner) -> Option<std::os::fd::BorrowedFd<'_>> {
     match o {
         Owner::Client { ctl, .. } => Some(ctl.as_fd()),
         Owner::Link(l) => l.ctl.as_ref().map(|c| c.as_fd()),
-        Owner::Tap(_) | Owner::Overlay => None,
+        Owner::Tap(..) | Owner::Overlay => None,
     }
+}
+
+/// Cuts reads of a tap with a virtio-net header into the batch (`slab`, `lens`) until it is
+/// full or the tap is empty; returns how many frames the batch holds.
+fn fill_vnet(
+    v: &mut VnetRx,
+    rx: RawFd,
+    slab: &mut [u8],
+    lens: &mut [usize],
+    c: &mut Counts,
+    dead: &mut bool,
+) -> usize {
+    let mut n = 0;
+    while n < BATCH {
+        if v.len == 0 {
+            match nix::unistd::read(fdb(rx), &mut v.big) {
+                Ok(0) => {
+                    *dead = true;
+                    return n;
+                }
+                Ok(l) => {
+                    v.len = l;
+                    v.next = 0;
+                }
+                Err(e) => {
+                    if classify_rx_error(e as i32) == RxFault::Fatal {
+                        *dead = true;
+                    }
+                    return n;
+                }
+            }
+        }
+        let full = v.len == SUPER_READ;
+        let read = &mut v.big[..v.len];
+        match cut::judge(read, v.hdr, full, STRIDE) {
+            Err(why) => {
+                c.received += 1;
+                c.add_drop(why, 1);
+                v.len = 0;
+            }
+            Ok(Cut::Plain(len)) => {
+                c.received += 1;
+                v.len = 0;
+                slab[n * STRIDE..n * STRIDE + len].copy_from_slice(&read[v.hdr..v.hdr + len]);
+                lens[n] = len;
+                n += 1;
+            }
+            Ok(Cut::Super(h, count)) => {
+                if v.next == 0 {
+                    c.super_frames += 1;
+                    c.segments += count as u64;
+                }
+                while v.next < count && n < BATCH {
+                    c.received += 1;
+                    match cut::segment(
+                        &h,
+                        &read[v.hdr..],
+                        v.next,
+                        &mut slab[n * STRIDE..(n + 1) * STRIDE],
+                    ) {
+                        Ok(l) => {
+                            lens[n] = l;
+                            n += 1;
+                        }
+                        Err(why) => c.add_drop(why, 1),
+                    }
+                    v.next += 1;
+                }
+                if v.next == count {
+                    v.len = 0;
+                }
+            }
+        }
+    }
+    n
 }
 
 /// The endpoint for `e`. A link hosting a vxlan:// or vxvde:// network joins as that network
@@ -928,7 +1048,7 @@ fn ep_of(mut e: Endpoint, node: &str) -> Result<Ep, String> {
 
 fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String) {
     match e {
-        Endpoint::Tap { name, fd, .. } => (Owner::Tap(fd), name, node.to_string()),
+        Endpoint::Tap { name, fd, offload } => (Owner::Tap(fd, offload.vnet_hdr), name, node.to_string()),
         Endpoint::Link { name, link } => {
             let v = link.vnl.clone();
             (Owner::Link(link), name, v)

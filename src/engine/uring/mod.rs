@@ -109,6 +109,31 @@ fn probe_now() -> Result<(), String> {
     Ok(())
 }
 
+/// Why a ring or its buffers could not be set up.
+#[derive(Debug)]
+pub struct SetupError {
+    pub msg: String,
+    /// ENOMEM: no memory for a ring or for pinned buffers (unprivileged rings and pinned
+    /// buffers count against RLIMIT_MEMLOCK): the thread can run on the epoll engine instead.
+    pub memory: bool,
+}
+
+impl SetupError {
+    /// `what` failed with `e`.
+    pub fn io(what: &str, e: &io::Error) -> SetupError {
+        SetupError {
+            msg: format!("{what}: {}", crate::sys::err_text(e)),
+            memory: e.raw_os_error() == Some(libc::ENOMEM),
+        }
+    }
+}
+
+impl From<String> for SetupError {
+    fn from(msg: String) -> SetupError {
+        SetupError { msg, memory: false }
+    }
+}
+
 /// Builds a worker's ring, with SINGLE_ISSUER + DEFER_TASKRUN when asked and the kernel accepts
 /// them (completions then run only when this thread waits: no IPIs, no task-work interrupts),
 /// else COOP_TASKRUN, else plain. Returns the ring and the setup used, for messages.

@@ -25,7 +25,7 @@
 //! An endpoint that leaves is detached at once (no more frames to it); its descriptors close
 //! when the last operation that uses them has completed (cancelled first).
 
-use super::{build_ring, is_retry, push, BufRing, UringTuning};
+use super::{build_ring, is_retry, push, BufRing, SetupError, UringTuning};
 use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
@@ -1188,7 +1188,26 @@ pub fn run_node(
     shared: Arc<NodeShared>,
     tuning: UringTuning,
     ready: Sender<Result<String, String>>,
-) {
+) -> Option<Node> {
+    // The ring and the buffers first, while the node is still whole: without memory for them
+    // the node goes back to the caller, for the epoll node to run.
+    let parts = build_ring(1024, 8192, tuning.defer_taskrun)
+        .map_err(|e| SetupError::io("io_uring_setup", &e))
+        .and_then(|(ring, _)| {
+            let mut bufs =
+                BufRing::new(NBUF, BUF_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
+            bufs.register_as(&ring, 0)
+                .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
+            Ok((ring, bufs))
+        });
+    let (ring, bufs) = match parts {
+        Ok(p) => p,
+        Err(e) if e.memory => return Some(node),
+        Err(e) => {
+            let _ = ready.send(Err(e.msg));
+            return None;
+        }
+    };
     let setup = (|| -> Result<UNode, String> {
         let NodeKind::Net(listener) = node.kind else {
             return Err(format!("{}: not a switch or hub", node.name));
@@ -1202,12 +1221,6 @@ pub fn run_node(
                 listener.spec.seed,
             ))
         };
-        let (ring, _) = build_ring(1024, 8192, tuning.defer_taskrun)
-            .map_err(|e| format!("io_uring_setup: {}", crate::sys::err_text(&e)))?;
-        let mut bufs = BufRing::new(NBUF, BUF_SIZE, 0, 0)
-            .map_err(|e| format!("buffer memory: {}", crate::sys::err_text(&e)))?;
-        bufs.register_as(&ring, 0)
-            .map_err(|e| format!("IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e)))?;
         let mut w = UNode {
             name: node.name.clone(),
             ring,
@@ -1249,4 +1262,5 @@ pub fn run_node(
             let _ = ready.send(Err(e));
         }
     }
+    None
 }

@@ -16,7 +16,7 @@
 //! pool, everything else is written from its receive buffer behind a virtio-net header put in
 //! the buffer's headroom, so nothing is copied but the merged payloads.
 
-use super::{build_ring, is_retry, push, BufRing, UringTuning, MIN_BATCH, WAIT_BATCH};
+use super::{build_ring, is_retry, push, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxFault,
@@ -346,21 +346,33 @@ impl Tx {
     }
 }
 
-/// Runs a worker until Stop. Reports setup success or failure on `ready` first.
-pub fn run(ctx: WorkerCtx, tuning: UringTuning, ready: Sender<Result<String, String>>) {
+/// Runs a worker until Stop. Reports setup success or failure on `ready` first, except when
+/// there is no memory for the ring or its buffers: then it hands the context back, unused, for
+/// the epoll engine to run.
+pub fn run(
+    mut ctx: WorkerCtx,
+    tuning: UringTuning,
+    ready: Sender<Result<String, String>>,
+) -> Option<WorkerCtx> {
     // Pin before allocating: the buffers are then populated by (and local to) this core.
     pin(ctx.cpu);
-    let mut w = match Worker::new(ctx.ports, &ctx.wake, tuning) {
+    let ports = std::mem::take(&mut ctx.ports);
+    let mut w = match Worker::new(ports, &ctx.wake, tuning) {
         Ok((w, mode)) => {
             let _ = ready.send(Ok(mode.to_string()));
             w
         }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
+        Err((e, ports)) if e.memory => {
+            ctx.ports = ports;
+            return Some(ctx);
+        }
+        Err((e, _)) => {
+            let _ = ready.send(Err(e.msg));
+            return None;
         }
     };
     w.run(&ctx.cmds);
+    None
 }
 
 impl Control for Worker {
@@ -370,11 +382,26 @@ impl Control for Worker {
 }
 
 impl Worker {
+    /// The worker for `ports`, or why not (with the ports, untouched).
     fn new(
         ports: Vec<Assigned>,
         wake: &Arc<std::os::fd::OwnedFd>,
         tuning: UringTuning,
-    ) -> Result<(Worker, &'static str), String> {
+    ) -> Result<(Worker, &'static str), (SetupError, Vec<Assigned>)> {
+        match Self::build(&ports, wake, tuning) {
+            Ok((mut w, mode)) => {
+                w._ports = ports;
+                Ok((w, mode))
+            }
+            Err(e) => Err((e, ports)),
+        }
+    }
+
+    fn build(
+        ports: &[Assigned],
+        wake: &Arc<std::os::fd::OwnedFd>,
+        tuning: UringTuning,
+    ) -> Result<(Worker, &'static str), SetupError> {
         let nrx = ports
             .iter()
             .map(|a| a.plan.iter().filter(|d| d.rx.is_some()).count())
@@ -382,8 +409,8 @@ impl Worker {
         let cq = ((nrx * ENTRIES as usize + 2 * ports.len() * CHAIN) * 2)
             .next_power_of_two()
             .max(1024) as u32;
-        let (ring, mode) = build_ring(1024, cq, tuning.defer_taskrun)
-            .map_err(|e| format!("io_uring_setup: {}", crate::sys::err_text(&e)))?;
+        let (ring, mode) =
+            build_ring(1024, cq, tuning.defer_taskrun).map_err(|e| SetupError::io("io_uring_setup", &e))?;
         // Fixed files: index by registration order.
         let mut fds: Vec<RawFd> = vec![wake.as_raw_fd()];
         let mut fixed = |fd: RawFd| -> Target {
@@ -401,7 +428,7 @@ impl Worker {
         let wake_t = fixed(wake.as_raw_fd());
         let mut dirs = Vec::new();
         let mut bgid = 0u16;
-        for a in &ports {
+        for a in ports {
             for (d, plan) in a.plan.iter().enumerate() {
                 dirs.push(Self::dir(
                     a,
@@ -423,7 +450,7 @@ impl Worker {
         if tuning.fixed_files {
             ring.submitter()
                 .register_files(&fds)
-                .map_err(|e| format!("IORING_REGISTER_FILES: {}", crate::sys::err_text(&e)))?;
+                .map_err(|e| SetupError::io("IORING_REGISTER_FILES", &e))?;
         }
         Ok((
             Worker {
@@ -438,7 +465,7 @@ impl Worker {
                 pbuf: tuning.provided_buffers,
                 batch_wait,
                 stopping: false,
-                _ports: ports,
+                _ports: Vec::new(),
             },
             mode,
         ))
@@ -451,7 +478,7 @@ impl Worker {
         bgid: &mut u16,
         fixed: &mut impl FnMut(RawFd) -> Target,
         ring: Option<&IoUring>,
-    ) -> Result<Dir, String> {
+    ) -> Result<Dir, SetupError> {
         let label = format!(
             "{} ({}) {}",
             a.port.name,
@@ -471,11 +498,10 @@ impl Worker {
                     (ENTRIES, BUF_SIZE, 0)
                 };
                 let mut br = BufRing::new(entries, size, nslots * BUF_SIZE, HEADROOM)
-                    .map_err(|e| format!("{label}: buffer memory: {}", crate::sys::err_text(&e)))?;
+                    .map_err(|e| SetupError::io(&format!("{label}: buffer memory"), &e))?;
                 if let Some(ring) = ring {
-                    br.register_as(ring, *bgid).map_err(|e| {
-                        format!("{label}: IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e))
-                    })?;
+                    br.register_as(ring, *bgid)
+                        .map_err(|e| SetupError::io(&format!("{label}: IORING_REGISTER_PBUF_RING"), &e))?;
                 }
                 *bgid += 1;
                 Some(Rx {
