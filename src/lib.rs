@@ -2,6 +2,7 @@
 //! See ARCHITECTURE in the README for the module map.
 
 pub mod cli;
+pub mod diag;
 pub mod engine;
 pub mod ns;
 pub mod switch;

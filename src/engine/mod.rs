@@ -204,7 +204,7 @@ impl Engine {
         };
         if kind == EngineKind::Poll && opts.choice == EngineChoice::Auto {
             if let Err(e) = uring::probe() {
-                eprintln!("vdens-fast: io_uring unavailable ({e}); using the poll engine");
+                crate::diag!("io_uring unavailable ({e}); using the poll engine");
             }
         }
         let nworkers = opts
@@ -338,8 +338,8 @@ impl Engine {
         }
         let fell_back = fallbacks.load(std::sync::atomic::Ordering::Relaxed);
         if fell_back > 0 {
-            eprintln!(
-                "vdens-fast: no memory for io_uring rings and buffers in {fell_back} of {started} data-plane threads (locked-memory limit {}): they run on the poll engine (raise it with ulimit -l to keep io_uring)",
+            crate::diag!(
+                "no memory for io_uring rings and buffers in {fell_back} of {started} data-plane threads (locked-memory limit {}): they run on the poll engine (raise it with ulimit -l to keep io_uring)",
                 memlock_limit_text()
             );
             for (k, n) in engine.node_kinds.iter_mut().zip(&engine.nodes) {
@@ -545,8 +545,8 @@ fn write_stats(path: &Path, json: &str, warned: &mut bool) {
     let r = std::fs::write(&tmp, format!("{json}\n")).and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = r {
         if !*warned {
-            eprintln!(
-                "vdens-fast: cannot write statistics to {}: {} (check the directory exists and is writable)",
+            crate::diag!(
+                "cannot write statistics to {}: {} (check the directory exists and is writable)",
                 path.display(),
                 crate::sys::err_text(&e)
             );

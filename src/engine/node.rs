@@ -746,7 +746,7 @@ impl NodeWorker {
         if dead {
             let e = self.eps[id].as_mut().expect("endpoint");
             e.rx = None;
-            eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
+            crate::diag!("{}: {}: end of file", self.name, e.label);
             if matches!(self.fwd, Fwd::Cable) {
                 self.shared.ended.store(true, Ordering::Release);
             }
@@ -835,11 +835,11 @@ impl NodeWorker {
         match Ep::new(owner, &format!("{}:{id}", self.name), &descr) {
             Ok(e) => {
                 if let Err(m) = self.add(id, e) {
-                    eprintln!("vdens-fast: {m}");
+                    crate::diag!("{m}");
                     self.remove(id);
                 }
             }
-            Err(m) => eprintln!("vdens-fast: {m}"),
+            Err(m) => crate::diag!("{m}"),
         }
     }
 
@@ -873,9 +873,10 @@ impl NodeWorker {
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
             _ => {
                 if let Owner::Link(l) = &e.owner {
-                    eprintln!(
-                        "vdens-fast: {}: {}: the switch closed the control connection",
-                        self.name, l.vnl
+                    crate::diag!(
+                        "{}: {}: the switch closed the control connection",
+                        self.name,
+                        l.vnl
                     );
                     if matches!(self.fwd, Fwd::Cable) {
                         self.shared.ended.store(true, Ordering::Release);
@@ -903,11 +904,7 @@ impl NodeWorker {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    eprintln!(
-                        "vdens-fast: {}: node stopped: epoll_wait: {}",
-                        self.name,
-                        e.desc()
-                    );
+                    crate::diag!("{}: node stopped: epoll_wait: {}", self.name, e.desc());
                     break;
                 }
             };
@@ -1214,7 +1211,7 @@ impl NodeWorker {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return,
                 Err(e) => {
-                    eprintln!("vdens-fast: {}: accepting a ptp peer: {}", self.name, e.desc());
+                    crate::diag!("{}: accepting a ptp peer: {}", self.name, e.desc());
                     return;
                 }
             };
@@ -1231,7 +1228,7 @@ impl NodeWorker {
                 continue;
             }
             if let Err(m) = self.ptp_attach(fd) {
-                eprintln!("vdens-fast: {m}");
+                crate::diag!("{m}");
             }
         }
     }
@@ -1242,8 +1239,8 @@ impl NodeWorker {
         self.remove(PTP_PEER);
         let Some(h) = self.ptp.as_mut() else { return };
         if h.listener().is_some() {
-            eprintln!(
-                "vdens-fast: {}: the ptp peer hung up; waiting for the next one on {}",
+            crate::diag!(
+                "{}: the ptp peer hung up; waiting for the next one on {}",
                 h.vnl,
                 h.path.display()
             );
@@ -1251,26 +1248,26 @@ impl NodeWorker {
         }
         match h.reconnect() {
             Ok(Reconnected::Peer(fd)) => {
-                eprintln!(
-                    "vdens-fast: {}: the ptp listener hung up; connected again to {}",
+                crate::diag!(
+                    "{}: the ptp listener hung up; connected again to {}",
                     h.vnl,
                     h.path.display()
                 );
                 if let Err(m) = self.ptp_attach(fd) {
-                    eprintln!("vdens-fast: {m}");
+                    crate::diag!("{m}");
                 }
             }
             Ok(Reconnected::Listening) => {
-                eprintln!(
-                    "vdens-fast: {}: the ptp listener went away; now listening on {} for the next peer",
+                crate::diag!(
+                    "{}: the ptp listener went away; now listening on {} for the next peer",
                     h.vnl,
                     h.path.display()
                 );
                 if let Err(m) = self.ptp_watch_listener() {
-                    eprintln!("vdens-fast: {m}");
+                    crate::diag!("{m}");
                 }
             }
-            Err(e) => eprintln!("vdens-fast: {e} (the ptp link stays down; frames to it are dropped)"),
+            Err(e) => crate::diag!("{e} (the ptp link stays down; frames to it are dropped)"),
         }
     }
 }

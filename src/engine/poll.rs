@@ -374,7 +374,7 @@ impl PDir {
                         Some(0) | None => Err(RxEnd::Eof),
                         Some(i) => {
                             self.rx_dead = true;
-                            eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);
+                            crate::diag!("{}: end of file; this direction stops", self.label);
                             Ok(i)
                         }
                     }
@@ -427,13 +427,13 @@ impl PDir {
     /// Why a receive brought no frames; false (nothing more to read now).
     fn rx_error(&mut self, e: RxEnd) -> bool {
         match e {
-            RxEnd::Eof => eprintln!("vdens-fast: {}: end of file; this direction stops", self.label),
+            RxEnd::Eof => crate::diag!("{}: end of file; this direction stops", self.label),
             RxEnd::Failed(errno) => {
                 if classify_rx_error(errno) != RxFault::Fatal {
                     return false;
                 }
-                eprintln!(
-                    "vdens-fast: {}: receive failed: {}; this direction stops",
+                crate::diag!(
+                    "{}: receive failed: {}; this direction stops",
                     self.label,
                     Errno::from_raw(errno).desc()
                 );
@@ -467,7 +467,7 @@ impl PDir {
             match nix::unistd::read(fd(rfd), &mut s.raw) {
                 Ok(0) => {
                     self.rx_dead = true;
-                    eprintln!("vdens-fast: {}: end of file; this direction stops", self.label);
+                    crate::diag!("{}: end of file; this direction stops", self.label);
                     return self.n > 0;
                 }
                 Ok(k) => {
@@ -477,8 +477,8 @@ impl PDir {
                 Err(Errno::EAGAIN) | Err(Errno::EINTR) => return self.n > 0,
                 Err(e) => {
                     self.rx_dead = true;
-                    eprintln!(
-                        "vdens-fast: {}: receive failed: {}; this direction stops",
+                    crate::diag!(
+                        "{}: receive failed: {}; this direction stops",
                         self.label,
                         e.desc()
                     );
@@ -613,7 +613,7 @@ impl PollWorker {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    eprintln!("vdens-fast: poll worker stopped: epoll_wait: {}", e.desc());
+                    crate::diag!("poll worker stopped: epoll_wait: {}", e.desc());
                     break;
                 }
             };

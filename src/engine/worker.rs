@@ -34,7 +34,7 @@ pub struct WorkerCtx {
 pub fn pin(cpu: Option<usize>) {
     if let Some(id) = cpu {
         if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-            eprintln!("vdens-fast: cannot pin a worker to CPU {id}: sched_setaffinity refused (check --cpus); the worker runs unpinned");
+            crate::diag!("cannot pin a worker to CPU {id}: sched_setaffinity refused (check --cpus); the worker runs unpinned");
         }
     }
 }

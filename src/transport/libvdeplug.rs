@@ -223,7 +223,7 @@ fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
     // The control descriptor is watched only for hang-up (its data belongs to the plugin).
     let ctl = (ctl >= 0 && ctl != data.as_raw_fd()).then(|| crate::sys::borrow_fd(ctl));
     let mut buf = vec![0u8; BUF];
-    let gone = |why: &str| eprintln!("vdens-fast: {vnl}: {why}; this link stops");
+    let gone = |why: &str| crate::diag!("{vnl}: {why}; this link stops");
     loop {
         let mut fds = [
             PollFd::new(stop.as_fd(), PollFlags::POLLIN),

@@ -335,8 +335,8 @@ impl UNode {
         // endpoints (kept, with their descriptors, until their operations are reaped: `leaving`)
         // and nothing on the stack.
         if let Err(e) = unsafe { push(&mut self.ring, e) } {
-            eprintln!(
-                "vdens-fast: {}: io_uring submit failed: {}",
+            crate::diag!(
+                "{}: io_uring submit failed: {}",
                 self.name,
                 crate::sys::err_text(&e)
             );
@@ -656,8 +656,8 @@ impl UNode {
                 RxFault::Fatal => {
                     let x = -res;
                     e.rx_dead = true;
-                    eprintln!(
-                        "vdens-fast: {}: {}: receive failed: {}",
+                    crate::diag!(
+                        "{}: {}: receive failed: {}",
                         self.name,
                         e.label,
                         Errno::from_raw(x).desc()
@@ -673,7 +673,7 @@ impl UNode {
                 // End of file; a multishot recv on a closed seqpacket socket keeps posting
                 // empty completions (6.18): cancel it.
                 if !e.rx_dead {
-                    eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
+                    crate::diag!("{}: {}: end of file", self.name, e.label);
                 }
                 e.rx_dead = true;
                 if more {
@@ -730,7 +730,7 @@ impl UNode {
         }
         match res {
             0 => {
-                eprintln!("vdens-fast: {}: {}: end of file", self.name, e.label);
+                crate::diag!("{}: {}: end of file", self.name, e.label);
                 e.rx_dead = true;
                 None
             }
@@ -739,8 +739,8 @@ impl UNode {
                     libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
                     x => {
                         e.rx_dead = true;
-                        eprintln!(
-                            "vdens-fast: {}: {}: read failed: {}",
+                        crate::diag!(
+                            "{}: {}: read failed: {}",
                             self.name,
                             e.label,
                             Errno::from_raw(x).desc()
@@ -915,9 +915,10 @@ impl UNode {
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => self.arm_ctl(t.ep()),
             _ => {
                 if let Owner::Link(l) = &e.owner {
-                    eprintln!(
-                        "vdens-fast: {}: {}: the switch closed the control connection",
-                        self.name, l.vnl
+                    crate::diag!(
+                        "{}: {}: the switch closed the control connection",
+                        self.name,
+                        l.vnl
                     );
                 }
                 self.remove(t.ep());
@@ -988,7 +989,7 @@ impl UNode {
             gen,
         ) {
             Ok(e) => self.add(id, e),
-            Err(m) => eprintln!("vdens-fast: {m}"),
+            Err(m) => crate::diag!("{m}"),
         }
     }
 
@@ -1113,8 +1114,8 @@ impl UNode {
                 Ok(_) => {}
                 Err(e) if is_retry(&e) => {}
                 Err(e) => {
-                    eprintln!(
-                        "vdens-fast: {}: node stopped: io_uring_enter: {}",
+                    crate::diag!(
+                        "{}: node stopped: io_uring_enter: {}",
                         self.name,
                         crate::sys::err_text(&e)
                     );
@@ -1158,9 +1159,10 @@ impl UNode {
         }
         self.publish();
         if self.outstanding > 0 {
-            eprintln!(
-                "vdens-fast: {}: {} io_uring operations did not finish at stop; their buffers are leaked",
-                self.name, self.outstanding
+            crate::diag!(
+                "{}: {} io_uring operations did not finish at stop; their buffers are leaked",
+                self.name,
+                self.outstanding
             );
             std::mem::forget(std::mem::take(&mut self.eps));
             std::mem::forget(std::mem::take(&mut self.leaving));

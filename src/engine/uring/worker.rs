@@ -572,7 +572,7 @@ impl Worker {
         // iovecs, headers, addresses and wake buffer, all kept until every operation is reaped
         // (see `shutdown`).
         if let Err(e) = unsafe { push(&mut self.ring, e) } {
-            eprintln!("vdens-fast: io_uring submit failed: {}", crate::sys::err_text(&e));
+            crate::diag!("io_uring submit failed: {}", crate::sys::err_text(&e));
         }
     }
 
@@ -664,8 +664,8 @@ impl Worker {
                 // ETIME: the batching wait ended with what had arrived.
                 Err(e) if is_retry(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) => {
-                    eprintln!(
-                        "vdens-fast: io_uring worker stopped: io_uring_enter: {}",
+                    crate::diag!(
+                        "io_uring worker stopped: io_uring_enter: {}",
                         crate::sys::err_text(&e)
                     );
                     break;
@@ -766,8 +766,8 @@ impl Worker {
                 RxFault::Fatal => {
                     let e = -res;
                     rx.dead = true;
-                    eprintln!(
-                        "vdens-fast: {}: receive failed: {}; this direction stops",
+                    crate::diag!(
+                        "{}: receive failed: {}; this direction stops",
                         dir.label,
                         nix::errno::Errno::from_raw(e).desc()
                     );
@@ -780,7 +780,7 @@ impl Worker {
                 // End of file. A multishot recv on a seqpacket socket keeps posting empty
                 // completions after the peer closed (6.18): cancel it.
                 if !rx.dead {
-                    eprintln!("vdens-fast: {}: end of file; this direction stops", dir.label);
+                    crate::diag!("{}: end of file; this direction stops", dir.label);
                 }
                 rx.dead = true;
                 if more {
@@ -1342,8 +1342,8 @@ impl Worker {
         }
         self.publish_stats();
         if self.outstanding > 0 {
-            eprintln!(
-                "vdens-fast: io_uring worker: {} operations did not finish at stop; their buffers are leaked",
+            crate::diag!(
+                "io_uring worker: {} operations did not finish at stop; their buffers are leaked",
                 self.outstanding
             );
             let dirs = std::mem::take(&mut self.dirs);
