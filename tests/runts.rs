@@ -10,7 +10,7 @@ use enginekit::*;
 use std::time::Duration;
 use vdens_fast::cli::EngineChoice;
 use vdens_fast::engine::{
-    Counts, Endpoint, Engine, Node, NodeKind, PortSnapshot, UringTuning, LINK_TO_TAP, TAP_TO_LINK,
+    Counts, Endpoint, Engine, EngineKind, Node, NodeKind, PortSnapshot, UringTuning, LINK_TO_TAP, TAP_TO_LINK,
 };
 use vdens_fast::switch::server::{parse, Listener};
 
@@ -147,6 +147,7 @@ fn cable_node_drops_runts() {
             vec![node],
         )
         .unwrap();
+        assert_eq!(e.node_kinds(), [EngineKind::Uring], "a cable runs on io_uring");
         runts_then_good(&mut w1, &mut r2, "one->two");
         runts_then_good(&mut w2, &mut r1, "two->one");
         let s = e.stop();

@@ -7,11 +7,14 @@
 //!
 //! Multi-endpoint nodes run on a worker of their own, one per node: endpoints join and leave
 //! while it runs (VDE clients on its control socket, or [`Engine::add_endpoint`]), which the
-//! fixed per-port plans of the two engines above do not model. Switches and hubs run on
-//! io_uring (`uring/node.rs`: one ring, provided buffers shared by the destinations of a flood,
-//! reference-counted) when the engine is io_uring; the epoll node (`node.rs`) runs them with
-//! `--engine poll`, and always runs vdeplug-fast's cables, seqpacket ptp ends and the
-//! vxlan/vxvde overlays (see [`Engine::node_kinds`]).
+//! fixed per-port plans of the two engines above do not model. Switches, hubs and
+//! vdeplug-fast's cables run on io_uring (`uring/node.rs`: one ring, provided buffers shared by
+//! the destinations of a flood, reference-counted) when the engine is io_uring; the epoll node
+//! (`node.rs`) runs them with `--engine poll` or when a thread gets no memory for a ring, and
+//! always runs seqpacket ptp ends and the vxlan/vxvde overlays (see [`Engine::node_kinds`]).
+//!
+//! What every loop decides the same way (frame admission, errno classes, send policy, command
+//! dispatch, tokens, super-frame cutting) is in `core/`, written once and unit-tested.
 
 pub mod core;
 pub mod node;

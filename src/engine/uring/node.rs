@@ -46,6 +46,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{accept4, recv, MsgFlags, SockFlag, SockaddrLike, UnixAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,12 +70,13 @@ fn token(op: Op, ep: usize, gen: u16, fid: u16, len: usize) -> u64 {
     Token::new(op, ep).gen(gen).slot(fid).len(len).encode()
 }
 
-/// Whether this node can run on io_uring: switches and hubs whose endpoints carry their frames
-/// themselves. Cables stay on the epoll node (their endpoints are often a terminal or a file,
-/// which io_uring would hand to worker threads), and so does a switch joined to an overlay
-/// (vxlan://, vxvde://: a node of its own, which the epoll node runs as an endpoint).
+/// Whether this node can run on io_uring: switches, hubs and cables (vdeplug-fast) whose
+/// endpoints carry their frames themselves. A regular file or a terminal as a cable's stream
+/// is read and written at its file position (io_uring hands such reads to its worker
+/// threads). Seqpacket ptp ends and a switch joined to an overlay (vxlan://, vxvde://: a node
+/// of its own, which the epoll node runs as an endpoint) stay on the epoll node.
 pub fn eligible(n: &Node) -> bool {
-    matches!(n.kind, NodeKind::Net(_)) && n.endpoints.iter().all(|e| !hosts(e))
+    matches!(n.kind, NodeKind::Net(_) | NodeKind::Cable) && n.endpoints.iter().all(|e| !hosts(e))
 }
 
 fn hosts(e: &Endpoint) -> bool {
@@ -303,7 +305,10 @@ struct UNode {
     leaving: Vec<(usize, Ep)>,
     gen: u16,
     fwd: Forwarder,
-    listener: Listener,
+    /// The switch's or hub's control socket (None for a cable).
+    listener: Option<Listener>,
+    /// A cable: the end of one endpoint's input ends the node's work (vdeplug-fast exits).
+    cable: bool,
     listen_armed: bool,
     pending: Vec<Option<Joining>>,
     wake: RawFd,
@@ -412,7 +417,8 @@ impl UNode {
     }
 
     fn arm_listen(&mut self) {
-        let e = opcode::PollAdd::new(types::Fd(self.listener.ctl.as_raw_fd()), libc::POLLIN as u32)
+        let Some(l) = &self.listener else { return };
+        let e = opcode::PollAdd::new(types::Fd(l.ctl.as_raw_fd()), libc::POLLIN as u32)
             .multi(true)
             .build()
             .user_data(token(Op::Listen, 0, 0, 0, 0));
@@ -436,7 +442,11 @@ impl UNode {
                     return;
                 }
                 s.reading = true;
-                opcode::Read::new(fd, s.raw.as_mut_ptr(), STREAM_IN as u32).build()
+                // Offset -1: the file position, for a stream that is a regular file (a
+                // recording replayed by vdeplug-fast); pipes and sockets ignore it.
+                opcode::Read::new(fd, s.raw.as_mut_ptr(), STREAM_IN as u32)
+                    .offset(u64::MAX)
+                    .build()
             }
             Rx::Vnet(v) => {
                 if v.reading || v.len > 0 {
@@ -580,6 +590,7 @@ impl UNode {
         s.writing = s.end - s.start;
         let p = s.out[s.start..].as_ptr();
         let sqe = opcode::Write::new(types::Fd(e.tx_fd), p, s.writing as u32)
+            .offset(u64::MAX)
             .build()
             .user_data(token(Op::StreamWrite, id, e.gen, 0, 0));
         e.inflight += 1;
@@ -676,6 +687,9 @@ impl UNode {
                     crate::diag!("{}: {}: end of file", self.name, e.label);
                 }
                 e.rx_dead = true;
+                if self.cable {
+                    self.shared.ended.store(true, Ordering::Release);
+                }
                 if more {
                     let c = opcode::AsyncCancel::new(token(Op::Rx, t.ep(), t.gen, 0, 0))
                         .build()
@@ -732,12 +746,16 @@ impl UNode {
             0 => {
                 crate::diag!("{}: {}: end of file", self.name, e.label);
                 e.rx_dead = true;
+                if self.cable {
+                    self.shared.ended.store(true, Ordering::Release);
+                }
                 None
             }
             r if r < 0 => {
-                match -r {
-                    libc::EINTR | libc::EAGAIN | libc::ECANCELED => {}
-                    x => {
+                match classify_rx_error(-r) {
+                    RxFault::Again | RxFault::Transient | RxFault::Starved => {}
+                    RxFault::Fatal => {
+                        let x = -r;
                         e.rx_dead = true;
                         crate::diag!(
                             "{}: {}: read failed: {}",
@@ -920,6 +938,9 @@ impl UNode {
                         self.name,
                         l.vnl
                     );
+                    if self.cable {
+                        self.shared.ended.store(true, Ordering::Release);
+                    }
                 }
                 self.remove(t.ep());
             }
@@ -927,11 +948,10 @@ impl UNode {
     }
 
     fn accept(&mut self) {
+        let Some(l) = &self.listener else { return };
+        let ctl = crate::sys::borrow_fd(l.ctl.as_raw_fd());
         loop {
-            match accept4(
-                &self.listener.ctl,
-                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            ) {
+            match accept4(ctl, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
                 Ok(fd) => {
                     let slot = match self.pending.iter().position(Option::is_none) {
                         Some(s) => s,
@@ -971,7 +991,8 @@ impl UNode {
         }
         let p = self.pending[slot].take().expect("pending");
         let taken = |i: usize| matches!(self.eps.get(i), Some(Some(_)));
-        let Some(j) = self.listener.answer(p.request(), p.fd.as_fd(), MAX_PORTS, taken) else {
+        let Some(l) = &self.listener else { return };
+        let Some(j) = l.answer(p.request(), p.fd.as_fd(), MAX_PORTS, taken) else {
             return;
         };
         let id = j.id as usize;
@@ -1211,18 +1232,17 @@ pub fn run_node(
         }
     };
     let setup = (|| -> Result<UNode, String> {
-        let NodeKind::Net(listener) = node.kind else {
-            return Err(format!("{}: not a switch or hub", node.name));
+        let (listener, fwd) = match node.kind {
+            NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
+            NodeKind::Net(l) => {
+                let t = MacTable::new(l.spec.hashsize, l.spec.expire, l.spec.seed);
+                (Some(l), Forwarder::Switch(t))
+            }
+            // A cable is a hub of two: each frame goes to the other endpoint.
+            NodeKind::Cable => (None, Forwarder::Hub),
+            _ => return Err(format!("{}: not a switch, hub or cable", node.name)),
         };
-        let fwd = if listener.spec.hub {
-            Forwarder::Hub
-        } else {
-            Forwarder::Switch(MacTable::new(
-                listener.spec.hashsize,
-                listener.spec.expire,
-                listener.spec.seed,
-            ))
-        };
+        let cable = listener.is_none();
         let mut w = UNode {
             name: node.name.clone(),
             ring,
@@ -1236,6 +1256,7 @@ pub fn run_node(
             gen: 0,
             fwd,
             listener,
+            cable,
             listen_armed: false,
             pending: Vec::new(),
             wake: wake.as_raw_fd(),
