@@ -700,25 +700,37 @@ def _nat_router(kind):
     return build
 
 
-def build_fast_switch(scn, ctx):
-    # vdens-fast hosts the switch (its own tap is a port); a vdens-fast client joins it.
-    sw = os.path.join(scn.workdir, "sw")
-    scn.a = _endpoint(scn, "a", ctx.launcher("vdens-fast") + ["switch://" + sw], "vde0", ADDR_A)
-    _wait_path(scn.a, os.path.join(sw, "ctl"))
-    scn.b = _endpoint(scn, "b", ctx.launcher("vdens-fast") + ["vde://" + sw], "vde0", ADDR_B)
-    scn.roots += [scn.a.pid, scn.b.pid]
+def _fast_switch(launcher):
+    def build(scn, ctx):
+        # vdens-fast hosts the switch (its own tap is a port); a vdens-fast client joins it.
+        sw = os.path.join(scn.workdir, "sw")
+        scn.a = _endpoint(scn, "a", ctx.launcher(launcher) + ["switch://" + sw], "vde0", ADDR_A)
+        _wait_path(scn.a, os.path.join(sw, "ctl"))
+        scn.b = _endpoint(scn, "b", ctx.launcher(launcher) + ["vde://" + sw], "vde0", ADDR_B)
+        scn.roots += [scn.a.pid, scn.b.pid]
+
+    return build
 
 
-def build_vdeplug_fast_switch(scn, ctx):
-    # vdeplug-fast hosts the switch; two vdens-fast clients.
-    sw = os.path.join(scn.workdir, "sw")
-    vdeplug_fast = os.path.join(os.path.dirname(os.path.abspath(ctx.args.vdens_fast)), "vdeplug-fast")
-    p = Proc("%s vdeplug-fast" % scn.name, [vdeplug_fast, "null://", "switch://" + sw], scn.workdir)
-    scn.procs.append(p)
-    p.start()
-    _wait_path(p, os.path.join(sw, "ctl"))
-    scn.roots.append(p.pid)
-    _vdens_pair("vdens-fast", "vdens-fast", _vde)(scn, ctx)
+build_fast_switch = _fast_switch("vdens-fast")
+
+
+def _vdeplug_fast_switch(launcher):
+    def build(scn, ctx):
+        # vdeplug-fast hosts the switch; two vdens-fast clients.
+        sw = os.path.join(scn.workdir, "sw")
+        exe = ctx.vdeplug_fast(base=launcher == "base")
+        p = Proc("%s vdeplug-fast" % scn.name, [exe, "null://", "switch://" + sw], scn.workdir)
+        scn.procs.append(p)
+        p.start()
+        _wait_path(p, os.path.join(sw, "ctl"))
+        scn.roots.append(p.pid)
+        _vdens_pair(launcher, launcher, _vde)(scn, ctx)
+
+    return build
+
+
+build_vdeplug_fast_switch = _vdeplug_fast_switch("vdens-fast")
 
 
 # 4 clients on one switch: a <- b and c <- d at once
@@ -755,7 +767,7 @@ def _switch4(host):
             elif host == "vde_switch":
                 p = Proc("%s vde_switch" % scn.name, ["vde_switch", "-s", sw], scn.workdir, keep_stdin=True)
             else:
-                exe = os.path.join(os.path.dirname(os.path.abspath(ctx.args.vdens_fast)), "vdeplug-fast")
+                exe = ctx.vdeplug_fast()
                 p = Proc("%s vdeplug-fast" % scn.name, [exe, "null://", "switch://" + sw], scn.workdir)
             scn.procs.append(p)
             p.start()
@@ -790,7 +802,18 @@ def all_scenarios():
         Scenario("vdeplug-fast-switch4", "4 vdens-fast on a vdeplug-fast switch://, 2 pairs at once", _switch4("vdeplug-fast"), refs=SWITCH4_REFS),
         Scenario("classic-nat", "vdens -> vdens NAT router (ptp + tap) -> host", _nat_router("vdens")),
         Scenario("fast-nat", "vdens-fast -> vdens-fast NAT router (ptp + tap) -> host", _nat_router("vdens-fast"), refs=("classic-nat",)),
-    ]
+    ] + BASE_SCENARIOS
+
+
+# A/B against an earlier build (--base BIN): the vdens-fast scenarios again with that binary
+# (and the vdeplug-fast beside it), measured in the same rounds. Only run when named.
+BASE_SCENARIOS = [
+    Scenario("base-fast-ptp", "--base vdens-fast <-> same, ptp://", _vdens_pair("base", "base", _ptp)),
+    Scenario("base-fast-ptp-poll", "--base vdens-fast --engine poll <-> same, ptp://", _vdens_pair("base-poll", "base-poll", _ptp)),
+    Scenario("base-fast-switch", "--base vdens-fast switch:// <-> same", _fast_switch("base")),
+    Scenario("base-vdeplug-fast-switch", "--base vdens-fast <-> same, --base vdeplug-fast switch://", _vdeplug_fast_switch("base")),
+]
+BASE_NAMES = [s.name for s in BASE_SCENARIOS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -915,7 +938,16 @@ class Context:
             return [self.args.vdens_fast]
         if which == "vdens-fast-poll":
             return [self.args.vdens_fast, "--engine", "poll"]
+        if which == "base":
+            return [self.args.base]
+        if which == "base-poll":
+            return [self.args.base, "--engine", "poll"]
         return [self.args.vdens]
+
+    def vdeplug_fast(self, base=False):
+        """vdeplug-fast beside the vdens-fast binary (or beside --base's)."""
+        exe = self.args.base if base else self.args.vdens_fast
+        return os.path.join(os.path.dirname(os.path.abspath(exe)), "vdeplug-fast")
 
     def cleanup(self):
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -1462,6 +1494,7 @@ def parse_args(argv):
     ap.add_argument("--tests", help="comma list (default: all)")
     ap.add_argument("--vdens", default="vdens", help="classic vdens (default: vdens from PATH)")
     ap.add_argument("--vdens-fast", default=os.path.join(REPO, "target", "release", "vdens-fast"), help="vdens-fast binary (default: target/release/vdens-fast)")
+    ap.add_argument("--base", metavar="BIN", help="an earlier vdens-fast build for an A/B in the same rounds: adds the base-* scenarios (%s) unless --scenarios names others" % ", ".join(BASE_NAMES))
     ap.add_argument("--json", metavar="FILE", help="write all samples + summary as JSON")
     ap.add_argument("--csv", metavar="FILE", help="write the summary as CSV")
     ap.add_argument("--markdown", metavar="FILE", help="write the summary as a Markdown table")
@@ -1480,12 +1513,17 @@ def parse_args(argv):
     bad = [t for t in args.tests if t not in TESTS]
     if bad:
         ap.error("unknown test(s) %s (known: %s)" % (", ".join(bad), ", ".join(TESTS)))
-    args.scenarios = args.scenarios.split(",") if args.scenarios else names
+    default = [n for n in names if n not in BASE_NAMES or args.base]
+    args.scenarios = args.scenarios.split(",") if args.scenarios else default
     bad = [s for s in args.scenarios if s not in names]
     if bad:
         ap.error("unknown scenario(s) %s (known: %s)" % (", ".join(bad), ", ".join(names)))
+    if not args.base and any(s in BASE_NAMES for s in args.scenarios):
+        ap.error("the base-* scenarios need --base BIN (an earlier vdens-fast build)")
     if os.sep in args.vdens_fast:
         args.vdens_fast = os.path.abspath(args.vdens_fast)
+    if args.base and os.sep in args.base:
+        args.base = os.path.abspath(args.base)
     return args
 
 
