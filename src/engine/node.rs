@@ -20,12 +20,13 @@ use super::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, single_send_drop, Backpressure, Control,
     Op, RxFault, Token, Verdict,
 };
+use super::join::{Change, Joins, Ready};
 use super::offload::SUPER_READ;
 use super::overlay::OverlayEp;
 use super::port::MAX_FRAME;
 use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::Cmd;
-use crate::switch::server::{Joining, Listener};
+use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
 use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnected, SendTo};
@@ -33,7 +34,7 @@ use crate::wire::stream::{self, Decoder};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::socket::{accept4, recv, send, sendto, MsgFlags, SockFlag, UnixAddr};
+use nix::sys::socket::{recv, send, sendto, MsgFlags, UnixAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -459,7 +460,8 @@ struct NodeWorker {
     eps: Vec<Option<Ep>>,
     fwd: Fwd,
     listener: Option<Listener>,
-    pending: Vec<Option<Joining>>,
+    /// Clients that have not joined yet.
+    joins: Joins,
     slab: Box<[u8]>,
     lens: [usize; BATCH],
     /// Per frame of the batch: the destination endpoint, [`FLOOD`] or [`DROP`].
@@ -783,43 +785,20 @@ impl NodeWorker {
 
     fn accept(&mut self) {
         let Some(l) = &self.listener else { return };
-        loop {
-            match accept4(&l.ctl, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
-                Ok(fd) => {
-                    let slot = match self.pending.iter().position(Option::is_none) {
-                        Some(s) => s,
-                        None => {
-                            self.pending.push(None);
-                            self.pending.len() - 1
-                        }
-                    };
-                    if self
-                        .ep
-                        .add(
-                            fd.as_fd(),
-                            EpollEvent::new(EpollFlags::EPOLLIN, token(Op::Pending, slot)),
-                        )
-                        .is_ok()
-                    {
-                        self.pending[slot] = Some(Joining::new(fd));
-                    }
-                }
-                Err(Errno::EINTR) => {}
-                Err(_) => return,
+        for c in self.joins.accept(l.ctl.as_fd(), Instant::now(), &self.name) {
+            // A closed client left epoll with its descriptor (Unwatch).
+            if let Change::Watch { slot, gen, fd } = c {
+                let t = Token::new(Op::Pending, slot).gen(gen).encode();
+                let _ = self.ep.add(fdb(fd), EpollEvent::new(EpollFlags::EPOLLIN, t));
             }
         }
     }
 
     /// Reads a joining client's request; answers it with a new port.
-    fn pending_ready(&mut self, slot: usize) {
-        let Some(p) = self.pending.get_mut(slot).and_then(Option::as_mut) else {
+    fn pending_ready(&mut self, slot: usize, gen: u16) {
+        let Ready::Done(p) = self.joins.ready(slot, gen) else {
             return;
         };
-        let done = p.read();
-        if !done {
-            return;
-        }
-        let p = self.pending[slot].take().expect("pending");
         let _ = self.ep.delete(p.fd.as_fd());
         let l = self.listener.as_ref().expect("listener");
         let taken = |i: usize| matches!(self.eps.get(i), Some(Some(_)));
@@ -923,7 +902,7 @@ impl NodeWorker {
                     Op::PtpListen => self.ptp_accept(),
                     Op::Rx | Op::Tx => self.pump(t.ep()),
                     Op::Ctl => self.ctl_ready(t.ep()),
-                    Op::Pending => self.pending_ready(t.ep()),
+                    Op::Pending => self.pending_ready(t.ep(), t.gen),
                     _ => {}
                 }
             }
@@ -1091,7 +1070,7 @@ pub fn run(
             eps: Vec::new(),
             fwd,
             listener,
-            pending: Vec::new(),
+            joins: Joins::default(),
             slab: vec![0u8; BATCH * STRIDE].into_boxed_slice(),
             lens: [0; BATCH],
             dests: [0; BATCH],

@@ -30,12 +30,13 @@ use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
 };
+use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::Cmd;
-use crate::switch::server::{Joining, Listener};
+use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::transport::{Framing, Link, SendTo};
 use crate::wire::gro::{self, Coalescer};
@@ -43,7 +44,7 @@ use crate::wire::stream::{self, Decoder};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use nix::errno::Errno;
-use nix::sys::socket::{accept4, recv, MsgFlags, SockFlag, SockaddrLike, UnixAddr};
+use nix::sys::socket::{recv, MsgFlags, SockaddrLike, UnixAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -310,7 +311,8 @@ struct UNode {
     /// A cable: the end of one endpoint's input ends the node's work (vdeplug-fast exits).
     cable: bool,
     listen_armed: bool,
-    pending: Vec<Option<Joining>>,
+    /// Clients that have not joined yet.
+    joins: Joins,
     wake: RawFd,
     wake_armed: bool,
     /// Operations in flight (all kinds), for the shutdown.
@@ -950,46 +952,38 @@ impl UNode {
     fn accept(&mut self) {
         let Some(l) = &self.listener else { return };
         let ctl = crate::sys::borrow_fd(l.ctl.as_raw_fd());
-        loop {
-            match accept4(ctl, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
-                Ok(fd) => {
-                    let slot = match self.pending.iter().position(Option::is_none) {
-                        Some(s) => s,
-                        None => {
-                            self.pending.push(None);
-                            self.pending.len() - 1
-                        }
-                    };
-                    self.pending[slot] = Some(Joining::new(fd));
-                    self.arm_pending(slot);
+        for c in self.joins.accept(ctl, Instant::now(), &self.name) {
+            match c {
+                Change::Watch { slot, gen, fd } => self.arm_pending(slot, gen, fd),
+                Change::Unwatch { slot, gen } => {
+                    let e = opcode::AsyncCancel::new(token(Op::Pending, slot, gen, 0, 0))
+                        .build()
+                        .user_data(token(Op::Cancel, 0, 0, 0, 0));
+                    self.push(&e);
                 }
-                Err(Errno::EINTR) => {}
-                Err(_) => return,
             }
         }
     }
 
-    fn arm_pending(&mut self, slot: usize) {
-        let Some(p) = self.pending[slot].as_ref() else {
-            return;
-        };
-        let sqe = opcode::PollAdd::new(types::Fd(p.fd.as_raw_fd()), libc::POLLIN as u32)
+    fn arm_pending(&mut self, slot: usize, gen: u16, fd: RawFd) {
+        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
-            .user_data(token(Op::Pending, slot, 0, 0, 0));
+            .user_data(token(Op::Pending, slot, gen, 0, 0));
         self.push(&sqe);
     }
 
     /// A joining client's request arrived (or part of it): answer it with a new port.
-    fn pending_ready(&mut self, slot: usize) {
-        let Some(p) = self.pending.get_mut(slot).and_then(Option::as_mut) else {
-            return;
+    fn pending_ready(&mut self, slot: usize, gen: u16) {
+        let p = match self.joins.ready(slot, gen) {
+            Ready::Stale => return,
+            Ready::Wait => {
+                if let Some(fd) = self.joins.fd(slot, gen) {
+                    self.arm_pending(slot, gen, fd);
+                }
+                return;
+            }
+            Ready::Done(p) => p,
         };
-        let done = p.read();
-        if !done {
-            self.arm_pending(slot);
-            return;
-        }
-        let p = self.pending[slot].take().expect("pending");
         let taken = |i: usize| matches!(self.eps.get(i), Some(Some(_)));
         let Some(l) = &self.listener else { return };
         let Some(j) = l.answer(p.request(), p.fd.as_fd(), MAX_PORTS, taken) else {
@@ -1069,7 +1063,7 @@ impl UNode {
                 Op::VnetRead => self.on_vnet_read(t, res),
                 Op::StreamWrite => self.on_stream_write(t, res),
                 Op::Ctl => self.on_ctl(t, res),
-                Op::Pending if !self.stopping => self.pending_ready(t.ep()),
+                Op::Pending if !self.stopping => self.pending_ready(t.ep(), t.gen),
                 Op::Listen => {
                     if !more {
                         self.listen_armed = false;
@@ -1258,7 +1252,7 @@ pub fn run_node(
             listener,
             cable,
             listen_armed: false,
-            pending: Vec::new(),
+            joins: Joins::default(),
             wake: wake.as_raw_fd(),
             wake_armed: false,
             outstanding: 0,
