@@ -174,20 +174,21 @@ fn usage_and_errors() {
     let o = run(vdeplug_fast(&["--help"]), 10);
     assert_eq!(o.code, Some(0));
     assert!(o.stdout.contains("VNL1 VNL2"), "{}", o.stdout);
+    // Usage errors end with vde_plug's status 255, in one line.
     let o = run(vdeplug_fast(&["-x"]), 10);
-    assert_eq!(o.code, Some(1));
+    assert_eq!(o.code, Some(255));
     assert_eq!(
         o.stderr.trim(),
-        "vdeplug-fast: unknown option '-x' (see vdeplug-fast --help)"
+        "vdeplug-fast: invalid option -- 'x' (see vdeplug-fast --help)"
     );
     let o = run(vdeplug_fast(&["--engine", "fast", "null://", "null://"]), 10);
-    assert_eq!(o.code, Some(1));
+    assert_eq!(o.code, Some(255));
     assert_eq!(
         o.stderr.trim(),
-        "vdeplug-fast: --engine: unknown engine 'fast' (auto, uring or poll)"
+        "vdeplug-fast: --engine: unknown engine 'fast' (auto, uring or poll) (see vdeplug-fast --help)"
     );
     let o = run(vdeplug_fast(&["a", "b", "c"]), 10);
-    assert_eq!(o.code, Some(1));
+    assert_eq!(o.code, Some(255));
     let d = TempDir::new("vfbad");
     let o = run(
         vdeplug_fast(&["null://", &format!("switch://{}/no/such/sw", d.path().display())]),
@@ -325,4 +326,27 @@ fn description_reaches_the_switch() {
     );
     let _ = switch.kill();
     let _ = switch.wait();
+}
+
+#[test]
+fn messages_carry_the_invoked_name() {
+    // Installed under another name (a symlink, an alternative): its messages say that name.
+    let d = TempDir::new("vfname");
+    let link = d.join("my_plug");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vdeplug-fast"), &link).unwrap();
+    let mut c = Command::new(&link);
+    c.arg("-x");
+    let o = run(c, 10);
+    assert!(o.stderr.starts_with("my_plug: "), "{}", o.stderr);
+    assert!(o.stderr.contains("see my_plug --help"), "{}", o.stderr);
+    let mut c = Command::new(&link);
+    c.args(["null://", &format!("switch://{}/no/such/sw", d.path().display())]);
+    let o = run(c, 10);
+    assert_eq!(o.code, Some(1));
+    assert!(o.stderr.starts_with("my_plug: "), "{}", o.stderr);
+    assert!(!o.stderr.contains("vdens-fast"), "{}", o.stderr);
+    let mut c = Command::new(&link);
+    c.arg("--help");
+    let o = run(c, 10);
+    assert!(o.stdout.contains("my_plug [ OPTIONS ] VNL1 VNL2"), "{}", o.stdout);
 }

@@ -1,0 +1,433 @@
+//! vdeplug-fast's run: open what the command line names, wire it into one engine node, run
+//! until a signal or the end of the input, and clean up as vde_plug 4.0.1 does.
+//!
+//! Signals, after selfsighandler.c: SIGHUP, SIGINT and SIGTERM end the run cleanly (the node's
+//! files and the pid file are removed); then SIGTERM exits 0, while SIGHUP and SIGINT are sent
+//! again to the whole process group with their default action (the process ends killed by
+//! them). SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGPROF, SIGVTALRM, SIGIO, SIGSTKFLT and SIGPWR
+//! do nothing (vde_plug ignores them; here they are blocked and read from a signalfd, so a
+//! coprocess started before still gets the caller's dispositions).
+
+use super::{parse, program_name, remote_address, syslog_datagram, wire, Options, Parsed, Plan, Role, Shape};
+use crate::engine::{Endpoint, Engine, EngineOptions, Node, NodeKind, UringTuning};
+use crate::transport::{self, Framing, Hosted, Link};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Signals that end the run (selfsighandler.c's handled ones).
+pub const ENDING: [Signal; 3] = [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM];
+
+/// Signals vde_plug ignores (selfsighandler.c on Linux with glibc >= 2.26: SIGPOLL is SIGIO,
+/// SIGUNUSED is not defined).
+pub const IGNORED: [Signal; 9] = [
+    Signal::SIGPIPE,
+    Signal::SIGALRM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGPROF,
+    Signal::SIGVTALRM,
+    Signal::SIGIO,
+    Signal::SIGSTKFLT,
+    Signal::SIGPWR,
+];
+
+const USAGE: &str = "Usage:
+  PROG [ OPTIONS ] [VNL]              frames as a 2-byte-length stream on stdin/stdout
+  PROG [ OPTIONS ] VNL1 VNL2          a cable between two networks
+  PROG [ OPTIONS ] [VNL] = CMD [ARGS] the stream through a coprocess (options stop at '=')
+  an omitted or empty VNL means the default VDE network, as for vde_plug;
+  switch://PATH and hub://PATH are hosted in this process (PROG null:// switch:///tmp/sw)
+Options (vde_plug's; short ones may be bundled, long ones abbreviated):
+  -d | --daemon                 run in the background (in /, output to /dev/null)
+  -p PIDFILE | --pidfile PIDFILE  write the pid to PIDFILE (removed on exit)
+  -l | --log                    log START/STOP on syslog
+  -L | --iplog                  as -l (the addresses are not logged yet)
+  -g GROUP | --group GROUP      group of the data socket (vde:// first VNL)
+  -G GROUP | --group2 GROUP     the same for the second VNL
+  -m MODE | --mod MODE          octal permissions of the data socket (vde:// first VNL)
+  -M MODE | --mod2 MODE         the same for the second VNL
+  --port PORT | --port2 PORT    switch port to ask for (obsolete: write vde://PATH[PORT])
+  -D DESCR | --descr DESCR      description a switch shows for the connection (default vdeplug:)
+  -c vde_plug                   login-shell mode (sshd runs SHELL -c COMMAND)
+  --engine auto|uring|poll      data plane of a hosted switch or hub: io_uring, the epoll node, or
+                                auto (io_uring when usable; the default); cables use the epoll node
+  -h | --help                   this summary
+";
+
+/// Runs vdeplug-fast with `argv` (argv[0] included); returns the exit status, or ends the
+/// process by SIGHUP/SIGINT after cleaning up.
+pub fn main(argv: Vec<OsString>) -> i32 {
+    let prog = program_name(argv.first().map(OsString::as_os_str));
+    let parsed = parse(&argv, std::env::var_os("POSIXLY_CORRECT").is_some());
+    let o = match parsed {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Help) => {
+            print!("{}", USAGE.replace("PROG", &prog));
+            return 0;
+        }
+        Ok(Parsed::NotAShell) => {
+            let log = SessionLog::new(&prog);
+            log.send(&format!("FAILED: user {} IP {}", log.user, log.remote));
+            eprintln!(
+                "{prog}: this is a Virtual Distributed Ethernet (vde) tunnel broker, not a login shell: only vde_plug can be executed"
+            );
+            return 255;
+        }
+        Err(e) => {
+            eprintln!("{prog}: {e} (see {prog} --help)");
+            return 255;
+        }
+    };
+    let log = o.logging.sessions.then(|| SessionLog::new(&prog));
+    if let Some(l) = &log {
+        l.send(&format!("START: user {} IP {}", l.user, l.remote));
+    }
+    let code = Run::new(prog, o).go();
+    if let Some(l) = &log {
+        l.send(&format!("STOP: user {} IP {}", l.user, l.remote));
+    }
+    match code {
+        Ended::Status(c) => c,
+        Ended::Signal(s) => die_by(s),
+    }
+}
+
+enum Ended {
+    Status(i32),
+    Signal(Signal),
+}
+
+/// Ends the process with `sig` as vde_plug's handler does: the whole process group gets it
+/// with its default action (this process still blocks it until the end).
+fn die_by(sig: Signal) -> i32 {
+    let _ = std::io::stdout().flush();
+    let _ = nix::sys::signal::killpg(nix::unistd::getpgrp(), sig);
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let _ = set.thread_unblock();
+    // The signal arrives at the unblock; should it not (the group is gone), end as killed.
+    128 + sig as i32
+}
+
+/// START/STOP and address messages to syslog (vde_plug_log.c), through /dev/log.
+#[derive(Clone)]
+struct SessionLog {
+    ident: String,
+    user: String,
+    remote: String,
+}
+
+impl SessionLog {
+    fn new(ident: &str) -> SessionLog {
+        let uid = nix::unistd::getuid();
+        let user = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| uid.to_string());
+        SessionLog {
+            ident: ident.to_string(),
+            user,
+            remote: remote_address(std::env::var_os("SSH_CLIENT").as_deref()),
+        }
+    }
+
+    /// Best effort, as syslog(3) without LOG_CONS: nothing happens when no daemon listens.
+    fn send(&self, message: &str) {
+        if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
+            let _ = s.send_to(syslog_datagram(&self.ident, message).as_bytes(), "/dev/log");
+        }
+    }
+}
+
+/// A failure of the run: one line, exit status 1.
+struct Failed(String);
+
+struct Run {
+    prog: String,
+    o: Options,
+    /// The pid file as an absolute path (the daemon runs in /).
+    pidfile: Option<PathBuf>,
+}
+
+impl Run {
+    fn new(prog: String, o: Options) -> Run {
+        let pidfile = o.pidfile.as_ref().map(|p| {
+            let p = PathBuf::from(p);
+            std::path::absolute(&p).unwrap_or(p)
+        });
+        Run { prog, o, pidfile }
+    }
+
+    fn go(mut self) -> Ended {
+        let mut ready = None;
+        if self.o.daemon {
+            match daemonize() {
+                Ok(Some(r)) => ready = Some(r),
+                Ok(None) => unreachable!("the parent exits in daemonize"),
+                Err(e) => {
+                    eprintln!("{}: cannot run in the background: {e}", self.prog);
+                    return Ended::Status(1);
+                }
+            }
+        }
+        if let Some(p) = &self.pidfile {
+            // As vde_plug: a pid file that cannot be written does not stop the run.
+            if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+                eprintln!(
+                    "{}: cannot write the pid file {}: {} (running without it)",
+                    self.prog,
+                    p.display(),
+                    crate::sys::err_text(&e)
+                );
+                self.pidfile = None;
+            }
+        }
+        // Before anything starts a thread: every thread inherits the mask.
+        let sfd = match block_signals() {
+            Ok(s) => s,
+            Err(Failed(m)) => {
+                eprintln!("{}: {m}", self.prog);
+                return Ended::Status(1);
+            }
+        };
+        let ended = match self.start() {
+            Ok(engine) => {
+                if let Some(r) = ready.take() {
+                    daemon_ready(r);
+                }
+                let ended = wait(&engine, &sfd);
+                engine.stop();
+                ended
+            }
+            Err(Failed(m)) => {
+                eprintln!("{}: {m}", self.prog);
+                Ended::Status(1)
+            }
+        };
+        if let Some(p) = &self.pidfile {
+            let _ = std::fs::remove_file(p);
+        }
+        ended
+    }
+
+    /// Opens the links, wires them and starts the engine.
+    fn start(&mut self) -> Result<Engine, Failed> {
+        let descr = self.o.descr.clone();
+        let open = |v: &str, i: usize, o: &Options| -> Result<Link, Failed> {
+            let v = super::with_open_args(&resolve_plain(v, &o.open_args[i]), &o.open_args[i]);
+            transport::open_described(&v, &descr).map_err(|e| Failed(e.to_string()))
+        };
+        let o = self.o.clone();
+        let links = match &o.plan {
+            Plan::Stream { vnl } => {
+                let first = open(vnl, 0, &o)?;
+                [first, self.stdio_link()?]
+            }
+            Plan::Cable { vnls } => {
+                let first = open(&vnls[0], 0, &o)?;
+                [first, open(&vnls[1], 1, &o)?]
+            }
+            Plan::Cmd { vnl, argv } => {
+                let first = open(vnl, 0, &o)?;
+                let shown = argv
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let cmd =
+                    transport::open_cmd(&format!("={shown}"), argv).map_err(|e| Failed(e.to_string()))?;
+                [first, cmd]
+            }
+        };
+        let node = node_of(links)?;
+        let opts = EngineOptions {
+            choice: o.engine,
+            workers: None,
+            cpus: None,
+            pin: false,
+            stats: None,
+            stats_interval: Duration::from_secs(1),
+        };
+        Engine::start_nodes(opts, UringTuning::default(), Vec::new(), vec![node])
+            .map_err(|e| Failed(format!("cannot start the data plane: {e}")))
+    }
+
+    /// The stream on stdin/stdout.
+    fn stdio_link(&mut self) -> Result<Link, Failed> {
+        let dup = |fd: i32, what: &str| -> Result<OwnedFd, Failed> {
+            crate::sys::dup_inherited(fd)
+                .map_err(|e| Failed(format!("cannot use {what}: {}", crate::sys::err_text(&e))))
+        };
+        // A daemon's stdin and stdout are /dev/null, as after daemon(3) in vde_plug.
+        let (stdin, stdout) = if self.o.daemon {
+            let null = |w: bool| {
+                std::fs::OpenOptions::new()
+                    .read(!w)
+                    .write(w)
+                    .open("/dev/null")
+                    .map(OwnedFd::from)
+                    .map_err(|e| Failed(format!("cannot open /dev/null: {}", crate::sys::err_text(&e))))
+            };
+            (null(false)?, null(true)?)
+        } else {
+            (dup(0, "standard input")?, dup(1, "standard output")?)
+        };
+        let mut l = Link::null("stdio");
+        l.framing = Framing::Stream;
+        l.rx = Some(stdin);
+        l.tx = Some(stdout);
+        Ok(l)
+    }
+}
+
+/// The run's own reading of an empty or plain VNL when -m/-g/--port apply to it: the user's
+/// default switch and a VNL file, as libvdeplug (and the transport) resolve them.
+fn resolve_plain(vnl: &str, a: &super::OpenArgs) -> String {
+    if *a == super::OpenArgs::default() || vnl.contains("://") || vnl.starts_with('=') {
+        return vnl.to_string();
+    }
+    let mut path = vnl.to_string();
+    if path.is_empty() {
+        if let Some(home) = std::env::var_os("HOME") {
+            for d in ["/.vdeplug/default", "/.vde2/default.switch"] {
+                let p = format!("{}{d}", home.to_string_lossy());
+                if std::fs::symlink_metadata(&p).is_ok() {
+                    path = p;
+                    break;
+                }
+            }
+        }
+    }
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+            .unwrap_or(path),
+        _ => path,
+    }
+}
+
+/// The role of an opened link for [`wire`].
+fn role(l: &Link) -> Role {
+    match &l.node {
+        None if l.framing == Framing::Null => Role::Null,
+        None => Role::Plain,
+        Some(Hosted::Overlay(_)) => Role::Overlay,
+        Some(Hosted::Ptp(h)) if h.peer().is_some() => Role::PtpConnected,
+        Some(_) => Role::Host,
+    }
+}
+
+fn plug(name: &str, l: Link) -> Endpoint {
+    Endpoint::Link {
+        name: name.into(),
+        link: Box::new(l),
+    }
+}
+
+/// The engine node for two opened links, as [`wire`] says.
+fn node_of(mut links: [Link; 2]) -> Result<Node, Failed> {
+    let w = wire([role(&links[0]), role(&links[1])]).map_err(|e| Failed(e.to_string()))?;
+    if let Some(i) = w.demote {
+        let l = &mut links[i];
+        if let Some(Hosted::Ptp(h)) = l.node.as_mut() {
+            let peer = h.take_peer().expect("a connected ptp end has its peer");
+            *l = Link::single(&l.vnl.clone(), Framing::Datagram, peer);
+        }
+    }
+    Ok(match w.shape {
+        Shape::Cable => {
+            let [a, b] = links;
+            Node {
+                name: "cable".into(),
+                kind: NodeKind::Cable,
+                endpoints: vec![plug("plug1", a), plug("plug2", b)],
+            }
+        }
+        Shape::Host { host, plug: other } => {
+            let hosted = links[host].node.take().expect("the host link hosts");
+            let name = links[host].vnl.clone();
+            let [a, b] = links;
+            let rest = if host == 0 { b } else { a };
+            Node {
+                name,
+                kind: NodeKind::hosting(hosted),
+                endpoints: other.map(|_| plug("plug", rest)).into_iter().collect(),
+            }
+        }
+    })
+}
+
+/// Blocks the ending and the ignored signals in this thread (the engine's threads inherit the
+/// mask) and returns a signalfd for them.
+fn block_signals() -> Result<SignalFd, Failed> {
+    let mut set = SigSet::empty();
+    for s in ENDING.iter().chain(IGNORED.iter()) {
+        set.add(*s);
+    }
+    set.thread_block()
+        .map_err(|e| Failed(format!("cannot block signals: {}", e.desc())))?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Failed(format!("cannot create a signalfd: {}", e.desc())))
+}
+
+/// Runs until an ending signal or the end of a cable's input.
+fn wait(engine: &Engine, sfd: &SignalFd) -> Ended {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(200u16));
+        while let Ok(Some(info)) = sfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGTERM) => return Ended::Status(0),
+                Ok(s) if ENDING.contains(&s) => return Ended::Signal(s),
+                _ => {}
+            }
+        }
+        if engine.cable_ended() {
+            return Ended::Status(0);
+        }
+    }
+}
+
+/// daemon(3), with the parent waiting until the child is running (or has failed): the parent
+/// exits 0 once the child's pid file is written and its data plane started, 1 when it failed
+/// (the child has said why on the terminal). Returns, in the child, the pipe to report on.
+fn daemonize() -> std::io::Result<Option<OwnedFd>> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match crate::sys::fork()? {
+        crate::sys::Forked::Parent(_) => {
+            drop(w);
+            let mut b = [0u8; 1];
+            let ok = matches!(File::from(r).read(&mut b), Ok(1));
+            std::process::exit(if ok { 0 } else { 1 })
+        }
+        crate::sys::Forked::Child => {
+            drop(r);
+            nix::unistd::setsid()?;
+            std::env::set_current_dir("/")?;
+            Ok(Some(w))
+        }
+    }
+}
+
+/// Tells the waiting parent the daemon runs, and detaches from the terminal.
+fn daemon_ready(w: OwnedFd) {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+    let _ = File::from(w).write_all(b"1");
+}
