@@ -8,17 +8,24 @@
 //! do nothing (vde_plug ignores them; here they are blocked and read from a signalfd, so a
 //! coprocess started before still gets the caller's dispositions).
 
-use super::{parse, program_name, remote_address, syslog_datagram, wire, Options, Parsed, Plan, Role, Shape};
+use super::{
+    ip_source, iplog_message, parse, program_name, remote_address, syslog_datagram, wire, Logging, Options,
+    Parsed, Plan, Role, Shape, IPLOG_GROUP,
+};
 use crate::engine::{Endpoint, Engine, EngineOptions, Node, NodeKind, UringTuning};
 use crate::transport::{self, Framing, Hosted, Link};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Signals that end the run (selfsighandler.c's handled ones).
 pub const ENDING: [Signal; 3] = [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM];
@@ -47,7 +54,7 @@ Options (vde_plug's; short ones may be bundled, long ones abbreviated):
   -d | --daemon                 run in the background (in /, output to /dev/null)
   -p PIDFILE | --pidfile PIDFILE  write the pid to PIDFILE (removed on exit)
   -l | --log                    log START/STOP on syslog
-  -L | --iplog                  as -l (the addresses are not logged yet)
+  -L | --iplog                  -l plus the IP addresses seen on the stream from stdin
   -g GROUP | --group GROUP      group of the data socket (vde:// first VNL)
   -G GROUP | --group2 GROUP     the same for the second VNL
   -m MODE | --mod MODE          octal permissions of the data socket (vde:// first VNL)
@@ -88,7 +95,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     if let Some(l) = &log {
         l.send(&format!("START: user {} IP {}", l.user, l.remote));
     }
-    let code = Run::new(prog, o).go();
+    let code = Run::new(prog, o, log.clone()).go();
     if let Some(l) = &log {
         l.send(&format!("STOP: user {} IP {}", l.user, l.remote));
     }
@@ -146,23 +153,49 @@ impl SessionLog {
     }
 }
 
+/// True when the caller belongs to [`IPLOG_GROUP`] (vde_plug's checkuidgroup).
+fn in_iplog_group() -> bool {
+    let Ok(Some(g)) = nix::unistd::Group::from_name(IPLOG_GROUP) else {
+        return false;
+    };
+    let Ok(Some(u)) = nix::unistd::User::from_uid(nix::unistd::getuid()) else {
+        return false;
+    };
+    let Ok(name) = std::ffi::CString::new(u.name.clone()) else {
+        return false;
+    };
+    u.gid == g.gid || nix::unistd::getgrouplist(&name, u.gid).is_ok_and(|l| l.contains(&g.gid))
+}
+
 /// A failure of the run: one line, exit status 1.
 struct Failed(String);
 
 struct Run {
     prog: String,
     o: Options,
+    log: Option<SessionLog>,
     /// The pid file as an absolute path (the daemon runs in /).
     pidfile: Option<PathBuf>,
+    /// Threads copying stdout from the engine's pipe, waited for at the end.
+    pumps: Vec<JoinHandle<()>>,
+    /// Set when stdin, copied by a thread, ends.
+    stdin_ended: Option<Arc<AtomicBool>>,
 }
 
 impl Run {
-    fn new(prog: String, o: Options) -> Run {
+    fn new(prog: String, o: Options, log: Option<SessionLog>) -> Run {
         let pidfile = o.pidfile.as_ref().map(|p| {
             let p = PathBuf::from(p);
             std::path::absolute(&p).unwrap_or(p)
         });
-        Run { prog, o, pidfile }
+        Run {
+            prog,
+            o,
+            log,
+            pidfile,
+            pumps: Vec::new(),
+            stdin_ended: None,
+        }
     }
 
     fn go(mut self) -> Ended {
@@ -198,11 +231,11 @@ impl Run {
             }
         };
         let ended = match self.start() {
-            Ok(engine) => {
+            Ok((engine, input)) => {
                 if let Some(r) = ready.take() {
                     daemon_ready(r);
                 }
-                let ended = wait(&engine, &sfd);
+                let ended = wait(&engine, &sfd, input.as_deref());
                 engine.stop();
                 ended
             }
@@ -211,14 +244,17 @@ impl Run {
                 Ended::Status(1)
             }
         };
+        self.finish_pumps();
         if let Some(p) = &self.pidfile {
             let _ = std::fs::remove_file(p);
         }
         ended
     }
 
-    /// Opens the links, wires them and starts the engine.
-    fn start(&mut self) -> Result<Engine, Failed> {
+    /// Opens the links, wires them and starts the engine. Returns the engine, and the flag
+    /// set when the input of a hosted node's stream endpoint ends (a cable's end is the
+    /// engine's to see).
+    fn start(&mut self) -> Result<(Engine, Option<Arc<AtomicBool>>), Failed> {
         let descr = self.o.descr.clone();
         let open = |v: &str, i: usize, o: &Options| -> Result<Link, Failed> {
             let v = super::with_open_args(&resolve_plain(v, &o.open_args[i]), &o.open_args[i]);
@@ -228,7 +264,8 @@ impl Run {
         let links = match &o.plan {
             Plan::Stream { vnl } => {
                 let first = open(vnl, 0, &o)?;
-                [first, self.stdio_link()?]
+                let hosted = role(&first).hosts();
+                [first, self.stdio_link(hosted)?]
             }
             Plan::Cable { vnls } => {
                 let first = open(&vnls[0], 0, &o)?;
@@ -246,7 +283,27 @@ impl Run {
                 [first, cmd]
             }
         };
-        let node = node_of(links)?;
+        let mut links = links;
+        let w = wire([role(&links[0]), role(&links[1])]).map_err(|e| Failed(e.to_string()))?;
+        // vde_plug ends when its stream input ends, also beside a switch or hub it hosts; the
+        // node does not stop for an endpoint, so a thread copying that input tells.
+        let mut input = None;
+        if let Shape::Host { plug: Some(i), .. } = w.shape {
+            if links[i].framing == Framing::Stream {
+                input = match (&o.plan, self.stdin_ended.clone()) {
+                    (Plan::Stream { .. }, Some(f)) => Some(f),
+                    _ => match links[i].rx.take() {
+                        Some(rx) => {
+                            let (r, f) = interpose(rx, None, true)?;
+                            links[i].rx = Some(r);
+                            Some(f)
+                        }
+                        None => None,
+                    },
+                };
+            }
+        }
+        let node = node_of(links, w);
         let opts = EngineOptions {
             choice: o.engine,
             workers: None,
@@ -255,12 +312,16 @@ impl Run {
             stats: None,
             stats_interval: Duration::from_secs(1),
         };
-        Engine::start_nodes(opts, UringTuning::default(), Vec::new(), vec![node])
-            .map_err(|e| Failed(format!("cannot start the data plane: {e}")))
+        let engine = Engine::start_nodes(opts, UringTuning::default(), Vec::new(), vec![node])
+            .map_err(|e| Failed(format!("cannot start the data plane: {e}")))?;
+        Ok((engine, input))
     }
 
-    /// The stream on stdin/stdout.
-    fn stdio_link(&mut self) -> Result<Link, Failed> {
+    /// The stream on stdin/stdout. A descriptor epoll refuses (a regular file, /dev/null) is
+    /// always ready: a thread copies it through a pipe, blocking on the file as vde_plug's
+    /// read/write do. With -L the stream from stdin always goes through that thread, which
+    /// logs each new source address.
+    fn stdio_link(&mut self, hosted: bool) -> Result<Link, Failed> {
         let dup = |fd: i32, what: &str| -> Result<OwnedFd, Failed> {
             crate::sys::dup_inherited(fd)
                 .map_err(|e| Failed(format!("cannot use {what}: {}", crate::sys::err_text(&e))))
@@ -279,11 +340,52 @@ impl Run {
         } else {
             (dup(0, "standard input")?, dup(1, "standard output")?)
         };
+        let iplog = self.iplog();
+        let rx = if iplog.is_some() || hosted || !pollable(&stdin) {
+            let (r, ended) = interpose(stdin, iplog, hosted)?;
+            self.stdin_ended = Some(ended);
+            r
+        } else {
+            stdin
+        };
+        let tx = if pollable(&stdout) {
+            stdout
+        } else {
+            let (r, w) = pipe()?;
+            let to = File::from(stdout);
+            self.pumps
+                .push(std::thread::spawn(move || copy_out(File::from(r), to)));
+            w
+        };
         let mut l = Link::null("stdio");
         l.framing = Framing::Stream;
-        l.rx = Some(stdin);
-        l.tx = Some(stdout);
+        l.rx = Some(rx);
+        l.tx = Some(tx);
         Ok(l)
+    }
+
+    /// The address log of -L (or of a login shell whose user is in vdeplug_iplog).
+    fn iplog(&self) -> Option<IpLog> {
+        let Logging { addresses, login, .. } = self.o.logging;
+        let on = addresses || (login && in_iplog_group());
+        let log = self.log.clone()?;
+        on.then(|| IpLog {
+            log,
+            seen: HashSet::new(),
+        })
+    }
+
+    /// Waits (bounded) for the stdio threads to write out what the engine left in their pipes.
+    fn finish_pumps(&mut self) {
+        let end = Instant::now() + Duration::from_secs(2);
+        for p in self.pumps.drain(..) {
+            while !p.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if p.is_finished() {
+                let _ = p.join();
+            }
+        }
     }
 }
 
@@ -333,8 +435,7 @@ fn plug(name: &str, l: Link) -> Endpoint {
 }
 
 /// The engine node for two opened links, as [`wire`] says.
-fn node_of(mut links: [Link; 2]) -> Result<Node, Failed> {
-    let w = wire([role(&links[0]), role(&links[1])]).map_err(|e| Failed(e.to_string()))?;
+fn node_of(mut links: [Link; 2], w: super::Wiring) -> Node {
     if let Some(i) = w.demote {
         let l = &mut links[i];
         if let Some(Hosted::Ptp(h)) = l.node.as_mut() {
@@ -342,7 +443,7 @@ fn node_of(mut links: [Link; 2]) -> Result<Node, Failed> {
             *l = Link::single(&l.vnl.clone(), Framing::Datagram, peer);
         }
     }
-    Ok(match w.shape {
+    match w.shape {
         Shape::Cable => {
             let [a, b] = links;
             Node {
@@ -362,7 +463,7 @@ fn node_of(mut links: [Link; 2]) -> Result<Node, Failed> {
                 endpoints: other.map(|_| plug("plug", rest)).into_iter().collect(),
             }
         }
-    })
+    }
 }
 
 /// Blocks the ending and the ignored signals in this thread (the engine's threads inherit the
@@ -378,8 +479,8 @@ fn block_signals() -> Result<SignalFd, Failed> {
         .map_err(|e| Failed(format!("cannot create a signalfd: {}", e.desc())))
 }
 
-/// Runs until an ending signal or the end of a cable's input.
-fn wait(engine: &Engine, sfd: &SignalFd) -> Ended {
+/// Runs until an ending signal or the end of the input (a cable's, or `input`).
+fn wait(engine: &Engine, sfd: &SignalFd, input: Option<&AtomicBool>) -> Ended {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
@@ -393,6 +494,115 @@ fn wait(engine: &Engine, sfd: &SignalFd) -> Ended {
         }
         if engine.cable_ended() {
             return Ended::Status(0);
+        }
+        if input.is_some_and(|f| f.load(Ordering::Acquire)) {
+            // The copying thread has written all but at most a pipe's worth, which the node
+            // reads at once: let it.
+            std::thread::sleep(Duration::from_millis(100));
+            return Ended::Status(0);
+        }
+    }
+}
+
+/// True when epoll accepts `fd` (it refuses regular files and /dev/null with EPERM: they are
+/// always ready).
+fn pollable(fd: &OwnedFd) -> bool {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+    let Ok(ep) = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) else {
+        return true;
+    };
+    ep.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 0)).is_ok()
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Failed> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Failed(format!("cannot create a pipe: {}", e.desc())))
+}
+
+/// -L: the source addresses already logged.
+struct IpLog {
+    log: SessionLog,
+    seen: HashSet<(std::net::IpAddr, u16)>,
+}
+
+impl IpLog {
+    fn frame(&mut self, f: &[u8]) {
+        if let Some((a, vlan)) = ip_source(f) {
+            if self.seen.insert((a, vlan)) {
+                let m = iplog_message(&self.log.user, &self.log.remote, a, vlan);
+                self.log.send(&m);
+            }
+        }
+    }
+}
+
+/// Puts a thread copying `rx` between it and the engine (see [`copy_in`]); returns the
+/// engine's end and the flag the thread sets when `rx` ends. `hold`: keep the engine's pipe
+/// open after that (a hosted node's endpoint: the run ends on the flag, and the node would
+/// only report the end of file). The thread is not waited for at the end: it may be blocked
+/// reading a terminal.
+fn interpose(rx: OwnedFd, iplog: Option<IpLog>, hold: bool) -> Result<(OwnedFd, Arc<AtomicBool>), Failed> {
+    let (r, w) = pipe()?;
+    let ended = Arc::new(AtomicBool::new(false));
+    let flag = ended.clone();
+    let from = File::from(rx);
+    std::thread::spawn(move || {
+        let to = copy_in(from, File::from(w), iplog);
+        flag.store(true, Ordering::Release);
+        if hold {
+            // Until the process exits.
+            let _open = to;
+            loop {
+                std::thread::park();
+            }
+        }
+    });
+    Ok((r, ended))
+}
+
+/// Copies a stream's input into the engine's pipe until either ends; with `iplog`, reads the
+/// frames too.
+fn copy_in(mut from: File, mut to: File, mut iplog: Option<IpLog>) -> File {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut dec = crate::wire::stream::Decoder::new();
+    let mut frame = vec![0u8; 1 << 16];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return to,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return to,
+        };
+        if let Some(l) = iplog.as_mut() {
+            let mut at = 0;
+            while at < n {
+                let (used, ev) = dec.feed(&buf[at..n], &mut frame);
+                at += used;
+                if let Some(crate::wire::stream::Event::Frame(len)) = ev {
+                    l.frame(&frame[..len]);
+                }
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return to;
+        }
+    }
+}
+
+/// Copies the engine's stream to stdout until the engine closes its end.
+fn copy_out(mut from: File, mut to: File) {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    // As vde_plug (its writes to a closed stdout fail quietly): drain on.
+                    continue;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
         }
     }
 }
