@@ -540,3 +540,104 @@ fn syslog_messages() {
         }
     }
 }
+
+/// A VNL that cannot be opened ends the run with status 1 and a message naming it.
+#[test]
+fn open_failures_end_with_status_1() {
+    let d = TempDir::new("pvopen");
+    for v in ["vde:///no/such", "ptp:///no/such/p", "bogus://x", "=", "udp://x"] {
+        for (name, bin) in both() {
+            let o = run(cmd(&bin, &[v], &d), 10);
+            assert_eq!(o.code, Some(1), "{name} {v}: {o:#?}");
+            assert!(o.stderr.contains(v), "{name} {v}: {}", o.stderr);
+        }
+    }
+}
+
+/// A daemon in stream mode reads /dev/null (daemon(3)), so it ends at once, removing its pid
+/// file. Differs on purpose: when the daemon cannot open its VNL, vdeplug-fast's parent says
+/// why and exits 1 (vde_plug's parent has already exited 0, and the message goes to
+/// /dev/null).
+#[test]
+fn daemon_in_stream_mode_and_a_failing_daemon() {
+    for (name, bin) in both() {
+        let d = TempDir::new("pvdstream");
+        let pidfile = d.join("pid");
+        let o = run(
+            cmd(&bin, &["-d", "-p", pidfile.to_str().unwrap(), "null://"], &d),
+            10,
+        );
+        assert_eq!(o.code, Some(0), "{name}: {o:#?}");
+        let end = Instant::now() + Duration::from_secs(10);
+        while pidfile.exists() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!pidfile.exists(), "{name}: the daemon still runs on /dev/null");
+        let o = run(cmd(&bin, &["-d", "vde:///no/such"], &d), 10);
+        let want = if name == "vde_plug" { 0 } else { 1 };
+        assert_eq!(o.code, Some(want), "{name}: {o:#?}");
+    }
+}
+
+/// The stream on a socket (as under inetd or socat): frames from the network come out of it,
+/// frames written to it go to the network; each program against a classic peer over ptp://.
+#[test]
+fn stream_on_a_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let frames = frame_stream();
+    for (name, bin) in both() {
+        let d = TempDir::new("pvsock");
+        // Network to socket: the program is the ptp's first opener.
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let path = d.join("in");
+        let vnl = format!("ptp://{}", path.display());
+        let mut c = cmd(&bin, &[&vnl], &d);
+        c.stdin(std::os::fd::OwnedFd::from(theirs.try_clone().unwrap()))
+            .stdout(std::os::fd::OwnedFd::from(theirs))
+            .stderr(Stdio::null());
+        let mut p = Proc::start(c);
+        assert!(wait_path(&path, 10), "{name}: no ptp socket");
+        let file = d.join("frames");
+        std::fs::write(&file, &frames).unwrap();
+        let mut replay = Command::new("vde_plug");
+        replay
+            .arg(&vnl)
+            .stdin(std::fs::File::open(&file).unwrap())
+            .stdout(Stdio::null());
+        assert_eq!(spawn_wait(replay, 10), (Some(0), None), "classic replay");
+        mine.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = vec![0u8; frames.len()];
+        let mut r = &mine;
+        r.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("{name}: frames from the network: {e}"));
+        assert_eq!(got, frames, "{name}: frames out of the socket");
+        // Closing the socket is the end of the input.
+        drop(mine);
+        assert_eq!(p.wait(10), Some((Some(0), None)), "{name}: the end of the socket");
+        // Socket to network: a classic recorder is the first opener.
+        let path = d.join("out");
+        let vnl = format!("ptp://{}", path.display());
+        let rec = d.join("rec");
+        let mut c = Command::new("vde_plug");
+        c.arg(&vnl)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&rec).unwrap());
+        let _recorder = Proc::start(c);
+        assert!(wait_path(&path, 10), "classic: no ptp socket");
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        let mut c = cmd(&bin, &[&vnl], &d);
+        c.stdin(std::os::fd::OwnedFd::from(theirs.try_clone().unwrap()))
+            .stdout(std::os::fd::OwnedFd::from(theirs))
+            .stderr(Stdio::null());
+        let _p = Proc::start(c);
+        std::thread::sleep(Duration::from_millis(300));
+        mine.write_all(&frames).unwrap();
+        let m = wait_markers(&rec, 1, 10);
+        assert_eq!(
+            m,
+            vec![1; FRAMES],
+            "{name}: frames written to the socket reached the network"
+        );
+    }
+}
