@@ -641,3 +641,33 @@ fn stream_on_a_socket() {
         );
     }
 }
+
+/// A pid file that cannot be written does not stop the run; vdeplug-fast says so in one line.
+#[test]
+fn unwritable_pidfile_does_not_stop_the_run() {
+    for (name, bin) in both() {
+        let d = TempDir::new("pvnopid");
+        let dir = d.join("hub");
+        let mut c = cmd(
+            &bin,
+            &[
+                "-p",
+                "/no/such/dir/pid",
+                "null://",
+                &format!("hub://{}", dir.display()),
+            ],
+            &d,
+        );
+        let err = d.join("stderr");
+        c.stderr(std::fs::File::create(&err).unwrap());
+        let mut p = Proc::start(c);
+        assert!(wait_path(&dir.join("ctl"), 10), "{name}: no hub");
+        unsafe_kill(p.pid(), libc::SIGTERM);
+        assert_eq!(p.wait(10), Some((Some(0), None)), "{name}");
+        let said = std::fs::read_to_string(&err).unwrap();
+        if name == "vdeplug-fast" {
+            assert_eq!(said.lines().count(), 1, "{said}");
+            assert!(said.contains("/no/such/dir/pid"), "{said}");
+        }
+    }
+}
