@@ -671,3 +671,33 @@ fn unwritable_pidfile_does_not_stop_the_run() {
         }
     }
 }
+
+/// The switch going away ends the run with status 0, in the stream form and in a cable.
+/// (vdeplug-fast also says so on stderr, through the engine's own message.)
+#[test]
+fn switch_going_away_ends_the_run() {
+    for (name, bin) in both() {
+        for cable in [false, true] {
+            let d = TempDir::new("pvswgone");
+            let dir = d.join("sw");
+            let mut c = Command::new("vde_switch");
+            c.args(["-s", dir.to_str().unwrap()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let sw = Proc::start(c);
+            assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+            let vnl = format!("vde://{}", dir.display());
+            let args: Vec<&str> = if cable { vec![&vnl, "null://"] } else { vec![&vnl] };
+            let mut c = cmd(&bin, &args, &d);
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let mut p = Proc::start(c);
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(p.wait(0).is_none(), "{name}: ended early");
+            drop(sw);
+            assert_eq!(p.wait(10), Some((Some(0), None)), "{name} cable={cable}");
+        }
+    }
+}
