@@ -701,3 +701,67 @@ fn switch_going_away_ends_the_run() {
         }
     }
 }
+
+/// --port and --port2 choose the switch port of a vde:// VNL (vde2's vde_switch names the
+/// port's socket after it: `005.N`), and a connection without -D shows vde_plug's default
+/// description `vdeplug:` in the switch's port/print.
+#[test]
+fn switch_port_options_and_default_description() {
+    use std::io::{BufRead, BufReader, Write};
+    for (name, bin) in both() {
+        for second in [false, true] {
+            let d = TempDir::new("pvport");
+            let dir = d.join("sw");
+            let mut c = Command::new("vde_switch");
+            c.args(["-s", dir.to_str().unwrap()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let mut sw = Proc::start(c);
+            assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+            let vnl = format!("vde://{}", dir.display());
+            let args: Vec<&str> = if second {
+                vec!["--port2=6", "null://", &vnl]
+            } else {
+                vec!["--port", "5", &vnl]
+            };
+            let mut c = cmd(&bin, &args, &d);
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let _p = Proc::start(c);
+            let want = if second { "006." } else { "005." };
+            let end = Instant::now() + Duration::from_secs(10);
+            let has_port = || {
+                std::fs::read_dir(&dir)
+                    .map(|r| {
+                        r.flatten()
+                            .any(|e| e.file_name().to_string_lossy().starts_with(want))
+                    })
+                    .unwrap_or(false)
+            };
+            while !has_port() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(has_port(), "{name} {args:?}: no port socket {want}*");
+            let mut stdin = sw.0.stdin.take().unwrap();
+            let out = sw.0.stdout.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for l in BufReader::new(out).lines() {
+                    let Ok(l) = l else { break };
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+            stdin.write_all(b"port/print\n").unwrap();
+            let mut seen = String::new();
+            while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+                seen.push_str(&l);
+                seen.push('\n');
+            }
+            assert!(seen.contains(": vdeplug: user="), "{name}: port/print:\n{seen}");
+        }
+    }
+}
