@@ -765,3 +765,40 @@ fn switch_port_options_and_default_description() {
         }
     }
 }
+
+/// A daemon's coprocess does not hold the caller's stderr (daemon(3) put it on /dev/null
+/// before vde_plug starts it): `$(vde_plug -d ... = CMD 2>&1)` returns at once.
+#[test]
+fn daemon_coprocess_leaves_the_callers_output() {
+    for (name, bin) in both() {
+        let d = TempDir::new("pvdcmd");
+        let pidfile = d.join("pid");
+        let t = Instant::now();
+        let o = run(
+            cmd(
+                &bin,
+                &[
+                    "-d",
+                    "-p",
+                    pidfile.to_str().unwrap(),
+                    "null://",
+                    "=",
+                    "sleep",
+                    "30",
+                ],
+                &d,
+            ),
+            10,
+        );
+        let pid = read_pid(&pidfile, 10);
+        let _g = DaemonPid(pid);
+        assert_eq!(o.code, Some(0), "{name}: {o:#?}");
+        assert_ne!(
+            o.stderr, "<stderr still open>",
+            "{name}: the coprocess holds stderr"
+        );
+        assert!(t.elapsed() < Duration::from_secs(4), "{name}: {:?}", t.elapsed());
+        unsafe_kill(pid, libc::SIGTERM);
+        assert!(wait_gone(pid, 10), "{name}: the daemon still runs");
+    }
+}

@@ -278,9 +278,15 @@ impl Run {
                     .map(|a| a.to_string_lossy())
                     .collect::<Vec<_>>()
                     .join(" ");
-                let cmd =
-                    transport::open_cmd(&format!("={shown}"), argv).map_err(|e| Failed(e.to_string()))?;
-                [first, cmd]
+                let start = || transport::open_cmd(&format!("={shown}"), argv);
+                // A daemon's coprocess writes to /dev/null, as after daemon(3) in vde_plug
+                // (holding the caller's stderr would keep e.g. `$(vdeplug-fast -d ...)` waiting).
+                let cmd = if o.daemon {
+                    with_stderr_on_dev_null(start)?
+                } else {
+                    start()
+                };
+                [first, cmd.map_err(|e| Failed(e.to_string()))?]
             }
         };
         let mut links = links;
@@ -626,6 +632,20 @@ fn daemonize() -> std::io::Result<Option<OwnedFd>> {
             Ok(Some(w))
         }
     }
+}
+
+/// Runs `f` with stderr on /dev/null, then puts it back.
+fn with_stderr_on_dev_null<T>(f: impl FnOnce() -> T) -> Result<T, Failed> {
+    let fail = |e: std::io::Error| Failed(format!("cannot redirect stderr: {}", crate::sys::err_text(&e)));
+    let saved = std::io::stderr().as_fd().try_clone_to_owned().map_err(fail)?;
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(fail)?;
+    nix::unistd::dup2_stderr(&null).map_err(|e| fail(e.into()))?;
+    let r = f();
+    nix::unistd::dup2_stderr(&saved).map_err(|e| fail(e.into()))?;
+    Ok(r)
 }
 
 /// Tells the waiting parent the daemon runs, and detaches from the terminal.
