@@ -468,7 +468,7 @@ fn input_end_ends_a_hosted_node() {
 }
 
 /// -l, -L and the login-shell mode write to syslog: START/STOP, each new IP source address of
-/// the stream from stdin, FAILED for a refused login. The program runs in a mount namespace of
+/// the stream from stdin or from the coprocess, FAILED for a refused login. The program runs in a mount namespace of
 /// its own where /dev/log is the test's socket. The message texts are vde_plug's; the
 /// identifier is the invoked name (vde_plug writes "vde_plug" whatever its name).
 #[test]
@@ -492,6 +492,15 @@ fn syslog_messages() {
         ),
         (
             &["--iplog", "null://"],
+            &[
+                "START: user root IP 192.0.2.7",
+                "user root Real-IP 192.0.2.7 has got VDE-IP4 10.1.2.3 on vlan 0",
+                "user root Real-IP 192.0.2.7 has got VDE-IP4 10.1.2.4 on vlan 0",
+                "STOP: user root IP 192.0.2.7",
+            ],
+        ),
+        (
+            &["-L", "null://", "=", "cat", "frames"],
             &[
                 "START: user root IP 192.0.2.7",
                 "user root Real-IP 192.0.2.7 has got VDE-IP4 10.1.2.3 on vlan 0",

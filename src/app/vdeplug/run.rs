@@ -54,7 +54,7 @@ Options (vde_plug's; short ones may be bundled, long ones abbreviated):
   -d | --daemon                 run in the background (in /, output to /dev/null)
   -p PIDFILE | --pidfile PIDFILE  write the pid to PIDFILE (removed on exit)
   -l | --log                    log START/STOP on syslog
-  -L | --iplog                  -l plus the IP addresses seen on the stream from stdin
+  -L | --iplog                  -l plus the IP addresses on the stream (stdin or the coprocess)
   -g GROUP | --group GROUP      group of the data socket (vde:// first VNL)
   -G GROUP | --group2 GROUP     the same for the second VNL
   -m MODE | --mod MODE          octal permissions of the data socket (vde:// first VNL)
@@ -293,22 +293,17 @@ impl Run {
         let w = wire([role(&links[0]), role(&links[1])]).map_err(|e| Failed(e.to_string()))?;
         // vde_plug ends when its stream input ends, also beside a switch or hub it hosts; the
         // node does not stop for an endpoint, so a thread copying that input tells.
-        let mut input = None;
-        if let Shape::Host { plug: Some(i), .. } = w.shape {
-            if links[i].framing == Framing::Stream {
-                input = match (&o.plan, self.stdin_ended.clone()) {
-                    (Plan::Stream { .. }, Some(f)) => Some(f),
-                    _ => match links[i].rx.take() {
-                        Some(rx) => {
-                            let (r, f) = interpose(rx, None, true)?;
-                            links[i].rx = Some(r);
-                            Some(f)
-                        }
-                        None => None,
-                    },
-                };
-            }
-        }
+        let hosted = match w.shape {
+            Shape::Host { plug: Some(i), .. } if links[i].framing == Framing::Stream => Some(i),
+            _ => None,
+        };
+        let input = match (&o.plan, hosted) {
+            (Plan::Stream { .. }, Some(_)) => self.stdin_ended.clone(),
+            // -L reads the frames from a coprocess too (vde_plug's plug2cmd is its stream form).
+            (Plan::Cmd { .. }, _) => self.interpose_input(&mut links[1], hosted.is_some())?,
+            (_, Some(i)) => self.interpose_input(&mut links[i], true)?,
+            (_, None) => None,
+        };
         let node = node_of(links, w);
         let opts = EngineOptions {
             choice: o.engine,
@@ -368,6 +363,21 @@ impl Run {
         l.rx = Some(rx);
         l.tx = Some(tx);
         Ok(l)
+    }
+
+    /// Puts a copying thread on `l`'s input when the run must see its end (`hosted`: the node
+    /// will not) or -L must read it; returns the flag to end the run on, when `hosted`.
+    fn interpose_input(&self, l: &mut Link, hosted: bool) -> Result<Option<Arc<AtomicBool>>, Failed> {
+        let iplog = self.iplog();
+        if !hosted && iplog.is_none() {
+            return Ok(None);
+        }
+        let Some(rx) = l.rx.take() else {
+            return Ok(None);
+        };
+        let (r, ended) = interpose(rx, iplog, hosted)?;
+        l.rx = Some(r);
+        Ok(hosted.then_some(ended))
     }
 
     /// The address log of -L (or of a login shell whose user is in vdeplug_iplog).
