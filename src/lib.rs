@@ -1,6 +1,7 @@
 //! vdens-fast: a drop-in replacement for VirtualSquare's vdens with an io_uring data plane.
 //! See ARCHITECTURE in the README for the module map.
 
+pub mod app;
 pub mod cli;
 pub mod diag;
 pub mod engine;

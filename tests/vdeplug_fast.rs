@@ -174,20 +174,21 @@ fn usage_and_errors() {
     let o = run(vdeplug_fast(&["--help"]), 10);
     assert_eq!(o.code, Some(0));
     assert!(o.stdout.contains("VNL1 VNL2"), "{}", o.stdout);
+    // Usage errors end with vde_plug's status 255, in one line.
     let o = run(vdeplug_fast(&["-x"]), 10);
-    assert_eq!(o.code, Some(1));
+    assert_eq!(o.code, Some(255));
     assert_eq!(
         o.stderr.trim(),
-        "vdeplug-fast: unknown option '-x' (see vdeplug-fast --help)"
+        "vdeplug-fast: invalid option -- 'x' (see vdeplug-fast --help)"
     );
     let o = run(vdeplug_fast(&["--engine", "fast", "null://", "null://"]), 10);
-    assert_eq!(o.code, Some(1));
+    assert_eq!(o.code, Some(255));
     assert_eq!(
         o.stderr.trim(),
-        "vdeplug-fast: --engine: unknown engine 'fast' (auto, uring or poll)"
+        "vdeplug-fast: --engine: unknown engine 'fast' (auto, uring or poll) (see vdeplug-fast --help)"
     );
     let o = run(vdeplug_fast(&["a", "b", "c"]), 10);
-    assert_eq!(o.code, Some(1));
+    assert_eq!(o.code, Some(255));
     let d = TempDir::new("vfbad");
     let o = run(
         vdeplug_fast(&["null://", &format!("switch://{}/no/such/sw", d.path().display())]),
@@ -325,4 +326,62 @@ fn description_reaches_the_switch() {
     );
     let _ = switch.kill();
     let _ = switch.wait();
+}
+
+#[test]
+fn messages_carry_the_invoked_name() {
+    // Installed under another name (a symlink, an alternative): its messages say that name.
+    let d = TempDir::new("vfname");
+    let link = d.join("my_plug");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vdeplug-fast"), &link).unwrap();
+    let mut c = Command::new(&link);
+    c.arg("-x");
+    let o = run(c, 10);
+    assert!(o.stderr.starts_with("my_plug: "), "{}", o.stderr);
+    assert!(o.stderr.contains("see my_plug --help"), "{}", o.stderr);
+    let mut c = Command::new(&link);
+    c.args(["null://", &format!("switch://{}/no/such/sw", d.path().display())]);
+    let o = run(c, 10);
+    assert_eq!(o.code, Some(1));
+    assert!(o.stderr.starts_with("my_plug: "), "{}", o.stderr);
+    assert!(!o.stderr.contains("vdens-fast"), "{}", o.stderr);
+    let mut c = Command::new(&link);
+    c.arg("--help");
+    let o = run(c, 10);
+    assert!(o.stdout.contains("my_plug [ OPTIONS ] VNL1 VNL2"), "{}", o.stdout);
+}
+
+/// The engine's messages inside vdeplug-fast name vdeplug-fast (they said "vdens-fast"), on
+/// both engines: a cable's switch going away.
+#[test]
+fn engine_messages_name_vdeplug_fast() {
+    for engine in ["uring", "poll"] {
+        let d = TempDir::new("vf-diag");
+        let sw = d.join("sw");
+        let host = Daemon::start("vde_plug switch", {
+            let mut c = Command::new("vde_plug");
+            c.arg("null://").arg(format!("switch://{}", sw.display()));
+            c
+        });
+        assert!(wait_path(&sw.join("ctl"), 10), "the classic switch did not start");
+        let mut c = vdeplug_fast(&["--engine", engine, &format!("vde://{}", sw.display()), "null://"]);
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("vdeplug-fast");
+        std::thread::sleep(Duration::from_millis(500));
+        drop(host);
+        let end = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("vdeplug-fast: cable: ") && err.contains("the switch closed the control connection"),
+            "{engine}: {err}"
+        );
+        assert!(!err.contains("vdens-fast"), "{engine}: {err}");
+    }
 }

@@ -685,7 +685,9 @@ impl UNode {
             if eof_on_zero {
                 // End of file; a multishot recv on a closed seqpacket socket keeps posting
                 // empty completions (6.18): cancel it.
-                if !e.rx_dead {
+                // A cable's input ending is the normal end of a vdeplug-fast run, about
+                // which vde_plug says nothing.
+                if !e.rx_dead && !self.cable {
                     crate::diag!("{}: {}: end of file", self.name, e.label);
                 }
                 e.rx_dead = true;
@@ -746,11 +748,12 @@ impl UNode {
         }
         match res {
             0 => {
-                crate::diag!("{}: {}: end of file", self.name, e.label);
-                e.rx_dead = true;
                 if self.cable {
                     self.shared.ended.store(true, Ordering::Release);
+                } else {
+                    crate::diag!("{}: {}: end of file", self.name, e.label);
                 }
+                e.rx_dead = true;
                 None
             }
             r if r < 0 => {

@@ -1,0 +1,3 @@
+//! Orchestration of the programs: what a command line asks for and how it is run.
+
+pub mod vdeplug;

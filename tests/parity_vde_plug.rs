@@ -1,0 +1,846 @@
+//! vdeplug-fast side by side with Debian's vde_plug 4.0.1 on a table of cases: option spellings,
+//! usage errors, the login-shell mode, the stream on files and /dev/null, exit statuses on
+//! signals, the daemon's pid file, working directory and signal table. Each case runs both
+//! programs on the same input and compares what can be observed; a case that differs on purpose
+//! says why (README, "Differences from vde_plug").
+//!
+//! `VDEPLUG_FAST_UNDER_TEST=PATH` runs another vdeplug-fast binary (to see a case fail on an
+//! older build).
+
+mod common;
+use common::*;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn fast_bin() -> PathBuf {
+    std::env::var_os("VDEPLUG_FAST_UNDER_TEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vdeplug-fast")))
+}
+
+/// The two programs: (name as messages show it, binary).
+fn both() -> [(&'static str, PathBuf); 2] {
+    [
+        ("vde_plug", PathBuf::from("vde_plug")),
+        ("vdeplug-fast", fast_bin()),
+    ]
+}
+
+fn cmd(bin: &Path, args: &[&str], dir: &TempDir) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args).current_dir(dir.path()).env("HOME", dir.path());
+    c
+}
+
+/// A process in its own process group (vde_plug sends SIGINT/SIGHUP to its whole group),
+/// killed with its group on drop.
+struct Proc(Child);
+
+impl Proc {
+    fn start(mut c: Command) -> Proc {
+        c.process_group(0);
+        Proc(c.spawn().unwrap_or_else(|e| panic!("{c:?}: {e}")))
+    }
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+    /// (exit code, killing signal), or None if it still runs after `secs`.
+    fn wait(&mut self, secs: u64) -> Option<(Option<i32>, Option<i32>)> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                return Some((st.code(), st.signal()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            unsafe_kill(-self.pid(), libc::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A daemon's pid read from its pid file; killed on drop if still there.
+struct DaemonPid(i32);
+
+impl Drop for DaemonPid {
+    fn drop(&mut self) {
+        if self.0 > 0 && alive(self.0) {
+            unsafe_kill(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+fn read_pid(p: &Path, secs: u64) -> i32 {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if let Ok(pid) = s.trim().parse() {
+                return pid;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no pid in {}", p.display());
+}
+
+/// Usage errors: getopt_long's verdict and vde_plug's exit status 255; for getopt's own errors
+/// the same text after the program name (vdeplug-fast says it in one line with a hint, where
+/// vde_plug adds its usage).
+#[test]
+fn usage_errors_as_getopt_long() {
+    let d = TempDir::new("pvusage");
+    let cases: &[(&[&str], bool)] = &[
+        (&["-x"], true),
+        (&["-dx"], true),
+        (&["--nope"], true),
+        (&["--d"], true),
+        (&["--p", "x"], true),
+        (&["--mo", "7"], true),
+        (&["--pidfile"], true),
+        (&["-p"], true),
+        (&["--daemon=1"], true),
+        (&["a", "b", "c"], false),
+        (&["a", "b", "=", "c"], false),
+        (&["--port", "0"], false),
+        (&["--port2", "x"], false),
+    ];
+    for (args, same_text) in cases {
+        let mut first_lines = Vec::new();
+        for (name, bin) in both() {
+            let o = run(cmd(&bin, args, &d), 10);
+            assert_eq!(o.code, Some(255), "{name} {args:?}: {o:#?}");
+            let line = o.stderr.lines().next().unwrap_or("").to_string();
+            if name == "vdeplug-fast" {
+                assert_eq!(o.stderr.lines().count(), 1, "{name} {args:?}: {}", o.stderr);
+            }
+            first_lines.push(line.strip_prefix(&format!("{name}: ")).map(str::to_string));
+        }
+        if *same_text {
+            let classic = first_lines[0].clone().expect("vde_plug names itself");
+            let fast = first_lines[1].clone().expect("vdeplug-fast names itself");
+            assert!(fast.starts_with(&classic), "{args:?}: '{classic}' vs '{fast}'");
+        }
+    }
+}
+
+/// Differs on purpose: -h/--help prints the summary on stdout and exits 0 (vde_plug: stderr,
+/// status 255), as asking for help is not an error.
+#[test]
+fn help_differs_on_purpose() {
+    let d = TempDir::new("pvhelp");
+    let [(_, classic), (_, fast)] = both();
+    assert_eq!(run(cmd(&classic, &["-h"], &d), 10).code, Some(255));
+    let o = run(cmd(&fast, &["--help"], &d), 10);
+    assert_eq!(o.code, Some(0));
+    assert!(o.stdout.contains("--pidfile"), "{}", o.stdout);
+}
+
+/// The login-shell mode: argv[0] starting with `-` (an interactive login) and `-c` with any
+/// command but `vde_plug` are refused with status 255; `-c vde_plug` runs (here it finds no
+/// default switch, and both end with status 1).
+#[test]
+fn login_shell_mode() {
+    let d = TempDir::new("pvlogin");
+    for (name, bin) in both() {
+        let mut c = cmd(&bin, &[], &d);
+        c.arg0("-vde_plug");
+        let o = run(c, 10);
+        assert_eq!(o.code, Some(255), "{name} as a login shell: {o:#?}");
+        assert!(
+            o.stderr.contains("only vde_plug can be executed"),
+            "{name}: {}",
+            o.stderr
+        );
+        for bad in ["ls", "vde_plug vde:///x"] {
+            let o = run(cmd(&bin, &["-c", bad], &d), 10);
+            assert_eq!(o.code, Some(255), "{name} -c {bad}: {o:#?}");
+        }
+        let mut c = cmd(&bin, &["-c", "vde_plug"], &d);
+        c.stdin(Stdio::null());
+        let o = run(c, 10);
+        assert_eq!(
+            o.code,
+            Some(1),
+            "{name} -c vde_plug without a default switch: {o:#?}"
+        );
+    }
+}
+
+/// Every spelling of the pid file option writes the pid (of the daemon with -d) and the file
+/// goes at the end; --descr=, -D and the long abbreviations are accepted alike.
+#[test]
+fn option_spellings_take_effect() {
+    let spellings: &[&[&str]] = &[
+        &["--pidfile=PID"],
+        &["--pidfile", "PID"],
+        &["--pid", "PID"],
+        &["-pPID"],
+        &["-p", "PID"],
+        &["-dpPID"],
+        &["-dp", "PID"],
+        &["--da", "--pid=PID", "--descr=D", "--de", "E", "-DF"],
+    ];
+    for (name, bin) in both() {
+        for sp in spellings {
+            let d = TempDir::new("pvspell");
+            let pidfile = d.join("pid");
+            let dir = d.join("hub");
+            let args: Vec<String> = sp
+                .iter()
+                .map(|a| a.replace("PID", pidfile.to_str().unwrap()))
+                .chain(["null://".to_string(), format!("hub://{}", dir.display())])
+                .collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let daemon = sp.iter().any(|a| a.starts_with("-d") || *a == "--da");
+            let mut p = Proc::start(cmd(&bin, &args, &d));
+            if daemon {
+                assert_eq!(p.wait(10), Some((Some(0), None)), "{name} {sp:?}: the parent");
+            }
+            let pid = read_pid(&pidfile, 10);
+            let _g = DaemonPid(pid);
+            if !daemon {
+                assert_eq!(pid, p.pid(), "{name} {sp:?}");
+            }
+            assert!(wait_path(&dir.join("ctl"), 10), "{name} {sp:?}: no hub");
+            unsafe_kill(pid, libc::SIGTERM);
+            assert!(wait_gone(pid, 10), "{name} {sp:?}: still runs after SIGTERM");
+            assert!(!pidfile.exists(), "{name} {sp:?}: pid file left behind");
+        }
+    }
+}
+
+/// SIGTERM ends with status 0, SIGINT and SIGHUP end killed by them (vde_plug re-sends them to
+/// its process group), each after removing the hosted hub's directory; the signals vde_plug
+/// ignores do nothing.
+#[test]
+fn signals_in_the_foreground() {
+    for (name, bin) in both() {
+        let mut seen = Vec::new();
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            let d = TempDir::new("pvsig");
+            let dir = d.join("hub");
+            let mut p = Proc::start(cmd(&bin, &["null://", &format!("hub://{}", dir.display())], &d));
+            assert!(wait_path(&dir.join("ctl"), 10), "{name}: no hub");
+            unsafe_kill(p.pid(), libc::SIGUSR1);
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(p.wait(0).is_none(), "{name} died of SIGUSR1");
+            unsafe_kill(p.pid(), sig);
+            let st = p
+                .wait(10)
+                .unwrap_or_else(|| panic!("{name}: still runs after {sig}"));
+            assert!(!dir.exists(), "{name}: hub directory left after signal {sig}");
+            seen.push(st);
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (Some(0), None),
+                (None, Some(libc::SIGINT)),
+                (None, Some(libc::SIGHUP))
+            ],
+            "{name}"
+        );
+    }
+}
+
+/// selfsighandler.c's table: a daemon ignores these; it ends cleanly (pid file and hub
+/// directory removed) on SIGHUP, SIGINT and SIGTERM; it runs in / (daemon(3)).
+#[test]
+fn daemon_life_cycle_and_signal_table() {
+    let ignored = [
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGPROF,
+        libc::SIGVTALRM,
+        libc::SIGIO,
+        libc::SIGSTKFLT,
+        libc::SIGPWR,
+    ];
+    for (name, bin) in both() {
+        for end in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+            let d = TempDir::new("pvdaemon");
+            let pidfile = d.join("pid");
+            let dir = d.join("hub");
+            let args = [
+                "-d",
+                "-p",
+                pidfile.to_str().unwrap(),
+                "null://",
+                &format!("hub://{}", dir.display()),
+            ];
+            let mut p = Proc::start(cmd(&bin, &args, &d));
+            assert_eq!(p.wait(10), Some((Some(0), None)), "{name}: the parent");
+            let pid = read_pid(&pidfile, 10);
+            let _g = DaemonPid(pid);
+            assert!(wait_path(&dir.join("ctl"), 10), "{name}: no hub");
+            assert_eq!(
+                std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+                PathBuf::from("/"),
+                "{name}: the daemon's directory"
+            );
+            for s in ignored {
+                unsafe_kill(pid, s);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(alive(pid), "{name}: the daemon died of an ignored signal");
+            assert!(pidfile.exists(), "{name}: pid file gone");
+            unsafe_kill(pid, end);
+            assert!(wait_gone(pid, 10), "{name}: still runs after signal {end}");
+            assert!(!pidfile.exists(), "{name}: pid file left after signal {end}");
+            assert!(!dir.exists(), "{name}: hub directory left after signal {end}");
+        }
+    }
+}
+
+/// Differs on purpose: a relative pid file is written where vdeplug-fast was started (vde_plug
+/// writes it after chdir("/"), i.e. in /, where a script would not find it), and removed at the
+/// end. The classic side is not run: it would write into /.
+#[test]
+fn relative_pidfile_is_made_absolute() {
+    let d = TempDir::new("pvrel");
+    let dir = d.join("hub");
+    let mut p = Proc::start(cmd(
+        &fast_bin(),
+        &[
+            "-d",
+            "-p",
+            "rel.pid",
+            "null://",
+            &format!("hub://{}", dir.display()),
+        ],
+        &d,
+    ));
+    assert_eq!(p.wait(10), Some((Some(0), None)));
+    let pid = read_pid(&d.join("rel.pid"), 10);
+    let _g = DaemonPid(pid);
+    assert!(!Path::new("/rel.pid").exists());
+    unsafe_kill(pid, libc::SIGTERM);
+    assert!(wait_gone(pid, 10));
+    assert!(!d.join("rel.pid").exists(), "pid file left behind");
+}
+
+const FRAMES: usize = 8;
+
+/// FRAMES broadcast frames in the 2-byte-length stream, each with its own marker.
+fn frame_stream() -> Vec<u8> {
+    let mut s = Vec::new();
+    for k in 0..FRAMES {
+        let mut f = vec![0xff; 6];
+        f.extend([0x02, 0, 0, 0, 0, k as u8 + 1]);
+        f.extend([0x88, 0xb5]);
+        f.extend(format!("vdf-frame-{k:02}").as_bytes());
+        f.resize(60, 0);
+        s.extend((f.len() as u16).to_be_bytes());
+        s.extend(f);
+    }
+    s
+}
+
+/// How many times each marker occurs in a recorded stream.
+fn markers(rec: &Path) -> Vec<usize> {
+    let b = std::fs::read(rec).unwrap_or_default();
+    let mut n = vec![0; FRAMES];
+    let mut i = 0;
+    while i + 2 <= b.len() {
+        let len = u16::from_be_bytes([b[i], b[i + 1]]) as usize;
+        let Some(f) = b.get(i + 2..i + 2 + len) else { break };
+        if let Some(m) = f.get(14..26) {
+            if let Some(k) = std::str::from_utf8(m)
+                .ok()
+                .and_then(|s| s.strip_prefix("vdf-frame-"))
+                .and_then(|s| s.parse::<usize>().ok())
+            {
+                if k < FRAMES {
+                    n[k] += 1;
+                }
+            }
+        }
+        i += 2 + len;
+    }
+    n
+}
+
+fn wait_markers(rec: &Path, want: usize, secs: u64) -> Vec<usize> {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let m = markers(rec);
+        if m.iter().all(|&c| c >= want) || Instant::now() > end {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Recording a network to a file and replaying a file into it, over a ptp:// cable (its
+/// datagrams queued at the recorder survive the replayer's exit, unlike a hub port's): each
+/// program records what each replays, and stdin at /dev/null ends the run at once with
+/// status 0, with stdout at /dev/null or a file.
+#[test]
+fn stream_on_regular_files_and_dev_null() {
+    let d = TempDir::new("pvrec");
+    let file = d.join("frames");
+    std::fs::write(&file, frame_stream()).unwrap();
+    for (rname, rbin) in both() {
+        for (pname, pbin) in both() {
+            let path = d.join(&format!("ptp-{rname}-{pname}"));
+            let vnl = format!("ptp://{}", path.display());
+            let rec = d.join(&format!("rec-{rname}-{pname}"));
+            // The recorder: first opener, stdout a regular file, stdin a pipe held open.
+            let mut c = cmd(&rbin, &[&vnl], &d);
+            c.stdin(Stdio::piped())
+                .stdout(std::fs::File::create(&rec).unwrap())
+                .stderr(Stdio::null());
+            let mut r = Proc::start(c);
+            assert!(wait_path(&path, 10), "{rname}: no ptp socket");
+            let mut c = cmd(&pbin, &[&vnl], &d);
+            c.stdin(std::fs::File::open(&file).unwrap())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let mut p = Proc::start(c);
+            assert_eq!(p.wait(10), Some((Some(0), None)), "{pname} replaying a file");
+            let m = wait_markers(&rec, 1, 10);
+            assert_eq!(
+                m,
+                vec![1; FRAMES],
+                "{rname} recorded {m:?} of {pname}'s replay; recorder running: {}",
+                r.wait(0).is_none()
+            );
+        }
+    }
+    for (name, bin) in both() {
+        for out in ["null", "file"] {
+            let err = d.join("stderr");
+            let mut c = cmd(&bin, &["null://"], &d);
+            c.stdin(Stdio::null())
+                .stderr(std::fs::File::create(&err).unwrap());
+            if out == "file" {
+                c.stdout(std::fs::File::create(d.join("out")).unwrap());
+            } else {
+                c.stdout(Stdio::null());
+            }
+            let o = spawn_wait(c, 10);
+            assert_eq!(o, (Some(0), None), "{name} </dev/null >{out}");
+            let said = std::fs::read_to_string(&err).unwrap();
+            assert_eq!(
+                said, "",
+                "{name} </dev/null >{out}: the end of the input is no error"
+            );
+        }
+    }
+}
+
+fn spawn_wait(c: Command, secs: u64) -> (Option<i32>, Option<i32>) {
+    Proc::start(c).wait(secs).expect("still runs")
+}
+
+/// The end of the stream input ends the run also when the VNL hosts the node (a switch or hub
+/// served over stdin/stdout, or to a coprocess), removing its directory, with status 0.
+#[test]
+fn input_end_ends_a_hosted_node() {
+    for (name, bin) in both() {
+        let d = TempDir::new("pvhostend");
+        let dir = d.join("sw");
+        let mut c = cmd(&bin, &[&format!("switch://{}", dir.display())], &d);
+        c.stdin(Stdio::null()).stdout(Stdio::null());
+        assert_eq!(spawn_wait(c, 10), (Some(0), None), "{name} switch:// </dev/null");
+        assert!(!dir.exists(), "{name}: switch directory left");
+        let dir = d.join("hub");
+        let mut c = cmd(
+            &bin,
+            &[&format!("hub://{}", dir.display()), "=", "sleep", "0.3"],
+            &d,
+        );
+        c.stdin(Stdio::null()).stdout(Stdio::null());
+        assert_eq!(spawn_wait(c, 10), (Some(0), None), "{name} hub:// = sleep 0.3");
+        assert!(!dir.exists(), "{name}: hub directory left");
+    }
+}
+
+/// -l, -L and the login-shell mode write to syslog: START/STOP, each new IP source address of
+/// the stream from stdin or from the coprocess, FAILED for a refused login. The program runs in a mount namespace of
+/// its own where /dev/log is the test's socket. The message texts are vde_plug's; the
+/// identifier is the invoked name (vde_plug writes "vde_plug" whatever its name).
+#[test]
+fn syslog_messages() {
+    use std::os::unix::net::UnixDatagram;
+    let mut frames = Vec::new();
+    for src in [[10, 1, 2, 3], [10, 1, 2, 4], [10, 1, 2, 3]] {
+        let mut f = vec![0xff; 6];
+        f.extend([2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45]);
+        f.extend([0; 11]);
+        f.extend(src);
+        f.extend([10, 1, 2, 9]);
+        f.resize(60, 0);
+        frames.extend((f.len() as u16).to_be_bytes());
+        frames.extend(f);
+    }
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["-l", "null://"],
+            &["START: user root IP 192.0.2.7", "STOP: user root IP 192.0.2.7"],
+        ),
+        (
+            &["--iplog", "null://"],
+            &[
+                "START: user root IP 192.0.2.7",
+                "user root Real-IP 192.0.2.7 has got VDE-IP4 10.1.2.3 on vlan 0",
+                "user root Real-IP 192.0.2.7 has got VDE-IP4 10.1.2.4 on vlan 0",
+                "STOP: user root IP 192.0.2.7",
+            ],
+        ),
+        (
+            // The coprocess stays a moment after its output: vde_plug ends as soon as its
+            // coprocess does (SIGCHLD), whether or not it has read the pipe yet.
+            // (feed: `cat frames; sleep 0.5`, written below; vde_plug would take a -c here.)
+            &["-L", "null://", "=", "sh", "feed"],
+            &[
+                "START: user root IP 192.0.2.7",
+                "user root Real-IP 192.0.2.7 has got VDE-IP4 10.1.2.3 on vlan 0",
+                "user root Real-IP 192.0.2.7 has got VDE-IP4 10.1.2.4 on vlan 0",
+                "STOP: user root IP 192.0.2.7",
+            ],
+        ),
+        (&["-c", "ls"], &["FAILED: user root IP 192.0.2.7"]),
+    ];
+    // Differs on purpose: a session ended by a signal is logged STOP too (vde_plug's handler
+    // ends the process without its atexit STOP).
+    let signalled: &[&str] = &["-l", "null://", "hub://HUB"];
+    let cases: Vec<(&[&str], &[&str], Option<i32>)> = cases
+        .iter()
+        .map(|(a, w)| (*a, *w, None))
+        .chain([(
+            signalled,
+            &["START: user root IP 192.0.2.7"][..],
+            Some(libc::SIGTERM),
+        )])
+        .collect();
+    for (name, bin) in both() {
+        for (args, want, signal) in &cases {
+            let d = TempDir::new("pvlog");
+            let hub = d.join("hub");
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| a.replace("HUB", hub.to_str().unwrap()))
+                .collect();
+            let dev = d.join("dev");
+            std::fs::create_dir(&dev).unwrap();
+            let sock = UnixDatagram::bind(dev.join("log")).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            let input = d.join("frames");
+            std::fs::write(&input, &frames).unwrap();
+            std::fs::write(d.join("feed"), "cat frames; sleep 0.5\n").unwrap();
+            let mut c = Command::new("unshare");
+            c.args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg(
+                    "touch \"$0/null\" && mount --bind /dev/null \"$0/null\" && \
+                     mount --rbind \"$0\" /dev && exec \"$@\"",
+                )
+                .arg(&dev)
+                .arg(&bin)
+                .args(&args)
+                .env("SSH_CLIENT", "192.0.2.7 5022 22")
+                .current_dir(d.path())
+                .stdin(std::fs::File::open(&input).unwrap())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let st = match signal {
+                None => spawn_wait(c, 10),
+                Some(sig) => {
+                    let mut p = Proc::start(c);
+                    assert!(wait_path(&hub.join("ctl"), 10), "{name}: no hub");
+                    unsafe_kill(p.pid(), *sig);
+                    p.wait(10).expect("still runs after the signal")
+                }
+            };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let text = m
+                    .split_once(&format!("{name}: "))
+                    .map(|(_, t)| t.trim_end_matches('\n').to_string())
+                    .unwrap_or_else(|| panic!("{name}: no identifier in {m:?}"));
+                assert!(m.starts_with("<14>"), "{name}: priority of {m:?}");
+                got.push(text);
+            }
+            let mut want: Vec<&str> = want.to_vec();
+            if signal.is_some() && name == "vdeplug-fast" {
+                want.push("STOP: user root IP 192.0.2.7");
+            }
+            assert_eq!(got, want, "{name} {args:?} (ended {st:?})");
+        }
+    }
+}
+
+/// A VNL that cannot be opened ends the run with status 1 and a message naming it.
+#[test]
+fn open_failures_end_with_status_1() {
+    let d = TempDir::new("pvopen");
+    for v in ["vde:///no/such", "ptp:///no/such/p", "bogus://x", "=", "udp://x"] {
+        for (name, bin) in both() {
+            let o = run(cmd(&bin, &[v], &d), 10);
+            assert_eq!(o.code, Some(1), "{name} {v}: {o:#?}");
+            assert!(o.stderr.contains(v), "{name} {v}: {}", o.stderr);
+        }
+    }
+}
+
+/// A daemon in stream mode reads /dev/null (daemon(3)), so it ends at once, removing its pid
+/// file. Differs on purpose: when the daemon cannot open its VNL, vdeplug-fast's parent says
+/// why and exits 1 (vde_plug's parent has already exited 0, and the message goes to
+/// /dev/null).
+#[test]
+fn daemon_in_stream_mode_and_a_failing_daemon() {
+    for (name, bin) in both() {
+        let d = TempDir::new("pvdstream");
+        let pidfile = d.join("pid");
+        let o = run(
+            cmd(&bin, &["-d", "-p", pidfile.to_str().unwrap(), "null://"], &d),
+            10,
+        );
+        assert_eq!(o.code, Some(0), "{name}: {o:#?}");
+        let end = Instant::now() + Duration::from_secs(10);
+        while pidfile.exists() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!pidfile.exists(), "{name}: the daemon still runs on /dev/null");
+        let o = run(cmd(&bin, &["-d", "vde:///no/such"], &d), 10);
+        let want = if name == "vde_plug" { 0 } else { 1 };
+        assert_eq!(o.code, Some(want), "{name}: {o:#?}");
+    }
+}
+
+/// The stream on a socket (as under inetd or socat): frames from the network come out of it,
+/// frames written to it go to the network; each program against a classic peer over ptp://.
+#[test]
+fn stream_on_a_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let frames = frame_stream();
+    for (name, bin) in both() {
+        let d = TempDir::new("pvsock");
+        // Network to socket: the program is the ptp's first opener.
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let path = d.join("in");
+        let vnl = format!("ptp://{}", path.display());
+        let mut c = cmd(&bin, &[&vnl], &d);
+        c.stdin(std::os::fd::OwnedFd::from(theirs.try_clone().unwrap()))
+            .stdout(std::os::fd::OwnedFd::from(theirs))
+            .stderr(Stdio::null());
+        let mut p = Proc::start(c);
+        assert!(wait_path(&path, 10), "{name}: no ptp socket");
+        let file = d.join("frames");
+        std::fs::write(&file, &frames).unwrap();
+        let mut replay = Command::new("vde_plug");
+        replay
+            .arg(&vnl)
+            .stdin(std::fs::File::open(&file).unwrap())
+            .stdout(Stdio::null());
+        assert_eq!(spawn_wait(replay, 10), (Some(0), None), "classic replay");
+        mine.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = vec![0u8; frames.len()];
+        let mut r = &mine;
+        r.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("{name}: frames from the network: {e}"));
+        assert_eq!(got, frames, "{name}: frames out of the socket");
+        // Closing the socket is the end of the input.
+        drop(mine);
+        assert_eq!(p.wait(10), Some((Some(0), None)), "{name}: the end of the socket");
+        // Socket to network: a classic recorder is the first opener.
+        let path = d.join("out");
+        let vnl = format!("ptp://{}", path.display());
+        let rec = d.join("rec");
+        let mut c = Command::new("vde_plug");
+        c.arg(&vnl)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&rec).unwrap());
+        let _recorder = Proc::start(c);
+        assert!(wait_path(&path, 10), "classic: no ptp socket");
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        let mut c = cmd(&bin, &[&vnl], &d);
+        c.stdin(std::os::fd::OwnedFd::from(theirs.try_clone().unwrap()))
+            .stdout(std::os::fd::OwnedFd::from(theirs))
+            .stderr(Stdio::null());
+        let _p = Proc::start(c);
+        std::thread::sleep(Duration::from_millis(300));
+        mine.write_all(&frames).unwrap();
+        let m = wait_markers(&rec, 1, 10);
+        assert_eq!(
+            m,
+            vec![1; FRAMES],
+            "{name}: frames written to the socket reached the network"
+        );
+    }
+}
+
+/// A pid file that cannot be written does not stop the run; vdeplug-fast says so in one line.
+#[test]
+fn unwritable_pidfile_does_not_stop_the_run() {
+    for (name, bin) in both() {
+        let d = TempDir::new("pvnopid");
+        let dir = d.join("hub");
+        let mut c = cmd(
+            &bin,
+            &[
+                "-p",
+                "/no/such/dir/pid",
+                "null://",
+                &format!("hub://{}", dir.display()),
+            ],
+            &d,
+        );
+        let err = d.join("stderr");
+        c.stderr(std::fs::File::create(&err).unwrap());
+        let mut p = Proc::start(c);
+        assert!(wait_path(&dir.join("ctl"), 10), "{name}: no hub");
+        unsafe_kill(p.pid(), libc::SIGTERM);
+        assert_eq!(p.wait(10), Some((Some(0), None)), "{name}");
+        let said = std::fs::read_to_string(&err).unwrap();
+        if name == "vdeplug-fast" {
+            assert_eq!(said.lines().count(), 1, "{said}");
+            assert!(said.contains("/no/such/dir/pid"), "{said}");
+        }
+    }
+}
+
+/// The switch going away ends the run with status 0, in the stream form and in a cable.
+/// (vdeplug-fast also says so on stderr, through the engine's own message.)
+#[test]
+fn switch_going_away_ends_the_run() {
+    for (name, bin) in both() {
+        for cable in [false, true] {
+            let d = TempDir::new("pvswgone");
+            let dir = d.join("sw");
+            let mut c = Command::new("vde_switch");
+            c.args(["-s", dir.to_str().unwrap()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let sw = Proc::start(c);
+            assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+            let vnl = format!("vde://{}", dir.display());
+            let args: Vec<&str> = if cable { vec![&vnl, "null://"] } else { vec![&vnl] };
+            let mut c = cmd(&bin, &args, &d);
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let mut p = Proc::start(c);
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(p.wait(0).is_none(), "{name}: ended early");
+            drop(sw);
+            assert_eq!(p.wait(10), Some((Some(0), None)), "{name} cable={cable}");
+        }
+    }
+}
+
+/// --port and --port2 choose the switch port of a vde:// VNL (vde2's vde_switch names the
+/// port's socket after it: `005.N`), and a connection without -D shows vde_plug's default
+/// description `vdeplug:` in the switch's port/print.
+#[test]
+fn switch_port_options_and_default_description() {
+    use std::io::{BufRead, BufReader, Write};
+    for (name, bin) in both() {
+        for second in [false, true] {
+            let d = TempDir::new("pvport");
+            let dir = d.join("sw");
+            let mut c = Command::new("vde_switch");
+            c.args(["-s", dir.to_str().unwrap()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let mut sw = Proc::start(c);
+            assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+            let vnl = format!("vde://{}", dir.display());
+            let args: Vec<&str> = if second {
+                vec!["--port2=6", "null://", &vnl]
+            } else {
+                vec!["--port", "5", &vnl]
+            };
+            let mut c = cmd(&bin, &args, &d);
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let _p = Proc::start(c);
+            let want = if second { "006." } else { "005." };
+            let end = Instant::now() + Duration::from_secs(10);
+            let has_port = || {
+                std::fs::read_dir(&dir)
+                    .map(|r| {
+                        r.flatten()
+                            .any(|e| e.file_name().to_string_lossy().starts_with(want))
+                    })
+                    .unwrap_or(false)
+            };
+            while !has_port() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(has_port(), "{name} {args:?}: no port socket {want}*");
+            let mut stdin = sw.0.stdin.take().unwrap();
+            let out = sw.0.stdout.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for l in BufReader::new(out).lines() {
+                    let Ok(l) = l else { break };
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+            stdin.write_all(b"port/print\n").unwrap();
+            let mut seen = String::new();
+            while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+                seen.push_str(&l);
+                seen.push('\n');
+            }
+            assert!(seen.contains(": vdeplug: user="), "{name}: port/print:\n{seen}");
+        }
+    }
+}
+
+/// A daemon's coprocess does not hold the caller's stderr (daemon(3) put it on /dev/null
+/// before vde_plug starts it): `$(vde_plug -d ... = CMD 2>&1)` returns at once.
+#[test]
+fn daemon_coprocess_leaves_the_callers_output() {
+    for (name, bin) in both() {
+        let d = TempDir::new("pvdcmd");
+        let pidfile = d.join("pid");
+        let t = Instant::now();
+        let o = run(
+            cmd(
+                &bin,
+                &[
+                    "-d",
+                    "-p",
+                    pidfile.to_str().unwrap(),
+                    "null://",
+                    "=",
+                    "sleep",
+                    "30",
+                ],
+                &d,
+            ),
+            10,
+        );
+        let pid = read_pid(&pidfile, 10);
+        let _g = DaemonPid(pid);
+        assert_eq!(o.code, Some(0), "{name}: {o:#?}");
+        assert_ne!(
+            o.stderr, "<stderr still open>",
+            "{name}: the coprocess holds stderr"
+        );
+        assert!(t.elapsed() < Duration::from_secs(4), "{name}: {:?}", t.elapsed());
+        unsafe_kill(pid, libc::SIGTERM);
+        assert!(wait_gone(pid, 10), "{name}: the daemon still runs");
+    }
+}
