@@ -679,9 +679,11 @@ impl UNode {
             }
             return;
         }
-        let Some(bid) = bid else { return };
         if res == 0 {
-            self.bufs.push(bid);
+            // An empty datagram may come without a buffer: counted all the same.
+            if let Some(b) = bid {
+                self.bufs.push(b);
+            }
             if eof_on_zero {
                 // End of file; a multishot recv on a closed seqpacket socket keeps posting
                 // empty completions (6.18): cancel it.
@@ -706,6 +708,7 @@ impl UNode {
             }
             return;
         }
+        let Some(bid) = bid else { return };
         let len = res as usize;
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += 1;

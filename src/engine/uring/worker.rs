@@ -789,7 +789,8 @@ impl Worker {
                         .user_data(token(Op::Cancel, 0, 0));
                     self.push(&e);
                 }
-            } else if bid.is_some() && rx.stream.is_none() {
+            } else if rx.stream.is_none() {
+                // An empty datagram: it comes without a buffer from a multishot receive.
                 dir.counts.received += 1;
                 dir.counts.add_drop(DropReason::Framing, 1);
             }
