@@ -343,3 +343,39 @@ fn a_client_leaving_mid_flood(choice: EngineChoice) {
         assert!(!d.0.join("node").exists(), "node directory left behind");
     });
 }
+
+/// A port that leaves keeps counting in the node's totals: its counters go to `NODE:left`
+/// (they used to vanish with it, so a node's totals went back).
+fn counters_of_a_port_that_left(choice: EngineChoice) {
+    bounded(
+        Duration::from_secs(60),
+        "counters of a port that left",
+        move || {
+            let d = TempDir::new("sw-left");
+            let e = start(false, &d, choice);
+            let (ida, mut a) = join(&e, LinkKind::Dgram, "a");
+            let (_idb, mut b) = join(&e, LinkKind::Dgram, "b");
+            for tag in 0..3 {
+                a.w.send(&bcast(1, tag));
+                b.expect(&bcast(1, tag), "a -> b");
+            }
+            e.remove_endpoint(0, ida).unwrap();
+            // The removal is asynchronous: wait for it to show.
+            let end = std::time::Instant::now() + Duration::from_secs(10);
+            let left = loop {
+                let s = e.stats();
+                if let Some(l) = s.iter().find(|p| p.name == "node:left") {
+                    assert!(s.iter().all(|p| p.name != "a"), "a is gone: {s:?}");
+                    break l.clone();
+                }
+                assert!(std::time::Instant::now() < end, "no node:left entry: {s:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert_eq!(left.dirs[vdens_fast::engine::TAP_TO_LINK].received, 3, "{left:?}");
+            assert_eq!(left.dirs[vdens_fast::engine::TAP_TO_LINK].frames, 3, "{left:?}");
+            e.stop();
+        },
+    )
+}
+
+both_engines!(counters_of_a_port_that_left);

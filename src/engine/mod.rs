@@ -283,11 +283,7 @@ impl Engine {
         for (index, n) in nodes.into_iter().enumerate() {
             let wake = new_wake("node")?;
             let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
-            let shared = Arc::new(node::NodeShared {
-                stats: std::sync::Mutex::new(Vec::new()),
-                ended: std::sync::atomic::AtomicBool::new(false),
-                fell_back: std::sync::atomic::AtomicBool::new(false),
-            });
+            let shared = Arc::new(node::NodeShared::new());
             engine.nodes.push(shared.clone());
             let ready = ready_tx.clone();
             let w = wake.clone();

@@ -102,8 +102,12 @@ pub struct Node {
 
 /// The node as the engine sees it while it runs.
 pub struct NodeShared {
-    /// Counters of every endpoint currently attached (clients come and go).
+    /// Counters of every endpoint currently attached (clients come and go), then those of the
+    /// endpoints that left, summed (see [`NodeShared::retire`]).
     pub stats: Mutex<Vec<Arc<PortStats>>>,
+    /// The counters of the endpoints that left, summed, and their published copy (in `stats`
+    /// once the first one left, as `NODE:left`).
+    pub left: Mutex<([Counts; 2], Option<Arc<PortStats>>)>,
     /// A cable endpoint reached end of file (vdeplug-fast then exits).
     pub ended: AtomicBool,
     /// The node was to run on io_uring but had no memory for a ring: it runs on epoll.
@@ -448,6 +452,41 @@ impl Ep {
     }
 }
 
+impl NodeShared {
+    pub fn new() -> NodeShared {
+        NodeShared {
+            stats: Mutex::new(Vec::new()),
+            left: Mutex::new(([Counts::default(); 2], None)),
+            ended: AtomicBool::new(false),
+            fell_back: AtomicBool::new(false),
+        }
+    }
+
+    /// An endpoint of node `node` left with these final counters: its own entry goes, and
+    /// they are added to the node's `NODE:left` entry, so that a node's totals never go back.
+    pub fn retire(&self, node: &str, stats: &Arc<PortStats>, counts: &[Counts; 2]) {
+        let mut all = self.stats.lock().expect("stats lock");
+        all.retain(|s| !Arc::ptr_eq(s, stats));
+        let mut left = self.left.lock().expect("stats lock");
+        left.0[0].add(&counts[0]);
+        left.0[1].add(&counts[1]);
+        let sum = left.0;
+        let entry = left.1.get_or_insert_with(|| {
+            let e = Arc::new(PortStats::new(&format!("{node}:left"), "(endpoints that left)"));
+            all.push(e.clone());
+            e
+        });
+        entry.dirs[0].publish(&sum[0]);
+        entry.dirs[1].publish(&sum[1]);
+    }
+}
+
+impl Default for NodeShared {
+    fn default() -> Self {
+        NodeShared::new()
+    }
+}
+
 /// What forwards frames between the endpoints.
 enum Fwd {
     Cable,
@@ -540,11 +579,7 @@ impl NodeWorker {
         if let Fwd::Net(f) = &mut self.fwd {
             f.port_closed(id as PortId);
         }
-        self.shared
-            .stats
-            .lock()
-            .expect("stats lock")
-            .retain(|s| !Arc::ptr_eq(s, &e.stats));
+        self.shared.retire(&self.name, &e.stats, &e.counts);
     }
 
     fn interest(&mut self, id: usize) {

@@ -63,6 +63,20 @@ impl Counts {
         }
     }
 
+    /// Adds `o`'s counters to these (the ports that left a node, summed).
+    pub fn add(&mut self, o: &Counts) {
+        self.received += o.received;
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.no_buffer += o.no_buffer;
+        self.send_error += o.send_error;
+        self.oversize += o.oversize;
+        self.framing += o.framing;
+        self.no_link += o.no_link;
+        self.super_frames += o.super_frames;
+        self.segments += o.segments;
+    }
+
     #[inline]
     pub fn sent(&mut self, len: usize) {
         self.frames += 1;

@@ -510,11 +510,7 @@ impl UNode {
             let _ = std::fs::remove_file(path);
         }
         self.fwd.port_closed(id as PortId);
-        self.shared
-            .stats
-            .lock()
-            .expect("stats lock")
-            .retain(|s| !Arc::ptr_eq(s, &e.stats));
+        self.shared.retire(&self.name, &e.stats, &e.counts);
         if e.inflight == 0 {
             return;
         }
