@@ -52,9 +52,36 @@ enum Found {
     /// A socket that refuses datagrams: a master-generation seqpacket listener (or a stream).
     NotDatagram,
     NotSocket,
+    /// A refusing socket replaced by another one while being looked at.
+    Changed,
 }
 
+/// How long a socket file must keep refusing connections to be taken for stale. bind(2)
+/// creates the file before the socket can be found through it, so a live opener binding at
+/// this very moment refuses for an instant (and classic 4.0.1 would remove its file then).
+const STALE_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What sits at `path`; a socket refusing connections is looked at again after
+/// [`STALE_RECHECK`] and reported stale only when the same file still refuses.
 fn probe(vnl: &str, path: &Path) -> Result<Found, OpenError> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).ok();
+    let before = ino(path);
+    match probe_once(vnl, path)? {
+        Found::Stale => {
+            std::thread::sleep(STALE_RECHECK);
+            match probe_once(vnl, path)? {
+                Found::Stale if ino(path) == before => Ok(Found::Stale),
+                // Another opener replaced it meanwhile: look at the new one once more.
+                Found::Stale => Ok(Found::Changed),
+                other => Ok(other),
+            }
+        }
+        other => Ok(other),
+    }
+}
+
+fn probe_once(vnl: &str, path: &Path) -> Result<Found, OpenError> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Nothing),
         Err(e) => {
@@ -143,33 +170,73 @@ fn first_socket() -> io::Result<OwnedFd> {
     })
 }
 
+/// One role decision's outcome: done (a link or a failure), or `Again` when another opener
+/// changed PATH between the look and the bind or connect (two ends started together), so
+/// the decision is taken again from the start, as 4.0.1 falls back from first to second
+/// opener when its bind fails.
+#[allow(clippy::large_enum_variant)] // one per role decision, moved once
+enum Try {
+    Done(Result<Link, OpenError>),
+    Again(OpenError),
+}
+
+/// How long the role decision is retried while other openers keep changing PATH.
+const ROLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// First opener, 4.0.1: bind PATH, send to PATH+.
-fn first(vnl: &str, path: &Path) -> Result<Link, OpenError> {
-    let sock = first_socket().map_err(|e| OpenError::io(vnl, "creating a socket", e, None))?;
-    let addr =
-        UnixAddr::new(path).map_err(|e| OpenError::io(vnl, "binding the ptp socket", e.into(), None))?;
-    bind(sock.as_raw_fd(), &addr).map_err(|e| {
+fn first(vnl: &str, path: &Path) -> Try {
+    let sock = match first_socket() {
+        Ok(s) => s,
+        Err(e) => return Try::Done(Err(OpenError::io(vnl, "creating a socket", e, None))),
+    };
+    let addr = match UnixAddr::new(path) {
+        Ok(a) => a,
+        Err(e) => return Try::Done(Err(OpenError::io(vnl, "binding the ptp socket", e.into(), None))),
+    };
+    if let Err(e) = bind(sock.as_raw_fd(), &addr) {
         let e = io::Error::from(e);
+        let raced = e.raw_os_error() == Some(libc::EADDRINUSE);
         let hint = bind_hint(&e, path);
-        OpenError::io(vnl, "binding the ptp socket", e, Some(hint))
-    })?;
+        let err = OpenError::io(vnl, "binding the ptp socket", e, Some(hint));
+        // Another opener bound PATH since we looked: it is the first opener, we the second.
+        return if raced {
+            Try::Again(err)
+        } else {
+            Try::Done(Err(err))
+        };
+    }
     let mut link = Link::null(vnl);
     link.framing = Framing::Datagram;
     link.rx = Some(sock);
     link.send_to = SendTo::Unix(plus(path));
     link.cleanup = vec![path.to_path_buf()];
-    chmod_0700(vnl, path)?;
-    Ok(link)
+    Try::Done(chmod_0700(vnl, path).map(|_| link))
 }
 
 /// Second opener, 4.0.1: bind PATH+, connected to PATH.
-fn second(vnl: &str, path: &Path) -> Result<Link, OpenError> {
+fn second(vnl: &str, path: &Path) -> Try {
     let out = plus(path);
-    match probe(vnl, &out)? {
+    let found = match probe(vnl, &out) {
+        Ok(f) => f,
+        Err(e) => return Try::Done(Err(e)),
+    };
+    match found {
         Found::Nothing => {}
-        Found::Stale => unlink_stale(vnl, &out)?,
+        Found::Stale => {
+            if let Err(e) = unlink_stale(vnl, &out) {
+                return Try::Done(Err(e));
+            }
+        }
+        Found::Changed => {
+            return Try::Again(OpenError::protocol(
+                vnl,
+                "joining the ptp link",
+                format!("{} kept changing", out.display()),
+                Some("is a third program using this path?".into()),
+            ))
+        }
         Found::Datagram => {
-            return Err(OpenError::io(
+            return Try::Done(Err(OpenError::io(
                 vnl,
                 "joining the ptp link",
                 io::Error::from_raw_os_error(libc::EADDRINUSE),
@@ -178,36 +245,55 @@ fn second(vnl: &str, path: &Path) -> Result<Link, OpenError> {
                     path.display(),
                     out.display()
                 )),
-            ))
+            )))
         }
         Found::NotDatagram | Found::NotSocket => {
-            return Err(OpenError::protocol(
+            return Try::Done(Err(OpenError::protocol(
                 vnl,
                 "joining the ptp link",
                 format!("{} exists and is not a ptp datagram socket", out.display()),
                 Some("remove it or choose another path".into()),
-            ))
+            )))
         }
     }
-    let sock = UnixDatagram::bind(&out).map_err(|e| {
-        let hint = bind_hint(&e, &out);
-        OpenError::io(vnl, "binding the ptp socket", e, Some(hint))
-    })?;
+    let sock = match UnixDatagram::bind(&out) {
+        Ok(s) => s,
+        Err(e) => {
+            let raced = e.raw_os_error() == Some(libc::EADDRINUSE);
+            let hint = bind_hint(&e, &out);
+            let err = OpenError::io(vnl, "binding the ptp socket", e, Some(hint));
+            return if raced {
+                Try::Again(err)
+            } else {
+                Try::Done(Err(err))
+            };
+        }
+    };
     // From here the Link owns PATH+ and removes it on any failure.
     let mut link = Link::null(vnl);
     link.framing = Framing::Datagram;
     link.cleanup = vec![out.clone()];
-    sock.connect(path).map_err(|e| {
-        OpenError::io(
+    if let Err(e) = sock.connect(path) {
+        // The first opener went away since we looked (gone: we may be the first now), or
+        // its socket is still connected back to a peer that died (EPERM until it next sends).
+        let raced = matches!(
+            e.raw_os_error(),
+            Some(libc::ECONNREFUSED) | Some(libc::ENOENT) | Some(libc::EPERM)
+        );
+        let err = OpenError::io(
             vnl,
             "connecting to the ptp peer",
             e,
             Some(format!("{} went away meanwhile", path.display())),
-        )
-    })?;
+        );
+        return if raced {
+            Try::Again(err)
+        } else {
+            Try::Done(Err(err))
+        };
+    }
     link.rx = Some(sock.into());
-    chmod_0700(vnl, &out)?;
-    Ok(link)
+    Try::Done(chmod_0700(vnl, &out).map(|_| link))
 }
 
 /// Connects a SOCK_SEQPACKET socket to `path` (bounded by the socket timeouts set here);
@@ -461,32 +547,72 @@ fn hosted(vnl: &str, path: &Path, listen: Option<OwnedFd>, peer: Option<OwnedFd>
 }
 
 /// Second opener, master generation: SOCK_SEQPACKET connect plus the 1-byte ack.
-fn seqpacket(vnl: &str, path: &Path) -> Result<Link, OpenError> {
-    let fd = connect_seqpacket(path).map_err(|e| connect_error(vnl, path, e))?;
-    read_ack(vnl, path, &fd)?;
-    Ok(hosted(vnl, path, None, Some(fd)))
+fn seqpacket(vnl: &str, path: &Path) -> Try {
+    let fd = match connect_seqpacket(path) {
+        Ok(fd) => fd,
+        // Bound but not listening yet (a listener starting this instant), or gone since we
+        // looked: look again.
+        Err(e @ (Errno::ECONNREFUSED | Errno::ENOENT)) => return Try::Again(connect_error(vnl, path, e)),
+        Err(e) => return Try::Done(Err(connect_error(vnl, path, e))),
+    };
+    Try::Done(read_ack(vnl, path, &fd).map(|_| hosted(vnl, path, None, Some(fd))))
 }
 
 /// First opener, master generation (`[seqpacket]`): listen on PATH; the engine accepts.
-fn seqpacket_first(vnl: &str, path: &Path) -> Result<Link, OpenError> {
-    let fd = listen_seqpacket(vnl, path)?;
-    Ok(hosted(vnl, path, Some(fd), None))
+fn seqpacket_first(vnl: &str, path: &Path) -> Try {
+    match listen_seqpacket(vnl, path) {
+        Ok(fd) => Try::Done(Ok(hosted(vnl, path, Some(fd), None))),
+        // Another opener bound PATH since we looked: connect to it.
+        Err(e) if e.errno() == Some(libc::EADDRINUSE) => Try::Again(e),
+        Err(e) => Try::Done(Err(e)),
+    }
 }
 
 /// Opens `ptp://PATH`; `seqpacket` (`[seqpacket]`) makes a new PATH a seqpacket listener.
+///
+/// Two ends started at the same instant both find PATH free and race to bind it: the loser
+/// takes the decision again and becomes the second opener (4.0.1 does the same by falling
+/// back from its first-opener attempt). Retried for [`ROLE_DEADLINE`] at most.
 pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool) -> Result<Link, OpenError> {
-    match probe(vnl, path)? {
+    let end = std::time::Instant::now() + ROLE_DEADLINE;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match open_once(vnl, path, seqpacket_asked) {
+            Try::Done(r) => return r,
+            Try::Again(e) if std::time::Instant::now() >= end => return Err(e),
+            Try::Again(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn open_once(vnl: &str, path: &Path, seqpacket_asked: bool) -> Try {
+    let found = match probe(vnl, path) {
+        Ok(f) => f,
+        Err(e) => return Try::Done(Err(e)),
+    };
+    match found {
         Found::Nothing if seqpacket_asked => seqpacket_first(vnl, path),
         Found::Nothing => first(vnl, path),
         Found::Stale => {
-            unlink_stale(vnl, path)?;
+            if let Err(e) = unlink_stale(vnl, path) {
+                return Try::Done(Err(e));
+            }
             if seqpacket_asked {
                 seqpacket_first(vnl, path)
             } else {
                 first(vnl, path)
             }
         }
-        Found::Datagram if seqpacket_asked => Err(OpenError::protocol(
+        Found::Changed => Try::Again(OpenError::protocol(
+            vnl,
+            "opening the ptp link",
+            format!("{} kept changing", path.display()),
+            Some("is a third program using this path?".into()),
+        )),
+        Found::Datagram if seqpacket_asked => Try::Done(Err(OpenError::protocol(
             vnl,
             "opening the ptp link",
             format!(
@@ -494,14 +620,14 @@ pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool) -> Result<Link, OpenE
                 path.display()
             ),
             Some("drop [seqpacket] to join it, or choose another path".into()),
-        )),
+        ))),
         Found::Datagram => second(vnl, path),
         Found::NotDatagram => seqpacket(vnl, path),
-        Found::NotSocket => Err(OpenError::protocol(
+        Found::NotSocket => Try::Done(Err(OpenError::protocol(
             vnl,
             "opening the ptp link",
             format!("{} exists and is not a socket", path.display()),
             Some("choose a path that does not exist yet".into()),
-        )),
+        ))),
     }
 }
