@@ -34,6 +34,9 @@ const FALLBACK_SWITCHES: &[&str] = &["/var/run/vde.ctl", "/tmp/vde.ctl"];
 const FALLBACK_DATA_DIRS: &[&str] = &["/var/run", "/var/tmp", "/tmp"];
 /// How long the switch gets to answer the request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connect to the control socket may wait: a switch whose listen backlog is full
+/// (hung, or flooded with idle connections) would otherwise keep the client waiting for ever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Data socket sequence numbers, shared by every vde:// link of this process.
 static SOCK_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -82,14 +85,60 @@ fn connect_hint(e: &io::Error, sock: &Path, dir: &Path) -> String {
     }
 }
 
+/// A stream connect to `path` that waits at most `timeout` for room in the listener's
+/// backlog (SO_SNDTIMEO bounds an AF_UNIX connect: it then fails with EAGAIN). The timeout
+/// stays set, bounding the request's write too.
+pub(crate) fn connect_stream_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let fd: OwnedFd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
+    setsockopt(&fd, sockopt::SendTimeout, &tv)?;
+    let addr = nix::sys::socket::UnixAddr::new(path)?;
+    loop {
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => return Ok(UnixStream::from(fd)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn connect_failed(vnl: &str, e: io::Error, sock: &Path, dir: &Path) -> OpenError {
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        return OpenError::protocol(
+            vnl,
+            "connecting to the switch",
+            format!("timed out after {} s", CONNECT_TIMEOUT.as_secs()),
+            Some(format!(
+                "is the switch alive? {} takes no connection: its backlog is full",
+                sock.display()
+            )),
+        );
+    }
+    let hint = connect_hint(&e, sock, dir);
+    OpenError::io(vnl, "connecting to the switch", e, Some(hint))
+}
+
 /// Connects the control stream. Returns it, the socket path used, and whether it is `ctl`
 /// (a port number is carried in the request only then).
 fn connect_ctl(vnl: &str, dir: &Path, spec: &VdeSpec) -> Result<(UnixStream, PathBuf, bool), OpenError> {
     if let (Some(pg), VdePort::Any) = (&spec.portgroup, spec.port) {
         let p = dir.join(pg);
         if p.as_os_str().len() <= SUN_PATH_MAX {
-            if let Ok(s) = UnixStream::connect(&p) {
-                return Ok((s, p, false));
+            match connect_stream_bounded(&p, CONNECT_TIMEOUT) {
+                Ok(s) => return Ok((s, p, false)),
+                // A port group socket that exists but takes no connection is not skipped
+                // silently: that wait is already spent.
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    return Err(connect_failed(vnl, e, &p, dir))
+                }
+                Err(_) => {}
             }
         }
     }
@@ -97,12 +146,9 @@ fn connect_ctl(vnl: &str, dir: &Path, spec: &VdeSpec) -> Result<(UnixStream, Pat
     if ctl.as_os_str().len() > SUN_PATH_MAX {
         return Err(too_long(vnl, &ctl));
     }
-    match UnixStream::connect(&ctl) {
+    match connect_stream_bounded(&ctl, CONNECT_TIMEOUT) {
         Ok(s) => Ok((s, ctl, true)),
-        Err(e) => {
-            let hint = connect_hint(&e, &ctl, dir);
-            Err(OpenError::io(vnl, "connecting to the switch", e, Some(hint)))
-        }
+        Err(e) => Err(connect_failed(vnl, e, &ctl, dir)),
     }
 }
 
@@ -259,6 +305,15 @@ fn handshake(
             format!("{} closed the connection without answering", ctl_path.display()),
             Some(refusal_hint(spec)),
         ),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => OpenError::protocol(
+            vnl,
+            "sending the request to the switch",
+            format!("timed out after {} s", CONNECT_TIMEOUT.as_secs()),
+            Some(format!(
+                "is the switch alive? {} reads nothing",
+                ctl_path.display()
+            )),
+        ),
         _ => OpenError::io(vnl, "sending the request to the switch", e, None),
     })?;
     if n != req.len() {
@@ -327,6 +382,7 @@ fn handshake(
         )
     })?;
     ctl.set_read_timeout(None)
+        .and_then(|_| ctl.set_write_timeout(None))
         .map_err(|e| OpenError::io(vnl, "clearing the control stream timeout", e, None))?;
     let data: OwnedFd = data.into();
     let ctl: OwnedFd = ctl.into();
