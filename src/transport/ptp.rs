@@ -320,15 +320,17 @@ fn connect_error(vnl: &str, path: &Path, e: Errno) -> OpenError {
             "{} is a stream socket, neither kind of ptp endpoint",
             path.display()
         ),
-        Errno::EAGAIN => return OpenError::protocol(
-            vnl,
-            "connecting to the ptp peer",
-            format!("timed out after {ACK_TIMEOUT_S} s"),
-            Some(format!(
+        Errno::EAGAIN => {
+            return OpenError::protocol(
+                vnl,
+                "connecting to the ptp peer",
+                format!("timed out after {ACK_TIMEOUT_S} s"),
+                Some(format!(
                 "is the peer alive? the seqpacket ptp listener {} takes no connection: its backlog is full",
                 path.display()
             )),
-        ),
+            )
+        }
         _ => format!("connecting to the seqpacket ptp listener {}", path.display()),
     };
     OpenError::io(vnl, "connecting to the ptp peer", e.into(), Some(hint))

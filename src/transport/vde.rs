@@ -10,9 +10,12 @@
 //!    own data socket for this port; the data socket connects there and its file is unlinked.
 //! 4. The stream stays open: its EOF means the switch is gone (the Link's `ctl`).
 //!
-//! Permissions differ from libvdeplug in one case on purpose: when the switch belongs to
-//! another (non-root) user and its group cannot be given to the data socket, libvdeplug makes
-//! the socket world-writable; vdens-fast refuses and says how to allow it explicitly.
+//! Permissions are libvdeplug's: the data socket is 0700 (or `mode=`); when the switch belongs
+//! to another (non-root) user, the socket is given the switch's group and 0770, or, when this
+//! user is not in that group, made accessible to all (the switch must be able to send to it;
+//! the file exists only during the handshake, and a socket connected to the switch takes
+//! datagrams from no one else). Once connected, the switch's socket for this port is given
+//! `mode` too where this user may (libvdeplug's chmod of the answered path).
 
 use super::{Framing, Link, OpenError, SendTo};
 use crate::vnl::{VdePort, VdeSpec, SUN_PATH_MAX};
@@ -204,9 +207,8 @@ fn resolve_group(vnl: &str, g: &OsStr) -> Result<nix::unistd::Gid, OpenError> {
     })
 }
 
-/// Sets the data socket's group and mode as libvdeplug does, except that it never makes the
-/// socket world-writable unless `mode=` says so.
-fn set_permissions(vnl: &str, spec: &VdeSpec, data: &Path, ctl: &Path) -> Result<(), OpenError> {
+/// Sets the data socket's group and mode as libvdeplug does; the mode it got.
+fn set_permissions(vnl: &str, spec: &VdeSpec, data: &Path, ctl: &Path) -> Result<u32, OpenError> {
     let mut mode = spec.mode.unwrap_or(0o700);
     if let Some(g) = &spec.group {
         let gid = resolve_group(vnl, g)?;
@@ -222,27 +224,20 @@ fn set_permissions(vnl: &str, spec: &VdeSpec, data: &Path, ctl: &Path) -> Result
         if let Ok(m) = std::fs::metadata(ctl) {
             let me = nix::unistd::geteuid().as_raw();
             if m.uid() != 0 && m.uid() != me {
-                // The switch runs as another user: it must be able to send to our socket.
+                // The switch runs as another user: it must be able to send to our socket,
+                // through its group when we are in it, else through the others' bits.
                 let gid = nix::unistd::Gid::from_raw(m.gid());
-                if nix::unistd::chown(data, None, Some(gid)).is_ok() {
-                    mode |= 0o070;
+                mode |= if nix::unistd::chown(data, None, Some(gid)).is_ok() {
+                    0o070
                 } else {
-                    return Err(OpenError::protocol(
-                        vnl,
-                        "setting data socket permissions",
-                        format!(
-                            "the switch belongs to uid {} and this user is not in its group {}, so the switch could not send to this port",
-                            m.uid(),
-                            m.gid()
-                        ),
-                        Some("join the switch's group, or allow any user explicitly with [mode=777]".into()),
-                    ));
-                }
+                    0o077
+                };
             }
         }
     }
     std::fs::set_permissions(data, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| OpenError::io(vnl, "setting data socket permissions", e, None))
+        .map_err(|e| OpenError::io(vnl, "setting data socket permissions", e, None))?;
+    Ok(mode)
 }
 
 fn refusal_hint(spec: &VdeSpec) -> String {
@@ -282,7 +277,7 @@ fn handshake(
 ) -> Result<Link, OpenError> {
     let (data, data_path) = bind_data(vnl, dir)?;
     let _unlink = Unlink(data_path.clone());
-    set_permissions(vnl, spec, &data_path, ctl_path)?;
+    let mode = set_permissions(vnl, spec, &data_path, ctl_path)?;
     let kind = match (is_ctl, spec.port) {
         (true, VdePort::Zero) => RequestType::NewPort0,
         (true, VdePort::Number(n)) => RequestType::Port(n),
@@ -381,6 +376,11 @@ fn handshake(
             Some(format!("the switch answered {shown}")),
         )
     })?;
+    if let UnixAddr::Path(p) = &addr {
+        // As libvdeplug: the switch's socket for this port gets the mode asked for, where
+        // this user may change it (a switch of another user keeps its own).
+        let _ = std::fs::set_permissions(OsStr::from_bytes(p), std::fs::Permissions::from_mode(mode));
+    }
     ctl.set_read_timeout(None)
         .and_then(|_| ctl.set_write_timeout(None))
         .map_err(|e| OpenError::io(vnl, "clearing the control stream timeout", e, None))?;
