@@ -15,7 +15,7 @@ mod vde;
 mod vxlan;
 mod vxvde;
 
-pub use cmd::Coproc;
+pub use cmd::{Coproc, CoprocWatch};
 pub use libvdeplug::Bridge;
 pub use ptp::{PtpHost, Reconnected};
 pub use vxlan::Overlay;
