@@ -3,7 +3,11 @@
 //! - 4.0.1 (Debian; what `vde_plug`/`vdens` here speak): SOCK_DGRAM. The first opener binds
 //!   PATH and sends to `PATH+` (unconnected: the peer may not exist yet, so the Link says
 //!   `SendTo::Unix(PATH+)`); the second binds `PATH+` and connects to PATH. A stale socket
-//!   (connect gives ECONNREFUSED) is unlinked and reused.
+//!   (connect gives ECONNREFUSED) is unlinked and reused. When the first opener restarts,
+//!   the second's sends fail until it connects to the new socket: `Link::reconnect` gives
+//!   `Reconnect::Unix(PATH)` for the engine to call on such a failure, as 4.0.1 reconnects
+//!   in its send. The first opener needs nothing when the second restarts: it sends by path
+//!   and stays connected to nobody, so a new second may connect to it.
 //! - master (2025): one SOCK_SEQPACKET. The first opener binds and listens on PATH (backlog 1,
 //!   no chmod); the second connects and reads a 1-byte ack (0 = accepted, else an errno:
 //!   EISCONN while the listener has its peer). After a hang-up the listener accepts the next
@@ -292,6 +296,8 @@ fn second(vnl: &str, path: &Path) -> Try {
             Try::Done(Err(err))
         };
     }
+    // When the first opener restarts, the engine connects to its new socket at PATH
+    // (`Link::reconnect` finds PATH from the bound PATH+).
     link.rx = Some(sock.into());
     Try::Done(chmod_0700(vnl, &out).map(|_| link))
 }
