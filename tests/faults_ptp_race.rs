@@ -11,6 +11,21 @@ use std::time::{Duration, Instant};
 use transport_common::*;
 use vdens_fast::transport::{self, Link};
 
+/// Leaves a stale socket file at `p` (as a killed end does), once no forked child of another
+/// test thread holds the socket any more.
+fn make_stale(p: &std::path::Path) {
+    drop(std::os::unix::net::UnixDatagram::bind(p).unwrap());
+    let end = Instant::now() + TIMEOUT;
+    while std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .connect(p)
+        .is_ok()
+    {
+        assert!(Instant::now() < end, "{} stays live", p.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Opens `vnl` from two threads released together; both links, or the first error.
 fn open_pair(vnl: &str) -> (Result<Link, String>, Result<Link, String>) {
     let b = Arc::new(Barrier::new(2));
@@ -36,10 +51,10 @@ fn simultaneous_opens_always_link() {
         let dir = TempDir::new("race-lib");
         let vnl = format!("ptp://{}", dir.path("link").display());
         if i % 3 >= 1 {
-            drop(std::os::unix::net::UnixDatagram::bind(dir.path("link")).unwrap());
+            make_stale(&dir.path("link"));
         }
         if i % 3 == 2 {
-            drop(std::os::unix::net::UnixDatagram::bind(dir.path("link+")).unwrap());
+            make_stale(&dir.path("link+"));
         }
         let (a, b) = open_pair(&vnl);
         let a = a.unwrap_or_else(|e| panic!("round {i}: {e}"));
@@ -211,8 +226,8 @@ fn simultaneous_vdeplug_fast_and_vde_plug_always_link() {
         let dir = TempDir::new("race-plug");
         let vnl = format!("ptp://{}", dir.path("link").display());
         if i % 2 == 1 {
-            drop(std::os::unix::net::UnixDatagram::bind(dir.path("link")).unwrap());
-            drop(std::os::unix::net::UnixDatagram::bind(dir.path("link+")).unwrap());
+            make_stale(&dir.path("link"));
+            make_stale(&dir.path("link+"));
         }
         let b = Arc::new(Barrier::new(2));
         let t = {

@@ -82,6 +82,8 @@ fn replaced_first_socket_is_reached_after_reconnect() {
 
     // The first opener dies (its file stays: SIGKILL) and a new one takes PATH.
     drop(old);
+    // Gone for good once nothing holds it (a test thread forking meanwhile may, until exec).
+    wait_for("the old socket to die", || !live(&p));
     std::fs::remove_file(&p).unwrap();
     let new = UnixDatagram::bind(&p).unwrap();
     new.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -119,6 +121,7 @@ fn reconnect_fails_while_the_peer_is_away() {
     let fd = second.tx_fd().unwrap();
     // Killed: its file stays, stale.
     drop(old);
+    wait_for("the old socket to die", || !live(&p));
     let e = second.reconnect().reconnect(fd).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED), "{e}");
     std::fs::remove_file(&p).unwrap();
