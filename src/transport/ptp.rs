@@ -46,6 +46,9 @@ use std::path::{Path, PathBuf};
 
 /// How long a master-generation listener gets to accept and ack.
 const ACK_TIMEOUT_S: i64 = 2;
+/// How long a seqpacket end keeps trying to find its peer again after a hang-up, while the
+/// socket at PATH keeps changing (a listener dying and another starting there).
+const RECONNECT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 /// What sits at a path.
 enum Found {
     Nothing,
@@ -342,46 +345,72 @@ fn connect_error(vnl: &str, path: &Path, e: Errno) -> OpenError {
     OpenError::io(vnl, "connecting to the ptp peer", e.into(), Some(hint))
 }
 
-/// Reads the listener's 1-byte ack on a freshly connected socket (within the receive timeout
-/// [`connect_seqpacket`] set), then clears the timeouts.
-fn read_ack(vnl: &str, path: &Path, fd: &OwnedFd) -> Result<(), OpenError> {
-    let io_err =
-        |step: &'static str, e: Errno, hint: Option<String>| OpenError::io(vnl, step, e.into(), hint);
+/// What a freshly connected seqpacket socket got instead of, or as, its ack.
+enum Ack {
+    Accepted,
+    Refused(u8),
+    /// EOF or ECONNRESET: the listener closed the connection unacked. A listener killed
+    /// with SIGKILL does this to whoever connected while its process was being torn down.
+    HungUp(Option<Errno>),
+    Silent,
+    Failed(Errno),
+}
+
+/// Waits for the ack (within the receive timeout [`connect_seqpacket`] set).
+fn recv_ack(fd: &OwnedFd) -> Ack {
     let mut ack = [0u8; 1];
     match recv(fd.as_raw_fd(), &mut ack, MsgFlags::empty()) {
-        Ok(1) if ack[0] == 0 => {}
-        Ok(1) => {
-            let e = io::Error::from_raw_os_error(ack[0] as i32);
-            let hint = if ack[0] as i32 == libc::EISCONN {
+        Ok(1) if ack[0] == 0 => Ack::Accepted,
+        Ok(1) => Ack::Refused(ack[0]),
+        Ok(_) => Ack::HungUp(None),
+        Err(Errno::ECONNRESET) => Ack::HungUp(Some(Errno::ECONNRESET)),
+        Err(Errno::EAGAIN) => Ack::Silent,
+        Err(e) => Ack::Failed(e),
+    }
+}
+
+/// The error an unaccepted ack makes.
+fn ack_error(vnl: &str, path: &Path, ack: Ack) -> OpenError {
+    let step = "reading the ptp ack";
+    match ack {
+        Ack::Accepted => unreachable!("an accepted ack is no error"),
+        Ack::Refused(code) => {
+            let e = io::Error::from_raw_os_error(code as i32);
+            let hint = if code as i32 == libc::EISCONN {
                 "the listener already has its peer".to_string()
             } else {
                 "the ptp listener refused the connection".to_string()
             };
-            return Err(OpenError::io(vnl, "reading the ptp ack", e, Some(hint)));
+            OpenError::io(vnl, step, e, Some(hint))
         }
-        Ok(_) => {
-            return Err(OpenError::protocol(
-                vnl,
-                "reading the ptp ack",
-                "the listener hung up without an ack".into(),
-                None,
-            ))
+        Ack::HungUp(Some(e)) => OpenError::io(vnl, step, e.into(), None),
+        Ack::HungUp(None) => {
+            OpenError::protocol(vnl, step, "the listener hung up without an ack".into(), None)
         }
-        Err(Errno::EAGAIN) => {
-            return Err(OpenError::protocol(
-                vnl,
-                "reading the ptp ack",
-                format!("no ack within {ACK_TIMEOUT_S} s"),
-                Some(format!("is {} a vdeplug4 ptp listener?", path.display())),
-            ))
-        }
-        Err(e) => return Err(io_err("reading the ptp ack", e, None)),
+        Ack::Silent => OpenError::protocol(
+            vnl,
+            step,
+            format!("no ack within {ACK_TIMEOUT_S} s"),
+            Some(format!("is {} a vdeplug4 ptp listener?", path.display())),
+        ),
+        Ack::Failed(e) => OpenError::io(vnl, step, e.into(), None),
     }
+}
+
+/// Clears the timeouts [`connect_seqpacket`] set, once the ack is in.
+fn clear_timeouts(vnl: &str, fd: &OwnedFd) -> Result<(), OpenError> {
     let zero = TimeVal::new(0, 0);
     setsockopt(fd, sockopt::ReceiveTimeout, &zero)
         .and_then(|_| setsockopt(fd, sockopt::SendTimeout, &zero))
-        .map_err(|e| io_err("clearing socket timeouts", e, None))?;
-    Ok(())
+        .map_err(|e| OpenError::io(vnl, "clearing socket timeouts", e.into(), None))
+}
+
+/// Reads the listener's 1-byte ack on a freshly connected socket, then clears the timeouts.
+fn read_ack(vnl: &str, path: &Path, fd: &OwnedFd) -> Result<(), OpenError> {
+    match recv_ack(fd) {
+        Ack::Accepted => clear_timeouts(vnl, fd),
+        other => Err(ack_error(vnl, path, other)),
+    }
 }
 
 /// Binds and listens on `path` with SOCK_SEQPACKET (non-blocking, backlog 1 as master). The
@@ -492,17 +521,46 @@ impl PtpHost {
     /// or listen there when nothing does. A stale socket at PATH (its listener died without
     /// removing it) is removed and PATH listened on (master means to, but its check sits
     /// where it is never reached, so master gives up there). Blocking, as master's: a connect
-    /// to a full queue and the ack wait are each bounded by 2 s.
+    /// to a full queue and the ack wait are each bounded by 2 s, the whole by
+    /// [`RECONNECT_DEADLINE`].
+    ///
+    /// A listener killed with SIGKILL keeps its socket for a moment while its process is torn
+    /// down: a connect then succeeds and the ack read gets ECONNRESET or EOF, so that is tried
+    /// again. A socket refusing connections is taken for stale only when the same file still
+    /// refuses [`STALE_RECHECK`] later (a listener restarting there has bound but not yet
+    /// called listen(2), and refuses for that instant).
     pub fn reconnect(&mut self) -> Result<Reconnected, OpenError> {
+        use std::os::unix::fs::MetadataExt;
         let (vnl, path) = (self.vnl.as_str(), self.path.as_path());
-        for _ in 0..3 {
+        let end = std::time::Instant::now() + RECONNECT_DEADLINE;
+        let ino = || std::fs::metadata(path).map(|m| m.ino()).ok();
+        let mut refused: Option<Option<u64>> = None;
+        let mut last: Option<OpenError> = None;
+        while std::time::Instant::now() < end {
             match connect_seqpacket(path) {
-                Ok(fd) => {
-                    read_ack(vnl, path, &fd)?;
-                    return Ok(Reconnected::Peer(fd));
-                }
+                Ok(fd) => match recv_ack(&fd) {
+                    Ack::Accepted => {
+                        clear_timeouts(vnl, &fd)?;
+                        return Ok(Reconnected::Peer(fd));
+                    }
+                    a @ Ack::HungUp(_) => {
+                        last = Some(ack_error(vnl, path, a));
+                        std::thread::sleep(STALE_RECHECK);
+                        continue;
+                    }
+                    a => return Err(ack_error(vnl, path, a)),
+                },
                 Err(Errno::ENOENT) => {}
-                Err(Errno::ECONNREFUSED) => unlink_stale(vnl, path)?,
+                Err(Errno::ECONNREFUSED) => {
+                    let now = ino();
+                    if refused != Some(now) {
+                        // Refused once: look again before taking it for stale.
+                        refused = Some(now);
+                        std::thread::sleep(STALE_RECHECK);
+                        continue;
+                    }
+                    unlink_stale(vnl, path)?;
+                }
                 Err(e) => return Err(connect_error(vnl, path, e)),
             }
             match listen_seqpacket(vnl, path) {
@@ -512,16 +570,18 @@ impl PtpHost {
                     return Ok(Reconnected::Listening);
                 }
                 // Someone else bound PATH meanwhile: connect to it.
-                Err(e) if e.errno() == Some(libc::EADDRINUSE) => {}
+                Err(e) if e.errno() == Some(libc::EADDRINUSE) => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(OpenError::protocol(
-            vnl,
-            "finding the ptp peer again",
-            format!("{} keeps changing between connect and bind", path.display()),
-            Some("is a third program using this path?".into()),
-        ))
+        Err(last.unwrap_or_else(|| {
+            OpenError::protocol(
+                vnl,
+                "finding the ptp peer again",
+                format!("{} keeps changing between connect and bind", path.display()),
+                Some("is a third program using this path?".into()),
+            )
+        }))
     }
 
     /// Stops listening: removes PATH (when this process is to) and closes the socket.
