@@ -234,3 +234,33 @@ fn only_a_ptp_second_opener_reconnects() {
     assert_eq!(l.reconnect(), Reconnect::Never);
     drop(b);
 }
+
+/// A first opener restarted while its dead predecessor's socket still answers (a killed
+/// vdens-fast's socket lives on while the kernel tears down its io_uring) waits for it to go,
+/// then takes PATH, instead of finding "both ends taken".
+#[test]
+fn restart_waits_for_the_dead_ends_socket() {
+    let dir = TempDir::new("restart-linger");
+    let p = dir.path("link");
+    let vnl = format!("ptp://{}", p.display());
+    let old = UnixDatagram::bind(&p).unwrap();
+    let second = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(old);
+    });
+    let t0 = Instant::now();
+    let first = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
+    t.join().unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(250), "{:?}", t0.elapsed());
+    assert!(matches!(first.send_to, SendTo::Unix(_)), "{first:?}");
+    let f = frame(9, b"to-the-new-first");
+    engine_send(&second, &f).unwrap();
+    assert_eq!(link_expect(&first, b"to-the-new-first"), f);
+    let g = frame(10, b"from-the-new-first");
+    link_send(&first, &g);
+    assert_eq!(link_expect(&second, b"from-the-new-first"), g);
+    // Both ends live for good: a third opener is refused (after the wait).
+    let e = transport::open(&vnl).unwrap_err().to_string();
+    assert!(e.contains("both ends are taken"), "{e}");
+}

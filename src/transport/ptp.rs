@@ -243,7 +243,11 @@ fn second(vnl: &str, path: &Path) -> Try {
             ))
         }
         Found::Datagram => {
-            return Try::Done(Err(OpenError::io(
+            // Both ends live, or PATH's end has just died: a killed vdens-fast's socket lives
+            // on while the kernel tears down its io_uring (which holds the socket for its
+            // pending receives), so a restart at once finds it still answering. Looked at
+            // again until ROLE_DEADLINE; a third opener is refused then.
+            return Try::Again(OpenError::io(
                 vnl,
                 "joining the ptp link",
                 io::Error::from_raw_os_error(libc::EADDRINUSE),
@@ -252,7 +256,7 @@ fn second(vnl: &str, path: &Path) -> Try {
                     path.display(),
                     out.display()
                 )),
-            )))
+            ));
         }
         Found::NotDatagram | Found::NotSocket => {
             return Try::Done(Err(OpenError::protocol(
