@@ -2,8 +2,9 @@
 //! namespaces: the listener starts alone, a connector joins, traffic both ways; a second
 //! connector is refused while the first keeps working; a killed connector is replaced and
 //! traffic flows again; the listener leaving removes PATH, and its connector then listens
-//! there itself (as master's connecting side does) for the next vdens-fast; vdeplug-fast
-//! with a seqpacket end beside a switch, and hosting a listener.
+//! there itself (as master's connecting side does) for the next vdens-fast; a listener
+//! SIGKILLed and started again is joined again; vdeplug-fast with a seqpacket end beside a
+//! switch, and hosting a listener.
 
 mod common;
 use common::*;
@@ -205,4 +206,37 @@ fn vdeplug_fast_with_seqpacket_ends() {
     c.finish(10).ok();
     b.finish(10).ok();
     a.finish(10).ok();
+}
+
+/// The listener SIGKILLed and started again at once (issue 17): its connector may connect
+/// to the dying socket (refused with ECONNRESET, or EOF, instead of an ack); it tries again
+/// and joins whichever end holds PATH then, and traffic flows with the restarted end.
+#[test]
+fn killed_listener_restarted_is_joined_again() {
+    for round in 0..5 {
+        let d = TempDir::new("sp-kill");
+        let (v, _p) = vnl(&d);
+        let mut a = ns_node("listener", Impl::Fast, &d, &[&v]);
+        a.up("vde0", "10.44.0.1/24", None);
+        let mut b = ns_node("connector", Impl::Fast, &d, &[&v]);
+        b.up("vde0", "10.44.0.2/24", None);
+        b.ping("10.44.0.1", 1, None);
+        kill(a);
+        let mut c = ns_node("listener2", Impl::Fast, &d, &[&v]);
+        c.up("vde0", "10.44.0.3/24", None);
+        let (code, out) = b.try_sh("ping -n -q -c 1 -i 0.2 -w 10 10.44.0.3", 15);
+        assert_eq!(
+            code,
+            Some(0),
+            "round {round}: {out}\nconnector: {}\nlistener2: {}",
+            b.stderr(),
+            c.stderr()
+        );
+        c.ping("10.44.0.2", 1, None);
+        assert!(
+            !b.stderr().contains("stays down"),
+            "round {round}: {}",
+            b.stderr()
+        );
+    }
 }

@@ -15,7 +15,7 @@ mod vde;
 mod vxlan;
 mod vxvde;
 
-pub use cmd::Coproc;
+pub use cmd::{Coproc, CoprocWatch};
 pub use libvdeplug::Bridge;
 pub use ptp::{PtpHost, Reconnected};
 pub use vxlan::Overlay;
@@ -64,6 +64,50 @@ pub enum SendTo {
     Connected,
     /// An AF_UNIX datagram destination path.
     Unix(PathBuf),
+}
+
+/// How a datagram link finds its peer again when the peer's socket was replaced: a 4.0.1 ptp
+/// second opener is connected to PATH, and when the first opener restarts and binds PATH
+/// anew, the survivor's sends fail (ECONNREFUSED once, the kernel then drops the connection:
+/// ENOTCONN), and the new first opener's sends to it fail with EPERM until it connects to the
+/// new socket. vdeplug4 4.0.1 connects again on such a failed send; so must the engine, by
+/// calling [`Reconnect::reconnect`] (see [`Reconnect::wanted`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reconnect {
+    /// Nothing to do: the link sends by path, or its peer cannot come back at the same place.
+    Never,
+    /// Connect the send descriptor to this AF_UNIX datagram path again.
+    Unix(PathBuf),
+}
+
+impl Reconnect {
+    /// Whether a send that failed with `errno` calls for [`Reconnect::reconnect`]: the peer's
+    /// socket is gone (ECONNREFUSED), the connection was dropped after that (ENOTCONN,
+    /// EDESTADDRREQ), or the socket at the path belongs to someone else now (EPERM).
+    pub fn wanted(&self, errno: i32) -> bool {
+        !matches!(self, Reconnect::Never)
+            && matches!(
+                errno,
+                libc::ECONNREFUSED | libc::ENOTCONN | libc::EDESTADDRREQ | libc::EPERM
+            )
+    }
+
+    /// Connects `fd` (the link's send descriptor) to the path again: `Ok(true)` when connected
+    /// (send the frame again), `Ok(false)` for [`Reconnect::Never`]; an error while no live
+    /// peer is there yet (ENOENT, ECONNREFUSED: the peer is restarting; EPERM: the socket
+    /// there is still connected to someone else). Then drop the frame and call again at a
+    /// later failed send; one connect(2), no blocking, so it may run on a data-plane thread,
+    /// at most once every few milliseconds per link while the peer is away.
+    pub fn reconnect(&self, fd: BorrowedFd<'_>) -> std::io::Result<bool> {
+        match self {
+            Reconnect::Never => Ok(false),
+            Reconnect::Unix(path) => {
+                let addr = nix::sys::socket::UnixAddr::new(path.as_path())?;
+                nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// What a link hosts in this process, run by the engine as a node (src/engine/node.rs) with the
@@ -154,6 +198,31 @@ impl Link {
     /// The descriptor frames are sent on (the rx one when the link has a single descriptor).
     pub fn tx_fd(&self) -> Option<BorrowedFd<'_>> {
         self.tx.as_ref().or(self.rx.as_ref()).map(|f| f.as_fd())
+    }
+
+    /// How this link finds its peer again when a send fails (see [`Reconnect`]); for the
+    /// engine to ask once, when it sets the port up. A 4.0.1 ptp second opener is the link
+    /// whose connected datagram socket is bound at `PATH+` (the protocol's own naming): it
+    /// reconnects to PATH. Every other link: [`Reconnect::Never`].
+    pub fn reconnect(&self) -> Reconnect {
+        use nix::sys::socket::{getsockname, UnixAddr};
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let (Framing::Datagram, SendTo::Connected, None, Some(fd)) =
+            (self.framing, &self.send_to, &self.node, self.tx_fd())
+        else {
+            return Reconnect::Never;
+        };
+        let Some(bound) = getsockname::<UnixAddr>(fd.as_raw_fd())
+            .ok()
+            .and_then(|a| a.path().map(Path::to_path_buf))
+        else {
+            return Reconnect::Never;
+        };
+        match bound.as_os_str().as_bytes().strip_suffix(b"+") {
+            Some(p) if !p.is_empty() => Reconnect::Unix(PathBuf::from(std::ffi::OsStr::from_bytes(p))),
+            _ => Reconnect::Never,
+        }
     }
 }
 

@@ -3,7 +3,11 @@
 //! - 4.0.1 (Debian; what `vde_plug`/`vdens` here speak): SOCK_DGRAM. The first opener binds
 //!   PATH and sends to `PATH+` (unconnected: the peer may not exist yet, so the Link says
 //!   `SendTo::Unix(PATH+)`); the second binds `PATH+` and connects to PATH. A stale socket
-//!   (connect gives ECONNREFUSED) is unlinked and reused.
+//!   (connect gives ECONNREFUSED) is unlinked and reused. When the first opener restarts,
+//!   the second's sends fail until it connects to the new socket: `Link::reconnect` gives
+//!   `Reconnect::Unix(PATH)` for the engine to call on such a failure, as 4.0.1 reconnects
+//!   in its send. The first opener needs nothing when the second restarts: it sends by path
+//!   and stays connected to nobody, so a new second may connect to it.
 //! - master (2025): one SOCK_SEQPACKET. The first opener binds and listens on PATH (backlog 1,
 //!   no chmod); the second connects and reads a 1-byte ack (0 = accepted, else an errno:
 //!   EISCONN while the listener has its peer). After a hang-up the listener accepts the next
@@ -42,6 +46,9 @@ use std::path::{Path, PathBuf};
 
 /// How long a master-generation listener gets to accept and ack.
 const ACK_TIMEOUT_S: i64 = 2;
+/// How long a seqpacket end keeps trying to find its peer again after a hang-up, while the
+/// socket at PATH keeps changing (a listener dying and another starting there).
+const RECONNECT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 /// What sits at a path.
 enum Found {
     Nothing,
@@ -52,9 +59,36 @@ enum Found {
     /// A socket that refuses datagrams: a master-generation seqpacket listener (or a stream).
     NotDatagram,
     NotSocket,
+    /// A refusing socket replaced by another one while being looked at.
+    Changed,
 }
 
+/// How long a socket file must keep refusing connections to be taken for stale. bind(2)
+/// creates the file before the socket can be found through it, so a live opener binding at
+/// this very moment refuses for an instant (and classic 4.0.1 would remove its file then).
+const STALE_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What sits at `path`; a socket refusing connections is looked at again after
+/// [`STALE_RECHECK`] and reported stale only when the same file still refuses.
 fn probe(vnl: &str, path: &Path) -> Result<Found, OpenError> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).ok();
+    let before = ino(path);
+    match probe_once(vnl, path)? {
+        Found::Stale => {
+            std::thread::sleep(STALE_RECHECK);
+            match probe_once(vnl, path)? {
+                Found::Stale if ino(path) == before => Ok(Found::Stale),
+                // Another opener replaced it meanwhile: look at the new one once more.
+                Found::Stale => Ok(Found::Changed),
+                other => Ok(other),
+            }
+        }
+        other => Ok(other),
+    }
+}
+
+fn probe_once(vnl: &str, path: &Path) -> Result<Found, OpenError> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Nothing),
         Err(e) => {
@@ -143,33 +177,77 @@ fn first_socket() -> io::Result<OwnedFd> {
     })
 }
 
+/// One role decision's outcome: done (a link or a failure), or `Again` when another opener
+/// changed PATH between the look and the bind or connect (two ends started together), so
+/// the decision is taken again from the start, as 4.0.1 falls back from first to second
+/// opener when its bind fails.
+#[allow(clippy::large_enum_variant)] // one per role decision, moved once
+enum Try {
+    Done(Result<Link, OpenError>),
+    Again(OpenError),
+}
+
+/// How long the role decision is retried while other openers keep changing PATH.
+const ROLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// First opener, 4.0.1: bind PATH, send to PATH+.
-fn first(vnl: &str, path: &Path) -> Result<Link, OpenError> {
-    let sock = first_socket().map_err(|e| OpenError::io(vnl, "creating a socket", e, None))?;
-    let addr =
-        UnixAddr::new(path).map_err(|e| OpenError::io(vnl, "binding the ptp socket", e.into(), None))?;
-    bind(sock.as_raw_fd(), &addr).map_err(|e| {
+fn first(vnl: &str, path: &Path) -> Try {
+    let sock = match first_socket() {
+        Ok(s) => s,
+        Err(e) => return Try::Done(Err(OpenError::io(vnl, "creating a socket", e, None))),
+    };
+    let addr = match UnixAddr::new(path) {
+        Ok(a) => a,
+        Err(e) => return Try::Done(Err(OpenError::io(vnl, "binding the ptp socket", e.into(), None))),
+    };
+    if let Err(e) = bind(sock.as_raw_fd(), &addr) {
         let e = io::Error::from(e);
+        let raced = e.raw_os_error() == Some(libc::EADDRINUSE);
         let hint = bind_hint(&e, path);
-        OpenError::io(vnl, "binding the ptp socket", e, Some(hint))
-    })?;
+        let err = OpenError::io(vnl, "binding the ptp socket", e, Some(hint));
+        // Another opener bound PATH since we looked: it is the first opener, we the second.
+        return if raced {
+            Try::Again(err)
+        } else {
+            Try::Done(Err(err))
+        };
+    }
     let mut link = Link::null(vnl);
     link.framing = Framing::Datagram;
     link.rx = Some(sock);
     link.send_to = SendTo::Unix(plus(path));
     link.cleanup = vec![path.to_path_buf()];
-    chmod_0700(vnl, path)?;
-    Ok(link)
+    Try::Done(chmod_0700(vnl, path).map(|_| link))
 }
 
 /// Second opener, 4.0.1: bind PATH+, connected to PATH.
-fn second(vnl: &str, path: &Path) -> Result<Link, OpenError> {
+fn second(vnl: &str, path: &Path) -> Try {
     let out = plus(path);
-    match probe(vnl, &out)? {
+    let found = match probe(vnl, &out) {
+        Ok(f) => f,
+        Err(e) => return Try::Done(Err(e)),
+    };
+    match found {
         Found::Nothing => {}
-        Found::Stale => unlink_stale(vnl, &out)?,
+        Found::Stale => {
+            if let Err(e) = unlink_stale(vnl, &out) {
+                return Try::Done(Err(e));
+            }
+        }
+        Found::Changed => {
+            return Try::Again(OpenError::protocol(
+                vnl,
+                "joining the ptp link",
+                format!("{} kept changing", out.display()),
+                Some("is a third program using this path?".into()),
+            ))
+        }
         Found::Datagram => {
-            return Err(OpenError::io(
+            // Both ends live, or PATH's end has just died: a killed vdens-fast's socket lives
+            // on while the kernel tears down its io_uring (which holds the socket for its
+            // pending receives), so a restart at once finds it still answering. Looked at
+            // again until ROLE_DEADLINE; a third opener is refused then.
+            return Try::Again(OpenError::io(
                 vnl,
                 "joining the ptp link",
                 io::Error::from_raw_os_error(libc::EADDRINUSE),
@@ -178,36 +256,57 @@ fn second(vnl: &str, path: &Path) -> Result<Link, OpenError> {
                     path.display(),
                     out.display()
                 )),
-            ))
+            ));
         }
         Found::NotDatagram | Found::NotSocket => {
-            return Err(OpenError::protocol(
+            return Try::Done(Err(OpenError::protocol(
                 vnl,
                 "joining the ptp link",
                 format!("{} exists and is not a ptp datagram socket", out.display()),
                 Some("remove it or choose another path".into()),
-            ))
+            )))
         }
     }
-    let sock = UnixDatagram::bind(&out).map_err(|e| {
-        let hint = bind_hint(&e, &out);
-        OpenError::io(vnl, "binding the ptp socket", e, Some(hint))
-    })?;
+    let sock = match UnixDatagram::bind(&out) {
+        Ok(s) => s,
+        Err(e) => {
+            let raced = e.raw_os_error() == Some(libc::EADDRINUSE);
+            let hint = bind_hint(&e, &out);
+            let err = OpenError::io(vnl, "binding the ptp socket", e, Some(hint));
+            return if raced {
+                Try::Again(err)
+            } else {
+                Try::Done(Err(err))
+            };
+        }
+    };
     // From here the Link owns PATH+ and removes it on any failure.
     let mut link = Link::null(vnl);
     link.framing = Framing::Datagram;
     link.cleanup = vec![out.clone()];
-    sock.connect(path).map_err(|e| {
-        OpenError::io(
+    if let Err(e) = sock.connect(path) {
+        // The first opener went away since we looked (gone: we may be the first now), or
+        // its socket is still connected back to a peer that died (EPERM until it next sends).
+        let raced = matches!(
+            e.raw_os_error(),
+            Some(libc::ECONNREFUSED) | Some(libc::ENOENT) | Some(libc::EPERM)
+        );
+        let err = OpenError::io(
             vnl,
             "connecting to the ptp peer",
             e,
             Some(format!("{} went away meanwhile", path.display())),
-        )
-    })?;
+        );
+        return if raced {
+            Try::Again(err)
+        } else {
+            Try::Done(Err(err))
+        };
+    }
+    // When the first opener restarts, the engine connects to its new socket at PATH
+    // (`Link::reconnect` finds PATH from the bound PATH+).
     link.rx = Some(sock.into());
-    chmod_0700(vnl, &out)?;
-    Ok(link)
+    Try::Done(chmod_0700(vnl, &out).map(|_| link))
 }
 
 /// Connects a SOCK_SEQPACKET socket to `path` (bounded by the socket timeouts set here);
@@ -234,55 +333,88 @@ fn connect_error(vnl: &str, path: &Path, e: Errno) -> OpenError {
             "{} is a stream socket, neither kind of ptp endpoint",
             path.display()
         ),
-        Errno::EAGAIN => format!(
-            "the seqpacket ptp listener {} has a full queue: is it still running?",
-            path.display()
-        ),
+        Errno::EAGAIN => {
+            return OpenError::protocol(
+                vnl,
+                "connecting to the ptp peer",
+                format!("timed out after {ACK_TIMEOUT_S} s"),
+                Some(format!(
+                "is the peer alive? the seqpacket ptp listener {} takes no connection: its backlog is full",
+                path.display()
+            )),
+            )
+        }
         _ => format!("connecting to the seqpacket ptp listener {}", path.display()),
     };
     OpenError::io(vnl, "connecting to the ptp peer", e.into(), Some(hint))
 }
 
-/// Reads the listener's 1-byte ack on a freshly connected socket (within the receive timeout
-/// [`connect_seqpacket`] set), then clears the timeouts.
-fn read_ack(vnl: &str, path: &Path, fd: &OwnedFd) -> Result<(), OpenError> {
-    let io_err =
-        |step: &'static str, e: Errno, hint: Option<String>| OpenError::io(vnl, step, e.into(), hint);
+/// What a freshly connected seqpacket socket got instead of, or as, its ack.
+enum Ack {
+    Accepted,
+    Refused(u8),
+    /// EOF or ECONNRESET: the listener closed the connection unacked. A listener killed
+    /// with SIGKILL does this to whoever connected while its process was being torn down.
+    HungUp(Option<Errno>),
+    Silent,
+    Failed(Errno),
+}
+
+/// Waits for the ack (within the receive timeout [`connect_seqpacket`] set).
+fn recv_ack(fd: &OwnedFd) -> Ack {
     let mut ack = [0u8; 1];
     match recv(fd.as_raw_fd(), &mut ack, MsgFlags::empty()) {
-        Ok(1) if ack[0] == 0 => {}
-        Ok(1) => {
-            let e = io::Error::from_raw_os_error(ack[0] as i32);
-            let hint = if ack[0] as i32 == libc::EISCONN {
+        Ok(1) if ack[0] == 0 => Ack::Accepted,
+        Ok(1) => Ack::Refused(ack[0]),
+        Ok(_) => Ack::HungUp(None),
+        Err(Errno::ECONNRESET) => Ack::HungUp(Some(Errno::ECONNRESET)),
+        Err(Errno::EAGAIN) => Ack::Silent,
+        Err(e) => Ack::Failed(e),
+    }
+}
+
+/// The error an unaccepted ack makes.
+fn ack_error(vnl: &str, path: &Path, ack: Ack) -> OpenError {
+    let step = "reading the ptp ack";
+    match ack {
+        Ack::Accepted => unreachable!("an accepted ack is no error"),
+        Ack::Refused(code) => {
+            let e = io::Error::from_raw_os_error(code as i32);
+            let hint = if code as i32 == libc::EISCONN {
                 "the listener already has its peer".to_string()
             } else {
                 "the ptp listener refused the connection".to_string()
             };
-            return Err(OpenError::io(vnl, "reading the ptp ack", e, Some(hint)));
+            OpenError::io(vnl, step, e, Some(hint))
         }
-        Ok(_) => {
-            return Err(OpenError::protocol(
-                vnl,
-                "reading the ptp ack",
-                "the listener hung up without an ack".into(),
-                None,
-            ))
+        Ack::HungUp(Some(e)) => OpenError::io(vnl, step, e.into(), None),
+        Ack::HungUp(None) => {
+            OpenError::protocol(vnl, step, "the listener hung up without an ack".into(), None)
         }
-        Err(Errno::EAGAIN) => {
-            return Err(OpenError::protocol(
-                vnl,
-                "reading the ptp ack",
-                format!("no ack within {ACK_TIMEOUT_S} s"),
-                Some(format!("is {} a vdeplug4 ptp listener?", path.display())),
-            ))
-        }
-        Err(e) => return Err(io_err("reading the ptp ack", e, None)),
+        Ack::Silent => OpenError::protocol(
+            vnl,
+            step,
+            format!("no ack within {ACK_TIMEOUT_S} s"),
+            Some(format!("is {} a vdeplug4 ptp listener?", path.display())),
+        ),
+        Ack::Failed(e) => OpenError::io(vnl, step, e.into(), None),
     }
+}
+
+/// Clears the timeouts [`connect_seqpacket`] set, once the ack is in.
+fn clear_timeouts(vnl: &str, fd: &OwnedFd) -> Result<(), OpenError> {
     let zero = TimeVal::new(0, 0);
     setsockopt(fd, sockopt::ReceiveTimeout, &zero)
         .and_then(|_| setsockopt(fd, sockopt::SendTimeout, &zero))
-        .map_err(|e| io_err("clearing socket timeouts", e, None))?;
-    Ok(())
+        .map_err(|e| OpenError::io(vnl, "clearing socket timeouts", e.into(), None))
+}
+
+/// Reads the listener's 1-byte ack on a freshly connected socket, then clears the timeouts.
+fn read_ack(vnl: &str, path: &Path, fd: &OwnedFd) -> Result<(), OpenError> {
+    match recv_ack(fd) {
+        Ack::Accepted => clear_timeouts(vnl, fd),
+        other => Err(ack_error(vnl, path, other)),
+    }
 }
 
 /// Binds and listens on `path` with SOCK_SEQPACKET (non-blocking, backlog 1 as master). The
@@ -393,17 +525,46 @@ impl PtpHost {
     /// or listen there when nothing does. A stale socket at PATH (its listener died without
     /// removing it) is removed and PATH listened on (master means to, but its check sits
     /// where it is never reached, so master gives up there). Blocking, as master's: a connect
-    /// to a full queue and the ack wait are each bounded by 2 s.
+    /// to a full queue and the ack wait are each bounded by 2 s, the whole by
+    /// [`RECONNECT_DEADLINE`].
+    ///
+    /// A listener killed with SIGKILL keeps its socket for a moment while its process is torn
+    /// down: a connect then succeeds and the ack read gets ECONNRESET or EOF, so that is tried
+    /// again. A socket refusing connections is taken for stale only when the same file still
+    /// refuses [`STALE_RECHECK`] later (a listener restarting there has bound but not yet
+    /// called listen(2), and refuses for that instant).
     pub fn reconnect(&mut self) -> Result<Reconnected, OpenError> {
+        use std::os::unix::fs::MetadataExt;
         let (vnl, path) = (self.vnl.as_str(), self.path.as_path());
-        for _ in 0..3 {
+        let end = std::time::Instant::now() + RECONNECT_DEADLINE;
+        let ino = || std::fs::metadata(path).map(|m| m.ino()).ok();
+        let mut refused: Option<Option<u64>> = None;
+        let mut last: Option<OpenError> = None;
+        while std::time::Instant::now() < end {
             match connect_seqpacket(path) {
-                Ok(fd) => {
-                    read_ack(vnl, path, &fd)?;
-                    return Ok(Reconnected::Peer(fd));
-                }
+                Ok(fd) => match recv_ack(&fd) {
+                    Ack::Accepted => {
+                        clear_timeouts(vnl, &fd)?;
+                        return Ok(Reconnected::Peer(fd));
+                    }
+                    a @ Ack::HungUp(_) => {
+                        last = Some(ack_error(vnl, path, a));
+                        std::thread::sleep(STALE_RECHECK);
+                        continue;
+                    }
+                    a => return Err(ack_error(vnl, path, a)),
+                },
                 Err(Errno::ENOENT) => {}
-                Err(Errno::ECONNREFUSED) => unlink_stale(vnl, path)?,
+                Err(Errno::ECONNREFUSED) => {
+                    let now = ino();
+                    if refused != Some(now) {
+                        // Refused once: look again before taking it for stale.
+                        refused = Some(now);
+                        std::thread::sleep(STALE_RECHECK);
+                        continue;
+                    }
+                    unlink_stale(vnl, path)?;
+                }
                 Err(e) => return Err(connect_error(vnl, path, e)),
             }
             match listen_seqpacket(vnl, path) {
@@ -413,16 +574,18 @@ impl PtpHost {
                     return Ok(Reconnected::Listening);
                 }
                 // Someone else bound PATH meanwhile: connect to it.
-                Err(e) if e.errno() == Some(libc::EADDRINUSE) => {}
+                Err(e) if e.errno() == Some(libc::EADDRINUSE) => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(OpenError::protocol(
-            vnl,
-            "finding the ptp peer again",
-            format!("{} keeps changing between connect and bind", path.display()),
-            Some("is a third program using this path?".into()),
-        ))
+        Err(last.unwrap_or_else(|| {
+            OpenError::protocol(
+                vnl,
+                "finding the ptp peer again",
+                format!("{} keeps changing between connect and bind", path.display()),
+                Some("is a third program using this path?".into()),
+            )
+        }))
     }
 
     /// Stops listening: removes PATH (when this process is to) and closes the socket.
@@ -461,32 +624,72 @@ fn hosted(vnl: &str, path: &Path, listen: Option<OwnedFd>, peer: Option<OwnedFd>
 }
 
 /// Second opener, master generation: SOCK_SEQPACKET connect plus the 1-byte ack.
-fn seqpacket(vnl: &str, path: &Path) -> Result<Link, OpenError> {
-    let fd = connect_seqpacket(path).map_err(|e| connect_error(vnl, path, e))?;
-    read_ack(vnl, path, &fd)?;
-    Ok(hosted(vnl, path, None, Some(fd)))
+fn seqpacket(vnl: &str, path: &Path) -> Try {
+    let fd = match connect_seqpacket(path) {
+        Ok(fd) => fd,
+        // Bound but not listening yet (a listener starting this instant), or gone since we
+        // looked: look again.
+        Err(e @ (Errno::ECONNREFUSED | Errno::ENOENT)) => return Try::Again(connect_error(vnl, path, e)),
+        Err(e) => return Try::Done(Err(connect_error(vnl, path, e))),
+    };
+    Try::Done(read_ack(vnl, path, &fd).map(|_| hosted(vnl, path, None, Some(fd))))
 }
 
 /// First opener, master generation (`[seqpacket]`): listen on PATH; the engine accepts.
-fn seqpacket_first(vnl: &str, path: &Path) -> Result<Link, OpenError> {
-    let fd = listen_seqpacket(vnl, path)?;
-    Ok(hosted(vnl, path, Some(fd), None))
+fn seqpacket_first(vnl: &str, path: &Path) -> Try {
+    match listen_seqpacket(vnl, path) {
+        Ok(fd) => Try::Done(Ok(hosted(vnl, path, Some(fd), None))),
+        // Another opener bound PATH since we looked: connect to it.
+        Err(e) if e.errno() == Some(libc::EADDRINUSE) => Try::Again(e),
+        Err(e) => Try::Done(Err(e)),
+    }
 }
 
 /// Opens `ptp://PATH`; `seqpacket` (`[seqpacket]`) makes a new PATH a seqpacket listener.
+///
+/// Two ends started at the same instant both find PATH free and race to bind it: the loser
+/// takes the decision again and becomes the second opener (4.0.1 does the same by falling
+/// back from its first-opener attempt). Retried for [`ROLE_DEADLINE`] at most.
 pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool) -> Result<Link, OpenError> {
-    match probe(vnl, path)? {
+    let end = std::time::Instant::now() + ROLE_DEADLINE;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match open_once(vnl, path, seqpacket_asked) {
+            Try::Done(r) => return r,
+            Try::Again(e) if std::time::Instant::now() >= end => return Err(e),
+            Try::Again(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn open_once(vnl: &str, path: &Path, seqpacket_asked: bool) -> Try {
+    let found = match probe(vnl, path) {
+        Ok(f) => f,
+        Err(e) => return Try::Done(Err(e)),
+    };
+    match found {
         Found::Nothing if seqpacket_asked => seqpacket_first(vnl, path),
         Found::Nothing => first(vnl, path),
         Found::Stale => {
-            unlink_stale(vnl, path)?;
+            if let Err(e) = unlink_stale(vnl, path) {
+                return Try::Done(Err(e));
+            }
             if seqpacket_asked {
                 seqpacket_first(vnl, path)
             } else {
                 first(vnl, path)
             }
         }
-        Found::Datagram if seqpacket_asked => Err(OpenError::protocol(
+        Found::Changed => Try::Again(OpenError::protocol(
+            vnl,
+            "opening the ptp link",
+            format!("{} kept changing", path.display()),
+            Some("is a third program using this path?".into()),
+        )),
+        Found::Datagram if seqpacket_asked => Try::Done(Err(OpenError::protocol(
             vnl,
             "opening the ptp link",
             format!(
@@ -494,14 +697,14 @@ pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool) -> Result<Link, OpenE
                 path.display()
             ),
             Some("drop [seqpacket] to join it, or choose another path".into()),
-        )),
+        ))),
         Found::Datagram => second(vnl, path),
         Found::NotDatagram => seqpacket(vnl, path),
-        Found::NotSocket => Err(OpenError::protocol(
+        Found::NotSocket => Try::Done(Err(OpenError::protocol(
             vnl,
             "opening the ptp link",
             format!("{} exists and is not a socket", path.display()),
             Some("choose a path that does not exist yet".into()),
-        )),
+        ))),
     }
 }

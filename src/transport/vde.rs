@@ -10,9 +10,12 @@
 //!    own data socket for this port; the data socket connects there and its file is unlinked.
 //! 4. The stream stays open: its EOF means the switch is gone (the Link's `ctl`).
 //!
-//! Permissions differ from libvdeplug in one case on purpose: when the switch belongs to
-//! another (non-root) user and its group cannot be given to the data socket, libvdeplug makes
-//! the socket world-writable; vdens-fast refuses and says how to allow it explicitly.
+//! Permissions are libvdeplug's: the data socket is 0700 (or `mode=`); when the switch belongs
+//! to another (non-root) user, the socket is given the switch's group and 0770, or, when this
+//! user is not in that group, made accessible to all (the switch must be able to send to it;
+//! the file exists only during the handshake, and a socket connected to the switch takes
+//! datagrams from no one else). Once connected, the switch's socket for this port is given
+//! `mode` too where this user may (libvdeplug's chmod of the answered path).
 
 use super::{Framing, Link, OpenError, SendTo};
 use crate::vnl::{VdePort, VdeSpec, SUN_PATH_MAX};
@@ -34,6 +37,9 @@ const FALLBACK_SWITCHES: &[&str] = &["/var/run/vde.ctl", "/tmp/vde.ctl"];
 const FALLBACK_DATA_DIRS: &[&str] = &["/var/run", "/var/tmp", "/tmp"];
 /// How long the switch gets to answer the request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connect to the control socket may wait: a switch whose listen backlog is full
+/// (hung, or flooded with idle connections) would otherwise keep the client waiting for ever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Data socket sequence numbers, shared by every vde:// link of this process.
 static SOCK_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -82,14 +88,60 @@ fn connect_hint(e: &io::Error, sock: &Path, dir: &Path) -> String {
     }
 }
 
+/// A stream connect to `path` that waits at most `timeout` for room in the listener's
+/// backlog (SO_SNDTIMEO bounds an AF_UNIX connect: it then fails with EAGAIN). The timeout
+/// stays set, bounding the request's write too.
+pub(crate) fn connect_stream_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let fd: OwnedFd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
+    setsockopt(&fd, sockopt::SendTimeout, &tv)?;
+    let addr = nix::sys::socket::UnixAddr::new(path)?;
+    loop {
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => return Ok(UnixStream::from(fd)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn connect_failed(vnl: &str, e: io::Error, sock: &Path, dir: &Path) -> OpenError {
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        return OpenError::protocol(
+            vnl,
+            "connecting to the switch",
+            format!("timed out after {} s", CONNECT_TIMEOUT.as_secs()),
+            Some(format!(
+                "is the switch alive? {} takes no connection: its backlog is full",
+                sock.display()
+            )),
+        );
+    }
+    let hint = connect_hint(&e, sock, dir);
+    OpenError::io(vnl, "connecting to the switch", e, Some(hint))
+}
+
 /// Connects the control stream. Returns it, the socket path used, and whether it is `ctl`
 /// (a port number is carried in the request only then).
 fn connect_ctl(vnl: &str, dir: &Path, spec: &VdeSpec) -> Result<(UnixStream, PathBuf, bool), OpenError> {
     if let (Some(pg), VdePort::Any) = (&spec.portgroup, spec.port) {
         let p = dir.join(pg);
         if p.as_os_str().len() <= SUN_PATH_MAX {
-            if let Ok(s) = UnixStream::connect(&p) {
-                return Ok((s, p, false));
+            match connect_stream_bounded(&p, CONNECT_TIMEOUT) {
+                Ok(s) => return Ok((s, p, false)),
+                // A port group socket that exists but takes no connection is not skipped
+                // silently: that wait is already spent.
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    return Err(connect_failed(vnl, e, &p, dir))
+                }
+                Err(_) => {}
             }
         }
     }
@@ -97,12 +149,9 @@ fn connect_ctl(vnl: &str, dir: &Path, spec: &VdeSpec) -> Result<(UnixStream, Pat
     if ctl.as_os_str().len() > SUN_PATH_MAX {
         return Err(too_long(vnl, &ctl));
     }
-    match UnixStream::connect(&ctl) {
+    match connect_stream_bounded(&ctl, CONNECT_TIMEOUT) {
         Ok(s) => Ok((s, ctl, true)),
-        Err(e) => {
-            let hint = connect_hint(&e, &ctl, dir);
-            Err(OpenError::io(vnl, "connecting to the switch", e, Some(hint)))
-        }
+        Err(e) => Err(connect_failed(vnl, e, &ctl, dir)),
     }
 }
 
@@ -158,9 +207,8 @@ fn resolve_group(vnl: &str, g: &OsStr) -> Result<nix::unistd::Gid, OpenError> {
     })
 }
 
-/// Sets the data socket's group and mode as libvdeplug does, except that it never makes the
-/// socket world-writable unless `mode=` says so.
-fn set_permissions(vnl: &str, spec: &VdeSpec, data: &Path, ctl: &Path) -> Result<(), OpenError> {
+/// Sets the data socket's group and mode as libvdeplug does; the mode it got.
+fn set_permissions(vnl: &str, spec: &VdeSpec, data: &Path, ctl: &Path) -> Result<u32, OpenError> {
     let mut mode = spec.mode.unwrap_or(0o700);
     if let Some(g) = &spec.group {
         let gid = resolve_group(vnl, g)?;
@@ -176,27 +224,20 @@ fn set_permissions(vnl: &str, spec: &VdeSpec, data: &Path, ctl: &Path) -> Result
         if let Ok(m) = std::fs::metadata(ctl) {
             let me = nix::unistd::geteuid().as_raw();
             if m.uid() != 0 && m.uid() != me {
-                // The switch runs as another user: it must be able to send to our socket.
+                // The switch runs as another user: it must be able to send to our socket,
+                // through its group when we are in it, else through the others' bits.
                 let gid = nix::unistd::Gid::from_raw(m.gid());
-                if nix::unistd::chown(data, None, Some(gid)).is_ok() {
-                    mode |= 0o070;
+                mode |= if nix::unistd::chown(data, None, Some(gid)).is_ok() {
+                    0o070
                 } else {
-                    return Err(OpenError::protocol(
-                        vnl,
-                        "setting data socket permissions",
-                        format!(
-                            "the switch belongs to uid {} and this user is not in its group {}, so the switch could not send to this port",
-                            m.uid(),
-                            m.gid()
-                        ),
-                        Some("join the switch's group, or allow any user explicitly with [mode=777]".into()),
-                    ));
-                }
+                    0o077
+                };
             }
         }
     }
     std::fs::set_permissions(data, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| OpenError::io(vnl, "setting data socket permissions", e, None))
+        .map_err(|e| OpenError::io(vnl, "setting data socket permissions", e, None))?;
+    Ok(mode)
 }
 
 fn refusal_hint(spec: &VdeSpec) -> String {
@@ -236,7 +277,7 @@ fn handshake(
 ) -> Result<Link, OpenError> {
     let (data, data_path) = bind_data(vnl, dir)?;
     let _unlink = Unlink(data_path.clone());
-    set_permissions(vnl, spec, &data_path, ctl_path)?;
+    let mode = set_permissions(vnl, spec, &data_path, ctl_path)?;
     let kind = match (is_ctl, spec.port) {
         (true, VdePort::Zero) => RequestType::NewPort0,
         (true, VdePort::Number(n)) => RequestType::Port(n),
@@ -258,6 +299,15 @@ fn handshake(
             "sending the request to the switch",
             format!("{} closed the connection without answering", ctl_path.display()),
             Some(refusal_hint(spec)),
+        ),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => OpenError::protocol(
+            vnl,
+            "sending the request to the switch",
+            format!("timed out after {} s", CONNECT_TIMEOUT.as_secs()),
+            Some(format!(
+                "is the switch alive? {} reads nothing",
+                ctl_path.display()
+            )),
         ),
         _ => OpenError::io(vnl, "sending the request to the switch", e, None),
     })?;
@@ -326,7 +376,13 @@ fn handshake(
             Some(format!("the switch answered {shown}")),
         )
     })?;
+    if let UnixAddr::Path(p) = &addr {
+        // As libvdeplug: the switch's socket for this port gets the mode asked for, where
+        // this user may change it (a switch of another user keeps its own).
+        let _ = std::fs::set_permissions(OsStr::from_bytes(p), std::fs::Permissions::from_mode(mode));
+    }
     ctl.set_read_timeout(None)
+        .and_then(|_| ctl.set_write_timeout(None))
         .map_err(|e| OpenError::io(vnl, "clearing the control stream timeout", e, None))?;
     let data: OwnedFd = data.into();
     let ctl: OwnedFd = ctl.into();
