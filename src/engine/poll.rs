@@ -14,7 +14,7 @@ use super::core::{
     RxFault, Token, Verdict,
 };
 use super::offload::{self, SUPER_READ};
-use super::port::{send_buffer_full, DirPlan, RxPlan, TxPlan, MAX_FRAME};
+use super::port::{send_buffer_full, DirPlan, Reconnector, RxPlan, TxPlan, MAX_FRAME};
 use super::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use super::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::sys::{recv_batch, send_batch};
@@ -63,6 +63,7 @@ struct VnetTx {
 
 struct PDir {
     rx: Option<RxPlan>,
+    reconnect: Reconnector,
     vnet_rx: Option<VnetRx>,
     vnet_tx: Option<VnetTx>,
     tx: TxPlan,
@@ -108,6 +109,7 @@ impl PDir {
         let off = a.port.offload;
         PDir {
             rx: plan.rx,
+            reconnect: Reconnector::new(plan.reconnect.clone()),
             vnet_rx: (off.enabled() && d == TAP_TO_LINK).then(|| VnetRx {
                 hdr: off.vnet_hdr,
                 big: vec![0u8; SUPER_READ].into_boxed_slice(),
@@ -194,6 +196,9 @@ impl PDir {
                     self.blocked = true;
                     return false;
                 }
+                Err(e)
+                    if tx_fd(&self.tx)
+                        .is_some_and(|f| self.reconnect.after_failure(fd(f), e as i32, &self.label)) => {}
                 Err(e) => match send_verdict(e as i32, Backpressure::Wait) {
                     Verdict::Retry => {}
                     // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.

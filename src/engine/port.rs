@@ -5,7 +5,7 @@
 
 use super::stats::{LINK_TO_TAP, TAP_TO_LINK};
 use super::{EngineError, Port};
-use crate::transport::{Framing, SendTo};
+use crate::transport::{Framing, Reconnect, SendTo};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::UnixAddr;
 use nix::sys::stat::{fstat, SFlag};
@@ -44,6 +44,60 @@ pub struct DirPlan {
     /// None when nothing ever arrives (link side of null://).
     pub rx: Option<RxPlan>,
     pub tx: TxPlan,
+    /// How the destination is found again when its socket was replaced (a ptp second opener
+    /// whose first opener restarted); [`Reconnect::Never`] for the rest.
+    pub reconnect: Reconnect,
+}
+
+/// Reconnecting a direction's destination, at most every [`RECONNECT_EVERY`] while the peer is
+/// away, for both port workers.
+#[derive(Debug)]
+pub struct Reconnector {
+    how: Reconnect,
+    last: Option<std::time::Instant>,
+    /// Said once per outage: the peer went away.
+    down: bool,
+}
+
+/// How often a send that failed for want of the peer tries to connect again.
+pub const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl Reconnector {
+    pub fn new(how: Reconnect) -> Reconnector {
+        Reconnector {
+            how,
+            last: None,
+            down: false,
+        }
+    }
+
+    /// After a send on `fd` failed with `errno`: true when the destination was connected
+    /// again, so the frame is to be sent again; false to drop it as usual.
+    pub fn after_failure(&mut self, fd: BorrowedFd<'_>, errno: i32, label: &str) -> bool {
+        if !self.how.wanted(errno) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < RECONNECT_EVERY) {
+            return false;
+        }
+        self.last = Some(now);
+        match self.how.reconnect(fd) {
+            Ok(true) => {
+                crate::diag!("{label}: the peer is back: connected again");
+                self.down = false;
+                true
+            }
+            Ok(false) => false,
+            Err(_) => {
+                if !self.down {
+                    crate::diag!("{label}: the peer went away; connecting again as soon as it is back");
+                    self.down = true;
+                }
+                false
+            }
+        }
+    }
 }
 
 pub(crate) fn is_socket(fd: BorrowedFd<'_>) -> Result<bool, nix::Error> {
@@ -98,6 +152,7 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
                 eof_on_zero: true,
             }),
             tx: TxPlan::Discard,
+            reconnect: Reconnect::Never,
         },
         DirPlan {
             rx: None,
@@ -105,6 +160,7 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
                 fd: tap_fd,
                 socket: false,
             },
+            reconnect: Reconnect::Never,
         },
     ];
     if link.framing == Framing::Null {
@@ -127,6 +183,7 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
         stream,
         eof_on_zero: !(rx_sock && is_dgram(rx)),
     });
+    dirs[TAP_TO_LINK].reconnect = link.reconnect();
     dirs[TAP_TO_LINK].tx = match (&link.framing, &link.send_to) {
         (Framing::Stream, _) => TxPlan::Stream { fd: tx.as_raw_fd() },
         (_, SendTo::Unix(path)) => TxPlan::SendTo {

@@ -23,9 +23,10 @@ use crate::engine::core::{
     Token, Verdict,
 };
 use crate::engine::offload::{self, SUPER_READ};
-use crate::engine::port::{send_buffer_full, DirPlan, TxPlan, MAX_FRAME};
+use crate::engine::port::{send_buffer_full, DirPlan, Reconnector, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{pin, Assigned, Cmd, WorkerCtx};
+use crate::transport::Reconnect;
 use crate::wire::gro::{self, Coalescer, Out};
 use crate::wire::stream::{self, Decoder};
 use crate::wire::vnet::VnetHdr;
@@ -247,6 +248,8 @@ struct ChainSlot {
 struct Tx {
     kind: TxKind,
     target: Target,
+    /// Finding the destination again when its socket was replaced (ptp second opener).
+    reconnect: Reconnector,
     /// Virtio-net header bytes in front of every frame written (an offloading tap; else 0).
     vnet_hdr: usize,
     addr: Box<Option<UnixAddr>>,
@@ -334,6 +337,7 @@ impl Tx {
             retried: false,
             probe: false,
             raw: -1,
+            reconnect: Reconnector::new(Reconnect::Never),
             waiting: false,
             chain,
             chain_len: 0,
@@ -530,7 +534,11 @@ impl Worker {
         };
         let mut tx = match &plan.tx {
             TxPlan::Discard => Tx::new(TxKind::Discard, Target::Fd(-1), None),
-            TxPlan::Write { fd, .. } => Tx::new(TxKind::Write, fixed(*fd), None),
+            TxPlan::Write { fd, .. } => {
+                let mut t = Tx::new(TxKind::Write, fixed(*fd), None);
+                t.raw = *fd;
+                t
+            }
             TxPlan::SendTo { fd, addr } => {
                 let mut t = Tx::new(TxKind::SendTo, fixed(*fd), Some(*addr));
                 t.raw = *fd;
@@ -538,6 +546,7 @@ impl Worker {
             }
             TxPlan::Stream { fd } => Tx::new(TxKind::Stream, fixed(*fd), None),
         };
+        tx.reconnect = Reconnector::new(plan.reconnect.clone());
         let gro = (off.enabled() && d == LINK_TO_TAP && rx.is_some()).then(|| {
             tx.vnet_hdr = off.vnet_hdr;
             let mut all: Vec<Sbuf> = (0..=SUPERS as u16)
@@ -1029,6 +1038,15 @@ impl Worker {
                 None
             } else if self.stopping {
                 Some(Verdict::Drop(DropReason::SendError))
+            } else if res < 0
+                && dir.tx.raw >= 0
+                && dir
+                    .tx
+                    .reconnect
+                    .after_failure(crate::sys::borrow_fd(dir.tx.raw), -res, &dir.label)
+            {
+                // Connected to the peer's new socket: this frame goes again.
+                Some(Verdict::Retry)
             } else {
                 // A zero-byte send of a non-empty frame: nothing went; as a failure.
                 Some(send_verdict(
