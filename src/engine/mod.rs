@@ -494,6 +494,21 @@ impl Drop for Engine {
     }
 }
 
+/// Confines the calling data-plane thread once its set-up is done (`sys::isolate`: no
+/// capabilities, no_new_privs, a seccomp allowlist). Where the kernel refuses, said once; the
+/// thread goes on unconfined.
+pub(crate) fn confine() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Err(e) = crate::sys::isolate::confine_data_plane() {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            crate::diag!(
+                "cannot confine the data-plane threads ({}): they keep the namespace's capabilities",
+                crate::sys::err_text(&e)
+            );
+        }
+    }
+}
+
 /// The soft RLIMIT_MEMLOCK, for messages ("8192 KiB", "unlimited").
 fn memlock_limit_text() -> String {
     use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
@@ -527,7 +542,12 @@ fn spawn_thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinH
 fn snapshot(ports: &[Arc<stats::PortStats>], nodes: &[Arc<node::NodeShared>]) -> Vec<PortSnapshot> {
     let mut all: Vec<Arc<stats::PortStats>> = ports.to_vec();
     for n in nodes {
-        all.extend(n.stats.lock().expect("stats lock").iter().cloned());
+        // The endpoints attached now, then the sum of those that left.
+        let left = n.left.lock().expect("stats lock").1.clone();
+        let is_left = |s: &Arc<stats::PortStats>| left.as_ref().is_some_and(|l| Arc::ptr_eq(l, s));
+        let st = n.stats.lock().expect("stats lock");
+        all.extend(st.iter().filter(|s| !is_left(s)).cloned());
+        all.extend(left);
     }
     all.iter()
         .map(|p| PortSnapshot {

@@ -1147,6 +1147,7 @@ pub fn run(
     })();
     match setup {
         Ok(mut w) => {
+            super::confine();
             let _ = ready.send(Ok("node".into()));
             w.run(&cmds, wake.as_raw_fd());
         }

@@ -551,6 +551,7 @@ pub fn run(ctx: WorkerCtx, ready: Sender<Result<String, String>>) {
         let _ = ready.send(Err(format!("epoll_ctl: {}", e.desc())));
         return;
     }
+    super::confine();
     let _ = ready.send(Ok("epoll".into()));
     let mut w = PollWorker { ep, dirs, fds };
     w.run(&ctx.cmds, wake.as_fd());

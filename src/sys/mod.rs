@@ -3,6 +3,7 @@
 
 pub mod dl;
 pub mod inet;
+pub mod isolate;
 
 use std::ffi::CStr;
 use std::io;
@@ -15,20 +16,20 @@ pub const CAP_NET_ADMIN: u32 = 12;
 pub const CAP_NET_RAW: u32 = 13;
 pub const CAP_SYS_ADMIN: u32 = 21;
 
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+pub(crate) const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 #[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
+pub(crate) struct CapHeader {
+    pub(crate) version: u32,
+    pub(crate) pid: i32,
 }
 
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
+pub(crate) struct CapData {
+    pub(crate) effective: u32,
+    pub(crate) permitted: u32,
+    pub(crate) inheritable: u32,
 }
 
 /// Adds `caps` to this thread's inheritable set and raises them as ambient capabilities, so an

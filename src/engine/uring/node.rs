@@ -1274,6 +1274,7 @@ pub fn run_node(
     })();
     match setup {
         Ok(mut w) => {
+            crate::engine::confine();
             let _ = ready.send(Ok("uring node".into()));
             w.run(&cmds);
         }

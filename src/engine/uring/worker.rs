@@ -363,6 +363,7 @@ pub fn run(
     let ports = std::mem::take(&mut ctx.ports);
     let mut w = match Worker::new(ports, &ctx.wake, tuning) {
         Ok((w, mode)) => {
+            crate::engine::confine();
             let _ = ready.send(Ok(mode.to_string()));
             w
         }
