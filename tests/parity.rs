@@ -104,3 +104,209 @@ fn same_argv_same_namespace_as_vdens() {
     println!("{table}");
     assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
 }
+
+/// Sets up the process state a caller hands over, then executes `PROG ARGS` (Perl: it changes
+/// no signal disposition or mask of its own, unlike sh, which clears the mask, or Python).
+/// `launch.pl OPTION... -- PROG ARGS`, OPTION: ign=SIG,.. blk=SIG,.. umask=OCT cwd=DIR
+/// open=FD:PATH close=FD env=NAME:VALUE
+const LAUNCH: &str = r#"
+use strict; use POSIX ();
+while (@ARGV && $ARGV[0] ne '--') {
+  my ($k, $v) = split /=/, shift(@ARGV), 2;
+  if ($k eq 'ign') { $SIG{$_} = 'IGNORE' for split /,/, $v }
+  elsif ($k eq 'blk') {
+    my @s = map { my $n = eval "POSIX::SIG$_()"; die "SIG$_?" unless $n; $n } split /,/, $v;
+    POSIX::sigprocmask(POSIX::SIG_BLOCK(), POSIX::SigSet->new(@s)) or die "sigprocmask: $!";
+  }
+  elsif ($k eq 'umask') { umask oct $v }
+  elsif ($k eq 'cwd') { chdir $v or die "chdir $v: $!" }
+  elsif ($k eq 'open') {
+    my ($fd, $p) = split /:/, $v, 2;
+    my $f = POSIX::open($p, POSIX::O_RDONLY()) // die "open $p: $!";
+    if ($f != $fd) { POSIX::dup2($f, $fd) // die "dup2: $!"; POSIX::close($f) }
+  }
+  elsif ($k eq 'close') { POSIX::close($v) }
+  elsif ($k eq 'env') { my ($n, $x) = split /:/, $v, 2; $ENV{$n} = $x }
+  else { die "launch.pl: unknown option $k" }
+}
+shift @ARGV;
+exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!";
+"#;
+
+/// What the command received: signal dispositions and mask, umask, VDF_* environment, descriptors
+/// (files by path, others by kind) and working directory; exits with `code`. In awk (mawk): it
+/// changes no signal state of its own before reading /proc/self/status (perl ignores SIGFPE and
+/// resets SIGCHLD; sh clears the mask).
+const PROBE_AWK: &str = r#"
+BEGIN {
+  getline st < "/proc/self/stat"; close("/proc/self/stat")
+  split(st, f, " "); pid = f[1]
+  while ((getline l < "/proc/self/status") > 0) if (l ~ /^(SigIgn|SigBlk|Umask):/) print l
+  close("/proc/self/status")
+  printf "env:"; for (k in ENVIRON) if (k ~ /^VDF_/) printf " %s=%s", k, ENVIRON[k]; print ""
+  printf "fds: "; fflush()
+  system("cd /proc/" pid "/fd && for f in *; do t=$(readlink $f); printf '%s=%s ' $f ${t%%:*}; done; echo; echo cwd: $(readlink /proc/" pid "/cwd)")
+  exit code
+}
+"#;
+
+/// `IMPL ARGS` started through launch.pl with `setup`, as `who`, in a clean environment.
+fn launched(who: Who, classic: bool, d: &TempDir, setup: &[&str], args: &[String]) -> Command {
+    let imp = if classic {
+        "vdens".to_string()
+    } else {
+        binary().display().to_string()
+    };
+    let mut c = match who {
+        Who::Root => Command::new("perl"),
+        Who::Nobody => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "--",
+                "perl",
+            ]);
+            c
+        }
+    };
+    c.arg(d.join("launch.pl"))
+        .args(setup)
+        .arg("--")
+        .arg(imp)
+        .args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("SHELL", "/bin/sh")
+        .env("HOME", d.path())
+        .current_dir(d.path());
+    c
+}
+
+/// A row of the process-state table: what the caller sets up, vdens's arguments (PROBE stands
+/// for the probe command), and, for a deliberate difference, why.
+struct Case {
+    setup: &'static [&'static str],
+    args: &'static [&'static str],
+    /// Some(reason): vdens-fast differs on purpose; `fast_ok` then checks vdens-fast's output.
+    differs: Option<&'static str>,
+    fast_ok: fn(&Out) -> bool,
+}
+
+const PROBE_ARGS: &str = "PROBE";
+
+/// The probe's SigIgn mask.
+fn sig_ign(o: &Out) -> u64 {
+    cap_field(&o.stdout, "SigIgn:")
+}
+
+fn any(_: &Out) -> bool {
+    true
+}
+
+/// Descriptors, signal dispositions and mask, umask, cwd and environment reach the command as the
+/// caller set them, as with vdens; the exit status is the command's (vdens: always 0).
+#[test]
+fn process_state_passes_through_as_in_vdens() {
+    let d = TempDir::new("parity-proc");
+    std::fs::write(d.join("launch.pl"), LAUNCH).unwrap();
+    std::fs::write(d.join("probe.awk"), PROBE_AWK).unwrap();
+    let probe = |code: &str| {
+        vec![
+            "awk".to_string(),
+            "-v".into(),
+            format!("code={code}"),
+            "-f".into(),
+            d.join("probe.awk").display().to_string(),
+        ]
+    };
+    const ALL_FWD: &str = "ign=INT,HUP,QUIT,TERM,PIPE,USR1,TSTP,TTOU";
+    let cases: Vec<Case> = vec![
+        Case { setup: &[], args: &["-", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["open=5:/etc/hostname"], args: &["-", "sh", "-c", "cat <&5"], differs: None, fast_ok: any },
+        Case { setup: &["open=5:/etc/hostname"], args: &["null://", "sh", "-c", "cat <&5"], differs: None, fast_ok: any },
+        Case { setup: &["open=5:/etc/hostname", "open=9:/dev/null"], args: &["-", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["open=5:/etc/hostname", "open=9:/dev/null"], args: &["null://", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["open=7:/etc/hostname"], args: &["-c", "null://", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["open=7:/etc/hostname"], args: &["-u", "-m", "null://", "null://", "--", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["open=7:/etc/hostname"], args: &["-s", "-R", "192.0.2.1", "null://", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["close=0"], args: &["null://", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["close=0"], args: &["-c", "-", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &[ALL_FWD], args: &["-", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &[ALL_FWD], args: &["null://", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &[ALL_FWD], args: &["-c", "-r", "/etc/hostname", "null://", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["blk=USR2,TERM,INT,CHLD,ALRM"], args: &["null://", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["blk=HUP,QUIT,USR1", "ign=PIPE"], args: &["-c", "-", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["umask=027", "cwd=/usr", "env=VDF_X:a b=c"], args: &["null://", PROBE_ARGS], differs: None, fast_ok: any },
+        Case { setup: &["umask=0", "cwd=/", "env=VDF_Y:"], args: &["-s", "-", PROBE_ARGS], differs: None, fast_ok: any },
+        // SIGPIPE at its default in the command: `yes` dies of it, silently.
+        Case { setup: &[], args: &["-", "sh", "-c", "(yes; echo $? >&2) | head -1"], differs: None, fast_ok: any },
+        Case { setup: &[], args: &["null://", "sh", "-c", "(yes; echo $? >&2) | head -1"], differs: None, fast_ok: any },
+        Case { setup: &["ign=PIPE"], args: &["null://", "sh", "-c", "(yes; echo $? >&2) | head -1"], differs: None, fast_ok: any },
+        Case {
+            setup: &["ign=CHLD,HUP"],
+            args: &["-", PROBE_ARGS],
+            differs: Some("a caller that ignores SIGCHLD: vdens fails (`unshare waitpid: No child processes`, or hangs with -c); vdens-fast runs the command with SIGCHLD ignored"),
+            fast_ok: |o| o.code == Some(0) && sig_ign(o) & 0x10001 == 0x10001,
+        },
+        Case {
+            setup: &["ign=CHLD"],
+            args: &["-c", "null://", "PROBE3"],
+            differs: Some("as above, in clone mode"),
+            fast_ok: |o| o.code == Some(3) && sig_ign(o) & 0x10000 == 0x10000,
+        },
+    ];
+    let mut table = String::from("| who | setup | argv | same |\n|---|---|---|---|\n");
+    let mut diffs = Vec::new();
+    for who in BOTH {
+        for case in &cases {
+            let args: Vec<String> = case
+                .args
+                .iter()
+                .flat_map(|a| match a.strip_prefix(PROBE_ARGS) {
+                    Some(code) => probe(if code.is_empty() { "0" } else { code }),
+                    None => vec![a.to_string()],
+                })
+                .collect();
+            let b = run(launched(who, false, &d, case.setup, &args), 20);
+            let what = format!("{who:?} {:?} {:?}", case.setup, case.args);
+            if let Some(reason) = case.differs {
+                table.push_str(&format!("| {what} | differs: {reason} |\n"));
+                if !(case.fast_ok)(&b) {
+                    diffs.push(format!("{what}: vdens-fast: {b:#?}"));
+                }
+                continue;
+            }
+            let a = run(launched(who, true, &d, case.setup, &args), 20);
+            // vdens exits 0 whatever the command does (with no network it executes the command
+            // itself); vdens-fast exits with the command's status: compared apart, below.
+            let same = a.stdout == b.stdout && a.stderr == b.stderr;
+            table.push_str(&format!("| {what} | {same} |\n"));
+            if !same {
+                diffs.push(format!(
+                    "{what}:\n vdens:      {:?} {:?}\n vdens-fast: {:?} {:?}",
+                    a.stdout, a.stderr, b.stdout, b.stderr
+                ));
+            }
+            let probe_exit: i32 = if case.args.last() == Some(&PROBE_ARGS) {
+                0
+            } else {
+                b.code.unwrap_or(-1)
+            };
+            if b.code != Some(probe_exit) || (a.code != Some(0) && a.code != b.code) {
+                diffs.push(format!(
+                    "{what}: exit status: vdens {:?}, vdens-fast {:?}",
+                    a.code, b.code
+                ));
+            }
+        }
+    }
+    println!("{table}");
+    assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
+}
