@@ -157,7 +157,7 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
     if needs_mount_ns(cfg) {
         mounts::make_private()?;
         if let Some(a) = &cfg.resolvaddr {
-            mounts::write_resolvaddr(a)?;
+            mounts::write_resolvaddr(&crate::cli::resolv_conf_text(a))?;
         } else if let Some(f) = &cfg.resolvconf {
             mounts::bind_resolvconf(f)?;
         }

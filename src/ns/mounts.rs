@@ -3,7 +3,6 @@
 use super::NsError;
 use nix::mount::{mount, MsFlags};
 use std::io::Write;
-use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -41,9 +40,9 @@ pub fn bind_resolvconf(file: &Path) -> Result<(), NsError> {
     bind(file)
 }
 
-/// Writes `nameserver X` lines to a private file and binds it over /etc/resolv.conf; the file is
-/// unlinked at once, so nothing is left behind.
-pub fn write_resolvaddr(addrs: &[IpAddr]) -> Result<(), NsError> {
+/// Writes `text` (the `nameserver` lines of -R) to a private file and binds it over
+/// /etc/resolv.conf; the file is unlinked at once, so nothing is left behind.
+pub fn write_resolvaddr(text: &str) -> Result<(), NsError> {
     let dir = std::env::temp_dir();
     let path = dir.join(format!("vdens-fast-resolv.{}", std::process::id()));
     let make = || -> std::io::Result<()> {
@@ -53,9 +52,7 @@ pub fn write_resolvaddr(addrs: &[IpAddr]) -> Result<(), NsError> {
             .create_new(true)
             .mode(0o644)
             .open(&path)?;
-        for a in addrs {
-            writeln!(f, "nameserver {a}")?;
-        }
+        f.write_all(text.as_bytes())?;
         Ok(())
     };
     if let Err(e) = make() {
