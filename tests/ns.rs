@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 #[test]
 fn capabilities_inside() {
@@ -113,6 +114,62 @@ fn resolvaddr_v4_and_v6() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("vdens-fast-resolv"))
         .collect();
     assert!(leftovers.is_empty(), "temp resolv files left: {leftovers:?}");
+}
+
+/// -R's private resolv.conf: mode 0400 as vdens's, and no file in a shared directory that another
+/// user could take first (vdens-fast once used $TMPDIR/vdens-fast-resolv.PID: a file of that name
+/// made by another user made it fail) or that could be left behind.
+#[test]
+fn resolvaddr_file_is_private() {
+    let d = TempDir::new("resRpriv");
+    std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    // Root makes the file vdens-fast would have used ($$ stays the pid through both execs), then
+    // vdens-fast runs as nobody in unshare mode, with that directory as TMPDIR.
+    let script = r#"f="$TMPDIR/vdens-fast-resolv.$$"; echo taken > "$f" && chmod 0644 "$f" &&
+        exec setpriv --reuid 65534 --regid 65534 --clear-groups "$VF" -u -R 192.0.2.7,dns.example - \
+        sh -c 'stat -c "%a %U" /etc/resolv.conf; cat /etc/resolv.conf'"#;
+    let mut c = Command::new("sh");
+    c.args(["-c", script])
+        .env("VF", binary())
+        .env("TMPDIR", d.path())
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .current_dir(d.path());
+    let o = run(c, 20);
+    assert_eq!(
+        o.ok().stdout,
+        "400 nobody\nnameserver 192.0.2.7\nnameserver dns.example\n",
+        "{o:#?}"
+    );
+    let left: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 1, "only the other user's file remains: {left:?}");
+    assert!(left[0].starts_with("vdens-fast-resolv."), "{left:?}");
+    for who in BOTH {
+        let mut c = vdens_fast(
+            who,
+            &d,
+            &[
+                "-R",
+                "192.0.2.8",
+                "-c",
+                "-",
+                "stat",
+                "-c",
+                "%a",
+                "/etc/resolv.conf",
+            ],
+        );
+        c.env("TMPDIR", d.path());
+        let o = run(c, 20);
+        assert_eq!(o.ok().stdout, "400\n", "{who:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "a file was left in TMPDIR"
+    );
 }
 
 #[test]

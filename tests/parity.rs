@@ -8,7 +8,7 @@ use std::process::Command;
 const PROBE: &str = r#"#!/bin/sh
 echo "argv: $*"
 echo "ifaces: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')"
-echo "resolv: $(tr '\n' ';' < /etc/resolv.conf)"
+echo "resolv: $(tr '\n' ';' < /etc/resolv.conf) mode $(stat -L -c %a /etc/resolv.conf)"
 echo "amb: $(awk '/^CapAmb:/{print $2}' /proc/self/status)"
 if [ "$(readlink /proc/self/ns/mnt)" = "$HOSTMNT" ]; then echo "mntns: host"; else echo "mntns: own"; fi
 echo "host: $(hostname)"
