@@ -364,3 +364,83 @@ fn process_state_passes_through_as_in_vdens() {
     println!("{table}");
     assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
 }
+
+/// The propagation check, run as root in a mount namespace of its own (all private first, so
+/// nothing reaches the host's): a tmpfs made shared plays the caller's shared mount. `$@` (vdens
+/// or vdens-fast with options, as some user) runs a command that waits for a file the outer side
+/// mounts later under that tmpfs, then tries a mount of its own there; the outer side then says
+/// whether that one leaked out.
+const PROPAGATION: &str = r#"
+set -e
+D=$1; shift
+mkdir -p $D/shared && mount -t tmpfs outer $D/shared && mount --make-shared $D/shared
+mkdir $D/shared/later $D/shared/inner
+"$@" sh -c "touch $D/ready; i=0
+  while [ ! -e $D/shared/later/f ] && [ \$i -lt 100 ]; do sleep 0.05; i=\$((i+1)); done
+  cat $D/shared/later/f 2>/dev/null || echo 'outer mount: missing'
+  mount -t tmpfs inner $D/shared/inner 2>/dev/null && echo 'inner mount: made' || echo 'inner mount: refused'" &
+i=0; while [ ! -e $D/ready ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+mount -t tmpfs later $D/shared/later && echo 'outer mount: seen' > $D/shared/later/f
+wait
+mountpoint -q $D/shared/inner && echo 'inner mount: leaked out' || echo 'inner mount: stays inside'
+"#;
+
+/// With -s, -r or -R (a mount namespace of its own) the caller's shared mounts are slaves inside,
+/// as with vdens: a mount the caller makes later on a shared mount shows up inside, and one made
+/// inside stays inside.
+#[test]
+fn mount_propagation_as_in_vdens() {
+    let mut diffs = Vec::new();
+    for who in BOTH {
+        for opts in [
+            &["-s"][..],
+            &["-R", "192.0.2.1"],
+            &["-c", "-r", "/etc/hostname"],
+            &["-u", "-s"],
+        ] {
+            let mut outs = Vec::new();
+            for classic in [true, false] {
+                let d = TempDir::new("prop");
+                let imp = if classic {
+                    "vdens".to_string()
+                } else {
+                    binary().display().to_string()
+                };
+                let mut c = Command::new("unshare");
+                c.args(["-m", "--propagation", "private", "sh", "-c", PROPAGATION, "sh"])
+                    .arg(d.path());
+                if who == Who::Nobody {
+                    c.args([
+                        "setpriv",
+                        "--reuid",
+                        "65534",
+                        "--regid",
+                        "65534",
+                        "--clear-groups",
+                    ]);
+                }
+                c.arg(imp)
+                    .args(opts)
+                    .arg("-")
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+                outs.push(run(c, 30));
+            }
+            let (a, b) = (&outs[0], &outs[1]);
+            assert!(
+                a.stdout.contains("outer mount: seen"),
+                "vdens {who:?} {opts:?}: {a:#?}"
+            );
+            assert!(
+                a.stdout.contains("inner mount: stays inside"),
+                "vdens {who:?} {opts:?}: {a:#?}"
+            );
+            if a.stdout != b.stdout || b.code != Some(0) {
+                diffs.push(format!(
+                    "{who:?} {opts:?}:\n vdens:      {:?}\n vdens-fast: {:?} {}",
+                    a.stdout, b.stdout, b.stderr
+                ));
+            }
+        }
+    }
+    assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
+}

@@ -155,7 +155,7 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
         mounts::set_hostname(h)?;
     }
     if needs_mount_ns(cfg) {
-        mounts::make_private()?;
+        mounts::make_slave()?;
         if let Some(a) = &cfg.resolvaddr {
             mounts::write_resolvaddr(&crate::cli::resolv_conf_text(a))?;
         } else if let Some(f) = &cfg.resolvconf {

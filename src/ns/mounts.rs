@@ -13,16 +13,20 @@ pub fn set_hostname(name: &str) -> Result<(), NsError> {
         .map_err(|e| NsError::new(&format!("cannot set host name {name:?}"), &e.into(), None))
 }
 
-/// Keeps mounts made here from propagating back to the host's mount namespace.
-pub fn make_private() -> Result<(), NsError> {
+/// Makes every mount a slave of the caller's, as in vdens: mounts made here do not propagate
+/// back to the caller's mount namespace, and mounts the caller makes later on a shared mount
+/// still show up here. (The kernel already turns the shared mounts of a mount namespace copied
+/// into a less privileged user namespace into slaves, mount_namespaces(7), which is all vdens
+/// relies on; MS_SLAVE leaves slave and private mounts as they are, so this only says it.)
+pub fn make_slave() -> Result<(), NsError> {
     mount(
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     )
-    .map_err(|e| NsError::new("cannot make mounts private", &e.into(), None))
+    .map_err(|e| NsError::new("cannot make the mounts slaves of the caller's", &e.into(), None))
 }
 
 fn bind(src: &Path) -> Result<(), NsError> {
