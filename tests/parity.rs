@@ -444,3 +444,86 @@ fn mount_propagation_as_in_vdens() {
     }
     assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
 }
+
+/// Exit statuses and the process the command runs in, vdens and vdens-fast side by side. With
+/// no network both execute the command in their own process (its status, its death by a signal,
+/// its parent are the caller's to see). Rows marked with a reason differ on purpose: vdens exits
+/// 0 whatever the command did once it forked it (a network, or -c), and 1 when the command
+/// cannot be executed; vdens-fast exits with the command's status (128+N when killed by signal
+/// N) and 127, as shells do.
+#[test]
+fn exit_statuses_as_vdens_or_better() {
+    type Row = (&'static [&'static str], Option<(&'static str, i32)>);
+    let rows: &[Row] = &[
+        (&["-", "sh", "-c", "exit 3"], None),
+        (&["-", "sh", "-c", "kill -TERM $$"], None),
+        (&["-", "sh", "-c", "kill -KILL $$"], None),
+        (&["-u", "-s", "-", "sh", "-c", "exit 5"], None),
+        (
+            &["-", "sh", "-c", "[ $PPID = $CALLER ] && echo parent: the caller"],
+            None,
+        ),
+        (
+            &["null://", "sh", "-c", "exit 3"],
+            Some(("vdens exits 0 after a forked command", 3)),
+        ),
+        (
+            &["null://", "sh", "-c", "kill -TERM $$"],
+            Some(("vdens exits 0 after a forked command", 143)),
+        ),
+        (&["-c", "-", "sh", "-c", "exit 4"], Some(("vdens -c exits 0", 4))),
+        (
+            &["-m", "null://", "--", "sh", "-c", "exit 6"],
+            Some(("vdens exits 0 after a forked command", 6)),
+        ),
+        (
+            &["-", "/nonexistent/cmd"],
+            Some(("vdens exits 1 when execvp fails; vdens-fast 127", 127)),
+        ),
+    ];
+    let d = TempDir::new("parity-exit");
+    std::fs::write(d.join("launch.pl"), LAUNCH).unwrap();
+    let mut diffs = Vec::new();
+    for who in BOTH {
+        for (args, differs) in rows {
+            let mut outs = Vec::new();
+            for classic in [true, false] {
+                let mut c = launched(
+                    who,
+                    classic,
+                    &d,
+                    &[],
+                    &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                );
+                c.env("CALLER", std::process::id().to_string());
+                // The caller is the test process: launch.pl, setpriv and the program all exec.
+                outs.push(run(c, 20));
+            }
+            let (a, b) = (&outs[0], &outs[1]);
+            assert!(
+                a.stderr.is_empty() || args.contains(&"/nonexistent/cmd"),
+                "{a:#?}"
+            );
+            if args.iter().any(|a| a.contains("CALLER")) {
+                assert_eq!(a.stdout, "parent: the caller\n", "{who:?} {args:?}: {a:#?}");
+            }
+            match differs {
+                None => {
+                    if (a.code, a.signal, &a.stdout) != (b.code, b.signal, &b.stdout) {
+                        diffs.push(format!(
+                            "{who:?} {args:?}:\n vdens:      {a:?}\n vdens-fast: {b:?}"
+                        ));
+                    }
+                }
+                Some((why, code)) => {
+                    if b.code != Some(*code) {
+                        diffs.push(format!(
+                            "{who:?} {args:?} ({why}): vdens-fast should exit {code}: {b:?}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
+}

@@ -97,6 +97,26 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Executes the command in this process (vdens does so when there is no network: the command
+    /// takes vdens's place, its pid, its exit status, its signals), with `caps` as ambient
+    /// capabilities and the caller's descriptors and signal state. Returns only if it cannot.
+    pub fn exec_here(&self, caps: &[u32]) -> NsError {
+        if let Err(e) = sys::raise_ambient(caps) {
+            return NsError::new("cannot raise ambient capabilities", &e, None);
+        }
+        sys::caller::restore_in_child();
+        let e = nix::unistd::execvp(&self.argv[0], &self.argv).unwrap_err();
+        let hint = match e {
+            nix::errno::Errno::ENOENT => " (not found in $PATH)",
+            _ => "",
+        };
+        // The caller's state is back (stderr may even be closed): end as a failed exec does.
+        let m = format!("vdens-fast: cannot execute {}: {}{hint}\n", self.shown, e.desc());
+        sys::die_now(m.as_bytes(), 127)
+    }
+}
+
 /// Exit status as a shell reports it: the code, or 128+N for a command killed by signal N.
 pub fn exit_code(st: WaitStatus) -> Option<i32> {
     match st {

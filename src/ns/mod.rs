@@ -162,6 +162,11 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
             mounts::bind_resolvconf(f)?;
         }
     }
+    if links.is_empty() {
+        // No network, no data plane: the command takes this process's place, as in vdens.
+        let cmd = child::Command::new(&cfg.cmd)?;
+        return Err(cmd.exec_here(&command_caps(cfg.sysadm)));
+    }
     let mut ports = Vec::with_capacity(links.len());
     let mut ctls: Vec<(String, String, OwnedFd)> = Vec::new();
     for (i, mut link) in links.into_iter().enumerate() {
