@@ -527,3 +527,39 @@ fn exit_statuses_as_vdens_or_better() {
     }
     assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
 }
+
+/// A signal the caller ignored (nohup) or blocked is not passed on to the command by vdens-fast,
+/// as vdens (which ignores or holds it) does not: the command, which catches it, never sees it.
+#[test]
+fn ignored_or_blocked_signals_are_not_forwarded() {
+    let d = TempDir::new("parity-nofwd");
+    std::fs::write(d.join("launch.pl"), LAUNCH).unwrap();
+    let py = "import signal, sys, time\n\
+              for s in (signal.SIGHUP, signal.SIGTERM):\n    signal.signal(s, lambda n, f: (print('got', n, flush=True), sys.exit(7)))\n\
+              print('ready', flush=True)\ntime.sleep(1.5)\nprint('done', flush=True)";
+    let mut diffs = Vec::new();
+    for who in BOTH {
+        for (setup, sig) in [("ign=HUP", libc::SIGHUP), ("blk=TERM", libc::SIGTERM)] {
+            for classic in [true, false] {
+                let args: Vec<String> = ["null://", "/usr/bin/python3", "-c", py]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let mut r = spawn(launched(who, classic, &d, &[setup], &args));
+                r.expect_line(20, |l| l == "ready");
+                // launch.pl, setpriv and vdens(-fast) exec one another: the same pid.
+                unsafe_kill(r.pid(), sig);
+                let o = r.wait(20);
+                if o.stdout != "ready\ndone\n" {
+                    let imp = if classic { "vdens" } else { "vdens-fast" };
+                    diffs.push(format!("{imp} {who:?} {setup}: {o:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "the command saw a signal the caller ignored or blocked:\n{}",
+        diffs.join("\n")
+    );
+}
