@@ -18,18 +18,18 @@ pub const FORWARDED: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIG
 const SI_KERNEL: i32 = 0x80;
 
 /// The signals vdens-fast handles through a signalfd: blocked in every thread of vdens-fast; the
-/// command gets the caller's mask back before exec. A forwarded signal the caller ignored or
-/// blocked is left alone: vdens-fast ignores (or holds) it as vdens would, and does not pass it on.
+/// command gets the caller's mask back before exec. A forwarded signal (or SIGUSR1, the statistics
+/// dump) that the caller ignored or blocked is left alone: vdens-fast ignores (or holds) it as
+/// vdens would, and does not act on it.
 pub fn handled_signals() -> SigSet {
     let mut s = SigSet::empty();
-    for sig in FORWARDED {
+    for sig in FORWARDED.into_iter().chain([Signal::SIGUSR1]) {
         let n = sig as i32;
         if !sys::caller::ignored(n) && !sys::caller::blocked(n) {
             s.add(sig);
         }
     }
     s.add(Signal::SIGCHLD);
-    s.add(Signal::SIGUSR1);
     s
 }
 
