@@ -15,7 +15,9 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-/// Run by the C library before `main` (see the module documentation).
+/// Run by the C library before `main` (see the module documentation). glibc calls `.init_array`
+/// entries with (argc, argv, envp); in the C calling convention a function taking no arguments
+/// may ignore them.
 #[used]
 #[link_section = ".init_array"]
 static RECORD_AT_LOAD: extern "C" fn() = record_at_load;
