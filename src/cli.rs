@@ -66,7 +66,9 @@ io_uring workers. No interface is created when VNL is omitted, \"-\", \"no\" or 
 const AFTER_HELP: &str = "\
 Exit status: that of CMD (128+N when it was killed by signal N); 127 when CMD cannot be \
 executed; 1 when vdens-fast itself fails (one line on stderr says why and how to fix it). \
-SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vdens-fast are forwarded to CMD.
+SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vdens-fast are forwarded to CMD (unless the caller \
+ignored or blocked them). CMD inherits the caller's descriptors, signal dispositions and mask; \
+with no VNL it runs in vdens-fast's own process, as with vdens.
 
 Environment: VDE_RESOLVCONF and VDE_RESOLVADDR give defaults for -r and -R.
 
