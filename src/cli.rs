@@ -3,7 +3,7 @@
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// How the namespaces are created (vdens -c / -u).
@@ -26,8 +26,11 @@ pub struct Config {
     pub iface_prefix: String,
     /// File bound over /etc/resolv.conf (-r, VDE_RESOLVCONF); ignored when `resolvaddr` is set.
     pub resolvconf: Option<PathBuf>,
-    /// Name servers written to a private resolv.conf (-R, VDE_RESOLVADDR).
-    pub resolvaddr: Option<Vec<IpAddr>>,
+    /// Name servers written to a private resolv.conf (-R, VDE_RESOLVADDR), as given: vdens writes
+    /// each comma-separated item as a `nameserver` line without checking it (host names,
+    /// zone-scoped IPv6 addresses and `''`, an empty file, all go through); see
+    /// [`resolv_conf_text`].
+    pub resolvaddr: Option<String>,
     pub hostname: Option<String>,
     pub sysadm: bool,
     pub ns_mode: NsMode,
@@ -63,7 +66,9 @@ io_uring workers. No interface is created when VNL is omitted, \"-\", \"no\" or 
 const AFTER_HELP: &str = "\
 Exit status: that of CMD (128+N when it was killed by signal N); 127 when CMD cannot be \
 executed; 1 when vdens-fast itself fails (one line on stderr says why and how to fix it). \
-SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vdens-fast are forwarded to CMD.
+SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vdens-fast are forwarded to CMD (unless the caller \
+ignored or blocked them). CMD inherits the caller's descriptors, signal dispositions and mask; \
+with no VNL it runs in vdens-fast's own process, as with vdens.
 
 Environment: VDE_RESOLVCONF and VDE_RESOLVADDR give defaults for -r and -R.
 
@@ -92,7 +97,9 @@ fn command() -> Command {
         )
         .disable_help_flag(true)
         .disable_version_flag(true)
-        .infer_long_args(true)
+        // getopt: a repeated option takes the last value. Abbreviations of long options are
+        // expanded by `getopt_args` (with vdens's own options first), not by clap.
+        .args_override_self(true)
         .arg(Arg::new("help").short('h').long("help").action(ArgAction::Help).help("Print this help"))
         .arg(
             Arg::new("multi")
@@ -124,7 +131,7 @@ fn command() -> Command {
                 .long("resolvaddr")
                 .value_name("ADDR[,ADDR...]")
                 .allow_hyphen_values(true)
-                .help("Name servers (IPv4/IPv6) written to a private /etc/resolv.conf"),
+                .help("Name servers written to a private /etc/resolv.conf, one `nameserver` line each, as given"),
         )
         .arg(
             Arg::new("hostname")
@@ -244,8 +251,8 @@ where
 {
     let args: Vec<OsString> = args.into_iter().collect();
     let cmd = command();
-    let (opts_end, pos_start) = options_end(&cmd, &args);
-    let argv = std::iter::once(OsString::from("vdens-fast")).chain(args[..opts_end].iter().cloned());
+    let (opts, pos_start) = getopt_args(&cmd, &args)?;
+    let argv = std::iter::once(OsString::from("vdens-fast")).chain(opts);
     let positionals = &args[pos_start..];
     let m = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
@@ -282,54 +289,113 @@ fn utf8(v: &OsString, what: &str) -> Result<String, CliError> {
         .ok_or_else(|| CliError::Usage(format!("{what} is not valid UTF-8: {v:?}")))
 }
 
-/// getopt_long with `+`: finds where the options end (the first non-option, or a `--`, which is
-/// consumed). Returns (end of the options, start of the positionals). Which options take a value
-/// comes from the clap definition, so the two cannot disagree; unknown options are left for
-/// clap to report.
-fn options_end(cmd: &Command, args: &[OsString]) -> (usize, usize) {
+/// Long options of vdens itself: an abbreviation that fits one of these and options of
+/// vdens-fast's own means the vdens option, so that vdens's abbreviations keep working
+/// (`--s` is `--sysadm`, `--c` is `--clone`).
+const VDENS_LONG: [&str; 9] = [
+    "help",
+    "multi",
+    "iface",
+    "sysadm",
+    "unshare",
+    "clone",
+    "resolvconf",
+    "resolvaddr",
+    "hostname",
+];
+
+/// The long option `name` stands for: itself, the one option it abbreviates, or the one vdens
+/// option it abbreviates; ambiguous and unknown names are errors (as getopt_long's).
+fn long_name<'c>(cmd: &'c Command, name: &str) -> Result<&'c Arg, CliError> {
+    let longs = || cmd.get_arguments().filter(|a| a.get_long().is_some());
+    if let Some(a) = longs().find(|a| a.get_long() == Some(name)) {
+        return Ok(a);
+    }
+    let cands: Vec<&Arg> = longs()
+        .filter(|a| a.get_long().is_some_and(|l| l.starts_with(name)))
+        .collect();
+    let vdens: Vec<&Arg> = cands
+        .iter()
+        .copied()
+        .filter(|a| a.get_long().is_some_and(|l| VDENS_LONG.contains(&l)))
+        .collect();
+    match (cands.as_slice(), vdens.as_slice()) {
+        ([a], _) | (_, [a]) => Ok(a),
+        ([], _) => Err(CliError::Usage(format!(
+            "unknown option --{name} (see vdens-fast --help)"
+        ))),
+        _ => Err(CliError::Usage(format!(
+            "option --{name} is ambiguous: {} (see vdens-fast --help)",
+            cands
+                .iter()
+                .map(|a| format!("--{}", a.get_long().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// getopt_long with `+`, as vdens parses its command line: options stop at the first
+/// non-option (or after a `--`, which is consumed); short options bundle (`-msi eth`) and take
+/// their value attached or as the next argument (`-ieth`, `-i eth`, even `-i --`); long options
+/// take `--name=value` or `--name value` and may be abbreviated. Every option comes out in one
+/// form, `-x` or `--name[=value]`, for clap to read (a repeated option: the last wins). Returns
+/// those and where the positionals start. Which options take a value comes from the clap
+/// definition, so the two cannot disagree; an unknown short option is left for clap to report.
+fn getopt_args(cmd: &Command, args: &[OsString]) -> Result<(Vec<OsString>, usize), CliError> {
     let takes_value = |a: &Arg| a.get_action().takes_values();
-    let short_takes = |c: char| {
-        cmd.get_arguments()
-            .any(|a| a.get_short() == Some(c) && takes_value(a))
+    let with_value = |a: &Arg, v: Option<&std::ffi::OsStr>| {
+        let mut o = OsString::from(format!("--{}", a.get_long().unwrap_or("")));
+        if let Some(v) = v {
+            o.push("=");
+            o.push(v);
+        }
+        o
     };
-    let long_takes = |name: &str| {
-        let exact = cmd.get_arguments().find(|a| a.get_long() == Some(name));
-        let found = exact.or_else(|| {
-            let mut m = cmd
-                .get_arguments()
-                .filter(|a| a.get_long().is_some_and(|l| l.starts_with(name)));
-            match (m.next(), m.next()) {
-                (Some(a), None) => Some(a),
-                _ => None,
-            }
-        });
-        found.is_some_and(takes_value)
-    };
+    let mut out = Vec::new();
     let mut i = 0;
     while i < args.len() {
-        let a = args[i].to_string_lossy();
-        if a == "--" {
-            return (i, i + 1);
+        let raw = args[i].as_bytes();
+        if raw == b"--" {
+            return Ok((out, i + 1));
         }
-        if let Some(long) = a.strip_prefix("--") {
-            if !long.contains('=') && long_takes(long) {
+        if let Some(long) = raw.strip_prefix(b"--") {
+            let (name, value) = match long.iter().position(|&b| b == b'=') {
+                Some(k) => (&long[..k], Some(std::ffi::OsStr::from_bytes(&long[k + 1..]))),
+                None => (long, None),
+            };
+            let a = long_name(cmd, &String::from_utf8_lossy(name))?;
+            if takes_value(a) && value.is_none() {
+                // `--name value`; a missing value is left for clap to report.
                 i += 1;
+                out.push(with_value(a, args.get(i).map(OsString::as_os_str)));
+            } else {
+                out.push(with_value(a, value));
             }
-        } else if let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) {
-            for (k, c) in cluster.char_indices() {
-                if short_takes(c) {
-                    if k + c.len_utf8() == cluster.len() {
-                        i += 1; // the value is the next argument
+        } else if let Some(cluster) = raw.strip_prefix(b"-").filter(|c| !c.is_empty()) {
+            let text = String::from_utf8_lossy(cluster);
+            for (k, c) in text.char_indices() {
+                let a = cmd.get_arguments().find(|a| a.get_short() == Some(c));
+                match a {
+                    Some(a) if takes_value(a) => {
+                        let rest = &cluster[k + c.len_utf8()..];
+                        if rest.is_empty() {
+                            i += 1;
+                            out.push(with_value(a, args.get(i).map(OsString::as_os_str)));
+                        } else {
+                            out.push(with_value(a, Some(std::ffi::OsStr::from_bytes(rest))));
+                        }
+                        break;
                     }
-                    break;
+                    _ => out.push(OsString::from(format!("-{c}"))),
                 }
             }
         } else {
-            return (i, i);
+            return Ok((out, i));
         }
         i += 1;
     }
-    (args.len(), args.len())
+    Ok((out, args.len()))
 }
 
 fn from_matches<F: Fn(&str) -> Option<OsString>>(
@@ -342,7 +408,8 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
         .get_one::<String>("iface")
         .cloned()
         .unwrap_or_else(|| "vde".into());
-    if iface_prefix.is_empty() || iface_prefix.contains(['/', ' ', ':', '\t', '\n']) {
+    // An empty prefix is vdens's too: interfaces 0, 1, ...
+    if iface_prefix.contains(['/', ' ', ':', '\t', '\n']) {
         return Err(CliError::Usage(format!(
             "-i {iface_prefix:?}: not a valid interface name prefix (letters, digits, '-', '_', '.')"
         )));
@@ -351,24 +418,18 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
         Some(p) => Some(p.clone()),
         None => nonempty_env(env, "VDE_RESOLVCONF").map(PathBuf::from),
     };
-    let resolvaddr_text = match m.get_one::<String>("resolvaddr") {
-        Some(s) => Some((s.clone(), "-R")),
+    let resolvaddr = match m.get_one::<String>("resolvaddr") {
+        Some(s) => Some(s.clone()),
         None => match nonempty_env(env, "VDE_RESOLVADDR") {
-            Some(v) => Some((utf8(&v, "VDE_RESOLVADDR")?, "VDE_RESOLVADDR")),
+            Some(v) => Some(utf8(&v, "VDE_RESOLVADDR")?),
             None => None,
         },
     };
-    let resolvaddr = match resolvaddr_text {
-        Some((s, what)) => {
-            Some(parse_resolvaddr(&s).map_err(|e| CliError::Usage(format!("{what} {s:?}: {e}")))?)
-        }
-        None => None,
-    };
     let hostname = m.get_one::<String>("hostname").cloned();
     if let Some(h) = &hostname {
-        if h.is_empty() || h.len() > 64 {
+        if h.len() > 64 {
             return Err(CliError::Usage(format!(
-                "-H {h:?}: a host name has 1 to 64 characters"
+                "-H {h:?}: a host name has at most 64 characters"
             )));
         }
     }
@@ -486,20 +547,20 @@ fn split_positionals(multi: bool, args: &[OsString]) -> Result<(Vec<String>, Vec
     }
 }
 
-/// Parses `-R`: comma-separated IPv4/IPv6 addresses (empty items are skipped, as vdens does).
-pub fn parse_resolvaddr(s: &str) -> Result<Vec<IpAddr>, String> {
-    let mut v = Vec::new();
-    for item in s.split(',').filter(|i| !i.is_empty()) {
-        let a: IpAddr = item
-            .trim()
-            .parse()
-            .map_err(|_| format!("{item:?} is not an IPv4 or IPv6 address"))?;
-        v.push(a);
+/// The /etc/resolv.conf that `-R LIST` gives, as vdens writes it: one `nameserver ITEM` line per
+/// item of LIST, items ending at a comma and a run of commas separating two items (so only a
+/// leading comma gives an empty item); nothing is checked or trimmed. `-R ''` is an empty file.
+pub fn resolv_conf_text(list: &str) -> String {
+    let mut text = String::new();
+    let mut rest = list;
+    while !rest.is_empty() {
+        let end = rest.find(',').unwrap_or(rest.len());
+        text.push_str("nameserver ");
+        text.push_str(&rest[..end]);
+        text.push('\n');
+        rest = rest[end..].trim_start_matches(',');
     }
-    if v.is_empty() {
-        return Err("no address given".into());
-    }
-    Ok(v)
+    text
 }
 
 /// Parses a CPU list such as `0,2-3`.
@@ -616,10 +677,10 @@ mod tests {
             _ => None,
         };
         let c = parse(Vec::<OsString>::new(), env).unwrap();
-        assert_eq!(c.resolvaddr.unwrap().len(), 2);
+        assert_eq!(c.resolvaddr.unwrap(), "9.9.9.9,2620:fe::fe");
         assert_eq!(c.resolvconf.unwrap(), PathBuf::from("/etc/hosts"));
         let c = parse(["-R", "1.1.1.1"].map(OsString::from), env).unwrap();
-        assert_eq!(c.resolvaddr.unwrap(), vec!["1.1.1.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.resolvaddr.unwrap(), "1.1.1.1");
     }
 
     #[test]
@@ -627,9 +688,10 @@ mod tests {
         for args in [
             &["-x"][..],
             &["--bogus"],
-            &["-R", "1.2.3"],
-            &["-R", ","],
             &["-i"],
+            &["--r", "x"],
+            &["--h"],
+            &["--multi=1"],
             &["-i", "averylongprefix", "null://"],
             &["--workers", "0"],
             &["--cpus", "3-1"],
@@ -692,6 +754,71 @@ mod tests {
         assert_eq!(cmd(&c), ["/bin/sh"]);
         let c = ok(&["null://", "ip", "--"]);
         assert_eq!(cmd(&c), ["ip", "--"]);
+    }
+
+    #[test]
+    fn repeated_options_take_the_last() {
+        let c = ok(&["-i", "a", "-i", "b", "-R", "x", "-R", "y", "-r", "/a", "-r", "/b"]);
+        assert_eq!(c.iface_prefix, "b");
+        assert_eq!(c.resolvaddr.as_deref(), Some("y"));
+        assert_eq!(c.resolvconf, Some(PathBuf::from("/b")));
+        let c = ok(&["-m", "-m", "-H", "a", "--hostname=b", "-s", "-s", "null://"]);
+        assert!(c.multi && c.sysadm);
+        assert_eq!(c.hostname.as_deref(), Some("b"));
+        let c = ok(&["-c", "--clone", "-u", "-u", "-"]);
+        assert_eq!(c.ns_mode, NsMode::Clone);
+    }
+
+    #[test]
+    fn getopt_forms() {
+        // Attached, separate, `=`, abbreviated, a value that looks like an option.
+        for args in [
+            &["-ieth", "null://"][..],
+            &["-i", "eth", "null://"],
+            &["--iface=eth", "null://"],
+            &["--iface", "eth", "null://"],
+            &["--if", "eth", "null://"],
+            &["--i=eth", "null://"],
+            &["-smieth", "null://"],
+        ] {
+            assert_eq!(ok(args).iface_prefix, "eth", "{args:?}");
+        }
+        assert_eq!(ok(&["-i", "--", "null://"]).iface_prefix, "--");
+        assert_eq!(ok(&["-i", "-", "-"]).iface_prefix, "-");
+        assert_eq!(ok(&["-i", "", "-"]).iface_prefix, "");
+        // vdens's abbreviations keep their meaning beside vdens-fast's own options.
+        assert!(ok(&["--s", "-"]).sysadm);
+        assert_eq!(ok(&["--c", "-"]).ns_mode, NsMode::Clone);
+        assert_eq!(ok(&["--u", "-"]).ns_mode, NsMode::Unshare);
+        assert!(ok(&["--m", "null://"]).multi);
+        assert_eq!(
+            ok(&["--resolva", "1.2.3.4", "-"]).resolvaddr.as_deref(),
+            Some("1.2.3.4")
+        );
+        assert_eq!(ok(&["--ho", "h", "-"]).hostname.as_deref(), Some("h"));
+        assert_eq!(ok(&["--cp", "0", "-"]).cpus, Some(vec![0]));
+        assert_eq!(ok(&["--stats-i", "50", "-"]).stats_interval_ms, 50);
+        assert!(!ok(&["--no-o", "-"]).offload);
+        // -R and -H take what vdens takes.
+        for v in ["fe80::1%vde0", "dns.example", "", " 1.1.1.1", ",x"] {
+            assert_eq!(ok(&["-R", v, "-"]).resolvaddr.as_deref(), Some(v));
+        }
+        assert_eq!(ok(&["-H", "", "-"]).hostname.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn resolv_conf_as_vdens_writes_it() {
+        assert_eq!(resolv_conf_text(""), "");
+        assert_eq!(resolv_conf_text("1.1.1.1"), "nameserver 1.1.1.1\n");
+        assert_eq!(
+            resolv_conf_text("1.1.1.1,,2001:db8::1,"),
+            "nameserver 1.1.1.1\nnameserver 2001:db8::1\n"
+        );
+        assert_eq!(resolv_conf_text(",x"), "nameserver \nnameserver x\n");
+        assert_eq!(
+            resolv_conf_text(" a ,fe80::1%vde0"),
+            "nameserver  a \nnameserver fe80::1%vde0\n"
+        );
     }
 
     #[test]

@@ -118,14 +118,6 @@ fn bad_options_and_arguments() {
             &["-r", "/nonexistent/resolv.conf", "-", "sh", "-c", RAN],
             &["-r /nonexistent/resolv.conf", "No such file"],
         ),
-        (
-            &["-R", "10.0.0.300", "-", "sh", "-c", RAN],
-            &["-R", "10.0.0.300", "not an IPv4 or IPv6 address"],
-        ),
-        (
-            &["-R", "2001:db8::zz", "-", "sh", "-c", RAN],
-            &["not an IPv4 or IPv6 address"],
-        ),
         (&["-x", "-", "sh", "-c", RAN], &["unknown option -x", "--help"]),
         (
             &["--frobnicate", "-", "sh", "-c", RAN],
@@ -164,7 +156,10 @@ fn bad_options_and_arguments() {
         ),
         (&["--workers", "0", "-", "sh", "-c", RAN], &["--workers 0"]),
         (&["--cpus", "x", "-", "sh", "-c", RAN], &["--cpus"]),
-        (&["-H", "", "-", "sh", "-c", RAN], &["-H"]),
+        (
+            &["-H", &"h".repeat(65), "-", "sh", "-c", RAN],
+            &["-H", "at most 64"],
+        ),
     ];
     for who in BOTH {
         for (args, needles) in cases {

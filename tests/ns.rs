@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 #[test]
 fn capabilities_inside() {
@@ -113,6 +114,62 @@ fn resolvaddr_v4_and_v6() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("vdens-fast-resolv"))
         .collect();
     assert!(leftovers.is_empty(), "temp resolv files left: {leftovers:?}");
+}
+
+/// -R's private resolv.conf: mode 0400 as vdens's, and no file in a shared directory that another
+/// user could take first (vdens-fast once used $TMPDIR/vdens-fast-resolv.PID: a file of that name
+/// made by another user made it fail) or that could be left behind.
+#[test]
+fn resolvaddr_file_is_private() {
+    let d = TempDir::new("resRpriv");
+    std::fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    // Root makes the file vdens-fast would have used ($$ stays the pid through both execs), then
+    // vdens-fast runs as nobody in unshare mode, with that directory as TMPDIR.
+    let script = r#"f="$TMPDIR/vdens-fast-resolv.$$"; echo taken > "$f" && chmod 0644 "$f" &&
+        exec setpriv --reuid 65534 --regid 65534 --clear-groups "$VF" -u -R 192.0.2.7,dns.example - \
+        sh -c 'stat -c "%a %U" /etc/resolv.conf; cat /etc/resolv.conf'"#;
+    let mut c = Command::new("sh");
+    c.args(["-c", script])
+        .env("VF", binary())
+        .env("TMPDIR", d.path())
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .current_dir(d.path());
+    let o = run(c, 20);
+    assert_eq!(
+        o.ok().stdout,
+        "400 nobody\nnameserver 192.0.2.7\nnameserver dns.example\n",
+        "{o:#?}"
+    );
+    let left: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 1, "only the other user's file remains: {left:?}");
+    assert!(left[0].starts_with("vdens-fast-resolv."), "{left:?}");
+    for who in BOTH {
+        let mut c = vdens_fast(
+            who,
+            &d,
+            &[
+                "-R",
+                "192.0.2.8",
+                "-c",
+                "-",
+                "stat",
+                "-c",
+                "%a",
+                "/etc/resolv.conf",
+            ],
+        );
+        c.env("TMPDIR", d.path());
+        let o = run(c, 20);
+        assert_eq!(o.ok().stdout, "400\n", "{who:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        1,
+        "a file was left in TMPDIR"
+    );
 }
 
 #[test]
@@ -266,7 +323,11 @@ fn exit_statuses() {
             "{o:#?}"
         );
         assert_eq!(o.stderr.lines().count(), 1, "{o:#?}");
+        // With no network the command takes vdens-fast's place (as in vdens): its death by a
+        // signal is the caller's child's; with a network, vdens-fast exits with 128+N.
         let o = vf(who, &d, &["-", "sh", "-c", "kill -9 $$"]);
+        assert_eq!(o.signal, Some(9), "{o:#?}");
+        let o = vf(who, &d, &["null://", "sh", "-c", "kill -9 $$"]);
         assert_eq!(o.code, Some(137), "{o:#?}");
         for mode in ["-c", "-u"] {
             assert_eq!(
@@ -342,31 +403,56 @@ fn sigkill_leaves_nothing_behind() {
     }
 }
 
+/// The caller's descriptors reach the command (as with vdens and unshare(1)); none of
+/// vdens-fast's own does (taps, sockets, signalfd, eventfds, io_uring, a hosted switch, the
+/// libvdeplug bridge), whatever the VNLs and the mode.
 #[test]
-fn only_stdio_reaches_the_command() {
+fn only_the_callers_descriptors_reach_the_command() {
+    let slirp = std::path::Path::new("/usr/lib/x86_64-linux-gnu/vdeplug/libvdeplug_slirp.so").exists();
     for who in BOTH {
         let d = TempDir::new("fds");
-        // A descriptor the caller leaks into vdens-fast (no close-on-exec) must not reach the command.
-        let leak = std::fs::File::open("/etc/hostname").unwrap();
-        let raw = leak.as_raw_fd();
-        let mut c = vdens_fast(
-            who,
-            &d,
-            &["-m", "null://", "null://", "--", "sh", "-c", "ls /proc/$$/fd"],
-        );
-        // SAFETY: dup2/fcntl between fork and exec are async-signal-safe.
-        #[allow(unsafe_code)]
-        unsafe {
-            c.pre_exec(move || {
-                if libc::dup2(raw, 9) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        let sw = format!("switch://{}", d.join("sw").display());
+        let mut cases: Vec<Vec<&str>> = vec![
+            vec!["-"],
+            vec!["-m", "null://", "null://", "--"],
+            vec!["-c", "-m", "null://", &sw, "--"],
+            vec!["-u", "-s", "-R", "192.0.2.1", "null://", "--"],
+            vec!["--engine", "poll", "null://"],
+        ];
+        if slirp {
+            cases.push(vec!["-m", "slirp://", "null://", "--"]);
         }
-        let o = run(c, 20);
-        let fds: Vec<&str> = o.ok().stdout.split_whitespace().collect();
-        assert_eq!(fds, ["0", "1", "2"], "{who:?}: {o:#?}");
+        for args in cases {
+            // A descriptor the caller passes to vdens-fast (no close-on-exec) reaches the command.
+            let passed = std::fs::File::open("/etc/hostname").unwrap();
+            let raw = passed.as_raw_fd();
+            let mut all = args.clone();
+            all.extend(["sh", "-c", "ls /proc/$$/fd; cat <&9"]);
+            let mut c = vdens_fast(who, &d, &all);
+            // SAFETY: dup2 and close_range between fork and exec are async-signal-safe.
+            #[allow(unsafe_code)]
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::dup2(raw, 9) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // Only 0, 1, 2 and 9: not what the test runner itself inherited.
+                    libc::syscall(libc::SYS_close_range, 3u32, 8u32, 0u32);
+                    libc::syscall(libc::SYS_close_range, 10u32, u32::MAX, 0u32);
+                    Ok(())
+                });
+            }
+            let o = run(c, 20);
+            let host = std::fs::read_to_string("/etc/hostname").unwrap();
+            let out = o
+                .ok()
+                .stdout
+                .strip_suffix(host.as_str())
+                .unwrap_or("")
+                .to_string();
+            let fds: Vec<&str> = out.split_whitespace().collect();
+            assert_eq!(fds, ["0", "1", "2", "9"], "{who:?} {args:?}: {o:#?}");
+        }
     }
 }
 

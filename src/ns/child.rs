@@ -2,7 +2,7 @@
 
 use super::NsError;
 use crate::sys;
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -17,15 +17,19 @@ pub const FORWARDED: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIG
 /// whole foreground process group, the command included, so it is not sent a second time.
 const SI_KERNEL: i32 = 0x80;
 
-/// The signals vdens-fast handles through a signalfd: blocked in every thread of vdens-fast,
-/// unblocked in the command before exec.
+/// The signals vdens-fast handles through a signalfd: blocked in every thread of vdens-fast; the
+/// command gets the caller's mask back before exec. A forwarded signal (or SIGUSR1, the statistics
+/// dump) that the caller ignored or blocked is left alone: vdens-fast ignores (or holds) it as
+/// vdens would, and does not act on it.
 pub fn handled_signals() -> SigSet {
     let mut s = SigSet::empty();
-    for sig in FORWARDED {
-        s.add(sig);
+    for sig in FORWARDED.into_iter().chain([Signal::SIGUSR1]) {
+        let n = sig as i32;
+        if !sys::caller::ignored(n) && !sys::caller::blocked(n) {
+            s.add(sig);
+        }
     }
     s.add(Signal::SIGCHLD);
-    s.add(Signal::SIGUSR1);
     s
 }
 
@@ -38,10 +42,9 @@ pub fn signal_fd() -> Result<SignalFd, NsError> {
         .map_err(|e| NsError::new("cannot create signalfd", &e.into(), None))
 }
 
-/// In a forked child: undo what vdens-fast set for itself (blocked signals) and make sure the
-/// child dies with its parent (vdens-fast SIGKILLed must not leave the command behind).
+/// In a forked child: make sure it dies with its parent (vdens-fast SIGKILLed must not leave the
+/// command behind).
 pub fn child_common(parent: Pid) {
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let _ = sys::set_parent_death_signal(libc::SIGKILL);
     // The parent may have died before PR_SET_PDEATHSIG took effect.
     if nix::unistd::getppid() != parent {
@@ -68,7 +71,8 @@ impl Command {
         })
     }
 
-    /// Forks and executes the command with `caps` as ambient capabilities and only stdio open.
+    /// Forks and executes the command with `caps` as ambient capabilities, and with the caller's
+    /// descriptors, signal dispositions and signal mask (vdens-fast's own undone).
     pub fn spawn(&self, caps: &[u32]) -> Result<Pid, NsError> {
         let me = nix::unistd::getpid();
         let notexec = format!("vdens-fast: cannot execute {}: ", self.shown);
@@ -80,7 +84,7 @@ impl Command {
                     let m = format!("vdens-fast: cannot raise ambient capabilities: {e}\n");
                     sys::die_now(m.as_bytes(), 1);
                 }
-                let _ = sys::close_from(3);
+                sys::caller::restore_in_child();
                 let e = nix::unistd::execvp(&self.argv[0], &self.argv).unwrap_err();
                 let hint = match e {
                     nix::errno::Errno::ENOENT => " (not found in $PATH)",
@@ -90,6 +94,26 @@ impl Command {
                 sys::die_now(m.as_bytes(), 127)
             }
         }
+    }
+}
+
+impl Command {
+    /// Executes the command in this process (vdens does so when there is no network: the command
+    /// takes vdens's place, its pid, its exit status, its signals), with `caps` as ambient
+    /// capabilities and the caller's descriptors and signal state. Returns only if it cannot.
+    pub fn exec_here(&self, caps: &[u32]) -> NsError {
+        if let Err(e) = sys::raise_ambient(caps) {
+            return NsError::new("cannot raise ambient capabilities", &e, None);
+        }
+        sys::caller::restore_in_child();
+        let e = nix::unistd::execvp(&self.argv[0], &self.argv).unwrap_err();
+        let hint = match e {
+            nix::errno::Errno::ENOENT => " (not found in $PATH)",
+            _ => "",
+        };
+        // The caller's state is back (stderr may even be closed): end as a failed exec does.
+        let m = format!("vdens-fast: cannot execute {}: {}{hint}\n", self.shown, e.desc());
+        sys::die_now(m.as_bytes(), 127)
     }
 }
 

@@ -155,12 +155,17 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
         mounts::set_hostname(h)?;
     }
     if needs_mount_ns(cfg) {
-        mounts::make_private()?;
+        mounts::make_slave()?;
         if let Some(a) = &cfg.resolvaddr {
-            mounts::write_resolvaddr(a)?;
+            mounts::write_resolvaddr(&crate::cli::resolv_conf_text(a))?;
         } else if let Some(f) = &cfg.resolvconf {
             mounts::bind_resolvconf(f)?;
         }
+    }
+    if links.is_empty() {
+        // No network, no data plane: the command takes this process's place, as in vdens.
+        let cmd = child::Command::new(&cfg.cmd)?;
+        return Err(cmd.exec_here(&command_caps(cfg.sysadm)));
     }
     let mut ports = Vec::with_capacity(links.len());
     let mut ctls: Vec<(String, String, OwnedFd)> = Vec::new();

@@ -1,6 +1,7 @@
 //! The few raw syscalls and ioctls nix lacks, each wrapped once. All `unsafe` of the control
 //! module lives here; every block says why it is sound.
 
+pub mod caller;
 pub mod dl;
 pub mod inet;
 pub mod isolate;
