@@ -421,6 +421,39 @@ mod tests {
         assert!(got > default, "send buffer {got}, system default {default}");
     }
 
+    /// A directory name that is not UTF-8 is used byte for byte, as libvdeplug does.
+    #[test]
+    fn directory_name_that_is_not_utf8() {
+        let d = crate::TestDir::new("srv-bytes");
+        let mut b = d.0.as_os_str().as_bytes().to_vec();
+        b.extend_from_slice(b"/sw\xff\xfe");
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&b));
+        let mut text = b.clone();
+        text.extend_from_slice(b"[mode=660]");
+        let spec = parse(false, std::ffi::OsStr::from_bytes(&text)).unwrap();
+        let l = Listener::create(&spec)
+            .map_err(|(w, e, _)| format!("{w}: {e}"))
+            .unwrap();
+        assert_eq!(l.dir, dir);
+        let m = std::fs::metadata(dir.join("ctl")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o660);
+        let _c = std::os::unix::net::UnixStream::connect(dir.join("ctl")).unwrap();
+        let client = d.0.join("client\u{e9}");
+        let _s = std::os::unix::net::UnixDatagram::bind(&client).unwrap();
+        let req = Request {
+            kind: crate::wire::vde_ctl::RequestType::NewControl,
+            sock_path: client.as_os_str().as_bytes().to_vec(),
+            description: b"test".to_vec(),
+        };
+        let (_fd, answer) = l.open_port(1, &req).unwrap();
+        assert!(
+            answer.windows(b.len()).any(|w| w == &b[..]),
+            "the answer names the data socket in the directory"
+        );
+        drop(l);
+        assert!(!dir.exists(), "removed on drop");
+    }
+
     #[test]
     fn options() {
         let s = parse(false, "/tmp/x[mode=660/hashsize=1k/expiretime=30/hashseed=7]").unwrap();
