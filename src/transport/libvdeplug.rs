@@ -20,6 +20,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::pipe2;
+use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -124,21 +125,25 @@ fn register_fork_close(fd: i32) -> Option<usize> {
 
 /// The scheme libvdeplug reads from a (resolved) VNL: what precedes the first `://`, or `vde`
 /// for a plain path.
-fn plugin_scheme(url: &str) -> &str {
-    url.find("://").map_or("vde", |i| &url[..i])
+fn plugin_scheme(url: &[u8]) -> &[u8] {
+    url.windows(3)
+        .position(|w| w == b"://")
+        .map_or(b"vde", |i| &url[..i])
 }
 
 /// The files libvdeplug tries, in order, for `scheme`'s plugin when `VDEPLUGIN_PATH` is
 /// `dirs`: `DIR/libvdeplug_SCHEME.so` for each `:`-separated DIR (an empty one is `""`, i.e.
 /// the root), the first that loads wins (libvdeplug.c, vde_open_dirlist). With the variable
 /// set, these are the only places libvdeplug looks.
-pub fn path_plugins(dirs: &[u8], scheme: &str) -> Vec<PathBuf> {
+pub fn path_plugins(dirs: &[u8], scheme: &[u8]) -> Vec<PathBuf> {
     let mut v = Vec::new();
     let mut rest = dirs;
     while !rest.is_empty() {
         let len = rest.iter().position(|&b| b == b':').unwrap_or(rest.len());
         let mut p = rest[..len].to_vec();
-        p.extend_from_slice(format!("/libvdeplug_{scheme}.so").as_bytes());
+        p.extend_from_slice(b"/libvdeplug_");
+        p.extend_from_slice(scheme);
+        p.extend_from_slice(b".so");
         v.push(PathBuf::from(std::ffi::OsString::from_vec(p)));
         rest = &rest[(len + 1).min(rest.len())..];
     }
@@ -154,8 +159,9 @@ pub fn path_plugins(dirs: &[u8], scheme: &str) -> Vec<PathBuf> {
 /// whole search path), vdens-fast deliberately does not. Other schemes always go to
 /// libvdeplug, which then searches only `VDEPLUGIN_PATH`, as classic does.
 #[allow(dead_code)]
-pub fn path_override(url: &str) -> Option<String> {
-    if url.starts_with('=') {
+pub fn path_override<S: AsRef<OsStr> + ?Sized>(url: &S) -> Option<String> {
+    let url = url.as_ref().as_bytes();
+    if url.starts_with(b"=") {
         // vdens's coprocess VNL: never libvdeplug's.
         return None;
     }
@@ -164,10 +170,13 @@ pub fn path_override(url: &str) -> Option<String> {
     path_plugins(dirs.as_bytes(), scheme)
         .iter()
         .any(|p| p.is_file())
-        .then(|| scheme.to_string())
+        .then(|| String::from_utf8_lossy(scheme).into_owned())
 }
 
-pub fn open(vnl: &str, url: &str, scheme: &str) -> Result<Link, OpenError> {
+/// Opens `url` (the resolved VNL, bytes as in C) through libvdeplug; `vnl` names it in
+/// messages.
+pub fn open<S: AsRef<OsStr> + ?Sized>(vnl: &str, url: &S, scheme: &str) -> Result<Link, OpenError> {
+    let url = url.as_ref().as_bytes();
     let lib = VdePlug::get().map_err(|why| {
         OpenError::protocol(
             vnl,
@@ -348,7 +357,7 @@ mod tests {
     use super::*;
 
     fn names(dirs: &str, scheme: &str) -> Vec<String> {
-        path_plugins(dirs.as_bytes(), scheme)
+        path_plugins(dirs.as_bytes(), scheme.as_bytes())
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect()
@@ -367,8 +376,8 @@ mod tests {
             ["a/libvdeplug_x.so", "/libvdeplug_x.so", "b/libvdeplug_x.so"]
         );
         assert!(names("", "x").is_empty(), "an empty variable names no directory");
-        assert_eq!(plugin_scheme("/tmp/sw"), "vde");
-        assert_eq!(plugin_scheme("ptp:///tmp/p"), "ptp");
-        assert_eq!(plugin_scheme("vlan://3{ptp:///x}"), "vlan");
+        assert_eq!(plugin_scheme(b"/tmp/sw"), b"vde");
+        assert_eq!(plugin_scheme(b"ptp:///tmp/\xff"), b"ptp");
+        assert_eq!(plugin_scheme(b"vlan://3{ptp:///x}"), b"vlan");
     }
 }
