@@ -43,7 +43,9 @@ fn killed_fast_host_is_replaced() {
     let dir = d.join("sw");
     let h = host_serves(&d, &dir, 1);
     sigkill(h.pid());
-    drop(h);
+    // Reaped, so every thread has exited and closed the node's descriptors (a killed
+    // multithreaded process shows as a zombie while its other threads still exit).
+    h.finish(10);
     assert!(dir.join("ctl").exists(), "a SIGKILLed host cannot clean up");
     let h = host_serves(&d, &dir, 2);
     h.finish(10);
@@ -172,7 +174,9 @@ fn another_users_stale_directory_is_refused() {
     );
     assert!(wait_path(&dir.join("ctl"), 10), "no ctl");
     sigkill(h.pid());
-    drop(h);
+    // Reaped, so every thread has exited and closed the node's descriptors (a killed
+    // multithreaded process shows as a zombie while its other threads still exit).
+    h.finish(10);
     let o = vf(
         Who::Nobody,
         &d,
@@ -190,7 +194,9 @@ fn unprivileged_host_replaces_its_own_killed_switch() {
     let h = Node::start("host", vdens_fast(Who::Nobody, &d, &[&vnl, "sh", "-s"]));
     assert!(wait_path(&dir.join("ctl"), 10), "no ctl");
     sigkill(h.pid());
-    drop(h);
+    // Reaped, so every thread has exited and closed the node's descriptors (a killed
+    // multithreaded process shows as a zombie while its other threads still exit).
+    h.finish(10);
     let mut h = Node::start("host2", vdens_fast(Who::Nobody, &d, &[&vnl, "sh", "-s"]));
     let mut c = Node::start(
         "client",
@@ -249,5 +255,33 @@ fn simultaneous_hosts_on_one_path_leave_exactly_one_switch() {
         unsafe_kill(winner.pid(), libc::SIGTERM);
         let o = winner.wait(10);
         assert!(!dir.exists(), "round {round}: {o:#?}");
+    }
+}
+
+#[test]
+fn host_restarted_at_once_after_sigkill_takes_over() {
+    // The moment after a SIGKILLed host is reaped its ctl may still answer (its io_uring is
+    // torn down after the process is gone): a restart right then is not "another switch".
+    let d = TempDir::new("restart");
+    let dir = d.join("sw");
+    let vnl = format!("switch://{}", dir.display());
+    for round in 0..10 {
+        let mut h = spawn(vdens_fast(
+            Who::Root,
+            &d,
+            &[&vnl, "sh", "-c", "echo READY; exec sleep 20"],
+        ));
+        h.expect_line(15, |l| l == "READY");
+        std::os::unix::net::UnixStream::connect(dir.join("ctl"))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        if round == 9 {
+            unsafe_kill(h.pid(), libc::SIGTERM);
+            let o = h.wait(10);
+            assert!(!dir.exists(), "{o:#?}");
+            break;
+        }
+        unsafe_kill(h.pid(), libc::SIGKILL);
+        let o = h.wait(10);
+        assert_eq!(o.signal, Some(libc::SIGKILL), "round {round}: {o:#?}");
     }
 }

@@ -128,37 +128,53 @@ fn reclaim_ctl(dir: &Path) -> Result<(), (io::Error, Option<String>)> {
         }
         Ok(_) => {}
     }
-    let probe = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )
-    .map_err(|e| {
-        (
-            nix_io(e),
-            Some("creating a socket to probe the control socket".into()),
-        )
-    })?;
     let addr = UnixAddr::new(&path).map_err(|e| {
         (
             nix_io(e),
             Some("AF_UNIX paths hold 107 bytes: use a shorter path".into()),
         )
     })?;
-    match connect(probe.as_raw_fd(), &addr) {
-        // Someone listens (a full backlog answers EAGAIN: someone listens too).
-        Ok(()) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINPROGRESS) => {
-            Err((io::Error::from_raw_os_error(libc::EADDRINUSE), None))
+    // A host that has just died may still answer for a few milliseconds: the io_uring of a
+    // vdens-fast host is torn down after its process has gone (measured: 5-11 ms after it
+    // was reaped), and its pending accept keeps the listening socket alive until then. No
+    // vdens-fast host holds the directory's lock at this point, so only a classic switch
+    // can be alive here: refusing it waits this long.
+    let end = std::time::Instant::now() + STALE_GRACE;
+    loop {
+        let probe = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(|e| {
+            (
+                nix_io(e),
+                Some("creating a socket to probe the control socket".into()),
+            )
+        })?;
+        match connect(probe.as_raw_fd(), &addr) {
+            // Someone listens (a full backlog answers EAGAIN: someone listens too).
+            Ok(()) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINPROGRESS) => {
+                if std::time::Instant::now() >= end {
+                    return Err((io::Error::from_raw_os_error(libc::EADDRINUSE), None));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(nix::errno::Errno::ECONNREFUSED) => {
+                return match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err((e, Some(format!("removing the stale {}", path.display())))),
+                }
+            }
+            Err(e) => return Err((nix_io(e), Some(format!("probing {}", path.display())))),
         }
-        Err(nix::errno::Errno::ECONNREFUSED) => match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err((e, Some(format!("removing the stale {}", path.display())))),
-        },
-        Err(e) => Err((nix_io(e), Some(format!("probing {}", path.display())))),
     }
 }
+
+/// How long a control socket must keep answering to count as a running switch's.
+const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Listener {
     /// Creates the directory, or takes over a stale one (see [`take_dir`]), and listens on
