@@ -278,7 +278,12 @@ impl Listener {
         let addr = UnixAddr::new(&path).map_err(nix_io)?;
         bind(fd.as_raw_fd(), &addr).map_err(nix_io)?;
         let r = (|| {
-            self.own(&path)?;
+            // The mode only, as libvdeplug_switch does (conn_in): the group comes from the
+            // directory when it is set-group-ID (the default dirmode 02700 and every dirmode
+            // mode= makes). A chown would fail here: the node serves clients from inside the
+            // user namespace, where the group given by grp= is not mapped (EINVAL), so a
+            // [grp=G] switch turned every client away.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(self.spec.mode))?;
             let peer = if req.sock_path.first() == Some(&0) {
                 UnixAddr::new_abstract(&req.sock_path[1..]).map_err(nix_io)?
             } else {
@@ -480,5 +485,11 @@ mod tests {
         assert!(s.hub && s.dir.as_os_str().is_empty());
         assert_eq!((s.mode, s.dirmode), (STD_MODE, STD_DIRMODE));
         assert!(parse(false, "/tmp/x[bogus=1]").is_err());
+        // dirmode= takes a directory's set-group-ID and sticky bits, as libvdeplug does.
+        assert_eq!(parse(false, "/tmp/x[dirmode=2770]").unwrap().dirmode, 0o2770);
+        assert_eq!(parse(false, "/tmp/x[dirmode=3777]").unwrap().dirmode, 0o3777);
+        assert!(parse(false, "/tmp/x[dirmode=17777]").is_err());
+        assert!(parse(false, "/tmp/x[dirmode=2000]").is_err());
+        assert!(parse(false, "/tmp/x[dirmode=x]").is_err());
     }
 }

@@ -279,6 +279,30 @@ pub fn parse_mode(m: &[u8]) -> Result<u32, VnlError> {
     Ok(v as u32)
 }
 
+/// A directory's permissions (`dirmode=`): octal, some permission set, at most 07777: the
+/// set-group-ID bit (02000, which makes the sockets created in it take its group) and the
+/// sticky bit are a directory's to have, as libvdeplug_switch and vde_switch's --dirmode take
+/// them (`dirmode=2770`).
+pub fn parse_dirmode(m: &[u8]) -> Result<u32, VnlError> {
+    let bad = |why| VnlError::BadValue {
+        what: "dirmode",
+        value: lossy(m),
+        why,
+        hint: "give octal permissions such as dirmode=2770 or dirmode=700",
+    };
+    if m.is_empty() || !m.iter().all(|c| (b'0'..=b'7').contains(c)) {
+        return Err(bad("is not an octal permission"));
+    }
+    let (v, _) = num::strtol(m, 8);
+    if v > 0o7777 {
+        return Err(bad("is more than 7777"));
+    }
+    if v & 0o777 == 0 {
+        return Err(bad("grants no access, so no client could reach the switch"));
+    }
+    Ok(v as u32)
+}
+
 /// Parses `ptp://PATH[seqpacket]`: the path (taken literally, as libvdeplug does) and whether
 /// the 2025 seqpacket protocol was asked for. Only a trailing `[...]` is read as options, so a
 /// path holding brackets elsewhere still works; a path that itself ends in `[...]` is written
@@ -410,7 +434,7 @@ pub fn parse_netnode<S: AsRef<OsStr> + ?Sized>(hub: bool, rest: &S) -> Result<No
         s.dirmode = 0o2000 | s.mode | (s.mode & 0o444) >> 2 | (s.mode & 0o222) >> 1;
     }
     if let Some(m) = p.get("dirmode") {
-        s.dirmode = parse_mode(m)?;
+        s.dirmode = parse_dirmode(m)?;
     }
     if let Some(h) = p.get("hashsize") {
         s.hashsize = (num::strtoullm(h) as usize).clamp(1, 1 << 20);
