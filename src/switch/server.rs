@@ -10,7 +10,7 @@ use nix::sys::socket::{
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub use crate::vnl::{parse_netnode as parse, NodeSpec, STD_DIRMODE, STD_EXPIRE, STD_HASHSIZE, STD_MODE};
@@ -31,6 +31,9 @@ pub struct Listener {
     pub spec: NodeSpec,
     pub dir: PathBuf,
     pub ctl: OwnedFd,
+    /// The directory, open and flock'ed for the node's life: a second vdens-fast host on the
+    /// same path sees it taken even in the instant before the first one listens.
+    _lock: OwnedFd,
     gid: Option<u32>,
     /// Whether dropping removes the files (false in a process that handed the node to a child).
     remove: bool,
@@ -40,8 +43,142 @@ fn nix_io(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
+type CreateError = (&'static str, io::Error, Option<String>);
+
+const TAKING_OVER: &str = "taking over the existing node directory";
+
+/// Makes `dir` the node's directory: creates it, or, when it exists, takes it over as
+/// vde_switch does, provided it is a stale one: nothing answers on its `ctl` socket
+/// (ECONNREFUSED: the host that made it died without removing it), and then the stale `ctl`
+/// is removed. A switch that answers there, a `ctl` that is not a socket, or a directory of
+/// another user is refused; nothing but a stale `ctl` socket is ever removed. Returns the
+/// directory open and locked (flock).
+fn take_dir(dir: &Path) -> Result<OwnedFd, CreateError> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let running = |dir: &Path| {
+        Some(format!(
+            "another switch is running on {}: stop it or use another path",
+            dir.display()
+        ))
+    };
+    // Created 0700 and given its mode (dirmode) once the group is set.
+    let created = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(("creating the node directory", e, None)),
+    };
+    let fd = open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        let hint = (e == nix::errno::Errno::ENOTDIR)
+            .then(|| format!("{} exists and is not a directory", dir.display()));
+        (TAKING_OVER, nix_io(e), hint)
+    })?;
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| (TAKING_OVER, nix_io(e), None))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if st.st_uid != me {
+        return Err((
+            TAKING_OVER,
+            io::Error::from_raw_os_error(libc::EPERM),
+            Some(format!(
+                "{} belongs to uid {}, not to this user: use another path",
+                dir.display(),
+                st.st_uid
+            )),
+        ));
+    }
+    // flock, not an fcntl lock: it belongs to the open directory, so it stays with the process
+    // that runs the node when clone mode forks, and goes when that process dies.
+    #[allow(deprecated)]
+    if let Err(e) = nix::fcntl::flock(fd.as_raw_fd(), nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        let why = if e == nix::errno::Errno::EWOULDBLOCK {
+            io::Error::from_raw_os_error(libc::EADDRINUSE)
+        } else {
+            nix_io(e)
+        };
+        return Err((TAKING_OVER, why, running(dir)));
+    }
+    if !created {
+        reclaim_ctl(dir).map_err(|(e, hint)| (TAKING_OVER, e, hint.or_else(|| running(dir))))?;
+    }
+    Ok(fd)
+}
+
+/// Removes `DIR/ctl` if it is a socket nothing listens on; Ok when it is gone (or was never
+/// there). An error (with a hint, or None for "a switch is running there") otherwise.
+fn reclaim_ctl(dir: &Path) -> Result<(), (io::Error, Option<String>)> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = dir.join("ctl");
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err((e, None)),
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err((
+                io::Error::from_raw_os_error(libc::EEXIST),
+                Some(format!(
+                    "{} is not a socket, so {} is not a switch directory: use another path",
+                    path.display(),
+                    dir.display()
+                )),
+            ))
+        }
+        Ok(_) => {}
+    }
+    let addr = UnixAddr::new(&path).map_err(|e| {
+        (
+            nix_io(e),
+            Some("AF_UNIX paths hold 107 bytes: use a shorter path".into()),
+        )
+    })?;
+    // A host that has just died may still answer for a few milliseconds: the io_uring of a
+    // vdens-fast host is torn down after its process has gone (measured: 5-11 ms after it
+    // was reaped), and its pending accept keeps the listening socket alive until then. No
+    // vdens-fast host holds the directory's lock at this point, so only a classic switch
+    // can be alive here: refusing it waits this long.
+    let end = std::time::Instant::now() + STALE_GRACE;
+    loop {
+        let probe = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(|e| {
+            (
+                nix_io(e),
+                Some("creating a socket to probe the control socket".into()),
+            )
+        })?;
+        match connect(probe.as_raw_fd(), &addr) {
+            // Someone listens (a full backlog answers EAGAIN: someone listens too).
+            Ok(()) | Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINPROGRESS) => {
+                if std::time::Instant::now() >= end {
+                    return Err((io::Error::from_raw_os_error(libc::EADDRINUSE), None));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(nix::errno::Errno::ECONNREFUSED) => {
+                return match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err((e, Some(format!("removing the stale {}", path.display())))),
+                }
+            }
+            Err(e) => return Err((nix_io(e), Some(format!("probing {}", path.display())))),
+        }
+    }
+}
+
+/// How long a control socket must keep answering to count as a running switch's.
+const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Listener {
-    /// Creates the directory (it must not exist) and listens on `DIR/ctl`.
+    /// Creates the directory, or takes over a stale one (see [`take_dir`]), and listens on
+    /// `DIR/ctl`.
     pub fn create(spec: &NodeSpec) -> Result<Listener, (&'static str, io::Error, Option<String>)> {
         let dir = if spec.dir.as_os_str().is_empty() {
             default_dir()
@@ -82,19 +219,12 @@ impl Listener {
         )
         .map_err(|e| ("creating the control socket", nix_io(e), None))?;
         let _ = setsockopt(&ctl, sockopt::ReuseAddr, &true);
-        std::fs::create_dir(&dir).map_err(|e| {
-            let hint = (e.kind() == io::ErrorKind::AlreadyExists).then(|| {
-                format!(
-                    "another switch may be running on {}; if not, remove the stale directory",
-                    dir.display()
-                )
-            });
-            ("creating the node directory", e, hint)
-        })?;
+        let lock = take_dir(&dir)?;
         let l = Listener {
             spec: spec.clone(),
             dir: dir.clone(),
             ctl,
+            _lock: lock,
             gid,
             remove: true,
         };
@@ -148,7 +278,12 @@ impl Listener {
         let addr = UnixAddr::new(&path).map_err(nix_io)?;
         bind(fd.as_raw_fd(), &addr).map_err(nix_io)?;
         let r = (|| {
-            self.own(&path)?;
+            // The mode only, as libvdeplug_switch does (conn_in): the group comes from the
+            // directory when it is set-group-ID (the default dirmode 02700 and every dirmode
+            // mode= makes). A chown would fail here: the node serves clients from inside the
+            // user namespace, where the group given by grp= is not mapped (EINVAL), so a
+            // [grp=G] switch turned every client away.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(self.spec.mode))?;
             let peer = if req.sock_path.first() == Some(&0) {
                 UnixAddr::new_abstract(&req.sock_path[1..]).map_err(nix_io)?
             } else {
@@ -307,6 +442,39 @@ mod tests {
         assert!(got > default, "send buffer {got}, system default {default}");
     }
 
+    /// A directory name that is not UTF-8 is used byte for byte, as libvdeplug does.
+    #[test]
+    fn directory_name_that_is_not_utf8() {
+        let d = crate::TestDir::new("srv-bytes");
+        let mut b = d.0.as_os_str().as_bytes().to_vec();
+        b.extend_from_slice(b"/sw\xff\xfe");
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&b));
+        let mut text = b.clone();
+        text.extend_from_slice(b"[mode=660]");
+        let spec = parse(false, std::ffi::OsStr::from_bytes(&text)).unwrap();
+        let l = Listener::create(&spec)
+            .map_err(|(w, e, _)| format!("{w}: {e}"))
+            .unwrap();
+        assert_eq!(l.dir, dir);
+        let m = std::fs::metadata(dir.join("ctl")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o660);
+        let _c = std::os::unix::net::UnixStream::connect(dir.join("ctl")).unwrap();
+        let client = d.0.join("client\u{e9}");
+        let _s = std::os::unix::net::UnixDatagram::bind(&client).unwrap();
+        let req = Request {
+            kind: crate::wire::vde_ctl::RequestType::NewControl,
+            sock_path: client.as_os_str().as_bytes().to_vec(),
+            description: b"test".to_vec(),
+        };
+        let (_fd, answer) = l.open_port(1, &req).unwrap();
+        assert!(
+            answer.windows(b.len()).any(|w| w == &b[..]),
+            "the answer names the data socket in the directory"
+        );
+        drop(l);
+        assert!(!dir.exists(), "removed on drop");
+    }
+
     #[test]
     fn options() {
         let s = parse(false, "/tmp/x[mode=660/hashsize=1k/expiretime=30/hashseed=7]").unwrap();
@@ -317,5 +485,11 @@ mod tests {
         assert!(s.hub && s.dir.as_os_str().is_empty());
         assert_eq!((s.mode, s.dirmode), (STD_MODE, STD_DIRMODE));
         assert!(parse(false, "/tmp/x[bogus=1]").is_err());
+        // dirmode= takes a directory's set-group-ID and sticky bits, as libvdeplug does.
+        assert_eq!(parse(false, "/tmp/x[dirmode=2770]").unwrap().dirmode, 0o2770);
+        assert_eq!(parse(false, "/tmp/x[dirmode=3777]").unwrap().dirmode, 0o3777);
+        assert!(parse(false, "/tmp/x[dirmode=17777]").is_err());
+        assert!(parse(false, "/tmp/x[dirmode=2000]").is_err());
+        assert!(parse(false, "/tmp/x[dirmode=x]").is_err());
     }
 }

@@ -41,8 +41,14 @@ fn dlerror_text() -> String {
 static LIB: std::sync::OnceLock<Result<VdePlug, String>> = std::sync::OnceLock::new();
 
 impl VdePlug {
-    /// Loads libvdeplug.so.2 (RTLD_NOW | RTLD_LOCAL) on first use; the dynamic loader's
+    /// Loads libvdeplug.so.2 (RTLD_NOW | RTLD_GLOBAL) on first use; the dynamic loader's
     /// message on failure.
+    ///
+    /// Global, because plugins that open another VNL (vlan, multi, bonding, agno, ...) call
+    /// vde_open_real, vde_ctlfd & co without linking libvdeplug.so themselves: they expect the
+    /// program to have brought those symbols into the global scope, as a program linked with
+    /// -lvdeplug (vde_plug, vdens) does. With RTLD_LOCAL their dlopen fails ("undefined
+    /// symbol: vde_ctlfd") and libvdeplug reports the scheme as unknown.
     pub fn get() -> Result<&'static VdePlug, String> {
         LIB.get_or_init(Self::load).as_ref().map_err(Clone::clone)
     }
@@ -51,7 +57,7 @@ impl VdePlug {
         let name = CString::new(LIBVDEPLUG_SONAME).expect("no NUL");
         // SAFETY: dlopen of a NUL-terminated name; the handle is kept for the process's life
         // (never dlclosed), so symbols taken from it stay valid.
-        let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
         if h.is_null() {
             return Err(dlerror_text());
         }
@@ -80,8 +86,9 @@ impl VdePlug {
         }
     }
 
-    /// vde_open_real(url, descr, LIBVDEPLUG_INTERFACE_VERSION, NULL).
-    pub fn open(&'static self, url: &str, descr: &str) -> io::Result<VdeConn> {
+    /// vde_open_real(url, descr, LIBVDEPLUG_INTERFACE_VERSION, NULL). The URL is bytes, as in
+    /// C: a path in it need not be UTF-8.
+    pub fn open(&'static self, url: &[u8], descr: &str) -> io::Result<VdeConn> {
         let bad = |_| io::Error::from_raw_os_error(libc::EINVAL);
         let mut url = CString::new(url).map_err(bad)?.into_bytes_with_nul();
         let mut descr = CString::new(descr).map_err(bad)?.into_bytes_with_nul();

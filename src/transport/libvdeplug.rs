@@ -20,8 +20,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::pipe2;
+use std::ffi::OsStr;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -117,7 +120,63 @@ fn register_fork_close(fd: i32) -> Option<usize> {
     None
 }
 
-pub fn open(vnl: &str, url: &str, scheme: &str) -> Result<Link, OpenError> {
+// path_override is called by transport::open_described before it dispatches on the scheme
+// (the call belongs to transport/mod.rs, which the lead merges); until then it is unused.
+
+/// The scheme libvdeplug reads from a (resolved) VNL: what precedes the first `://`, or `vde`
+/// for a plain path.
+fn plugin_scheme(url: &[u8]) -> &[u8] {
+    url.windows(3)
+        .position(|w| w == b"://")
+        .map_or(b"vde", |i| &url[..i])
+}
+
+/// The files libvdeplug tries, in order, for `scheme`'s plugin when `VDEPLUGIN_PATH` is
+/// `dirs`: `DIR/libvdeplug_SCHEME.so` for each `:`-separated DIR (an empty one is `""`, i.e.
+/// the root), the first that loads wins (libvdeplug.c, vde_open_dirlist). With the variable
+/// set, these are the only places libvdeplug looks.
+pub fn path_plugins(dirs: &[u8], scheme: &[u8]) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let mut rest = dirs;
+    while !rest.is_empty() {
+        let len = rest.iter().position(|&b| b == b':').unwrap_or(rest.len());
+        let mut p = rest[..len].to_vec();
+        p.extend_from_slice(b"/libvdeplug_");
+        p.extend_from_slice(scheme);
+        p.extend_from_slice(b".so");
+        v.push(PathBuf::from(std::ffi::OsString::from_vec(p)));
+        rest = &rest[(len + 1).min(rest.len())..];
+    }
+    v
+}
+
+/// The scheme of `url` (a resolved VNL) when `VDEPLUGIN_PATH` holds a plugin for it: then
+/// libvdeplug must open it even for a scheme vdens-fast implements, as classic vdens (which
+/// opens everything through libvdeplug) uses the user's `libvdeplug_ptp.so` for `ptp://`.
+///
+/// Where `VDEPLUGIN_PATH` holds no plugin for a built-in scheme, the built-in transport stays:
+/// classic fails there ("Protocol not supported", since the variable replaces libvdeplug's
+/// whole search path), vdens-fast deliberately does not. Other schemes always go to
+/// libvdeplug, which then searches only `VDEPLUGIN_PATH`, as classic does.
+#[allow(dead_code)]
+pub fn path_override<S: AsRef<OsStr> + ?Sized>(url: &S) -> Option<String> {
+    let url = url.as_ref().as_bytes();
+    if url.starts_with(b"=") {
+        // vdens's coprocess VNL: never libvdeplug's.
+        return None;
+    }
+    let dirs = std::env::var_os("VDEPLUGIN_PATH")?;
+    let scheme = plugin_scheme(url);
+    path_plugins(dirs.as_bytes(), scheme)
+        .iter()
+        .any(|p| p.is_file())
+        .then(|| String::from_utf8_lossy(scheme).into_owned())
+}
+
+/// Opens `url` (the resolved VNL, bytes as in C) through libvdeplug; `vnl` names it in
+/// messages.
+pub fn open<S: AsRef<OsStr> + ?Sized>(vnl: &str, url: &S, scheme: &str) -> Result<Link, OpenError> {
+    let url = url.as_ref().as_bytes();
     let lib = VdePlug::get().map_err(|why| {
         OpenError::protocol(
             vnl,
@@ -291,4 +350,34 @@ fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
 /// POLLRDHUP (nix does not name it): the peer closed its end of a stream.
 fn rdhup() -> PollFlags {
     PollFlags::from_bits_retain(libc::POLLRDHUP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dirs: &str, scheme: &str) -> Vec<String> {
+        path_plugins(dirs.as_bytes(), scheme.as_bytes())
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn plugin_search_follows_libvdeplug() {
+        assert_eq!(
+            names("/a:/b", "ptp"),
+            ["/a/libvdeplug_ptp.so", "/b/libvdeplug_ptp.so"]
+        );
+        // An empty element is the root directory; a trailing ':' adds nothing.
+        assert_eq!(names(":/b:", "x"), ["/libvdeplug_x.so", "/b/libvdeplug_x.so"]);
+        assert_eq!(
+            names("a::b", "x"),
+            ["a/libvdeplug_x.so", "/libvdeplug_x.so", "b/libvdeplug_x.so"]
+        );
+        assert!(names("", "x").is_empty(), "an empty variable names no directory");
+        assert_eq!(plugin_scheme(b"/tmp/sw"), b"vde");
+        assert_eq!(plugin_scheme(b"ptp:///tmp/\xff"), b"ptp");
+        assert_eq!(plugin_scheme(b"vlan://3{ptp:///x}"), b"vlan");
+    }
 }

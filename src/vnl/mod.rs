@@ -6,6 +6,11 @@
 //! description a transport opens. Where libvdeplug silently accepts a value it cannot use
 //! (a `mode=` of junk read as 000, an over-long path cut to fit sun_path, a fd number of
 //! "abc" read as 0), vdens-fast refuses it with a one-line error saying what to write instead.
+//!
+//! A VNL is bytes, as in C: [`parse_os`] and the path parsers (which take anything that is
+//! `AsRef<OsStr>`: `&str`, `String`, `OsStr`, `OsString`) read bytes, so a socket path holding bytes that are not UTF-8
+//! (`vde:///tmp/\xff`, which classic vdens accepts) reaches [`VdeSpec::dir`], the ptp path and
+//! [`NodeSpec::dir`] unchanged.
 
 pub mod argv;
 pub mod num;
@@ -14,9 +19,9 @@ pub mod params;
 pub mod quote;
 pub mod udp;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 pub use overlay::OverlaySpec;
@@ -107,6 +112,34 @@ pub fn split(vnl: &str) -> Split<'_> {
     }
 }
 
+/// [`Split`] of a VNL given as bytes (which need not be UTF-8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitOs<'a> {
+    /// The scheme without `://`; `vde` for a plain path, `cmd` for `=cmd`.
+    pub scheme: &'a OsStr,
+    pub rest: &'a OsStr,
+    /// `true` when the VNL had no `://` (plain path or `=cmd`).
+    pub implicit: bool,
+}
+
+/// [`split`] for a VNL that need not be UTF-8.
+pub fn split_os<S: AsRef<OsStr> + ?Sized>(vnl: &S) -> SplitOs<'_> {
+    let b = vnl.as_ref().as_bytes();
+    let (scheme, rest, implicit): (&[u8], &[u8], bool) = if let Some(cmd) = b.strip_prefix(b"=") {
+        (b"cmd", cmd, true)
+    } else {
+        match b.windows(3).position(|w| w == b"://") {
+            Some(i) => (&b[..i], &b[i + 3..], false),
+            None => (b"vde", b, true),
+        }
+    };
+    SplitOs {
+        scheme: OsStr::from_bytes(scheme),
+        rest: OsStr::from_bytes(rest),
+        implicit,
+    }
+}
+
 /// `vde://DIR[port/portgroup/group=G/mode=M]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VdeSpec {
@@ -178,8 +211,8 @@ fn os(b: &[u8]) -> OsString {
 }
 
 /// Parses the part after `vde://` (or a plain path).
-pub fn parse_vde(rest: &str) -> Result<VdeSpec, VnlError> {
-    let p = params::path_params(rest.as_bytes(), &VDE_KEYS)?;
+pub fn parse_vde<S: AsRef<OsStr> + ?Sized>(rest: &S) -> Result<VdeSpec, VnlError> {
+    let p = params::path_params(rest.as_ref().as_bytes(), &VDE_KEYS)?;
     let mut spec = VdeSpec {
         dir: (!p.address.is_empty()).then(|| PathBuf::from(os(&p.address))),
         portgroup: None,
@@ -246,19 +279,44 @@ pub fn parse_mode(m: &[u8]) -> Result<u32, VnlError> {
     Ok(v as u32)
 }
 
+/// A directory's permissions (`dirmode=`): octal, some permission set, at most 07777: the
+/// set-group-ID bit (02000, which makes the sockets created in it take its group) and the
+/// sticky bit are a directory's to have, as libvdeplug_switch and vde_switch's --dirmode take
+/// them (`dirmode=2770`).
+pub fn parse_dirmode(m: &[u8]) -> Result<u32, VnlError> {
+    let bad = |why| VnlError::BadValue {
+        what: "dirmode",
+        value: lossy(m),
+        why,
+        hint: "give octal permissions such as dirmode=2770 or dirmode=700",
+    };
+    if m.is_empty() || !m.iter().all(|c| (b'0'..=b'7').contains(c)) {
+        return Err(bad("is not an octal permission"));
+    }
+    let (v, _) = num::strtol(m, 8);
+    if v > 0o7777 {
+        return Err(bad("is more than 7777"));
+    }
+    if v & 0o777 == 0 {
+        return Err(bad("grants no access, so no client could reach the switch"));
+    }
+    Ok(v as u32)
+}
+
 /// Parses `ptp://PATH[seqpacket]`: the path (taken literally, as libvdeplug does) and whether
 /// the 2025 seqpacket protocol was asked for. Only a trailing `[...]` is read as options, so a
 /// path holding brackets elsewhere still works; a path that itself ends in `[...]` is written
 /// with empty options after it (`ptp:///tmp/p[x][]`), while `ptp:///tmp/p[x]` asks for an
 /// option `x` (an error).
-pub fn parse_ptp(rest: &str) -> Result<(PathBuf, bool), VnlError> {
-    let (rest, seqpacket) = match rest.rfind('[') {
-        Some(i) if rest.ends_with(']') => {
-            let p = params::path_params(&rest.as_bytes()[i..], &PTP_KEYS)?;
+pub fn parse_ptp<S: AsRef<OsStr> + ?Sized>(rest: &S) -> Result<(PathBuf, bool), VnlError> {
+    let rest = rest.as_ref().as_bytes();
+    let (rest, seqpacket) = match rest.iter().rposition(|&c| c == b'[') {
+        Some(i) if rest.ends_with(b"]") => {
+            let p = params::path_params(&rest[i..], &PTP_KEYS)?;
             if let Some(v) = p.get("seqpacket").filter(|v| !v.is_empty()) {
                 return Err(VnlError::BadValue {
                     what: "ptp:// option seqpacket",
-                    value: String::from_utf8_lossy(v).into_owned(),
+                    value: lossy(v),
                     why: "takes no value",
                     hint: "write ptp:///tmp/mylink[seqpacket]",
                 });
@@ -274,15 +332,15 @@ pub fn parse_ptp(rest: &str) -> Result<(PathBuf, bool), VnlError> {
         });
     }
     // The second opener binds PATH+, so PATH itself must leave room for one more byte.
-    if rest.len() + 1 > SUN_PATH_MAX || rest.as_bytes().contains(&0) {
+    if rest.len() + 1 > SUN_PATH_MAX || rest.contains(&0) {
         return Err(VnlError::BadValue {
             what: "ptp:// path",
-            value: rest.to_string(),
+            value: lossy(rest),
             why: "does not fit a socket address",
             hint: "AF_UNIX paths hold 107 bytes and ptp appends '+': use a shorter path",
         });
     }
-    Ok((PathBuf::from(rest), seqpacket))
+    Ok((PathBuf::from(os(rest)), seqpacket))
 }
 
 /// Parses `tap://NAME`.
@@ -323,10 +381,12 @@ pub fn parse_seqpacket(rest: &str) -> Result<i32, VnlError> {
 
 /// Parses a coprocess command (`=CMD ARGS`, `cmd://CMD ARGS`).
 pub fn parse_cmd(rest: &str) -> Result<Vec<OsString>, VnlError> {
-    let argv: Vec<OsString> = argv::split(rest.as_bytes())
-        .into_iter()
-        .map(OsString::from_vec)
-        .collect();
+    parse_cmd_bytes(rest.as_bytes())
+}
+
+/// [`parse_cmd`] of bytes (arguments need not be UTF-8).
+pub fn parse_cmd_bytes(rest: &[u8]) -> Result<Vec<OsString>, VnlError> {
+    let argv: Vec<OsString> = argv::split(rest).into_iter().map(OsString::from_vec).collect();
     if argv.first().map_or(true, |a| a.is_empty()) {
         return Err(VnlError::Missing {
             what: "coprocess command",
@@ -357,8 +417,8 @@ pub struct NodeSpec {
 }
 
 /// Parses the part after `switch://` or `hub://` (options as libvdeplug_netnode.c reads them).
-pub fn parse_netnode(hub: bool, rest: &str) -> Result<NodeSpec, VnlError> {
-    let p = params::path_params(rest.as_bytes(), &NETNODE_KEYS)?;
+pub fn parse_netnode<S: AsRef<OsStr> + ?Sized>(hub: bool, rest: &S) -> Result<NodeSpec, VnlError> {
+    let p = params::path_params(rest.as_ref().as_bytes(), &NETNODE_KEYS)?;
     let mut s = NodeSpec {
         hub,
         dir: PathBuf::from(os(&p.address)),
@@ -374,7 +434,7 @@ pub fn parse_netnode(hub: bool, rest: &str) -> Result<NodeSpec, VnlError> {
         s.dirmode = 0o2000 | s.mode | (s.mode & 0o444) >> 2 | (s.mode & 0o222) >> 1;
     }
     if let Some(m) = p.get("dirmode") {
-        s.dirmode = parse_mode(m)?;
+        s.dirmode = parse_dirmode(m)?;
     }
     if let Some(h) = p.get("hashsize") {
         s.hashsize = (num::strtoullm(h) as usize).clamp(1, 1 << 20);
@@ -388,38 +448,49 @@ pub fn parse_netnode(hub: bool, rest: &str) -> Result<NodeSpec, VnlError> {
     Ok(s)
 }
 
-/// Parses a VNL into what a transport needs, with no I/O.
+/// Parses a VNL into what a transport needs, with no I/O ([`parse_os`] of a VNL that is text).
 pub fn parse(vnl: &str) -> Result<Spec, VnlError> {
-    let s = split(vnl);
-    Ok(match s.scheme {
-        "null" => Spec::Null,
-        "vde" => Spec::Vde(parse_vde(s.rest)?),
-        "ptp" => {
+    parse_os(OsStr::new(vnl))
+}
+
+/// Parses a VNL given as bytes, which need not be UTF-8, as libvdeplug and vdens take it.
+///
+/// Paths are kept as the bytes given. [`Spec::Other`] carries its scheme and rest as text
+/// (bytes that are not UTF-8 replaced): a hosted `switch://`/`hub://` with such a path is
+/// parsed from the bytes with [`split_os`] and [`parse_netnode`].
+pub fn parse_os(vnl: &OsStr) -> Result<Spec, VnlError> {
+    let s = split_os(vnl);
+    let rest = s.rest.as_bytes();
+    let text = || lossy(rest);
+    Ok(match s.scheme.as_bytes() {
+        b"null" => Spec::Null,
+        b"vde" => Spec::Vde(parse_vde(s.rest)?),
+        b"ptp" => {
             let (path, seqpacket) = parse_ptp(s.rest)?;
             Spec::Ptp { path, seqpacket }
         }
-        "tap" => Spec::Tap {
-            name: parse_tap(s.rest)?,
+        b"tap" => Spec::Tap {
+            name: parse_tap(&text())?,
         },
-        "seqpacket" => Spec::Seqpacket {
-            fd: parse_seqpacket(s.rest)?,
+        b"seqpacket" => Spec::Seqpacket {
+            fd: parse_seqpacket(&text())?,
         },
-        "cmd" => Spec::Cmd {
-            argv: parse_cmd(s.rest)?,
+        b"cmd" => Spec::Cmd {
+            argv: parse_cmd_bytes(rest)?,
         },
-        "udp" => Spec::Udp(udp::parse_udp(s.rest)?),
-        "switch" | "hub" => {
-            params::path_params(s.rest.as_bytes(), &NETNODE_KEYS)?;
+        b"udp" => Spec::Udp(udp::parse_udp(&text())?),
+        b"switch" | b"hub" => {
+            params::path_params(rest, &NETNODE_KEYS)?;
             Spec::Other {
-                scheme: s.scheme.to_string(),
-                rest: s.rest.to_string(),
+                scheme: lossy(s.scheme.as_bytes()),
+                rest: text(),
             }
         }
-        "vxlan" => Spec::Overlay(overlay::parse_overlay(false, s.rest)?),
-        "vxvde" => Spec::Overlay(overlay::parse_overlay(true, s.rest)?),
+        b"vxlan" => Spec::Overlay(overlay::parse_overlay(false, &text())?),
+        b"vxvde" => Spec::Overlay(overlay::parse_overlay(true, &text())?),
         _ => Spec::Other {
-            scheme: s.scheme.to_string(),
-            rest: s.rest.to_string(),
+            scheme: lossy(s.scheme.as_bytes()),
+            rest: text(),
         },
     })
 }

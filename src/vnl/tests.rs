@@ -274,6 +274,10 @@ pub(crate) fn check_one(bytes: &[u8]) {
         let m = e.to_string();
         assert!(!m.contains('\n') && !m.is_empty(), "{s:?}: {m:?}");
     }
+    if let Err(e) = parse_os(OsStr::from_bytes(bytes)) {
+        let m = e.to_string();
+        assert!(!m.contains('\n') && !m.is_empty(), "{s:?}: {m:?}");
+    }
     let (t, rest) = quote::token(bytes, b'/');
     assert!(t.len() <= bytes.len());
     if let Some(r) = rest {
@@ -286,4 +290,75 @@ pub(crate) fn check_one(bytes: &[u8]) {
     let _ = num::strict_size(bytes);
     let _ = num::strtol(bytes, 0);
     let _ = argv::split(bytes);
+}
+
+fn osb(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+#[test]
+fn paths_that_are_not_utf8_keep_their_bytes() {
+    let s = split_os(osb(b"ptp:///tmp/\xff[x]"));
+    assert_eq!(
+        (s.scheme.as_bytes(), s.rest.as_bytes(), s.implicit),
+        (&b"ptp"[..], &b"/tmp/\xff[x]"[..], false)
+    );
+    let s = split_os(osb(b"/tmp/\xff"));
+    assert_eq!((s.scheme.as_bytes(), s.implicit), (&b"vde"[..], true));
+    let s = split_os(osb(b"=\xff a"));
+    assert_eq!(
+        (s.scheme.as_bytes(), s.rest.as_bytes()),
+        (&b"cmd"[..], &b"\xff a"[..])
+    );
+
+    let dir = |b: &[u8]| Some(PathBuf::from(osb(b)));
+    assert_eq!(
+        parse_os(osb(b"/tmp/\xff")),
+        Ok(Spec::Vde(VdeSpec {
+            dir: dir(b"/tmp/\xff"),
+            ..vde(None)
+        }))
+    );
+    assert_eq!(
+        parse_os(osb(b"vde:///tmp/\xfe\xff[4/mode=660/group=\xff]")),
+        Ok(Spec::Vde(VdeSpec {
+            dir: dir(b"/tmp/\xfe\xff"),
+            port: VdePort::Number(4),
+            mode: Some(0o660),
+            group: Some(osb(b"\xff").to_owned()),
+            ..vde(None)
+        }))
+    );
+    assert_eq!(
+        parse_os(osb(b"ptp:///tmp/\xff")),
+        Ok(Spec::Ptp {
+            path: PathBuf::from(osb(b"/tmp/\xff")),
+            seqpacket: false
+        })
+    );
+    assert_eq!(
+        parse_os(osb(b"ptp:///tmp/\xff[seqpacket]")),
+        Ok(Spec::Ptp {
+            path: PathBuf::from(osb(b"/tmp/\xff")),
+            seqpacket: true
+        })
+    );
+    assert_eq!(
+        parse_os(osb(b"=vde_plug vde:///tmp/\xff")),
+        Ok(Spec::Cmd {
+            argv: vec![OsString::from("vde_plug"), osb(b"vde:///tmp/\xff").to_owned()]
+        })
+    );
+    let n = parse_netnode(false, osb(b"/tmp/\xff[mode=660]")).unwrap();
+    assert_eq!((n.dir.as_os_str().as_bytes(), n.mode), (&b"/tmp/\xff"[..], 0o660));
+    // A hosted switch is parsed (checked) here and named as text in Spec::Other.
+    assert!(matches!(
+        parse_os(osb(b"switch:///tmp/\xff")),
+        Ok(Spec::Other { .. })
+    ));
+    assert!(parse_os(osb(b"switch:///tmp/\xff[bogus]")).is_err());
+    // Text and bytes parse alike.
+    for (v, _) in MALFORMED {
+        assert_eq!(parse(v), parse_os(OsStr::new(v)), "{v}");
+    }
 }
