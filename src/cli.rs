@@ -35,7 +35,7 @@ pub struct Config {
     pub sysadm: bool,
     pub ns_mode: NsMode,
     /// VNLs, one interface each, in order (`<prefix>0`, `<prefix>1`, ...).
-    pub vnls: Vec<String>,
+    pub vnls: Vec<OsString>,
     /// The command and its arguments (never empty).
     pub cmd: Vec<OsString>,
     pub engine: EngineChoice,
@@ -238,8 +238,8 @@ pub fn help() -> String {
 }
 
 /// True for the VNL spellings that mean "no interface" in vdens.
-pub fn is_no_net(vnl: &str) -> bool {
-    matches!(vnl, "" | "-" | "no")
+pub fn is_no_net<S: AsRef<std::ffi::OsStr> + ?Sized>(vnl: &S) -> bool {
+    matches!(vnl.as_ref().as_encoded_bytes(), b"" | b"-" | b"no")
 }
 
 /// Parses the arguments (without argv[0]); `env` looks up environment variables and `shell` is
@@ -502,7 +502,7 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
 
 /// vdens's positional rules: single mode `[VNL [CMD ARGS...]]`; multi mode `VNL... [-- CMD ARGS...]`
 /// (with no positional at all, multi mode means no network, like vdens).
-fn split_positionals(multi: bool, args: &[OsString]) -> Result<(Vec<String>, Vec<OsString>), CliError> {
+fn split_positionals(multi: bool, args: &[OsString]) -> Result<(Vec<OsString>, Vec<OsString>), CliError> {
     if multi && !args.is_empty() {
         let dd = args.iter().position(|a| a == "--").unwrap_or(args.len());
         // vdens scans for "--" from the second positional on: the first is always a VNL.
@@ -516,7 +516,7 @@ fn split_positionals(multi: bool, args: &[OsString]) -> Result<(Vec<String>, Vec
         };
         let mut vnls = Vec::new();
         for v in &args[..dd] {
-            let v = utf8(v, "VNL")?;
+            let v = v.clone();
             if is_no_net(&v) {
                 return Err(CliError::Usage(format!(
                     "--multi: {v:?} is not a network (every VNL of --multi gives an interface)"
@@ -534,8 +534,11 @@ fn split_positionals(multi: bool, args: &[OsString]) -> Result<(Vec<String>, Vec
     match args.split_first() {
         None => Ok((Vec::new(), Vec::new())),
         Some((vnl, cmd)) => {
-            let vnl = utf8(vnl, "VNL")?;
-            let vnls = if is_no_net(&vnl) { Vec::new() } else { vec![vnl] };
+            let vnls = if is_no_net(vnl) {
+                Vec::new()
+            } else {
+                vec![vnl.clone()]
+            };
             // `VNL -- CMD`: vdens would try to execute "--" and fail; vdens-fast reads it as the
             // separator --multi uses, so the two forms agree.
             let cmd = match cmd.split_first() {

@@ -100,7 +100,7 @@ fn run_inner(cfg: &Config) -> Result<i32, NsError> {
     // Every VNL is opened here, in the host namespaces, before anything is unshared.
     let mut links = Vec::with_capacity(cfg.vnls.len());
     for v in &cfg.vnls {
-        links.push(transport::open(v).map_err(|e| NsError::msg(e.to_string()))?);
+        links.push(transport::open_os(v).map_err(|e| NsError::msg(e.to_string()))?);
     }
     // The caller's ids, read before unshare: afterwards getuid() shows the overflow id until
     // the maps are written.

@@ -22,8 +22,10 @@ pub use vxlan::Overlay;
 
 use crate::vnl::{self, Spec, VnlError};
 use nix::sys::socket::{setsockopt, sockopt};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Send buffer asked for on a data socket whose sends are bounded only by it: the kernel
@@ -383,16 +385,19 @@ pub fn split_scheme(vnl: &str) -> (&str, &str) {
 
 /// libvdeplug's defaults for a VNL with no scheme: an empty VNL means the user's default
 /// switch (`~/.vdeplug/default`, then `~/.vde2/default.switch`, when they exist), and a path
-/// naming a regular file means the VNL written on that file's first line.
-fn resolve_plain(vnl: &str) -> Result<String, OpenError> {
-    if vnl.contains("://") || vnl.starts_with('=') {
-        return Ok(vnl.to_string());
+/// naming a regular file means the VNL written on that file's first line. Bytes throughout,
+/// as in libvdeplug: a path need not be UTF-8.
+fn resolve_plain(vnl: &OsStr) -> Result<OsString, OpenError> {
+    let b = vnl.as_bytes();
+    if b.windows(3).any(|w| w == b"://") || b.starts_with(b"=") {
+        return Ok(vnl.to_owned());
     }
-    let mut path = vnl.to_string();
+    let mut path = vnl.to_owned();
     if path.is_empty() {
         if let Some(home) = std::env::var_os("HOME") {
             for d in ["/.vdeplug/default", "/.vde2/default.switch"] {
-                let p = format!("{}{d}", home.to_string_lossy());
+                let mut p = home.clone();
+                p.push(d);
                 if std::fs::symlink_metadata(&p).is_ok() {
                     path = p;
                     break;
@@ -404,18 +409,20 @@ fn resolve_plain(vnl: &str) -> Result<String, OpenError> {
     // so "/tmp/sw[3]" is a file only if a file of that name exists.
     match std::fs::metadata(Path::new(&path)) {
         Ok(m) if m.is_file() => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let text = std::fs::read(&path).map_err(|e| {
                 OpenError::io(
-                    vnl,
+                    &vnl.to_string_lossy(),
                     "reading the VNL file",
                     e,
                     Some(format!(
-                        "{path} names a regular file, read for a VNL as libvdeplug does"
+                        "{} names a regular file, read for a VNL as libvdeplug does",
+                        Path::new(&path).display()
                     )),
                 )
             })?;
-            let line = text.lines().next().unwrap_or("").to_string();
-            Ok(line)
+            let line = text.split(|&c| c == b'\n').next().unwrap_or(b"");
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            Ok(OsStr::from_bytes(line).to_owned())
         }
         _ => Ok(path),
     }
@@ -431,13 +438,31 @@ pub fn open_cmd(vnl: &str, argv: &[std::ffi::OsString]) -> Result<Link, OpenErro
 ///
 /// Blocking, bounded: a handshake that gets no answer fails after a few seconds.
 pub fn open(vnl: &str) -> Result<Link, OpenError> {
-    open_described(vnl, "vdens-fast")
+    open_described_os(OsStr::new(vnl), "vdens-fast")
+}
+
+/// [`open`] of a VNL given as bytes (a path in it need not be UTF-8).
+pub fn open_os(vnl: &OsStr) -> Result<Link, OpenError> {
+    open_described_os(vnl, "vdens-fast")
 }
 
 /// [`open`], with the description a switch shows for this connection (vde_plug's -D).
 pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
-    let resolved = resolve_plain(vnl)?;
-    let spec = vnl::parse(&resolved).map_err(|err| OpenError::Vnl {
+    open_described_os(OsStr::new(vnl), descr)
+}
+
+/// [`open_described`] of a VNL given as bytes.
+pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenError> {
+    // The VNL as messages and statistics name it.
+    let label = vnl_bytes.to_string_lossy();
+    let vnl = &*label;
+    let resolved = resolve_plain(vnl_bytes)?;
+    // A plugin for the scheme in VDEPLUGIN_PATH wins over the built-in transport, as in
+    // classic vdens and vde_plug (which open every VNL through libvdeplug).
+    if let Some(scheme) = libvdeplug::path_override(&resolved) {
+        return libvdeplug::open(vnl, &resolved, &scheme);
+    }
+    let spec = vnl::parse_os(&resolved).map_err(|err| OpenError::Vnl {
         vnl: vnl.to_string(),
         err,
     })?;
@@ -451,8 +476,8 @@ pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
         Spec::Udp(s) => udp::open(vnl, &s),
         Spec::Overlay(s) if s.vxvde => vxvde::open(vnl, &s),
         Spec::Overlay(s) => vxlan::open(vnl, &s),
-        Spec::Other { scheme, rest } if scheme == "switch" || scheme == "hub" => {
-            switch::open(vnl, scheme == "hub", &rest)
+        Spec::Other { scheme, .. } if scheme == "switch" || scheme == "hub" => {
+            switch::open(vnl, scheme == "hub", vnl::split_os(&resolved).rest)
         }
         Spec::Other { scheme, .. } => libvdeplug::open(vnl, &resolved, &scheme),
     }

@@ -6,7 +6,7 @@
 use super::{Hosted, Link, OpenError};
 use crate::switch::server::{self, Listener};
 
-pub fn open(vnl: &str, hub: bool, rest: &str) -> Result<Link, OpenError> {
+pub fn open(vnl: &str, hub: bool, rest: &std::ffi::OsStr) -> Result<Link, OpenError> {
     let spec = server::parse(hub, rest).map_err(|err| OpenError::Vnl {
         vnl: vnl.to_string(),
         err,
