@@ -96,9 +96,11 @@ fn run_at(b: Arc<Barrier>, mut c: Command, secs: u64) -> std::thread::JoinHandle
 fn ns_end(prog: &str, vnl: &str, addr: &str, peer: Option<&str>, done: &std::path::Path) -> Command {
     let up = format!("ip link set lo up && ip addr add {addr}/24 dev vde0 && ip link set vde0 up");
     let script = match peer {
+        // The ping's status goes to `done` itself: classic vdens exits 0 whatever its
+        // command returned.
         Some(p) => format!(
-            "{up} && ping -n -q -c 1 -i 0.2 -w 8 {p} >/dev/null; r=$?; touch {}; exit $r",
-            done.display()
+            "{up} && ping -n -q -c 1 -i 0.2 -w 8 {p} >/dev/null; r=$?; echo $r >{d}.tmp; mv {d}.tmp {d}; exit $r",
+            d = done.display()
         ),
         None => format!(
             "{up} && i=0; while [ ! -e {} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
@@ -125,13 +127,19 @@ fn namespace_rounds(rounds: usize, second: &str, opt: &str) {
         } else {
             (None, Some("10.9.0.1"))
         };
+        // Classic vdens may never exit once its command has ended (it loses a SIGCHLD that
+        // arrives while it is outside ppoll, vdens.c plug2tap): it gets less time, and only
+        // the ping's result and vdens-fast's status count for it.
+        let classic = !second.ends_with("vdens-fast");
+        let tb_secs = if classic { 12 } else { 20 };
         let ta = run_at(b.clone(), ns_end(fast, &vnl, "10.9.0.1", pa, &done), 20);
-        let tb = run_at(b, ns_end(second, &vnl, "10.9.0.2", pb, &done), 20);
+        let tb = run_at(b, ns_end(second, &vnl, "10.9.0.2", pb, &done), tb_secs);
         let (ra, ea) = ta.join().unwrap();
         let (rb, eb) = tb.join().unwrap();
+        let ping = std::fs::read_to_string(&done).unwrap_or_default();
         assert!(
-            ra == Some(0) && rb == Some(0),
-            "round {i} (vdens-fast + {second}): statuses {ra:?} / {rb:?}; stderr: {ea} / {eb}"
+            ping.trim() == "0" && ra == Some(0) && (classic || rb == Some(0)),
+            "round {i} (vdens-fast + {second}): ping status {ping:?}, exit statuses {ra:?} / {rb:?}; stderr: {ea} / {eb}"
         );
     }
 }
