@@ -132,6 +132,9 @@ pub enum Event {
     Usr1,
     /// `watch[i]` became readable or hung up.
     Ready(usize),
+    /// SIGCHLD (and once before the first wait): a child other than the command may have
+    /// ended; the caller reaps its own (a `=cmd` coprocess, by its pid only).
+    Child,
 }
 
 /// Waits for `child`, forwarding the handled signals sent to vdens-fast, and returns its exit
@@ -145,6 +148,8 @@ pub fn supervise(
 ) -> i32 {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut live: Vec<bool> = vec![true; watch.len()];
+    // A child that ended before SIGCHLD was blocked left no signal to wake us.
+    on_event(Event::Child);
     loop {
         // Check first: SIGCHLD may already have been consumed or coalesced. Only the command is
         // waited for here: other children (a `=cmd` coprocess) belong to their Link, which reaps
@@ -183,7 +188,9 @@ pub fn supervise(
                 continue;
             };
             match sig {
-                Signal::SIGCHLD => {}
+                Signal::SIGCHLD => {
+                    on_event(Event::Child);
+                }
                 Signal::SIGUSR1 => {
                     on_event(Event::Usr1);
                 }

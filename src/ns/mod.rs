@@ -141,9 +141,31 @@ fn clone_mode(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, Ns
             std::process::exit(code)
         }
         sys::Forked::Parent(pid) => {
+            // A coprocess is this process's child: reaped (and its end reported) here.
+            let mut coprocs = coproc_watches(&links);
             // The child owns the links now: close our copies without removing their files.
             links.into_iter().for_each(Link::disown);
-            Ok(child::supervise(&mut sfd, pid, &[], |_| true))
+            Ok(child::supervise(&mut sfd, pid, &[], |ev| {
+                if let child::Event::Child = ev {
+                    reap_coprocs(&mut coprocs);
+                }
+                true
+            }))
+        }
+    }
+}
+
+/// Watches that reap the links' coprocesses when they end on their own.
+fn coproc_watches(links: &[Link]) -> Vec<transport::CoprocWatch> {
+    links.iter().filter_map(|l| l.coproc.as_ref()?.watch()).collect()
+}
+
+/// Reaps the coprocesses that ended (each waited for by its own pid: the command's status is
+/// left for supervise) and says how each ended, once.
+fn reap_coprocs(watches: &mut [transport::CoprocWatch]) {
+    for w in watches {
+        if let Some(m) = w.reap() {
+            eprintln!("vdens-fast: {m}");
         }
     }
 }
@@ -167,6 +189,7 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
         let cmd = child::Command::new(&cfg.cmd)?;
         return Err(cmd.exec_here(&command_caps(cfg.sysadm)));
     }
+    let mut coprocs = coproc_watches(&links);
     let mut ports = Vec::with_capacity(links.len());
     let mut ctls: Vec<(String, String, OwnedFd)> = Vec::new();
     for (i, mut link) in links.into_iter().enumerate() {
@@ -212,6 +235,10 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
     let code = child::supervise(&mut sfd, pid, &watch, |ev| match ev {
         child::Event::Usr1 => {
             engine.dump_stats();
+            true
+        }
+        child::Event::Child => {
+            reap_coprocs(&mut coprocs);
             true
         }
         child::Event::Ready(i) => {

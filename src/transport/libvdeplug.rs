@@ -158,7 +158,6 @@ pub fn path_plugins(dirs: &[u8], scheme: &[u8]) -> Vec<PathBuf> {
 /// classic fails there ("Protocol not supported", since the variable replaces libvdeplug's
 /// whole search path), vdens-fast deliberately does not. Other schemes always go to
 /// libvdeplug, which then searches only `VDEPLUGIN_PATH`, as classic does.
-#[allow(dead_code)]
 pub fn path_override<S: AsRef<OsStr> + ?Sized>(url: &S) -> Option<String> {
     let url = url.as_ref().as_bytes();
     if url.starts_with(b"=") {
