@@ -407,4 +407,52 @@ fn package_installs_works_and_purges_clean() {
         30,
     );
     assert_eq!(o.stdout, "", "AppArmor cache left");
+
+    // Where the parser takes the profile (AppArmor 4: Ubuntu 24.04, Debian 13), postinst installs
+    // it in /etc/apparmor.d and loads it, postrm unloads and removes it: here with a stand-in
+    // apparmor_parser that accepts everything and logs its calls.
+    let fake = d.join("fakebin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let log = d.join("parser.log");
+    std::fs::write(
+        fake.join("apparmor_parser"),
+        format!("#!/bin/sh\necho \"$*\" >>{}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        fake.join("apparmor_parser"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        fake.display()
+    );
+    let o = sh(&format!("PATH={path} dpkg -i {}", deb.display()), 300);
+    o.ok();
+    assert_eq!(
+        std::fs::read_to_string("/etc/apparmor.d/vdens-fast").ok(),
+        Some(text_of("packaging/apparmor/vdens-fast")),
+        "postinst did not install the profile its parser accepts"
+    );
+    let o = sh(&format!("PATH={path} dpkg --purge vdens-fast"), 300);
+    o.ok();
+    assert!(
+        !Path::new("/etc/apparmor.d/vdens-fast").exists(),
+        "the profile is left after the purge"
+    );
+    assert_ne!(sh("dpkg -L vdens-fast >/dev/null 2>&1", 30).code, Some(0));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let mut want = vec!["-Q -T -K /usr/share/vdens-fast/apparmor/vdens-fast"];
+    if Path::new("/sys/kernel/security/apparmor").is_dir() {
+        want.extend([
+            "-r -T /etc/apparmor.d/vdens-fast",
+            "-R /etc/apparmor.d/vdens-fast",
+        ]);
+    }
+    assert_eq!(calls.lines().collect::<Vec<_>>(), want);
+}
+
+fn text_of(p: &str) -> String {
+    std::fs::read_to_string(src_path(p)).unwrap()
 }
