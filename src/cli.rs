@@ -85,7 +85,8 @@ Examples:
 
 const FAST: &str = "vdens-fast options (long only)";
 
-fn command() -> Command {
+/// The clap definition (also used to generate the man page and the shell completions).
+pub fn command() -> Command {
     Command::new("vdens-fast")
         .version(env!("CARGO_PKG_VERSION"))
         .about("create a user + network namespace connected to VDE networks, fast")
@@ -225,16 +226,27 @@ fn command() -> Command {
         )
         .arg(
             Arg::new("version")
+                .short('V')
                 .long("version")
                 .action(ArgAction::Version)
-                .help_heading(FAST)
-                .help("Print version"),
+                .help("Print the version and the data-plane engines this kernel allows"),
         )
 }
 
 /// The text of `--help`.
 pub fn help() -> String {
     command().render_long_help().to_string()
+}
+
+/// `--version`'s second line: the data-plane engines this kernel allows (probes io_uring).
+pub fn engines_here() -> String {
+    match EngineChoice::Uring.resolve() {
+        Ok(_) => "engines: uring (io_uring) and poll (epoll); --engine auto uses uring".into(),
+        Err(e) => format!(
+            "engines: poll (epoll) only; --engine auto uses poll: {}",
+            e.0.trim_end_matches(" (try --engine poll)")
+        ),
+    }
 }
 
 /// True for the VNL spellings that mean "no interface" in vdens.
@@ -260,7 +272,7 @@ where
             use clap::error::ErrorKind;
             return Err(match e.kind() {
                 ErrorKind::DisplayHelp => CliError::Help(e.to_string()),
-                ErrorKind::DisplayVersion => CliError::Version(e.to_string()),
+                ErrorKind::DisplayVersion => CliError::Version(format!("{e}{}\n", engines_here())),
                 ErrorKind::UnknownArgument => CliError::Usage(format!(
                     "unknown option {} (see vdens-fast --help)",
                     e.get(clap::error::ContextKind::InvalidArg)

@@ -81,6 +81,8 @@ pub enum Parsed {
     Run(Options),
     /// -h, --help.
     Help,
+    /// -V, --version (vdeplug-fast's own: vde_plug has neither).
+    Version,
     /// A login shell asked for anything but `vde_plug` (argv[0] starting with `-`, or
     /// `-c OTHER`): vde_plug logs FAILED and refuses.
     NotAShell,
@@ -142,6 +144,7 @@ enum Opt {
     IpLog,
     Descr,
     Engine,
+    Version,
 }
 
 /// vde_plug's short options, `c:hp:dm:M:g:G:lLD:`: the option and whether it takes a value.
@@ -157,6 +160,7 @@ const SHORT: &[(char, Opt, bool)] = &[
     ('l', Opt::Log, false),
     ('L', Opt::IpLog, false),
     ('D', Opt::Descr, true),
+    ('V', Opt::Version, false),
 ];
 
 /// vde_plug's long options in its order, and vdeplug-fast's `--engine`.
@@ -174,7 +178,24 @@ const LONG: &[(&str, Opt, bool)] = &[
     ("iplog", Opt::IpLog, false),
     ("help", Opt::Help, false),
     ("engine", Opt::Engine, true),
+    ("version", Opt::Version, false),
 ];
+
+/// Every option as (short name, long names, takes a value), in the order of the tables above:
+/// what the man page and the shell completions are generated from.
+pub fn option_table() -> Vec<(Option<char>, Vec<&'static str>, bool)> {
+    let mut v: Vec<(Opt, Option<char>, Vec<&'static str>, bool)> = Vec::new();
+    for &(c, o, t) in SHORT {
+        v.push((o, Some(c), Vec::new(), t));
+    }
+    for &(n, o, t) in LONG {
+        match v.iter_mut().find(|e| e.0 == o) {
+            Some(e) => e.2.push(n),
+            None => v.push((o, None, vec![n], t)),
+        }
+    }
+    v.into_iter().map(|(_, c, l, t)| (c, l, t)).collect()
+}
 
 /// getopt_long's match of `--name`: an exact name, else the one option `name` abbreviates
 /// (several that start with it are ambiguous unless they are the same option).
@@ -334,6 +355,7 @@ fn apply(o: &mut Options, opt: Opt, value: Option<OsString>) -> Result<Option<Pa
         }
         Opt::Login => return Ok(Some(Parsed::NotAShell)),
         Opt::Help => return Ok(Some(Parsed::Help)),
+        Opt::Version => return Ok(Some(Parsed::Version)),
         Opt::Pidfile => o.pidfile = Some(v),
         Opt::Daemon => o.daemon = true,
         Opt::Mode(n) => {

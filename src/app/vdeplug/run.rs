@@ -65,6 +65,7 @@ Options (vde_plug's; short ones may be bundled, long ones abbreviated):
   --engine auto|uring|poll      data plane of a hosted switch or hub: io_uring, the epoll node, or
                                 auto (io_uring when usable; the default); cables use the epoll node
   -h | --help                   this summary
+  -V | --version                the version and the data-plane engines this kernel allows
 ";
 
 /// Runs vdeplug-fast with `argv` (argv[0] included); returns the exit status, or ends the
@@ -78,6 +79,14 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Help) => {
             print!("{}", USAGE.replace("PROG", &prog));
+            return 0;
+        }
+        Ok(Parsed::Version) => {
+            println!(
+                "{prog} {}\n{}",
+                env!("CARGO_PKG_VERSION"),
+                crate::cli::engines_here()
+            );
             return 0;
         }
         Ok(Parsed::NotAShell) => {
