@@ -28,8 +28,10 @@ pub fn userns_hint(err: &io::Error) -> String {
     }
     if sysctl("kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
         return "AppArmor restricts unprivileged user namespaces: \
-                kernel.apparmor_restrict_unprivileged_userns=1; give vdens-fast an AppArmor profile \
-                with 'userns,', or as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+                kernel.apparmor_restrict_unprivileged_userns=1; load vdens-fast's profile (its \
+                package installs it for /usr/bin/vdens-fast and /usr/bin/vdeplug-fast): \
+                sudo apparmor_parser -r /etc/apparmor.d/vdens-fast, or as root: \
+                sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
             .into();
     }
     match err.raw_os_error() {
