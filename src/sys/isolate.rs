@@ -137,6 +137,7 @@ const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 1 << 2;
 /// Offsets in struct seccomp_data.
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
@@ -198,13 +199,16 @@ pub fn confine_data_plane() -> io::Result<()> {
         len: prog.len() as u16,
         filter: prog.as_mut_ptr(),
     };
-    // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER, 0, prog): the kernel copies the program, which
-    // stays valid for the call; flags 0 installs it on this thread only.
+    // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER, SPEC_ALLOW, prog): the kernel copies the
+    // program, which stays valid for the call; without TSYNC it applies to this thread only.
+    // SPEC_ALLOW: installing a filter otherwise turns on the speculative store bypass
+    // mitigation for the thread (spec_store_bypass_disable=seccomp), which slows every frame;
+    // the filter is about what a thread may call, not about side channels.
     let r = unsafe {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0,
+            SECCOMP_FILTER_FLAG_SPEC_ALLOW,
             &fprog as *const libc::sock_fprog,
         )
     };
