@@ -1,6 +1,8 @@
-//! The side-by-side benchmark's own checks (`tools/bench.py --self-test`: its iperf3 and ping
-//! parsers, statistics, ratios, JSON/CSV/Markdown outputs and the SVG chart, on canned data; no
-//! namespaces, no traffic), so that CI catches a broken benchmark tool before anyone runs it.
+//! The side-by-side benchmark's own checks (`tools/bench.py --self-test`: its iperf3, ping,
+//! trafgen, sockperf and /proc/net/dev parsers, the trafgen frame configs, the zero-loss rate
+//! search, statistics, ratios, JSON/CSV/Markdown outputs and the SVG chart, on canned data; the
+//! agent's control channel run directly; no namespaces, no traffic), so that CI catches a broken
+//! benchmark tool before anyone runs it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};

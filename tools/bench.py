@@ -72,6 +72,25 @@ TESTS = {
     ),
 }
 
+# NFV-style tests (trafgen, sockperf): frame sizes count the 4-byte FCS, as RFC 2544 does, so a
+# "64 B" frame is 60 bytes handed to the interface
+RATE_METRICS = [
+    ("kpps", "kpps", True),
+    ("offered_kpps", "offered kpps", True),
+    ("loss_pct", "loss %", False),
+    ("cpu_s_per_mframe", "CPU s/Mframe", False),
+]
+ZEROLOSS_METRICS = [("kpps", "kpps", True), ("overload_kpps", "overload kpps", True)]
+LAT_METRICS = [("p50_us", "p50 us", False), ("p99_us", "p99 us", False), ("p999_us", "p99.9 us", False), ("loss_pct", "loss %", False)]
+FRAME_SIZES = (64, 512, 1518)
+for _size in FRAME_SIZES:
+    TESTS["rate%d" % _size] = ("%d B frames, overload" % _size, list(RATE_METRICS))
+for _size in FRAME_SIZES:
+    TESTS["zeroloss%d" % _size] = ("%d B frames, zero-loss" % _size, list(ZEROLOSS_METRICS))
+TESTS["lat"] = ("sockperf RTT idle", list(LAT_METRICS))
+TESTS["lat-tcp"] = ("sockperf RTT + TCP", list(LAT_METRICS) + [("tcp_gbps", "TCP Gbit/s", True)])
+TESTS["lat-flood"] = ("sockperf RTT + 64 B flood", list(LAT_METRICS) + [("flood_kpps", "flood kpps", True)])
+
 # metrics drawn in the chart: (test, metric)
 CHART_METRICS = [
     ("tcp1", "gbps"),
@@ -83,6 +102,15 @@ CHART_METRICS = [
     ("ping", "rtt_p99_ms"),
     ("tcp1", "cpu_s_per_gb"),
     ("tcp4", "cpu_s_per_gb"),
+    ("rate64", "kpps"),
+    ("zeroloss64", "kpps"),
+    ("rate512", "kpps"),
+    ("rate1518", "kpps"),
+    ("rate64", "cpu_s_per_mframe"),
+    ("lat", "p50_us"),
+    ("lat", "p99_us"),
+    ("lat-tcp", "p99_us"),
+    ("lat-flood", "p99_us"),
 ]
 
 
@@ -115,19 +143,35 @@ def agent_main():
             f.close()
         return outs
 
-    def listening(port):
+    def listening(port, proto="tcp"):
         want = ":%04X" % port
-        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        # a TCP socket listens in state 0A; a bound UDP socket sits in 07 (TCP_CLOSE)
+        state = "0A" if proto == "tcp" else "07"
+        for name in ("/proc/net/%s" % proto, "/proc/net/%s6" % proto):
             try:
                 with open(name) as f:
                     next(f)
                     for line in f:
                         fields = line.split()
-                        if fields[1].endswith(want) and fields[3] == "0A":
+                        if fields[1].endswith(want) and fields[3] == state:
                             return True
             except OSError:
                 pass
         return False
+
+    def killgroup(p, sig):
+        try:
+            os.killpg(p.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    # what it spawned lives in process groups of its own (see spawn): on SIGTERM/SIGHUP (the
+    # harness stopping the endpoint's group) leave through the clean-up below, which stops them
+    def leave(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, leave)
 
     reply({"ready": True, "pid": os.getpid()})
     try:
@@ -161,32 +205,40 @@ def agent_main():
                         )
                 elif op == "spawn":
                     o, e = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-                    p = subprocess.Popen(req["argv"], stdin=subprocess.DEVNULL, stdout=o, stderr=e)
+                    # a group of its own: a program that forks workers (trafgen does) is stopped whole
+                    p = subprocess.Popen(req["argv"], stdin=subprocess.DEVNULL, stdout=o, stderr=e, start_new_session=True)
                     p.bench_out, p.bench_err = o, e
                     procs[req["tag"]] = p
                     reply({"pid": p.pid})
                 elif op in ("wait", "kill"):
                     p = procs.pop(req["tag"])
                     if op == "kill":
-                        p.terminate()
+                        killgroup(p, signal.SIGTERM)
                     try:
                         rc = p.wait(timeout=req.get("timeout", 10))
                         timed_out = False
                     except subprocess.TimeoutExpired:
-                        p.kill()
+                        killgroup(p, signal.SIGKILL)
                         rc = p.wait()
                         timed_out = True
+                    killgroup(p, signal.SIGKILL)  # whatever it left behind in its group
                     o, e = collect(p)
                     reply({"rc": rc, "timed_out": timed_out, "out": o, "err": e})
                 elif op == "wait_listen":
                     deadline = time.monotonic() + req.get("timeout", 5)
-                    ok = listening(req["port"])
+                    proto = req.get("proto", "tcp")
+                    ok = listening(req["port"], proto)
                     while not ok and time.monotonic() < deadline:
                         time.sleep(0.02)
-                        ok = listening(req["port"])
+                        ok = listening(req["port"], proto)
                     p = procs.get(req.get("tag"))
                     dead = p is not None and p.poll() is not None
                     reply({"ok": ok, "dead": dead})
+                elif op == "netdev":
+                    # this namespace's interface counters, stamped with the (system-wide) monotonic clock
+                    with open("/proc/net/dev") as f:
+                        text = f.read()
+                    reply({"t": time.monotonic(), "text": text})
                 elif op == "exit":
                     reply({"bye": True})
                     break
@@ -197,7 +249,7 @@ def agent_main():
     finally:
         for p in procs.values():
             try:
-                p.kill()
+                killgroup(p, signal.SIGKILL)
                 p.wait(timeout=5)
             except Exception:
                 pass
@@ -279,6 +331,107 @@ def parse_ping(text):
         "loss_pct": 100.0 * (tx - rx) / tx if tx else 100.0,
         "replies": len(rtts),
     }
+
+
+_NETDEV_FIELDS = ("rx_bytes", "rx_packets", "rx_errs", "rx_dropped", "rx_fifo", "rx_frame", "rx_compressed", "rx_multicast", "tx_bytes", "tx_packets", "tx_errs", "tx_dropped", "tx_fifo", "tx_colls", "tx_carrier", "tx_compressed")
+
+
+def parse_netdev(text):
+    """/proc/net/dev -> {iface: {rx_packets, tx_dropped, ...}}."""
+    out = {}
+    for line in text.splitlines():
+        if ":" not in line or "|" in line:
+            continue
+        name, _, rest = line.partition(":")
+        vals = rest.split()
+        if len(vals) < len(_NETDEV_FIELDS):
+            continue
+        out[name.strip()] = {k: int(v) for k, v in zip(_NETDEV_FIELDS, vals)}
+    return out
+
+
+_TRAFGEN_PK = re.compile(r"(\d+) packets outgoing")
+_TRAFGEN_BY = re.compile(r"(\d+) bytes outgoing")
+_TRAFGEN_T = re.compile(r"(\d+) sec, (\d+) usec on CPU")
+
+
+def parse_trafgen(text):
+    """trafgen's exit statistics -> packets and bytes sent, seconds it ran (summed over its CPUs)."""
+    pk = [int(x) for x in _TRAFGEN_PK.findall(text)]
+    if not pk:
+        raise BenchError("trafgen: no statistics in its output (%s)" % _last_line(text, "no output"))
+    secs = [int(a) + int(b) / 1e6 for a, b in _TRAFGEN_T.findall(text)]
+    return {"packets": sum(pk), "bytes": sum(int(x) for x in _TRAFGEN_BY.findall(text)), "seconds": max(secs) if secs else None}
+
+
+def trafgen_conf(dst_mac, src_mac, src_ip, dst_ip, size, port=9):
+    """A trafgen packet: an Ethernet + IPv4 + UDP frame of SIZE bytes counting the 4-byte FCS."""
+    pad = size - 4 - 14 - 20 - 8
+    if pad < 0:
+        raise BenchError("trafgen: a %d B frame cannot hold Ethernet + IPv4 + UDP headers (use 64 B or more)" % size)
+    return "{ eth(da=%s, sa=%s), ipv4(sa=%s, da=%s, ttl=64, df), udp(sp=%d, dp=%d), fill(0x00, %d) }\n" % (dst_mac, src_mac, src_ip, dst_ip, port, port, pad)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SP_PCT = re.compile(r"percentile\s+([0-9.]+)\s*=\s*([0-9.]+)")
+_SP_AVG = re.compile(r"avg-(?:rtt|lat)=([0-9.]+)")
+_SP_RUN = re.compile(r"\[Total Run\].*?SentMessages=(\d+); ReceivedMessages=(\d+)")
+_SP_VALID = re.compile(r"\[Valid Duration\].*?SentMessages=(\d+); ReceivedMessages=(\d+)")
+_SP_OBS = re.compile(r"Total (\d+) observations")
+_SP_MAX = re.compile(r"<MAX> observation\s*=\s*([0-9.]+)")
+
+
+def parse_sockperf(text):
+    """sockperf ping-pong/under-load client output (--full-rtt: round trips) -> p50/p99/p99.9 us, loss %."""
+    t = _ANSI.sub("", text or "")
+    pct = {float(p): float(v) for p, v in _SP_PCT.findall(t)}
+    if "No valid observations" in t or 50.0 not in pct:
+        raise BenchError("sockperf: no round trip measured (%s)" % _last_line(t, "no output"))
+    valid = _SP_VALID.search(t)
+    sent, recv = (int(valid.group(1)), int(valid.group(2))) if valid else (None, None)
+    avg = _SP_AVG.search(t)
+    obs = _SP_OBS.search(t)
+    mx = _SP_MAX.search(t)
+    run = _SP_RUN.search(t)
+    return {
+        "p50_us": pct[50.0],
+        "p99_us": pct.get(99.0),
+        "p999_us": pct.get(99.9),
+        "avg_us": float(avg.group(1)) if avg else None,
+        "max_us": float(mx.group(1)) if mx else None,
+        "observations": int(obs.group(1)) if obs else None,
+        "sent": sent,
+        "received": recv,
+        "loss_pct": max(0.0, 100.0 * (sent - recv) / sent) if sent else None,
+        "total_sent": int(run.group(1)) if run else None,
+    }
+
+
+def zero_loss_search(probe, hi, steps, tolerance=0.0, progress=None):
+    """RFC 2544-style search for the highest offered rate with loss <= TOLERANCE %.
+
+    PROBE(rate_pps) offers RATE and returns (achieved offered pps, loss %).  The first step offers
+    HI (the delivered rate under overload); on loss the rate is halved towards the last passing
+    one, STEPS probes at most.  Returns (best passing achieved rate or 0.0, list of steps)."""
+    lo, best, trail = 0.0, 0.0, []
+    rate = float(hi)
+    for i in range(steps):
+        if rate <= 0:
+            break
+        offered, loss = probe(rate)
+        ok = loss is not None and loss <= tolerance
+        trail.append({"target_pps": rate, "offered_pps": offered, "loss_pct": loss, "pass": ok})
+        if progress:
+            progress(i + 1, steps, rate, offered, loss, ok)
+        if ok:
+            best = max(best, offered)
+            lo = rate
+            if i == 0:
+                break  # no loss at the overload rate: nothing higher to find
+        else:
+            hi = rate
+        rate = (lo + hi) / 2.0
+    return best, trail
 
 
 def parse_proc_stat(text):
@@ -409,6 +562,7 @@ class Endpoint(Proc):
         super().__init__(name, launcher + [sys.executable, THIS, "--agent"], workdir)
         self.buf = b""
         self.agent_pid = None
+        self.iface = None  # the interface its address is on (the one the NFV tests send/count on)
 
     def start(self, timeout=15):
         exe = shutil.which(self.argv[0])
@@ -485,8 +639,13 @@ class Endpoint(Proc):
     def reap(self, tag, kill=False, timeout=10):
         return self.request({"op": "kill" if kill else "wait", "tag": tag, "timeout": timeout}, timeout + 10)
 
-    def wait_listen(self, port, tag, timeout=5):
-        return self.request({"op": "wait_listen", "port": port, "tag": tag, "timeout": timeout}, timeout + 10)
+    def wait_listen(self, port, tag, timeout=5, proto="tcp"):
+        return self.request({"op": "wait_listen", "port": port, "tag": tag, "timeout": timeout, "proto": proto}, timeout + 10)
+
+    def netdev(self):
+        """(monotonic time, {iface: counters}) of this namespace's interfaces."""
+        ans = self.request({"op": "netdev"}, 10)
+        return ans["t"], parse_netdev(ans["text"])
 
     def stop(self):
         if self.alive():
@@ -495,6 +654,14 @@ class Endpoint(Proc):
             except BenchError:
                 pass
         super().stop()
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return None
 
 
 def proc_table():
@@ -550,6 +717,7 @@ class Scenario:
         self.more_pairs = []
         self.procs = []  # everything to stop, in order
         self.roots = []  # pids whose trees are forwarders
+        self.flows = None  # per pair: where a frame generator sends (learnt once, see _flows)
         self.workdir = None
 
     def setup(self, ctx):
@@ -609,6 +777,7 @@ def _endpoint(scn, name, launcher, iface, addr):
 
 
 def _addr(ep, iface, addr):
+    ep.iface = ep.iface or iface
     ep.run(["ip", "addr", "add", "%s/%d" % (addr, PREFIX), "dev", iface])
     ep.run(["ip", "link", "set", iface, "up"])
 
@@ -913,6 +1082,234 @@ def test_ping(scn, args):
     return parse_ping(ans["out"] + ans["err"])
 
 
+# ---- NFV-style tests: trafgen floods, counters on the receiving interface, sockperf ----------
+
+GEN_PORT = 9  # UDP discard; the receiver drops these frames in its raw table (see _flows)
+SOCKPERF_PORT = 11111
+WARMUP_S = 0.5  # generator running before the measuring window opens
+DRAIN_S = 0.3  # after the generator stops, before the totals are read
+
+
+def _flows(scn):
+    """Per (server, client) pair: the frame generator's interface, MACs and addresses, learnt in
+    the client's namespace (route to the server's address, then its next hop's neighbour entry:
+    the server itself, or the NAT router).  Written once per scenario; trafgen configs per size."""
+    if scn.flows is not None:
+        return scn.flows
+    flows = []
+    for i, (srv, cli, addr) in enumerate(scn.pairs()):
+        route = json.loads(cli.run(["ip", "-j", "route", "get", addr])["out"])[0]
+        dev, src = route["dev"], route["prefsrc"]
+        hop = route.get("gateway", addr)
+        cli.run(["ping", "-n", "-c", "1", "-W", "1", hop], timeout=5, check=False)
+        neigh = json.loads(cli.run(["ip", "-j", "neigh", "show", hop, "dev", dev])["out"] or "[]")
+        mac = next((n["lladdr"] for n in neigh if n.get("lladdr")), None)
+        if mac is None:
+            raise BenchError("%s: no neighbour entry for %s on %s (ARP failed)" % (cli.name, hop, dev))
+        # (not /sys/class/net: a namespace's /sys may still show the host's interfaces)
+        src_mac = json.loads(cli.run(["ip", "-j", "link", "show", "dev", dev])["out"])[0]["address"]
+        if not srv.iface:
+            raise BenchError("%s: no interface known to count received frames on" % srv.name)
+        # the receiver's stack drops the generated frames early: the forwarders are measured,
+        # not the receiver's UDP/ICMP path (best effort: the counters are read before netfilter)
+        srv.run(["iptables", "-t", "raw", "-I", "PREROUTING", "-p", "udp", "--dport", str(GEN_PORT), "-j", "DROP"], check=False)
+        confs = {}
+        for size in FRAME_SIZES:
+            path = os.path.join(scn.workdir, "trafgen-%d-%d.cfg" % (i, size))
+            with open(path, "w") as f:
+                f.write(trafgen_conf(mac, src_mac, src, addr, size, GEN_PORT))
+            os.chmod(path, 0o644)
+            confs[size] = path
+        flows.append({"srv": srv, "cli": cli, "dev": dev, "rx_dev": srv.iface, "confs": confs})
+    scn.flows = flows
+    return flows
+
+
+def _trafgen_argv(dev, conf, seconds, rate_pps=None):
+    # one process (-P 1), never touch the host's socket memory sysctls or IRQ affinity; the outer
+    # timeout bounds it even if the harness never comes back to stop it
+    argv = ["timeout", "-s", "INT", "%d" % math.ceil(seconds + 10), "trafgen", "-o", dev, "-i", conf, "-P", "1", "--no-sock-mem", "-Q"]
+    if rate_pps:
+        argv += ["-b", "%dpps" % max(1, round(rate_pps))]
+    return argv
+
+
+def _counts(flows):
+    """Monotonic time and frames delivered (received on the servers' interfaces), summed over the
+    flows.  What was offered is what the generators say they sent: a tap's own transmit counters
+    do not add up to the frames handed to it (measured: tx_packets + tx_dropped came to about
+    twice trafgen's count on a vdens tap)."""
+    delivered = 0
+    t = None
+    for f in flows:
+        t_s, srv = f["srv"].netdev()
+        r = srv.get(f["rx_dev"])
+        if r is None:
+            raise BenchError("counters: %s vanished from /proc/net/dev in %s" % (f["rx_dev"], f["srv"].name))
+        delivered += r["rx_packets"]
+        t = t_s if t is None else t
+    return t, delivered
+
+
+def flood(scn, size, seconds, rate_pps=None, flows=None):
+    """Frames of SIZE from every pair's client to its server for SECONDS (unpaced = overload, or
+    at RATE_PPS in total): delivered kpps over a window after a warm-up, offered kpps and loss %
+    over the generators' whole run, forwarder CPU per million frames delivered in the window."""
+    flows = flows or _flows(scn)
+    per = rate_pps / len(flows) if rate_pps else None
+    started = []
+    try:
+        _, d0 = _counts(flows)
+        for f in flows:
+            f["cli"].spawn("gen", _trafgen_argv(f["dev"], f["confs"][size], WARMUP_S + seconds, per))
+            started.append(f["cli"])
+        time.sleep(WARMUP_S)
+        c0 = scn.cpu_ticks()
+        t1, d1 = _counts(flows)
+        time.sleep(seconds)
+        t2, d2 = _counts(flows)
+        c1 = scn.cpu_ticks()
+        answers = []
+        while started:
+            answers.append(started[0].reap("gen", kill=True, timeout=5))
+            started.pop(0)
+    except BaseException:
+        for ep in started:
+            try:
+                ep.reap("gen", kill=True, timeout=3)
+            except BaseException:
+                pass
+        raise
+    time.sleep(DRAIN_S)
+    _, d3 = _counts(flows)
+    sent, rate = 0, 0.0
+    for ans in answers:
+        g = parse_trafgen(ans["out"] + ans["err"])  # raises with trafgen's message
+        sent += g["packets"]
+        rate += g["packets"] / g["seconds"] if g["seconds"] else 0.0
+    dt = t2 - t1
+    delivered_all = d3 - d0
+    m = {
+        "kpps": (d2 - d1) / dt / 1e3,
+        "offered_kpps": rate / 1e3,
+        "loss_pct": max(0.0, 100.0 * (1 - delivered_all / sent)) if sent else None,
+        "gbps": (d2 - d1) * size * 8 / dt / 1e9,
+        "frames_delivered": delivered_all,
+        "generator_sent": sent,
+        "seconds": dt,
+        "frame_bytes": size,
+    }
+    if c0 is not None:
+        cpu = (c1 - c0) / CLK_TCK
+        m["cpu_s"] = cpu
+        m["cpu_cores"] = cpu / dt
+        m["cpu_s_per_mframe"] = cpu / ((d2 - d1) / 1e6) if d2 > d1 else None
+    if rate_pps:
+        m["target_kpps"] = rate_pps / 1e3
+    if len(flows) > 1:
+        m["pairs"] = len(flows)
+    return m
+
+
+def test_rate(size):
+    def run(scn, args):
+        return flood(scn, size, args.duration)
+
+    return run
+
+
+def test_zeroloss(size):
+    def run(scn, args):
+        over = flood(scn, size, args.zl_duration)
+        hi = over["kpps"] * 1e3
+
+        def probe(rate):
+            m = flood(scn, size, args.zl_duration, rate_pps=rate)
+            sent.append(m["generator_sent"])
+            return m["offered_kpps"] * 1e3, m["loss_pct"]
+
+        def progress(i, n, rate, offered, loss, ok):
+            log("        zeroloss%d %-24s step %d/%d: target %s kpps, offered %s kpps, loss %s%% -> %s" % (size, scn.name, i, n, _fmt(rate / 1e3), _fmt(offered / 1e3), _fmt(loss), "pass" if ok else "loss"))
+
+        sent = []
+        best, trail = zero_loss_search(probe, hi, args.zl_steps, args.loss_tolerance, progress)
+        for step, n in zip(trail, sent):
+            step["generator_sent"] = n
+        return {"kpps": best / 1e3, "overload_kpps": over["kpps"], "overload_loss_pct": over["loss_pct"], "steps": trail, "frame_bytes": size}
+
+    return run
+
+
+def _sockperf(scn, args, mode):
+    """sockperf RTT of 64 B UDP messages b -> a (first pair), --full-rtt."""
+    a, b = scn.a, scn.b
+    a.spawn("sp", ["timeout", "%d" % (args.duration + 60), "sockperf", "server", "-i", ADDR_A, "-p", str(SOCKPERF_PORT)])
+    try:
+        ready = a.wait_listen(SOCKPERF_PORT, "sp", timeout=5, proto="udp")
+        if not ready["ok"]:
+            raise BenchError("sockperf server in %s: not bound after 5 s" % a.name)
+        if mode == "ping-pong":
+            argv = ["sockperf", "ping-pong", "-i", ADDR_A, "-p", str(SOCKPERF_PORT), "-m", "64", "-t", str(args.duration), "--full-rtt"]
+        else:
+            # a fixed rate, a reply to every message: a lost frame is counted, not waited for
+            argv = ["sockperf", "under-load", "-i", ADDR_A, "-p", str(SOCKPERF_PORT), "-m", "64", "-t", str(args.duration), "--full-rtt", "--mps", "10000", "--reply-every", "1"]
+        ans = b.run(argv, timeout=args.duration + 20, check=False)
+    finally:
+        a.reap("sp", kill=True, timeout=5)
+    m = parse_sockperf(ans["out"] + ans["err"])
+    m["mode"] = mode
+    return m
+
+
+def test_lat(scn, args):
+    return _sockperf(scn, args, "ping-pong")
+
+
+def test_lat_tcp(scn, args):
+    """sockperf ping-pong while one iperf3 TCP stream b -> a shares the path."""
+    a, b = scn.a, scn.b
+    a.spawn("srv", ["iperf3", "-s", "-1", "-B", ADDR_A, "-p", str(IPERF_PORT)])
+    spawned = [(a, "srv")]
+    try:
+        ready = a.wait_listen(IPERF_PORT, "srv", timeout=5)
+        if not ready["ok"]:
+            raise BenchError("iperf3 server in %s: not listening after 5 s" % a.name)
+        b.spawn("cli", ["iperf3", "-c", ADDR_A, "-p", str(IPERF_PORT), "-J", "-t", str(args.duration + 4), "-i", "0", "--connect-timeout", "3000"])
+        spawned.append((b, "cli"))
+        time.sleep(1.0)  # the stream past slow start
+        m = _sockperf(scn, args, "ping-pong")
+        spawned.pop()
+        ans = b.reap("cli", kill=False, timeout=args.duration + 20)
+        try:
+            m["tcp_gbps"] = parse_iperf_tcp(ans["out"])["gbps"]
+        except BenchError:
+            m["tcp_gbps"] = None
+    finally:
+        for ep, tag in reversed(spawned):
+            try:
+                ep.reap(tag, kill=True, timeout=5)
+            except BenchError:
+                pass
+    return m
+
+
+def test_lat_flood(scn, args):
+    """sockperf (under-load mode: a frame lost in the flood must not stop it) while b floods a
+    with 64 B frames (unpaced, first pair only)."""
+    f = _flows(scn)[0]
+    t0, d0 = _counts([f])
+    f["cli"].spawn("gen", _trafgen_argv(f["dev"], f["confs"][64], args.duration + 3))
+    try:
+        time.sleep(WARMUP_S)
+        m = _sockperf(scn, args, "under-load")
+        t1, d1 = _counts([f])
+    finally:
+        ans = f["cli"].reap("gen", kill=True, timeout=5)
+    parse_trafgen(ans["out"] + ans["err"])
+    m["flood_kpps"] = (d1 - d0) / (t1 - t0) / 1e3
+    return m
+
+
 TEST_FUNCS = {
     "tcp1": test_tcp(1),
     "tcp4": test_tcp(4),
@@ -920,7 +1317,13 @@ TEST_FUNCS = {
     "udp64": test_udp(64),
     "udp1400": test_udp(1400),
     "ping": test_ping,
+    "lat": test_lat,
+    "lat-tcp": test_lat_tcp,
+    "lat-flood": test_lat_flood,
 }
+for _size in FRAME_SIZES:
+    TEST_FUNCS["rate%d" % _size] = test_rate(_size)
+    TEST_FUNCS["zeroloss%d" % _size] = test_zeroloss(_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -998,15 +1401,15 @@ def run_bench(args, scenarios):
                     try:
                         s.check_alive()
                         rec["metrics"] = TEST_FUNCS[test](s, args)
-                        log("round %d %-8s %-24s %s" % (rnd + 1, test, s.name, _brief(test, rec["metrics"])))
+                        log("round %d %-10s %-24s %s" % (rnd + 1, test, s.name, _brief(test, rec["metrics"])))
                     except ScenarioDown as e:
                         rec["error"] = str(e)
                         s.status, s.reason = "failed", "during %s: %s" % (test, e)
-                        log("round %d %-8s %-24s failed: %s (scenario stopped)" % (rnd + 1, test, s.name, e))
+                        log("round %d %-10s %-24s failed: %s (scenario stopped)" % (rnd + 1, test, s.name, e))
                         s.teardown()
                     except BenchError as e:
                         rec["error"] = str(e)
-                        log("round %d %-8s %-24s failed: %s" % (rnd + 1, test, s.name, e))
+                        log("round %d %-10s %-24s failed: %s" % (rnd + 1, test, s.name, e))
                         try:
                             s.check_alive()
                         except ScenarioDown as down:
@@ -1015,7 +1418,7 @@ def run_bench(args, scenarios):
                             s.teardown()
                     except Exception as e:  # a harness bug: record it, go on with the others
                         rec["error"] = "internal error: %s: %s" % (type(e).__name__, e)
-                        log("round %d %-8s %-24s failed: %s" % (rnd + 1, test, s.name, rec["error"]))
+                        log("round %d %-10s %-24s failed: %s" % (rnd + 1, test, s.name, rec["error"]))
                     samples.append(rec)
     finally:
         # a second Ctrl-C must not cut the clean-up short (it is bounded: a few seconds a process)
@@ -1105,6 +1508,11 @@ def build_result(args, scenarios, samples, started, ended):
             "vdens": shutil.which(args.vdens) or args.vdens,
             "vdens_fast": args.vdens_fast,
             "iperf3": _version(["iperf3", "--version"]),
+            "trafgen": _version(["trafgen", "--version"]),
+            "sockperf": _version(["sockperf", "--version"]),
+            "zl_steps": getattr(args, "zl_steps", None),
+            "zl_duration_s": getattr(args, "zl_duration", None),
+            "loss_tolerance_pct": getattr(args, "loss_tolerance", None),
             "loadavg_end": _loadavg(),
         },
         "tests": {t: {"label": TESTS[t][0], "metrics": [{"name": m, "unit": u, "higher_is_better": h} for m, u, h in TESTS[t][1]]} for t in args.tests},
@@ -1143,7 +1551,7 @@ def rows(result):
 
 def text_table(result):
     lines = []
-    hdr = "%-24s %-8s %-12s %10s %21s %21s %9s %9s" % ("scenario", "test", "metric", "median", "min..max", "IQR", "x classic", "x veth")
+    hdr = "%-24s %-12s %-14s %10s %21s %21s %9s %9s" % ("scenario", "test", "metric", "median", "min..max", "IQR", "x classic", "x veth")
     lines.append(hdr)
     lines.append("-" * len(hdr))
     for sc in result["scenarios"]:
@@ -1156,10 +1564,10 @@ def text_table(result):
                 continue
             st = r["stats"]
             if not st:
-                lines.append("%-24s %-8s %-12s %10s" % (r["scenario"], r["test"], r["unit"], "-"))
+                lines.append("%-24s %-12s %-14s %10s" % (r["scenario"], r["test"], r["unit"], "-"))
                 continue
             lines.append(
-                "%-24s %-8s %-12s %10s %21s %21s %9s %9s"
+                "%-24s %-12s %-14s %10s %21s %21s %9s %9s"
                 % (
                     r["scenario"],
                     r["test"],
@@ -1303,6 +1711,65 @@ From 10.99.0.2 icmp_seq=1 Destination Host Unreachable
 --- 10.99.0.1 ping statistics ---
 3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 406ms
 """
+CANNED_NETDEV = """Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+  vde0: 27556608  459274    0   12    0     0          0         0     1384      17    0    3    0     0       0          0
+"""
+# trafgen 0.6.8 on SIGINT (stdout)
+CANNED_TRAFGEN = """     1 packets to schedule
+    60 bytes in total
+Running! Hang up with ^C!
+
+
+      459264 packets outgoing
+    27555840 bytes outgoing
+           1 sec, 979126 usec on CPU0 (459264 packets)
+"""
+CANNED_TRAFGEN_ERR = "Syntax error at line 1, char '=': syntax error\n"
+# sockperf 3.7 ping-pong --full-rtt, colours as it prints them
+CANNED_SOCKPERF = """sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m
+sockperf[CLIENT] send on:sockperf: using recvfrom() to block on socket(s)
+
+[ 0] IP = 10.99.0.1       PORT = 11111 # UDP
+sockperf: Warmup stage (sending a few dummy messages)...
+sockperf: Starting test...
+sockperf: Test end (interrupted by timer)
+sockperf: Test ended
+sockperf: [Total Run] RunTime=2.000 sec; Warm up time=400 msec; SentMessages=79846; ReceivedMessages=79845
+sockperf: ========= Printing statistics for Server No: 0
+sockperf: [Valid Duration] RunTime=1.550 sec; SentMessages=61075; ReceivedMessages=61075
+sockperf: \x1b[2;35m====> avg-rtt=25.342 (std-dev=168.096)\x1b[0m
+sockperf: # dropped messages = 0; # duplicated messages = 0; # out-of-order messages = 0
+sockperf: Summary: Round trip is 25.342 usec
+sockperf: \x1b[2;35mTotal 61075 observations\x1b[0m; each percentile contains 610.75 observations
+sockperf: ---> <MAX> observation = 5365.682
+sockperf: ---> percentile 99.999 = 5342.888
+sockperf: ---> percentile 99.990 = 5075.314
+sockperf: ---> percentile 99.900 = 3629.251
+sockperf: ---> percentile 99.000 =   52.327
+sockperf: ---> percentile 90.000 =   18.036
+sockperf: ---> percentile 75.000 =   17.165
+sockperf: ---> percentile 50.000 =   16.394
+sockperf: ---> percentile 25.000 =   15.853
+sockperf: ---> <MIN> observation =   12.919
+"""
+# sockperf under-load with frames lost (a reply to every message)
+CANNED_SOCKPERF_LOSS = """sockperf: [Total Run] RunTime=2.000 sec; Warm up time=400 msec; SentMessages=20005; ReceivedMessages=19835
+sockperf: ========= Printing statistics for Server No: 0
+sockperf: [Valid Duration] RunTime=1.550 sec; SentMessages=15503; ReceivedMessages=15368
+sockperf: ====> avg-rtt=934.850 (std-dev=1799.799)
+sockperf: # dropped messages = 135; # duplicated messages = 0; # out-of-order messages = 0
+sockperf: Total 15368 observations; each percentile contains 153.68 observations
+sockperf: ---> <MAX> observation = 9999.000
+sockperf: ---> percentile 99.900 = 8888.100
+sockperf: ---> percentile 99.000 = 7415.467
+sockperf: ---> percentile 50.000 =   15.162
+"""
+# ping-pong stalled at a lost reply during the warm-up
+CANNED_SOCKPERF_DEAD = """sockperf: [Total Run] RunTime=2.000 sec; Warm up time=400 msec; SentMessages=161; ReceivedMessages=160
+sockperf: No valid observations found. Try tune parameters: --time/--mps/--reply-every
+"""
 CANNED_STAT = "4242 (vdens (fast) x) S 4200 4242 4242 0 -1 4194560 120 0 0 0 250 75 3 1 20 0 3 0 1234 1000 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
 
 
@@ -1352,6 +1819,48 @@ def self_test():
     check("stat ppid (comm with spaces/parens)", ppid == 4200)
     check("stat utime+stime", ticks == 325)
 
+    nd = parse_netdev(CANNED_NETDEV)
+    check("netdev ifaces", sorted(nd) == ["lo", "vde0"])
+    check("netdev rx/tx", nd["vde0"]["rx_packets"] == 459274 and nd["vde0"]["rx_dropped"] == 12 and nd["vde0"]["tx_packets"] == 17 and nd["vde0"]["tx_dropped"] == 3)
+    g = parse_trafgen(CANNED_TRAFGEN)
+    check("trafgen packets", g["packets"] == 459264 and g["bytes"] == 27555840)
+    check("trafgen seconds", near(g["seconds"], 1.979126))
+    raises("trafgen error", lambda: parse_trafgen(CANNED_TRAFGEN_ERR))
+    conf = trafgen_conf("96:bb:5c:30:87:9e", "02:00:00:00:00:01", "10.99.0.2", "10.99.0.1", 64)
+    check("trafgen conf 64 B (60 + FCS)", "fill(0x00, 18)" in conf and "da=96:bb:5c:30:87:9e" in conf and "da=10.99.0.1" in conf and "dp=9" in conf)
+    check("trafgen conf 1518 B", "fill(0x00, 1472)" in trafgen_conf("a", "b", "c", "d", 1518))
+    raises("trafgen conf too small", lambda: trafgen_conf("a", "b", "c", "d", 40))
+    sp = parse_sockperf(CANNED_SOCKPERF)
+    check("sockperf p50/p99/p99.9", near(sp["p50_us"], 16.394) and near(sp["p99_us"], 52.327) and near(sp["p999_us"], 3629.251))
+    check("sockperf avg max obs", near(sp["avg_us"], 25.342) and near(sp["max_us"], 5365.682) and sp["observations"] == 61075)
+    check("sockperf no loss", sp["loss_pct"] == 0.0 and sp["sent"] == 61075)
+    sl = parse_sockperf(CANNED_SOCKPERF_LOSS)
+    check("sockperf loss", near(sl["loss_pct"], 100.0 * 135 / 15503) and near(sl["p999_us"], 8888.1) and near(sl["p50_us"], 15.162))
+    raises("sockperf stalled", lambda: parse_sockperf(CANNED_SOCKPERF_DEAD))
+    raises("sockperf empty", lambda: parse_sockperf(""))
+
+    # the zero-loss search against a fake forwarder that loses frames above 70 kpps and a
+    # generator that cannot go past 150 kpps
+    def fake(cap, gen_max=150e3):
+        def probe(rate):
+            offered = min(rate, gen_max)
+            return offered, 0.0 if offered <= cap else 100.0 * (1 - cap / offered)
+
+        return probe
+
+    seen = []
+    best, trail = zero_loss_search(fake(70e3), 100e3, 6, progress=lambda *a: seen.append(a))
+    check("zeroloss search bisects", [round(t["target_pps"]) for t in trail] == [100000, 50000, 75000, 62500, 68750, 71875])
+    check("zeroloss search best passing", near(best, 68750.0) and len(seen) == 6 and seen[1][5] is True)
+    best, trail = zero_loss_search(fake(1e9), 100e3, 6)
+    check("zeroloss search stops at a clean overload rate", len(trail) == 1 and near(best, 100e3))
+    best, trail = zero_loss_search(fake(0.0), 100e3, 3)
+    check("zeroloss search nothing passes", best == 0.0 and len(trail) == 3)
+    best, _ = zero_loss_search(lambda r: (r, 0.5), 100e3, 2, tolerance=1.0)
+    check("zeroloss search tolerance", near(best, 100e3))
+    best, trail = zero_loss_search(lambda r: (r, None), 100e3, 2)
+    check("zeroloss search unknown loss fails", best == 0.0 and not trail[0]["pass"])
+
     check("percentile p99 of 100", percentile(list(range(1, 101)), 99) == 99)
     check("percentile p50 of 4", percentile([4, 1, 3, 2], 50) == 2)
     check("percentile p99 of 1", percentile([7.0], 99) == 7.0)
@@ -1393,6 +1902,10 @@ def self_test():
         for name, k in (("veth", 10.0), ("classic-ptp", 1.0)):
             samples.append({"round": rnd, "scenario": name, "test": "tcp1", "metrics": {"gbps": k * f, "cpu_s_per_gb": (2.0 / k) if name != "veth" else None, "bytes": 1}, "error": None})
             samples.append({"round": rnd, "scenario": name, "test": "ping", "metrics": {"rtt_avg_ms": 0.3 / k * f, "rtt_p99_ms": 0.5 / k, "loss_pct": 0.0}, "error": None})
+        for name, k in (("veth", 4.0), ("classic-ptp", 1.0)):
+            samples.append({"round": rnd, "scenario": name, "test": "rate64", "metrics": {"kpps": 100.0 * k * f, "offered_kpps": 100.0 * k * f, "loss_pct": 0.0, "cpu_s_per_mframe": (8.0 * f) if name != "veth" else None}, "error": None})
+            samples.append({"round": rnd, "scenario": name, "test": "zeroloss64", "metrics": {"kpps": 90.0 * k, "overload_kpps": 100.0 * k}, "error": None})
+            samples.append({"round": rnd, "scenario": name, "test": "lat-flood", "metrics": {"p50_us": 50.0 / k, "p99_us": 900.0 / k * f, "p999_us": 2000.0 / k, "loss_pct": 1.0, "flood_kpps": 100.0 * k}, "error": None})
     samples.append({"round": 1, "scenario": "classic-ptp", "test": "udp64", "metrics": None, "error": "iperf3: boom"})
     res = build_result(A, scns, samples, 0, 1)
     st = res["summary"]["veth"]["tcp1"]["gbps"]
@@ -1401,6 +1914,11 @@ def self_test():
     check("result ratio veth of veth", near(st["ratio_veth"], 1.0))
     check("result lower-better ratio", near(res["summary"]["veth"]["ping"]["rtt_avg_ms"]["ratio_classic"], 0.1))
     check("result no cpu for veth", res["summary"]["veth"]["tcp1"]["cpu_s_per_gb"] is None)
+    check("result rate64", near(res["summary"]["veth"]["rate64"]["kpps"]["median"], 440.0) and near(res["summary"]["veth"]["rate64"]["kpps"]["ratio_classic"], 4.0))
+    check("result cpu per Mframe", near(res["summary"]["classic-ptp"]["rate64"]["cpu_s_per_mframe"]["median"], 8.8) and res["summary"]["veth"]["rate64"]["cpu_s_per_mframe"] is None)
+    check("result zeroloss", near(res["summary"]["veth"]["zeroloss64"]["kpps"]["ratio_classic"], 4.0))
+    check("result latency lower-better", near(res["summary"]["veth"]["lat-flood"]["p99_us"]["ratio_classic"], 0.25))
+    check("result new tests in meta", all(t in res["tests"] for t in ("rate64", "rate512", "rate1518", "zeroloss64", "lat", "lat-tcp", "lat-flood")))
 
     # pairs tested at once add up; a scenario compared with its classic counterpart
     u1, u2 = parse_iperf_udp(CANNED_UDP), parse_iperf_udp(CANNED_UDP)
@@ -1428,6 +1946,8 @@ def self_test():
     check("text shows failure reason", "failed: fast-ptp a exited" in txt and "not available" in txt)
     md = markdown(res)
     check("markdown has table rows", md.count("\n| veth |") >= 3 and "| fast-ptp | | | failed:" in md)
+    check("markdown has the NFV columns", "64 B frames, overload kpps" in md and "sockperf RTT + 64 B flood p99 us" in md and "| classic-ptp | 64 B frames, zero-loss | kpps (higher is better) | 90.0 |" in md and "64 B frames, zero-loss kpps" in md)
+    check("text has the NFV rows", "rate64" in txt and "CPU s/Mframe" in txt and "lat-flood" in txt)
     with tempfile.TemporaryDirectory() as d:
         write_csv(res, os.path.join(d, "r.csv"))
         with open(os.path.join(d, "r.csv")) as f:
@@ -1443,6 +1963,7 @@ def self_test():
             check("chart is svg", root.tag.endswith("svg"))
             check("chart has bars and labels", svg.count("<rect") > 4 and "classic-ptp" in svg and "TCP 1 stream" in svg)
             check("chart marks failed", "failed" in svg and "not available" in svg)
+            check("chart has the NFV blocks", "64 B frames, overload" in svg and "CPU s/Mframe" in svg and "sockperf RTT + 64 B flood" in svg)
             check("chart escapes text", "<'ptp'>" not in svg)
         except ImportError as e:
             check("chart import (%s)" % e, False)
@@ -1463,6 +1984,23 @@ def self_test():
             ans = ep.reap("bg", kill=True, timeout=5)
             check("agent kill", ans["rc"] == -signal.SIGTERM and not ans["timed_out"])
             raises("agent unknown tag", lambda: ep.reap("nope", timeout=1))
+            t0, nd = ep.netdev()
+            check("agent netdev", "lo" in nd and t0 > 0)
+            # a program that forks (as trafgen does): killing it stops its whole group
+            ep.spawn("fork", ["sh", "-c", "sleep 30 & echo $!; wait"])
+            time.sleep(0.3)
+            ans = ep.reap("fork", kill=True, timeout=5)
+            child = int(ans["out"].split()[0])
+            time.sleep(0.1)
+            check("agent kill stops the group", not os.path.exists("/proc/%d" % child) or open("/proc/%d/stat" % child).read().split(") ")[1][0] == "Z")
+            mark = "30.%d" % os.getpid()  # a sleep no one else runs
+            ep.spawn("orphan", ["sh", "-c", "sleep %s & wait" % mark])
+            time.sleep(0.3)
+            os.kill(ep.pid, signal.SIGTERM)  # no "exit" request: the agent is signalled, as by Proc.stop
+            ep.p.wait(timeout=10)
+            time.sleep(0.1)
+            left = [pid for pid in proc_table() if _cmdline(pid) == ["sleep", mark]]
+            check("agent on SIGTERM stops what it spawned", not left)
             ep.stop()
             check("agent stopped and reaped", not ep.alive() and ep.p.returncode is not None)
         finally:
@@ -1490,6 +2028,9 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, help="rounds (default 3)")
     ap.add_argument("--duration", type=int, help="seconds per throughput test (default 5)")
     ap.add_argument("--ping-count", type=int, help="pings per RTT test (default 200)")
+    ap.add_argument("--zl-steps", type=int, default=5, help="probes of the zero-loss search (default 5)")
+    ap.add_argument("--zl-duration", type=int, default=2, help="seconds per probe of the zero-loss search (default 2)")
+    ap.add_argument("--loss-tolerance", type=float, default=0.0, help="loss %% a zero-loss probe may show and still pass (default 0)")
     ap.add_argument("--scenarios", help="comma list (default: all)")
     ap.add_argument("--tests", help="comma list (default: all)")
     ap.add_argument("--vdens", default="vdens", help="classic vdens (default: vdens from PATH)")
@@ -1507,8 +2048,10 @@ def parse_args(argv):
     args.rounds = args.rounds if args.rounds is not None else (1 if q else 3)
     args.duration = args.duration if args.duration is not None else (2 if q else 5)
     args.ping_count = args.ping_count if args.ping_count is not None else (50 if q else 200)
-    if args.rounds < 1 or args.duration < 1 or args.ping_count < 1:
-        ap.error("--rounds, --duration and --ping-count must be at least 1")
+    if args.rounds < 1 or args.duration < 1 or args.ping_count < 1 or args.zl_steps < 1 or args.zl_duration < 1:
+        ap.error("--rounds, --duration, --ping-count, --zl-steps and --zl-duration must be at least 1")
+    if args.loss_tolerance < 0:
+        ap.error("--loss-tolerance must not be negative")
     args.tests = args.tests.split(",") if args.tests else list(TESTS)
     bad = [t for t in args.tests if t not in TESTS]
     if bad:
