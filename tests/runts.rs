@@ -144,27 +144,7 @@ fn cable_node_drops_runts() {
     bounded(Duration::from_secs(60), "runts on a cable", || {
         let (l1, mut w1, mut r1, _t1) = link(LinkKind::Stream);
         let (l2, mut w2, mut r2, _t2) = link(LinkKind::Dgram);
-        let node = Node {
-            name: "cable".into(),
-            kind: NodeKind::Cable,
-            endpoints: vec![
-                Endpoint::Link {
-                    name: "one".into(),
-                    link: Box::new(l1),
-                },
-                Endpoint::Link {
-                    name: "two".into(),
-                    link: Box::new(l2),
-                },
-            ],
-        };
-        let e = Engine::start_nodes(
-            opts(EngineChoice::Auto),
-            UringTuning::default(),
-            Vec::new(),
-            vec![node],
-        )
-        .unwrap();
+        let e = cable(EngineChoice::Auto, l1, l2);
         assert_eq!(e.node_kinds(), [EngineKind::Uring], "a cable runs on io_uring");
         runts_then_good(&mut w1, &mut r2, "one->two");
         runts_then_good(&mut w2, &mut r1, "two->one");

@@ -172,27 +172,7 @@ fn cable_node_joins_two_links() {
     bounded(Duration::from_secs(60), "cable", || {
         let (l1, mut w1, mut r1, _t1) = link(LinkKind::Stream);
         let (l2, mut w2, mut r2, _t2) = link(LinkKind::Ptp);
-        let node = Node {
-            name: "cable".into(),
-            kind: NodeKind::Cable,
-            endpoints: vec![
-                Endpoint::Link {
-                    name: "one".into(),
-                    link: Box::new(l1),
-                },
-                Endpoint::Link {
-                    name: "two".into(),
-                    link: Box::new(l2),
-                },
-            ],
-        };
-        let e = Engine::start_nodes(
-            opts(EngineChoice::Auto),
-            UringTuning::default(),
-            Vec::new(),
-            vec![node],
-        )
-        .unwrap();
+        let e = cable(EngineChoice::Auto, l1, l2);
         let mut buf = [0u8; 9500];
         for len in [60usize, 1514, 9000] {
             let mut f = vec![0u8; len];

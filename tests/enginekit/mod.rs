@@ -430,3 +430,24 @@ pub fn iou_workers() -> Vec<String> {
     }
     v
 }
+
+/// A cable node between `one` and `two` (endpoints named so), on the engine `choice` picks.
+pub fn cable(choice: EngineChoice, one: Link, two: Link) -> Engine {
+    use vdens_fast::engine::{Endpoint, Node, NodeKind};
+    let node = Node {
+        name: "cable".into(),
+        kind: NodeKind::Cable,
+        endpoints: vec![
+            Endpoint::Link {
+                name: "one".into(),
+                link: Box::new(one),
+            },
+            Endpoint::Link {
+                name: "two".into(),
+                link: Box::new(two),
+            },
+        ],
+    };
+    Engine::start_nodes(opts(choice), UringTuning::default(), Vec::new(), vec![node])
+        .expect("cable node starts")
+}
