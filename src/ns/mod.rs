@@ -191,7 +191,9 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
     }
     let mut coprocs = coproc_watches(&links);
     let mut ports = Vec::with_capacity(links.len());
-    let mut ctls: Vec<(String, String, OwnedFd)> = Vec::new();
+    // vde:// links: VNL, interface, control connection, and the tap (a second descriptor of
+    // it) whose carrier goes when the switch does.
+    let mut ctls: Vec<(String, String, OwnedFd, Option<OwnedFd>)> = Vec::new();
     for (i, mut link) in links.into_iter().enumerate() {
         let name = format!("{}{}", cfg.iface_prefix, i);
         // Taps of hosted nodes stay plain, except a switch's or hub's when the io_uring node
@@ -203,7 +205,7 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
             (tap::open_tap(&name)?, TapOffload::NONE)
         };
         if let Some(c) = link.ctl.take() {
-            ctls.push((link.vnl.clone(), name.clone(), c));
+            ctls.push((link.vnl.clone(), name.clone(), c, tap.try_clone().ok()));
         }
         ports.push(Port {
             name,
@@ -231,7 +233,7 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
             return Err(NsError::msg(format!("cannot start the data plane: {e}")));
         }
     };
-    let watch: Vec<_> = ctls.iter().map(|(_, _, fd)| fd.as_fd()).collect();
+    let watch: Vec<_> = ctls.iter().map(|(_, _, fd, _)| fd.as_fd()).collect();
     let code = child::supervise(&mut sfd, pid, &watch, |ev| match ev {
         child::Event::Usr1 => {
             engine.dump_stats();
@@ -242,13 +244,17 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
             true
         }
         child::Event::Ready(i) => {
-            let (vnl, ifname, fd) = &ctls[i];
+            let (vnl, ifname, fd, tap) = &ctls[i];
             let mut buf = [0u8; 256];
             match nix::unistd::read(fd, &mut buf) {
                 Ok(n) if n > 0 => true,
                 Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => true,
                 _ => {
                     eprintln!("vdens-fast: {vnl}: the switch closed the control connection; {ifname} is disconnected");
+                    // The namespace sees it too: the interface loses its carrier.
+                    if let Some(t) = tap {
+                        let _ = crate::sys::tun_set_carrier(t.as_fd(), false);
+                    }
                     false
                 }
             }

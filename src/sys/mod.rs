@@ -409,6 +409,19 @@ pub fn tun_set_offload(tun: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
     Ok(())
 }
 
+const TUNSETCARRIER: libc::c_ulong = 0x4004_54e2;
+
+/// Turns the tap's carrier on or off (TUNSETCARRIER): `ip link` shows NO-CARRIER and the
+/// namespace's stack takes the link as down while the network behind it is gone.
+pub fn tun_set_carrier(tun: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let v: libc::c_int = on.into();
+    // SAFETY: TUNSETCARRIER reads one int through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETCARRIER, &v as *const libc::c_int) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets the virtio-net header size of an IFF_VNET_HDR tap (10, or 12 with num_buffers).
 pub fn tun_set_vnet_hdr_sz(tun: BorrowedFd<'_>, size: i32) -> io::Result<()> {
     // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which is valid for the call.
