@@ -387,7 +387,7 @@ pub fn split_scheme(vnl: &str) -> (&str, &str) {
 /// switch (`~/.vdeplug/default`, then `~/.vde2/default.switch`, when they exist), and a path
 /// naming a regular file means the VNL written on that file's first line. Bytes throughout,
 /// as in libvdeplug: a path need not be UTF-8.
-fn resolve_plain(vnl: &OsStr) -> Result<OsString, OpenError> {
+pub fn resolve_plain(vnl: &OsStr) -> Result<OsString, OpenError> {
     let b = vnl.as_bytes();
     if b.windows(3).any(|w| w == b"://") || b.starts_with(b"=") {
         return Ok(vnl.to_owned());

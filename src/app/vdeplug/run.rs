@@ -268,7 +268,7 @@ impl Run {
     fn start(&mut self) -> Result<(Engine, Option<Arc<AtomicBool>>), Failed> {
         let descr = self.o.descr.clone();
         let open = |v: &str, i: usize, o: &Options| -> Result<Link, Failed> {
-            let v = super::with_open_args(&resolve_plain(v, &o.open_args[i]), &o.open_args[i]);
+            let v = super::with_open_args(&resolve_plain(v, &o.open_args[i])?, &o.open_args[i]);
             transport::open_described(&v, &descr).map_err(|e| Failed(e.to_string()))
         };
         let o = self.o.clone();
@@ -416,31 +416,15 @@ impl Run {
     }
 }
 
-/// The run's own reading of an empty or plain VNL when -m/-g/--port apply to it: the user's
-/// default switch and a VNL file, as libvdeplug (and the transport) resolve them.
-fn resolve_plain(vnl: &str, a: &super::OpenArgs) -> String {
-    if *a == super::OpenArgs::default() || vnl.contains("://") || vnl.starts_with('=') {
-        return vnl.to_string();
+/// The VNL that -m/-g/--port apply to: an empty or plain one resolved first (the user's default
+/// switch, a VNL file) by the transport's own `resolve_plain`, as libvdeplug does.
+fn resolve_plain(vnl: &str, a: &super::OpenArgs) -> Result<String, Failed> {
+    if *a == super::OpenArgs::default() {
+        return Ok(vnl.to_string());
     }
-    let mut path = vnl.to_string();
-    if path.is_empty() {
-        if let Some(home) = std::env::var_os("HOME") {
-            for d in ["/.vdeplug/default", "/.vde2/default.switch"] {
-                let p = format!("{}{d}", home.to_string_lossy());
-                if std::fs::symlink_metadata(&p).is_ok() {
-                    path = p;
-                    break;
-                }
-            }
-        }
-    }
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() => std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_string))
-            .unwrap_or(path),
-        _ => path,
-    }
+    transport::resolve_plain(std::ffi::OsStr::new(vnl))
+        .map(|v| v.to_string_lossy().into_owned())
+        .map_err(|e| Failed(e.to_string()))
 }
 
 /// The role of an opened link for [`wire`].
