@@ -231,15 +231,8 @@ fn launched(who: Who, classic: bool, d: &TempDir, setup: &[&str], args: &[String
         .args(setup)
         .arg("--")
         .arg(imp)
-        .args(args)
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("SHELL", "/bin/sh")
-        .env("HOME", d.path())
-        .current_dir(d.path());
+        .args(args);
+    clean_env(&mut c, d);
     c
 }
 

@@ -224,15 +224,8 @@ fn unprivileged_user_joins_vxlan_and_vxvde() {
         let mut c = lan.a.cmd("setpriv");
         c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
             .arg(binary())
-            .args([vnl, "sh", "-s"])
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("SHELL", "/bin/sh")
-            .env("HOME", d.path())
-            .current_dir(d.path());
+            .args([vnl, "sh", "-s"]);
+        clean_env(&mut c, &d);
         Node::start(name, c)
     };
     let mut a1 = nobody("vxlan:///vni=9", "nobody-vxlan");

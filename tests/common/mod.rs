@@ -88,6 +88,13 @@ pub fn vdens_fast(who: Who, dir: &TempDir, args: &[&str]) -> Command {
         }
     };
     c.args(args);
+    clean_env(&mut c, dir);
+    c
+}
+
+/// The clean, predictable environment every test run of vdens-fast (or of a classic peer in
+/// its place) gets: a standard PATH, /bin/sh as SHELL, `dir` as HOME and working directory.
+pub fn clean_env<'a>(c: &'a mut Command, dir: &TempDir) -> &'a mut Command {
     c.env_clear()
         .env(
             "PATH",
@@ -95,8 +102,7 @@ pub fn vdens_fast(who: Who, dir: &TempDir, args: &[&str]) -> Command {
         )
         .env("SHELL", "/bin/sh")
         .env("HOME", dir.path())
-        .current_dir(dir.path());
-    c
+        .current_dir(dir.path())
 }
 
 /// The result of a finished run.
