@@ -4,12 +4,12 @@
 
 pub mod child;
 pub mod mounts;
-pub mod tap;
 pub mod userns;
 
 use crate::cli::{Config, NsMode};
-use crate::engine::{Engine, EngineOptions, Port, TapOffload};
+use crate::engine::{Engine, EngineKind, EngineOptions, Port};
 use crate::sys;
+use crate::tap::{self, TapReader};
 use crate::transport::{self, Link};
 use std::fmt;
 use std::io;
@@ -198,12 +198,19 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
         let name = format!("{}{}", cfg.iface_prefix, i);
         // Taps of hosted nodes stay plain, except a switch's or hub's when the io_uring node
         // runs it (it cuts and coalesces like a port's worker).
-        let offload_ok = link.node.is_none() || crate::engine::offload::hosted_tap_offload(cfg.engine, &link);
-        let (tap, offload) = if cfg.offload && offload_ok {
-            tap::open_tap_offload(&name)?
-        } else {
-            (tap::open_tap(&name)?, TapOffload::NONE)
+        let reader = match link.node {
+            None => TapReader::Port,
+            Some(crate::transport::Hosted::Net(_)) => TapReader::NetNode,
+            Some(_) => TapReader::OtherNode,
         };
+        let on_uring = || matches!(cfg.engine.resolve(), Ok(EngineKind::Uring));
+        let offload = tap::offload_wanted(cfg.offload, reader, on_uring);
+        let (tap, offload) = tap::open_with(&name, offload).map_err(|e| NsError {
+            what: e.what,
+            errno: e.errno,
+            why: e.why,
+            hint: e.hint,
+        })?;
         if let Some(c) = link.ctl.take() {
             ctls.push((link.vnl.clone(), name.clone(), c, tap.try_clone().ok()));
         }
@@ -253,7 +260,7 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
                     eprintln!("vdens-fast: {vnl}: the switch closed the control connection; {ifname} is disconnected");
                     // The namespace sees it too: the interface loses its carrier.
                     if let Some(t) = tap {
-                        let _ = crate::sys::tun_set_carrier(t.as_fd(), false);
+                        let _ = tap::set_carrier(t.as_fd(), false);
                     }
                     false
                 }
