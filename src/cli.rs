@@ -87,6 +87,11 @@ const FAST: &str = "vdens-fast options (long only)";
 
 /// The clap definition (also used to generate the man page and the shell completions).
 pub fn command() -> Command {
+    version_option(fast_options(vdens_options(program())))
+}
+
+/// The program: name, texts of `--help`, usage, and getopt's rules.
+fn program() -> Command {
     Command::new("vdens-fast")
         .version(env!("CARGO_PKG_VERSION"))
         .about("create a user + network namespace connected to VDE networks, fast")
@@ -101,6 +106,11 @@ pub fn command() -> Command {
         // getopt: a repeated option takes the last value. Abbreviations of long options are
         // expanded by `getopt_args` (with vdens's own options first), not by clap.
         .args_override_self(true)
+}
+
+/// vdens's own options, in its order (`VDENS_LONG` lists their long names).
+fn vdens_options(cmd: Command) -> Command {
+    cmd
         .arg(Arg::new("help").short('h').long("help").action(ArgAction::Help).help("Print this help"))
         .arg(
             Arg::new("multi")
@@ -163,6 +173,11 @@ pub fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("unshare(2) in this process, with no fallback [default: unshare, else clone]"),
         )
+}
+
+/// vdens-fast's own long-only options, grouped apart in `--help`.
+fn fast_options(cmd: Command) -> Command {
+    cmd
         .arg(
             Arg::new("engine")
                 .long("engine")
@@ -224,13 +239,17 @@ pub fn command() -> Command {
                 .help_heading(FAST)
                 .help("Milliseconds between --stats writes"),
         )
-        .arg(
-            Arg::new("version")
-                .short('V')
-                .long("version")
-                .action(ArgAction::Version)
-                .help("Print the version and the data-plane engines this kernel allows"),
-        )
+}
+
+/// -V/--version: vdens-fast's own (vdens has none), listed last among the general options.
+fn version_option(cmd: Command) -> Command {
+    cmd.arg(
+        Arg::new("version")
+            .short('V')
+            .long("version")
+            .action(ArgAction::Version)
+            .help("Print the version and the data-plane engines this kernel allows"),
+    )
 }
 
 /// The text of `--help`.

@@ -9,6 +9,7 @@ pub mod ns;
 pub mod switch;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod tap;
 pub mod transport;
 pub mod vnl;
 pub mod wire;

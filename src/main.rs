@@ -7,7 +7,7 @@ fn main() {
     caller::record_inherited_fds();
     caller::own_signal_setup();
     let code = match cli::parse(std::env::args_os().skip(1), |k| std::env::var_os(k)) {
-        Ok(cfg) => vdens_fast::ns::run(&cfg),
+        Ok(cfg) => vdens_fast::app::vdens::run(&cfg),
         Err(CliError::Help(h)) | Err(CliError::Version(h)) => {
             print!("{h}");
             0

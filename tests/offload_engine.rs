@@ -1,5 +1,5 @@
 //! The engine with offloading taps (IFF_VNET_HDR + TUNSETOFFLOAD, opened by
-//! `ns::tap::open_tap_offload` as vdens-fast opens them), on both engines: two network
+//! `tap::open_offload` as vdens-fast opens them), on both engines: two network
 //! namespaces of the test's own, each with such a tap and an engine, joined by a relay that
 //! stands for the VDE wire and records every frame's length. TCP both ways at once must
 //! arrive intact (sha256 of what was sent and what arrived), the wire must carry only standard
@@ -43,7 +43,7 @@ fn side(addr: &'static str, mtu: u32) -> Side {
         // Only this thread enters the new namespace; the commands it runs inherit it.
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
             .expect("unshare(CLONE_NEWNET) in the test thread");
-        let (tap, offload) = vdens_fast::ns::tap::open_tap_offload("vde0").expect("open an offloading tap");
+        let (tap, offload) = vdens_fast::tap::open_offload("vde0").expect("open an offloading tap");
         let mtu = mtu.to_string();
         for args in [
             vec!["link", "set", "dev", "lo", "up"],

@@ -1,5 +1,5 @@
-//! Segmentation offload on a port's tap: what the tap was opened with, and the accounting both
-//! engines share.
+//! Segmentation offload on a port's tap: reading and writing its frames, and the accounting both
+//! engines share. Opening the tap (and deciding whether to open it with offload) is `crate::tap`'s.
 //!
 //! A tap opened with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO*|USO*) hands the reader TCP/UDP
 //! super-frames of up to 64 KiB and frames with partial checksums, each behind a virtio-net
@@ -14,43 +14,12 @@
 //! built from; `super_frames`/`segments` count the super-frames themselves.
 
 use crate::engine::stats::Counts;
-use crate::engine::{EngineChoice, EngineKind};
-use crate::transport::{Hosted, Link};
 use crate::wire::vnet::{self, VnetHdr};
 use std::io::IoSlice;
 use std::os::fd::RawFd;
 
-/// How a port's tap frames its reads and writes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TapOffload {
-    /// Bytes of virtio-net header in front of every frame (0: a plain tap, or a socket standing
-    /// in for one; 10 or 12 otherwise).
-    pub vnet_hdr: usize,
-    /// The TUNSETOFFLOAD flags the tap accepted (`sys::TUN_F_*`; 0 with a header means plain
-    /// frames behind a zero header).
-    pub flags: u32,
-}
-
-impl TapOffload {
-    /// A tap without a virtio-net header.
-    pub const NONE: TapOffload = TapOffload {
-        vnet_hdr: 0,
-        flags: 0,
-    };
-
-    /// True when the tap reads and writes a virtio-net header.
-    pub fn enabled(&self) -> bool {
-        self.vnet_hdr > 0
-    }
-}
-
-/// Whether the tap of a port whose link hosts a node is to be opened with offload: only a
-/// switch or hub (switch://, hub://), and only when the engine will run it on io_uring (the
-/// io_uring node cuts and coalesces on the host's tap; the epoll node moves plain frames).
-/// Uses the engine's own resolution of the choice (the io_uring probe runs once per process).
-pub fn hosted_tap_offload(choice: EngineChoice, link: &Link) -> bool {
-    matches!(link.node, Some(Hosted::Net(_))) && matches!(choice.resolve(), Ok(EngineKind::Uring))
-}
+/// How a port's tap frames its reads and writes (opened by `crate::tap`).
+pub use crate::tap::TapOffload;
 
 /// Largest read from an offloading tap: header + the largest super-frame (Ethernet with one
 /// tag, IPv6 header, 65535 bytes of IP payload), rounded up.

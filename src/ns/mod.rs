@@ -1,19 +1,16 @@
-//! The control module: opens the VNLs in the host namespaces, creates the namespaces, sets them
-//! up (host name, resolv.conf, taps, capabilities), runs the command and the data plane, and
-//! exits with the command's status.
+//! The namespace control module: creates the user, network, UTS (and mount) namespaces, writes
+//! the id maps, sets the host name and resolv.conf, and runs the command in them with its
+//! ambient capabilities (spawn or exec, signal forwarding, exit status). It knows nothing of
+//! VNLs, taps or the data plane: `app::vdens` hands it an [`NsSpec`].
 
 pub mod child;
 pub mod mounts;
-pub mod tap;
 pub mod userns;
 
-use crate::cli::{Config, NsMode};
-use crate::engine::{Engine, EngineOptions, Port, TapOffload};
 use crate::sys;
-use crate::transport::{self, Link};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 
 /// A failed step of the set-up: what failed, why (errno text), and how to fix it.
 #[derive(Debug)]
@@ -56,38 +53,53 @@ impl fmt::Display for NsError {
     }
 }
 
-/// Capabilities the command receives as ambient capabilities (vdens's set).
-pub fn command_caps(sysadm: bool) -> Vec<u32> {
-    let mut v = vec![
-        sys::CAP_NET_ADMIN,
-        sys::CAP_NET_RAW,
-        sys::CAP_NET_BIND_SERVICE,
-        sys::CAP_NET_BROADCAST,
-    ];
-    if sysadm {
-        v.push(sys::CAP_SYS_ADMIN);
-    }
-    v
+impl std::error::Error for NsError {}
+
+/// What /etc/resolv.conf is inside the namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolv {
+    /// The caller's (no mount namespace is needed for it).
+    Host,
+    /// This file, bound over it (vdens -r).
+    File(PathBuf),
+    /// A private file with this text (vdens -R: the `nameserver` lines).
+    Text(String),
 }
 
-/// Runs vdens-fast as configured; returns the process exit status.
-pub fn run(cfg: &Config) -> i32 {
-    match run_inner(cfg) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("vdens-fast: {e}");
-            1
+/// How the namespaces are to be set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NsSpec {
+    /// Host name of the UTS namespace (vdens -H); unchanged when `None`.
+    pub hostname: Option<String>,
+    pub resolv: Resolv,
+    /// The command gets CAP_SYS_ADMIN too, and a mount namespace (vdens -s).
+    pub sysadm: bool,
+}
+
+impl NsSpec {
+    /// True when a mount namespace is needed: for resolv.conf, or for the command's own mounts.
+    pub fn needs_mount_ns(&self) -> bool {
+        self.sysadm || self.resolv != Resolv::Host
+    }
+
+    /// Capabilities the command receives as ambient capabilities (vdens's set).
+    pub fn command_caps(&self) -> Vec<u32> {
+        let mut v = vec![
+            sys::CAP_NET_ADMIN,
+            sys::CAP_NET_RAW,
+            sys::CAP_NET_BIND_SERVICE,
+            sys::CAP_NET_BROADCAST,
+        ];
+        if self.sysadm {
+            v.push(sys::CAP_SYS_ADMIN);
         }
+        v
     }
-}
 
-fn needs_mount_ns(cfg: &Config) -> bool {
-    cfg.sysadm || cfg.resolvconf.is_some() || cfg.resolvaddr.is_some()
-}
-
-fn run_inner(cfg: &Config) -> Result<i32, NsError> {
-    if cfg.resolvaddr.is_none() {
-        if let Some(f) = &cfg.resolvconf {
+    /// Checks, before anything is opened or unshared, that a resolv.conf file to bind can be
+    /// read.
+    pub fn check_files(&self) -> Result<(), NsError> {
+        if let Resolv::File(f) = &self.resolv {
             std::fs::File::open(f).map_err(|e| {
                 NsError::new(
                     &format!("-r {}: cannot read the resolv.conf file", f.display()),
@@ -96,172 +108,77 @@ fn run_inner(cfg: &Config) -> Result<i32, NsError> {
                 )
             })?;
         }
-    }
-    // Every VNL is opened here, in the host namespaces, before anything is unshared.
-    let mut links = Vec::with_capacity(cfg.vnls.len());
-    for v in &cfg.vnls {
-        links.push(transport::open_os(v).map_err(|e| NsError::msg(e.to_string()))?);
-    }
-    // The caller's ids, read before unshare: afterwards getuid() shows the overflow id until
-    // the maps are written.
-    let ids = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-    let mount = needs_mount_ns(cfg);
-    match cfg.ns_mode {
-        NsMode::Unshare => {
-            userns::unshare_all(mount)?;
-            inside(cfg, links, ids)
-        }
-        NsMode::Auto => match userns::unshare_all(mount) {
-            Ok(()) => inside(cfg, links, ids),
-            // unshare(CLONE_NEWUSER) refuses a multithreaded process (EINVAL); a fresh child
-            // process is single-threaded. Any other refusal would hit the child too.
-            Err(e) if e.errno == Some(libc::EINVAL) => clone_mode(cfg, links, ids),
-            Err(e) => Err(e),
-        },
-        NsMode::Clone => clone_mode(cfg, links, ids),
+        Ok(())
     }
 }
 
-/// vdens -c: a child process enters the namespaces and does everything; this process forwards
-/// signals to it and exits with its status.
-fn clone_mode(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsError> {
-    let mut sfd = child::signal_fd()?;
-    let me = nix::unistd::getpid();
-    match sys::fork().map_err(|e| NsError::new("cannot fork", &e, None))? {
-        sys::Forked::Child => {
-            drop(sfd);
-            child::child_common(me);
-            let code = match userns::unshare_all(needs_mount_ns(cfg)).and_then(|_| inside(cfg, links, ids)) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("vdens-fast: {e}");
-                    1
-                }
-            };
-            std::process::exit(code)
-        }
-        sys::Forked::Parent(pid) => {
-            // A coprocess is this process's child: reaped (and its end reported) here.
-            let mut coprocs = coproc_watches(&links);
-            // The child owns the links now: close our copies without removing their files.
-            links.into_iter().for_each(Link::disown);
-            Ok(child::supervise(&mut sfd, pid, &[], |ev| {
-                if let child::Event::Child = ev {
-                    reap_coprocs(&mut coprocs);
-                }
-                true
-            }))
+/// The caller's user and group ids, mapped to themselves inside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Ids {
+    /// This process's effective ids. Read before unshare: afterwards getuid() shows the
+    /// overflow id until the maps are written.
+    pub fn caller() -> Ids {
+        Ids {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
         }
     }
 }
 
-/// Watches that reap the links' coprocesses when they end on their own.
-fn coproc_watches(links: &[Link]) -> Vec<transport::CoprocWatch> {
-    links.iter().filter_map(|l| l.coproc.as_ref()?.watch()).collect()
+/// Creates the namespaces `spec` asks for in this (single-threaded) process.
+pub fn unshare(spec: &NsSpec) -> Result<(), NsError> {
+    userns::unshare_all(spec.needs_mount_ns())
 }
 
-/// Reaps the coprocesses that ended (each waited for by its own pid: the command's status is
-/// left for supervise) and says how each ended, once.
-fn reap_coprocs(watches: &mut [transport::CoprocWatch]) {
-    for w in watches {
-        if let Some(m) = w.reap() {
-            eprintln!("vdens-fast: {m}");
-        }
-    }
-}
-
-/// In the new namespaces: maps, host name, resolv.conf, taps, the command and the data plane.
-fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsError> {
-    userns::write_own_maps(ids.0, ids.1)?;
-    if let Some(h) = &cfg.hostname {
+/// In the new namespaces: the id maps of `ids`, the host name and resolv.conf.
+pub fn set_up(spec: &NsSpec, ids: Ids) -> Result<(), NsError> {
+    userns::write_own_maps(ids.uid, ids.gid)?;
+    if let Some(h) = &spec.hostname {
         mounts::set_hostname(h)?;
     }
-    if needs_mount_ns(cfg) {
+    if spec.needs_mount_ns() {
         mounts::make_slave()?;
-        if let Some(a) = &cfg.resolvaddr {
-            mounts::write_resolvaddr(&crate::cli::resolv_conf_text(a))?;
-        } else if let Some(f) = &cfg.resolvconf {
-            mounts::bind_resolvconf(f)?;
+        match &spec.resolv {
+            Resolv::Text(t) => mounts::write_resolvaddr(t)?,
+            Resolv::File(f) => mounts::bind_resolvconf(f)?,
+            Resolv::Host => {}
         }
     }
-    if links.is_empty() {
-        // No network, no data plane: the command takes this process's place, as in vdens.
-        let cmd = child::Command::new(&cfg.cmd)?;
-        return Err(cmd.exec_here(&command_caps(cfg.sysadm)));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(resolv: Resolv, sysadm: bool) -> NsSpec {
+        NsSpec {
+            hostname: None,
+            resolv,
+            sysadm,
+        }
     }
-    let mut coprocs = coproc_watches(&links);
-    let mut ports = Vec::with_capacity(links.len());
-    // vde:// links: VNL, interface, control connection, and the tap (a second descriptor of
-    // it) whose carrier goes when the switch does.
-    let mut ctls: Vec<(String, String, OwnedFd, Option<OwnedFd>)> = Vec::new();
-    for (i, mut link) in links.into_iter().enumerate() {
-        let name = format!("{}{}", cfg.iface_prefix, i);
-        // Taps of hosted nodes stay plain, except a switch's or hub's when the io_uring node
-        // runs it (it cuts and coalesces like a port's worker).
-        let offload_ok = link.node.is_none() || crate::engine::offload::hosted_tap_offload(cfg.engine, &link);
-        let (tap, offload) = if cfg.offload && offload_ok {
-            tap::open_tap_offload(&name)?
-        } else {
-            (tap::open_tap(&name)?, TapOffload::NONE)
-        };
-        if let Some(c) = link.ctl.take() {
-            ctls.push((link.vnl.clone(), name.clone(), c, tap.try_clone().ok()));
-        }
-        ports.push(Port {
-            name,
-            tap,
-            link,
-            offload,
-        });
+
+    #[test]
+    fn mount_ns_for_resolv_conf_or_sysadm_only() {
+        assert!(!spec(Resolv::Host, false).needs_mount_ns());
+        assert!(spec(Resolv::Host, true).needs_mount_ns());
+        assert!(spec(Resolv::File("/x".into()), false).needs_mount_ns());
+        assert!(spec(Resolv::Text(String::new()), false).needs_mount_ns());
     }
-    let cmd = child::Command::new(&cfg.cmd)?;
-    let mut sfd = child::signal_fd()?;
-    let pid = cmd.spawn(&command_caps(cfg.sysadm))?;
-    let opts = EngineOptions {
-        choice: cfg.engine,
-        workers: cfg.workers,
-        cpus: cfg.cpus.clone(),
-        pin: cfg.pin,
-        stats: cfg.stats.clone(),
-        stats_interval: std::time::Duration::from_millis(cfg.stats_interval_ms),
-    };
-    let engine = match Engine::start(opts, ports) {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            return Err(NsError::msg(format!("cannot start the data plane: {e}")));
-        }
-    };
-    let watch: Vec<_> = ctls.iter().map(|(_, _, fd, _)| fd.as_fd()).collect();
-    let code = child::supervise(&mut sfd, pid, &watch, |ev| match ev {
-        child::Event::Usr1 => {
-            engine.dump_stats();
-            true
-        }
-        child::Event::Child => {
-            reap_coprocs(&mut coprocs);
-            true
-        }
-        child::Event::Ready(i) => {
-            let (vnl, ifname, fd, tap) = &ctls[i];
-            let mut buf = [0u8; 256];
-            match nix::unistd::read(fd, &mut buf) {
-                Ok(n) if n > 0 => true,
-                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => true,
-                _ => {
-                    eprintln!("vdens-fast: {vnl}: the switch closed the control connection; {ifname} is disconnected");
-                    // The namespace sees it too: the interface loses its carrier.
-                    if let Some(t) = tap {
-                        let _ = crate::sys::tun_set_carrier(t.as_fd(), false);
-                    }
-                    false
-                }
-            }
-        }
-    });
-    drop(watch);
-    engine.stop();
-    drop(ctls);
-    Ok(code)
+
+    #[test]
+    fn sysadm_adds_cap_sys_admin() {
+        let net = spec(Resolv::Host, false).command_caps();
+        assert_eq!(net.len(), 4);
+        assert!(!net.contains(&sys::CAP_SYS_ADMIN));
+        let all = spec(Resolv::Host, true).command_caps();
+        assert_eq!(&all[..4], &net[..]);
+        assert_eq!(all[4], sys::CAP_SYS_ADMIN);
+    }
 }

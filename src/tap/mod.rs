@@ -1,15 +1,55 @@
-//! Tap interfaces inside the namespace.
+//! Tap interfaces in the current network namespace, in one place: opened plain (IFF_TAP |
+//! IFF_NO_PI) or with a virtio-net header and segmentation offload, and their carrier.
 
-use super::NsError;
-use crate::engine::TapOffload;
+mod offload;
+
+pub use offload::{wanted as offload_wanted, TapOffload, TapReader};
+
 use crate::sys;
+use std::fmt;
 use std::fs::OpenOptions;
-use std::os::fd::{AsFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 const TUN: &str = "/dev/net/tun";
 
-fn tun_hint(err: &std::io::Error) -> String {
+/// A tap that could not be opened: what failed, why (errno text), and how to fix it.
+#[derive(Debug)]
+pub struct TapError {
+    pub what: String,
+    pub errno: Option<i32>,
+    pub why: String,
+    pub hint: Option<String>,
+}
+
+impl TapError {
+    fn new(what: String, err: &io::Error, hint: String) -> TapError {
+        TapError {
+            what,
+            errno: err.raw_os_error(),
+            why: sys::err_text(err),
+            hint: Some(hint),
+        }
+    }
+}
+
+impl fmt::Display for TapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.what)?;
+        if !self.why.is_empty() {
+            write!(f, ": {}", self.why)?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TapError {}
+
+fn tun_hint(err: &io::Error) -> String {
     match err.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
             "the tun driver is missing: as root, modprobe tun, or mknod /dev/net/tun c 10 200 && chmod 0666 /dev/net/tun".into()
@@ -25,8 +65,18 @@ fn tun_hint(err: &std::io::Error) -> String {
     }
 }
 
+/// Opens the tap `name`, with offload when `offload` is true ([`open_offload`]), plain
+/// otherwise ([`open`]).
+pub fn open_with(name: &str, offload: bool) -> Result<(OwnedFd, TapOffload), TapError> {
+    if offload {
+        open_offload(name)
+    } else {
+        Ok((open(name)?, TapOffload::NONE))
+    }
+}
+
 /// Opens the tap `name` (IFF_TAP | IFF_NO_PI) in the current network namespace.
-pub fn open_tap(name: &str) -> Result<OwnedFd, NsError> {
+pub fn open(name: &str) -> Result<OwnedFd, TapError> {
     let fd = open_tun(name)?;
     sys::tun_set_iff_tap(fd.as_fd(), name).map_err(|e| iff_error(name, &e))?;
     Ok(fd)
@@ -49,20 +99,20 @@ const OFFLOADS: u32 = sys::TUN_F_CSUM
 /// that refuses USO (before 6.2: EINVAL) gets the TCP offloads only; one that refuses
 /// TUNSETOFFLOAD altogether gets plain frames behind the header; one that refuses the header
 /// gets a plain tap. Every outcome is correct; the returned `TapOffload` says which it is.
-pub fn open_tap_offload(name: &str) -> Result<(OwnedFd, TapOffload), NsError> {
+pub fn open_offload(name: &str) -> Result<(OwnedFd, TapOffload), TapError> {
     let fd = open_tun(name)?;
     if let Err(e) = sys::tun_set_iff_tap_vnet(fd.as_fd(), name) {
         if e.raw_os_error() != Some(libc::EINVAL) {
             return Err(iff_error(name, &e));
         }
         drop(fd);
-        return Ok((open_tap(name)?, TapOffload::NONE));
+        return Ok((open(name)?, TapOffload::NONE));
     }
     sys::tun_set_vnet_hdr_sz(fd.as_fd(), VNET_HDR as i32).map_err(|e| {
-        NsError::new(
-            &format!("cannot set the virtio-net header size of tap interface {name}"),
+        TapError::new(
+            format!("cannot set the virtio-net header size of tap interface {name}"),
             &e,
-            Some("TUNSETVNETHDRSZ failed; --no-offload opens the taps without it".into()),
+            "TUNSETVNETHDRSZ failed; --no-offload opens the taps without it".into(),
         )
     })?;
     let mut flags = OFFLOADS;
@@ -82,20 +132,26 @@ pub fn open_tap_offload(name: &str) -> Result<(OwnedFd, TapOffload), NsError> {
     ))
 }
 
-fn iff_error(name: &str, e: &std::io::Error) -> NsError {
-    NsError::new(
-        &format!("cannot create tap interface {name}"),
+/// Turns the carrier of the tap behind `tap` on or off (TUNSETCARRIER): the namespace sees its
+/// interface go down or come back up.
+pub fn set_carrier(tap: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    sys::tun_set_carrier(tap, on)
+}
+
+fn iff_error(name: &str, e: &io::Error) -> TapError {
+    TapError::new(
+        format!("cannot create tap interface {name}"),
         e,
-        Some("TUNSETIFF failed".into()),
+        "TUNSETIFF failed".into(),
     )
 }
 
-fn open_tun(name: &str) -> Result<OwnedFd, NsError> {
+fn open_tun(name: &str) -> Result<OwnedFd, TapError> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(TUN)
-        .map_err(|e| NsError::new(&format!("cannot open {TUN} for {name}"), &e, Some(tun_hint(&e))))?;
+        .map_err(|e| TapError::new(format!("cannot open {TUN} for {name}"), &e, tun_hint(&e)))?;
     Ok(OwnedFd::from(f))
 }
