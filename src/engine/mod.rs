@@ -1,17 +1,17 @@
 //! The data plane: worker threads moving frames between each port's tap and its link.
 //!
-//! Two engines share the [`Port`] interface and the per-direction plan in `port.rs`: the
-//! io_uring engine (`uring/`, the default) and an epoll engine (`poll.rs`), used when io_uring
-//! cannot be (setup refused with EPERM/ENOSYS, `kernel.io_uring_disabled`, missing ops) or when
-//! `--engine poll` asks for it.
+//! One loop per kind of thread, two drivers under it. Port workers (`uring/worker.rs`: the
+//! ports' fixed per-direction plans from `port.rs`) and multi-endpoint nodes (switches, hubs,
+//! vdeplug-fast's cables, ...: endpoints join and leave while they run) submit typed ring
+//! operations (`uring/ring.rs`) and react to their completions. The io_uring driver hands the
+//! operations to the kernel (the default); the epoll driver (`uring/emu.rs`) carries them out
+//! with plain syscalls on readiness and posts the same completions, for when io_uring cannot be
+//! used (setup refused with EPERM/ENOSYS, `kernel.io_uring_disabled`, missing ops, no locked
+//! memory for a ring) or when `--engine poll` asks for it. So both engines run the same
+//! per-frame code.
 //!
-//! Multi-endpoint nodes run on a worker of their own, one per node: endpoints join and leave
-//! while it runs (VDE clients on its control socket, or [`Engine::add_endpoint`]), which the
-//! fixed per-port plans of the two engines above do not model. Switches, hubs and
-//! vdeplug-fast's cables run on io_uring (`uring/node.rs`: one ring, provided buffers shared by
-//! the destinations of a flood, reference-counted) when the engine is io_uring; the epoll node
-//! (`node.rs`) runs them with `--engine poll` or when a thread gets no memory for a ring, and
-//! always runs seqpacket ptp ends and the vxlan/vxvde overlays (see [`Engine::node_kinds`]).
+//! Nodes the io_uring node does not take yet (seqpacket ptp ends, the vxlan/vxvde overlays) run
+//! on the older epoll node (`node.rs`; see [`Engine::node_kinds`]).
 //!
 //! What every loop decides the same way (frame admission, errno classes, send policy, command
 //! dispatch, tokens, super-frame cutting) is in `core/`, written once and unit-tested.
@@ -21,7 +21,6 @@ pub mod join;
 pub mod node;
 pub mod offload;
 mod overlay;
-mod poll;
 mod port;
 pub mod stats;
 #[allow(unsafe_code)]
@@ -264,14 +263,10 @@ impl Engine {
             };
             let ready = ready_tx.clone();
             let fell_back = fallbacks.clone();
-            let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || match kind {
-                EngineKind::Uring => {
-                    if let Some(ctx) = uring::run(ctx, tuning, ready.clone()) {
-                        fell_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        poll::run(ctx, ready);
-                    }
+            let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || {
+                if uring::run(ctx, tuning, kind, ready) {
+                    fell_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                EngineKind::Poll => poll::run(ctx, ready),
             })?;
             engine.workers.push(WorkerHandle {
                 cmds: ctx_tx,

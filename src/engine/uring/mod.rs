@@ -1,7 +1,9 @@
 //! The io_uring engine: ring setup and probing, the registered buffer memory, and the one
 //! submission path. All `unsafe` of the engine lives in this folder.
 
+mod emu;
 mod node;
+mod ring;
 mod worker;
 
 pub use node::{eligible as node_eligible, run_node};
@@ -289,7 +291,7 @@ impl BufRing {
         Ok(r)
     }
 
-    fn ring_base(&self) -> *mut BufRingEntry {
+    pub(super) fn ring_base(&self) -> *mut BufRingEntry {
         self.mem.base().cast()
     }
 
@@ -314,6 +316,11 @@ impl BufRing {
         };
         self.publish();
         Ok(())
+    }
+
+    /// Names the group of a ring the epoll driver reads (not registered with a kernel ring).
+    pub(super) fn set_group(&mut self, bgid: u16) {
+        self.bgid = bgid;
     }
 
     pub fn bgid(&self) -> u16 {

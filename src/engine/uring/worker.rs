@@ -16,7 +16,8 @@
 //! pool, everything else is written from its receive buffer behind a virtio-net header put in
 //! the buffer's headroom, so nothing is copied but the merged payloads.
 
-use super::{build_ring, is_retry, push, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
+use super::ring::{Interval, Link, Ring, Sqe, Target};
+use super::{build_ring, is_retry, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxFault,
@@ -26,12 +27,13 @@ use crate::engine::offload::{self, SUPER_READ};
 use crate::engine::port::{send_buffer_full, DirPlan, Reconnector, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{pin, Assigned, Cmd, WorkerCtx};
+use crate::engine::EngineKind;
 use crate::transport::Reconnect;
 use crate::wire::gro::{self, Coalescer, Out};
 use crate::wire::stream::{self, Decoder};
 use crate::wire::vnet::VnetHdr;
 use crossbeam_channel::Sender;
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::cqueue;
 use nix::sys::socket::{SockaddrLike, UnixAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -71,7 +73,7 @@ const SUPERS: usize = 16;
 
 /// Wait before re-sending datagrams refused with EAGAIN by a full receiver queue behind an
 /// unconnected socket.
-const RETRY_NS: u32 = 1_000_000;
+const RETRY_NS: u64 = 1_000_000;
 
 /// user_data of an operation of direction `dir` (`slot`: a buffer id or chain slot).
 #[inline]
@@ -142,28 +144,6 @@ impl<T: Copy + Default> Fifo<T> {
         self.len -= 1;
         Some(v)
     }
-}
-
-#[derive(Clone, Copy)]
-enum Target {
-    Fd(RawFd),
-    Fixed(u32),
-}
-
-/// Builds an op on a plain or a fixed descriptor.
-macro_rules! on {
-    ($t:expr, $f:ident => $e:expr) => {
-        match $t {
-            Target::Fd(fd) => {
-                let $f = types::Fd(fd);
-                $e
-            }
-            Target::Fixed(i) => {
-                let $f = types::Fixed(i);
-                $e
-            }
-        }
-    };
 }
 
 struct StreamRx {
@@ -290,11 +270,11 @@ struct Dir {
 /// Field order is drop order: the ring goes first (after every operation was reaped), then the
 /// buffer memory, then the ports' descriptors.
 struct Worker {
-    ring: IoUring,
+    ring: Ring,
     dirs: Vec<Dir>,
     wake_buf: Box<u64>,
     wake: Target,
-    retry_ts: Box<types::Timespec>,
+    retry_ts: Box<Interval>,
     cqes: Vec<(u64, i32, u32)>,
     outstanding: usize,
     multishot: bool,
@@ -350,34 +330,39 @@ impl Tx {
     }
 }
 
-/// Runs a worker until Stop. Reports setup success or failure on `ready` first, except when
-/// there is no memory for the ring or its buffers: then it hands the context back, unused, for
-/// the epoll engine to run.
+/// Runs a worker on the driver `kind` names until Stop. Reports setup success or failure on
+/// `ready` first. When there is no memory for an io_uring ring or its buffers, the worker runs
+/// on the epoll driver instead, and this returns true (the engine says so once).
 pub fn run(
     mut ctx: WorkerCtx,
     tuning: UringTuning,
+    kind: EngineKind,
     ready: Sender<Result<String, String>>,
-) -> Option<WorkerCtx> {
+) -> bool {
     // Pin before allocating: the buffers are then populated by (and local to) this core.
     pin(ctx.cpu);
     let ports = std::mem::take(&mut ctx.ports);
-    let mut w = match Worker::new(ports, &ctx.wake, tuning) {
+    let mut fell_back = false;
+    let built = match Worker::new(ports, &ctx.wake, tuning, kind) {
+        Err((e, ports)) if e.memory && kind == EngineKind::Uring => {
+            fell_back = true;
+            Worker::new(ports, &ctx.wake, tuning, EngineKind::Poll)
+        }
+        r => r,
+    };
+    let mut w = match built {
         Ok((w, mode)) => {
             crate::engine::confine();
             let _ = ready.send(Ok(mode.to_string()));
             w
         }
-        Err((e, ports)) if e.memory => {
-            ctx.ports = ports;
-            return Some(ctx);
-        }
         Err((e, _)) => {
             let _ = ready.send(Err(e.msg));
-            return None;
+            return fell_back;
         }
     };
     w.run(&ctx.cmds);
-    None
+    fell_back
 }
 
 impl Control for Worker {
@@ -392,8 +377,9 @@ impl Worker {
         ports: Vec<Assigned>,
         wake: &Arc<std::os::fd::OwnedFd>,
         tuning: UringTuning,
+        kind: EngineKind,
     ) -> Result<(Worker, &'static str), (SetupError, Vec<Assigned>)> {
-        match Self::build(&ports, wake, tuning) {
+        match Self::build(&ports, wake, tuning, kind) {
             Ok((mut w, mode)) => {
                 w._ports = ports;
                 Ok((w, mode))
@@ -406,6 +392,7 @@ impl Worker {
         ports: &[Assigned],
         wake: &Arc<std::os::fd::OwnedFd>,
         tuning: UringTuning,
+        kind: EngineKind,
     ) -> Result<(Worker, &'static str), SetupError> {
         let nrx = ports
             .iter()
@@ -414,8 +401,17 @@ impl Worker {
         let cq = ((nrx * ENTRIES as usize + 2 * ports.len() * CHAIN) * 2)
             .next_power_of_two()
             .max(1024) as u32;
-        let (ring, mode) =
-            build_ring(1024, cq, tuning.defer_taskrun).map_err(|e| SetupError::io("io_uring_setup", &e))?;
+        let (mut ring, mode) = match kind {
+            EngineKind::Uring => {
+                let (r, mode) = build_ring(1024, cq, tuning.defer_taskrun)
+                    .map_err(|e| SetupError::io("io_uring_setup", &e))?;
+                (Ring::Kernel(r), mode)
+            }
+            EngineKind::Poll => (
+                Ring::emulated().map_err(|e| SetupError::io("epoll_create1", &e))?,
+                "epoll",
+            ),
+        };
         // Fixed files: index by registration order.
         let mut fds: Vec<RawFd> = vec![wake.as_raw_fd()];
         let mut fixed = |fd: RawFd| -> Target {
@@ -441,20 +437,17 @@ impl Worker {
                     plan,
                     &mut bgid,
                     &mut fixed,
-                    tuning.provided_buffers.then_some(&ring),
+                    tuning.provided_buffers.then_some(&mut ring),
                 )?);
             }
         }
         // Only with multishot receives: with one single-shot receive per descriptor a turn
         // never has a batch to wait for.
-        let batch_wait = (tuning.batch_wait_us > 0
-            && tuning.multishot
-            && tuning.provided_buffers
-            && ring.params().is_feature_min_timeout())
-        .then_some(tuning.batch_wait_us);
+        let batch_wait =
+            (tuning.batch_wait_us > 0 && tuning.multishot && tuning.provided_buffers && ring.min_timeout())
+                .then_some(tuning.batch_wait_us);
         if tuning.fixed_files {
-            ring.submitter()
-                .register_files(&fds)
+            ring.register_files(&fds)
                 .map_err(|e| SetupError::io("IORING_REGISTER_FILES", &e))?;
         }
         Ok((
@@ -462,7 +455,7 @@ impl Worker {
                 ring,
                 dirs,
                 wake_buf: Box::new(0),
-                retry_ts: Box::new(types::Timespec::new().nsec(RETRY_NS)),
+                retry_ts: Box::new(Interval::new(Duration::from_nanos(RETRY_NS))),
                 wake: wake_t,
                 cqes: Vec::with_capacity(cq as usize),
                 outstanding: 0,
@@ -482,7 +475,7 @@ impl Worker {
         plan: &DirPlan,
         bgid: &mut u16,
         fixed: &mut impl FnMut(RawFd) -> Target,
-        ring: Option<&IoUring>,
+        ring: Option<&mut Ring>,
     ) -> Result<Dir, SetupError> {
         let label = format!(
             "{} ({}) {}",
@@ -505,7 +498,7 @@ impl Worker {
                 let mut br = BufRing::new(entries, size, nslots * BUF_SIZE, HEADROOM)
                     .map_err(|e| SetupError::io(&format!("{label}: buffer memory"), &e))?;
                 if let Some(ring) = ring {
-                    br.register_as(ring, *bgid)
+                    ring.register_buf_ring(&mut br, *bgid)
                         .map_err(|e| SetupError::io(&format!("{label}: IORING_REGISTER_PBUF_RING"), &e))?;
                 }
                 *bgid += 1;
@@ -577,19 +570,24 @@ impl Worker {
         })
     }
 
-    fn push(&mut self, e: &squeue::Entry) {
-        // SAFETY: entries reference only the worker's buffer rings, its boxed chain slots,
-        // iovecs, headers, addresses and wake buffer, all kept until every operation is reaped
-        // (see `shutdown`).
-        if let Err(e) = unsafe { push(&mut self.ring, e) } {
+    fn push(&mut self, op: &super::ring::Op) {
+        // SAFETY: operations reference only the worker's buffer rings, its boxed chain slots,
+        // iovecs, headers, addresses, retry interval and wake buffer, all kept until every
+        // operation is reaped (see `shutdown`).
+        if let Err(e) = unsafe { self.ring.push(op) } {
             crate::diag!("io_uring submit failed: {}", crate::sys::err_text(&e));
         }
     }
 
     fn arm_wake(&mut self) {
         let buf: *mut u64 = &mut *self.wake_buf;
-        let e =
-            on!(self.wake, f => opcode::Read::new(f, buf.cast(), 8).build()).user_data(token(Op::Wake, 0, 0));
+        let e = Sqe::Read {
+            fd: self.wake,
+            buf: buf.cast(),
+            len: 8,
+            socket: false,
+        }
+        .op(token(Op::Wake, 0, 0));
         self.push(&e);
         self.outstanding += 1;
     }
@@ -607,35 +605,29 @@ impl Worker {
                 return;
             };
             idx = bid as usize;
-            let p = rx.ring.addr(bid).cast_mut();
-            let n = rx.ring.data_len() as u32;
-            if rx.socket && rx.stream.is_none() {
-                on!(rx.target, f => opcode::Recv::new(f, p, n).build())
-            } else {
-                on!(rx.target, f => opcode::Read::new(f, p, n).build())
+            Sqe::Read {
+                fd: rx.target,
+                buf: rx.ring.addr(bid).cast_mut(),
+                len: rx.ring.data_len() as u32,
+                socket: rx.socket && rx.stream.is_none(),
             }
         } else if multishot {
-            if rx.socket && rx.stream.is_none() {
-                on!(rx.target, f => opcode::RecvMulti::new(f, g).build())
-            } else {
-                on!(rx.target, f => opcode::ReadMulti::new(f, 0, g).build())
+            Sqe::ReadMulti {
+                fd: rx.target,
+                group: g,
+                socket: rx.socket && rx.stream.is_none(),
             }
-        } else if rx.socket {
-            let n = rx.ring.data_len() as u32;
-            on!(rx.target, f => opcode::Recv::new(f, std::ptr::null_mut(), n)
-                .buf_group(g)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT))
         } else {
-            let n = rx.ring.data_len() as u32;
-            on!(rx.target, f => opcode::Read::new(f, std::ptr::null_mut(), n)
-                .buf_group(g)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT))
+            Sqe::ReadSelect {
+                fd: rx.target,
+                group: g,
+                len: rx.ring.data_len() as u32,
+                socket: rx.socket,
+            }
         };
         rx.armed = true;
         rx.paused = false;
-        let e = e.user_data(token(Op::Rx, di, idx));
+        let e = e.op(token(Op::Rx, di, idx));
         self.push(&e);
         self.outstanding += 1;
     }
@@ -663,11 +655,8 @@ impl Worker {
         let mut want = 1;
         loop {
             let r = match self.batch_wait {
-                Some(us) if want >= MIN_BATCH => {
-                    let args = types::SubmitArgs::new().min_wait_usec(us);
-                    self.ring.submitter().submit_with_args(want, &args)
-                }
-                _ => self.ring.submit_and_wait(1),
+                Some(us) if want >= MIN_BATCH => self.ring.submit_and_wait_batch(want, us),
+                _ => self.ring.submit_and_wait(1, None),
             };
             match r {
                 Ok(_) => {}
@@ -704,9 +693,7 @@ impl Worker {
     /// Handles every completion ready; true when Stop arrived.
     fn drain(&mut self, cmds: &crossbeam_channel::Receiver<Cmd>) -> bool {
         self.cqes.clear();
-        for c in self.ring.completion() {
-            self.cqes.push((c.user_data(), c.result(), c.flags()));
-        }
+        self.ring.completions(&mut self.cqes);
         let mut stop = false;
         for i in 0..self.cqes.len() {
             let (ud, res, flags) = self.cqes[i];
@@ -794,9 +781,10 @@ impl Worker {
                 }
                 rx.dead = true;
                 if more {
-                    let e = opcode::AsyncCancel::new(token(Op::Rx, di, 0))
-                        .build()
-                        .user_data(token(Op::Cancel, 0, 0));
+                    let e = Sqe::Cancel {
+                        user_data: token(Op::Rx, di, 0),
+                    }
+                    .op(token(Op::Cancel, 0, 0));
                     self.push(&e);
                 }
             } else if rx.stream.is_none() {
@@ -1088,8 +1076,12 @@ impl Worker {
                     // Our own send buffer: wait until it polls writable.
                     dir.tx.retried = false;
                     dir.tx.waiting = true;
-                    let e = on!(dir.tx.target, f => opcode::PollAdd::new(f, libc::POLLOUT as u32).build())
-                        .user_data(token(Op::TxWait, di, 0));
+                    let e = Sqe::Poll {
+                        fd: dir.tx.target,
+                        events: libc::POLLOUT as u32,
+                        multi: false,
+                    }
+                    .op(token(Op::TxWait, di, 0));
                     self.push(&e);
                     self.outstanding += 1;
                 } else if !dir.tx.retried {
@@ -1099,10 +1091,10 @@ impl Worker {
                     // The receiver's queue: a timer (see `send_buffer_full`).
                     dir.tx.waiting = true;
                     dir.tx.probe = true;
-                    let ts: *const types::Timespec = &*self.retry_ts;
-                    let e = opcode::Timeout::new(ts)
-                        .build()
-                        .user_data(token(Op::TxWait, di, 0));
+                    let e = Sqe::Timeout {
+                        after: &*self.retry_ts,
+                    }
+                    .op(token(Op::TxWait, di, 0));
                     self.push(&e);
                     self.outstanding += 1;
                 }
@@ -1158,8 +1150,12 @@ impl Worker {
         let start = tx.iov_start;
         let n = 2 * tx.chain_len - start;
         let p = tx.iov[start..].as_ptr();
-        let e =
-            on!(tx.target, f => opcode::Writev::new(f, p, n as u32).build()).user_data(token(Op::Tx, di, 0));
+        let e = Sqe::Writev {
+            fd: tx.target,
+            iov: p,
+            n: n as u32,
+        }
+        .op(token(Op::Tx, di, 0));
         tx.inflight += 1;
         self.push(&e);
         self.outstanding += 1;
@@ -1215,13 +1211,8 @@ impl Worker {
             return;
         }
         let n = if dir.tx.probe { 1 } else { dir.queue.len.min(CHAIN) };
-        {
-            let sq = self.ring.submission();
-            let room = sq.capacity() - sq.len();
-            drop(sq);
-            if room < n {
-                let _ = self.ring.submit();
-            }
+        if self.ring.sq_room() < n {
+            let _ = self.ring.submit();
         }
         let dir = &mut self.dirs[di];
         dir.tx.chain_len = n;
@@ -1270,9 +1261,11 @@ impl Worker {
                     // MSG_DONTWAIT: EAGAIN comes back to us instead of a kernel retry, which
                     // on a unix datagram socket resumes from an already consumed iterator and
                     // sends an empty datagram (seen on 6.18); we resend from scratch.
-                    on!(tx.target, fd => opcode::SendMsg::new(fd, m)
-                        .flags(libc::MSG_DONTWAIT as u32)
-                        .build())
+                    Sqe::SendMsg {
+                        fd: tx.target,
+                        msg: m,
+                        flags: libc::MSG_DONTWAIT as u32,
+                    }
                 }
                 // An offloading tap: the virtio-net header was put in the headroom in front.
                 _ if tx.vnet_hdr > 0 => {
@@ -1280,22 +1273,30 @@ impl Worker {
                     // SAFETY: every frame for an offloading tap has HEADROOM >= hl bytes of
                     // its own buffer in front (header_room, queue_super).
                     let h = unsafe { a.sub(hl) };
-                    on!(tx.target, fd => opcode::Write::new(fd, h, f.len + hl as u32).build())
+                    Sqe::Write {
+                        fd: tx.target,
+                        buf: h,
+                        len: f.len + hl as u32,
+                    }
                 }
-                _ => on!(tx.target, fd => opcode::Write::new(fd, a, f.len).build()),
+                _ => Sqe::Write {
+                    fd: tx.target,
+                    buf: a,
+                    len: f.len,
+                },
             };
             // Linked: run in order. Hard links go on after a failed send (counted as a drop);
             // on an unconnected socket a soft link stops at EAGAIN so that order survives the
             // retry.
-            let e = if i + 1 == n {
-                e
+            let link = if i + 1 == n {
+                Link::None
             } else if tx.kind == TxKind::SendTo {
-                e.flags(squeue::Flags::IO_LINK)
+                Link::Soft
             } else {
-                e.flags(squeue::Flags::IO_HARDLINK)
+                Link::Hard
             };
             tx.inflight += 1;
-            let e = e.user_data(token(Op::Tx, di, i));
+            let e = e.op(token(Op::Tx, di, i)).link(link);
             self.push(&e);
             self.outstanding += 1;
         }
@@ -1333,23 +1334,17 @@ impl Worker {
     /// may still use it.
     fn shutdown(&mut self) {
         self.stopping = true;
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-            .build()
-            .user_data(token(Op::Cancel, 0, 0));
-        self.push(&e);
+        let cancel = Sqe::CancelAll.op(token(Op::Cancel, 0, 0));
+        self.push(&cancel);
         let deadline = Instant::now() + Duration::from_secs(2);
-        let ts = types::Timespec::new().nsec(50_000_000);
-        let args = types::SubmitArgs::new().timespec(&ts);
+        let tick = Interval::new(Duration::from_millis(50));
         let (_, rx_dummy) = crossbeam_channel::bounded::<Cmd>(0);
         while self.outstanding > 0 && Instant::now() < deadline {
-            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let _ = self.ring.submit_and_wait(1, Some(&tick));
             self.drain(&rx_dummy);
             if self.outstanding > 0 {
                 // Cancel again what was issued after the first cancel (re-queued sends).
-                let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                    .build()
-                    .user_data(token(Op::Cancel, 0, 0));
-                self.push(&e);
+                self.push(&cancel);
             }
         }
         for dir in &mut self.dirs {

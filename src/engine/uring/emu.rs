@@ -1,0 +1,778 @@
+//! The epoll driver: carries out the ring's operations ([`super::ring::Op`]) with plain
+//! syscalls, for when io_uring cannot be used (`--engine poll`, io_uring disabled or missing
+//! ops, no locked memory for a ring). It behaves as io_uring does towards the loops:
+//!
+//! - an operation is tried when submitted; one that would block waits, parked on its
+//!   descriptor, until epoll says the descriptor is ready, and is tried again;
+//! - a receive into a provided buffer takes the next buffer of the group's ring, reading the
+//!   ring the loop publishes exactly as the kernel does, and says which in the completion's
+//!   flags (`IORING_CQE_F_BUFFER`); none left is ENOBUFS;
+//! - multishot receives post one completion per frame with `IORING_CQE_F_MORE`, and end on an
+//!   error, end of file or ENOBUFS; multishot polls post one per readiness edge;
+//! - linked operations run in order; a soft link's failure cancels the rest (-ECANCELED);
+//! - sends with MSG_DONTWAIT complete with -EAGAIN instead of waiting;
+//! - timeouts complete with -ETIME; cancels find parked operations and their chains.
+//!
+//! Level-triggered epoll, except for descriptors watched only by multishot polls
+//! (edge-triggered, as io_uring's poll fires on wake-ups, not on a level). A descriptor epoll
+//! refuses (a regular file) is always ready.
+
+use super::ring::{Link, Op, Sqe, Target};
+use io_uring::types::BufRingEntry;
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Completion flags, as the kernel's uapi has them (`io_uring::cqueue::more` and
+/// `buffer_select` read them back; see the test).
+const F_BUFFER: u32 = 1 << 0;
+const F_MORE: u32 = 1 << 1;
+const BUFFER_SHIFT: u32 = 16;
+/// Receives of one multishot operation per readiness, before the other descriptors' turn.
+const MULTI_BURST: usize = 64;
+
+/// A provided-buffer group, as registered.
+struct Group {
+    base: *mut BufRingEntry,
+    mask: u16,
+    /// Next entry to take (the kernel's head).
+    head: u16,
+}
+
+/// An operation waiting for its descriptor, with the rest of its chain.
+struct Parked {
+    op: Op,
+    rest: VecDeque<Op>,
+}
+
+struct FdState {
+    ops: VecDeque<Parked>,
+    /// Interest registered with epoll (empty: not registered).
+    interest: EpollFlags,
+    /// epoll refused it (a regular file): always ready.
+    always: bool,
+    /// SOCK_DGRAM, once asked (an empty datagram is not an end of file).
+    dgram: Option<bool>,
+}
+
+impl Default for FdState {
+    fn default() -> Self {
+        FdState {
+            ops: VecDeque::new(),
+            interest: EpollFlags::empty(),
+            always: false,
+            dgram: None,
+        }
+    }
+}
+
+/// What trying an operation came to.
+enum Step {
+    /// Its (last) completion.
+    Done(i32, u32),
+    /// Wait until the descriptor is ready for it.
+    Park,
+    /// Posted later by the driver itself (a timeout).
+    Later,
+}
+
+pub struct Emu {
+    ep: Epoll,
+    files: Vec<RawFd>,
+    groups: Vec<Option<Group>>,
+    sq: Vec<Op>,
+    cq: VecDeque<(u64, i32, u32)>,
+    fds: HashMap<RawFd, FdState>,
+    timers: Vec<(Instant, u64)>,
+    events: Vec<EpollEvent>,
+}
+
+fn errno() -> i32 {
+    Errno::last_raw()
+}
+
+/// The epoll events an operation waits for.
+fn wants(sqe: &Sqe) -> EpollFlags {
+    match sqe {
+        Sqe::Read { .. } | Sqe::ReadSelect { .. } | Sqe::ReadMulti { .. } => EpollFlags::EPOLLIN,
+        Sqe::Write { .. } | Sqe::Writev { .. } | Sqe::Send { .. } | Sqe::SendMsg { .. } => {
+            EpollFlags::EPOLLOUT
+        }
+        Sqe::Poll { events, .. } => EpollFlags::from_bits_truncate(*events as i32),
+        _ => EpollFlags::empty(),
+    }
+}
+
+fn is_multi_poll(op: &Op) -> bool {
+    matches!(op.sqe, Sqe::Poll { multi: true, .. })
+}
+
+impl Emu {
+    pub fn new() -> io::Result<Emu> {
+        let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
+        Ok(Emu {
+            ep,
+            files: Vec::new(),
+            groups: Vec::new(),
+            sq: Vec::new(),
+            cq: VecDeque::new(),
+            fds: HashMap::new(),
+            timers: Vec::new(),
+            events: vec![EpollEvent::empty(); 64],
+        })
+    }
+
+    pub fn register_files(&mut self, fds: &[RawFd]) {
+        self.files = fds.to_vec();
+    }
+
+    pub fn register_group(&mut self, base: *mut BufRingEntry, entries: u16, bgid: u16) {
+        let i = bgid as usize;
+        if self.groups.len() <= i {
+            self.groups.resize_with(i + 1, || None);
+        }
+        self.groups[i] = Some(Group {
+            base,
+            mask: entries - 1,
+            head: 0,
+        });
+    }
+
+    pub fn push(&mut self, op: Op) {
+        self.sq.push(op);
+    }
+
+    pub fn completions(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+        out.extend(self.cq.drain(..));
+    }
+
+    fn fd(&self, t: Target) -> RawFd {
+        match t {
+            Target::Fd(f) => f,
+            Target::Fixed(i) => self.files.get(i as usize).copied().unwrap_or(-1),
+        }
+    }
+
+    fn target_of(&self, sqe: &Sqe) -> Option<RawFd> {
+        match *sqe {
+            Sqe::Read { fd, .. }
+            | Sqe::ReadSelect { fd, .. }
+            | Sqe::ReadMulti { fd, .. }
+            | Sqe::Write { fd, .. }
+            | Sqe::Writev { fd, .. }
+            | Sqe::Send { fd, .. }
+            | Sqe::SendMsg { fd, .. }
+            | Sqe::Poll { fd, .. } => Some(self.fd(fd)),
+            _ => None,
+        }
+    }
+
+    /// Runs what was pushed, then waits until `want` completions are there (at most
+    /// `timeout`: ETIME when it ran out with fewer).
+    pub fn submit_and_wait(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<usize> {
+        let n = self.sq.len();
+        self.run_submissions();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.run_always_ready();
+            self.fire_timers();
+            if self.cq.len() >= want {
+                return Ok(n);
+            }
+            let now = Instant::now();
+            let mut until = deadline;
+            if let Some(t) = self.timers.iter().map(|(t, _)| *t).min() {
+                until = Some(until.map_or(t, |u| u.min(t)));
+            }
+            let ms: Option<u64> = until.map(|u| {
+                let d = u.saturating_duration_since(now);
+                // Rounded up: a timer never fires early.
+                (d.as_nanos() as u64).div_ceil(1_000_000)
+            });
+            if deadline.is_some_and(|d| d <= now) {
+                return Err(io::Error::from_raw_os_error(libc::ETIME));
+            }
+            let always = self.fds.values().any(|s| s.always && !s.ops.is_empty());
+            let wait = if always {
+                EpollTimeout::ZERO
+            } else {
+                match ms {
+                    None => EpollTimeout::NONE,
+                    Some(ms) => EpollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(EpollTimeout::NONE),
+                }
+            };
+            let k = match self.ep.wait(&mut self.events, wait) {
+                Ok(k) => k,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for i in 0..k {
+                let ev = self.events[i];
+                self.ready(ev.data() as RawFd, ev.events());
+            }
+        }
+    }
+
+    fn run_submissions(&mut self) {
+        let sq = std::mem::take(&mut self.sq);
+        let mut chain = VecDeque::new();
+        for op in sq {
+            let linked = op.link != Link::None;
+            chain.push_back(op);
+            if !linked {
+                self.run_chain(std::mem::take(&mut chain));
+            }
+        }
+        if !chain.is_empty() {
+            self.run_chain(chain);
+        }
+    }
+
+    fn post(&mut self, user_data: u64, res: i32, flags: u32) {
+        self.cq.push_back((user_data, res, flags));
+    }
+
+    /// Runs a chain from its first operation until one has to wait (parked with the rest).
+    fn run_chain(&mut self, mut chain: VecDeque<Op>) {
+        while let Some(op) = chain.pop_front() {
+            match self.exec(&op) {
+                Step::Done(res, flags) => {
+                    self.post(op.user_data, res, flags);
+                    if op.link == Link::Soft && res < 0 {
+                        for o in chain.drain(..) {
+                            self.post(o.user_data, -libc::ECANCELED, 0);
+                        }
+                    }
+                }
+                Step::Park => {
+                    let fd = self.target_of(&op.sqe).unwrap_or(-1);
+                    self.park(fd, Parked { op, rest: chain });
+                    return;
+                }
+                Step::Later => {}
+            }
+        }
+    }
+
+    fn park(&mut self, fd: RawFd, p: Parked) {
+        self.fds.entry(fd).or_default().ops.push_back(p);
+        self.update_interest(fd);
+    }
+
+    /// Registers what the parked operations of `fd` wait for.
+    fn update_interest(&mut self, fd: RawFd) {
+        let Some(st) = self.fds.get_mut(&fd) else {
+            return;
+        };
+        if st.always {
+            return;
+        }
+        let mut want = EpollFlags::empty();
+        for p in &st.ops {
+            want |= wants(&p.op.sqe);
+        }
+        if !want.is_empty() && st.ops.iter().all(|p| is_multi_poll(&p.op)) {
+            want |= EpollFlags::EPOLLET;
+        }
+        if want == st.interest {
+            return;
+        }
+        // SAFETY: not unsafe; the descriptor belongs to the loop, which cancels its operations
+        // before closing it.
+        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let mut ev = EpollEvent::new(want, fd as u64);
+        let r = if want.is_empty() {
+            self.ep.delete(bfd)
+        } else if st.interest.is_empty() {
+            self.ep.add(bfd, ev).or_else(|e| match e {
+                Errno::EEXIST => self.ep.modify(bfd, &mut ev),
+                e => Err(e),
+            })
+        } else {
+            self.ep.modify(bfd, &mut ev).or_else(|e| match e {
+                Errno::ENOENT => self.ep.add(bfd, ev),
+                e => Err(e),
+            })
+        };
+        match r {
+            Ok(()) => st.interest = want,
+            // A regular file: never waits.
+            Err(Errno::EPERM) => st.always = true,
+            Err(_) => st.interest = EpollFlags::empty(),
+        }
+    }
+
+    /// Descriptor `fd` has `got`: its parked operations that wait for it go on.
+    fn ready(&mut self, fd: RawFd, got: EpollFlags) {
+        let Some(st) = self.fds.get_mut(&fd) else {
+            return;
+        };
+        let ops = std::mem::take(&mut st.ops);
+        let err = EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP;
+        for p in ops {
+            let w = wants(&p.op.sqe);
+            if !got.intersects(w | err) {
+                self.fds.entry(fd).or_default().ops.push_back(p);
+                continue;
+            }
+            if let Sqe::Poll {
+                events, multi: true, ..
+            } = p.op.sqe
+            {
+                let mask = events | (libc::POLLERR | libc::POLLHUP) as u32;
+                self.post(p.op.user_data, (got.bits() as u32 & mask) as i32, F_MORE);
+                self.fds.entry(fd).or_default().ops.push_back(p);
+                continue;
+            }
+            let mut chain = p.rest;
+            chain.push_front(p.op);
+            self.run_chain(chain);
+        }
+        self.update_interest(fd);
+    }
+
+    fn run_always_ready(&mut self) {
+        let fds: Vec<RawFd> = self
+            .fds
+            .iter()
+            .filter(|(_, s)| s.always && !s.ops.is_empty())
+            .map(|(f, _)| *f)
+            .collect();
+        for fd in fds {
+            self.ready(fd, EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        if self.timers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.timers.len() {
+            if self.timers[i].0 <= now {
+                let (_, ud) = self.timers.swap_remove(i);
+                self.post(ud, -libc::ETIME, 0);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn is_dgram(&mut self, fd: RawFd) -> bool {
+        let st = self.fds.entry(fd).or_default();
+        *st.dgram.get_or_insert_with(|| {
+            // SAFETY: the descriptor is the loop's, open while its operations run.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            crate::engine::port::is_dgram(b)
+        })
+    }
+
+    /// The next buffer of group `g`: (address, length, id), not taken yet.
+    fn peek_buf(&self, g: u16) -> Option<(*mut u8, u32, u16)> {
+        let grp = self.groups.get(g as usize)?.as_ref()?;
+        // SAFETY: the ring header was registered by the loop, which keeps its memory for as
+        // long as the driver lives; the tail is a naturally aligned u16 the loop publishes
+        // with release stores.
+        let tail = unsafe { &*BufRingEntry::tail(grp.base).cast::<AtomicU16>() }.load(Ordering::Acquire);
+        if tail == grp.head {
+            return None;
+        }
+        // SAFETY: head & mask < entries: inside the ring; the entry was published (before the
+        // tail) and is not rewritten until the loop gets the buffer back from a completion.
+        let e = unsafe { &*grp.base.add((grp.head & grp.mask) as usize) };
+        Some((e.addr() as *mut u8, e.len(), e.bid()))
+    }
+
+    fn take_buf(&mut self, g: u16) {
+        if let Some(Some(grp)) = self.groups.get_mut(g as usize) {
+            grp.head = grp.head.wrapping_add(1);
+        }
+    }
+
+    /// Tries `op` once (a multishot one until it has to wait or ends).
+    fn exec(&mut self, op: &Op) -> Step {
+        // One result of a syscall: Ok(n) or Err(errno).
+        fn res(r: isize) -> Result<usize, i32> {
+            if r < 0 {
+                Err(errno())
+            } else {
+                Ok(r as usize)
+            }
+        }
+        fn done(r: Result<usize, i32>) -> Step {
+            match r {
+                Ok(n) => Step::Done(n as i32, 0),
+                Err(libc::EAGAIN) => Step::Park,
+                Err(e) => Step::Done(-e, 0),
+            }
+        }
+        match op.sqe {
+            Sqe::Read { fd, buf, len, socket } => {
+                let f = self.fd(fd);
+                done(retry(|| read_into(f, buf, len as usize, socket)))
+            }
+            Sqe::ReadSelect {
+                fd,
+                group,
+                len,
+                socket,
+            } => {
+                let f = self.fd(fd);
+                let Some((p, blen, bid)) = self.peek_buf(group) else {
+                    return Step::Done(-libc::ENOBUFS, 0);
+                };
+                match retry(|| read_into(f, p, blen.min(len) as usize, socket)) {
+                    Ok(n) => {
+                        self.take_buf(group);
+                        Step::Done(n as i32, F_BUFFER | (bid as u32) << BUFFER_SHIFT)
+                    }
+                    Err(libc::EAGAIN) => Step::Park,
+                    Err(e) => Step::Done(-e, 0),
+                }
+            }
+            Sqe::ReadMulti { fd, group, socket } => {
+                let f = self.fd(fd);
+                let dgram = socket && self.is_dgram(f);
+                for _ in 0..MULTI_BURST {
+                    let Some((p, blen, bid)) = self.peek_buf(group) else {
+                        return Step::Done(-libc::ENOBUFS, 0);
+                    };
+                    match retry(|| read_into(f, p, blen as usize, socket)) {
+                        Ok(0) if dgram => self.post(op.user_data, 0, F_MORE),
+                        Ok(0) => return Step::Done(0, 0),
+                        Ok(n) => {
+                            self.take_buf(group);
+                            let flags = F_MORE | F_BUFFER | (bid as u32) << BUFFER_SHIFT;
+                            self.post(op.user_data, n as i32, flags);
+                        }
+                        Err(libc::EAGAIN) => return Step::Park,
+                        Err(e) => return Step::Done(-e, 0),
+                    }
+                }
+                Step::Park
+            }
+            Sqe::Write { fd, buf, len } => {
+                let f = self.fd(fd);
+                // SAFETY: the loop keeps `buf` (len bytes) until the completion.
+                done(retry(|| res(unsafe { libc::write(f, buf.cast(), len as usize) })))
+            }
+            Sqe::Writev { fd, iov, n } => {
+                let f = self.fd(fd);
+                // SAFETY: the loop keeps the iovecs and what they point to until the completion.
+                done(retry(|| res(unsafe { libc::writev(f, iov, n as i32) })))
+            }
+            Sqe::Send {
+                fd,
+                buf,
+                len,
+                flags,
+                dest,
+            } => {
+                let f = self.fd(fd);
+                let (a, alen) = dest.unwrap_or((std::ptr::null(), 0));
+                // SAFETY: the loop keeps the frame and the address until the completion.
+                let r = retry(|| res(unsafe { libc::sendto(f, buf.cast(), len as usize, flags, a, alen) }));
+                if flags & libc::MSG_DONTWAIT != 0 {
+                    return Step::Done(r.map_or_else(|e| -e, |n| n as i32), 0);
+                }
+                done(r)
+            }
+            Sqe::SendMsg { fd, msg, flags } => {
+                let f = self.fd(fd);
+                // SAFETY: the loop keeps the msghdr and what it points to until the completion.
+                let r = retry(|| res(unsafe { libc::sendmsg(f, msg, flags as i32) }));
+                if flags as i32 & libc::MSG_DONTWAIT != 0 {
+                    return Step::Done(r.map_or_else(|e| -e, |n| n as i32), 0);
+                }
+                done(r)
+            }
+            Sqe::Poll { fd, events, multi } => {
+                let f = self.fd(fd);
+                if multi {
+                    return Step::Park;
+                }
+                let mut p = libc::pollfd {
+                    fd: f,
+                    events: events as i16,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd on the stack, zero timeout.
+                let r = unsafe { libc::poll(&mut p, 1, 0) };
+                if r > 0 {
+                    Step::Done(p.revents as u16 as i32, 0)
+                } else {
+                    Step::Park
+                }
+            }
+            Sqe::Timeout { after } => {
+                // SAFETY: the loop keeps the interval until the timeout completes.
+                let dur = unsafe { (*after).dur };
+                self.timers.push((Instant::now() + dur, op.user_data));
+                Step::Later
+            }
+            Sqe::Cancel { user_data } => {
+                let n = self.cancel(|ud| ud == user_data);
+                Step::Done(if n > 0 { 0 } else { -libc::ENOENT }, 0)
+            }
+            Sqe::CancelFd { fd } => {
+                let n = self.cancel_fd(fd);
+                Step::Done(if n > 0 { n as i32 } else { -libc::ENOENT }, 0)
+            }
+            Sqe::CancelAll => {
+                let n = self.cancel(|_| true);
+                Step::Done(if n > 0 { n as i32 } else { -libc::ENOENT }, 0)
+            }
+        }
+    }
+
+    /// Cancels the parked operations (and timers) that `pick` chooses, with their chains.
+    fn cancel(&mut self, pick: impl Fn(u64) -> bool) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.timers.len() {
+            let ud = self.timers[i].1;
+            if pick(ud) {
+                self.timers.swap_remove(i);
+                self.post(ud, -libc::ECANCELED, 0);
+                n += 1;
+            } else {
+                i += 1;
+            }
+        }
+        let fds: Vec<RawFd> = self.fds.keys().copied().collect();
+        for fd in fds {
+            let Some(st) = self.fds.get_mut(&fd) else { continue };
+            let ops = std::mem::take(&mut st.ops);
+            let mut keep = VecDeque::new();
+            for p in ops {
+                if pick(p.op.user_data) {
+                    n += 1;
+                    self.post(p.op.user_data, -libc::ECANCELED, 0);
+                    for o in p.rest {
+                        self.post(o.user_data, -libc::ECANCELED, 0);
+                    }
+                } else {
+                    keep.push_back(p);
+                }
+            }
+            if let Some(st) = self.fds.get_mut(&fd) {
+                st.ops = keep;
+            }
+            self.update_interest(fd);
+        }
+        n
+    }
+
+    fn cancel_fd(&mut self, fd: RawFd) -> usize {
+        let Some(st) = self.fds.get_mut(&fd) else {
+            return 0;
+        };
+        let ops = std::mem::take(&mut st.ops);
+        let n = ops.len();
+        for p in ops {
+            self.post(p.op.user_data, -libc::ECANCELED, 0);
+            for o in p.rest {
+                self.post(o.user_data, -libc::ECANCELED, 0);
+            }
+        }
+        self.update_interest(fd);
+        // A closed descriptor's number may come back as another file: forget what was
+        // learnt of this one.
+        self.fds.remove(&fd);
+        n
+    }
+}
+
+/// Retries a syscall interrupted by a signal.
+fn retry(mut f: impl FnMut() -> Result<usize, i32>) -> Result<usize, i32> {
+    loop {
+        match f() {
+            Err(libc::EINTR) => {}
+            r => return r,
+        }
+    }
+}
+
+/// read(2), or recv(2) on a socket, of at most `len` bytes into `p`.
+fn read_into(fd: RawFd, p: *mut u8, len: usize, socket: bool) -> Result<usize, i32> {
+    // SAFETY: `p` is a loop buffer (given, or a provided buffer of `len` bytes or more) that
+    // nothing else uses until its completion is reaped.
+    let r = unsafe {
+        if socket {
+            libc::recv(fd, p.cast(), len, 0)
+        } else {
+            libc::read(fd, p.cast(), len)
+        }
+    };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ring::{Interval, Link, Ring, Sqe, Target};
+    use super::super::BufRing;
+    use io_uring::cqueue;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    fn ring() -> Ring {
+        Ring::emulated().expect("epoll")
+    }
+
+    fn wait(r: &mut Ring, want: usize) -> Vec<(u64, i32, u32)> {
+        let tick = Interval::new(Duration::from_millis(500));
+        let _ = r.submit_and_wait(want, Some(&tick));
+        let mut out = Vec::new();
+        r.completions(&mut out);
+        out
+    }
+
+    /// The flags the driver posts read back as io_uring's would.
+    #[test]
+    fn multishot_receive_posts_buffers_then_enobufs() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut br = BufRing::new(2, 256, 0, 16).unwrap();
+        let mut r = ring();
+        r.register_buf_ring(&mut br, 3).unwrap();
+        let op = Sqe::ReadMulti {
+            fd: Target::Fd(b.as_raw_fd()),
+            group: 3,
+            socket: true,
+        }
+        .op(7);
+        // SAFETY: the buffer ring outlives every completion of the test.
+        unsafe { r.push(&op) }.unwrap();
+        let c = wait(&mut r, 0);
+        assert!(c.is_empty(), "nothing to read yet: parked, {c:?}");
+        a.send(b"first").unwrap();
+        a.send(b"").unwrap();
+        a.send(b"second").unwrap();
+        a.send(b"third").unwrap();
+        let c = wait(&mut r, 4);
+        assert_eq!(c.len(), 4, "{c:?}");
+        assert_eq!((c[0].0, c[0].1), (7, 5));
+        assert!(cqueue::more(c[0].2));
+        let b0 = cqueue::buffer_select(c[0].2).expect("a buffer");
+        assert_eq!(br.data(b0, 0, 5), b"first");
+        // An empty datagram: counted by the loop, no buffer.
+        assert_eq!(c[1].1, 0);
+        assert!(cqueue::more(c[1].2) && cqueue::buffer_select(c[1].2).is_none());
+        let b1 = cqueue::buffer_select(c[2].2).expect("a buffer");
+        assert_ne!(b0, b1);
+        assert_eq!(br.data(b1, 0, 6), b"second");
+        // Two buffers only: the third frame ends the multishot.
+        assert_eq!(c[3].1, -libc::ENOBUFS);
+        assert!(!cqueue::more(c[3].2));
+    }
+
+    #[test]
+    fn a_failed_soft_link_cancels_the_rest_of_its_chain() {
+        let (a, _b) = UnixDatagram::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let frame = [1u8; 32];
+        let mut r = ring();
+        let bad = Sqe::Write {
+            fd: Target::Fd(-1),
+            buf: frame.as_ptr(),
+            len: 32,
+        };
+        let good = Sqe::Write {
+            fd: Target::Fd(a.as_raw_fd()),
+            buf: frame.as_ptr(),
+            len: 32,
+        };
+        // SAFETY: `frame` outlives the completions (all come before the test ends).
+        unsafe {
+            r.push(&bad.op(1).link(Link::Soft)).unwrap();
+            r.push(&good.op(2).link(Link::Soft)).unwrap();
+            r.push(&good.op(3)).unwrap();
+            r.push(&bad.op(4).link(Link::Hard)).unwrap();
+            r.push(&good.op(5)).unwrap();
+        }
+        let c = wait(&mut r, 5);
+        assert_eq!(
+            c,
+            vec![
+                (1, -libc::EBADF, 0),
+                (2, -libc::ECANCELED, 0),
+                (3, -libc::ECANCELED, 0),
+                (4, -libc::EBADF, 0),
+                (5, 32, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn dontwait_sends_say_eagain_and_timeouts_and_cancels_complete() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let frame = [0u8; 1024];
+        let mut r = ring();
+        let send = Sqe::Send {
+            fd: Target::Fd(a.as_raw_fd()),
+            buf: frame.as_ptr(),
+            len: 1024,
+            flags: libc::MSG_DONTWAIT,
+            dest: None,
+        };
+        let mut got = Vec::new();
+        for i in 0..100_000u64 {
+            // SAFETY: `frame` outlives the completion, reaped right away.
+            unsafe { r.push(&send.op(i)) }.unwrap();
+            got = wait(&mut r, 1);
+            if got[0].1 < 0 {
+                break;
+            }
+        }
+        assert_eq!(got[0].1, -libc::EAGAIN, "a full queue says EAGAIN");
+        // Without MSG_DONTWAIT the send waits for room, and goes once the peer reads.
+        let wait_send = Sqe::Send {
+            fd: Target::Fd(a.as_raw_fd()),
+            buf: frame.as_ptr(),
+            len: 1024,
+            flags: 0,
+            dest: None,
+        };
+        let ms = Interval::new(Duration::from_millis(20));
+        // SAFETY: as above; the interval outlives the timeout.
+        unsafe {
+            r.push(&wait_send.op(100)).unwrap();
+            r.push(&Sqe::Timeout { after: &ms }.op(200)).unwrap();
+        }
+        assert_eq!(wait(&mut r, 1), vec![(200, -libc::ETIME, 0)]);
+        let mut buf = [0u8; 2048];
+        b.set_nonblocking(true).unwrap();
+        while b.recv(&mut buf).is_ok() {}
+        assert_eq!(wait(&mut r, 1), vec![(100, 1024, 0)]);
+        // A parked receive is cancelled by its user_data; the cancel says 0.
+        let (_c, d) = UnixDatagram::pair().unwrap();
+        d.set_nonblocking(true).unwrap();
+        let recv = Sqe::Read {
+            fd: Target::Fd(d.as_raw_fd()),
+            buf: buf.as_mut_ptr(),
+            len: 2048,
+            socket: true,
+        };
+        // SAFETY: `buf` outlives the completion.
+        unsafe {
+            r.push(&recv.op(300)).unwrap();
+            r.push(&Sqe::Cancel { user_data: 300 }.op(301)).unwrap();
+            r.push(&Sqe::Cancel { user_data: 999 }.op(302)).unwrap();
+        }
+        assert_eq!(
+            wait(&mut r, 3),
+            vec![(300, -libc::ECANCELED, 0), (301, 0, 0), (302, -libc::ENOENT, 0)]
+        );
+    }
+}
