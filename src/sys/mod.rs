@@ -155,7 +155,7 @@ pub enum Forked {
 /// only call async-signal-safe code in the child, which is the condition fork(2) imposes.
 pub fn fork() -> io::Result<Forked> {
     // SAFETY: see the function documentation; every caller in this crate forks before spawning
-    // threads (ns::run starts the engine only after the command is forked).
+    // threads (app::vdens::run starts the engine only after the command is forked).
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(child)),
