@@ -33,6 +33,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -186,20 +187,7 @@ impl Engine {
         ports: Vec<Port>,
         mut nodes: Vec<Node>,
     ) -> Result<Engine, EngineError> {
-        let (hosted, ports): (Vec<Port>, Vec<Port>) = ports.into_iter().partition(|p| p.link.node.is_some());
-        for mut p in hosted {
-            let h = p.link.node.take().expect("partitioned on node");
-            // Only the io_uring switch/hub node takes a tap with offload (checked below).
-            nodes.push(Node {
-                name: p.link.vnl.clone(),
-                kind: NodeKind::hosting(h),
-                endpoints: vec![Endpoint::Tap {
-                    name: p.name.clone(),
-                    fd: p.tap,
-                    offload: p.offload,
-                }],
-            });
-        }
+        let ports = host_nodes(ports, &mut nodes);
         let kind = match opts.choice {
             // Nothing to move: no need to probe (nor to say anything about io_uring).
             EngineChoice::Auto if ports.is_empty() && nodes.is_empty() => EngineKind::Uring,
@@ -210,31 +198,7 @@ impl Engine {
                 crate::diag!("io_uring unavailable ({e}); using the poll engine");
             }
         }
-        let nworkers = opts
-            .workers
-            .unwrap_or_else(|| default_workers(ports.len()))
-            .clamp(1, ports.len().max(1));
-        // Workers are pinned to the CPUs --cpus names, and left to the scheduler otherwise:
-        // vdens-fast instances are independent processes that cannot share out the CPUs, and
-        // pinning every instance's first worker to the first CPU was measured (2 CPUs, two
-        // vdens-fast over ptp://, iperf3 TCP) at 0.9 Gbit/s against 2.5 Gbit/s unpinned: the two
-        // forwarders queued on one CPU while the other idled.
-        let cpus: Vec<usize> = match (&opts.cpus, opts.pin) {
-            (Some(c), true) => c.clone(),
-            _ => Vec::new(),
-        };
-        let mut stats_all = Vec::with_capacity(ports.len());
-        let mut groups: Vec<Vec<Assigned>> = (0..nworkers).map(|_| Vec::new()).collect();
-        for (i, port) in ports.into_iter().enumerate() {
-            let plan = port::plan(&port)?;
-            let st = Arc::new(stats::PortStats::new(&port.name, &port.link.vnl));
-            stats_all.push(st.clone());
-            groups[i % nworkers].push(Assigned {
-                port,
-                plan,
-                stats: st,
-            });
-        }
+        let (stats_all, groups) = assign(&opts, ports)?;
         let mut engine = Engine {
             kind,
             workers: Vec::new(),
@@ -245,9 +209,38 @@ impl Engine {
             writer: None,
         };
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
-        let mut started = 0;
         // Data-plane threads that had no memory for io_uring and run on epoll instead.
-        let fallbacks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let fallbacks = Arc::new(AtomicUsize::new(0));
+        let started = engine.spawn_workers(groups, &opts, tuning, &ready_tx, &fallbacks)?
+            + engine.spawn_nodes(nodes, tuning, &ready_tx, &fallbacks)?;
+        engine.await_ready(&ready_rx, started)?;
+        engine.announce_fallbacks(fallbacks.load(Ordering::Relaxed), started);
+        if let Some(path) = opts.stats.clone() {
+            engine.writer = Some(engine.stats_writer(path, opts.stats_interval)?);
+        }
+        Ok(engine)
+    }
+
+    /// One thread per group of ports: the port workers.
+    fn spawn_workers(
+        &mut self,
+        groups: Vec<Vec<Assigned>>,
+        opts: &EngineOptions,
+        tuning: UringTuning,
+        ready: &Sender<Result<String, String>>,
+        fallbacks: &Arc<AtomicUsize>,
+    ) -> Result<usize, EngineError> {
+        // Workers are pinned to the CPUs --cpus names, and left to the scheduler otherwise:
+        // vdens-fast instances are independent processes that cannot share out the CPUs, and
+        // pinning every instance's first worker to the first CPU was measured (2 CPUs, two
+        // vdens-fast over ptp://, iperf3 TCP) at 0.9 Gbit/s against 2.5 Gbit/s unpinned: the two
+        // forwarders queued on one CPU while the other idled.
+        let cpus: Vec<usize> = match (&opts.cpus, opts.pin) {
+            (Some(c), true) => c.clone(),
+            _ => Vec::new(),
+        };
+        let kind = self.kind;
+        let mut started = 0;
         for (index, group) in groups.into_iter().enumerate() {
             if group.is_empty() {
                 continue;
@@ -261,29 +254,41 @@ impl Engine {
                 wake: wake.clone(),
                 cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
             };
-            let ready = ready_tx.clone();
+            let ready = ready.clone();
             let fell_back = fallbacks.clone();
             let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || {
                 if uring::run(ctx, tuning, kind, ready) {
-                    fell_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    fell_back.fetch_add(1, Ordering::Relaxed);
                 }
             })?;
-            engine.workers.push(WorkerHandle {
+            self.workers.push(WorkerHandle {
                 cmds: ctx_tx,
                 wake,
                 thread: Some(thread),
             });
             started += 1;
         }
+        Ok(started)
+    }
+
+    /// One thread per node.
+    fn spawn_nodes(
+        &mut self,
+        nodes: Vec<Node>,
+        tuning: UringTuning,
+        ready: &Sender<Result<String, String>>,
+        fallbacks: &Arc<AtomicUsize>,
+    ) -> Result<usize, EngineError> {
+        let mut started = 0;
         for (index, n) in nodes.into_iter().enumerate() {
             let wake = new_wake("node")?;
             let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
             let shared = Arc::new(node::NodeShared::new());
-            engine.nodes.push(shared.clone());
-            let ready = ready_tx.clone();
+            self.nodes.push(shared.clone());
+            let ready = ready.clone();
             let w = wake.clone();
-            let on_uring = kind == EngineKind::Uring && uring::node_eligible(&n);
-            engine.node_kinds.push(if on_uring {
+            let on_uring = self.kind == EngineKind::Uring && uring::node_eligible(&n);
+            self.node_kinds.push(if on_uring {
                 EngineKind::Uring
             } else {
                 EngineKind::Poll
@@ -300,8 +305,8 @@ impl Engine {
                         ready.clone(),
                     ) {
                         Some(n) => {
-                            fell_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            shared.fell_back.store(true, std::sync::atomic::Ordering::Release);
+                            fell_back.fetch_add(1, Ordering::Relaxed);
+                            shared.fell_back.store(true, Ordering::Release);
                             n
                         }
                         None => return,
@@ -311,64 +316,73 @@ impl Engine {
                 };
                 node::run(n, ctx_rx, w, shared, ready)
             })?;
-            engine.workers.push(WorkerHandle {
+            self.workers.push(WorkerHandle {
                 cmds: ctx_tx,
                 wake,
                 thread: Some(thread),
             });
             started += 1;
         }
+        Ok(started)
+    }
+
+    /// Waits for every started thread to report its set-up; stops them all if one failed.
+    fn await_ready(
+        &mut self,
+        ready: &crossbeam_channel::Receiver<Result<String, String>>,
+        started: usize,
+    ) -> Result<(), EngineError> {
         for _ in 0..started {
-            match ready_rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    engine.stop_workers();
-                    return Err(EngineError(format!("worker setup failed: {e}")));
-                }
-                Err(_) => {
-                    engine.stop_workers();
-                    return Err(EngineError("worker setup failed: no answer within 10 s".into()));
-                }
+            let why = match ready.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => format!("worker setup failed: {e}"),
+                Err(_) => "worker setup failed: no answer within 10 s".into(),
+            };
+            self.stop_workers();
+            return Err(EngineError(why));
+        }
+        Ok(())
+    }
+
+    /// Says once how many threads run on epoll for want of locked memory for io_uring.
+    fn announce_fallbacks(&mut self, fell_back: usize, started: usize) {
+        if fell_back == 0 {
+            return;
+        }
+        crate::diag!(
+            "no memory for io_uring rings and buffers in {fell_back} of {started} data-plane threads (locked-memory limit {}): they run on the poll engine (raise it with ulimit -l to keep io_uring)",
+            memlock_limit_text()
+        );
+        for (k, n) in self.node_kinds.iter_mut().zip(&self.nodes) {
+            if n.fell_back.load(Ordering::Acquire) {
+                *k = EngineKind::Poll;
             }
         }
-        let fell_back = fallbacks.load(std::sync::atomic::Ordering::Relaxed);
-        if fell_back > 0 {
-            crate::diag!(
-                "no memory for io_uring rings and buffers in {fell_back} of {started} data-plane threads (locked-memory limit {}): they run on the poll engine (raise it with ulimit -l to keep io_uring)",
-                memlock_limit_text()
-            );
-            for (k, n) in engine.node_kinds.iter_mut().zip(&engine.nodes) {
-                if n.fell_back.load(std::sync::atomic::Ordering::Acquire) {
-                    *k = EngineKind::Poll;
+    }
+
+    /// The thread that writes the statistics to `path` every `interval`.
+    fn stats_writer(&self, path: PathBuf, interval: Duration) -> Result<StatsWriter, EngineError> {
+        let (stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let ports = self.ports.clone();
+        let nodes = self.nodes.clone();
+        let interval = interval.max(Duration::from_millis(10));
+        let (kind, n) = (self.kind, self.workers.len());
+        let thread = std::thread::Builder::new()
+            .name("vdens-stats".into())
+            .spawn(move || {
+                let mut warned = false;
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                    let json = stats::to_json(kind.name(), n, &snapshot(&ports, &nodes));
+                    write_stats(&path, &json, &mut warned);
                 }
-            }
-        }
-        if let Some(path) = opts.stats.clone() {
-            let (stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
-            let ports = engine.ports.clone();
-            let nodes = engine.nodes.clone();
-            let interval = opts.stats_interval.max(Duration::from_millis(10));
-            let (kind, n) = (engine.kind, engine.workers.len());
-            let thread = std::thread::Builder::new()
-                .name("vdens-stats".into())
-                .spawn(move || {
-                    let mut warned = false;
-                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                        stop_rx.recv_timeout(interval)
-                    {
-                        let json = stats::to_json(kind.name(), n, &snapshot(&ports, &nodes));
-                        write_stats(&path, &json, &mut warned);
-                    }
-                })
-                .map_err(|e| {
-                    EngineError(format!(
-                        "cannot start the stats thread: {}",
-                        crate::sys::err_text(&e)
-                    ))
-                })?;
-            engine.writer = Some(StatsWriter { stop, thread });
-        }
-        Ok(engine)
+            })
+            .map_err(|e| {
+                EngineError(format!(
+                    "cannot start the stats thread: {}",
+                    crate::sys::err_text(&e)
+                ))
+            })?;
+        Ok(StatsWriter { stop, thread })
     }
 
     /// The engine each node runs on, in node order.
@@ -434,7 +448,7 @@ impl Engine {
     pub fn cable_ended(&self) -> bool {
         self.nodes
             .iter()
-            .any(|n| n.ended.load(std::sync::atomic::Ordering::Acquire))
+            .any(|n| n.ended.load(Ordering::Acquire))
     }
 
     /// The statistics as one JSON line.
@@ -489,13 +503,59 @@ impl Drop for Engine {
     }
 }
 
+/// Ports whose link hosts a node (switch://, hub://, seqpacket ptp) become that node, with their
+/// tap as its first endpoint; returns the other ports.
+fn host_nodes(ports: Vec<Port>, nodes: &mut Vec<Node>) -> Vec<Port> {
+    let (hosted, ports): (Vec<Port>, Vec<Port>) = ports.into_iter().partition(|p| p.link.node.is_some());
+    for mut p in hosted {
+        let h = p.link.node.take().expect("partitioned on node");
+        nodes.push(Node {
+            name: p.link.vnl.clone(),
+            kind: NodeKind::hosting(h),
+            endpoints: vec![Endpoint::Tap {
+                name: p.name.clone(),
+                fd: p.tap,
+                offload: p.offload,
+            }],
+        });
+    }
+    ports
+}
+
+/// Every port's counters, and the ports (with their plans) of each worker.
+type Assignment = (Vec<Arc<stats::PortStats>>, Vec<Vec<Assigned>>);
+
+/// Each port's plan and counters, and the ports dealt out to the workers in turn.
+fn assign(
+    opts: &EngineOptions,
+    ports: Vec<Port>,
+) -> Result<Assignment, EngineError> {
+    let nworkers = opts
+        .workers
+        .unwrap_or_else(|| default_workers(ports.len()))
+        .clamp(1, ports.len().max(1));
+    let mut stats_all = Vec::with_capacity(ports.len());
+    let mut groups: Vec<Vec<Assigned>> = (0..nworkers).map(|_| Vec::new()).collect();
+    for (i, port) in ports.into_iter().enumerate() {
+        let plan = port::plan(&port)?;
+        let st = Arc::new(stats::PortStats::new(&port.name, &port.link.vnl));
+        stats_all.push(st.clone());
+        groups[i % nworkers].push(Assigned {
+            port,
+            plan,
+            stats: st,
+        });
+    }
+    Ok((stats_all, groups))
+}
+
 /// Confines the calling data-plane thread once its set-up is done (`sys::isolate`: no
 /// capabilities, no_new_privs, a seccomp allowlist). Where the kernel refuses, said once; the
 /// thread goes on unconfined.
 pub(crate) fn confine() {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if let Err(e) = crate::sys::isolate::confine_data_plane() {
-        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        if !WARNED.swap(true, Ordering::Relaxed) {
             crate::diag!(
                 "cannot confine the data-plane threads ({}): they keep the namespace's capabilities",
                 crate::sys::err_text(&e)
