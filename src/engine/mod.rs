@@ -43,7 +43,7 @@ pub use offload::TapOffload;
 pub use port::MAX_FRAME;
 pub use stats::{Counts, PortSnapshot, LINK_TO_TAP, TAP_TO_LINK};
 pub use uring::UringTuning;
-use worker::{Assigned, Cmd, WorkerCtx};
+use worker::{Assigned, Cmd, NodeCtx, WorkerCtx};
 
 /// A tap joined to a link.
 pub struct Port {
@@ -257,9 +257,7 @@ impl Engine {
             let ready = ready.clone();
             let fell_back = fallbacks.clone();
             let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || {
-                if uring::run(ctx, tuning, kind, ready) {
-                    fell_back.fetch_add(1, Ordering::Relaxed);
-                }
+                uring::run(ctx, tuning, kind, &fell_back, ready)
             })?;
             self.workers.push(WorkerHandle {
                 cmds: ctx_tx,
@@ -287,34 +285,22 @@ impl Engine {
             self.nodes.push(shared.clone());
             let ready = ready.clone();
             let w = wake.clone();
-            let on_uring = self.kind == EngineKind::Uring && uring::node_eligible(&n);
-            self.node_kinds.push(if on_uring {
-                EngineKind::Uring
-            } else {
-                EngineKind::Poll
-            });
+            // The ring loop runs the node on either driver; what it does not take yet runs on
+            // the older epoll node.
+            let on_ring = uring::node_eligible(&n);
+            let kind = if on_ring { self.kind } else { EngineKind::Poll };
+            self.node_kinds.push(kind);
             let fell_back = fallbacks.clone();
             let thread = spawn_thread(format!("vdens-node{index}"), move || {
-                let n = if on_uring {
-                    match uring::run_node(
-                        n,
-                        ctx_rx.clone(),
-                        w.clone(),
-                        shared.clone(),
-                        tuning,
-                        ready.clone(),
-                    ) {
-                        Some(n) => {
-                            fell_back.fetch_add(1, Ordering::Relaxed);
-                            shared.fell_back.store(true, Ordering::Release);
-                            n
-                        }
-                        None => return,
-                    }
-                } else {
-                    n
+                if !on_ring {
+                    return node::run(n, ctx_rx, w, shared, ready);
+                }
+                let ctx = NodeCtx {
+                    cmds: ctx_rx,
+                    wake: w,
+                    shared,
                 };
-                node::run(n, ctx_rx, w, shared, ready)
+                uring::run_node(n, ctx, tuning, kind, &fell_back, ready)
             })?;
             self.workers.push(WorkerHandle {
                 cmds: ctx_tx,
@@ -446,9 +432,7 @@ impl Engine {
 
     /// True once an endpoint of a cable node reached end of file (its input is closed).
     pub fn cable_ended(&self) -> bool {
-        self.nodes
-            .iter()
-            .any(|n| n.ended.load(Ordering::Acquire))
+        self.nodes.iter().any(|n| n.ended.load(Ordering::Acquire))
     }
 
     /// The statistics as one JSON line.
@@ -526,10 +510,7 @@ fn host_nodes(ports: Vec<Port>, nodes: &mut Vec<Node>) -> Vec<Port> {
 type Assignment = (Vec<Arc<stats::PortStats>>, Vec<Vec<Assigned>>);
 
 /// Each port's plan and counters, and the ports dealt out to the workers in turn.
-fn assign(
-    opts: &EngineOptions,
-    ports: Vec<Port>,
-) -> Result<Assignment, EngineError> {
+fn assign(opts: &EngineOptions, ports: Vec<Port>) -> Result<Assignment, EngineError> {
     let nworkers = opts
         .workers
         .unwrap_or_else(|| default_workers(ports.len()))

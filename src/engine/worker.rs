@@ -28,6 +28,15 @@ pub struct WorkerCtx {
     pub cpu: Option<usize>,
 }
 
+/// Everything a node's thread starts with, besides the node.
+pub struct NodeCtx {
+    pub cmds: Receiver<Cmd>,
+    /// Non-blocking eventfd the control thread writes after queueing a command.
+    pub wake: Arc<OwnedFd>,
+    /// What the node shares with the control thread (counters, state).
+    pub shared: Arc<super::node::NodeShared>,
+}
+
 /// Pins the calling thread to `cpu`. Called first thing in a worker, before it allocates its
 /// buffers: Linux places an anonymous page on the NUMA node of the CPU that first touches it,
 /// so buffers touched after pinning are local to the core that will use them.

@@ -9,7 +9,7 @@ mod worker;
 pub use node::{eligible as node_eligible, run_node};
 pub use worker::run;
 
-use io_uring::{opcode, squeue, types::BufRingEntry, IoUring, Probe};
+use io_uring::{opcode, types::BufRingEntry, IoUring, Probe};
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -165,26 +165,6 @@ fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'stat
         .setup_clamp()
         .build(entries)
         .map(|r| (r, "plain"))
-}
-
-/// Pushes one entry; when the submission queue is full, submits what is queued first.
-///
-/// # Safety
-/// Every buffer, iovec, msghdr and address the entry points to must stay valid and unmoved until
-/// its completion is reaped (the worker keeps them in its arenas and boxed slots, which it drops
-/// only after every operation completed or was cancelled and reaped).
-unsafe fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {
-    loop {
-        // SAFETY: per this function's contract.
-        if unsafe { ring.submission().push(e) }.is_ok() {
-            return Ok(());
-        }
-        match ring.submit() {
-            Ok(_) => {}
-            Err(err) if is_retry(&err) => {}
-            Err(err) => return Err(err),
-        }
-    }
 }
 
 /// EINTR/EAGAIN/EBUSY from io_uring_enter mean "try again later".

@@ -25,7 +25,8 @@
 //! An endpoint that leaves is detached at once (no more frames to it); its descriptors close
 //! when the last operation that uses them has completed (cancelled first).
 
-use super::{build_ring, is_retry, push, BufRing, SetupError, UringTuning};
+use super::ring::{Interval, Ring, Sqe, Target};
+use super::{build_ring, is_retry, BufRing, SetupError, UringTuning};
 use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
@@ -35,19 +36,20 @@ use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
-use crate::engine::worker::Cmd;
+use crate::engine::worker::{Cmd, NodeCtx};
+use crate::engine::EngineKind;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::transport::{Framing, Link, SendTo};
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::stream::{self, Decoder};
 use crossbeam_channel::{Receiver, Sender};
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::cqueue;
 use nix::errno::Errno;
 use nix::sys::socket::{recv, MsgFlags, SockaddrLike, UnixAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -293,7 +295,7 @@ fn bfd<'a>(f: RawFd) -> BorrowedFd<'a> {
 
 struct UNode {
     name: String,
-    ring: IoUring,
+    ring: Ring,
     bufs: BufRing,
     /// References to each shared buffer (sends in flight + the forwarding in progress).
     buf_refs: Box<[u16]>,
@@ -336,12 +338,12 @@ impl Control for UNode {
 }
 
 impl UNode {
-    fn push(&mut self, e: &squeue::Entry) {
-        // SAFETY: entries reference only the shared buffer ring and slot memory (kept until
+    fn push(&mut self, e: &super::ring::Op) {
+        // SAFETY: operations reference only the shared buffer ring and slot memory (kept until
         // every operation is reaped, see `shutdown`), the stream buffers and addresses of
         // endpoints (kept, with their descriptors, until their operations are reaped: `leaving`)
         // and nothing on the stack.
-        if let Err(e) = unsafe { push(&mut self.ring, e) } {
+        if let Err(e) = unsafe { self.ring.push(e) } {
             crate::diag!(
                 "{}: io_uring submit failed: {}",
                 self.name,
@@ -410,20 +412,24 @@ impl UNode {
     }
 
     fn arm_wake(&mut self) {
-        let e = opcode::PollAdd::new(types::Fd(self.wake), libc::POLLIN as u32)
-            .multi(true)
-            .build()
-            .user_data(token(Op::Wake, 0, 0, 0, 0));
+        let e = Sqe::Poll {
+            fd: Target::Fd(self.wake),
+            events: libc::POLLIN as u32,
+            multi: true,
+        }
+        .op(token(Op::Wake, 0, 0, 0, 0));
         self.push(&e);
         self.wake_armed = true;
     }
 
     fn arm_listen(&mut self) {
         let Some(l) = &self.listener else { return };
-        let e = opcode::PollAdd::new(types::Fd(l.ctl.as_raw_fd()), libc::POLLIN as u32)
-            .multi(true)
-            .build()
-            .user_data(token(Op::Listen, 0, 0, 0, 0));
+        let e = Sqe::Poll {
+            fd: Target::Fd(l.ctl.as_raw_fd()),
+            events: libc::POLLIN as u32,
+            multi: true,
+        }
+        .op(token(Op::Listen, 0, 0, 0, 0));
         self.push(&e);
         self.listen_armed = true;
     }
@@ -434,11 +440,14 @@ impl UNode {
         if e.rx_armed || e.rx_dead {
             return;
         }
-        let fd = types::Fd(e.rx_fd);
+        let fd = Target::Fd(e.rx_fd);
         let sqe = match &mut e.rx {
             Rx::None => return,
-            Rx::Multi { socket: true, .. } => opcode::RecvMulti::new(fd, g).build(),
-            Rx::Multi { socket: false, .. } => opcode::ReadMulti::new(fd, 0, g).build(),
+            Rx::Multi { socket, .. } => Sqe::ReadMulti {
+                fd,
+                group: g,
+                socket: *socket,
+            },
             Rx::Stream(s) => {
                 if s.reading || s.off < s.len {
                     return;
@@ -446,16 +455,24 @@ impl UNode {
                 s.reading = true;
                 // Offset -1: the file position, for a stream that is a regular file (a
                 // recording replayed by vdeplug-fast); pipes and sockets ignore it.
-                opcode::Read::new(fd, s.raw.as_mut_ptr(), STREAM_IN as u32)
-                    .offset(u64::MAX)
-                    .build()
+                Sqe::Read {
+                    fd,
+                    buf: s.raw.as_mut_ptr(),
+                    len: STREAM_IN as u32,
+                    socket: false,
+                }
             }
             Rx::Vnet(v) => {
                 if v.reading || v.len > 0 {
                     return;
                 }
                 v.reading = true;
-                opcode::Read::new(fd, v.big.as_mut_ptr(), SUPER_READ as u32).build()
+                Sqe::Read {
+                    fd,
+                    buf: v.big.as_mut_ptr(),
+                    len: SUPER_READ as u32,
+                    socket: false,
+                }
             }
         };
         let kind = match e.rx {
@@ -466,7 +483,7 @@ impl UNode {
         e.rx_armed = true;
         e.rx_starved = false;
         e.inflight += 1;
-        let sqe = sqe.user_data(token(kind, id, e.gen, 0, 0));
+        let sqe = sqe.op(token(kind, id, e.gen, 0, 0));
         self.push(&sqe);
     }
 
@@ -474,9 +491,12 @@ impl UNode {
         let Some(e) = self.eps[id].as_mut() else { return };
         let Some(c) = e.ctl_fd else { return };
         e.inflight += 1;
-        let sqe = opcode::PollAdd::new(types::Fd(c), libc::POLLIN as u32)
-            .build()
-            .user_data(token(Op::Ctl, id, e.gen, 0, 0));
+        let sqe = Sqe::Poll {
+            fd: Target::Fd(c),
+            events: libc::POLLIN as u32,
+            multi: false,
+        }
+        .op(token(Op::Ctl, id, e.gen, 0, 0));
         self.push(&sqe);
     }
 
@@ -519,9 +539,7 @@ impl UNode {
         fds.sort_unstable();
         fds.dedup();
         for fd in fds.into_iter().filter(|f| *f >= 0) {
-            let c = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
-                .build()
-                .user_data(token(Op::Cancel, 0, 0, 0, 0));
+            let c = Sqe::CancelFd { fd }.op(token(Op::Cancel, 0, 0, 0, 0));
             self.push(&c);
         }
         self.leaving.push((id, e));
@@ -533,20 +551,32 @@ impl UNode {
         let Some(e) = self.eps[to].as_mut() else { return };
         let c = &mut e.counts[LINK_TO_TAP];
         c.received += 1;
-        let fd = types::Fd(e.tx_fd);
+        let fd = Target::Fd(e.tx_fd);
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let sqe = match &mut e.tx {
             Tx::Discard => {
                 c.add_drop(DropReason::NoLink, 1);
                 return;
             }
-            Tx::Send => opcode::Send::new(fd, ptr, len as u32).flags(flags).build(),
-            Tx::SendTo(a) => opcode::Send::new(fd, ptr, len as u32)
-                .flags(flags)
-                .dest_addr(a.as_ptr().cast())
-                .dest_addr_len(a.len())
-                .build(),
-            Tx::Write => opcode::Write::new(fd, ptr, len as u32).build(),
+            Tx::Send => Sqe::Send {
+                fd,
+                buf: ptr,
+                len: len as u32,
+                flags,
+                dest: None,
+            },
+            Tx::SendTo(a) => Sqe::Send {
+                fd,
+                buf: ptr,
+                len: len as u32,
+                flags,
+                dest: Some((a.as_ptr().cast(), a.len())),
+            },
+            Tx::Write => Sqe::Write {
+                fd,
+                buf: ptr,
+                len: len as u32,
+            },
             Tx::Stream(s) => {
                 if s.end + len + 2 > s.out.len() && s.start > 0 && s.writing == 0 {
                     s.out.copy_within(s.start..s.end, 0);
@@ -573,7 +603,7 @@ impl UNode {
             }
         };
         e.inflight += 1;
-        let sqe = sqe.user_data(token(Op::Tx, to, e.gen, fid, len));
+        let sqe = sqe.op(token(Op::Tx, to, e.gen, fid, len));
         self.hold(fid);
         self.push(&sqe);
     }
@@ -587,10 +617,12 @@ impl UNode {
         }
         s.writing = s.end - s.start;
         let p = s.out[s.start..].as_ptr();
-        let sqe = opcode::Write::new(types::Fd(e.tx_fd), p, s.writing as u32)
-            .offset(u64::MAX)
-            .build()
-            .user_data(token(Op::StreamWrite, id, e.gen, 0, 0));
+        let sqe = Sqe::Write {
+            fd: Target::Fd(e.tx_fd),
+            buf: p,
+            len: s.writing as u32,
+        }
+        .op(token(Op::StreamWrite, id, e.gen, 0, 0));
         e.inflight += 1;
         self.push(&sqe);
     }
@@ -693,9 +725,10 @@ impl UNode {
                     self.shared.ended.store(true, Ordering::Release);
                 }
                 if more {
-                    let c = opcode::AsyncCancel::new(token(Op::Rx, t.ep(), t.gen, 0, 0))
-                        .build()
-                        .user_data(token(Op::Cancel, 0, 0, 0, 0));
+                    let c = Sqe::Cancel {
+                        user_data: token(Op::Rx, t.ep(), t.gen, 0, 0),
+                    }
+                    .op(token(Op::Cancel, 0, 0, 0, 0));
                     self.push(&c);
                 }
             } else {
@@ -958,9 +991,10 @@ impl UNode {
             match c {
                 Change::Watch { slot, gen, fd } => self.arm_pending(slot, gen, fd),
                 Change::Unwatch { slot, gen } => {
-                    let e = opcode::AsyncCancel::new(token(Op::Pending, slot, gen, 0, 0))
-                        .build()
-                        .user_data(token(Op::Cancel, 0, 0, 0, 0));
+                    let e = Sqe::Cancel {
+                        user_data: token(Op::Pending, slot, gen, 0, 0),
+                    }
+                    .op(token(Op::Cancel, 0, 0, 0, 0));
                     self.push(&e);
                 }
             }
@@ -968,9 +1002,12 @@ impl UNode {
     }
 
     fn arm_pending(&mut self, slot: usize, gen: u16, fd: RawFd) {
-        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
-            .build()
-            .user_data(token(Op::Pending, slot, gen, 0, 0));
+        let sqe = Sqe::Poll {
+            fd: Target::Fd(fd),
+            events: libc::POLLIN as u32,
+            multi: false,
+        }
+        .op(token(Op::Pending, slot, gen, 0, 0));
         self.push(&sqe);
     }
 
@@ -1046,9 +1083,7 @@ impl UNode {
     /// Handles every completion ready; true when Stop arrived.
     fn drain(&mut self, cmds: &Receiver<Cmd>) -> bool {
         self.cqes.clear();
-        for c in self.ring.completion() {
-            self.cqes.push((c.user_data(), c.result(), c.flags()));
-        }
+        self.ring.completions(&mut self.cqes);
         let mut stop = false;
         for i in 0..self.cqes.len() {
             let (ud, res, flags) = self.cqes[i];
@@ -1127,7 +1162,7 @@ impl UNode {
             self.arm_rx(id);
         }
         loop {
-            match self.ring.submit_and_wait(1) {
+            match self.ring.submit_and_wait(1, None) {
                 Ok(_) => {}
                 Err(e) if is_retry(&e) => {}
                 Err(e) => {
@@ -1159,16 +1194,13 @@ impl UNode {
                 }
             }
         }
-        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-            .build()
-            .user_data(token(Op::Cancel, 0, 0, 0, 0));
+        let cancel = Sqe::CancelAll.op(token(Op::Cancel, 0, 0, 0, 0));
         self.push(&cancel);
         let deadline = Instant::now() + Duration::from_secs(2);
-        let ts = types::Timespec::new().nsec(50_000_000);
-        let args = types::SubmitArgs::new().timespec(&ts);
+        let tick = Interval::new(Duration::from_millis(50));
         let (_, none) = crossbeam_channel::bounded::<Cmd>(0);
         while self.outstanding > 0 && Instant::now() < deadline {
-            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let _ = self.ring.submit_and_wait(1, Some(&tick));
             self.drain(&none);
             if self.outstanding > 0 {
                 self.push(&cancel);
@@ -1199,33 +1231,54 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
     }
 }
 
-/// Runs a switch or hub node on io_uring until Stop. `ready` gets Ok once it is set up.
+/// The ring of a node on the driver `kind` names, and its buffers.
+fn node_ring(kind: EngineKind, tuning: UringTuning) -> Result<(Ring, BufRing), SetupError> {
+    let mut ring = match kind {
+        EngineKind::Uring => Ring::Kernel(
+            build_ring(1024, 8192, tuning.defer_taskrun)
+                .map_err(|e| SetupError::io("io_uring_setup", &e))?
+                .0,
+        ),
+        EngineKind::Poll => Ring::emulated().map_err(|e| SetupError::io("epoll_create1", &e))?,
+    };
+    let mut bufs = BufRing::new(NBUF, BUF_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
+    ring.register_buf_ring(&mut bufs, 0)
+        .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
+    Ok((ring, bufs))
+}
+
+/// Runs a node on the driver `kind` names until Stop. `ready` gets Ok once it is set up. When
+/// there is no memory for an io_uring ring or its buffers, the node runs on the epoll driver
+/// instead, and says so in `shared.fell_back` and counts itself in `fell_back` before it
+/// reports (the engine says so once).
 pub fn run_node(
     node: Node,
-    cmds: Receiver<Cmd>,
-    wake: Arc<OwnedFd>,
-    shared: Arc<NodeShared>,
+    ctx: NodeCtx,
     tuning: UringTuning,
+    kind: EngineKind,
+    fell_back: &AtomicUsize,
     ready: Sender<Result<String, String>>,
-) -> Option<Node> {
-    // The ring and the buffers first, while the node is still whole: without memory for them
-    // the node goes back to the caller, for the epoll node to run.
-    let parts = build_ring(1024, 8192, tuning.defer_taskrun)
-        .map_err(|e| SetupError::io("io_uring_setup", &e))
-        .and_then(|(ring, _)| {
-            let mut bufs =
-                BufRing::new(NBUF, BUF_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
-            bufs.register_as(&ring, 0)
-                .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
-            Ok((ring, bufs))
-        });
+) {
+    let NodeCtx { cmds, wake, shared } = ctx;
+    let parts = match node_ring(kind, tuning) {
+        Err(e) if e.memory && kind == EngineKind::Uring => {
+            fell_back.fetch_add(1, Ordering::Relaxed);
+            shared.fell_back.store(true, Ordering::Release);
+            node_ring(EngineKind::Poll, tuning)
+        }
+        r => r,
+    };
     let (ring, bufs) = match parts {
         Ok(p) => p,
-        Err(e) if e.memory => return Some(node),
         Err(e) => {
             let _ = ready.send(Err(e.msg));
-            return None;
+            return;
         }
+    };
+    let mode = if matches!(ring, Ring::Kernel(_)) {
+        "uring node"
+    } else {
+        "epoll node"
     };
     let setup = (|| -> Result<UNode, String> {
         let (listener, fwd) = match node.kind {
@@ -1275,12 +1328,11 @@ pub fn run_node(
     match setup {
         Ok(mut w) => {
             crate::engine::confine();
-            let _ = ready.send(Ok("uring node".into()));
+            let _ = ready.send(Ok(mode.into()));
             w.run(&cmds);
         }
         Err(e) => {
             let _ = ready.send(Err(e));
         }
     }
-    None
 }

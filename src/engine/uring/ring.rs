@@ -47,8 +47,6 @@ impl Interval {
 
 /// One operation. Pointers must stay valid and unmoved until its last completion is reaped.
 #[derive(Clone, Copy, Debug)]
-// Send and CancelFd: the node's, which moves onto this seam next.
-#[allow(dead_code)]
 pub enum Sqe {
     /// read(2) (`socket`: recv(2)) of at most `len` bytes into `buf`, at the file position.
     Read {

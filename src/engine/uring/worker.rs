@@ -36,6 +36,7 @@ use crossbeam_channel::Sender;
 use io_uring::cqueue;
 use nix::sys::socket::{SockaddrLike, UnixAddr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -332,20 +333,21 @@ impl Tx {
 
 /// Runs a worker on the driver `kind` names until Stop. Reports setup success or failure on
 /// `ready` first. When there is no memory for an io_uring ring or its buffers, the worker runs
-/// on the epoll driver instead, and this returns true (the engine says so once).
+/// on the epoll driver instead, and counts itself in `fell_back` before it reports (the
+/// engine says so once).
 pub fn run(
     mut ctx: WorkerCtx,
     tuning: UringTuning,
     kind: EngineKind,
+    fell_back: &AtomicUsize,
     ready: Sender<Result<String, String>>,
-) -> bool {
+) {
     // Pin before allocating: the buffers are then populated by (and local to) this core.
     pin(ctx.cpu);
     let ports = std::mem::take(&mut ctx.ports);
-    let mut fell_back = false;
     let built = match Worker::new(ports, &ctx.wake, tuning, kind) {
         Err((e, ports)) if e.memory && kind == EngineKind::Uring => {
-            fell_back = true;
+            fell_back.fetch_add(1, AtomicOrdering::Relaxed);
             Worker::new(ports, &ctx.wake, tuning, EngineKind::Poll)
         }
         r => r,
@@ -358,11 +360,10 @@ pub fn run(
         }
         Err((e, _)) => {
             let _ = ready.send(Err(e.msg));
-            return fell_back;
+            return;
         }
     };
     w.run(&ctx.cmds);
-    fell_back
 }
 
 impl Control for Worker {
