@@ -104,7 +104,10 @@ fn run_inner(cfg: &Config) -> Result<i32, RunError> {
 fn open_links(cfg: &Config) -> Result<Vec<Link>, RunError> {
     let mut links = Vec::with_capacity(cfg.vnls.len());
     for v in &cfg.vnls {
-        links.push(transport::open_os(v).map_err(RunError::Open)?);
+        // A tap:// link's host tap gets the offloads of the port's own tap (a port's worker
+        // always reads that one with offload unless --no-offload): frames cross whole.
+        let tap_offload = tap::offload_wanted(cfg.offload, TapReader::Port, || true);
+        links.push(transport::open_with(v, "vdens-fast", tap_offload).map_err(RunError::Open)?);
     }
     Ok(links)
 }

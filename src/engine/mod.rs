@@ -519,7 +519,13 @@ fn assign(opts: &EngineOptions, ports: Vec<Port>) -> Result<Assignment, EngineEr
     let mut groups: Vec<Vec<Assigned>> = (0..nworkers).map(|_| Vec::new()).collect();
     for (i, port) in ports.into_iter().enumerate() {
         let plan = port::plan(&port)?;
-        let st = Arc::new(stats::PortStats::new(&port.name, &port.link.vnl));
+        let mut st = stats::PortStats::new(&port.name, &port.link.vnl);
+        st.offload = match (port.offload.enabled(), port.link.offload.enabled()) {
+            (false, _) => stats::Offload::None,
+            (true, false) => stats::Offload::Cut,
+            (true, true) => stats::Offload::Whole,
+        };
+        let st = Arc::new(st);
         stats_all.push(st.clone());
         groups[i % nworkers].push(Assigned {
             port,
@@ -589,6 +595,7 @@ fn snapshot(ports: &[Arc<stats::PortStats>], nodes: &[Arc<node::NodeShared>]) ->
         .map(|p| PortSnapshot {
             name: p.name.clone(),
             vnl: p.vnl.clone(),
+            offload: p.offload,
             dirs: [p.dirs[0].snapshot(), p.dirs[1].snapshot()],
         })
         .collect()

@@ -139,6 +139,12 @@ fn err(port: &Port, what: &str, e: nix::Error) -> EngineError {
 /// of handing blocking reads to io-wq threads; epoll needs it to drain until EAGAIN) and
 /// describes its two directions.
 pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
+    if port.link.offload.enabled() && port.link.offload.vnet_hdr != port.offload.vnet_hdr {
+        return Err(EngineError(format!(
+            "{} ({}): the link's tap reads a virtio-net header of {} bytes, the interface's {} (open both with offload or neither)",
+            port.name, port.link.vnl, port.link.offload.vnet_hdr, port.offload.vnet_hdr
+        )));
+    }
     let tap = port.tap.as_fd();
     set_nonblocking(tap).map_err(|e| err(port, "cannot make the tap non-blocking", e))?;
     let tap_fd = tap.as_raw_fd();

@@ -148,6 +148,30 @@ pub struct PortStats {
     pub name: String,
     pub vnl: String,
     pub dirs: [AtomicCounts; 2],
+    /// How super-frames fare between the tap and the link.
+    pub offload: Offload,
+}
+
+/// What happens to the super-frames of a port's offloading tap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Offload {
+    /// No super-frames: a plain tap.
+    #[default]
+    None,
+    /// Cut into standard frames for the link, and coalesced from them for the tap.
+    Cut,
+    /// They cross the link whole (a tap:// link opened with the same virtio-net header).
+    Whole,
+}
+
+impl Offload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Offload::None => "none",
+            Offload::Cut => "cut",
+            Offload::Whole => "whole",
+        }
+    }
 }
 
 impl PortStats {
@@ -156,6 +180,7 @@ impl PortStats {
             name: name.to_string(),
             vnl: vnl.to_string(),
             dirs: Default::default(),
+            offload: Offload::None,
         }
     }
 }
@@ -167,6 +192,7 @@ pub struct PortSnapshot {
     pub vnl: String,
     /// Indexed by [`TAP_TO_LINK`] and [`LINK_TO_TAP`].
     pub dirs: [Counts; 2],
+    pub offload: Offload,
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -198,6 +224,7 @@ pub fn to_json(engine: &str, workers: usize, ports: &[PortSnapshot]) -> String {
         json_str(&mut out, &p.name);
         out.push_str(",\"vnl\":");
         json_str(&mut out, &p.vnl);
+        let _ = write!(out, ",\"offload\":\"{}\"", p.offload.name());
         for (d, c) in p.dirs.iter().enumerate() {
             let _ = write!(out, ",\"{}\":{{", DIR_NAMES[d]);
             for (k, (name, v)) in c.fields().iter().enumerate() {
@@ -230,9 +257,10 @@ mod tests {
             name: "vde0".into(),
             vnl: "ptp:///tmp/a\"b".into(),
             dirs: [c, Counts::default()],
+            offload: Offload::Whole,
         };
         let j = to_json("uring", 1, &[p]);
-        assert!(j.starts_with("{\"engine\":\"uring\",\"workers\":1,\"ports\":[{\"name\":\"vde0\",\"vnl\":\"ptp:///tmp/a\\\"b\""), "{j}");
+        assert!(j.starts_with("{\"engine\":\"uring\",\"workers\":1,\"ports\":[{\"name\":\"vde0\",\"vnl\":\"ptp:///tmp/a\\\"b\",\"offload\":\"whole\""), "{j}");
         assert!(j.contains("\"tap_to_link\":{\"received\":3,\"frames\":1,\"bytes\":60,\"drop_no_buffer\":0,\"drop_send_error\":0,\"drop_oversize\":2"), "{j}");
         assert!(
             j.ends_with("\"drop_no_link\":0,\"super_frames\":0,\"segments\":0}}]}"),

@@ -108,7 +108,13 @@ pub fn open_offload(name: &str) -> Result<(OwnedFd, TapOffload), TapError> {
         drop(fd);
         return Ok((open(name)?, TapOffload::NONE));
     }
-    sys::tun_set_vnet_hdr_sz(fd.as_fd(), VNET_HDR as i32).map_err(|e| {
+    let off = configure_offload(fd.as_fd(), name)?;
+    Ok((fd, off))
+}
+
+/// The header size and offloads of a tap attached with IFF_VNET_HDR (see [`open_offload`]).
+pub fn configure_offload(fd: BorrowedFd<'_>, name: &str) -> Result<TapOffload, TapError> {
+    sys::tun_set_vnet_hdr_sz(fd, VNET_HDR as i32).map_err(|e| {
         TapError::new(
             format!("cannot set the virtio-net header size of tap interface {name}"),
             &e,
@@ -117,19 +123,16 @@ pub fn open_offload(name: &str) -> Result<(OwnedFd, TapOffload), TapError> {
     })?;
     let mut flags = OFFLOADS;
     let no_uso = OFFLOADS & !(sys::TUN_F_USO4 | sys::TUN_F_USO6);
-    if let Err(e) = sys::tun_set_offload(fd.as_fd(), flags) {
+    if let Err(e) = sys::tun_set_offload(fd, flags) {
         flags = 0;
-        if e.raw_os_error() == Some(libc::EINVAL) && sys::tun_set_offload(fd.as_fd(), no_uso).is_ok() {
+        if e.raw_os_error() == Some(libc::EINVAL) && sys::tun_set_offload(fd, no_uso).is_ok() {
             flags = no_uso;
         }
     }
-    Ok((
-        fd,
-        TapOffload {
-            vnet_hdr: VNET_HDR,
-            flags,
-        },
-    ))
+    Ok(TapOffload {
+        vnet_hdr: VNET_HDR,
+        flags,
+    })
 }
 
 /// Turns the carrier of the tap behind `tap` on or off (TUNSETCARRIER): the namespace sees its

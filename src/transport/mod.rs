@@ -165,6 +165,10 @@ pub struct Link {
     /// A link run as a node of the engine instead of a plain tap<->link port (switch://,
     /// hub://, vxlan://, vxvde://): the engine runs it with this link's tap as one of the node's endpoints.
     pub node: Option<Hosted>,
+    /// A `tap://` link opened with a virtio-net header and offloads (see
+    /// [`open_with`]): frames cross between it and the port's tap whole, super-frames
+    /// included. [`crate::tap::TapOffload::NONE`] for every other link.
+    pub offload: crate::tap::TapOffload,
 }
 
 impl Link {
@@ -181,6 +185,7 @@ impl Link {
             coproc: None,
             bridge: None,
             node: None,
+            offload: crate::tap::TapOffload::NONE,
         }
     }
 
@@ -453,6 +458,13 @@ pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
 
 /// [`open_described`] of a VNL given as bytes.
 pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenError> {
+    open_with(vnl_bytes, descr, false)
+}
+
+/// [`open_described_os`]; `tap_offload`: a `tap://` VNL's host tap is opened with a virtio-net
+/// header and offloads where the kernel has them, for a port whose own tap has them too (the
+/// frames then cross whole; see `Link::offload`).
+pub fn open_with(vnl_bytes: &OsStr, descr: &str, tap_offload: bool) -> Result<Link, OpenError> {
     // The VNL as messages and statistics name it.
     let label = vnl_bytes.to_string_lossy();
     let vnl = &*label;
@@ -470,7 +482,7 @@ pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenErr
         Spec::Null => null::open(vnl, ""),
         Spec::Vde(s) => vde::open(vnl, &s, descr),
         Spec::Ptp { path, seqpacket } => ptp::open(vnl, &path, seqpacket),
-        Spec::Tap { name } => tap::open(vnl, &name),
+        Spec::Tap { name } => tap::open(vnl, &name, tap_offload),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),
         Spec::Udp(s) => udp::open(vnl, &s),

@@ -249,17 +249,13 @@ fn pair(t: SockType) -> (OwnedFd, OwnedFd) {
 
 /// A link of `kind` and the test's two ends of it.
 pub fn link(kind: LinkKind) -> (Link, Writer, Reader, Option<TempDir>) {
-    let mk = |framing, rx, tx, send_to| Link {
-        vnl: format!("test-{kind:?}"),
-        framing,
-        rx: Some(rx),
-        tx,
-        send_to,
-        ctl: None,
-        cleanup: Vec::new(),
-        coproc: None,
-        bridge: None,
-        node: None,
+    let mk = |framing, rx, tx, send_to| {
+        let mut l = Link::null(&format!("test-{kind:?}"));
+        l.framing = framing;
+        l.rx = Some(rx);
+        l.tx = tx;
+        l.send_to = send_to;
+        l
     };
     match kind {
         LinkKind::Seqpacket | LinkKind::Dgram => {

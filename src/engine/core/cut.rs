@@ -49,6 +49,38 @@ pub fn segment(h: &VnetHdr, pkt: &[u8], i: usize, out: &mut [u8]) -> Result<usiz
     admit(n).map(|()| n)
 }
 
+/// A read that crosses whole, from an offloading tap to another one (a `tap://` link opened
+/// with the same virtio-net header): nothing is cut, the receiving tap's kernel takes the
+/// super-frame (or completes the partial checksum) itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Whole {
+    /// The standard frames it stands for on a wire (1 for a plain frame).
+    pub segs: u64,
+    /// Their bytes (the headers repeated in every segment).
+    pub wire: u64,
+}
+
+/// Judges one read to be passed on whole: the header must parse, a plain frame must be a
+/// frame ([`admit`]) and not cut short (`full`), a super-frame must be one the kernel could
+/// segment. Read-only: the frame goes on exactly as it came.
+pub fn judge_whole(read: &[u8], hdr_len: usize, full: bool) -> Result<Whole, DropReason> {
+    let h = VnetHdr::parse(read, hdr_len).map_err(|_| DropReason::Framing)?;
+    let pkt = &read[hdr_len..];
+    if full {
+        return Err(DropReason::Oversize);
+    }
+    if h.gso_kind() == vnet::GSO_NONE {
+        admit(pkt.len())?;
+        return Ok(Whole {
+            segs: 1,
+            wire: pkt.len() as u64,
+        });
+    }
+    Segmenter::new(&h, pkt).map_err(|_| DropReason::Framing)?;
+    let (segs, wire) = crate::engine::offload::wire_count(&h, pkt.len());
+    Ok(Whole { segs, wire })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +141,40 @@ mod tests {
             judge(&mut r, HL, false, 1000),
             Err(DropReason::Framing),
             "no room"
+        );
+    }
+
+    #[test]
+    fn whole_reads_are_judged_without_change() {
+        let plain = read_of(VnetHdr::default(), 10);
+        assert_eq!(judge_whole(&plain, HL, false), Ok(Whole { segs: 1, wire: 64 }));
+        assert_eq!(judge_whole(&plain, HL, true), Err(DropReason::Oversize));
+        assert_eq!(
+            judge_whole(&plain[..HL + 10], HL, false),
+            Err(DropReason::Framing)
+        );
+        assert_eq!(judge_whole(&plain[..4], HL, false), Err(DropReason::Framing));
+        let h = VnetHdr {
+            gso_type: vnet::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1000,
+            ..VnetHdr::default()
+        };
+        let sup = read_of(h, 2500);
+        let before = sup.clone();
+        // 2500 bytes of payload: three segments, each with the 54 bytes of headers.
+        assert_eq!(
+            judge_whole(&sup, HL, false),
+            Ok(Whole {
+                segs: 3,
+                wire: 54 * 3 + 2500
+            })
+        );
+        assert_eq!(sup, before, "read-only");
+        let bad = VnetHdr { gso_size: 0, ..h };
+        assert_eq!(
+            judge_whole(&read_of(bad, 2500), HL, false),
+            Err(DropReason::Framing)
         );
     }
 }

@@ -775,4 +775,39 @@ mod tests {
             vec![(300, -libc::ECANCELED, 0), (301, 0, 0), (302, -libc::ENOENT, 0)]
         );
     }
+
+    /// A multishot poll fires once per readiness edge (as io_uring's does on each wake-up), not
+    /// on every wait while the descriptor stays readable, so a loop that leaves work pending
+    /// (a full set of joining clients) does not spin.
+    #[test]
+    fn a_multishot_poll_fires_per_edge_until_cancelled() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let mut r = ring();
+        let poll = Sqe::Poll {
+            fd: Target::Fd(b.as_raw_fd()),
+            events: libc::POLLIN as u32,
+            multi: true,
+        };
+        // SAFETY: no memory is referenced.
+        unsafe { r.push(&poll.op(9)) }.unwrap();
+        assert!(wait(&mut r, 0).is_empty());
+        a.send(b"x").unwrap();
+        let c = wait(&mut r, 1);
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].0, c[0].1 & libc::POLLIN as i32), (9, libc::POLLIN as i32));
+        assert!(cqueue::more(c[0].2));
+        // Still readable, nothing new: no second completion.
+        let tick = Interval::new(Duration::from_millis(30));
+        assert!(r.submit_and_wait(1, Some(&tick)).is_err(), "ETIME");
+        let mut out = Vec::new();
+        r.completions(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // A new datagram is a new edge.
+        a.send(b"y").unwrap();
+        assert_eq!(wait(&mut r, 1).len(), 1);
+        // SAFETY: as above.
+        unsafe { r.push(&Sqe::CancelFd { fd: b.as_raw_fd() }.op(10)) }.unwrap();
+        let c = wait(&mut r, 2);
+        assert_eq!(c, vec![(9, -libc::ECANCELED, 0), (10, 1, 0)]);
+    }
 }

@@ -171,6 +171,9 @@ struct Rx {
     ring: BufRing,
     /// Offset of the frame in a received buffer's data (the virtio-net header of a tap read).
     data_off: usize,
+    /// Frames cross whole, virtio-net header (this many bytes) and all: both ends are taps
+    /// with the same header (a tap:// link); 0 otherwise.
+    whole_hdr: usize,
     armed: bool,
     paused: bool,
     dead: bool,
@@ -485,12 +488,16 @@ impl Worker {
             crate::engine::stats::DIR_NAMES[d]
         );
         let off = a.port.offload;
-        let vnet_rx = off.enabled() && d == TAP_TO_LINK;
+        // Tap to tap (tap:// with offload): nothing is cut or coalesced.
+        let whole = off.enabled() && a.port.link.offload.vnet_hdr == off.vnet_hdr;
+        let vnet_rx = off.enabled() && d == TAP_TO_LINK && !whole;
         let rx = match &plan.rx {
             None => None,
             Some(r) => {
                 let (entries, size, nslots) = if vnet_rx {
                     (TAP_ENTRIES, HEADROOM + SUPER_READ, SEG_SLOTS)
+                } else if whole {
+                    (TAP_ENTRIES, HEADROOM + SUPER_READ, 0)
                 } else if r.stream {
                     (ENTRIES, BUF_SIZE, SLOTS)
                 } else {
@@ -509,6 +516,7 @@ impl Worker {
                     eof_on_zero: r.eof_on_zero,
                     ring: br,
                     data_off: if vnet_rx { off.vnet_hdr } else { 0 },
+                    whole_hdr: if whole { off.vnet_hdr } else { 0 },
                     armed: false,
                     paused: false,
                     dead: false,
@@ -542,7 +550,7 @@ impl Worker {
             TxPlan::Stream { fd } => Tx::new(TxKind::Stream, fixed(*fd), None),
         };
         tx.reconnect = Reconnector::new(plan.reconnect.clone());
-        let gro = (off.enabled() && d == LINK_TO_TAP && rx.is_some()).then(|| {
+        let gro = (off.enabled() && d == LINK_TO_TAP && rx.is_some() && !whole).then(|| {
             tx.vnet_hdr = off.vnet_hdr;
             let mut all: Vec<Sbuf> = (0..=SUPERS as u16)
                 .map(|idx| Sbuf {
@@ -801,6 +809,29 @@ impl Worker {
         let len = res as usize;
         if let Some(s) = rx.stream.as_mut() {
             s.raw.push((bid, len as u32));
+            return;
+        }
+        if rx.whole_hdr > 0 && dir.tx.kind != TxKind::Discard {
+            let full = len == rx.ring.data_len();
+            match cut::judge_whole(rx.ring.data(bid, 0, len), rx.whole_hdr, full) {
+                Ok(w) => {
+                    dir.counts.received += w.segs;
+                    Self::enqueue(
+                        dir,
+                        Frame {
+                            id: bid,
+                            segs: w.segs.min(u16::MAX as u64) as u16,
+                            len: len as u32,
+                            wire: w.wire.min(u32::MAX as u64) as u32,
+                        },
+                    );
+                }
+                Err(why) => {
+                    dir.counts.received += 1;
+                    dir.counts.add_drop(why, 1);
+                    rx.ring.push(bid);
+                }
+            }
             return;
         }
         if dir.tx.kind != TxKind::Discard {
