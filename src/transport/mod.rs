@@ -17,7 +17,8 @@ mod vxvde;
 
 pub use cmd::{Coproc, CoprocWatch};
 pub use libvdeplug::Bridge;
-pub use ptp::{PtpHost, Reconnected};
+pub use ptp::{peer_alive as ptp_peer_alive, PtpHost, Reconnected};
+pub use vde::{take_rejoin, Rejoin};
 pub use vxlan::Overlay;
 
 use crate::vnl::{self, Spec, VnlError};
@@ -446,6 +447,13 @@ pub fn open_os(vnl: &OsStr) -> Result<Link, OpenError> {
     open_described_os(vnl, "vdens-fast")
 }
 
+/// [`open_os`], and a `vde://` link keeps what it needs to join a switch that appears again at
+/// the same place after its own went away ([`take_rejoin`]; its data socket's file stays
+/// until the link drops).
+pub fn open_rejoinable_os(vnl: &OsStr) -> Result<Link, OpenError> {
+    open_with(vnl, "vdens-fast", true)
+}
+
 /// [`open`], with the description a switch shows for this connection (vde_plug's -D).
 pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
     open_described_os(OsStr::new(vnl), descr)
@@ -453,6 +461,10 @@ pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
 
 /// [`open_described`] of a VNL given as bytes.
 pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenError> {
+    open_with(vnl_bytes, descr, false)
+}
+
+fn open_with(vnl_bytes: &OsStr, descr: &str, rejoin: bool) -> Result<Link, OpenError> {
     // The VNL as messages and statistics name it.
     let label = vnl_bytes.to_string_lossy();
     let vnl = &*label;
@@ -468,7 +480,7 @@ pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenErr
     })?;
     match spec {
         Spec::Null => null::open(vnl, ""),
-        Spec::Vde(s) => vde::open(vnl, &s, descr),
+        Spec::Vde(s) => vde::open(vnl, &s, descr, rejoin),
         Spec::Ptp { path, seqpacket } => ptp::open(vnl, &path, seqpacket),
         Spec::Tap { name } => tap::open(vnl, &name),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
