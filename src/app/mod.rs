@@ -1,3 +1,4 @@
 //! Orchestration of the programs: what a command line asks for and how it is run.
 
+pub mod links;
 pub mod vdeplug;

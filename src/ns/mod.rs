@@ -13,7 +13,7 @@ use crate::sys;
 use crate::transport::{self, Link};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
 /// A failed step of the set-up: what failed, why (errno text), and how to fix it.
 #[derive(Debug)]
@@ -100,7 +100,7 @@ fn run_inner(cfg: &Config) -> Result<i32, NsError> {
     // Every VNL is opened here, in the host namespaces, before anything is unshared.
     let mut links = Vec::with_capacity(cfg.vnls.len());
     for v in &cfg.vnls {
-        links.push(transport::open_os(v).map_err(|e| NsError::msg(e.to_string()))?);
+        links.push(transport::open_rejoinable_os(v).map_err(|e| NsError::msg(e.to_string()))?);
     }
     // The caller's ids, read before unshare: afterwards getuid() shows the overflow id until
     // the maps are written.
@@ -145,7 +145,7 @@ fn clone_mode(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, Ns
             let mut coprocs = coproc_watches(&links);
             // The child owns the links now: close our copies without removing their files.
             links.into_iter().for_each(Link::disown);
-            Ok(child::supervise(&mut sfd, pid, &[], |ev| {
+            Ok(child::supervise(&mut sfd, pid, &[], None, |ev| {
                 if let child::Event::Child = ev {
                     reap_coprocs(&mut coprocs);
                 }
@@ -191,9 +191,9 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
     }
     let mut coprocs = coproc_watches(&links);
     let mut ports = Vec::with_capacity(links.len());
-    // vde:// links: VNL, interface, control connection, and the tap (a second descriptor of
-    // it) whose carrier goes when the switch does.
-    let mut ctls: Vec<(String, String, OwnedFd, Option<OwnedFd>)> = Vec::new();
+    // Links whose tap's carrier follows them, and vde:// links that join their switch again.
+    let mut watched =
+        crate::app::links::Links::new().map_err(|e| NsError::new("cannot create an epoll set", &e, None))?;
     for (i, mut link) in links.into_iter().enumerate() {
         let name = format!("{}{}", cfg.iface_prefix, i);
         // Taps of hosted nodes stay plain, except a switch's or hub's when the io_uring node
@@ -204,9 +204,7 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
         } else {
             (tap::open_tap(&name)?, TapOffload::NONE)
         };
-        if let Some(c) = link.ctl.take() {
-            ctls.push((link.vnl.clone(), name.clone(), c, tap.try_clone().ok()));
-        }
+        watched.add(&name, &tap, &mut link);
         ports.push(Port {
             name,
             tap,
@@ -214,6 +212,9 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
             offload,
         });
     }
+    let wfd = watched
+        .fd()
+        .map_err(|e| NsError::new("cannot duplicate the epoll set", &e, None))?;
     let cmd = child::Command::new(&cfg.cmd)?;
     let mut sfd = child::signal_fd()?;
     let pid = cmd.spawn(&command_caps(cfg.sysadm))?;
@@ -233,8 +234,7 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
             return Err(NsError::msg(format!("cannot start the data plane: {e}")));
         }
     };
-    let watch: Vec<_> = ctls.iter().map(|(_, _, fd, _)| fd.as_fd()).collect();
-    let code = child::supervise(&mut sfd, pid, &watch, |ev| match ev {
+    let code = child::supervise(&mut sfd, pid, &[wfd.as_fd()], watched.tick(), |ev| match ev {
         child::Event::Usr1 => {
             engine.dump_stats();
             true
@@ -243,25 +243,16 @@ fn inside(cfg: &Config, links: Vec<Link>, ids: (u32, u32)) -> Result<i32, NsErro
             reap_coprocs(&mut coprocs);
             true
         }
-        child::Event::Ready(i) => {
-            let (vnl, ifname, fd, tap) = &ctls[i];
-            let mut buf = [0u8; 256];
-            match nix::unistd::read(fd, &mut buf) {
-                Ok(n) if n > 0 => true,
-                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => true,
-                _ => {
-                    eprintln!("vdens-fast: {vnl}: the switch closed the control connection; {ifname} is disconnected");
-                    // The namespace sees it too: the interface loses its carrier.
-                    if let Some(t) = tap {
-                        let _ = crate::sys::tun_set_carrier(t.as_fd(), false);
-                    }
-                    false
-                }
-            }
+        child::Event::Ready(_) => {
+            watched.on_ready();
+            true
+        }
+        child::Event::Tick => {
+            watched.on_tick();
+            true
         }
     });
-    drop(watch);
     engine.stop();
-    drop(ctls);
+    drop(watched);
     Ok(code)
 }
