@@ -639,3 +639,38 @@ pub fn open(vnl: &str, spec: &VdeSpec, descr: &str, rejoin: bool) -> Result<Link
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kept data socket moved out of the switch directory is still found through its new
+    /// name (as a switch joining it does), and its old name is gone.
+    #[test]
+    fn a_moved_data_socket_is_reached_at_its_new_path() {
+        let d = crate::TestDir::new("vde-move-out");
+        let sw = d.0.join("sw");
+        std::fs::create_dir(&sw).unwrap();
+        let (data, bound) = bind_data("vde://test", &sw).unwrap();
+        let kept = move_out(bound.clone(), &sw);
+        struct Rm(PathBuf);
+        impl Drop for Rm {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _rm = Rm(kept.clone());
+        // The test directory is in /tmp: /tmp at least takes it.
+        assert_ne!(kept, bound, "moved out");
+        assert!(!bound.exists());
+        assert!(
+            std::fs::read_dir(&sw).unwrap().next().is_none(),
+            "the switch directory is empty"
+        );
+        let peer = UnixDatagram::unbound().unwrap();
+        peer.connect(&kept).unwrap();
+        peer.send(b"frame").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(data.recv(&mut buf).unwrap(), 5);
+    }
+}
