@@ -3,8 +3,7 @@
 //! its status. The steps are `ns`'s, `tap`'s, `transport`'s and `engine`'s; this is the only
 //! place that knows their order.
 
-mod switch_watch;
-
+use crate::app::links::Links;
 use crate::cli::{Config, NsMode};
 use crate::engine::{Engine, EngineError, EngineKind, EngineOptions, Port};
 use crate::ns::{self, child, Ids, NsError, NsSpec, Resolv};
@@ -13,7 +12,7 @@ use crate::transport::{self, CoprocWatch, Hosted, Link, OpenError};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use std::fmt;
-use switch_watch::SwitchWatch;
+use std::os::fd::AsFd;
 
 /// A step of the run that failed; each says what failed, why, and how to fix it.
 #[derive(Debug)]
@@ -106,8 +105,13 @@ fn open_links(cfg: &Config) -> Result<Vec<Link>, RunError> {
     for v in &cfg.vnls {
         // A tap:// link's host tap gets the offloads of the port's own tap (a port's worker
         // always reads that one with offload unless --no-offload): frames cross whole.
-        let tap_offload = tap::offload_wanted(cfg.offload, TapReader::Port, || true);
-        links.push(transport::open_with(v, "vdens-fast", tap_offload).map_err(RunError::Open)?);
+        // A vde:// link keeps what it takes to join its switch again when it comes back.
+        let how = transport::Opening {
+            descr: "vdens-fast",
+            rejoin: true,
+            tap_offload: tap::offload_wanted(cfg.offload, TapReader::Port, || true),
+        };
+        links.push(transport::open_with(v, &how).map_err(RunError::Open)?);
     }
     Ok(links)
 }
@@ -136,7 +140,7 @@ fn clone_mode(cfg: &Config, spec: &NsSpec, links: Vec<Link>, ids: Ids) -> Result
             let mut coprocs = coproc_watches(&links);
             // The child owns the links now: close our copies without removing their files.
             links.into_iter().for_each(Link::disown);
-            Ok(child::supervise(&mut sfd, pid, &[], |ev| {
+            Ok(child::supervise(&mut sfd, pid, &[], None, |ev| {
                 if let child::Event::Child = ev {
                     reap_coprocs(&mut coprocs);
                 }
@@ -170,30 +174,29 @@ fn inside(cfg: &Config, spec: &NsSpec, links: Vec<Link>, ids: Ids) -> Result<i32
         return Err(cmd.exec_here(&spec.command_caps()).into());
     }
     let mut coprocs = coproc_watches(&links);
-    let (ports, switches) = open_taps(cfg, links)?;
+    let (ports, mut watched) = open_taps(cfg, links)?;
     let cmd = child::Command::new(&cfg.cmd)?;
     let mut sfd = child::signal_fd()?;
     let pid = cmd.spawn(&spec.command_caps())?;
     let engine = start_engine(cfg, ports, pid)?;
-    let code = supervise(&mut sfd, pid, &engine, &mut coprocs, &switches);
+    let code = supervise(&mut sfd, pid, &engine, &mut coprocs, &mut watched);
     engine.stop();
-    drop(switches);
+    drop(watched);
     Ok(code)
 }
 
 /// Opens the tap `<prefix>N` of the N-th link, with offload where the link's reader cuts and
 /// coalesces, and collects the vde:// control connections to watch.
-fn open_taps(cfg: &Config, links: Vec<Link>) -> Result<(Vec<Port>, SwitchWatch), RunError> {
+fn open_taps(cfg: &Config, links: Vec<Link>) -> Result<(Vec<Port>, Links), RunError> {
     let mut ports = Vec::with_capacity(links.len());
-    let mut switches = SwitchWatch::default();
+    // Links whose tap's carrier follows them, and vde:// links that join their switch again.
+    let mut watched = Links::new().map_err(|e| NsError::new("cannot create an epoll set", &e, None))?;
     for (i, mut link) in links.into_iter().enumerate() {
         let name = format!("{}{}", cfg.iface_prefix, i);
         let on_uring = || matches!(cfg.engine.resolve(), Ok(EngineKind::Uring));
         let offload = tap::offload_wanted(cfg.offload, tap_reader(&link), on_uring);
         let (tap, offload) = tap::open_with(&name, offload)?;
-        if let Some(c) = link.ctl.take() {
-            switches.add(link.vnl.clone(), name.clone(), c, &tap);
-        }
+        watched.add(&name, &tap, &mut link);
         ports.push(Port {
             name,
             tap,
@@ -201,7 +204,7 @@ fn open_taps(cfg: &Config, links: Vec<Link>) -> Result<(Vec<Port>, SwitchWatch),
             offload,
         });
     }
-    Ok((ports, switches))
+    Ok((ports, watched))
 }
 
 /// Who moves the frames of a link's tap: a port's worker, or the node the link hosts.
@@ -238,10 +241,21 @@ fn supervise(
     pid: Pid,
     engine: &Engine,
     coprocs: &mut [CoprocWatch],
-    switches: &SwitchWatch,
+    watched: &mut Links,
 ) -> i32 {
-    let watch = switches.fds();
-    child::supervise(sfd, pid, &watch, |ev| match ev {
+    let Ok(wfd) = watched.fd() else {
+        crate::diag!("cannot watch the links (no descriptor left): their carrier stays as it is");
+        return child::supervise(sfd, pid, &[], None, |ev| {
+            match ev {
+                child::Event::Usr1 => engine.dump_stats(),
+                child::Event::Child => reap_coprocs(coprocs),
+                _ => {}
+            }
+            true
+        });
+    };
+    let tick = watched.tick();
+    child::supervise(sfd, pid, &[wfd.as_fd()], tick, |ev| match ev {
         child::Event::Usr1 => {
             engine.dump_stats();
             true
@@ -250,7 +264,14 @@ fn supervise(
             reap_coprocs(coprocs);
             true
         }
-        child::Event::Ready(i) => switches.on_ready(i),
+        child::Event::Ready(_) => {
+            watched.on_ready();
+            true
+        }
+        child::Event::Tick => {
+            watched.on_tick();
+            true
+        }
     })
 }
 

@@ -135,19 +135,24 @@ pub enum Event {
     /// SIGCHLD (and once before the first wait): a child other than the command may have
     /// ended; the caller reaps its own (a `=cmd` coprocess, by its pid only).
     Child,
+    /// The `tick` given to [`supervise`] has passed since the last one.
+    Tick,
 }
 
 /// Waits for `child`, forwarding the handled signals sent to vdens-fast, and returns its exit
 /// code. `watch` are extra descriptors (e.g. switch control connections); `on_event` is told when
-/// one is ready or SIGUSR1 arrives, and returns false to stop watching that descriptor.
+/// one is ready or SIGUSR1 arrives, and returns false to stop watching that descriptor; and
+/// every `tick`, when given (the links' timers).
 pub fn supervise(
     sfd: &mut SignalFd,
     child: Pid,
     watch: &[BorrowedFd<'_>],
+    tick: Option<std::time::Duration>,
     mut on_event: impl FnMut(Event) -> bool,
 ) -> i32 {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut live: Vec<bool> = vec![true; watch.len()];
+    let mut next_tick = tick.map(|t| std::time::Instant::now() + t);
     // A child that ended before SIGCHLD was blocked left no signal to wake us.
     on_event(Event::Child);
     loop {
@@ -168,9 +173,20 @@ pub fn supervise(
         for &i in &idx {
             fds.push(PollFd::new(watch[i], PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = next_tick.map_or(PollTimeout::NONE, |t| {
+            let ms = t.saturating_duration_since(std::time::Instant::now()).as_millis();
+            PollTimeout::try_from(ms.min(60_000) as u32 + 1).unwrap_or(PollTimeout::NONE)
+        });
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+        if let (Some(t), Some(every)) = (next_tick, tick) {
+            let now = std::time::Instant::now();
+            if now >= t {
+                on_event(Event::Tick);
+                next_tick = Some(now + every);
+            }
         }
         let ready: Vec<usize> = fds[1..]
             .iter()

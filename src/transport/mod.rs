@@ -17,7 +17,8 @@ mod vxvde;
 
 pub use cmd::{Coproc, CoprocWatch};
 pub use libvdeplug::Bridge;
-pub use ptp::{PtpHost, Reconnected};
+pub use ptp::{peer_alive as ptp_peer_alive, PtpHost, Reconnected};
+pub use vde::{take_rejoin, Rejoin};
 pub use vxlan::Overlay;
 
 use crate::vnl::{self, Spec, VnlError};
@@ -458,13 +459,32 @@ pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
 
 /// [`open_described`] of a VNL given as bytes.
 pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenError> {
-    open_with(vnl_bytes, descr, false)
+    let how = Opening {
+        descr,
+        rejoin: false,
+        tap_offload: false,
+    };
+    open_with(vnl_bytes, &how)
 }
 
-/// [`open_described_os`]; `tap_offload`: a `tap://` VNL's host tap is opened with a virtio-net
-/// header and offloads where the kernel has them, for a port whose own tap has them too (the
-/// frames then cross whole; see `Link::offload`).
-pub fn open_with(vnl_bytes: &OsStr, descr: &str, tap_offload: bool) -> Result<Link, OpenError> {
+/// How [`open_with`] opens a VNL, beyond the VNL itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Opening<'a> {
+    /// What a switch shows for this connection (vde_plug's -D).
+    pub descr: &'a str,
+    /// A `vde://` link keeps what it needs to join a switch that appears again at the same
+    /// place after its own went away ([`take_rejoin`]; its data socket's file stays until the
+    /// link drops).
+    pub rejoin: bool,
+    /// A `tap://` VNL's host tap is opened with a virtio-net header and offloads where the
+    /// kernel has them, for a port whose own tap has them too (the frames then cross whole;
+    /// see `Link::offload`).
+    pub tap_offload: bool,
+}
+
+/// Opens a VNL given as bytes, as `how` says.
+pub fn open_with(vnl_bytes: &OsStr, how: &Opening<'_>) -> Result<Link, OpenError> {
+    let (descr, rejoin, tap_offload) = (how.descr, how.rejoin, how.tap_offload);
     // The VNL as messages and statistics name it.
     let label = vnl_bytes.to_string_lossy();
     let vnl = &*label;
@@ -480,7 +500,7 @@ pub fn open_with(vnl_bytes: &OsStr, descr: &str, tap_offload: bool) -> Result<Li
     })?;
     match spec {
         Spec::Null => null::open(vnl, ""),
-        Spec::Vde(s) => vde::open(vnl, &s, descr),
+        Spec::Vde(s) => vde::open(vnl, &s, descr, rejoin),
         Spec::Ptp { path, seqpacket } => ptp::open(vnl, &path, seqpacket),
         Spec::Tap { name } => tap::open(vnl, &name, tap_offload),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),

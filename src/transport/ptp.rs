@@ -121,6 +121,14 @@ fn probe_once(vnl: &str, path: &Path) -> Result<Found, OpenError> {
     }
 }
 
+/// Whether a live 4.0.1 (datagram) ptp end is bound at `path` (the peer's address: `PATH+`
+/// for a first opener, PATH for a second): one connect of a throwaway socket, which the peer
+/// does not see. For the control thread, which turns a ptp interface's carrier off while its
+/// peer is away (the data plane cannot tell: with the carrier off, nothing is sent).
+pub fn peer_alive(path: &Path) -> bool {
+    matches!(probe_once("", path), Ok(Found::Datagram))
+}
+
 fn plus(path: &Path) -> PathBuf {
     let mut p = OsString::from(path.as_os_str());
     p.push("+");

@@ -22,11 +22,10 @@ use crate::vnl::{VdePort, VdeSpec, SUN_PATH_MAX};
 use crate::wire::vde_ctl::{self, Request, RequestType, UnixAddr};
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::linux::net::SocketAddrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{SocketAddr, UnixDatagram, UnixStream};
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -50,6 +49,9 @@ struct Unlink(PathBuf);
 
 impl Drop for Unlink {
     fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
         let _ = std::fs::remove_file(&self.0);
     }
 }
@@ -130,11 +132,16 @@ fn connect_failed(vnl: &str, e: io::Error, sock: &Path, dir: &Path) -> OpenError
 
 /// Connects the control stream. Returns it, the socket path used, and whether it is `ctl`
 /// (a port number is carried in the request only then).
-fn connect_ctl(vnl: &str, dir: &Path, spec: &VdeSpec) -> Result<(UnixStream, PathBuf, bool), OpenError> {
+fn connect_ctl(
+    vnl: &str,
+    dir: &Path,
+    spec: &VdeSpec,
+    timeout: Duration,
+) -> Result<(UnixStream, PathBuf, bool), OpenError> {
     if let (Some(pg), VdePort::Any) = (&spec.portgroup, spec.port) {
         let p = dir.join(pg);
         if p.as_os_str().len() <= SUN_PATH_MAX {
-            match connect_stream_bounded(&p, CONNECT_TIMEOUT) {
+            match connect_stream_bounded(&p, timeout) {
                 Ok(s) => return Ok((s, p, false)),
                 // A port group socket that exists but takes no connection is not skipped
                 // silently: that wait is already spent.
@@ -149,7 +156,7 @@ fn connect_ctl(vnl: &str, dir: &Path, spec: &VdeSpec) -> Result<(UnixStream, Pat
     if ctl.as_os_str().len() > SUN_PATH_MAX {
         return Err(too_long(vnl, &ctl));
     }
-    match connect_stream_bounded(&ctl, CONNECT_TIMEOUT) {
+    match connect_stream_bounded(&ctl, timeout) {
         Ok(s) => Ok((s, ctl, true)),
         Err(e) => Err(connect_failed(vnl, e, &ctl, dir)),
     }
@@ -265,34 +272,38 @@ fn description(descr: &str) -> Vec<u8> {
     d.into_bytes()
 }
 
-/// The handshake once the control stream is connected.
-fn handshake(
+/// The request this link sends: a new port (on the port group's socket, or port 0 or a
+/// numbered port on `ctl`), where the switch is to send, and the description.
+fn encode_request(
     vnl: &str,
     spec: &VdeSpec,
-    dir: &Path,
-    ctl: UnixStream,
-    ctl_path: &Path,
     is_ctl: bool,
+    data_path: &Path,
     descr: &str,
-) -> Result<Link, OpenError> {
-    let (data, data_path) = bind_data(vnl, dir)?;
-    let _unlink = Unlink(data_path.clone());
-    let mode = set_permissions(vnl, spec, &data_path, ctl_path)?;
+) -> Result<Vec<u8>, OpenError> {
     let kind = match (is_ctl, spec.port) {
         (true, VdePort::Zero) => RequestType::NewPort0,
         (true, VdePort::Number(n)) => RequestType::Port(n),
         _ => RequestType::NewControl,
     };
-    let req = Request {
+    Request {
         kind,
         sock_path: data_path.as_os_str().as_bytes().to_vec(),
         description: description(descr),
     }
     .encode()
-    .map_err(|e| OpenError::protocol(vnl, "encoding the request", e.to_string(), None))?;
-    let mut ctl = ctl;
-    // One write: switches read the request with a single read.
-    let n = ctl.write(&req).map_err(|e| match e.kind() {
+    .map_err(|e| OpenError::protocol(vnl, "encoding the request", e.to_string(), None))
+}
+
+/// Sends the request in one write (switches read it with a single read).
+fn send_request(
+    vnl: &str,
+    spec: &VdeSpec,
+    ctl: &mut UnixStream,
+    ctl_path: &Path,
+    req: &[u8],
+) -> Result<(), OpenError> {
+    let n = ctl.write(req).map_err(|e| match e.kind() {
         // The peer hung up before reading the request: the same refusal as EOF on the answer.
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => OpenError::protocol(
             vnl,
@@ -319,8 +330,16 @@ fn handshake(
             None,
         ));
     }
-    ctl.set_read_timeout(Some(ANSWER_TIMEOUT))
-        .map_err(|e| OpenError::io(vnl, "setting a timeout on the control stream", e, None))?;
+    Ok(())
+}
+
+/// Reads the switch's answer (one read); `Ok(None)` when a non-blocking stream has nothing yet.
+fn read_answer(
+    vnl: &str,
+    spec: &VdeSpec,
+    ctl: &mut UnixStream,
+    ctl_path: &Path,
+) -> Result<Option<UnixAddr>, OpenError> {
     let mut answer = [0u8; vde_ctl::SOCKADDR_UN_LEN];
     let read = match ctl.read(&mut answer) {
         // A reset (the switch closed with our request unread) is a refusal like EOF.
@@ -337,8 +356,12 @@ fn handshake(
             ));
         }
         Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
         // vde_switch leaves a refused request (a port beyond its ports) unanswered.
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            if ctl.read_timeout().ok().flatten().is_none() {
+                return Ok(None);
+            }
             return Err(OpenError::protocol(
                 vnl,
                 "reading the switch's answer",
@@ -348,45 +371,232 @@ fn handshake(
                     ANSWER_TIMEOUT.as_secs()
                 ),
                 Some(refusal_hint(spec)),
-            ))
+            ));
         }
         Err(e) => return Err(OpenError::io(vnl, "reading the switch's answer", e, None)),
     };
-    let addr = vde_ctl::decode_sockaddr(&answer[..got]).map_err(|e| {
+    vde_ctl::decode_sockaddr(&answer[..got]).map(Some).map_err(|e| {
         OpenError::protocol(
             vnl,
             "reading the switch's answer",
             e.to_string(),
             Some("is it a VDE switch control socket?".into()),
         )
-    })?;
-    let connected = match &addr {
-        UnixAddr::Path(p) => data.connect(OsStr::from_bytes(p)),
-        UnixAddr::Abstract(name) => SocketAddr::from_abstract_name(name).and_then(|a| data.connect_addr(&a)),
+    })
+}
+
+/// Connects the data socket to the switch's socket for this port (the answer), and gives that
+/// socket `mode` as libvdeplug does, where this user may change it (a switch of another user
+/// keeps its own).
+fn connect_data(vnl: &str, data: BorrowedFd<'_>, addr: &UnixAddr, mode: u32) -> Result<(), OpenError> {
+    let to = match addr {
+        UnixAddr::Path(p) => nix::sys::socket::UnixAddr::new(OsStr::from_bytes(p)),
+        UnixAddr::Abstract(name) => nix::sys::socket::UnixAddr::new_abstract(name),
     };
-    connected.map_err(|e| {
-        let shown = match &addr {
-            UnixAddr::Path(p) => String::from_utf8_lossy(p).into_owned(),
-            UnixAddr::Abstract(n) => format!("@{}", String::from_utf8_lossy(n).trim_end_matches('\0')),
-        };
-        OpenError::io(
-            vnl,
-            "connecting to the switch's data socket",
-            e,
-            Some(format!("the switch answered {shown}")),
-        )
-    })?;
-    if let UnixAddr::Path(p) = &addr {
-        // As libvdeplug: the switch's socket for this port gets the mode asked for, where
-        // this user may change it (a switch of another user keeps its own).
+    to.and_then(|a| nix::sys::socket::connect(data.as_raw_fd(), &a))
+        .map_err(|e| {
+            let shown = match addr {
+                UnixAddr::Path(p) => String::from_utf8_lossy(p).into_owned(),
+                UnixAddr::Abstract(n) => format!("@{}", String::from_utf8_lossy(n).trim_end_matches('\0')),
+            };
+            OpenError::io(
+                vnl,
+                "connecting to the switch's data socket",
+                e.into(),
+                Some(format!("the switch answered {shown}")),
+            )
+        })?;
+    if let UnixAddr::Path(p) = addr {
         let _ = std::fs::set_permissions(OsStr::from_bytes(p), std::fs::Permissions::from_mode(mode));
     }
+    Ok(())
+}
+
+/// What a vde:// link needs to join a switch again at the same place after the one it was
+/// joined to went away: the switch directory and VNL parameters, and the path of its data
+/// socket, whose file is kept for this (see [`open`]). Used from the control thread, which
+/// owns a duplicate of the data socket (the engine keeps sending and receiving on it).
+#[derive(Debug)]
+pub struct Rejoin {
+    vnl: String,
+    spec: VdeSpec,
+    dir: PathBuf,
+    data_path: PathBuf,
+    /// The data socket file's mode while a switch joins it (libvdeplug's, see
+    /// [`set_permissions`]); [`KEPT_MODE`] the rest of the time.
+    mode: u32,
+    descr: String,
+}
+
+/// The [`Rejoin`] of each rejoinable link opened, by the inode of its data socket, until
+/// [`take_rejoin`] takes it. Kept aside, not in the Link: the Link goes to the engine, the
+/// Rejoin to the control thread.
+static KEPT: std::sync::Mutex<Vec<(u64, Rejoin)>> = std::sync::Mutex::new(Vec::new());
+
+/// The [`Rejoin`] of a vde:// link opened rejoinable (`super::Opening::rejoin`); once.
+pub fn take_rejoin(link: &Link) -> Option<Rejoin> {
+    let st = nix::sys::stat::fstat(link.rx.as_ref()?).ok()?;
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let i = kept.iter().position(|(ino, _)| *ino == st.st_ino)?;
+    Some(kept.swap_remove(i).1)
+}
+
+/// The mode of a kept data socket file between handshakes: once connected, the socket takes
+/// datagrams only from the switch's socket; while no switch is there (after its socket
+/// closed), only this user may send to it.
+const KEPT_MODE: u32 = 0o700;
+/// How long a rejoin attempt may wait for room in the switch's listen backlog, and to send
+/// the request: the control thread tries again later.
+const REJOIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Makes the data socket forget the old switch's socket it is still connected to: a datagram
+/// socket connected to a peer takes no connection from anyone else (the new switch's connect
+/// to it would fail with EPERM), and the kernel drops a dead peer only at the next send to it,
+/// which fails (ECONNREFUSED). This is that send, empty; it fails with ENOTCONN when a send of
+/// the engine has already met the dead peer.
+fn forget_dead_peer(data: BorrowedFd<'_>) {
+    use nix::sys::socket::{send, MsgFlags};
+    let _ = send(
+        data.as_raw_fd(),
+        &[],
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+    );
+}
+
+impl Rejoin {
+    /// How long a rejoin attempt waits for the answer before trying again.
+    pub const ANSWER_WITHIN: Duration = ANSWER_TIMEOUT;
+
+    /// The first step of a rejoin: connects to the switch's control socket (waiting at most
+    /// [`REJOIN_CONNECT_TIMEOUT`]) and sends the request with the kept data socket's path.
+    /// The returned stream is non-blocking: poll it readable, then call [`Rejoin::answer`].
+    /// `data` is the link's data socket.
+    pub fn request(&self, data: BorrowedFd<'_>) -> Result<UnixStream, OpenError> {
+        let vnl = &self.vnl;
+        let (mut ctl, ctl_path, is_ctl) = connect_ctl(vnl, &self.dir, &self.spec, REJOIN_CONNECT_TIMEOUT)?;
+        forget_dead_peer(data);
+        std::fs::set_permissions(&self.data_path, std::fs::Permissions::from_mode(self.mode)).map_err(
+            |e| {
+                OpenError::io(
+                    vnl,
+                    "setting data socket permissions",
+                    e,
+                    Some(format!("{} was removed?", self.data_path.display())),
+                )
+            },
+        )?;
+        let sent = encode_request(vnl, &self.spec, is_ctl, &self.data_path, &self.descr)
+            .and_then(|req| send_request(vnl, &self.spec, &mut ctl, &ctl_path, &req));
+        if let Err(e) = sent {
+            self.abandon();
+            return Err(e);
+        }
+        ctl.set_nonblocking(true)
+            .and_then(|_| ctl.set_write_timeout(None))
+            .map_err(|e| {
+                self.abandon();
+                OpenError::io(vnl, "setting up the control stream", e, None)
+            })?;
+        Ok(ctl)
+    }
+
+    /// The second step, once `ctl` is readable: reads the answer and connects `data` (the
+    /// link's data socket) there. `Ok(false)`: nothing to read yet. `Ok(true)`: joined; `ctl`
+    /// is the link's control connection from now on.
+    pub fn answer(&self, ctl: &mut UnixStream, data: BorrowedFd<'_>) -> Result<bool, OpenError> {
+        let r = match read_answer(&self.vnl, &self.spec, ctl, &self.dir.join("ctl")) {
+            Ok(None) => return Ok(false),
+            Ok(Some(addr)) => connect_data(&self.vnl, data, &addr, self.mode),
+            Err(e) => Err(e),
+        };
+        self.abandon();
+        r.map(|_| true)
+    }
+
+    /// Ends a rejoin attempt (answered or not): the kept data socket file is this user's only
+    /// again.
+    pub fn abandon(&self) {
+        let _ = std::fs::set_permissions(&self.data_path, std::fs::Permissions::from_mode(KEPT_MODE));
+    }
+}
+
+/// Moves a kept data socket file out of the switch directory, to one of libvdeplug's fallback
+/// directories (`vde.<pid>-<seq>`) on the same file system: the switch would otherwise find
+/// the directory not empty when it stops, and vdeplug4's `switch://` neither removes such a
+/// directory nor starts again on it ("File exists"). A socket is found through any name of
+/// its file. Where no such directory is on the same file system, the file stays where it is.
+/// Returns where the file is.
+fn move_out(bound: PathBuf, dir: &Path) -> PathBuf {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    if bound.parent() != Some(dir) {
+        return bound;
+    }
+    let pid = std::process::id();
+    for d in FALLBACK_DATA_DIRS {
+        for _ in 0..100 {
+            let seq = SOCK_SEQ.fetch_add(1, Ordering::Relaxed) % 100_000;
+            let to = Path::new(d).join(format!("vde.{pid:05}-{seq:05}"));
+            match renameat2(AT_FDCWD, &bound, AT_FDCWD, &to, RenameFlags::RENAME_NOREPLACE) {
+                Ok(()) => return to,
+                Err(nix::errno::Errno::EEXIST) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    bound
+}
+
+/// The handshake once the control stream is connected. With `rejoin`, the data socket's file
+/// is kept (moved out of the switch directory where it can be, see [`move_out`], and removed
+/// when the Link drops) instead of removed as libvdeplug does: a switch finds a client's
+/// socket only through a file, and a socket is bound once, so joining a new switch with the
+/// same socket (the one the engine uses) needs this file.
+#[allow(clippy::too_many_arguments)]
+fn handshake(
+    vnl: &str,
+    spec: &VdeSpec,
+    dir: &Path,
+    mut ctl: UnixStream,
+    ctl_path: &Path,
+    is_ctl: bool,
+    descr: &str,
+    rejoin: bool,
+) -> Result<Link, OpenError> {
+    let (data, data_path) = bind_data(vnl, dir)?;
+    let mut unlink = Unlink(data_path.clone());
+    let mode = set_permissions(vnl, spec, &data_path, ctl_path)?;
+    let req = encode_request(vnl, spec, is_ctl, &data_path, descr)?;
+    send_request(vnl, spec, &mut ctl, ctl_path, &req)?;
+    ctl.set_read_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(|e| OpenError::io(vnl, "setting a timeout on the control stream", e, None))?;
+    let addr = read_answer(vnl, spec, &mut ctl, ctl_path)?
+        .ok_or_else(|| OpenError::protocol(vnl, "reading the switch's answer", "interrupted".into(), None))?;
+    connect_data(vnl, data.as_fd(), &addr, mode)?;
     ctl.set_read_timeout(None)
         .and_then(|_| ctl.set_write_timeout(None))
         .map_err(|e| OpenError::io(vnl, "clearing the control stream timeout", e, None))?;
+    let mut link = Link::null(vnl);
+    if rejoin {
+        std::fs::set_permissions(&data_path, std::fs::Permissions::from_mode(KEPT_MODE))
+            .map_err(|e| OpenError::io(vnl, "setting data socket permissions", e, None))?;
+        unlink.0 = PathBuf::new();
+        let data_path = move_out(data_path, dir);
+        link.cleanup.push(data_path.clone());
+        if let Ok(st) = nix::sys::stat::fstat(&data) {
+            let r = Rejoin {
+                vnl: vnl.to_string(),
+                spec: spec.clone(),
+                dir: dir.to_path_buf(),
+                data_path,
+                mode,
+                descr: descr.to_string(),
+            };
+            KEPT.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((st.st_ino, r));
+        }
+    }
     let data: OwnedFd = data.into();
     let ctl: OwnedFd = ctl.into();
-    let mut link = Link::null(vnl);
     link.framing = Framing::Datagram;
     link.rx = Some(data);
     link.send_to = SendTo::Connected;
@@ -394,7 +604,9 @@ fn handshake(
     Ok(link)
 }
 
-pub fn open(vnl: &str, spec: &VdeSpec, descr: &str) -> Result<Link, OpenError> {
+/// Opens a vde:// link; with `rejoin`, the link can join a new switch at the same place later
+/// ([`take_rejoin`]).
+pub fn open(vnl: &str, spec: &VdeSpec, descr: &str, rejoin: bool) -> Result<Link, OpenError> {
     match &spec.dir {
         Some(given) => {
             // The switch needs an absolute path for our data socket (it does not know our cwd).
@@ -409,13 +621,13 @@ pub fn open(vnl: &str, spec: &VdeSpec, descr: &str) -> Result<Link, OpenError> {
                 };
                 OpenError::io(vnl, "finding the switch", e, Some(hint))
             })?;
-            let (ctl, ctl_path, is_ctl) = connect_ctl(vnl, &dir, spec)?;
-            handshake(vnl, spec, &dir, ctl, &ctl_path, is_ctl, descr)
+            let (ctl, ctl_path, is_ctl) = connect_ctl(vnl, &dir, spec, CONNECT_TIMEOUT)?;
+            handshake(vnl, spec, &dir, ctl, &ctl_path, is_ctl, descr, rejoin)
         }
         None => {
             for d in FALLBACK_SWITCHES {
-                if let Ok((ctl, ctl_path, is_ctl)) = connect_ctl(vnl, Path::new(d), spec) {
-                    return handshake(vnl, spec, Path::new(d), ctl, &ctl_path, is_ctl, descr);
+                if let Ok((ctl, ctl_path, is_ctl)) = connect_ctl(vnl, Path::new(d), spec, CONNECT_TIMEOUT) {
+                    return handshake(vnl, spec, Path::new(d), ctl, &ctl_path, is_ctl, descr, rejoin);
                 }
             }
             Err(OpenError::protocol(
@@ -425,5 +637,40 @@ pub fn open(vnl: &str, spec: &VdeSpec, descr: &str) -> Result<Link, OpenError> {
                 Some("name the switch directory, e.g. vde:///tmp/myswitch".into()),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kept data socket moved out of the switch directory is still found through its new
+    /// name (as a switch joining it does), and its old name is gone.
+    #[test]
+    fn a_moved_data_socket_is_reached_at_its_new_path() {
+        let d = crate::TestDir::new("vde-move-out");
+        let sw = d.0.join("sw");
+        std::fs::create_dir(&sw).unwrap();
+        let (data, bound) = bind_data("vde://test", &sw).unwrap();
+        let kept = move_out(bound.clone(), &sw);
+        struct Rm(PathBuf);
+        impl Drop for Rm {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _rm = Rm(kept.clone());
+        // The test directory is in /tmp: /tmp at least takes it.
+        assert_ne!(kept, bound, "moved out");
+        assert!(!bound.exists());
+        assert!(
+            std::fs::read_dir(&sw).unwrap().next().is_none(),
+            "the switch directory is empty"
+        );
+        let peer = UnixDatagram::unbound().unwrap();
+        peer.connect(&kept).unwrap();
+        peer.send(b"frame").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(data.recv(&mut buf).unwrap(), 5);
     }
 }
