@@ -39,6 +39,10 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connect to the control socket may wait: a switch whose listen backlog is full
 /// (hung, or flooded with idle connections) would otherwise keep the client waiting for ever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A switch binds its `ctl` a moment before it listens on it, so a refused connection may be a
+/// switch still starting (lab scripts start a switch and its clients together), not yet a stale
+/// socket: the first join tries again for this long.
+const STARTING: Duration = Duration::from_secs(1);
 
 /// Data socket sequence numbers, shared by every vde:// link of this process.
 static SOCK_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -159,6 +163,25 @@ fn connect_ctl(
     match connect_stream_bounded(&ctl, timeout) {
         Ok(s) => Ok((s, ctl, true)),
         Err(e) => Err(connect_failed(vnl, e, &ctl, dir)),
+    }
+}
+
+/// [`connect_ctl`], trying again for [`STARTING`] while the switch refuses the connection.
+fn connect_ctl_starting(
+    vnl: &str,
+    dir: &Path,
+    spec: &VdeSpec,
+) -> Result<(UnixStream, PathBuf, bool), OpenError> {
+    let end = std::time::Instant::now() + STARTING;
+    loop {
+        match connect_ctl(vnl, dir, spec, CONNECT_TIMEOUT) {
+            Err(OpenError::Io { err, .. })
+                if err.raw_os_error() == Some(libc::ECONNREFUSED) && std::time::Instant::now() < end =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
     }
 }
 
@@ -621,7 +644,7 @@ pub fn open(vnl: &str, spec: &VdeSpec, descr: &str, rejoin: bool) -> Result<Link
                 };
                 OpenError::io(vnl, "finding the switch", e, Some(hint))
             })?;
-            let (ctl, ctl_path, is_ctl) = connect_ctl(vnl, &dir, spec, CONNECT_TIMEOUT)?;
+            let (ctl, ctl_path, is_ctl) = connect_ctl_starting(vnl, &dir, spec)?;
             handshake(vnl, spec, &dir, ctl, &ctl_path, is_ctl, descr, rejoin)
         }
         None => {
@@ -672,5 +695,50 @@ mod tests {
         peer.send(b"frame").unwrap();
         let mut buf = [0u8; 16];
         assert_eq!(data.recv(&mut buf).unwrap(), 5);
+    }
+
+    /// A switch that has bound its ctl but does not listen yet (starting) is waited for; one
+    /// that never listens (a stale socket) fails with the stale-socket hint after the grace.
+    #[test]
+    fn a_starting_switch_is_waited_for_a_stale_one_is_not() {
+        use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+        let d = crate::TestDir::new("vde-starting");
+        let ctl = d.0.join("ctl");
+        let mk = || {
+            let fd = socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .unwrap();
+            bind(fd.as_raw_fd(), &nix::sys::socket::UnixAddr::new(&ctl).unwrap()).unwrap();
+            fd
+        };
+        let spec = VdeSpec {
+            dir: Some(d.0.clone()),
+            portgroup: None,
+            port: VdePort::Any,
+            group: None,
+            mode: None,
+        };
+        let fd = mk();
+        let later = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            listen(&fd, Backlog::new(4).unwrap()).unwrap();
+            fd
+        });
+        let got = connect_ctl_starting("vde://x", &d.0, &spec);
+        let _fd = later.join().unwrap();
+        assert!(got.is_ok(), "{:?}", got.err().map(|e| e.to_string()));
+        drop(_fd);
+        let _ = std::fs::remove_file(&ctl);
+        let _stale = mk();
+        let t = std::time::Instant::now();
+        let e = connect_ctl_starting("vde://x", &d.0, &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(t.elapsed() >= STARTING, "{:?}", t.elapsed());
+        assert!(e.contains("stale socket"), "{e}");
     }
 }
