@@ -5,7 +5,7 @@
 
 use crate::app::links::Links;
 use crate::cli::{Config, NsMode};
-use crate::engine::{Engine, EngineError, EngineKind, EngineOptions, Port};
+use crate::engine::{Engine, EngineError, EngineOptions, Port};
 use crate::ns::{self, child, Ids, NsError, NsSpec, Resolv};
 use crate::tap::{self, TapError, TapReader};
 use crate::transport::{self, CoprocWatch, Hosted, Link, OpenError};
@@ -109,7 +109,7 @@ fn open_links(cfg: &Config) -> Result<Vec<Link>, RunError> {
         let how = transport::Opening {
             descr: "vdens-fast",
             rejoin: true,
-            tap_offload: tap::offload_wanted(cfg.offload, TapReader::Port, || true),
+            tap_offload: tap::offload_wanted(cfg.offload, TapReader::Port),
         };
         links.push(transport::open_with(v, &how).map_err(RunError::Open)?);
     }
@@ -193,8 +193,7 @@ fn open_taps(cfg: &Config, links: Vec<Link>) -> Result<(Vec<Port>, Links), RunEr
     let mut watched = Links::new().map_err(|e| NsError::new("cannot create an epoll set", &e, None))?;
     for (i, mut link) in links.into_iter().enumerate() {
         let name = format!("{}{}", cfg.iface_prefix, i);
-        let on_uring = || matches!(cfg.engine.resolve(), Ok(EngineKind::Uring));
-        let offload = tap::offload_wanted(cfg.offload, tap_reader(&link), on_uring);
+        let offload = tap::offload_wanted(cfg.offload, tap_reader(&link));
         let (tap, offload) = tap::open_with(&name, offload)?;
         watched.add(&name, &tap, &mut link);
         ports.push(Port {

@@ -35,21 +35,18 @@ impl TapOffload {
 pub enum TapReader {
     /// A port's worker (either engine): it cuts and coalesces.
     Port,
-    /// A switch's or hub's node (switch://, hub://): the io_uring node cuts and coalesces on
-    /// the host's tap, the epoll node moves plain frames.
+    /// A switch's or hub's node (switch://, hub://): it cuts and coalesces on the host's tap,
+    /// on either driver.
     NetNode,
     /// Any other hosted node (ptp, overlays): plain frames.
     OtherNode,
 }
 
 /// Whether the tap read by `reader` is to be opened with offload: only when offload is
-/// `asked` for (no --no-offload) and the reader cuts and coalesces. `on_uring` says whether
-/// the engine runs on io_uring; it is asked for a switch's or hub's tap only (it probes
-/// io_uring, once per process: the engine's start asks the same question).
-pub fn wanted(asked: bool, reader: TapReader, on_uring: impl FnOnce() -> bool) -> bool {
+/// `asked` for (no --no-offload) and the reader cuts and coalesces.
+pub fn wanted(asked: bool, reader: TapReader) -> bool {
     let cuts = match reader {
-        TapReader::Port => true,
-        TapReader::NetNode => on_uring(),
+        TapReader::Port | TapReader::NetNode => true,
         TapReader::OtherNode => false,
     };
     asked && cuts
@@ -61,13 +58,11 @@ mod tests {
 
     #[test]
     fn offload_only_where_the_reader_cuts_and_coalesces() {
-        let never = || -> bool { panic!("io_uring probed needlessly") };
-        assert!(wanted(true, TapReader::Port, never));
-        assert!(!wanted(false, TapReader::Port, never));
-        assert!(!wanted(false, TapReader::NetNode, || true));
-        assert!(!wanted(true, TapReader::OtherNode, never));
-        assert!(wanted(true, TapReader::NetNode, || true));
-        assert!(!wanted(true, TapReader::NetNode, || false));
+        assert!(wanted(true, TapReader::Port));
+        assert!(!wanted(false, TapReader::Port));
+        assert!(!wanted(false, TapReader::NetNode));
+        assert!(!wanted(true, TapReader::OtherNode));
+        assert!(wanted(true, TapReader::NetNode));
     }
 
     #[test]
