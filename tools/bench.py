@@ -981,6 +981,7 @@ BASE_SCENARIOS = [
     Scenario("base-fast-ptp-poll", "--base vdens-fast --engine poll <-> same, ptp://", _vdens_pair("base-poll", "base-poll", _ptp)),
     Scenario("base-fast-switch", "--base vdens-fast switch:// <-> same", _fast_switch("base")),
     Scenario("base-vdeplug-fast-switch", "--base vdens-fast <-> same, --base vdeplug-fast switch://", _vdeplug_fast_switch("base")),
+    Scenario("base-fast-nat", "--base vdens-fast -> same NAT router (ptp + tap) -> host", _nat_router("base")),
 ]
 BASE_NAMES = [s.name for s in BASE_SCENARIOS]
 
