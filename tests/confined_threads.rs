@@ -63,6 +63,21 @@ fn confined(engine: &str) {
         data.iter().any(|t| t.0.starts_with("vdens-node")) && data.len() >= 2,
         "{engine}: a port worker and a node: {all:?}"
     );
+    // The io_uring restrictions (IORING_REGISTER_RESTRICTIONS, engine::uring::restrict) are
+    // not visible from outside: /proc/PID/fdinfo of a ring shows no field for them, and a ring
+    // fd taken with pidfd_getfd answers EEXIST (SINGLE_ISSUER) before the kernel looks at the
+    // restrictions. The unit tests in restrict.rs show that a ring refuses what is not in the
+    // list; here, no ring fell back to running unrestricted.
+    for (n, e) in [
+        ("host", h.stderr()),
+        ("peer", peer.stderr()),
+        ("client", client.stderr()),
+    ] {
+        assert!(
+            !e.contains("cannot restrict"),
+            "{engine}: {n}'s rings run unrestricted: {e}"
+        );
+    }
     for t in &data {
         assert_eq!(
             (t.1.as_str(), t.2.as_str(), t.3.as_str()),

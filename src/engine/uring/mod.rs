@@ -3,6 +3,7 @@
 
 mod emu;
 mod node;
+mod restrict;
 mod ring;
 mod worker;
 
@@ -138,33 +139,41 @@ impl From<String> for SetupError {
 
 /// Builds a worker's ring, with SINGLE_ISSUER + DEFER_TASKRUN when asked and the kernel accepts
 /// them (completions then run only when this thread waits: no IPIs, no task-work interrupts),
-/// else COOP_TASKRUN, else plain. Returns the ring and the setup used, for messages.
+/// else COOP_TASKRUN, else plain; restricted to the operations the loops use (`restrict`) and
+/// enabled by this thread. Returns the ring and the setup used, for messages.
 fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'static str)> {
-    if defer {
+    let built = || {
+        if defer {
+            if let Ok(r) = IoUring::builder()
+                .setup_r_disabled()
+                .setup_cqsize(cq)
+                .setup_clamp()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_submit_all()
+                .build(entries)
+            {
+                return Ok((r, "defer_taskrun"));
+            }
+        }
         if let Ok(r) = IoUring::builder()
+            .setup_r_disabled()
             .setup_cqsize(cq)
-            .setup_clamp()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
+            .setup_coop_taskrun()
             .setup_submit_all()
             .build(entries)
         {
-            return Ok((r, "defer_taskrun"));
+            return Ok((r, "coop_taskrun"));
         }
-    }
-    if let Ok(r) = IoUring::builder()
-        .setup_cqsize(cq)
-        .setup_coop_taskrun()
-        .setup_submit_all()
-        .build(entries)
-    {
-        return Ok((r, "coop_taskrun"));
-    }
-    IoUring::builder()
-        .setup_cqsize(cq)
-        .setup_clamp()
-        .build(entries)
-        .map(|r| (r, "plain"))
+        IoUring::builder()
+            .setup_r_disabled()
+            .setup_cqsize(cq)
+            .setup_clamp()
+            .build(entries)
+            .map(|r| (r, "plain"))
+    };
+    let (ring, mode) = built()?;
+    Ok((restrict::enable(ring)?, mode))
 }
 
 /// EINTR/EAGAIN/EBUSY from io_uring_enter mean "try again later".
