@@ -34,6 +34,8 @@ const F_MORE: u32 = 1 << 1;
 const BUFFER_SHIFT: u32 = 16;
 /// Receives of one multishot operation per readiness, before the other descriptors' turn.
 const MULTI_BURST: usize = 64;
+/// Datagrams sent with one sendmmsg(2), or received with one recvmmsg(2).
+const SEND_BATCH: usize = 64;
 
 /// A provided-buffer group, as registered.
 struct Group {
@@ -46,7 +48,7 @@ struct Group {
 /// An operation waiting for its descriptor, with the rest of its chain.
 struct Parked {
     op: Op,
-    rest: VecDeque<Op>,
+    rest: Vec<Op>,
 }
 
 struct FdState {
@@ -57,6 +59,8 @@ struct FdState {
     always: bool,
     /// SOCK_DGRAM, once asked (an empty datagram is not an end of file).
     dgram: Option<bool>,
+    /// A socket, once asked (writes to it can go out with sendmmsg).
+    socket: Option<bool>,
 }
 
 impl Default for FdState {
@@ -66,6 +70,7 @@ impl Default for FdState {
             interest: EpollFlags::empty(),
             always: false,
             dgram: None,
+            socket: None,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct Emu {
     files: Vec<RawFd>,
     groups: Vec<Option<Group>>,
     sq: Vec<Op>,
+    /// The other submission queue's memory, swapped in each turn.
+    spare: Vec<Op>,
     cq: VecDeque<(u64, i32, u32)>,
     fds: HashMap<RawFd, FdState>,
     timers: Vec<(Instant, u64)>,
@@ -98,7 +105,9 @@ fn errno() -> i32 {
 /// The epoll events an operation waits for.
 fn wants(sqe: &Sqe) -> EpollFlags {
     match sqe {
-        Sqe::Read { .. } | Sqe::ReadSelect { .. } | Sqe::ReadMulti { .. } => EpollFlags::EPOLLIN,
+        Sqe::Read { .. } | Sqe::ReadSelect { .. } | Sqe::ReadMulti { .. } | Sqe::RecvMsgMulti { .. } => {
+            EpollFlags::EPOLLIN
+        }
         Sqe::Write { .. } | Sqe::Writev { .. } | Sqe::Send { .. } | Sqe::SendMsg { .. } => {
             EpollFlags::EPOLLOUT
         }
@@ -119,6 +128,7 @@ impl Emu {
             files: Vec::new(),
             groups: Vec::new(),
             sq: Vec::new(),
+            spare: Vec::new(),
             cq: VecDeque::new(),
             fds: HashMap::new(),
             timers: Vec::new(),
@@ -162,6 +172,7 @@ impl Emu {
             Sqe::Read { fd, .. }
             | Sqe::ReadSelect { fd, .. }
             | Sqe::ReadMulti { fd, .. }
+            | Sqe::RecvMsgMulti { fd, .. }
             | Sqe::Write { fd, .. }
             | Sqe::Writev { fd, .. }
             | Sqe::Send { fd, .. }
@@ -218,44 +229,122 @@ impl Emu {
     }
 
     fn run_submissions(&mut self) {
-        let sq = std::mem::take(&mut self.sq);
-        let mut chain = VecDeque::new();
-        for op in sq {
-            let linked = op.link != Link::None;
-            chain.push_back(op);
-            if !linked {
-                self.run_chain(std::mem::take(&mut chain));
+        // The queue's memory is kept for the next turn (no allocation per operation).
+        let sq = std::mem::replace(&mut self.sq, std::mem::take(&mut self.spare));
+        let mut i = 0;
+        while i < sq.len() {
+            let mut j = i;
+            while sq[j].link != Link::None && j + 1 < sq.len() {
+                j += 1;
             }
+            self.run_chain(sq[i], &sq[i + 1..=j]);
+            i = j + 1;
         }
-        if !chain.is_empty() {
-            self.run_chain(chain);
-        }
+        self.spare = sq;
+        self.spare.clear();
     }
 
     fn post(&mut self, user_data: u64, res: i32, flags: u32) {
         self.cq.push_back((user_data, res, flags));
     }
 
-    /// Runs a chain from its first operation until one has to wait (parked with the rest).
-    fn run_chain(&mut self, mut chain: VecDeque<Op>) {
-        while let Some(op) = chain.pop_front() {
+    /// Runs a chain (`first`, then `rest`) until one operation has to wait (parked with what
+    /// follows it). Runs of sends on one socket go out in one sendmmsg(2).
+    fn run_chain(&mut self, first: Op, rest: &[Op]) {
+        let at = |k: usize| if k == 0 { first } else { rest[k - 1] };
+        let n = 1 + rest.len();
+        let mut k = 0;
+        while k < n {
+            let op = at(k);
+            let sent = self.send_run(k, n, &at);
+            if sent > 0 {
+                k += sent;
+                continue;
+            }
             match self.exec(&op) {
                 Step::Done(res, flags) => {
                     self.post(op.user_data, res, flags);
                     if op.link == Link::Soft && res < 0 {
-                        for o in chain.drain(..) {
-                            self.post(o.user_data, -libc::ECANCELED, 0);
+                        for j in k + 1..n {
+                            self.post(at(j).user_data, -libc::ECANCELED, 0);
                         }
+                        return;
                     }
                 }
                 Step::Park => {
                     let fd = self.target_of(&op.sqe).unwrap_or(-1);
-                    self.park(fd, Parked { op, rest: chain });
+                    let rest = (k + 1..n).map(at).collect();
+                    self.park(fd, Parked { op, rest });
                     return;
                 }
                 Step::Later => {}
             }
+            k += 1;
         }
+    }
+
+    /// Sends the run of datagrams from `at(k)` on (sendmsg, or write on a socket, to one
+    /// descriptor with one set of flags, linked) with one sendmmsg(2); returns how many went
+    /// (their completions posted), 0 when there is no run of two or the first did not go (it
+    /// is then tried alone, which says why).
+    fn send_run(&mut self, k: usize, n: usize, at: &impl Fn(usize) -> Op) -> usize {
+        // (descriptor, flags) of a send that can join a batch.
+        let key = |s: &mut Self, op: &Op| -> Option<(RawFd, i32)> {
+            match op.sqe {
+                Sqe::SendMsg { fd, flags, .. } => Some((s.fd(fd), flags as i32)),
+                Sqe::Write { fd, .. } => {
+                    let f = s.fd(fd);
+                    s.is_socket(f).then_some((f, 0))
+                }
+                _ => None,
+            }
+        };
+        let Some(first) = key(self, &at(k)) else {
+            return 0;
+        };
+        let mut m = k + 1;
+        while m < n && m - k < SEND_BATCH && at(m - 1).link != Link::None && key(self, &at(m)) == Some(first)
+        {
+            m += 1;
+        }
+        if m - k < 2 {
+            return 0;
+        }
+        // SAFETY: an all-zero mmsghdr is a valid empty value.
+        let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: an all-zero iovec is a valid empty value.
+        let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, j) in (k..m).enumerate() {
+            match at(j).sqe {
+                // SAFETY: the loop keeps the msghdr (and what it points to) until the completion.
+                Sqe::SendMsg { msg, .. } => msgs[i].msg_hdr = unsafe { *msg },
+                Sqe::Write { buf, len, .. } => {
+                    iovs[i] = libc::iovec {
+                        iov_base: buf.cast_mut().cast(),
+                        iov_len: len as usize,
+                    };
+                    msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+                    msgs[i].msg_hdr.msg_iovlen = 1;
+                }
+                _ => unreachable!("a batch holds sends only"),
+            }
+        }
+        let cnt = (m - k) as u32;
+        let r = retry(|| {
+            // SAFETY: `cnt` initialised headers whose buffers, iovecs and addresses the loop
+            // keeps until the completions.
+            let r = unsafe { libc::sendmmsg(first.0, msgs.as_mut_ptr(), cnt, first.1) };
+            if r < 0 {
+                Err(errno())
+            } else {
+                Ok(r as usize)
+            }
+        });
+        let Ok(sent) = r else { return 0 };
+        for (i, j) in (k..k + sent).enumerate() {
+            self.post(at(j).user_data, msgs[i].msg_len as i32, 0);
+        }
+        sent
     }
 
     fn park(&mut self, fd: RawFd, p: Parked) {
@@ -311,9 +400,12 @@ impl Emu {
         let Some(st) = self.fds.get_mut(&fd) else {
             return;
         };
-        let ops = std::mem::take(&mut st.ops);
         let err = EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP;
-        for p in ops {
+        // Each operation parked now once; those that park again go to the back.
+        for _ in 0..st.ops.len() {
+            let Some(p) = self.fds.get_mut(&fd).and_then(|s| s.ops.pop_front()) else {
+                break;
+            };
             let w = wants(&p.op.sqe);
             if !got.intersects(w | err) {
                 self.fds.entry(fd).or_default().ops.push_back(p);
@@ -328,9 +420,7 @@ impl Emu {
                 self.fds.entry(fd).or_default().ops.push_back(p);
                 continue;
             }
-            let mut chain = p.rest;
-            chain.push_front(p.op);
-            self.run_chain(chain);
+            self.run_chain(p.op, &p.rest);
         }
         self.update_interest(fd);
     }
@@ -363,6 +453,18 @@ impl Emu {
         }
     }
 
+    fn is_socket(&mut self, fd: RawFd) -> bool {
+        if fd < 0 {
+            return false;
+        }
+        let st = self.fds.entry(fd).or_default();
+        *st.socket.get_or_insert_with(|| {
+            // SAFETY: the descriptor is the loop's, open while its operations run.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            crate::engine::port::is_socket(b).unwrap_or(false)
+        })
+    }
+
     fn is_dgram(&mut self, fd: RawFd) -> bool {
         let st = self.fds.entry(fd).or_default();
         *st.dgram.get_or_insert_with(|| {
@@ -386,6 +488,86 @@ impl Emu {
         // tail) and is not rewritten until the loop gets the buffer back from a completion.
         let e = unsafe { &*grp.base.add((grp.head & grp.mask) as usize) };
         Some((e.addr() as *mut u8, e.len(), e.bid()))
+    }
+
+    /// A multishot receive on a datagram socket: recvmmsg(2) into as many of the group's
+    /// buffers as it has (up to [`SEND_BATCH`]), until the socket is empty, the buffers run out
+    /// (ENOBUFS, the end of the operation) or the burst is spent. Each datagram is one
+    /// completion with its buffer, an empty one too (the loop hands that buffer back).
+    fn recv_batches(&mut self, user_data: u64, f: RawFd, group: u16) -> Step {
+        let mut done = 0;
+        while done < MULTI_BURST {
+            // SAFETY: an all-zero mmsghdr is a valid empty value.
+            let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: an all-zero iovec is a valid empty value.
+            let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+            let mut bids = [0u16; SEND_BATCH];
+            let k = self.peek_bufs(group, &mut iovs, &mut bids);
+            if k == 0 {
+                return no_buffer(f);
+            }
+            for i in 0..k {
+                msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            let r = retry(|| {
+                // SAFETY: `k` headers, each with one iovec on a provided buffer that nothing
+                // else uses until its completion is reaped.
+                let r = unsafe {
+                    libc::recvmmsg(
+                        f,
+                        msgs.as_mut_ptr(),
+                        k as u32,
+                        libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                    )
+                };
+                if r < 0 {
+                    Err(errno())
+                } else {
+                    Ok(r as usize)
+                }
+            });
+            match r {
+                Ok(got) => {
+                    for i in 0..got {
+                        self.take_buf(group);
+                        let flags = F_MORE | F_BUFFER | (bids[i] as u32) << BUFFER_SHIFT;
+                        self.post(user_data, msgs[i].msg_len as i32, flags);
+                    }
+                    done += got;
+                    if got < k {
+                        // The socket is empty now.
+                        return Step::Park;
+                    }
+                }
+                Err(libc::EAGAIN) => return Step::Park,
+                Err(e) => return Step::Done(-e, 0),
+            }
+        }
+        Step::Park
+    }
+
+    /// The next buffers of group `g`, not taken yet, into `iovs` and `bids`; how many.
+    fn peek_bufs(&self, g: u16, iovs: &mut [libc::iovec], bids: &mut [u16]) -> usize {
+        let Some(Some(grp)) = self.groups.get(g as usize) else {
+            return 0;
+        };
+        // SAFETY: as in peek_buf.
+        let tail = unsafe { &*BufRingEntry::tail(grp.base).cast::<AtomicU16>() }.load(Ordering::Acquire);
+        let avail = tail.wrapping_sub(grp.head) as usize;
+        let k = avail.min(iovs.len());
+        for i in 0..k {
+            let idx = grp.head.wrapping_add(i as u16) & grp.mask;
+            // SAFETY: as in peek_buf: a published entry inside the ring.
+            let e = unsafe { &*grp.base.add(idx as usize) };
+            iovs[i] = libc::iovec {
+                iov_base: e.addr() as *mut libc::c_void,
+                iov_len: e.len() as usize,
+            };
+            bids[i] = e.bid();
+        }
+        k
     }
 
     fn take_buf(&mut self, g: u16) {
@@ -438,13 +620,37 @@ impl Emu {
             Sqe::ReadMulti { fd, group, socket } => {
                 let f = self.fd(fd);
                 let dgram = socket && self.is_dgram(f);
+                if dgram {
+                    return self.recv_batches(op.user_data, f, group);
+                }
                 for _ in 0..MULTI_BURST {
                     let Some((p, blen, bid)) = self.peek_buf(group) else {
-                        return Step::Done(-libc::ENOBUFS, 0);
+                        return no_buffer(f);
                     };
                     match retry(|| read_into(f, p, blen as usize, socket)) {
                         Ok(0) if dgram => self.post(op.user_data, 0, F_MORE),
                         Ok(0) => return Step::Done(0, 0),
+                        Ok(n) => {
+                            self.take_buf(group);
+                            let flags = F_MORE | F_BUFFER | (bid as u32) << BUFFER_SHIFT;
+                            self.post(op.user_data, n as i32, flags);
+                        }
+                        Err(libc::EAGAIN) => return Step::Park,
+                        Err(e) => return Step::Done(-e, 0),
+                    }
+                }
+                Step::Park
+            }
+            Sqe::RecvMsgMulti { fd, msg, group } => {
+                let f = self.fd(fd);
+                // SAFETY: the loop keeps the msghdr until the operation's last completion; only
+                // the room it reserves for the address and control data is read.
+                let room = unsafe { ((*msg).msg_namelen as usize, (*msg).msg_controllen) };
+                for _ in 0..MULTI_BURST {
+                    let Some((p, blen, bid)) = self.peek_buf(group) else {
+                        return no_buffer(f);
+                    };
+                    match retry(|| recvmsg_into(f, p, blen as usize, room)) {
                         Ok(n) => {
                             self.take_buf(group);
                             let flags = F_MORE | F_BUFFER | (bid as u32) << BUFFER_SHIFT;
@@ -588,6 +794,22 @@ impl Emu {
     }
 }
 
+/// A multishot receive with no buffer left: as io_uring, ENOBUFS (the end of the operation)
+/// only when something waits to be received; otherwise it stays armed.
+fn no_buffer(fd: RawFd) -> Step {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack, zero timeout.
+    if unsafe { libc::poll(&mut p, 1, 0) } > 0 {
+        Step::Done(-libc::ENOBUFS, 0)
+    } else {
+        Step::Park
+    }
+}
+
 /// Retries a syscall interrupted by a signal.
 fn retry(mut f: impl FnMut() -> Result<usize, i32>) -> Result<usize, i32> {
     loop {
@@ -595,6 +817,58 @@ fn retry(mut f: impl FnMut() -> Result<usize, i32>) -> Result<usize, i32> {
             Err(libc::EINTR) => {}
             r => return r,
         }
+    }
+}
+
+/// io_uring's `struct io_uring_recvmsg_out`, in front of what a multishot recvmsg puts in a
+/// buffer.
+#[repr(C)]
+struct RecvMsgOut {
+    namelen: u32,
+    controllen: u32,
+    payloadlen: u32,
+    flags: u32,
+}
+
+/// One recvmsg(2) into the provided buffer `p` (`blen` bytes), laid out as io_uring does: the
+/// header, `room.0` bytes for the address, `room.1` for control data, the payload. Returns
+/// the bytes of the buffer used.
+fn recvmsg_into(fd: RawFd, p: *mut u8, blen: usize, room: (usize, usize)) -> Result<usize, i32> {
+    let (nl, cl) = room;
+    let head = std::mem::size_of::<RecvMsgOut>() + nl + cl;
+    if blen < head {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: `p` is a provided buffer of `blen` bytes that nothing else uses until its
+    // completion is reaped; every pointer below stays inside it (head <= blen checked), and
+    // the header is written unaligned.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: p.add(head).cast(),
+            iov_len: blen - head,
+        };
+        let mut m: libc::msghdr = std::mem::zeroed();
+        m.msg_name = p.add(std::mem::size_of::<RecvMsgOut>()).cast();
+        m.msg_namelen = nl as u32;
+        if cl > 0 {
+            m.msg_control = p.add(std::mem::size_of::<RecvMsgOut>() + nl).cast();
+            m.msg_controllen = cl;
+        }
+        m.msg_iov = &mut iov;
+        m.msg_iovlen = 1;
+        // MSG_TRUNC: the datagram's real length, as io_uring reports it in payloadlen.
+        let r = libc::recvmsg(fd, &mut m, libc::MSG_TRUNC);
+        if r < 0 {
+            return Err(errno());
+        }
+        let out = RecvMsgOut {
+            namelen: m.msg_namelen,
+            controllen: m.msg_controllen as u32,
+            payloadlen: r as u32,
+            flags: m.msg_flags as u32,
+        };
+        std::ptr::write_unaligned(p.cast::<RecvMsgOut>(), out);
+        Ok(head + (r as usize).min(blen - head))
     }
 }
 
@@ -659,21 +933,34 @@ mod tests {
         a.send(b"").unwrap();
         a.send(b"second").unwrap();
         a.send(b"third").unwrap();
-        let c = wait(&mut r, 4);
-        assert_eq!(c.len(), 4, "{c:?}");
+        let c = wait(&mut r, 3);
+        assert_eq!(c.len(), 3, "{c:?}");
         assert_eq!((c[0].0, c[0].1), (7, 5));
         assert!(cqueue::more(c[0].2));
         let b0 = cqueue::buffer_select(c[0].2).expect("a buffer");
         assert_eq!(br.data(b0, 0, 5), b"first");
-        // An empty datagram: counted by the loop, no buffer.
+        // An empty datagram comes with its buffer (received by recvmmsg with the others), which
+        // the loop hands back; the second buffer is then the last one: the third datagram ends
+        // the multishot with ENOBUFS.
         assert_eq!(c[1].1, 0);
-        assert!(cqueue::more(c[1].2) && cqueue::buffer_select(c[1].2).is_none());
-        let b1 = cqueue::buffer_select(c[2].2).expect("a buffer");
+        assert!(cqueue::more(c[1].2));
+        let b1 = cqueue::buffer_select(c[1].2).expect("a buffer");
         assert_ne!(b0, b1);
-        assert_eq!(br.data(b1, 0, 6), b"second");
-        // Two buffers only: the third frame ends the multishot.
-        assert_eq!(c[3].1, -libc::ENOBUFS);
-        assert!(!cqueue::more(c[3].2));
+        assert_eq!(c[2].1, -libc::ENOBUFS);
+        assert!(!cqueue::more(c[2].2));
+        // Handed back, the buffer takes the rest when the receive is armed again.
+        br.push(b1);
+        br.push(b0);
+        br.publish();
+        // SAFETY: as above.
+        unsafe { r.push(&op) }.unwrap();
+        let c = wait(&mut r, 2);
+        // Nothing left to receive: no ENOBUFS although the buffers ran out again.
+        assert_eq!(c.len(), 2, "{c:?}");
+        let b2 = cqueue::buffer_select(c[0].2).expect("a buffer");
+        assert_eq!(br.data(b2, 0, 6), b"second");
+        let b3 = cqueue::buffer_select(c[1].2).expect("a buffer");
+        assert_eq!(br.data(b3, 0, 5), b"third");
     }
 
     #[test]
@@ -809,5 +1096,75 @@ mod tests {
         unsafe { r.push(&Sqe::CancelFd { fd: b.as_raw_fd() }.op(10)) }.unwrap();
         let c = wait(&mut r, 2);
         assert_eq!(c, vec![(9, -libc::ECANCELED, 0), (10, 1, 0)]);
+    }
+
+    /// A multishot recvmsg lays each datagram out as io_uring does: `RecvMsgOut` reads the
+    /// sender's address and the payload back.
+    #[test]
+    fn multishot_recvmsg_lays_out_what_io_uring_would() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut br = BufRing::new(4, 2048, 0, 0).unwrap();
+        let mut r = ring();
+        r.register_buf_ring(&mut br, 1).unwrap();
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+        let op = Sqe::RecvMsgMulti {
+            fd: Target::Fd(rx.as_raw_fd()),
+            msg: &*msg,
+            group: 1,
+        }
+        .op(5);
+        // SAFETY: the msghdr and the buffer ring outlive every completion of the test.
+        unsafe { r.push(&op) }.unwrap();
+        tx.send_to(b"hello", rx.local_addr().unwrap()).unwrap();
+        let c = wait(&mut r, 1);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(cqueue::more(c[0].2));
+        let bid = cqueue::buffer_select(c[0].2).expect("a buffer");
+        let data = br.data(bid, 0, c[0].1 as usize);
+        let out = io_uring::types::RecvMsgOut::parse(data, &msg).expect("a laid-out datagram");
+        assert_eq!(out.payload_data(), b"hello");
+        assert!(!out.is_payload_truncated());
+        let name = out.name_data();
+        // SAFETY: a sockaddr_in of the kernel's, as long as the name it reported.
+        let sin = unsafe { std::ptr::read_unaligned(name.as_ptr().cast::<libc::sockaddr_in>()) };
+        assert_eq!(u16::from_be(sin.sin_port), tx.local_addr().unwrap().port());
+    }
+
+    /// A linked run of sends to one socket goes out in one sendmmsg, in order, each with its
+    /// own completion; a run that meets a full queue sends what fits and the rest waits.
+    #[test]
+    fn linked_sends_go_out_together_in_order() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let frames: Vec<[u8; 3]> = (0..5u8).map(|i| [i; 3]).collect();
+        let mut r = ring();
+        // SAFETY: `frames` outlives the completions, all reaped below.
+        unsafe {
+            for (i, f) in frames.iter().enumerate() {
+                let link = if i + 1 < frames.len() {
+                    Link::Hard
+                } else {
+                    Link::None
+                };
+                let w = Sqe::Write {
+                    fd: Target::Fd(a.as_raw_fd()),
+                    buf: f.as_ptr(),
+                    len: 3,
+                };
+                r.push(&w.op(i as u64).link(link)).unwrap();
+            }
+        }
+        let c = wait(&mut r, 5);
+        assert_eq!(c, (0..5u64).map(|i| (i, 3, 0)).collect::<Vec<_>>());
+        let mut buf = [0u8; 8];
+        for i in 0..5u8 {
+            assert_eq!(b.recv(&mut buf).unwrap(), 3);
+            assert_eq!(buf[0], i);
+        }
     }
 }
