@@ -358,6 +358,44 @@ fn process_state_passes_through_as_in_vdens() {
     assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
 }
 
+/// A `=cmd` coprocess: prints its signal dispositions and mask to stderr, then reads the
+/// stream until vdens ends it.
+const COPROC_AWK: &str = r#"
+BEGIN {
+  while ((getline l < "/proc/self/status") > 0) if (l ~ /^(SigIgn|SigBlk):/) print "coproc " l > "/dev/stderr"
+  close("/proc/self/status")
+  while ((getline l) > 0) {}
+}
+"#;
+
+/// A `=cmd` coprocess starts with the caller's signal dispositions and mask, as libvdeplug
+/// forks it from vdens (vdens-fast's own runtime state, e.g. Rust's, does not reach it).
+#[test]
+fn a_coprocess_starts_with_the_callers_signal_state() {
+    let d = TempDir::new("parity-coproc");
+    std::fs::write(d.join("launch.pl"), LAUNCH).unwrap();
+    std::fs::write(d.join("coproc.awk"), COPROC_AWK).unwrap();
+    let vnl = format!("=awk -f {}", d.join("coproc.awk").display());
+    let args: Vec<String> = vec![vnl, "sh".into(), "-c".into(), "sleep 0.3".into()];
+    let lines = |o: &Out| -> Vec<String> {
+        o.stderr
+            .lines()
+            .filter(|l| l.starts_with("coproc "))
+            .map(String::from)
+            .collect()
+    };
+    for setup in [&[][..], &["ign=HUP,USR2,PIPE", "blk=USR1,ALRM,TERM"][..]] {
+        let a = run(launched(Who::Root, true, &d, setup, &args), 20);
+        let b = run(launched(Who::Root, false, &d, setup, &args), 20);
+        assert_eq!(lines(&a).len(), 2, "classic vdens: {a:#?}");
+        assert_eq!(
+            lines(&a),
+            lines(&b),
+            "{setup:?}\n vdens: {a:#?}\n vdens-fast: {b:#?}"
+        );
+    }
+}
+
 /// The propagation check, run as root in a mount namespace of its own (all private first, so
 /// nothing reaches the host's): a tmpfs made shared plays the caller's shared mount. `$@` (vdens
 /// or vdens-fast with options, as some user) runs a command that waits for a file the outer side

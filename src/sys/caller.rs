@@ -153,6 +153,37 @@ fn set_disposition(sig: i32, handler: libc::sighandler_t) {
 /// own are closed even if one lacks close-on-exec, e.g. a libvdeplug plugin's). System calls
 /// only, no allocation.
 pub fn restore_in_child() {
+    restore_signals();
+    let closed = STDIO_CLOSED.load(Ordering::SeqCst);
+    for fd in 0..3 {
+        if closed & (1 << fd) != 0 {
+            // SAFETY: the runtime put /dev/null there; nothing in this child uses it.
+            unsafe { libc::close(fd) };
+        }
+    }
+    close_not_inherited();
+}
+
+/// Makes `cmd`, when spawned, start as a program the caller started would, beside the
+/// standard descriptors `cmd` sets up: the caller's signal dispositions and mask, and of the
+/// other descriptors only the caller's. For a coprocess (`=cmd`), which libvdeplug forks from
+/// vdens with the caller's state.
+pub fn spawn_as_the_caller(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child right before exec (after the standard library
+    // reset the mask and SIGPIPE, which it then sets to the caller's) and only makes system
+    // calls: sigaction, pthread_sigmask, close_range.
+    unsafe {
+        cmd.pre_exec(|| {
+            restore_signals();
+            close_not_inherited();
+            Ok(())
+        })
+    };
+}
+
+/// Every signal back to the caller's disposition (ignored or default), and the caller's mask.
+fn restore_signals() {
     let ignored = IGNORED.load(Ordering::SeqCst);
     for sig in (1..=NSIG).filter(|&s| settable(s)) {
         let h = if ignored & bit(sig) != 0 {
@@ -175,15 +206,16 @@ pub fn restore_in_child() {
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, mask.as_ptr(), std::ptr::null_mut());
     }
-    let closed = STDIO_CLOSED.load(Ordering::SeqCst);
-    for fd in 0..3 {
-        if closed & (1 << fd) != 0 {
-            // SAFETY: the runtime put /dev/null there; nothing in this child uses it.
-            unsafe { libc::close(fd) };
-        }
-    }
+}
+
+/// Closes every descriptor from 3 up that the caller did not pass.
+fn close_not_inherited() {
+    // Not recorded (a program that does not call record_inherited_fds): nothing is known to
+    // be ours, so nothing is closed.
+    let Some(inherited) = INHERITED.get() else {
+        return;
+    };
     // Close the gaps between the inherited descriptors: [3, a), (a, b), ..., (z, max].
-    let inherited: &[i32] = INHERITED.get().map_or(&[], Vec::as_slice);
     let mut from: u32 = 3;
     for &fd in inherited {
         let fd = fd as u32;

@@ -153,21 +153,22 @@ impl fmt::Debug for Coproc {
 
 pub fn open(vnl: &str, argv: &[OsString]) -> Result<Link, OpenError> {
     let name = argv[0].to_string_lossy().into_owned();
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| {
-            let hint = match e.raw_os_error() {
-                Some(libc::ENOENT) => format!("is '{name}' installed and on PATH?"),
-                Some(libc::EACCES) => format!("'{name}' is not executable"),
-                _ => format!("the command line was split into {argv:?}"),
-            };
-            OpenError::io(vnl, "starting the coprocess", e, Some(hint))
-        })?;
+        .process_group(0);
+    // As libvdeplug forks it from vdens: with the caller's signal state and descriptors.
+    crate::sys::caller::spawn_as_the_caller(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::ENOENT) => format!("is '{name}' installed and on PATH?"),
+            Some(libc::EACCES) => format!("'{name}' is not executable"),
+            _ => format!("the command line was split into {argv:?}"),
+        };
+        OpenError::io(vnl, "starting the coprocess", e, Some(hint))
+    })?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         unreachable!("both pipes were requested");
     };
