@@ -240,3 +240,61 @@ fn killed_listener_restarted_is_joined_again() {
         );
     }
 }
+
+/// How many io_uring instances process `pid` holds: a node on io_uring has its ring; one on
+/// the epoll node has none (nothing else in vdens-fast keeps a ring open).
+fn rings(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:[io_uring]")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Both seqpacket roles on the engine `engine` asks for (io_uring by default): ping and a
+/// TCP transfer each way, checked byte for byte.
+fn seqpacket_ends_on(engine: &[&str], uring: bool, net: u8) {
+    let d = TempDir::new("sp-eng");
+    let (v, _p) = vnl(&d);
+    let start = |name: &str| {
+        let mut args = engine.to_vec();
+        args.extend([v.as_str(), "sh", "-s"]);
+        Node::start(name, vdens_fast(Who::Root, &d, &args))
+    };
+    let mut a = start("listener");
+    a.up("vde0", &format!("10.{net}.0.1/24"), None);
+    let mut b = start("connector");
+    b.up("vde0", &format!("10.{net}.0.2/24"), None);
+    let (ia, ib) = (format!("10.{net}.0.1"), format!("10.{net}.0.2"));
+    b.ping(&ia, 3, None);
+    a.ping(&ib, 3, None);
+    tcp_transfer(&mut b, &mut a, &ia, &d, 2 << 20);
+    tcp_transfer(&mut a, &mut b, &ib, &d, 2 << 20);
+    for n in [&a, &b] {
+        assert_eq!(
+            rings(n.pid()) > 0,
+            uring,
+            "{}: the ptp node runs on {}",
+            n.name,
+            if uring {
+                "epoll, not io_uring"
+            } else {
+                "io_uring, not epoll"
+            }
+        );
+    }
+}
+
+#[test]
+fn seqpacket_ends_run_on_io_uring_by_default() {
+    seqpacket_ends_on(&[], true, 46);
+}
+
+#[test]
+fn seqpacket_ends_run_on_epoll_with_engine_poll() {
+    seqpacket_ends_on(&["--engine", "poll"], false, 47);
+}

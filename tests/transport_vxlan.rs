@@ -569,3 +569,59 @@ fn port_in_use_is_named() {
         "{e}"
     );
 }
+
+/// How many io_uring instances process `pid` holds: a node on io_uring has its ring; one on
+/// the epoll node has none (nothing else in vdens-fast keeps a ring open).
+fn rings(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:[io_uring]")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// vxlan:// and vxvde:// between two vdens-fast on the engine `extra` asks for (io_uring by
+/// default): ping and a TCP transfer each way, checked byte for byte.
+fn overlays_on(extra: &[&str], uring: bool, tag: &str, net: u8) {
+    let d = TempDir::new(tag);
+    let lan = Lan::new(tag, net);
+    for (k, scheme) in ["vxlan", "vxvde"].into_iter().enumerate() {
+        let vnl = format!("{scheme}:///vni={}", 40 + k);
+        let mut a = ns_node_in(&lan.a, &format!("a-{scheme}"), Impl::Fast, &d, extra, &[&vnl]);
+        let mut b = ns_node_in(&lan.b, &format!("b-{scheme}"), Impl::Fast, &d, extra, &[&vnl]);
+        let (ia, ib) = (format!("10.{net}.{k}.1"), format!("10.{net}.{k}.2"));
+        a.up("vde0", &format!("{ia}/24"), None);
+        b.up("vde0", &format!("{ib}/24"), None);
+        ping(&mut a, &ib, 3);
+        ping(&mut b, &ia, 3);
+        tcp_transfer(&mut a, &mut b, &ib, &d, 1 << 20);
+        tcp_transfer(&mut b, &mut a, &ia, &d, 1 << 20);
+        for n in [&a, &b] {
+            assert_eq!(
+                rings(n.pid()) > 0,
+                uring,
+                "{}: the overlay node runs on {}",
+                n.name,
+                if uring {
+                    "epoll, not io_uring"
+                } else {
+                    "io_uring, not epoll"
+                }
+            );
+        }
+    }
+}
+
+#[test]
+fn overlays_run_on_io_uring_by_default() {
+    overlays_on(&[], true, "vxu", 93);
+}
+
+#[test]
+fn overlays_run_on_epoll_with_engine_poll() {
+    overlays_on(&["--engine", "poll"], false, "vxp", 94);
+}

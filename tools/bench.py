@@ -950,6 +950,36 @@ def _switch4(host):
     return build
 
 
+def _ptp_seq(scn):
+    return "ptp://" + os.path.join(scn.workdir, "ptp") + "[seqpacket]"
+
+
+# vxlan:// / vxvde:// between a and b: each vdens-fast starts in an underlay namespace of its
+# own (ua, ub: a veth pair, MTU 1600, 192.168.98.0/24, a multicast route), where its UDP sockets live;
+# vde0 is in the namespace vdens-fast makes for its command, as in every other scenario.
+UNDER_A, UNDER_B = "192.168.98.1", "192.168.98.2"
+
+
+def _overlay_pair(launcher, scheme):
+    def build(scn, ctx):
+        ua = _endpoint(scn, "ua", ["unshare", "-n"], None, None)
+        ub = _endpoint(scn, "ub", ["unshare", "-n"], None, None)
+        ua.run(["ip", "link", "add", "ux0", "type", "veth", "peer", "name", "ux1", "netns", str(ub.agent_pid)])
+        for ep, dev, addr in ((ua, "ux0", UNDER_A), (ub, "ux1", UNDER_B)):
+            # room for a 1500-byte frame plus the outer headers (50 bytes over IPv4): no
+            # fragmentation in the underlay, as an overlay deployment sets it up
+            ep.run(["ip", "link", "set", dev, "mtu", "1600"])
+            _addr(ep, dev, addr)
+            ep.run(["ip", "route", "add", "224.0.0.0/4", "dev", dev])
+        vnl = scheme + ":///vni=77"
+        for name, under, addr in (("a", ua, ADDR_A), ("b", ub, ADDR_B)):
+            nsenter = ["nsenter", "-t", str(under.agent_pid), "-n"]
+            setattr(scn, name, _endpoint(scn, name, nsenter + ctx.launcher(launcher) + [vnl], "vde0", addr))
+        scn.roots += [scn.a.pid, scn.b.pid]
+
+    return build
+
+
 SWITCH_REFS = ("classic-vdeplug-switch", "classic-vde2-switch")
 SWITCH4_REFS = ("classic-vdeplug-switch4", "classic-vde2-switch4")
 
@@ -971,7 +1001,20 @@ def all_scenarios():
         Scenario("vdeplug-fast-switch4", "4 vdens-fast on a vdeplug-fast switch://, 2 pairs at once", _switch4("vdeplug-fast"), refs=SWITCH4_REFS),
         Scenario("classic-nat", "vdens -> vdens NAT router (ptp + tap) -> host", _nat_router("vdens")),
         Scenario("fast-nat", "vdens-fast -> vdens-fast NAT router (ptp + tap) -> host", _nat_router("vdens-fast"), refs=("classic-nat",)),
-    ] + BASE_SCENARIOS
+    ] + NODE_SCENARIOS + BASE_SCENARIOS
+
+
+# The nodes that ran only on epoll until session 6 (seqpacket ptp, vxlan, vxvde), each on
+# io_uring (the default) and with --engine poll. Only run when named.
+NODE_SCENARIOS = [
+    Scenario("fast-ptpseq", "vdens-fast <-> same, ptp://[seqpacket]", _vdens_pair("vdens-fast", "vdens-fast", _ptp_seq)),
+    Scenario("fast-ptpseq-poll", "vdens-fast --engine poll <-> same, ptp://[seqpacket]", _vdens_pair("vdens-fast-poll", "vdens-fast-poll", _ptp_seq)),
+    Scenario("fast-vxlan", "vdens-fast <-> same, vxlan:// over a veth", _overlay_pair("vdens-fast", "vxlan")),
+    Scenario("fast-vxlan-poll", "vdens-fast --engine poll <-> same, vxlan:// over a veth", _overlay_pair("vdens-fast-poll", "vxlan")),
+    Scenario("fast-vxvde", "vdens-fast <-> same, vxvde:// over a veth", _overlay_pair("vdens-fast", "vxvde")),
+    Scenario("fast-vxvde-poll", "vdens-fast --engine poll <-> same, vxvde:// over a veth", _overlay_pair("vdens-fast-poll", "vxvde")),
+]
+NODE_NAMES = [s.name for s in NODE_SCENARIOS]
 
 
 # A/B against an earlier build (--base BIN): the vdens-fast scenarios again with that binary
@@ -2057,7 +2100,7 @@ def parse_args(argv):
     bad = [t for t in args.tests if t not in TESTS]
     if bad:
         ap.error("unknown test(s) %s (known: %s)" % (", ".join(bad), ", ".join(TESTS)))
-    default = [n for n in names if n not in BASE_NAMES or args.base]
+    default = [n for n in names if n not in NODE_NAMES and (n not in BASE_NAMES or args.base)]
     args.scenarios = args.scenarios.split(",") if args.scenarios else default
     bad = [s for s in args.scenarios if s not in names]
     if bad:

@@ -16,6 +16,7 @@
 //! (src/engine/overlay.rs) that chooses each frame's destination itself.
 
 use super::core::cut::{self, Cut};
+use super::core::ptp;
 use super::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, single_send_drop, Backpressure, Control,
     Op, RxFault, Token, Verdict,
@@ -29,7 +30,7 @@ use super::worker::Cmd;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, PortId};
 use crate::sys::{borrow_fd, recv_batch, send_batch};
-use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnected, SendTo};
+use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, SendTo};
 use crate::wire::stream::{self, Decoder};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
@@ -1220,8 +1221,19 @@ impl NodeWorker {
                 .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
     }
 
+    /// The attached peer as a new connection finds it.
+    fn ptp_peer(&self) -> ptp::Peer {
+        if self.ptp_peer_hung_up() {
+            ptp::Peer::HungUp
+        } else if matches!(self.eps.get(PTP_PEER), Some(Some(_))) {
+            ptp::Peer::Attached
+        } else {
+            ptp::Peer::Absent
+        }
+    }
+
     /// Accepts waiting peers: the first while none is attached gets ack 0 and carries the
-    /// traffic; any other gets EISCONN and is closed, as master does.
+    /// traffic; any other gets EISCONN and is closed, as master does (see [`ptp::arrival`]).
     fn ptp_accept(&mut self) {
         loop {
             let Some(h) = self.ptp.as_ref() else { return };
@@ -1233,13 +1245,18 @@ impl NodeWorker {
                     return;
                 }
             };
-            // A peer that hung up just before the next one came is finished first, whatever
-            // order epoll reported the two in.
-            if self.ptp_peer_hung_up() {
+            let mut peer = self.ptp_peer();
+            if ptp::arrival(peer, false) == ptp::Arrival::AfterHangup {
+                // Whatever order epoll reported the two in: the hung-up one first.
                 self.pump(PTP_PEER);
+                peer = match self.eps.get(PTP_PEER) {
+                    Some(Some(_)) => ptp::Peer::Attached,
+                    _ => ptp::Peer::Absent,
+                };
             }
-            if matches!(self.eps.get(PTP_PEER), Some(Some(_))) {
-                PtpHost::ack(&fd, libc::EISCONN as u8);
+            // The epoll node does not hold a connection (Hold): it refuses at once.
+            if ptp::arrival(peer, false) != ptp::Arrival::Accept {
+                PtpHost::ack(&fd, ptp::REFUSE_ACK);
                 continue;
             }
             if !PtpHost::ack(&fd, 0) {
@@ -1252,40 +1269,22 @@ impl NodeWorker {
     }
 
     /// The peer hung up: a listener waits for the next; a connecting end connects again or
-    /// becomes the listener (see [`PtpHost::reconnect`]).
+    /// becomes the listener (see [`ptp::after_hangup`]).
     fn ptp_hangup(&mut self) {
         self.remove(PTP_PEER);
         let Some(h) = self.ptp.as_mut() else { return };
-        if h.listener().is_some() {
-            crate::diag!(
-                "{}: the ptp peer hung up; waiting for the next one on {}",
-                h.vnl,
-                h.path.display()
-            );
-            return;
-        }
-        match h.reconnect() {
-            Ok(Reconnected::Peer(fd)) => {
-                crate::diag!(
-                    "{}: the ptp listener hung up; connected again to {}",
-                    h.vnl,
-                    h.path.display()
-                );
+        match ptp::after_hangup(h) {
+            ptp::AfterHangup::Wait | ptp::AfterHangup::Down => {}
+            ptp::AfterHangup::Attach(fd) => {
                 if let Err(m) = self.ptp_attach(fd) {
                     crate::diag!("{m}");
                 }
             }
-            Ok(Reconnected::Listening) => {
-                crate::diag!(
-                    "{}: the ptp listener went away; now listening on {} for the next peer",
-                    h.vnl,
-                    h.path.display()
-                );
+            ptp::AfterHangup::Listen => {
                 if let Err(m) = self.ptp_watch_listener() {
                     crate::diag!("{m}");
                 }
             }
-            Err(e) => crate::diag!("{e} (the ptp link stays down; frames to it are dropped)"),
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The vxlan:// / vxvde:// endpoint of a node (src/engine/node.rs): receives datagrams from the
-//! overlay's sockets, keeps those of our network, learns where their source MACs are, and
-//! sends each frame to the remote learnt for its destination MAC or to the group — a whole
-//! run of frames in one sendmmsg, whatever their destinations.
+//! The vxlan:// / vxvde:// endpoint of a node (src/engine/node.rs, and the ring loop
+//! src/engine/uring/node.rs, which receives with [`OverlayEp::recv`] too but sends through its
+//! ring, to [`OverlayEp::dest_of`]): receives datagrams from the overlay's sockets, keeps those
+//! of our network ([`OverlayEp::arrived`], the rule for one datagram), learns where their
+//! source MACs are, and sends each frame to the remote learnt for its destination MAC or to the
+//! group — a whole run of frames in one sendmmsg, whatever their destinations.
 //!
 //! The header is received into, and sent from, a buffer of its own (two iovecs), so frames
 //! stay where the node keeps them: no copy either way.
@@ -59,8 +61,85 @@ impl OverlayEp {
         &self.ov.vnl
     }
 
-    fn now(&self) -> u64 {
+    /// The header every datagram we send starts with (kept at one address while the endpoint
+    /// lives: a send in flight may point at it).
+    pub fn header(&self) -> &[u8; HDR] {
+        &self.header
+    }
+
+    /// The sockets: the group one, then (vxvde) the unicast one every datagram leaves from.
+    pub fn sockets(&self) -> (RawFd, Option<RawFd>) {
+        (
+            self.ov.multi.as_raw_fd(),
+            self.ov.uni.as_ref().map(|u| u.as_raw_fd()),
+        )
+    }
+
+    /// The socket datagrams leave from.
+    pub fn tx_raw_fd(&self) -> RawFd {
+        self.ov.tx_fd().as_raw_fd()
+    }
+
+    /// Seconds since the endpoint started: the clock of its learning table.
+    pub fn now(&self) -> u64 {
         self.start.elapsed().as_secs()
+    }
+
+    /// Judges one received datagram, whichever loop received it: `total` bytes long (header
+    /// included; longer than what was kept when it was truncated), `hdr` its header, `frame`
+    /// the bytes after the header that were kept, `meta` its sender, `group` whether it came
+    /// in on the group socket. Learns where the frame's source MAC is and returns the frame's
+    /// length when it is to be carried; counts it into `c` otherwise (our own looped-back
+    /// multicast and a vxvde peer's goodbye are not counted: they are no frames).
+    #[allow(clippy::too_many_arguments)]
+    pub fn arrived(
+        &mut self,
+        group: bool,
+        total: usize,
+        hdr: &[u8; HDR],
+        meta: &Meta,
+        frame: &[u8],
+        now: u64,
+        c: &mut Counts,
+    ) -> Option<usize> {
+        let Some(from) = meta.from else {
+            c.received += 1;
+            c.add_drop(DropReason::Framing, 1);
+            return None;
+        };
+        // Our own multicast, looped back to the group socket (vxvde keeps the loop on for the
+        // other endpoints of this host).
+        if group && self.ov.is_own(&from, meta.spec_dst) {
+            return None;
+        }
+        if total == HDR && self.ov.vxvde && *hdr == self.header {
+            // A vxvde peer leaves: forget where its stations were.
+            self.remotes.forget(&from);
+            return None;
+        }
+        c.received += 1;
+        if total < HDR || !self.ov.accepts(hdr) {
+            c.add_drop(DropReason::Framing, 1);
+            return None;
+        }
+        let len = total - HDR;
+        if let Err(why) = admit(len) {
+            c.add_drop(why, 1);
+            return None;
+        }
+        let mut src = [0u8; 6];
+        src.copy_from_slice(&frame[6..12]);
+        self.remotes.learn(&src, self.ov.remote_of(from), now);
+        Some(len)
+    }
+
+    /// Where a frame goes: the remote learnt for its destination MAC, or the group.
+    pub fn dest_of(&self, frame: &[u8], now: u64) -> SocketAddr {
+        frame
+            .get(..6)
+            .and_then(|d| <&[u8; 6]>::try_from(d).ok())
+            .and_then(|d| self.remotes.lookup(d, now))
+            .unwrap_or(self.ov.group)
     }
 
     /// Receives what is waiting into the `stride`-byte pieces of `slab` (frames only, from
@@ -114,36 +193,13 @@ impl OverlayEp {
             }
             let mut kept = 0;
             for k in 0..got {
+                let at = (n + k) * stride;
                 let total = lens[n + k];
-                let Some(from) = self.meta[k].from else {
-                    c.received += 1;
-                    c.add_drop(DropReason::Framing, 1);
+                let frame = &slab[at..at + total.saturating_sub(HDR).min(stride)];
+                let (hdr, meta) = (self.hdrs[k], self.meta[k]);
+                let Some(len) = self.arrived(which == 0, total, &hdr, &meta, frame, now, c) else {
                     continue;
                 };
-                // Our own multicast, looped back to the group socket (vxvde keeps the loop on
-                // for the other endpoints of this host).
-                if which == 0 && self.ov.is_own(&from, self.meta[k].spec_dst) {
-                    continue;
-                }
-                if total == HDR && self.ov.vxvde && self.hdrs[k] == self.header {
-                    // A vxvde peer leaves: forget where its stations were.
-                    self.remotes.forget(&from);
-                    continue;
-                }
-                c.received += 1;
-                if total < HDR || !self.ov.accepts(&self.hdrs[k]) {
-                    c.add_drop(DropReason::Framing, 1);
-                    continue;
-                }
-                let len = total - HDR;
-                if let Err(why) = admit(len) {
-                    c.add_drop(why, 1);
-                    continue;
-                }
-                let at = (n + k) * stride;
-                let mut src = [0u8; 6];
-                src.copy_from_slice(&slab[at + 6..at + 12]);
-                self.remotes.learn(&src, self.ov.remote_of(from), now);
                 let to = n + kept;
                 if to != n + k {
                     slab.copy_within(at..at + len, to * stride);
@@ -196,11 +252,7 @@ impl OverlayEp {
     fn send_frames(&mut self, frames: &[&[u8]], c: &mut Counts) -> usize {
         let now = self.now();
         for (m, f) in frames.iter().enumerate() {
-            let learnt = f
-                .get(..6)
-                .and_then(|d| <&[u8; 6]>::try_from(d).ok())
-                .and_then(|d| self.remotes.lookup(d, now));
-            self.dests[m] = learnt.unwrap_or(self.ov.group);
+            self.dests[m] = self.dest_of(f, now);
         }
         c.received += frames.len() as u64;
         let mut i = 0;

@@ -1,6 +1,18 @@
-//! Switch and hub nodes on io_uring: the same node as `engine::node` (the VDE control protocol
-//! served on the node's listening socket, clients coming and going, a forwarding decision per
-//! frame), with every frame received and sent through one ring.
+//! Every node on the ring loop: the same nodes as `engine::node` (switches and hubs with the
+//! VDE control protocol served on the node's listening socket, clients coming and going, a
+//! forwarding decision per frame; vdeplug-fast's cables; seqpacket ptp ends in both roles; the
+//! vxlan:// and vxvde:// overlays), with every frame received and sent through one ring.
+//!
+//! - A seqpacket ptp end is a cable from its tap to the peer while there is one: the listening
+//!   socket is watched (through an epoll instance of the node's, so that no ring operation
+//!   holds the socket, see `arm_ptp_listen`), connections are accepted and acked, a hang-up
+//!   detaches the peer and leads to the next, all by the rules of `core::ptp`.
+//! - An overlay is a cable from its tap to the network: a poll per socket; once one is
+//!   readable, [`OverlayEp::recv`] (recvmmsg, and the overlay's rules for each datagram, shared
+//!   with the epoll node) takes a batch, each kept frame copied into a slot and forwarded; a
+//!   sendmsg per frame (header and frame as two iovecs) to the remote [`OverlayEp::dest_of`]
+//!   names. (A multishot recvmsg would need a ring operation the epoll driver does not
+//!   emulate yet.)
 //!
 //! - Receiving: one multishot receive per datagram endpoint (a client's data socket, the node's
 //!   own tap, a datagram link), all drawing from one shared provided-buffer ring; stream
@@ -28,25 +40,29 @@
 use super::ring::{Interval, Ring, Sqe, Target};
 use super::{build_ring, is_retry, BufRing, SetupError, UringTuning};
 use crate::engine::core::cut::{self, Cut};
+use crate::engine::core::ptp;
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
 };
 use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
+use crate::engine::overlay::OverlayEp;
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{Cmd, NodeCtx};
 use crate::engine::EngineKind;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
-use crate::transport::{Framing, Link, SendTo};
+use crate::sys::inet::HDR;
+use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, SendTo};
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::stream::{self, Decoder};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::cqueue;
 use nix::errno::Errno;
-use nix::sys::socket::{recv, MsgFlags, SockaddrLike, UnixAddr};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::socket::{recv, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,18 +89,17 @@ fn token(op: Op, ep: usize, gen: u16, fid: u16, len: usize) -> u64 {
     Token::new(op, ep).gen(gen).slot(fid).len(len).encode()
 }
 
-/// Whether this node can run on io_uring: switches, hubs and cables (vdeplug-fast) whose
-/// endpoints carry their frames themselves. A regular file or a terminal as a cable's stream
-/// is read and written at its file position (io_uring hands such reads to its worker
-/// threads). Seqpacket ptp ends and a switch joined to an overlay (vxlan://, vxvde://: a node
-/// of its own, which the epoll node runs as an endpoint) stay on the epoll node.
-pub fn eligible(n: &Node) -> bool {
-    matches!(n.kind, NodeKind::Net(_) | NodeKind::Cable) && n.endpoints.iter().all(|e| !hosts(e))
+/// Whether this node can run on io_uring: every kind does (switches, hubs, cables of
+/// vdeplug-fast, seqpacket ptp ends in both roles, vxlan:// and vxvde:// overlays). A regular
+/// file or a terminal as a cable's stream is read and written at its file position (io_uring
+/// hands such reads to its worker threads).
+pub fn eligible(_n: &Node) -> bool {
+    true
 }
 
-fn hosts(e: &Endpoint) -> bool {
-    matches!(e, Endpoint::Link { link, .. } if link.node.is_some())
-}
+/// Datagrams an overlay takes per recvmmsg, and batches per readiness.
+const OV_BATCH: usize = 32;
+const OV_ROUNDS: usize = 8;
 
 /// Holds the descriptors of an endpoint open while anything uses them.
 #[allow(dead_code)]
@@ -96,6 +111,56 @@ enum Owner {
         ctl: OwnedFd,
         path: PathBuf,
     },
+    /// A vxlan:// or vxvde:// network: its sockets are held by its `Tx::Overlay`.
+    Overlay,
+}
+
+/// Receiving from a vxlan:// / vxvde:// network: a poll per socket; once one is readable,
+/// recvmmsg takes the datagrams (see `on_overlay_rx`).
+struct OvRx {
+    /// The group socket, then (vxvde) the unicast one.
+    fds: [RawFd; 2],
+    n: usize,
+    armed: [bool; 2],
+}
+
+/// Sending to a vxlan:// / vxvde:// network: one sendmsg per frame (the header from the
+/// endpoint, the frame from its buffer) to the remote learnt for its destination MAC or the
+/// group. A frame goes to an endpoint at most once while it is held, so its message is the
+/// one of its frame id.
+struct OvTx {
+    ep: OverlayEp,
+    recs: Box<[SendRec]>,
+}
+
+struct SendRec {
+    msg: libc::msghdr,
+    iov: [libc::iovec; 2],
+    addr: Option<SockaddrStorage>,
+}
+
+impl SendRec {
+    fn new() -> SendRec {
+        SendRec {
+            // SAFETY: msghdr is plain data (pointers and lengths); all-zero is a valid, empty
+            // value.
+            msg: unsafe { std::mem::zeroed() },
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 2],
+            addr: None,
+        }
+    }
+}
+
+/// The index of frame `fid`'s send message.
+fn rec_of(fid: u16) -> usize {
+    if fid & SLOT_FLAG != 0 {
+        NBUF as usize + (fid & !SLOT_FLAG) as usize
+    } else {
+        fid as usize
+    }
 }
 
 struct StreamIn {
@@ -138,6 +203,7 @@ enum Rx {
         eof_on_zero: bool,
     },
     Stream(Box<StreamIn>),
+    Overlay(Box<OvRx>),
 }
 
 struct StreamOut {
@@ -158,6 +224,7 @@ enum Tx {
     Write,
     Stream(Box<StreamOut>),
     Vnet(Box<VnetOut>),
+    Overlay(Box<OvTx>),
 }
 
 struct Ep {
@@ -198,6 +265,8 @@ impl Ep {
                 l.framing,
                 l.ctl.as_ref().map(|c| c.as_raw_fd()),
             ),
+            // Built by Ep::overlay, never here.
+            Owner::Overlay => (None, None, Framing::Null, None),
         };
         let txfd = tx.or(rx);
         for f in rx.iter().chain(tx.iter()) {
@@ -253,6 +322,7 @@ impl Ep {
             },
             (Some(_), Owner::Client { .. }) => Tx::Send,
             (Some(_), Owner::Tap(_)) => Tx::Write,
+            (Some(_), Owner::Overlay) => Tx::Discard,
         };
         Ok(Ep {
             gen,
@@ -269,6 +339,43 @@ impl Ep {
             stats: Arc::new(PortStats::new(name, vnl)),
             label,
             owner,
+        })
+    }
+
+    /// The endpoint of a vxlan:// or vxvde:// network: a poll on each of its sockets (then
+    /// recvmmsg), a sendmsg per frame from the one datagrams leave from.
+    fn overlay(ov: Box<Overlay>, name: &str, gen: u16) -> Result<Ep, String> {
+        let o = OverlayEp::new(ov);
+        let vnl = o.vnl().to_string();
+        let label = format!("{name} ({vnl})");
+        let (group, uni) = o.sockets();
+        for f in std::iter::once(group).chain(uni) {
+            set_nonblocking(bfd(f))
+                .map_err(|e| format!("{label}: cannot make it non-blocking: {}", e.desc()))?;
+        }
+        let tx_fd = o.tx_raw_fd();
+        Ok(Ep {
+            owner: Owner::Overlay,
+            gen,
+            rx_fd: group,
+            tx_fd,
+            ctl_fd: None,
+            rx: Rx::Overlay(Box::new(OvRx {
+                fds: [group, uni.unwrap_or(-1)],
+                n: 1 + usize::from(uni.is_some()),
+                armed: [false; 2],
+            })),
+            rx_armed: false,
+            rx_dead: false,
+            rx_starved: false,
+            tx: Tx::Overlay(Box::new(OvTx {
+                ep: o,
+                recs: (0..NBUF as usize + SLOTS).map(|_| SendRec::new()).collect(),
+            })),
+            inflight: 0,
+            counts: [Counts::default(); 2],
+            stats: Arc::new(PortStats::new(name, &vnl)),
+            label,
         })
     }
 
@@ -299,6 +406,10 @@ struct UNode {
     bufs: BufRing,
     /// References to each shared buffer (sends in flight + the forwarding in progress).
     buf_refs: Box<[u16]>,
+    /// Where an overlay's batch is received before its frames go to slots (allocated with
+    /// the first batch), and the batch's lengths.
+    ov_slab: Vec<u8>,
+    ov_lens: [usize; OV_BATCH],
     /// Stream frames: SLOTS x BUF_SIZE, never moved while the node runs.
     slots: Box<[u8]>,
     slot_refs: Box<[u16]>,
@@ -323,7 +434,23 @@ struct UNode {
     start: Instant,
     shared: Arc<NodeShared>,
     stopping: bool,
+    /// The seqpacket ptp end this node runs (its peer is endpoint `ptp_peer` while attached).
+    ptp: Option<PtpHost>,
+    ptp_peer: usize,
+    ptp_armed: bool,
+    /// A peer accepted while the attached one had hung up: acked and attached once that
+    /// one's end of file is handled.
+    ptp_waiting: Option<OwnedFd>,
+    /// The epoll instance the ring watches the listening socket through, and that socket.
+    ptp_watch: Option<(Epoll, RawFd)>,
+    /// How long a held connection waits ([`ptp::HOLD`]), for the timeout operations.
+    ptp_hold: Box<Interval>,
+    /// The current wait of the held connection (earlier timers that end are ignored).
+    ptp_hold_gen: u16,
 }
+
+/// The `slot` of the token of a held connection's timer (the listening socket's poll has 0).
+const HOLD_TIMER: u16 = 1;
 
 impl Control for UNode {
     fn publish(&mut self) {
@@ -440,9 +567,34 @@ impl UNode {
         if e.rx_armed || e.rx_dead {
             return;
         }
+        if let Rx::Overlay(r) = &mut e.rx {
+            // Readiness of each socket; its datagrams are then taken by recvmmsg in batches
+            // (OverlayEp::recv, which judges and learns them).
+            let mut sqes = [None, None];
+            for (s, sqe) in sqes.iter_mut().enumerate().take(r.n) {
+                if !r.armed[s] {
+                    r.armed[s] = true;
+                    e.inflight += 1;
+                    *sqe = Some(
+                        Sqe::Poll {
+                            fd: Target::Fd(r.fds[s]),
+                            events: libc::POLLIN as u32,
+                            multi: false,
+                        }
+                        .op(token(Op::Rx, id, e.gen, s as u16, 0)),
+                    );
+                }
+            }
+            e.rx_armed = true;
+            e.rx_starved = false;
+            for sqe in sqes.into_iter().flatten() {
+                self.push(&sqe);
+            }
+            return;
+        }
         let fd = Target::Fd(e.rx_fd);
         let sqe = match &mut e.rx {
-            Rx::None => return,
+            Rx::None | Rx::Overlay(_) => return,
             Rx::Multi { socket, .. } => Sqe::ReadMulti {
                 fd,
                 group: g,
@@ -536,6 +688,9 @@ impl UNode {
         }
         let mut fds = vec![e.rx_fd, e.tx_fd];
         fds.extend(e.ctl_fd);
+        if let Rx::Overlay(r) = &e.rx {
+            fds.extend_from_slice(&r.fds[..r.n]);
+        }
         fds.sort_unstable();
         fds.dedup();
         for fd in fds.into_iter().filter(|f| *f >= 0) {
@@ -601,6 +756,26 @@ impl UNode {
                 v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
                 return;
             }
+            Tx::Overlay(o) => {
+                let f = frame_of(&self.bufs, &self.slots, fid, len);
+                let dest = o.ep.dest_of(f, o.ep.now());
+                let hdr = o.ep.header().as_ptr();
+                let r = &mut o.recs[rec_of(fid)];
+                let a = r.addr.insert(SockaddrStorage::from(dest));
+                r.msg.msg_name = a.as_ptr().cast_mut().cast();
+                r.msg.msg_namelen = a.len();
+                r.iov[0].iov_base = hdr.cast_mut().cast();
+                r.iov[0].iov_len = HDR;
+                r.iov[1].iov_base = ptr.cast_mut().cast();
+                r.iov[1].iov_len = len;
+                r.msg.msg_iov = r.iov.as_mut_ptr();
+                r.msg.msg_iovlen = 2;
+                Sqe::SendMsg {
+                    fd,
+                    msg: &r.msg,
+                    flags: flags as u32,
+                }
+            }
         };
         e.inflight += 1;
         let sqe = sqe.op(token(Op::Tx, to, e.gen, fid, len));
@@ -629,9 +804,13 @@ impl UNode {
 
     /// Forwards frame `fid` received on endpoint `from`.
     fn forward(&mut self, from: usize, fid: u16, len: usize, now: u64) {
-        let d = self
+        let mut d = self
             .fwd
             .decide(from as PortId, frame_of(&self.bufs, &self.slots, fid, len), now);
+        // A cable whose other side is not attached (a ptp end between peers) drops.
+        if self.cable && !self.eps.iter().enumerate().any(|(k, e)| k != from && e.is_some()) {
+            d = Decision::Drop;
+        }
         let Some(e) = self.eps[from].as_mut() else { return };
         let c = &mut e.counts[TAP_TO_LINK];
         if matches!(d, Decision::Drop) {
@@ -677,9 +856,22 @@ impl UNode {
             return;
         }
         let now = self.start.elapsed().as_secs();
+        let ptp_peer = self.ptp.is_some() && t.ep() == self.ptp_peer;
         let e = self.eps[t.ep()].as_mut().expect("live");
         if !more {
             e.rx_armed = false;
+        }
+        if let Rx::Overlay(r) = &mut e.rx {
+            if !more {
+                r.armed[t.slot as usize & 1] = false;
+            }
+        }
+        if matches!(e.rx, Rx::Overlay(_)) {
+            if let Some(b) = bid {
+                self.bufs.push(b);
+            }
+            self.on_overlay_rx(t, res, now);
+            return;
         }
         let Rx::Multi { eof_on_zero, .. } = e.rx else {
             if let Some(b) = bid {
@@ -694,6 +886,7 @@ impl UNode {
             match classify_rx_error(-res) {
                 RxFault::Starved => e.rx_starved = true,
                 RxFault::Again | RxFault::Transient => {}
+                RxFault::Fatal if ptp_peer => self.ptp_hangup(),
                 RxFault::Fatal => {
                     let x = -res;
                     e.rx_dead = true;
@@ -705,6 +898,14 @@ impl UNode {
                     );
                 }
             }
+            return;
+        }
+        if res == 0 && eof_on_zero && ptp_peer {
+            // The peer hung up: not the end of the node (see ptp::after_hangup).
+            if let Some(b) = bid {
+                self.bufs.push(b);
+            }
+            self.ptp_hangup();
             return;
         }
         if res == 0 {
@@ -749,6 +950,63 @@ impl UNode {
         self.buf_refs[bid as usize] = 1;
         self.forward(t.ep(), bid, len, now);
         self.release(bid);
+    }
+
+    /// A socket of a vxlan:// / vxvde:// network is readable (or its poll failed): its
+    /// datagrams are taken in batches by recvmmsg ([`OverlayEp::recv`], which judges them and
+    /// learns their senders, for both loops), each kept frame copied into a slot and forwarded.
+    fn on_overlay_rx(&mut self, t: Token, res: i32, now: u64) {
+        let id = t.ep();
+        if res < 0 {
+            let Some(e) = self.eps[id].as_mut() else { return };
+            if classify_rx_error(-res) == RxFault::Fatal {
+                e.rx_dead = true;
+                crate::diag!(
+                    "{}: {}: receive failed: {}",
+                    self.name,
+                    e.label,
+                    Errno::from_raw(-res).desc()
+                );
+            }
+            return;
+        }
+        if self.ov_slab.is_empty() {
+            self.ov_slab = vec![0u8; OV_BATCH * BUF_SIZE];
+        }
+        for _ in 0..OV_ROUNDS {
+            // Only as many as there are slots to forward them from (the rest waits for the
+            // next readiness, at the end of the turn).
+            let max = OV_BATCH.min(self.free_slots.len());
+            if max == 0 {
+                return;
+            }
+            let Some(e) = self.eps[id].as_mut() else { return };
+            let Tx::Overlay(o) = &mut e.tx else { return };
+            let c = &mut e.counts[TAP_TO_LINK];
+            let n = match o
+                .ep
+                .recv(&mut self.ov_slab, BUF_SIZE, &mut self.ov_lens[..max], c)
+            {
+                Ok(n) => n,
+                Err(x) => {
+                    e.rx_dead = true;
+                    crate::diag!("{}: {}: receive failed: {}", self.name, e.label, x.desc());
+                    return;
+                }
+            };
+            for k in 0..n {
+                let slot = self.free_slots.pop().expect("one slot per frame of the batch");
+                let (at, len) = (slot as usize * BUF_SIZE, self.ov_lens[k]);
+                self.slots[at..at + len].copy_from_slice(&self.ov_slab[k * BUF_SIZE..k * BUF_SIZE + len]);
+                let fid = slot | SLOT_FLAG;
+                self.slot_refs[slot as usize] = 1;
+                self.forward(id, fid, len, now);
+                self.release(fid);
+            }
+            if n < max {
+                return;
+            }
+        }
     }
 
     fn on_tx(&mut self, t: Token, res: i32) {
@@ -1049,18 +1307,11 @@ impl UNode {
 
     /// Attaches an endpoint at the lowest free port from 1.
     fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
-        if hosts(&e) {
-            return Err(format!(
-                "{}: a link that hosts a node cannot join a switch on the io_uring engine (use --engine poll)",
-                self.name
-            ));
-        }
         let id = (1..MAX_PORTS)
             .find(|&i| !matches!(self.eps.get(i), Some(Some(_))))
             .ok_or_else(|| format!("{}: no free port", self.name))?;
-        let (owner, name, vnl, off) = owner_of(e, &self.name);
         let gen = self.next_gen();
-        let ep = Ep::new(owner, &name, &vnl, off, gen)?;
+        let ep = ep_of(e, &self.name, gen)?;
         self.add(id, ep);
         Ok(id as u16)
     }
@@ -1109,6 +1360,16 @@ impl UNode {
                         self.accept();
                     }
                 }
+                Op::PtpListen if t.slot == HOLD_TIMER && !self.stopping => self.ptp_hold_over(t.gen),
+                Op::PtpListen if t.slot == HOLD_TIMER => {}
+                Op::PtpListen => {
+                    if !more {
+                        self.ptp_armed = false;
+                    }
+                    if !self.stopping && res >= 0 {
+                        self.ptp_accept();
+                    }
+                }
                 Op::Wake if !self.stopping => stop |= self.on_wake(cmds, more),
                 Op::Wake if !more => self.wake_armed = false,
                 _ => {}
@@ -1152,6 +1413,7 @@ impl UNode {
         if !self.listen_armed {
             self.arm_listen();
         }
+        self.arm_ptp_listen();
         self.publish();
     }
 
@@ -1186,6 +1448,12 @@ impl UNode {
     /// the kernel may still use it; then the endpoints close.
     fn shutdown(&mut self) {
         self.stopping = true;
+        // PATH goes before the peer's connection does, so a peer looking for us again finds
+        // nothing there (and listens itself) instead of a listener about to close.
+        if let Some(h) = self.ptp.as_mut() {
+            h.shutdown();
+        }
+        self.ptp_waiting = None;
         // Bytes already waiting for a stream endpoint get one last chance to go out.
         for e in self.eps.iter_mut().flatten() {
             if let Tx::Stream(s) = &mut e.tx {
@@ -1219,6 +1487,200 @@ impl UNode {
             std::mem::forget(slots);
         }
     }
+}
+
+/// The seqpacket ptp end: the listening socket, the one peer, hang-ups and reconnection; the
+/// rules are `core::ptp`'s, shared with the epoll node.
+impl UNode {
+    /// Watches the listening socket, and attaches the peer the link was opened with.
+    fn ptp_start(&mut self) -> Result<(), String> {
+        let Some(h) = self.ptp.as_mut() else { return Ok(()) };
+        let peer = h.take_peer();
+        self.arm_ptp_listen();
+        if let Some(fd) = peer {
+            self.ptp_attach(fd)?;
+        }
+        Ok(())
+    }
+
+    fn arm_ptp_listen(&mut self) {
+        if self.ptp_armed || self.stopping {
+            return;
+        }
+        let Some(l) = self.ptp.as_ref().and_then(PtpHost::listener) else {
+            return;
+        };
+        // The ring watches the listening socket through an epoll instance of its own: an
+        // operation on the socket itself would hold its file, and when this process is killed
+        // (SIGKILL) the ring's teardown, after the process is gone, would keep PATH listening
+        // a moment longer, accepting connections it then resets. Epoll holds no reference.
+        // (Made at set-up: the confined thread cannot create one.)
+        let l = l.as_raw_fd();
+        let Some((ep, watched)) = self.ptp_watch.as_mut() else {
+            return;
+        };
+        if *watched != l {
+            let ev = EpollEvent::new(EpollFlags::EPOLLIN, 0);
+            if let Err(e) = ep.add(bfd(l), ev) {
+                crate::diag!(
+                    "{}: cannot watch the ptp socket: epoll_ctl: {}",
+                    self.name,
+                    e.desc()
+                );
+                return;
+            }
+            *watched = l;
+        }
+        let sqe = Sqe::Poll {
+            fd: Target::Fd(ep.0.as_raw_fd()),
+            events: libc::POLLIN as u32,
+            multi: false,
+        }
+        .op(token(Op::PtpListen, 0, 0, 0, 0));
+        self.push(&sqe);
+        self.ptp_armed = true;
+    }
+
+    /// Makes a connected (and acked) peer the node's peer endpoint.
+    fn ptp_attach(&mut self, fd: OwnedFd) -> Result<(), String> {
+        let vnl = self.ptp.as_ref().map(|h| h.vnl.clone()).unwrap_or_default();
+        let link = Link::single(&vnl, Framing::Datagram, fd);
+        let gen = self.next_gen();
+        let ep = Ep::new(
+            Owner::Link(Box::new(link)),
+            &format!("{}:peer", self.name),
+            &vnl,
+            TapOffload::NONE,
+            gen,
+        )?;
+        self.add(self.ptp_peer, ep);
+        Ok(())
+    }
+
+    /// Acks a new peer with 0 and attaches it.
+    fn ptp_take(&mut self, fd: OwnedFd) {
+        if !PtpHost::ack(&fd, 0) {
+            return;
+        }
+        if let Err(m) = self.ptp_attach(fd) {
+            crate::diag!("{m}");
+        }
+    }
+
+    /// The attached peer as a new connection finds it (POLLHUP and POLLERR are reported
+    /// whatever is asked for; its end of file may still wait behind frames in the ring).
+    fn ptp_peer_state(&self) -> ptp::Peer {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let Some(Some(e)) = self.eps.get(self.ptp_peer) else {
+            return ptp::Peer::Absent;
+        };
+        let mut p = [PollFd::new(bfd(e.rx_fd), PollFlags::empty())];
+        let hup = matches!(poll(&mut p, PollTimeout::ZERO), Ok(1))
+            && p[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        if hup {
+            ptp::Peer::HungUp
+        } else {
+            ptp::Peer::Attached
+        }
+    }
+
+    /// Accepts waiting peers (see [`ptp::arrival`]): the first while none is attached gets ack
+    /// 0 and carries the traffic; one arriving just after the attached peer hung up waits for
+    /// that peer's end of file to be handled; any other gets EISCONN and is closed.
+    fn ptp_accept(&mut self) {
+        if self.ptp_peer_state() == ptp::Peer::Absent {
+            if let Some(fd) = self.ptp_waiting.take() {
+                self.ptp_take(fd);
+            }
+        }
+        loop {
+            let Some(h) = self.ptp.as_ref() else { return };
+            let fd = match h.accept() {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return,
+                Err(e) => {
+                    crate::diag!("{}: accepting a ptp peer: {}", self.name, e.desc());
+                    return;
+                }
+            };
+            match ptp::arrival(self.ptp_peer_state(), self.ptp_waiting.is_some()) {
+                ptp::Arrival::Accept => self.ptp_take(fd),
+                ptp::Arrival::AfterHangup | ptp::Arrival::Hold => {
+                    self.ptp_waiting = Some(fd);
+                    self.arm_ptp_hold();
+                }
+                ptp::Arrival::Refuse => {
+                    PtpHost::ack(&fd, ptp::REFUSE_ACK);
+                }
+            }
+        }
+    }
+
+    /// Starts the wait of the connection held in `ptp_waiting` (see [`ptp::Arrival::Hold`]).
+    fn arm_ptp_hold(&mut self) {
+        self.ptp_hold_gen = self.ptp_hold_gen.wrapping_add(1);
+        let sqe = Sqe::Timeout {
+            after: &*self.ptp_hold,
+        }
+        .op(token(Op::PtpListen, 0, self.ptp_hold_gen, HOLD_TIMER, 0));
+        self.push(&sqe);
+    }
+
+    /// The wait of the held connection ended: taken if the peer is gone, held on while its
+    /// end of file is on its way, refused if the peer is still there.
+    fn ptp_hold_over(&mut self, gen: u16) {
+        if gen != self.ptp_hold_gen || self.ptp_waiting.is_none() {
+            return;
+        }
+        match self.ptp_peer_state() {
+            ptp::Peer::Absent => {
+                if let Some(fd) = self.ptp_waiting.take() {
+                    self.ptp_take(fd);
+                }
+            }
+            ptp::Peer::HungUp => self.arm_ptp_hold(),
+            ptp::Peer::Attached => {
+                if let Some(fd) = self.ptp_waiting.take() {
+                    PtpHost::ack(&fd, ptp::REFUSE_ACK);
+                }
+            }
+        }
+    }
+
+    /// The peer hung up (end of file or a failed receive): it is detached, and the node
+    /// waits for, or looks for, the next (see [`ptp::after_hangup`]).
+    fn ptp_hangup(&mut self) {
+        self.remove(self.ptp_peer);
+        let Some(h) = self.ptp.as_mut() else { return };
+        match ptp::after_hangup(h) {
+            ptp::AfterHangup::Wait => {
+                if let Some(fd) = self.ptp_waiting.take() {
+                    self.ptp_take(fd);
+                }
+            }
+            ptp::AfterHangup::Down => {}
+            ptp::AfterHangup::Attach(fd) => {
+                if let Err(m) = self.ptp_attach(fd) {
+                    crate::diag!("{m}");
+                }
+            }
+            ptp::AfterHangup::Listen => self.arm_ptp_listen(),
+        }
+    }
+}
+
+/// The endpoint for `e`. A link hosting a vxlan:// or vxvde:// network joins as that network
+/// (vdeplug-fast's `vxvde:// switch:///tmp/sw`: the overlay is a port of the switch).
+fn ep_of(mut e: Endpoint, node: &str, gen: u16) -> Result<Ep, String> {
+    if let Endpoint::Link { name, link } = &mut e {
+        if let Some(Hosted::Overlay(o)) = link.node.take_if(|h| matches!(h, Hosted::Overlay(_))) {
+            return Ep::overlay(o, name, gen);
+        }
+    }
+    let (owner, name, vnl, off) = owner_of(e, node);
+    Ep::new(owner, &name, &vnl, off, gen)
 }
 
 fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
@@ -1281,15 +1743,24 @@ pub fn run_node(
         "epoll node"
     };
     let setup = (|| -> Result<UNode, String> {
+        let (mut ptp, mut overlay) = (None, None);
         let (listener, fwd) = match node.kind {
             NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
             NodeKind::Net(l) => {
                 let t = MacTable::new(l.spec.hashsize, l.spec.expire, l.spec.seed);
                 (Some(l), Forwarder::Switch(t))
             }
-            // A cable is a hub of two: each frame goes to the other endpoint.
+            // A cable is a hub of two: each frame goes to the other endpoint; so are a ptp
+            // end (the tap and the peer) and an overlay (the tap and the network).
             NodeKind::Cable => (None, Forwarder::Hub),
-            _ => return Err(format!("{}: not a switch, hub or cable", node.name)),
+            NodeKind::Ptp(h) => {
+                ptp = Some(h);
+                (None, Forwarder::Hub)
+            }
+            NodeKind::Overlay(o) => {
+                overlay = Some(o);
+                (None, Forwarder::Hub)
+            }
         };
         let cable = listener.is_none();
         let mut w = UNode {
@@ -1297,6 +1768,8 @@ pub fn run_node(
             ring,
             bufs,
             buf_refs: vec![0u16; NBUF as usize].into_boxed_slice(),
+            ov_slab: Vec::new(),
+            ov_lens: [0; OV_BATCH],
             slots: vec![0u8; SLOTS * BUF_SIZE].into_boxed_slice(),
             slot_refs: vec![0u16; SLOTS].into_boxed_slice(),
             free_slots: (0..SLOTS as u16).rev().collect(),
@@ -1315,14 +1788,33 @@ pub fn run_node(
             start: Instant::now(),
             shared,
             stopping: false,
+            ptp_peer: 1 + node.endpoints.len(),
+            ptp,
+            ptp_armed: false,
+            ptp_waiting: None,
+            ptp_watch: None,
+            ptp_hold: Box::new(Interval::new(ptp::HOLD)),
+            ptp_hold_gen: 0,
         };
+        if w.ptp.is_some() {
+            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+                .map_err(|e| format!("{}: epoll_create1: {}", w.name, e.desc()))?;
+            w.ptp_watch = Some((ep, -1));
+        }
         // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
         for (k, e) in node.endpoints.into_iter().enumerate() {
-            let (owner, name, vnl, off) = owner_of(e, &node.name);
             let gen = w.next_gen();
-            let ep = Ep::new(owner, &name, &vnl, off, gen)?;
+            let ep = ep_of(e, &node.name, gen)?;
             w.add(1 + k, ep);
         }
+        // The overlay is the cable's other end: after the tap (or vdeplug-fast's other link).
+        if let Some(o) = overlay {
+            let name = if o.vxvde { "vxvde" } else { "vxlan" };
+            let gen = w.next_gen();
+            let ep = Ep::overlay(o, name, gen)?;
+            w.add(w.eps.len().max(1), ep);
+        }
+        w.ptp_start()?;
         Ok(w)
     })();
     match setup {
