@@ -285,16 +285,10 @@ impl Engine {
             self.nodes.push(shared.clone());
             let ready = ready.clone();
             let w = wake.clone();
-            // The ring loop runs the node on either driver; what it does not take yet runs on
-            // the older epoll node.
-            let on_ring = uring::node_eligible(&n);
-            let kind = if on_ring { self.kind } else { EngineKind::Poll };
+            let kind = self.kind;
             self.node_kinds.push(kind);
             let fell_back = fallbacks.clone();
             let thread = spawn_thread(format!("vdens-node{index}"), move || {
-                if !on_ring {
-                    return node::run(n, ctx_rx, w, shared, ready);
-                }
                 let ctx = NodeCtx {
                     cmds: ctx_rx,
                     wake: w,

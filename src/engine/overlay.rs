@@ -1,14 +1,13 @@
-//! The vxlan:// / vxvde:// endpoint of a node (src/engine/node.rs, and the ring loop
-//! src/engine/uring/node.rs, which receives with [`OverlayEp::recv`] too but sends through its
-//! ring, to [`OverlayEp::dest_of`]): receives datagrams from the overlay's sockets, keeps those
-//! of our network ([`OverlayEp::arrived`], the rule for one datagram), learns where their
-//! source MACs are, and sends each frame to the remote learnt for its destination MAC or to the
-//! group — a whole run of frames in one sendmmsg, whatever their destinations.
+//! The vxlan:// / vxvde:// endpoint of a node (the ring loop, src/engine/uring/node.rs, which
+//! receives with [`OverlayEp::recv`] and sends through its ring, to [`OverlayEp::dest_of`]):
+//! receives datagrams from the overlay's sockets, keeps those of our network
+//! ([`OverlayEp::arrived`], the rule for one datagram), learns where their source MACs are, and
+//! says where each frame goes: the remote learnt for its destination MAC, or the group.
 //!
 //! The header is received into, and sent from, a buffer of its own (two iovecs), so frames
 //! stay where the node keeps them: no copy either way.
 
-use super::core::{admit, classify_rx_error, send_verdict, Backpressure, RxFault, Verdict};
+use super::core::{admit, classify_rx_error, RxFault};
 use super::stats::{Counts, DropReason};
 use crate::switch::remote::Remotes;
 use crate::sys::inet::{self, Meta, HDR};
@@ -31,7 +30,6 @@ pub struct OverlayEp {
     turn: usize,
     hdrs: [[u8; HDR]; BATCH],
     meta: [Meta; BATCH],
-    dests: [SocketAddr; BATCH],
 }
 
 impl OverlayEp {
@@ -43,18 +41,8 @@ impl OverlayEp {
             turn: 0,
             hdrs: [[0; HDR]; BATCH],
             meta: [Meta::default(); BATCH],
-            dests: [ov.group; BATCH],
             ov,
         }
-    }
-
-    /// The descriptors to watch for input: the group socket, then the unicast one (vxvde).
-    pub fn rx_fds(&self) -> Vec<RawFd> {
-        let mut v = vec![self.ov.multi.as_raw_fd()];
-        if let Some(u) = &self.ov.uni {
-            v.push(u.as_raw_fd());
-        }
-        v
     }
 
     pub fn vnl(&self) -> &str {
@@ -210,83 +198,5 @@ impl OverlayEp {
             n += kept;
         }
         Ok(n)
-    }
-
-    /// Sends frames `i..j` of the slab, each to its remote or the group, in as few sendmmsg
-    /// calls as the socket takes; counts them into `c` (the node-to-network direction).
-    pub fn send_run(
-        &mut self,
-        slab: &[u8],
-        stride: usize,
-        lens: &[usize],
-        i: usize,
-        j: usize,
-        c: &mut Counts,
-    ) {
-        let mut k = i;
-        while k < j {
-            let end = j.min(k + BATCH);
-            let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
-            for (m, f) in (k..end).enumerate() {
-                frames[m] = &slab[f * stride..f * stride + lens[f]];
-            }
-            let want = end - k;
-            if self.send_frames(&frames[..want], c) < want {
-                // The socket is full: the rest of the run is dropped too.
-                let rest = (j - end) as u64;
-                c.received += rest;
-                c.add_drop(DropReason::NoBuffer, rest);
-                return;
-            }
-            k = end;
-        }
-    }
-
-    /// Sends one frame.
-    pub fn send_one(&mut self, frame: &[u8], c: &mut Counts) {
-        self.send_frames(&[frame], c);
-    }
-
-    /// Sends `frames`; returns how many were handled (sent or dropped for their own fault);
-    /// fewer than given means the socket is full and the rest were dropped and counted.
-    fn send_frames(&mut self, frames: &[&[u8]], c: &mut Counts) -> usize {
-        let now = self.now();
-        for (m, f) in frames.iter().enumerate() {
-            self.dests[m] = self.dest_of(f, now);
-        }
-        c.received += frames.len() as u64;
-        let mut i = 0;
-        while i < frames.len() {
-            match inet::send_batch_to(
-                self.ov.tx_fd(),
-                &self.header,
-                &frames[i..],
-                &self.dests[i..frames.len()],
-            ) {
-                Ok(k) if k > 0 => {
-                    for f in &frames[i..i + k] {
-                        c.sent(f.len());
-                    }
-                    i += k;
-                }
-                Ok(_) => {
-                    c.add_drop(DropReason::NoBuffer, (frames.len() - i) as u64);
-                    return i;
-                }
-                Err(e) => match send_verdict(e.raw_os_error().unwrap_or(libc::EIO), Backpressure::Drop) {
-                    Verdict::Retry => {}
-                    Verdict::Drop(DropReason::NoBuffer) => {
-                        c.add_drop(DropReason::NoBuffer, (frames.len() - i) as u64);
-                        return i;
-                    }
-                    // One destination refused (unreachable, too big): drop that frame only.
-                    Verdict::Drop(why) => {
-                        c.add_drop(why, 1);
-                        i += 1;
-                    }
-                },
-            }
-        }
-        frames.len()
     }
 }

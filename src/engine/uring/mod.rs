@@ -7,7 +7,7 @@ mod restrict;
 mod ring;
 mod worker;
 
-pub use node::{eligible as node_eligible, run_node};
+pub use node::run_node;
 pub use worker::run;
 
 use io_uring::{opcode, types::BufRingEntry, IoUring, Probe};

@@ -89,14 +89,6 @@ fn token(op: Op, ep: usize, gen: u16, fid: u16, len: usize) -> u64 {
     Token::new(op, ep).gen(gen).slot(fid).len(len).encode()
 }
 
-/// Whether this node can run on io_uring: every kind does (switches, hubs, cables of
-/// vdeplug-fast, seqpacket ptp ends in both roles, vxlan:// and vxvde:// overlays). A regular
-/// file or a terminal as a cable's stream is read and written at its file position (io_uring
-/// hands such reads to its worker threads).
-pub fn eligible(_n: &Node) -> bool {
-    true
-}
-
 /// Datagrams an overlay takes per recvmmsg, and batches per readiness.
 const OV_BATCH: usize = 32;
 const OV_ROUNDS: usize = 8;
