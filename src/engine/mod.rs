@@ -10,9 +10,6 @@
 //! memory for a ring) or when `--engine poll` asks for it. So both engines run the same
 //! per-frame code.
 //!
-//! Nodes the io_uring node does not take yet (seqpacket ptp ends, the vxlan/vxvde overlays) run
-//! on the older epoll node (`node.rs`; see [`Engine::node_kinds`]).
-//!
 //! What every loop decides the same way (frame admission, errno classes, send policy, command
 //! dispatch, tokens, super-frame cutting) is in `core/`, written once and unit-tested.
 
@@ -145,8 +142,8 @@ pub struct Engine {
     ports: Vec<Arc<stats::PortStats>>,
     /// Multi-endpoint nodes (switch, hub, cable), one worker each, after the port workers.
     nodes: Vec<Arc<node::NodeShared>>,
-    /// The engine each node runs on: io_uring for switches and hubs when the engine is
-    /// io_uring, the epoll node otherwise (cables, --engine poll).
+    /// The driver each node runs on: the engine's, or epoll for a node that had no locked
+    /// memory for an io_uring ring.
     node_kinds: Vec<EngineKind>,
     stats_file: Option<PathBuf>,
     writer: Option<StatsWriter>,

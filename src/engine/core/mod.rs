@@ -1,6 +1,6 @@
 //! The engine's core: what a frame, a completion or a command means, decided once and free of
-//! I/O, so that every loop (the io_uring and epoll port workers, the io_uring and epoll nodes,
-//! the overlays) applies the same rules and each rule is unit-tested without sockets.
+//! I/O, so that both loops (port worker and node, each on either driver) and the overlays apply
+//! the same rules and each rule is unit-tested without sockets.
 //!
 //! A driver owns descriptors, buffers and submission; it turns what the kernel said (a length,
 //! an errno, a stream's bytes) into the core's terms with these functions and acts on the

@@ -105,9 +105,7 @@ fn errno() -> i32 {
 /// The epoll events an operation waits for.
 fn wants(sqe: &Sqe) -> EpollFlags {
     match sqe {
-        Sqe::Read { .. } | Sqe::ReadSelect { .. } | Sqe::ReadMulti { .. } | Sqe::RecvMsgMulti { .. } => {
-            EpollFlags::EPOLLIN
-        }
+        Sqe::Read { .. } | Sqe::ReadSelect { .. } | Sqe::ReadMulti { .. } => EpollFlags::EPOLLIN,
         Sqe::Write { .. } | Sqe::Writev { .. } | Sqe::Send { .. } | Sqe::SendMsg { .. } => {
             EpollFlags::EPOLLOUT
         }
@@ -172,7 +170,6 @@ impl Emu {
             Sqe::Read { fd, .. }
             | Sqe::ReadSelect { fd, .. }
             | Sqe::ReadMulti { fd, .. }
-            | Sqe::RecvMsgMulti { fd, .. }
             | Sqe::Write { fd, .. }
             | Sqe::Writev { fd, .. }
             | Sqe::Send { fd, .. }
@@ -641,27 +638,6 @@ impl Emu {
                 }
                 Step::Park
             }
-            Sqe::RecvMsgMulti { fd, msg, group } => {
-                let f = self.fd(fd);
-                // SAFETY: the loop keeps the msghdr until the operation's last completion; only
-                // the room it reserves for the address and control data is read.
-                let room = unsafe { ((*msg).msg_namelen as usize, (*msg).msg_controllen) };
-                for _ in 0..MULTI_BURST {
-                    let Some((p, blen, bid)) = self.peek_buf(group) else {
-                        return no_buffer(f);
-                    };
-                    match retry(|| recvmsg_into(f, p, blen as usize, room)) {
-                        Ok(n) => {
-                            self.take_buf(group);
-                            let flags = F_MORE | F_BUFFER | (bid as u32) << BUFFER_SHIFT;
-                            self.post(op.user_data, n as i32, flags);
-                        }
-                        Err(libc::EAGAIN) => return Step::Park,
-                        Err(e) => return Step::Done(-e, 0),
-                    }
-                }
-                Step::Park
-            }
             Sqe::Write { fd, buf, len } => {
                 let f = self.fd(fd);
                 // SAFETY: the loop keeps `buf` (len bytes) until the completion.
@@ -817,58 +793,6 @@ fn retry(mut f: impl FnMut() -> Result<usize, i32>) -> Result<usize, i32> {
             Err(libc::EINTR) => {}
             r => return r,
         }
-    }
-}
-
-/// io_uring's `struct io_uring_recvmsg_out`, in front of what a multishot recvmsg puts in a
-/// buffer.
-#[repr(C)]
-struct RecvMsgOut {
-    namelen: u32,
-    controllen: u32,
-    payloadlen: u32,
-    flags: u32,
-}
-
-/// One recvmsg(2) into the provided buffer `p` (`blen` bytes), laid out as io_uring does: the
-/// header, `room.0` bytes for the address, `room.1` for control data, the payload. Returns
-/// the bytes of the buffer used.
-fn recvmsg_into(fd: RawFd, p: *mut u8, blen: usize, room: (usize, usize)) -> Result<usize, i32> {
-    let (nl, cl) = room;
-    let head = std::mem::size_of::<RecvMsgOut>() + nl + cl;
-    if blen < head {
-        return Err(libc::EFAULT);
-    }
-    // SAFETY: `p` is a provided buffer of `blen` bytes that nothing else uses until its
-    // completion is reaped; every pointer below stays inside it (head <= blen checked), and
-    // the header is written unaligned.
-    unsafe {
-        let mut iov = libc::iovec {
-            iov_base: p.add(head).cast(),
-            iov_len: blen - head,
-        };
-        let mut m: libc::msghdr = std::mem::zeroed();
-        m.msg_name = p.add(std::mem::size_of::<RecvMsgOut>()).cast();
-        m.msg_namelen = nl as u32;
-        if cl > 0 {
-            m.msg_control = p.add(std::mem::size_of::<RecvMsgOut>() + nl).cast();
-            m.msg_controllen = cl;
-        }
-        m.msg_iov = &mut iov;
-        m.msg_iovlen = 1;
-        // MSG_TRUNC: the datagram's real length, as io_uring reports it in payloadlen.
-        let r = libc::recvmsg(fd, &mut m, libc::MSG_TRUNC);
-        if r < 0 {
-            return Err(errno());
-        }
-        let out = RecvMsgOut {
-            namelen: m.msg_namelen,
-            controllen: m.msg_controllen as u32,
-            payloadlen: r as u32,
-            flags: m.msg_flags as u32,
-        };
-        std::ptr::write_unaligned(p.cast::<RecvMsgOut>(), out);
-        Ok(head + (r as usize).min(blen - head))
     }
 }
 
@@ -1096,42 +1020,6 @@ mod tests {
         unsafe { r.push(&Sqe::CancelFd { fd: b.as_raw_fd() }.op(10)) }.unwrap();
         let c = wait(&mut r, 2);
         assert_eq!(c, vec![(9, -libc::ECANCELED, 0), (10, 1, 0)]);
-    }
-
-    /// A multishot recvmsg lays each datagram out as io_uring does: `RecvMsgOut` reads the
-    /// sender's address and the payload back.
-    #[test]
-    fn multishot_recvmsg_lays_out_what_io_uring_would() {
-        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_nonblocking(true).unwrap();
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut br = BufRing::new(4, 2048, 0, 0).unwrap();
-        let mut r = ring();
-        r.register_buf_ring(&mut br, 1).unwrap();
-        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-        let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as u32;
-        let op = Sqe::RecvMsgMulti {
-            fd: Target::Fd(rx.as_raw_fd()),
-            msg: &*msg,
-            group: 1,
-        }
-        .op(5);
-        // SAFETY: the msghdr and the buffer ring outlive every completion of the test.
-        unsafe { r.push(&op) }.unwrap();
-        tx.send_to(b"hello", rx.local_addr().unwrap()).unwrap();
-        let c = wait(&mut r, 1);
-        assert_eq!(c.len(), 1, "{c:?}");
-        assert!(cqueue::more(c[0].2));
-        let bid = cqueue::buffer_select(c[0].2).expect("a buffer");
-        let data = br.data(bid, 0, c[0].1 as usize);
-        let out = io_uring::types::RecvMsgOut::parse(data, &msg).expect("a laid-out datagram");
-        assert_eq!(out.payload_data(), b"hello");
-        assert!(!out.is_payload_truncated());
-        let name = out.name_data();
-        // SAFETY: a sockaddr_in of the kernel's, as long as the name it reported.
-        let sin = unsafe { std::ptr::read_unaligned(name.as_ptr().cast::<libc::sockaddr_in>()) };
-        assert_eq!(u16::from_be(sin.sin_port), tx.local_addr().unwrap().port());
     }
 
     /// A linked run of sends to one socket goes out in one sendmmsg, in order, each with its

@@ -1,4 +1,4 @@
-//! Every node on the ring loop: the same nodes as `engine::node` (switches and hubs with the
+//! Every node on the ring loop, on either driver (`ring.rs`): the nodes of `engine::node` (switches and hubs with the
 //! VDE control protocol served on the node's listening socket, clients coming and going, a
 //! forwarding decision per frame; vdeplug-fast's cables; seqpacket ptp ends in both roles; the
 //! vxlan:// and vxvde:// overlays), with every frame received and sent through one ring.
@@ -8,11 +8,10 @@
 //!   holds the socket, see `arm_ptp_listen`), connections are accepted and acked, a hang-up
 //!   detaches the peer and leads to the next, all by the rules of `core::ptp`.
 //! - An overlay is a cable from its tap to the network: a poll per socket; once one is
-//!   readable, [`OverlayEp::recv`] (recvmmsg, and the overlay's rules for each datagram, shared
-//!   with the epoll node) takes a batch, each kept frame copied into a slot and forwarded; a
+//!   readable, [`OverlayEp::recv`] (recvmmsg, and the overlay's rules for each datagram) takes a
+//!   batch, each kept frame copied into a slot and forwarded; a
 //!   sendmsg per frame (header and frame as two iovecs) to the remote [`OverlayEp::dest_of`]
-//!   names. (A multishot recvmsg would need a ring operation the epoll driver does not
-//!   emulate yet.)
+//!   names. (A multishot recvmsg into the provided buffers would save the copy.)
 //!
 //! - Receiving: one multishot receive per datagram endpoint (a client's data socket, the node's
 //!   own tap, a datagram link), all drawing from one shared provided-buffer ring; stream
@@ -22,7 +21,7 @@
 //!   every other one; a reference count per buffer hands it back to the kernel once every send
 //!   completed. Sends on sockets carry MSG_DONTWAIT: a destination whose queue is full makes
 //!   the kernel answer EAGAIN at once and that frame is dropped and counted for it, so a
-//!   stalled client never holds buffers the others need (the epoll node drops the same way).
+//!   stalled client never holds buffers the others need.
 //!   Stream destinations get the frame copied, with its length header, into their output
 //!   buffer, which one write at a time drains.
 //! - The host's own tap, when opened with offload (switch:// or hub:// in vdens-fast): one
@@ -32,7 +31,7 @@
 //!   written (writev, which a tap never blocks) behind their virtio-net header.
 //! - Control: the listening socket, joining clients and every endpoint's control connection
 //!   are watched with poll operations on the same ring; the handshake itself is
-//!   `Listener::answer`, shared with the epoll node.
+//!   `Listener::answer`.
 //!
 //! An endpoint that leaves is detached at once (no more frames to it); its descriptors close
 //! when the last operation that uses them has completed (cancelled first).
@@ -1482,7 +1481,7 @@ impl UNode {
 }
 
 /// The seqpacket ptp end: the listening socket, the one peer, hang-ups and reconnection; the
-/// rules are `core::ptp`'s, shared with the epoll node.
+/// rules are `core::ptp`'s.
 impl UNode {
     /// Watches the listening socket, and attaches the peer the link was opened with.
     fn ptp_start(&mut self) -> Result<(), String> {

@@ -65,15 +65,6 @@ pub enum Sqe {
     /// Multishot read(2)/recv(2): one completion (with `MORE`) per read, each into a buffer
     /// of `group`, until an error, end of file or no buffer left (ENOBUFS).
     ReadMulti { fd: Target, group: u16, socket: bool },
-    /// Multishot recvmsg(2) (the overlays' node): each datagram into a buffer of `group`, laid out as io_uring
-    /// lays it out (`io_uring_recvmsg_out`, then the sender's address and control data in the
-    /// room `msg` reserves for them, then the payload; `io_uring::types::RecvMsgOut` reads it).
-    #[allow(dead_code)]
-    RecvMsgMulti {
-        fd: Target,
-        msg: *const libc::msghdr,
-        group: u16,
-    },
     /// write(2) at the file position.
     Write { fd: Target, buf: *const u8, len: u32 },
     Writev {
@@ -181,9 +172,6 @@ impl Op {
                 socket: true,
             } => on!(fd, f => opcode::RecvMulti::new(f, group).build()),
             Sqe::ReadMulti { fd, group, .. } => on!(fd, f => opcode::ReadMulti::new(f, 0, group).build()),
-            Sqe::RecvMsgMulti { fd, msg, group } => {
-                on!(fd, f => opcode::RecvMsgMulti::new(f, msg, group).build())
-            }
             Sqe::Write { fd, buf, len } => {
                 on!(fd, f => opcode::Write::new(f, buf, len).offset(u64::MAX).build())
             }
