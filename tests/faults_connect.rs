@@ -55,7 +55,7 @@ fn open_err(vnl: &str) -> (String, Duration) {
 #[test]
 fn vde_client_of_a_full_backlog_times_out() {
     let dir = TempDir::new("conn-full");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     std::fs::create_dir(&sw).unwrap();
     let (_l, _fill) = full_listener(&sw.join("ctl"), SockType::Stream);
     let vnl = format!("vde://{}", sw.display());
@@ -76,7 +76,7 @@ fn vde_client_of_a_full_backlog_times_out() {
 #[test]
 fn vde_client_of_a_switch_that_never_answers_times_out() {
     let dir = TempDir::new("conn-mute");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     std::fs::create_dir(&sw).unwrap();
     // Listening with room in the backlog: the connect completes, nobody reads the request.
     let l: OwnedFd = socket(
@@ -98,7 +98,7 @@ fn vde_client_of_a_switch_that_never_answers_times_out() {
 #[test]
 fn ptp_client_of_a_full_seqpacket_backlog_times_out() {
     let dir = TempDir::new("conn-ptp");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let (_l, _fill) = full_listener(&p, SockType::SeqPacket);
     let vnl = format!("ptp://{}", p.display());
     let (e, took) = open_err(&vnl);
@@ -116,7 +116,7 @@ fn ptp_client_of_a_full_seqpacket_backlog_times_out() {
 #[test]
 fn vdens_fast_against_a_full_switch_backlog_exits_1() {
     let dir = TempDir::new("conn-bin");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     std::fs::create_dir(&sw).unwrap();
     let (_l, _fill) = full_listener(&sw.join("ctl"), SockType::Stream);
     let vnl = format!("vde://{}", sw.display());

@@ -49,12 +49,12 @@ fn simultaneous_opens_always_link() {
     for i in 0..100 {
         assert!(Instant::now() < end, "100 rounds took over 60 s");
         let dir = TempDir::new("race-lib");
-        let vnl = format!("ptp://{}", dir.path("link").display());
+        let vnl = format!("ptp://{}", dir.join("link").display());
         if i % 3 >= 1 {
-            make_stale(&dir.path("link"));
+            make_stale(&dir.join("link"));
         }
         if i % 3 == 2 {
-            make_stale(&dir.path("link+"));
+            make_stale(&dir.join("link+"));
         }
         let (a, b) = open_pair(&vnl);
         let a = a.unwrap_or_else(|e| panic!("round {i}: {e}"));
@@ -118,8 +118,8 @@ fn namespace_rounds(rounds: usize, second: &str, opt: &str) {
     for i in 0..rounds {
         assert!(Instant::now() < end, "{rounds} rounds took over 150 s");
         let dir = TempDir::new("race-ns");
-        let vnl = format!("ptp://{}{opt}", dir.path("link").display());
-        let done = dir.path("done");
+        let vnl = format!("ptp://{}{opt}", dir.join("link").display());
+        let done = dir.join("done");
         let b = Arc::new(Barrier::new(2));
         // Alternate which one pings, so either may be first or second opener.
         let (pa, pb) = if i % 2 == 0 {
@@ -232,10 +232,10 @@ fn simultaneous_vdeplug_fast_and_vde_plug_always_link() {
     for i in 0..50 {
         assert!(Instant::now() < end, "50 rounds took over 120 s");
         let dir = TempDir::new("race-plug");
-        let vnl = format!("ptp://{}", dir.path("link").display());
+        let vnl = format!("ptp://{}", dir.join("link").display());
         if i % 2 == 1 {
-            make_stale(&dir.path("link"));
-            make_stale(&dir.path("link+"));
+            make_stale(&dir.join("link"));
+            make_stale(&dir.join("link+"));
         }
         let b = Arc::new(Barrier::new(2));
         let t = {

@@ -66,8 +66,8 @@ fn live(p: &Path) -> bool {
 #[test]
 fn replaced_first_socket_is_reached_after_reconnect() {
     let dir = TempDir::new("restart-raw");
-    let p = dir.path("link");
-    let plus = dir.path("link+");
+    let p = dir.join("link");
+    let plus = dir.join("link+");
     let old = UnixDatagram::bind(&p).unwrap();
     let vnl = format!("ptp://{}", p.display());
     let second = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
@@ -115,7 +115,7 @@ fn replaced_first_socket_is_reached_after_reconnect() {
 #[test]
 fn reconnect_fails_while_the_peer_is_away() {
     let dir = TempDir::new("restart-away");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let old = UnixDatagram::bind(&p).unwrap();
     let second = transport::open(&format!("ptp://{}", p.display())).unwrap_or_else(|e| panic!("{e}"));
     let fd = second.tx_fd().unwrap();
@@ -131,7 +131,7 @@ fn reconnect_fails_while_the_peer_is_away() {
     assert!(second.reconnect().reconnect(fd).unwrap());
     // A first opener sends by path: nothing to reconnect.
     let dir2 = TempDir::new("restart-first");
-    let first = transport::open(&format!("ptp://{}", dir2.path("link").display())).unwrap();
+    let first = transport::open(&format!("ptp://{}", dir2.join("link").display())).unwrap();
     assert_eq!(first.reconnect(), Reconnect::Never);
     assert!(!first.reconnect().wanted(libc::ECONNREFUSED));
     assert!(!first.reconnect().reconnect(first.tx_fd().unwrap()).unwrap());
@@ -142,7 +142,7 @@ fn reconnect_fails_while_the_peer_is_away() {
 #[test]
 fn second_survives_classic_first_restart() {
     let dir = TempDir::new("restart-classic1");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let vnl = format!("ptp://{}", p.display());
     let mut plug = StreamPlug::start(&[&vnl]);
     wait_for("vde_plug to bind PATH", || live(&p));
@@ -165,7 +165,7 @@ fn second_survives_classic_first_restart() {
 #[test]
 fn second_survives_fast_first_restart() {
     let dir = TempDir::new("restart-fast1");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let vnl = format!("ptp://{}", p.display());
     let first = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     let second = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
@@ -199,8 +199,8 @@ fn second_survives_fast_first_restart() {
 #[test]
 fn first_survives_classic_second_restart() {
     let dir = TempDir::new("restart-classic2");
-    let p = dir.path("link");
-    let plus = dir.path("link+");
+    let p = dir.join("link");
+    let plus = dir.join("link+");
     let vnl = format!("ptp://{}", p.display());
     let first = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.reconnect(), Reconnect::Never);
@@ -219,7 +219,7 @@ fn first_survives_classic_second_restart() {
 #[test]
 fn only_a_ptp_second_opener_reconnects() {
     let dir = TempDir::new("restart-others");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     let _switch = vde_switch(&sw, &[]);
     let vde = transport::open(&format!("vde://{}", sw.display())).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(vde.reconnect(), Reconnect::Never);
@@ -227,9 +227,9 @@ fn only_a_ptp_second_opener_reconnects() {
     assert_eq!(cat.reconnect(), Reconnect::Never);
     assert_eq!(transport::open("null://").unwrap().reconnect(), Reconnect::Never);
     // A connected datagram socket bound at a plain path (e.g. a seqpacket://FD of a DGRAM).
-    let a = UnixDatagram::bind(dir.path("a")).unwrap();
-    let b = UnixDatagram::bind(dir.path("b")).unwrap();
-    a.connect(dir.path("b")).unwrap();
+    let a = UnixDatagram::bind(dir.join("a")).unwrap();
+    let b = UnixDatagram::bind(dir.join("b")).unwrap();
+    a.connect(dir.join("b")).unwrap();
     let l = Link::single("x", vdens_fast::transport::Framing::Datagram, a.into());
     assert_eq!(l.reconnect(), Reconnect::Never);
     drop(b);
@@ -241,7 +241,7 @@ fn only_a_ptp_second_opener_reconnects() {
 #[test]
 fn restart_waits_for_the_dead_ends_socket() {
     let dir = TempDir::new("restart-linger");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let vnl = format!("ptp://{}", p.display());
     let old = UnixDatagram::bind(&p).unwrap();
     let second = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));

@@ -11,10 +11,9 @@
 //!
 //! Needs root (CAP_SYS_ADMIN for the namespaces, CAP_NET_ADMIN in them), as in CI.
 
-mod common;
 mod enginekit;
 
-use common::{has_vnet_hdr, ns_node, stat_sum, tcp_transfer, vdens_fast, Impl, Node, Who};
+use enginekit::common::{self, has_vnet_hdr, ns_node, stat_sum, tcp_transfer, vdens_fast, Impl, Node, Who};
 use enginekit::{bounded, opts, TempDir, STEP};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io::{Read, Write};

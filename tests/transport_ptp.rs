@@ -17,14 +17,14 @@ use vdens_fast::transport::{self, Framing, Hosted, Link, SendTo};
 #[test]
 fn vde_plug_first_we_second() {
     let dir = TempDir::new("ptp1");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let vnl = format!("ptp://{}", p.display());
     let mut plug = StreamPlug::start(&[&vnl]);
     wait_for("vde_plug to bind the ptp path", || p.exists());
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(link.framing, Framing::Datagram);
     assert!(matches!(link.send_to, SendTo::Connected));
-    let plus = dir.path("link+");
+    let plus = dir.join("link+");
     assert_eq!(link.cleanup, vec![plus.clone()]);
     exchange(&link, &mut plug, "ptp-second");
     drop(link);
@@ -35,10 +35,10 @@ fn vde_plug_first_we_second() {
 #[test]
 fn we_first_vde_plug_second() {
     let dir = TempDir::new("ptp2");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let vnl = format!("ptp://{}", p.display());
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
-    let plus = dir.path("link+");
+    let plus = dir.join("link+");
     match &link.send_to {
         SendTo::Unix(to) => assert_eq!(to, &plus),
         other => panic!("first opener must send to PATH+, got {other:?}"),
@@ -54,7 +54,7 @@ fn we_first_vde_plug_second() {
 #[test]
 fn stale_socket_is_reused_and_third_opener_refused() {
     let dir = TempDir::new("ptp3");
-    let p = dir.path("link");
+    let p = dir.join("link");
     // A socket file nobody listens on any more.
     drop(std::os::unix::net::UnixDatagram::bind(&p).unwrap());
     assert!(p.exists());
@@ -62,7 +62,7 @@ fn stale_socket_is_reused_and_third_opener_refused() {
     let first = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(first.send_to, SendTo::Unix(_)));
     // A stale PATH+ too.
-    drop(std::os::unix::net::UnixDatagram::bind(dir.path("link+")).unwrap());
+    drop(std::os::unix::net::UnixDatagram::bind(dir.join("link+")).unwrap());
     let second = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(second.send_to, SendTo::Connected));
     // Frames between two vdens-fast ends.
@@ -80,7 +80,7 @@ fn stale_socket_is_reused_and_third_opener_refused() {
 #[test]
 fn not_a_socket_and_bad_paths() {
     let dir = TempDir::new("ptp4");
-    let f = dir.path("file");
+    let f = dir.join("file");
     std::fs::write(&f, b"x").unwrap();
     let e = transport::open(&format!("ptp://{}", f.display()))
         .unwrap_err()
@@ -103,7 +103,7 @@ fn not_a_socket_and_bad_paths() {
 #[test]
 fn seqpacket_master_listener() {
     let dir = TempDir::new("ptp5");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let lfd: OwnedFd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -150,7 +150,7 @@ fn seqpacket_master_listener() {
 #[test]
 fn seqpacket_listener_refuses() {
     let dir = TempDir::new("ptp6");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let lfd: OwnedFd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -246,7 +246,7 @@ fn listener_engine(choice: vdens_fast::cli::EngineChoice, tag: &str) {
     use std::time::{Duration, Instant};
     use vdens_fast::engine::{Engine, EngineOptions, Port, UringTuning, TAP_TO_LINK};
     let dir = TempDir::new(tag);
-    let p = dir.path("link");
+    let p = dir.join("link");
     let vnl = format!("ptp://{}[seqpacket]", p.display());
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     // A new PATH with [seqpacket]: a listening SOCK_SEQPACKET socket there, no peer needed.
@@ -370,7 +370,7 @@ fn seqpacket_connector_becomes_listener_after_hang_up() {
     use vdens_fast::engine::{Engine, EngineOptions, Port, UringTuning};
     for stale in [false, true] {
         let dir = TempDir::new("ptp9");
-        let p = dir.path("link");
+        let p = dir.join("link");
         let lfd: OwnedFd = socket(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -455,7 +455,7 @@ fn seqpacket_connector_becomes_listener_after_hang_up() {
 #[test]
 fn seqpacket_listener_reuses_a_stale_path() {
     let dir = TempDir::new("ptp10");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let dead: OwnedFd = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -514,12 +514,12 @@ fn system_dgram_qlen() -> usize {
 #[test]
 fn deep_queue_socket_holds_what_was_asked() {
     let dir = TempDir::new("ptpq1");
-    let p = dir.path("deep");
+    let p = dir.join("deep");
     let fd = vdens_fast::sys::unix_dgram_with_qlen(40).unwrap_or_else(|e| panic!("helper: {e}"));
     bind(fd.as_raw_fd(), &UnixAddr::new(&p).unwrap()).unwrap();
     assert_eq!(fill_unread(&p, 200), 41);
     // Nothing changed here: a socket made in this namespace keeps the system's limit.
-    let q = dir.path("plain");
+    let q = dir.join("plain");
     let plain = std::os::unix::net::UnixDatagram::bind(&q).unwrap();
     assert_eq!(fill_unread(&q, 200), system_dgram_qlen().min(199) + 1);
     drop(plain);
@@ -530,7 +530,7 @@ fn deep_queue_socket_holds_what_was_asked() {
 #[test]
 fn first_opener_queues_its_peer_deeply() {
     let dir = TempDir::new("ptpq2");
-    let p = dir.path("link");
+    let p = dir.join("link");
     let vnl = format!("ptp://{}", p.display());
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(link.send_to, SendTo::Unix(_)));

@@ -13,7 +13,7 @@ use vdens_fast::transport::{self, Framing};
 #[test]
 fn equals_vde_plug_through_switch() {
     let dir = TempDir::new("eqcmd");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     let _switch = vde_switch(&sw, &[]);
     let vnl = format!("=vde_plug vde://{}", sw.display());
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
@@ -29,7 +29,7 @@ fn equals_vde_plug_through_switch() {
 #[test]
 fn cmd_scheme_with_quotes() {
     let dir = TempDir::new("cmdq");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     let _switch = vde_switch(&sw, &[]);
     let vnl = format!("cmd://vde_plug 'vde://{}'", sw.display());
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));

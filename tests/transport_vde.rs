@@ -10,7 +10,7 @@ use vdens_fast::transport::{self, Framing, SendTo};
 #[test]
 fn vde_switch_vde2_both_ways() {
     let dir = TempDir::new("vde2");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     let _switch = vde_switch(&sw, &[]);
     let vnl = format!("vde://{}", sw.display());
     let link = transport::open(&vnl).unwrap_or_else(|e| panic!("{e}"));
@@ -35,7 +35,7 @@ fn vde_switch_vde2_both_ways() {
 #[test]
 fn vde_switch_plain_path_and_port_number() {
     let dir = TempDir::new("vde2port");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     let _switch = vde_switch(&sw, &[]);
     // A plain path is vde://; [5] asks for port 5.
     let vnl = format!("{}[5]", sw.display());
@@ -59,7 +59,7 @@ fn vde_switch_plain_path_and_port_number() {
 #[test]
 fn ctl_eof_when_switch_dies() {
     let dir = TempDir::new("vde2eof");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     let switch = vde_switch(&sw, &[]);
     let link = transport::open(&format!("vde://{}", sw.display())).unwrap_or_else(|e| panic!("{e}"));
     drop(switch);
@@ -77,7 +77,7 @@ fn ctl_eof_when_switch_dies() {
 
 fn vdeplug4_node(kind: &str) {
     let dir = TempDir::new(kind);
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     let node = format!("{kind}://{}", sw.display());
     let _node = Proc {
         child: std::process::Command::new("vde_plug")
@@ -109,7 +109,7 @@ fn vdeplug4_hub_node() {
 #[test]
 fn data_socket_mode_and_group() {
     let dir = TempDir::new("vde2mode");
-    let sw = dir.path("sw");
+    let sw = dir.join("sw");
     let _switch = vde_switch(&sw, &[]);
     let gid = nix::unistd::getegid().as_raw();
     let vnl = format!("vde://{}[mode=770/group={gid}]", sw.display());
@@ -126,7 +126,7 @@ fn data_socket_mode_and_group() {
 fn bad_switch_paths() {
     let dir = TempDir::new("vdebad");
     // Missing directory.
-    let missing = dir.path("nope");
+    let missing = dir.join("nope");
     let e = transport::open(&format!("vde://{}", missing.display()))
         .unwrap_err()
         .to_string();
@@ -134,7 +134,7 @@ fn bad_switch_paths() {
     assert!(e.contains("vde_switch -s"), "{e}");
     assert!(!e.contains("os error"), "{e}");
     // A directory that holds no switch.
-    let empty = dir.path("empty");
+    let empty = dir.join("empty");
     std::fs::create_dir(&empty).unwrap();
     let e = transport::open(&format!("vde://{}", empty.display()))
         .unwrap_err()
@@ -142,7 +142,7 @@ fn bad_switch_paths() {
     assert!(e.contains("connecting to the switch"), "{e}");
     assert!(e.contains("ctl does not exist"), "{e}");
     // A ctl that is a plain file.
-    let file = dir.path("file");
+    let file = dir.join("file");
     std::fs::create_dir(&file).unwrap();
     std::fs::write(file.join("ctl"), b"x").unwrap();
     let e = transport::open(&format!("vde://{}", file.display()))
@@ -150,7 +150,7 @@ fn bad_switch_paths() {
         .to_string();
     assert!(e.contains("Connection refused"), "{e}");
     // A ctl that is a stream socket but closes without answering.
-    let fake = dir.path("fake");
+    let fake = dir.join("fake");
     std::fs::create_dir(&fake).unwrap();
     let l = std::os::unix::net::UnixListener::bind(fake.join("ctl")).unwrap();
     let t = std::thread::spawn(move || {
@@ -163,7 +163,7 @@ fn bad_switch_paths() {
     t.join().unwrap();
     assert!(e.contains("closed the connection without answering"), "{e}");
     // A ctl that answers garbage.
-    let junk = dir.path("junk");
+    let junk = dir.join("junk");
     std::fs::create_dir(&junk).unwrap();
     let l = std::os::unix::net::UnixListener::bind(junk.join("ctl")).unwrap();
     let t = std::thread::spawn(move || {

@@ -8,7 +8,7 @@ use nix::sys::socket::{
 };
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vdens_fast::cli::EngineChoice;
@@ -32,27 +32,10 @@ pub fn opts(choice: EngineChoice) -> EngineOptions {
     }
 }
 
-/// A temporary directory removed on drop (unique per process and call).
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "vdens-engine-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The tests' one temp directory type (tests/common).
+#[path = "../common/mod.rs"]
+pub mod common;
+pub use common::TempDir;
 
 fn nonblock(fd: &OwnedFd) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};

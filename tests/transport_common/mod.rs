@@ -1,4 +1,4 @@
-//! Helpers shared by the transport interop tests: unique temp dirs, child process guards,
+//! Helpers shared by the transport interop tests: temp dirs (tests/common's), child process guards,
 //! classic VDE peers (vde_switch, vde_plug on a 2-byte-length stream), frame I/O with timeouts.
 //! Everything is AF_UNIX in temp dirs: no network namespace is touched.
 #![allow(dead_code)]
@@ -7,38 +7,18 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, send, sendto, MsgFlags, UnixAddr};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use vdens_fast::transport::{Framing, Link, SendTo};
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh directory under /tmp, removed (with everything in it) on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let p = PathBuf::from(format!("/tmp/vft-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).unwrap();
-        TempDir(p)
-    }
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The tests' one temp directory type (tests/common).
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::TempDir;
 
 /// A child process killed and reaped on drop.
 pub struct Proc {
