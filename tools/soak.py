@@ -396,8 +396,7 @@ class Soak:
 
     def carrier(self, i, oper=False):
         """True/False: client i's vde0 has its carrier (LOWER_UP; with `oper`, the kernel's
-        operational state is no longer DOWN too, which it updates through linkwatch, at most once a
-        second); None: cannot tell."""
+        operational state is no longer DOWN too); None: cannot tell."""
         try:
             nspid = int(open(self.path(f"c{i}.nspid")).read())
             r = subprocess.run(["nsenter", f"--net=/proc/{nspid}/ns/net", "ip", "-o", "link",
