@@ -1235,8 +1235,8 @@ impl UNode {
 
     fn accept(&mut self) {
         let Some(l) = &self.listener else { return };
-        let ctl = crate::sys::borrow_fd(l.ctl.as_raw_fd());
-        for c in self.joins.accept(ctl, Instant::now(), &self.name) {
+        let changes = self.joins.accept(l.ctl.as_fd(), Instant::now(), &self.name);
+        for c in changes {
             match c {
                 Change::Watch { slot, gen, fd } => self.arm_pending(slot, gen, fd),
                 Change::Unwatch { slot, gen } => {
