@@ -503,7 +503,7 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
         last.push((vnls.len() - 1).to_string());
         if last.len() > 15 {
             return Err(CliError::Usage(format!(
-                "interface name {last:?} is longer than 15 bytes (use a shorter -i prefix or fewer networks)"
+                "interface name {last:?} is longer than 15 characters (bytes: use a shorter -i prefix or fewer networks)"
             )));
         }
     }
