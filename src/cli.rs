@@ -2,7 +2,7 @@
 //! non-option), plus long-only options of vdens-fast's own, grouped apart in `--help`.
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -23,15 +23,17 @@ pub use crate::engine::EngineChoice;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub multi: bool,
-    pub iface_prefix: String,
+    /// Interface name prefix (-i), as bytes: vdens hands them to the kernel as given.
+    pub iface_prefix: OsString,
     /// File bound over /etc/resolv.conf (-r, VDE_RESOLVCONF); ignored when `resolvaddr` is set.
     pub resolvconf: Option<PathBuf>,
     /// Name servers written to a private resolv.conf (-R, VDE_RESOLVADDR), as given: vdens writes
     /// each comma-separated item as a `nameserver` line without checking it (host names,
     /// zone-scoped IPv6 addresses and `''`, an empty file, all go through); see
-    /// [`resolv_conf_text`].
-    pub resolvaddr: Option<String>,
-    pub hostname: Option<String>,
+    /// [`resolv_conf_text`]. Bytes, not only UTF-8, as vdens writes them.
+    pub resolvaddr: Option<OsString>,
+    /// Host name of the namespace (-H), the bytes sethostname(2) is given, as in vdens.
+    pub hostname: Option<OsString>,
     pub sysadm: bool,
     pub ns_mode: NsMode,
     /// VNLs, one interface each, in order (`<prefix>0`, `<prefix>1`, ...).
@@ -125,6 +127,7 @@ fn vdens_options(cmd: Command) -> Command {
                 .long("iface")
                 .value_name("PREFIX")
                 .allow_hyphen_values(true)
+                .value_parser(clap::value_parser!(OsString))
                 .help("Interface name prefix [default: vde]"),
         )
         .arg(
@@ -142,6 +145,7 @@ fn vdens_options(cmd: Command) -> Command {
                 .long("resolvaddr")
                 .value_name("ADDR[,ADDR...]")
                 .allow_hyphen_values(true)
+                .value_parser(clap::value_parser!(OsString))
                 .help("Name servers written to a private /etc/resolv.conf, one `nameserver` line each, as given"),
         )
         .arg(
@@ -150,6 +154,7 @@ fn vdens_options(cmd: Command) -> Command {
                 .long("hostname")
                 .value_name("NAME")
                 .allow_hyphen_values(true)
+                .value_parser(clap::value_parser!(OsString))
                 .help("Host name of the namespace"),
         )
         .arg(
@@ -314,10 +319,13 @@ fn nonempty_env<F: Fn(&str) -> Option<OsString>>(env: &F, k: &str) -> Option<OsS
     env(k).filter(|v| !v.is_empty())
 }
 
-fn utf8(v: &OsString, what: &str) -> Result<String, CliError> {
-    v.to_str()
-        .map(str::to_string)
-        .ok_or_else(|| CliError::Usage(format!("{what} is not valid UTF-8: {v:?}")))
+/// True for a byte the kernel takes in an interface name (dev_valid_name: not '/', ':', nor
+/// white space as the kernel's isspace() has it, which counts the Latin-1 no-break space 0xa0).
+pub fn ifname_byte_ok(b: u8) -> bool {
+    !matches!(
+        b,
+        0 | b'/' | b':' | b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0xa0
+    )
 }
 
 /// Long options of vdens itself: an abbreviation that fits one of these and options of
@@ -404,12 +412,16 @@ fn getopt_args(cmd: &Command, args: &[OsString]) -> Result<(Vec<OsString>, usize
                 out.push(with_value(a, value));
             }
         } else if let Some(cluster) = raw.strip_prefix(b"-").filter(|c| !c.is_empty()) {
-            let text = String::from_utf8_lossy(cluster);
-            for (k, c) in text.char_indices() {
-                let a = cmd.get_arguments().find(|a| a.get_short() == Some(c));
+            // Byte by byte, as getopt: every short option is ASCII, and the value attached to
+            // one is the rest of the argument's bytes, UTF-8 or not.
+            for (k, &b) in cluster.iter().enumerate() {
+                let c = char::from(b);
+                let a = cmd
+                    .get_arguments()
+                    .find(|a| b.is_ascii() && a.get_short() == Some(c));
                 match a {
                     Some(a) if takes_value(a) => {
-                        let rest = &cluster[k + c.len_utf8()..];
+                        let rest = &cluster[k + 1..];
                         if rest.is_empty() {
                             i += 1;
                             out.push(with_value(a, args.get(i).map(OsString::as_os_str)));
@@ -436,31 +448,30 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
 ) -> Result<Config, CliError> {
     let multi = m.get_flag("multi");
     let iface_prefix = m
-        .get_one::<String>("iface")
+        .get_one::<OsString>("iface")
         .cloned()
         .unwrap_or_else(|| "vde".into());
-    // An empty prefix is vdens's too: interfaces 0, 1, ...
-    if iface_prefix.contains(['/', ' ', ':', '\t', '\n']) {
+    // An empty prefix is vdens's too: interfaces 0, 1, ... Any other byte the kernel takes in
+    // an interface name goes through as given, UTF-8 or not (vdens passes its argv's bytes).
+    if let Some(&b) = iface_prefix.as_bytes().iter().find(|&&b| !ifname_byte_ok(b)) {
         return Err(CliError::Usage(format!(
-            "-i {iface_prefix:?}: not a valid interface name prefix (letters, digits, '-', '_', '.')"
+            "-i {iface_prefix:?}: an interface name cannot hold {:?} (the kernel refuses '/', ':' and white space)",
+            OsStr::from_bytes(&[b])
         )));
     }
     let resolvconf = match m.get_one::<PathBuf>("resolvconf") {
         Some(p) => Some(p.clone()),
         None => nonempty_env(env, "VDE_RESOLVCONF").map(PathBuf::from),
     };
-    let resolvaddr = match m.get_one::<String>("resolvaddr") {
-        Some(s) => Some(s.clone()),
-        None => match nonempty_env(env, "VDE_RESOLVADDR") {
-            Some(v) => Some(utf8(&v, "VDE_RESOLVADDR")?),
-            None => None,
-        },
-    };
-    let hostname = m.get_one::<String>("hostname").cloned();
+    let resolvaddr = m
+        .get_one::<OsString>("resolvaddr")
+        .cloned()
+        .or_else(|| nonempty_env(env, "VDE_RESOLVADDR"));
+    let hostname = m.get_one::<OsString>("hostname").cloned();
     if let Some(h) = &hostname {
         if h.len() > 64 {
             return Err(CliError::Usage(format!(
-                "-H {h:?}: a host name has at most 64 characters"
+                "-H {h:?}: a host name has at most 64 bytes"
             )));
         }
     }
@@ -488,10 +499,11 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
 
     // Interface names are at most IFNAMSIZ-1 = 15 bytes.
     if !vnls.is_empty() {
-        let last = format!("{iface_prefix}{}", vnls.len() - 1);
+        let mut last = iface_prefix.clone();
+        last.push((vnls.len() - 1).to_string());
         if last.len() > 15 {
             return Err(CliError::Usage(format!(
-                "interface name {last:?} is longer than 15 characters (use a shorter -i prefix or fewer networks)"
+                "interface name {last:?} is longer than 15 characters (bytes: use a shorter -i prefix or fewer networks)"
             )));
         }
     }
@@ -583,16 +595,20 @@ fn split_positionals(multi: bool, args: &[OsString]) -> Result<(Vec<OsString>, V
 
 /// The /etc/resolv.conf that `-R LIST` gives, as vdens writes it: one `nameserver ITEM` line per
 /// item of LIST, items ending at a comma and a run of commas separating two items (so only a
-/// leading comma gives an empty item); nothing is checked or trimmed. `-R ''` is an empty file.
-pub fn resolv_conf_text(list: &str) -> String {
-    let mut text = String::new();
+/// leading comma gives an empty item); nothing is checked or trimmed, and the bytes need not be
+/// UTF-8. `-R ''` is an empty file.
+pub fn resolv_conf_text(list: &[u8]) -> Vec<u8> {
+    let mut text = Vec::new();
     let mut rest = list;
     while !rest.is_empty() {
-        let end = rest.find(',').unwrap_or(rest.len());
-        text.push_str("nameserver ");
-        text.push_str(&rest[..end]);
-        text.push('\n');
-        rest = rest[end..].trim_start_matches(',');
+        let end = rest.iter().position(|&b| b == b',').unwrap_or(rest.len());
+        text.extend_from_slice(b"nameserver ");
+        text.extend_from_slice(&rest[..end]);
+        text.push(b'\n');
+        rest = &rest[end..];
+        while let [b',', tail @ ..] = rest {
+            rest = tail;
+        }
     }
     text
 }
@@ -635,6 +651,11 @@ mod tests {
             Ok(c) => c,
             Err(e) => panic!("{args:?}: {e:?}"),
         }
+    }
+
+    /// resolv_conf_text of a UTF-8 list, as text.
+    fn rc(list: &str) -> String {
+        String::from_utf8(resolv_conf_text(list.as_bytes())).unwrap()
     }
 
     fn cmd(c: &Config) -> Vec<&str> {
@@ -692,7 +713,7 @@ mod tests {
         let c = ok(&["--iface=x", "--mul", "--hostname", "h1", "null://"]);
         assert_eq!(c.iface_prefix, "x");
         assert!(c.multi);
-        assert_eq!(c.hostname.as_deref(), Some("h1"));
+        assert_eq!(c.hostname.as_deref().and_then(OsStr::to_str), Some("h1"));
     }
 
     #[test]
@@ -794,11 +815,11 @@ mod tests {
     fn repeated_options_take_the_last() {
         let c = ok(&["-i", "a", "-i", "b", "-R", "x", "-R", "y", "-r", "/a", "-r", "/b"]);
         assert_eq!(c.iface_prefix, "b");
-        assert_eq!(c.resolvaddr.as_deref(), Some("y"));
+        assert_eq!(c.resolvaddr.as_deref().and_then(OsStr::to_str), Some("y"));
         assert_eq!(c.resolvconf, Some(PathBuf::from("/b")));
         let c = ok(&["-m", "-m", "-H", "a", "--hostname=b", "-s", "-s", "null://"]);
         assert!(c.multi && c.sysadm);
-        assert_eq!(c.hostname.as_deref(), Some("b"));
+        assert_eq!(c.hostname.as_deref().and_then(OsStr::to_str), Some("b"));
         let c = ok(&["-c", "--clone", "-u", "-u", "-"]);
         assert_eq!(c.ns_mode, NsMode::Clone);
     }
@@ -826,31 +847,81 @@ mod tests {
         assert_eq!(ok(&["--u", "-"]).ns_mode, NsMode::Unshare);
         assert!(ok(&["--m", "null://"]).multi);
         assert_eq!(
-            ok(&["--resolva", "1.2.3.4", "-"]).resolvaddr.as_deref(),
+            ok(&["--resolva", "1.2.3.4", "-"])
+                .resolvaddr
+                .as_deref()
+                .and_then(OsStr::to_str),
             Some("1.2.3.4")
         );
-        assert_eq!(ok(&["--ho", "h", "-"]).hostname.as_deref(), Some("h"));
+        assert_eq!(
+            ok(&["--ho", "h", "-"])
+                .hostname
+                .as_deref()
+                .and_then(OsStr::to_str),
+            Some("h")
+        );
         assert_eq!(ok(&["--cp", "0", "-"]).cpus, Some(vec![0]));
         assert_eq!(ok(&["--stats-i", "50", "-"]).stats_interval_ms, 50);
         assert!(!ok(&["--no-o", "-"]).offload);
         // -R and -H take what vdens takes.
         for v in ["fe80::1%vde0", "dns.example", "", " 1.1.1.1", ",x"] {
-            assert_eq!(ok(&["-R", v, "-"]).resolvaddr.as_deref(), Some(v));
+            assert_eq!(
+                ok(&["-R", v, "-"]).resolvaddr.as_deref().and_then(OsStr::to_str),
+                Some(v)
+            );
         }
-        assert_eq!(ok(&["-H", "", "-"]).hostname.as_deref(), Some(""));
+        assert_eq!(
+            ok(&["-H", "", "-"]).hostname.as_deref().and_then(OsStr::to_str),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn option_values_are_bytes() {
+        use std::os::unix::ffi::OsStringExt;
+        let b = |v: &[u8]| OsString::from_vec(v.to_vec());
+        let env = |k: &str| (k == "SHELL").then(|| OsString::from("/bin/sh"));
+        let args = [
+            &b"-i\xff"[..],
+            b"-R",
+            b"\xfe,a\xc3",
+            b"--hostname=h\xff",
+            b"null://",
+        ];
+        let c = parse(args.map(b), env).unwrap();
+        assert_eq!(c.iface_prefix.as_bytes(), b"\xff");
+        assert_eq!(
+            c.resolvaddr.as_deref().map(OsStr::as_bytes),
+            Some(&b"\xfe,a\xc3"[..])
+        );
+        assert_eq!(c.hostname.as_deref().map(OsStr::as_bytes), Some(&b"h\xff"[..]));
+        assert_eq!(
+            resolv_conf_text(b"\xfe,a\xc3"),
+            b"nameserver \xfe\nnameserver a\xc3\n"
+        );
+        // What the kernel refuses in an interface name is refused here, in one line.
+        for bad in [&b"a\xa0"[..], b"a b", b"a/b", b"a:b", b"a\tb", b"a\rb"] {
+            match parse([&b"-i"[..], bad, b"null://"].map(b), env) {
+                Err(CliError::Usage(m)) => assert_eq!(m.lines().count(), 1, "{m}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // 15 bytes, not characters.
+        assert!(parse([&b"-i"[..], &[0xff; 14], b"null://"].map(b), env).is_ok());
+        assert!(parse([&b"-i"[..], &[0xff; 15], b"null://"].map(b), env).is_err());
     }
 
     #[test]
     fn resolv_conf_as_vdens_writes_it() {
-        assert_eq!(resolv_conf_text(""), "");
-        assert_eq!(resolv_conf_text("1.1.1.1"), "nameserver 1.1.1.1\n");
+        assert_eq!(rc(""), "");
+        assert_eq!(rc("1.1.1.1"), "nameserver 1.1.1.1\n");
         assert_eq!(
-            resolv_conf_text("1.1.1.1,,2001:db8::1,"),
+            rc("1.1.1.1,,2001:db8::1,"),
             "nameserver 1.1.1.1\nnameserver 2001:db8::1\n"
         );
-        assert_eq!(resolv_conf_text(",x"), "nameserver \nnameserver x\n");
+        assert_eq!(rc(",x"), "nameserver \nnameserver x\n");
         assert_eq!(
-            resolv_conf_text(" a ,fe80::1%vde0"),
+            rc(" a ,fe80::1%vde0"),
             "nameserver  a \nnameserver fe80::1%vde0\n"
         );
     }

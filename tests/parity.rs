@@ -609,3 +609,91 @@ fn ignored_or_blocked_signals_are_not_forwarded() {
         diffs.join("\n")
     );
 }
+
+/// vdens is a C program: its option values are byte strings. `-i`, `-R` and `-r` take bytes that
+/// are not UTF-8 and hand them on as given (to the kernel as interface names, into resolv.conf,
+/// to mount(2)), and so does vdens-fast, as root and as nobody; a name the kernel refuses
+/// (Latin-1's no-break space 0xa0 is white space to it) fails both with status 1. (A prefix
+/// that makes a name longer than 15 bytes differs on purpose: vdens cuts it, vdens-fast says so.)
+#[test]
+fn non_utf8_option_values_as_in_vdens() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let d = TempDir::new("parity-bytes");
+    let rc = d.path().join(std::ffi::OsStr::from_bytes(b"rc\xff.conf"));
+    std::fs::write(&rc, "nameserver 192.0.2.7\n").unwrap();
+    let rc = rc.into_os_string().into_vec();
+    let show = "ip -o link | cut -d: -f2 | tr -d ' ' | od -An -c; od -An -c /etc/resolv.conf";
+    let cases: Vec<Vec<&[u8]>> = vec![
+        vec![b"-i", b"\xff", b"null://"],
+        vec![b"-i\xfe", b"null://"],
+        vec![b"--iface=a\xc3", b"-m", b"null://", b"null://", b"--"],
+        vec![
+            b"-i",
+            b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4\xf3\xf2",
+            b"null://",
+        ],
+        vec![b"-R", b"192.0.2.1,\xff\xfe,a\xc3", b"-"],
+        vec![b"--resolvaddr=\xff", b"null://"],
+        vec![b"-r", &rc, b"-"],
+        vec![b"-i", b"\xa0", b"null://"],
+    ];
+    let mut diffs = Vec::new();
+    for who in BOTH {
+        for args in &cases {
+            let args: Vec<OsString> = args.iter().map(|a| OsString::from_vec(a.to_vec())).collect();
+            let mut classic = match who {
+                Who::Root => Command::new("vdens"),
+                Who::Nobody => {
+                    let mut c = Command::new("setpriv");
+                    c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "vdens"]);
+                    c
+                }
+            };
+            classic.args(&args).args(["sh", "-c", show]);
+            clean_env(&mut classic, &d);
+            let mut fast = vdens_fast(who, &d, &[]);
+            fast.args(&args).args(["sh", "-c", show]);
+            let a = run(classic, 20);
+            let b = run(fast, 20);
+            if a.code != b.code || a.stdout != b.stdout {
+                diffs.push(format!(
+                    "{who:?} {args:?}:\n vdens:      {:?} {:?} {:?}\n vdens-fast: {:?} {:?} {:?}",
+                    a.code, a.stdout, a.stderr, b.code, b.stdout, b.stderr
+                ));
+            }
+            if b.code != Some(0) {
+                assert_eq!(b.stderr.lines().count(), 1, "{who:?} {args:?}: {b:#?}");
+            }
+        }
+    }
+    assert!(diffs.is_empty(), "differences from vdens:\n{}", diffs.join("\n"));
+}
+
+/// vdens's master branch sets `-H`'s bytes as the host name (sethostname(2) of the argument as
+/// given, UTF-8 or not); Debian's 0.2 has no `-H` (nor a UTS namespace), so the reference is the
+/// bytes themselves: /proc/sys/kernel/hostname shows them, as root and as nobody.
+#[test]
+fn hostname_bytes_as_vdens_master_sets_them() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = TempDir::new("parity-hostbytes");
+    for who in BOTH {
+        for name in [&b"h\xff"[..], b"\xc3", b"a\xfe b"] {
+            let want = d.join("want");
+            std::fs::write(&want, [name, b"\n"].concat()).unwrap();
+            let mut od = Command::new("od");
+            od.args(["-An", "-c"]).arg(&want);
+            let a = run(od, 20);
+            let name = std::ffi::OsStr::from_bytes(name);
+            let mut fast = vdens_fast(who, &d, &["-H"]);
+            fast.arg(name)
+                .args(["-", "od", "-An", "-c", "/proc/sys/kernel/hostname"]);
+            let b = run(fast, 20);
+            assert_eq!(
+                (b.code, &b.stdout),
+                (Some(0), &a.stdout),
+                "{who:?} {name:?}: {b:#?}"
+            );
+        }
+    }
+}

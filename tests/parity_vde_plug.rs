@@ -844,3 +844,114 @@ fn daemon_coprocess_leaves_the_callers_output() {
         assert!(wait_gone(pid, 10), "{name}: the daemon still runs");
     }
 }
+
+/// Every file under `dir`, as bytes relative to it, sorted (a name need not be UTF-8).
+fn listing(dir: &Path) -> Vec<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(dir).unwrap().as_os_str().as_bytes().to_vec();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(path);
+            }
+            out.push(rel);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// vde_plug's arguments are byte strings: VNLs whose paths are not UTF-8 (a cable from a
+/// ptp:// end to a hosted switch, a vde_switch joined by a plain path or by `vde://` with -m's
+/// open args), the pid file's path, and a coprocess's command and arguments reach the system as
+/// given, in both programs.
+#[test]
+fn arguments_that_are_not_utf8() {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let under = |d: &TempDir, pre: &[u8], name: &[u8]| -> OsString {
+        let mut v = pre.to_vec();
+        v.extend_from_slice(d.path().as_os_str().as_bytes());
+        v.push(b'/');
+        v.extend_from_slice(name);
+        OsString::from_vec(v)
+    };
+    // A cable: the files made while it runs, its end, and what is left.
+    let mut seen = Vec::new();
+    for (name, bin) in both() {
+        let d = TempDir::new("pvbytes");
+        let mut c = Command::new(&bin);
+        c.arg("-p")
+            .arg(under(&d, b"", b"pid\xfd"))
+            .arg(under(&d, b"ptp://", b"a\xff"))
+            .arg(under(&d, b"switch://", b"s\xfe"))
+            .current_dir(d.path())
+            .env("HOME", d.path())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        let mut p = Proc::start(c);
+        let ctl = d.path().join(OsStr::from_bytes(b"s\xfe/ctl"));
+        let up = wait_path(&ctl, 10);
+        let during = listing(d.path());
+        unsafe_kill(p.pid(), libc::SIGTERM);
+        let st = p.wait(10);
+        seen.push((up, during, st, listing(d.path())));
+        let _ = name;
+    }
+    assert_eq!(seen[0], seen[1], "vde_plug, then vdeplug-fast");
+    assert!(seen[0].0, "no switch at the path: {:?}", seen[0]);
+
+    // A vde_switch at a path that is not UTF-8, joined by a plain path and by vde:// with -m.
+    let d = TempDir::new("pvbytesw");
+    let dir = d.path().join(OsStr::from_bytes(b"sw\xff"));
+    let mut c = Command::new("vde_switch");
+    c.arg("-s")
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _sw = Proc::start(c);
+    assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+    for args in [
+        vec![under(&d, b"", b"sw\xff")],
+        vec!["-m".into(), "777".into(), under(&d, b"vde://", b"sw\xff")],
+    ] {
+        let mut codes = Vec::new();
+        for (name, bin) in both() {
+            let mut c = Command::new(&bin);
+            c.args(&args).current_dir(d.path()).env("HOME", d.path());
+            let o = run(c, 10);
+            codes.push((o.code, o.stderr.lines().count() <= 1, name));
+        }
+        assert_eq!((codes[0].0, codes[0].1), (Some(0), true), "{args:?}: {codes:?}");
+        assert_eq!(
+            (codes[1].0, codes[1].1),
+            (codes[0].0, true),
+            "{args:?}: {codes:?}"
+        );
+    }
+
+    // A coprocess at a path that is not UTF-8, with such an argument.
+    let mut outs = Vec::new();
+    for (_, bin) in both() {
+        let d = TempDir::new("pvbytecmd");
+        let script = d.path().join(OsStr::from_bytes(b"run\xfc"));
+        std::fs::write(&script, "#!/bin/sh\nprintf %s \"$1\" > \"$0.out\"\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut c = Command::new(&bin);
+        c.args(["null://", "="])
+            .arg(&script)
+            .arg(OsStr::from_bytes(b"x\xfb"))
+            .current_dir(d.path())
+            .env("HOME", d.path());
+        let o = run(c, 10);
+        let mut out = script.into_os_string();
+        out.push(".out");
+        outs.push((o.code, std::fs::read(out).ok()));
+    }
+    assert_eq!(outs[0], (Some(0), Some(b"x\xfb".to_vec())), "vde_plug");
+    assert_eq!(outs[1], outs[0], "vdeplug-fast");
+}

@@ -13,6 +13,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use std::fmt;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 
 /// A step of the run that failed; each says what failed, why, and how to fix it.
 #[derive(Debug)]
@@ -55,7 +56,7 @@ impl From<TapError> for RunError {
 /// The namespaces the command line asks for: -R's name servers win over -r's file.
 pub fn ns_spec(cfg: &Config) -> NsSpec {
     let resolv = match (&cfg.resolvaddr, &cfg.resolvconf) {
-        (Some(a), _) => Resolv::Text(crate::cli::resolv_conf_text(a)),
+        (Some(a), _) => Resolv::Text(crate::cli::resolv_conf_text(a.as_bytes())),
         (None, Some(f)) => Resolv::File(f.clone()),
         (None, None) => Resolv::Host,
     };
@@ -192,9 +193,10 @@ fn open_taps(cfg: &Config, links: Vec<Link>) -> Result<(Vec<Port>, Links), RunEr
     // Links whose tap's carrier follows them, and vde:// links that join their switch again.
     let mut watched = Links::new().map_err(|e| NsError::new("cannot create an epoll set", &e, None))?;
     for (i, mut link) in links.into_iter().enumerate() {
-        let name = format!("{}{}", cfg.iface_prefix, i);
+        let mut name = cfg.iface_prefix.clone();
+        name.push(i.to_string());
         let offload = tap::offload_wanted(cfg.offload, tap_reader(&link));
-        let (tap, offload) = tap::open_with(&name, offload)?;
+        let (tap, offload, name) = tap::open_named(&name, &format!("vdensfast{i}"), offload)?;
         watched.add(&name, &tap, &mut link);
         ports.push(Port {
             name,
@@ -305,7 +307,7 @@ mod tests {
         );
         assert!(!s.needs_mount_ns());
         let s = ns_spec(&cfg(&["-H", "box", "-s"], &[]));
-        assert_eq!(s.hostname.as_deref(), Some("box"));
+        assert_eq!(s.hostname.as_deref(), Some(std::ffi::OsStr::new("box")));
         assert!(s.sysadm && s.needs_mount_ns());
         let s = ns_spec(&cfg(&["-r", "/etc/hosts"], &[]));
         assert_eq!(s.resolv, Resolv::File("/etc/hosts".into()));
@@ -314,7 +316,7 @@ mod tests {
 
     #[test]
     fn ns_spec_resolvaddr_wins_over_resolvconf() {
-        let text = crate::cli::resolv_conf_text("10.0.0.1");
+        let text = crate::cli::resolv_conf_text(b"10.0.0.1");
         let s = ns_spec(&cfg(&["-r", "/etc/hosts", "-R", "10.0.0.1"], &[]));
         assert_eq!(s.resolv, Resolv::Text(text.clone()));
         let s = ns_spec(&cfg(&["-r", "/etc/hosts"], &[("VDE_RESOLVADDR", "10.0.0.1")]));

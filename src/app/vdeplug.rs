@@ -15,7 +15,7 @@ use crate::engine::EngineChoice;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::net::IpAddr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 /// vde_plug's description of its connections when `-D` is not given (DEFAULT_DESCRIPTION).
 pub const DEFAULT_DESCR: &str = "vdeplug:";
@@ -43,12 +43,13 @@ impl OpenArgs {
 /// What to open and join.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
-    /// One network and the 2-byte-length stream on stdin/stdout.
-    Stream { vnl: String },
+    /// One network and the 2-byte-length stream on stdin/stdout. VNLs are bytes, as
+    /// vde_plug's argv: a path in one need not be UTF-8.
+    Stream { vnl: OsString },
     /// Two networks joined by a cable.
-    Cable { vnls: [String; 2] },
+    Cable { vnls: [OsString; 2] },
     /// One network and a coprocess speaking the stream on its stdin/stdout.
-    Cmd { vnl: String, argv: Vec<OsString> },
+    Cmd { vnl: OsString, argv: Vec<OsString> },
 }
 
 /// Which messages go to syslog (-l, -L, login-shell mode).
@@ -279,7 +280,7 @@ pub fn parse(argv: &[OsString], posixly_correct: bool) -> Result<Parsed, UsageEr
         engine: EngineChoice::Auto,
         logging: Logging::default(),
         open_args: [OpenArgs::default(), OpenArgs::default()],
-        plan: Plan::Stream { vnl: String::new() },
+        plan: Plan::Stream { vnl: OsString::new() },
     };
     let mut words: Vec<OsString> = Vec::new();
     let mut i = 1;
@@ -400,13 +401,13 @@ fn apply(o: &mut Options, opt: Opt, value: Option<OsString>) -> Result<Option<Pa
 /// two (cable, even when the second is `=`), `= CMD...`, `VNL = CMD...`.
 fn plan(w: &[OsString]) -> Result<Plan, UsageError> {
     let is_eq = |i: usize| w.get(i).is_some_and(|s| s.as_bytes() == b"=");
-    let s = |i: usize| lossy(&w[i]);
+    let s = |i: usize| w[i].clone();
     Ok(match w.len() {
-        0 => Plan::Stream { vnl: String::new() },
+        0 => Plan::Stream { vnl: OsString::new() },
         1 => Plan::Stream { vnl: s(0) },
         2 if !is_eq(0) => Plan::Cable { vnls: [s(0), s(1)] },
         _ if is_eq(0) => Plan::Cmd {
-            vnl: String::new(),
+            vnl: OsString::new(),
             argv: w[1..].to_vec(),
         },
         _ if is_eq(1) => Plan::Cmd {
@@ -417,17 +418,15 @@ fn plan(w: &[OsString]) -> Result<Plan, UsageError> {
     })
 }
 
-/// Writes a vde:// parameter value so that the VNL parser reads it back unchanged.
-fn quote_param(v: &[u8]) -> String {
-    let mut s = String::new();
+/// Writes a vde:// parameter value so that the VNL parser reads it back unchanged (its bytes,
+/// UTF-8 or not).
+fn quote_param(v: &[u8]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(v.len());
     for &c in v {
         match c {
-            b'%' => s.push_str("%25"),
-            b'/' | b'[' | b']' | b'\\' | b'\'' | b'"' => {
-                s.push('\\');
-                s.push(c as char);
-            }
-            _ => s.push(c as char),
+            b'%' => s.extend_from_slice(b"%25"),
+            b'/' | b'[' | b']' | b'\\' | b'\'' | b'"' => s.extend_from_slice(&[b'\\', c]),
+            _ => s.push(c),
         }
     }
     s
@@ -437,26 +436,28 @@ fn quote_param(v: &[u8]) -> String {
 /// `vde://` or a plain path), and what the VNL itself says wins (libvdeplug_vde.c reads the
 /// open_args first, then the VNL's parameters). They are written in front of the VNL's own
 /// bracket parameters, where the last assignment wins. `vnl` is the VNL after the default and
-/// the VNL-file lookups (an empty one is the default switch's fallbacks).
-pub fn with_open_args(vnl: &str, a: &OpenArgs) -> String {
+/// the VNL-file lookups (an empty one is the default switch's fallbacks); its bytes, and the
+/// group's, are kept as given, UTF-8 or not.
+pub fn with_open_args<S: AsRef<OsStr> + ?Sized>(vnl: &S, a: &OpenArgs) -> OsString {
+    let vnl = vnl.as_ref();
     if a.is_empty() {
-        return vnl.to_string();
+        return vnl.to_os_string();
     }
-    let sp = crate::vnl::split(vnl);
-    if sp.scheme != "vde" || vnl.starts_with('=') {
-        return vnl.to_string();
+    let sp = crate::vnl::split_os(vnl);
+    if sp.scheme.as_bytes() != b"vde" || vnl.as_bytes().starts_with(b"=") {
+        return vnl.to_os_string();
     }
-    let mut front = Vec::new();
+    let mut front: Vec<Vec<u8>> = Vec::new();
     if let Some(p) = a.port {
-        front.push(p.to_string());
+        front.push(p.to_string().into_bytes());
     }
     if let Some(g) = &a.group {
         if !g.is_empty() {
-            front.push(format!("group={}", quote_param(g.as_bytes())));
+            front.push([&b"group="[..], &quote_param(g.as_bytes())].concat());
         }
     }
     if let Some(m) = a.mode {
-        front.push(format!("mode={m:o}"));
+        front.push(format!("mode={m:o}").into_bytes());
     }
     let rest = sp.rest.as_bytes();
     let (_, after) = crate::vnl::quote::token(rest, b'[');
@@ -467,13 +468,16 @@ pub fn with_open_args(vnl: &str, a: &OpenArgs) -> String {
         ),
         None => (rest, &b""[..]),
     };
-    let mut out = format!("vde://{}[{}", String::from_utf8_lossy(path), front.join("/"));
+    let mut out = b"vde://".to_vec();
+    out.extend_from_slice(path);
+    out.push(b'[');
+    out.extend_from_slice(&front.join(&b'/'));
     if !params.is_empty() {
-        out.push('/');
-        out.push_str(&String::from_utf8_lossy(params));
+        out.push(b'/');
+        out.extend_from_slice(params);
     }
-    out.push(']');
-    out
+    out.push(b']');
+    OsString::from_vec(out)
 }
 
 /// What an opened link is, for wiring.

@@ -62,15 +62,15 @@ pub enum Resolv {
     Host,
     /// This file, bound over it (vdens -r).
     File(PathBuf),
-    /// A private file with this text (vdens -R: the `nameserver` lines).
-    Text(String),
+    /// A private file with these bytes (vdens -R: the `nameserver` lines).
+    Text(Vec<u8>),
 }
 
 /// How the namespaces are to be set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NsSpec {
-    /// Host name of the UTS namespace (vdens -H); unchanged when `None`.
-    pub hostname: Option<String>,
+    /// Host name of the UTS namespace (vdens -H), as bytes; unchanged when `None`.
+    pub hostname: Option<std::ffi::OsString>,
     pub resolv: Resolv,
     /// The command gets CAP_SYS_ADMIN too, and a mount namespace (vdens -s).
     pub sysadm: bool,
@@ -169,7 +169,7 @@ mod tests {
         assert!(!spec(Resolv::Host, false).needs_mount_ns());
         assert!(spec(Resolv::Host, true).needs_mount_ns());
         assert!(spec(Resolv::File("/x".into()), false).needs_mount_ns());
-        assert!(spec(Resolv::Text(String::new()), false).needs_mount_ns());
+        assert!(spec(Resolv::Text(Vec::new()), false).needs_mount_ns());
     }
 
     #[test]

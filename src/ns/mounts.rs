@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 const RESOLV: &str = "/etc/resolv.conf";
 
-pub fn set_hostname(name: &str) -> Result<(), NsError> {
+/// Sets the host name to `name`'s bytes, UTF-8 or not (vdens: sethostname(argv's bytes)).
+pub fn set_hostname(name: &std::ffi::OsStr) -> Result<(), NsError> {
     nix::unistd::sethostname(name)
         .map_err(|e| NsError::new(&format!("cannot set host name {name:?}"), &e.into(), None))
 }
@@ -63,7 +64,7 @@ fn scratch_dirs() -> Vec<PathBuf> {
 /// $TMPDIR/vdens-fast-resolv.PID), and nothing is left behind however vdens-fast ends. Only
 /// this single-threaded set-up process is in the new mount namespace while the directory is
 /// covered, and mounts made here do not propagate out of it.
-pub fn write_resolvaddr(text: &str) -> Result<(), NsError> {
+pub fn write_resolvaddr(text: &[u8]) -> Result<(), NsError> {
     let target = std::fs::canonicalize(RESOLV).unwrap_or_else(|_| PathBuf::from(RESOLV));
     let dir = scratch_dirs()
         .into_iter()
@@ -92,7 +93,7 @@ pub fn write_resolvaddr(text: &str) -> Result<(), NsError> {
         .create_new(true)
         .mode(0o400)
         .open(&file)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
+        .and_then(|mut f| f.write_all(text));
     let r = match written {
         Ok(()) => bind(&file),
         Err(e) => Err(NsError::new("-R: cannot write the private resolv.conf", &e, None)),

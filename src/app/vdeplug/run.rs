@@ -17,7 +17,7 @@ use crate::transport::{self, Framing, Hosted, Link};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -267,9 +267,9 @@ impl Run {
     /// engine's to see).
     fn start(&mut self) -> Result<(Engine, Option<Arc<AtomicBool>>), Failed> {
         let descr = self.o.descr.clone();
-        let open = |v: &str, i: usize, o: &Options| -> Result<Link, Failed> {
+        let open = |v: &OsStr, i: usize, o: &Options| -> Result<Link, Failed> {
             let v = super::with_open_args(&resolve_plain(v, &o.open_args[i])?, &o.open_args[i]);
-            transport::open_described(&v, &descr).map_err(|e| Failed(e.to_string()))
+            transport::open_described_os(&v, &descr).map_err(|e| Failed(e.to_string()))
         };
         let o = self.o.clone();
         let links = match &o.plan {
@@ -418,13 +418,11 @@ impl Run {
 
 /// The VNL that -m/-g/--port apply to: an empty or plain one resolved first (the user's default
 /// switch, a VNL file) by the transport's own `resolve_plain`, as libvdeplug does.
-fn resolve_plain(vnl: &str, a: &super::OpenArgs) -> Result<String, Failed> {
+fn resolve_plain(vnl: &OsStr, a: &super::OpenArgs) -> Result<OsString, Failed> {
     if *a == super::OpenArgs::default() {
-        return Ok(vnl.to_string());
+        return Ok(vnl.to_os_string());
     }
-    transport::resolve_plain(std::ffi::OsStr::new(vnl))
-        .map(|v| v.to_string_lossy().into_owned())
-        .map_err(|e| Failed(e.to_string()))
+    transport::resolve_plain(vnl).map_err(|e| Failed(e.to_string()))
 }
 
 /// The role of an opened link for [`wire`].

@@ -46,7 +46,7 @@ fn forms_as_vde_plug_reads_them() {
     assert_eq!(
         run(&["=", "cat"]).plan,
         Plan::Cmd {
-            vnl: String::new(),
+            vnl: OsString::new(),
             argv: vec!["cat".into()]
         }
     );
@@ -128,7 +128,7 @@ fn options_are_permuted_until_dashdash_or_equals() {
     assert_eq!(
         o.plan,
         Plan::Cmd {
-            vnl: String::new(),
+            vnl: OsString::new(),
             argv: ["ssh", "-l", "u", "h", "vde_plug"]
                 .iter()
                 .map(OsString::from)
@@ -206,15 +206,15 @@ fn open_args_reach_only_vde_and_the_vnl_wins() {
         ..OpenArgs::default()
     };
     let v = with_open_args("/tmp/sw", &g);
-    let spec = crate::vnl::parse(&v).unwrap();
+    let spec = crate::vnl::parse_os(&v).unwrap();
     let crate::vnl::Spec::Vde(s) = spec else {
-        panic!("{v}")
+        panic!("{v:?}")
     };
-    assert_eq!(s.group, Some("a/b]%".into()), "{v}");
+    assert_eq!(s.group, Some("a/b]%".into()), "{v:?}");
     assert_eq!(s.dir, Some("/tmp/sw".into()));
     // What the VNL says wins over the options.
     let v = with_open_args("vde:///tmp/sw[mode=700/9]", &a);
-    let crate::vnl::Spec::Vde(s) = crate::vnl::parse(&v).unwrap() else {
+    let crate::vnl::Spec::Vde(s) = crate::vnl::parse_os(&v).unwrap() else {
         panic!()
     };
     assert_eq!(s.mode, Some(0o700));
@@ -316,4 +316,50 @@ fn names_and_log_lines() {
         syslog_datagram("vde_plug", "START: user u IP x"),
         "<14>vde_plug: START: user u IP x"
     );
+}
+
+#[test]
+fn vnls_and_open_args_keep_their_bytes() {
+    use std::os::unix::ffi::OsStringExt;
+    let b = |v: &[u8]| OsString::from_vec(v.to_vec());
+    let argv = [
+        &b"vde_plug"[..],
+        b"-D",
+        b"d",
+        b"ptp:///tmp/a\xff",
+        b"=",
+        b"cat",
+        b"\xfe",
+    ]
+    .map(b);
+    match parse(&argv, false) {
+        Ok(Parsed::Run(o)) => assert_eq!(
+            o.plan,
+            Plan::Cmd {
+                vnl: b(b"ptp:///tmp/a\xff"),
+                argv: vec![b(b"cat"), b(b"\xfe")]
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let argv = [&b"vde_plug"[..], b"/tmp/\xff", b"switch:///tmp/\xfe"].map(b);
+    match parse(&argv, false) {
+        Ok(Parsed::Run(o)) => assert_eq!(
+            o.plan,
+            Plan::Cable {
+                vnls: [b(b"/tmp/\xff"), b(b"switch:///tmp/\xfe")]
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let g = OpenArgs {
+        group: Some(b(b"g\xfe")),
+        ..OpenArgs::default()
+    };
+    let v = with_open_args(&b(b"/tmp/sw\xff"), &g);
+    assert_eq!(v.as_bytes(), b"vde:///tmp/sw\xff[group=g\xfe]");
+    let crate::vnl::Spec::Vde(s) = crate::vnl::parse_os(&v).unwrap() else {
+        panic!("{v:?}")
+    };
+    assert_eq!(s.group, Some(b(b"g\xfe")));
 }
