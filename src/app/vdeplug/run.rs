@@ -62,8 +62,8 @@ Options (vde_plug's; short ones may be bundled, long ones abbreviated):
   --port PORT | --port2 PORT    switch port to ask for (obsolete: write vde://PATH[PORT])
   -D DESCR | --descr DESCR      description a switch shows for the connection (default vdeplug:)
   -c vde_plug                   login-shell mode (sshd runs SHELL -c COMMAND)
-  --engine auto|uring|poll      data plane of a hosted switch or hub: io_uring, the epoll node, or
-                                auto (io_uring when usable; the default); cables use the epoll node
+  --engine auto|uring|poll      data plane of the cables and of a hosted switch or hub: io_uring,
+                                epoll, or auto (io_uring when usable; the default)
   -h | --help                   this summary
   -V | --version                the version and the data-plane engines this kernel allows
 ";
