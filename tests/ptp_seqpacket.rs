@@ -241,20 +241,6 @@ fn killed_listener_restarted_is_joined_again() {
     }
 }
 
-/// How many io_uring instances process `pid` holds: a node on io_uring has its ring; one on
-/// the epoll node has none (nothing else in vdens-fast keeps a ring open).
-fn rings(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:[io_uring]")
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 /// Both seqpacket roles on the engine `engine` asks for (io_uring by default): ping and a
 /// TCP transfer each way, checked byte for byte.
 fn seqpacket_ends_on(engine: &[&str], uring: bool, net: u8) {
@@ -275,17 +261,7 @@ fn seqpacket_ends_on(engine: &[&str], uring: bool, net: u8) {
     tcp_transfer(&mut b, &mut a, &ia, &d, 2 << 20);
     tcp_transfer(&mut a, &mut b, &ib, &d, 2 << 20);
     for n in [&a, &b] {
-        assert_eq!(
-            rings(n.pid()) > 0,
-            uring,
-            "{}: the ptp node runs on {}",
-            n.name,
-            if uring {
-                "epoll, not io_uring"
-            } else {
-                "io_uring, not epoll"
-            }
-        );
+        assert_driver(n, uring, "ptp node");
     }
 }
 

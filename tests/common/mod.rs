@@ -726,3 +726,27 @@ pub fn has_vnet_hdr(n: &mut Node) -> bool {
     assert!(out.contains("vnet_hdr "), "no tun details in: {out}");
     out.contains("vnet_hdr on")
 }
+
+/// The io_uring instances process `pid` holds (its data plane's rings).
+pub fn rings(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:[io_uring]")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Asserts that the vdens-fast of `n` runs its `what` on io_uring (`uring`) or on the epoll
+/// driver (it then holds no ring).
+pub fn assert_driver(n: &Node, uring: bool, what: &str) {
+    let on = if uring {
+        "epoll, not io_uring"
+    } else {
+        "io_uring, not epoll"
+    };
+    assert_eq!(rings(n.pid()) > 0, uring, "{}: the {what} runs on {on}", n.name);
+}
