@@ -7,7 +7,8 @@ use crate::app::links::Links;
 use crate::cli::{Config, NsMode};
 use crate::engine::{Engine, EngineError, EngineOptions, Port};
 use crate::ns::{self, child, Ids, NsError, NsSpec, Resolv};
-use crate::tap::{self, TapError, TapReader};
+use crate::sys::StepError;
+use crate::tap::{self, TapReader};
 use crate::transport::{self, CoprocWatch, Hosted, Link, OpenError};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
@@ -20,10 +21,8 @@ use std::os::unix::ffi::OsStrExt;
 pub enum RunError {
     /// Opening a VNL (in the host namespaces).
     Open(OpenError),
-    /// Creating or setting up the namespaces, or starting the command.
-    Ns(NsError),
-    /// Opening a tap.
-    Tap(TapError),
+    /// Creating or setting up the namespaces, opening a tap, or starting the command.
+    Step(StepError),
     /// Starting the data plane.
     Engine(EngineError),
 }
@@ -32,8 +31,7 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Open(e) => write!(f, "{e}"),
-            RunError::Ns(e) => write!(f, "{e}"),
-            RunError::Tap(e) => write!(f, "{e}"),
+            RunError::Step(e) => write!(f, "{e}"),
             RunError::Engine(e) => write!(f, "cannot start the data plane: {e}"),
         }
     }
@@ -41,15 +39,9 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-impl From<NsError> for RunError {
-    fn from(e: NsError) -> RunError {
-        RunError::Ns(e)
-    }
-}
-
-impl From<TapError> for RunError {
-    fn from(e: TapError) -> RunError {
-        RunError::Tap(e)
+impl From<StepError> for RunError {
+    fn from(e: StepError) -> RunError {
+        RunError::Step(e)
     }
 }
 

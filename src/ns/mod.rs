@@ -8,52 +8,10 @@ pub mod mounts;
 pub mod userns;
 
 use crate::sys;
-use std::fmt;
-use std::io;
 use std::path::PathBuf;
 
 /// A failed step of the set-up: what failed, why (errno text), and how to fix it.
-#[derive(Debug)]
-pub struct NsError {
-    pub what: String,
-    pub errno: Option<i32>,
-    pub why: String,
-    pub hint: Option<String>,
-}
-
-impl NsError {
-    pub fn new(what: &str, err: &io::Error, hint: Option<String>) -> NsError {
-        NsError {
-            what: what.into(),
-            errno: err.raw_os_error(),
-            why: sys::err_text(err),
-            hint,
-        }
-    }
-    pub fn msg(what: String) -> NsError {
-        NsError {
-            what,
-            errno: None,
-            why: String::new(),
-            hint: None,
-        }
-    }
-}
-
-impl fmt::Display for NsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.what)?;
-        if !self.why.is_empty() {
-            write!(f, ": {}", self.why)?;
-        }
-        if let Some(h) = &self.hint {
-            write!(f, " ({h})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for NsError {}
+pub use crate::sys::StepError as NsError;
 
 /// What /etc/resolv.conf is inside the namespaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,7 +60,7 @@ impl NsSpec {
         if let Resolv::File(f) = &self.resolv {
             std::fs::File::open(f).map_err(|e| {
                 NsError::new(
-                    &format!("-r {}: cannot read the resolv.conf file", f.display()),
+                    format!("-r {}: cannot read the resolv.conf file", f.display()),
                     &e,
                     Some("give an existing, readable file, or use -R ADDR".into()),
                 )

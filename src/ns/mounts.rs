@@ -11,7 +11,7 @@ const RESOLV: &str = "/etc/resolv.conf";
 /// Sets the host name to `name`'s bytes, UTF-8 or not (vdens: sethostname(argv's bytes)).
 pub fn set_hostname(name: &std::ffi::OsStr) -> Result<(), NsError> {
     nix::unistd::sethostname(name)
-        .map_err(|e| NsError::new(&format!("cannot set host name {name:?}"), &e.into(), None))
+        .map_err(|e| NsError::new(format!("cannot set host name {name:?}"), &e.into(), None))
 }
 
 /// Makes every mount a slave of the caller's, as in vdens: mounts made here do not propagate
@@ -33,7 +33,7 @@ pub fn make_slave() -> Result<(), NsError> {
 fn bind(src: &Path) -> Result<(), NsError> {
     mount(Some(src), RESOLV, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| {
         NsError::new(
-            &format!("cannot bind {} over {RESOLV}", src.display()),
+            format!("cannot bind {} over {RESOLV}", src.display()),
             &e.into(),
             Some("the file must exist on both sides".into()),
         )
@@ -82,7 +82,7 @@ pub fn write_resolvaddr(text: &[u8]) -> Result<(), NsError> {
     )
     .map_err(|e| {
         NsError::new(
-            &format!("-R: cannot mount a scratch tmpfs on {}", dir.display()),
+            format!("-R: cannot mount a scratch tmpfs on {}", dir.display()),
             &e.into(),
             None,
         )

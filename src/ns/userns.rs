@@ -93,7 +93,7 @@ pub fn write_own_maps(uid: u32, gid: u32) -> Result<(), NsError> {
             } else {
                 "see user_namespaces(7)".into()
             };
-            NsError::new(&format!("cannot write /proc/self/{file}"), &e, Some(hint))
+            NsError::new(format!("cannot write /proc/self/{file}"), &e, Some(hint))
         })
     };
     w("uid_map", format!("{uid} {uid} 1\n"))?;

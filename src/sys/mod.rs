@@ -173,6 +173,53 @@ pub fn die_now(msg: &[u8], code: i32) -> ! {
     }
 }
 
+/// A failed step of the set-up (a namespace, a mount, a tap, the command's start): what failed,
+/// why (the errno's text), and how to fix it, shown as one line `WHAT: WHY (HINT)`.
+#[derive(Debug)]
+pub struct StepError {
+    pub what: String,
+    pub errno: Option<i32>,
+    pub why: String,
+    pub hint: Option<String>,
+}
+
+impl StepError {
+    /// `what` failed with `err`.
+    pub fn new(what: impl Into<String>, err: &io::Error, hint: Option<String>) -> StepError {
+        StepError {
+            what: what.into(),
+            errno: err.raw_os_error(),
+            why: err_text(err),
+            hint,
+        }
+    }
+
+    /// A failure that is not a system call's: the message says it all.
+    pub fn msg(what: String) -> StepError {
+        StepError {
+            what,
+            errno: None,
+            why: String::new(),
+            hint: None,
+        }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)?;
+        if !self.why.is_empty() {
+            write!(f, ": {}", self.why)?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StepError {}
+
 /// The text of an I/O error without Rust's "(os error N)" suffix, for one-line messages.
 pub fn err_text(e: &io::Error) -> String {
     match e.raw_os_error() {

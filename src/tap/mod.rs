@@ -6,7 +6,6 @@ mod offload;
 pub use offload::{wanted as offload_wanted, TapOffload, TapReader};
 
 use crate::sys;
-use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -15,39 +14,12 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 const TUN: &str = "/dev/net/tun";
 
 /// A tap that could not be opened: what failed, why (errno text), and how to fix it.
-#[derive(Debug)]
-pub struct TapError {
-    pub what: String,
-    pub errno: Option<i32>,
-    pub why: String,
-    pub hint: Option<String>,
-}
+pub use crate::sys::StepError as TapError;
 
-impl TapError {
-    fn new(what: String, err: &io::Error, hint: String) -> TapError {
-        TapError {
-            what,
-            errno: err.raw_os_error(),
-            why: sys::err_text(err),
-            hint: Some(hint),
-        }
-    }
+/// `what` failed with `err`; `hint` says how to fix it.
+fn tap_error(what: String, err: &io::Error, hint: String) -> TapError {
+    TapError::new(what, err, Some(hint))
 }
-
-impl fmt::Display for TapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.what)?;
-        if !self.why.is_empty() {
-            write!(f, ": {}", self.why)?;
-        }
-        if let Some(h) = &self.hint {
-            write!(f, " ({h})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for TapError {}
 
 fn tun_hint(err: &io::Error) -> String {
     match err.raw_os_error() {
@@ -96,7 +68,7 @@ pub fn open_named(
         .map_err(io::Error::from)
         .and_then(|index| rename_link(index, name.as_bytes()));
     if let Err(e) = renamed {
-        return Err(TapError::new(
+        return Err(tap_error(
             format!("cannot create tap interface {shown}"),
             &e,
             "the kernel refused the name".into(),
@@ -203,7 +175,7 @@ pub fn open_offload(name: &str) -> Result<(OwnedFd, TapOffload), TapError> {
 /// The header size and offloads of a tap attached with IFF_VNET_HDR (see [`open_offload`]).
 pub fn configure_offload(fd: BorrowedFd<'_>, name: &str) -> Result<TapOffload, TapError> {
     sys::tun_set_vnet_hdr_sz(fd, VNET_HDR as i32).map_err(|e| {
-        TapError::new(
+        tap_error(
             format!("cannot set the virtio-net header size of tap interface {name}"),
             &e,
             "TUNSETVNETHDRSZ failed; --no-offload opens the taps without it".into(),
@@ -230,7 +202,7 @@ pub fn set_carrier(tap: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 }
 
 fn iff_error(name: &str, e: &io::Error) -> TapError {
-    TapError::new(
+    tap_error(
         format!("cannot create tap interface {name}"),
         e,
         "TUNSETIFF failed".into(),
@@ -243,7 +215,7 @@ fn open_tun(name: &str) -> Result<OwnedFd, TapError> {
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(TUN)
-        .map_err(|e| TapError::new(format!("cannot open {TUN} for {name}"), &e, tun_hint(&e)))?;
+        .map_err(|e| tap_error(format!("cannot open {TUN} for {name}"), &e, tun_hint(&e)))?;
     Ok(OwnedFd::from(f))
 }
 
