@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Role {
@@ -26,24 +26,6 @@ fn kill(n: Node) {
     unsafe_kill(-n.pid(), libc::SIGKILL);
     assert!(wait_gone(n.pid(), 10), "{} did not die", n.name);
     drop(n);
-}
-
-fn wait_carrier(n: &mut Node, want: bool, secs: u64, what: &str) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let l = n.sh("ip -o link show vde0", 5);
-        if (l.contains("LOWER_UP") && !l.contains("NO-CARRIER")) == want {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "{}: {what}: carrier still {} after {secs} s: {l}\nstderr: {}",
-            n.name,
-            !want,
-            n.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn carrier_follows_peer(survivor: Role, engine: &str, peer: Impl, who: Who) {

@@ -84,29 +84,6 @@ fn kill_switch(host: Host, s: Daemon, sw: &Path) {
     drop(s);
 }
 
-fn has_carrier(n: &mut Node) -> (bool, String) {
-    let l = n.sh("ip -o link show vde0", 5);
-    (l.contains("LOWER_UP") && !l.contains("NO-CARRIER"), l)
-}
-
-fn wait_carrier(n: &mut Node, want: bool, secs: u64, what: &str) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (c, l) = has_carrier(n);
-        if c == want {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "{}: {what}: carrier still {} after {secs} s: {l}\nstderr: {}",
-            n.name,
-            !want,
-            n.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn rejoin(host: Host, engine: &str, who: Who) {
     let d = TempDir::new("rejoin");
     let sw = d.join("sw");

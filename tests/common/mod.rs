@@ -750,3 +750,28 @@ pub fn assert_driver(n: &Node, uring: bool, what: &str) {
     };
     assert_eq!(rings(n.pid()) > 0, uring, "{}: the {what} runs on {on}", n.name);
 }
+
+/// Whether vde0 of `n`'s namespace has its carrier, and the `ip -o link` line that says so.
+pub fn has_carrier(n: &mut Node) -> (bool, String) {
+    let l = n.sh("ip -o link show vde0", 5);
+    (l.contains("LOWER_UP") && !l.contains("NO-CARRIER"), l)
+}
+
+/// Waits at most `secs` for vde0 of `n` to have (`want`) or lack its carrier.
+pub fn wait_carrier(n: &mut Node, want: bool, secs: u64, what: &str) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (c, l) = has_carrier(n);
+        if c == want {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{}: {what}: carrier still {} after {secs} s: {l}\nstderr: {}",
+            n.name,
+            !want,
+            n.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
