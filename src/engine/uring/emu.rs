@@ -473,18 +473,13 @@ impl Emu {
 
     /// The next buffer of group `g`: (address, length, id), not taken yet.
     fn peek_buf(&self, g: u16) -> Option<(*mut u8, u32, u16)> {
-        let grp = self.groups.get(g as usize)?.as_ref()?;
-        // SAFETY: the ring header was registered by the loop, which keeps its memory for as
-        // long as the driver lives; the tail is a naturally aligned u16 the loop publishes
-        // with release stores.
-        let tail = unsafe { &*BufRingEntry::tail(grp.base).cast::<AtomicU16>() }.load(Ordering::Acquire);
-        if tail == grp.head {
-            return None;
-        }
-        // SAFETY: head & mask < entries: inside the ring; the entry was published (before the
-        // tail) and is not rewritten until the loop gets the buffer back from a completion.
-        let e = unsafe { &*grp.base.add((grp.head & grp.mask) as usize) };
-        Some((e.addr() as *mut u8, e.len(), e.bid()))
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }];
+        let mut bid = [0u16];
+        (self.peek_bufs(g, &mut iov, &mut bid) == 1)
+            .then(|| (iov[0].iov_base.cast(), iov[0].iov_len as u32, bid[0]))
     }
 
     /// A multishot receive on a datagram socket: recvmmsg(2) into as many of the group's
@@ -550,13 +545,16 @@ impl Emu {
         let Some(Some(grp)) = self.groups.get(g as usize) else {
             return 0;
         };
-        // SAFETY: as in peek_buf.
+        // SAFETY: the ring header was registered by the loop, which keeps its memory for as
+        // long as the driver lives; the tail is a naturally aligned u16 the loop publishes
+        // with release stores.
         let tail = unsafe { &*BufRingEntry::tail(grp.base).cast::<AtomicU16>() }.load(Ordering::Acquire);
         let avail = tail.wrapping_sub(grp.head) as usize;
         let k = avail.min(iovs.len());
         for i in 0..k {
             let idx = grp.head.wrapping_add(i as u16) & grp.mask;
-            // SAFETY: as in peek_buf: a published entry inside the ring.
+            // SAFETY: idx < entries: inside the ring; the entry was published (before the
+            // tail) and is not rewritten until the loop gets the buffer back from a completion.
             let e = unsafe { &*grp.base.add(idx as usize) };
             iovs[i] = libc::iovec {
                 iov_base: e.addr() as *mut libc::c_void,
