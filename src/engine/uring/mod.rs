@@ -176,6 +176,27 @@ fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'stat
     Ok((restrict::enable(ring)?, mode))
 }
 
+/// A loop's ring on the driver `kind` names (see [`build_ring`] for io_uring's set-up), and
+/// the set-up used, for messages.
+fn new_ring(
+    kind: crate::engine::EngineKind,
+    entries: u32,
+    cq: u32,
+    defer: bool,
+) -> Result<(ring::Ring, &'static str), SetupError> {
+    match kind {
+        crate::engine::EngineKind::Uring => {
+            let (r, mode) =
+                build_ring(entries, cq, defer).map_err(|e| SetupError::io("io_uring_setup", &e))?;
+            Ok((ring::Ring::Kernel(r), mode))
+        }
+        crate::engine::EngineKind::Poll => Ok((
+            ring::Ring::emulated().map_err(|e| SetupError::io("epoll_create1", &e))?,
+            "epoll",
+        )),
+    }
+}
+
 /// EINTR/EAGAIN/EBUSY from io_uring_enter mean "try again later".
 fn is_retry(e: &io::Error) -> bool {
     matches!(

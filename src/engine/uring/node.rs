@@ -37,7 +37,7 @@
 //! when the last operation that uses them has completed (cancelled first).
 
 use super::ring::{Interval, Ring, Sqe, Target};
-use super::{build_ring, is_retry, BufRing, SetupError, UringTuning};
+use super::{is_retry, new_ring, BufRing, SetupError, UringTuning};
 use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::ptp;
 use crate::engine::core::{
@@ -1686,14 +1686,7 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
 
 /// The ring of a node on the driver `kind` names, and its buffers.
 fn node_ring(kind: EngineKind, tuning: UringTuning) -> Result<(Ring, BufRing), SetupError> {
-    let mut ring = match kind {
-        EngineKind::Uring => Ring::Kernel(
-            build_ring(1024, 8192, tuning.defer_taskrun)
-                .map_err(|e| SetupError::io("io_uring_setup", &e))?
-                .0,
-        ),
-        EngineKind::Poll => Ring::emulated().map_err(|e| SetupError::io("epoll_create1", &e))?,
-    };
+    let (mut ring, _) = new_ring(kind, 1024, 8192, tuning.defer_taskrun)?;
     let mut bufs = BufRing::new(NBUF, BUF_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
     ring.register_buf_ring(&mut bufs, 0)
         .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;

@@ -17,7 +17,7 @@
 //! the buffer's headroom, so nothing is copied but the merged payloads.
 
 use super::ring::{Interval, Link, Ring, Sqe, Target};
-use super::{build_ring, is_retry, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
+use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxFault,
@@ -405,17 +405,7 @@ impl Worker {
         let cq = ((nrx * ENTRIES as usize + 2 * ports.len() * CHAIN) * 2)
             .next_power_of_two()
             .max(1024) as u32;
-        let (mut ring, mode) = match kind {
-            EngineKind::Uring => {
-                let (r, mode) = build_ring(1024, cq, tuning.defer_taskrun)
-                    .map_err(|e| SetupError::io("io_uring_setup", &e))?;
-                (Ring::Kernel(r), mode)
-            }
-            EngineKind::Poll => (
-                Ring::emulated().map_err(|e| SetupError::io("epoll_create1", &e))?,
-                "epoll",
-            ),
-        };
+        let (mut ring, mode) = new_ring(kind, 1024, cq, tuning.defer_taskrun)?;
         // Fixed files: index by registration order.
         let mut fds: Vec<RawFd> = vec![wake.as_raw_fd()];
         let mut fixed = |fd: RawFd| -> Target {
