@@ -429,11 +429,17 @@ fn only_the_callers_descriptors_reach_the_command() {
             let mut all = args.clone();
             all.extend(["sh", "-c", "ls /proc/$$/fd; cat <&9"]);
             let mut c = vdens_fast(who, &d, &all);
-            // SAFETY: dup2 and close_range between fork and exec are async-signal-safe.
+            // SAFETY: dup2, fcntl and close_range between fork and exec are async-signal-safe.
             #[allow(unsafe_code)]
             unsafe {
                 c.pre_exec(move || {
                     if libc::dup2(raw, 9) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The file was opened close-on-exec, and dup2 does nothing when `raw` is
+                    // already 9 (it depends on what the other test threads hold open): clear the
+                    // flag on 9 itself.
+                    if libc::fcntl(9, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                     // Only 0, 1, 2 and 9: not what the test runner itself inherited.
