@@ -235,6 +235,7 @@ fn stalled_client(dir: &std::path::Path, tmp: &TempDir) -> Stalled {
         kind: RequestType::NewControl,
         sock_path: mine.to_str().unwrap().as_bytes().to_vec(),
         description: b"stalled-client".to_vec(),
+        superframes: false,
     };
     ctl.write_all(&req.encode().unwrap()).unwrap();
     let mut ans = [0u8; 110];

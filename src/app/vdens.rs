@@ -102,7 +102,7 @@ fn open_links(cfg: &Config) -> Result<Vec<Link>, RunError> {
         let how = transport::Opening {
             descr: "vdens-fast",
             rejoin: true,
-            tap_offload: tap::offload_wanted(cfg.offload, TapReader::Port),
+            offload: tap::offload_wanted(cfg.offload, TapReader::Port),
         };
         links.push(transport::open_with(v, &how).map_err(RunError::Open)?);
     }

@@ -3,7 +3,7 @@
 //! namespaces, before any thread starts), and the per-client data socket.
 
 use crate::vnl::num;
-use crate::wire::vde_ctl::{encode_sockaddr, Request, HEADER_LEN, MAX_DESCR};
+use crate::wire::vde_ctl::{encode_sockaddr_marked, Request, HEADER_LEN, MAX_DESCR};
 use nix::sys::socket::{
     bind, connect, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
@@ -37,6 +37,8 @@ pub struct Listener {
     gid: Option<u32>,
     /// Whether dropping removes the files (false in a process that handed the node to a child).
     remove: bool,
+    /// Clients that offer super-frames are offered them in the answer (`wire::superframe`).
+    pub superframes: bool,
 }
 
 fn nix_io(e: nix::Error) -> io::Error {
@@ -227,6 +229,7 @@ impl Listener {
             _lock: lock,
             gid,
             remove: true,
+            superframes: false,
         };
         if let Some(g) = gid {
             std::os::unix::fs::chown(&dir, None, Some(g))
@@ -290,7 +293,7 @@ impl Listener {
                 UnixAddr::new(Path::new(std::ffi::OsStr::from_bytes(&req.sock_path))).map_err(nix_io)?
             };
             connect(fd.as_raw_fd(), &peer).map_err(nix_io)?;
-            let ans = encode_sockaddr(path.as_os_str().as_bytes())
+            let (ans, _) = encode_sockaddr_marked(path.as_os_str().as_bytes(), self.superframes && req.superframes)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
             Ok(ans.to_vec())
         })();
@@ -348,6 +351,8 @@ pub struct Joined {
     pub data: OwnedFd,
     pub path: PathBuf,
     pub descr: String,
+    /// The client and this node take super-frames from each other on this port.
+    pub superframes: bool,
 }
 
 impl Listener {
@@ -383,6 +388,7 @@ impl Listener {
             data,
             path,
             descr: String::from_utf8_lossy(&req.description).into_owned(),
+            superframes: self.superframes && req.superframes,
         })
     }
 
@@ -431,6 +437,7 @@ mod tests {
             kind: crate::wire::vde_ctl::RequestType::NewControl,
             sock_path: client.as_os_str().as_bytes().to_vec(),
             description: b"test".to_vec(),
+            superframes: false,
         };
         let (fd, _) = l.open_port(1, &req).unwrap();
         let got = nix::sys::socket::getsockopt(&fd, sockopt::SndBuf).unwrap();
@@ -465,6 +472,7 @@ mod tests {
             kind: crate::wire::vde_ctl::RequestType::NewControl,
             sock_path: client.as_os_str().as_bytes().to_vec(),
             description: b"test".to_vec(),
+            superframes: false,
         };
         let (_fd, answer) = l.open_port(1, &req).unwrap();
         assert!(

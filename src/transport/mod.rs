@@ -170,6 +170,11 @@ pub struct Link {
     /// [`open_with`]): frames cross between it and the port's tap whole, super-frames
     /// included. [`crate::tap::TapOffload::NONE`] for every other link.
     pub offload: crate::tap::TapOffload,
+    /// A link that offered its peer super-frames (`wire::superframe`): whether the peer
+    /// takes them now. Tagged datagrams are read from such a link whatever this says; they
+    /// are sent only while it is true. The transport or the control thread changes it when
+    /// the peer changes (a vde:// rejoin). `None`: plain frames only.
+    pub superframes: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Link {
@@ -187,6 +192,7 @@ impl Link {
             bridge: None,
             node: None,
             offload: crate::tap::TapOffload::NONE,
+            superframes: None,
         }
     }
 
@@ -462,7 +468,7 @@ pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenErr
     let how = Opening {
         descr,
         rejoin: false,
-        tap_offload: false,
+        offload: false,
     };
     open_with(vnl_bytes, &how)
 }
@@ -476,15 +482,17 @@ pub struct Opening<'a> {
     /// place after its own went away ([`take_rejoin`]; its data socket's file stays until the
     /// link drops).
     pub rejoin: bool,
-    /// A `tap://` VNL's host tap is opened with a virtio-net header and offloads where the
-    /// kernel has them, for a port whose own tap has them too (the frames then cross whole;
-    /// see `Link::offload`).
-    pub tap_offload: bool,
+    /// The port reads its own tap with offload (no --no-offload), so the link may carry
+    /// super-frames where its peer can: a `tap://` VNL's host tap is opened with a
+    /// virtio-net header and offloads where the kernel has them (frames cross whole, see
+    /// `Link::offload`); a `vde://` link offers super-frames to its switch, and a
+    /// `switch://` or `hub://` node to its clients (see `wire::superframe`).
+    pub offload: bool,
 }
 
 /// Opens a VNL given as bytes, as `how` says.
 pub fn open_with(vnl_bytes: &OsStr, how: &Opening<'_>) -> Result<Link, OpenError> {
-    let (descr, rejoin, tap_offload) = (how.descr, how.rejoin, how.tap_offload);
+    let (descr, rejoin, offload) = (how.descr, how.rejoin, how.offload);
     // The VNL as messages and statistics name it.
     let label = vnl_bytes.to_string_lossy();
     let vnl = &*label;
@@ -500,16 +508,16 @@ pub fn open_with(vnl_bytes: &OsStr, how: &Opening<'_>) -> Result<Link, OpenError
     })?;
     match spec {
         Spec::Null => null::open(vnl, ""),
-        Spec::Vde(s) => vde::open(vnl, &s, descr, rejoin),
+        Spec::Vde(s) => vde::open(vnl, &s, descr, rejoin, offload),
         Spec::Ptp { path, seqpacket } => ptp::open(vnl, &path, seqpacket),
-        Spec::Tap { name } => tap::open(vnl, &name, tap_offload),
+        Spec::Tap { name } => tap::open(vnl, &name, offload),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),
         Spec::Udp(s) => udp::open(vnl, &s),
         Spec::Overlay(s) if s.vxvde => vxvde::open(vnl, &s),
         Spec::Overlay(s) => vxlan::open(vnl, &s),
         Spec::Other { scheme, .. } if scheme == "switch" || scheme == "hub" => {
-            switch::open(vnl, scheme == "hub", vnl::split_os(&resolved).rest)
+            switch::open(vnl, scheme == "hub", vnl::split_os(&resolved).rest, offload)
         }
         Spec::Other { scheme, .. } => libvdeplug::open(vnl, &resolved, &scheme),
     }

@@ -6,12 +6,15 @@
 use super::{Hosted, Link, OpenError};
 use crate::switch::server::{self, Listener};
 
-pub fn open(vnl: &str, hub: bool, rest: &std::ffi::OsStr) -> Result<Link, OpenError> {
+/// `offload`: the node offers super-frames to the clients that offer them (see
+/// `wire::superframe`).
+pub fn open(vnl: &str, hub: bool, rest: &std::ffi::OsStr, offload: bool) -> Result<Link, OpenError> {
     let spec = server::parse(hub, rest).map_err(|err| OpenError::Vnl {
         vnl: vnl.to_string(),
         err,
     })?;
-    let l = Listener::create(&spec).map_err(|(step, e, hint)| OpenError::io(vnl, step, e, hint))?;
+    let mut l = Listener::create(&spec).map_err(|(step, e, hint)| OpenError::io(vnl, step, e, hint))?;
+    l.superframes = offload;
     let mut link = Link::null(vnl);
     link.node = Some(Hosted::Net(l));
     Ok(link)

@@ -27,7 +27,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// libvdeplug's fallback switch directories when none is given.
@@ -303,6 +304,7 @@ fn encode_request(
     is_ctl: bool,
     data_path: &Path,
     descr: &str,
+    superframes: bool,
 ) -> Result<Vec<u8>, OpenError> {
     let kind = match (is_ctl, spec.port) {
         (true, VdePort::Zero) => RequestType::NewPort0,
@@ -313,6 +315,7 @@ fn encode_request(
         kind,
         sock_path: data_path.as_os_str().as_bytes().to_vec(),
         description: description(descr),
+        superframes,
     }
     .encode()
     .map_err(|e| OpenError::protocol(vnl, "encoding the request", e.to_string(), None))
@@ -356,13 +359,14 @@ fn send_request(
     Ok(())
 }
 
-/// Reads the switch's answer (one read); `Ok(None)` when a non-blocking stream has nothing yet.
+/// Reads the switch's answer (one read): its data socket, and whether it takes super-frames
+/// there (`wire::superframe::MARK`); `Ok(None)` when a non-blocking stream has nothing yet.
 fn read_answer(
     vnl: &str,
     spec: &VdeSpec,
     ctl: &mut UnixStream,
     ctl_path: &Path,
-) -> Result<Option<UnixAddr>, OpenError> {
+) -> Result<Option<(UnixAddr, bool)>, OpenError> {
     let mut answer = [0u8; vde_ctl::SOCKADDR_UN_LEN];
     let read = match ctl.read(&mut answer) {
         // A reset (the switch closed with our request unread) is a refusal like EOF.
@@ -398,7 +402,8 @@ fn read_answer(
         }
         Err(e) => return Err(OpenError::io(vnl, "reading the switch's answer", e, None)),
     };
-    vde_ctl::decode_sockaddr(&answer[..got]).map(Some).map_err(|e| {
+    let marked = vde_ctl::sockaddr_marked(&answer[..got]);
+    vde_ctl::decode_sockaddr(&answer[..got]).map(|a| Some((a, marked))).map_err(|e| {
         OpenError::protocol(
             vnl,
             "reading the switch's answer",
@@ -449,6 +454,8 @@ pub struct Rejoin {
     /// [`set_permissions`]); [`KEPT_MODE`] the rest of the time.
     mode: u32,
     descr: String,
+    /// The link's `Link::superframes`, when it offers them.
+    superframes: Option<Arc<AtomicBool>>,
 }
 
 /// The [`Rejoin`] of each rejoinable link opened, by the inode of its data socket, until
@@ -507,7 +514,12 @@ impl Rejoin {
                 )
             },
         )?;
-        let sent = encode_request(vnl, &self.spec, is_ctl, &self.data_path, &self.descr)
+        // Until the new switch says it takes super-frames, the engine sends plain frames: the
+        // data socket is connected to the new switch's port before the answer is read.
+        if let Some(s) = &self.superframes {
+            s.store(false, Ordering::Release);
+        }
+        let sent = encode_request(vnl, &self.spec, is_ctl, &self.data_path, &self.descr, self.superframes.is_some())
             .and_then(|req| send_request(vnl, &self.spec, &mut ctl, &ctl_path, &req));
         if let Err(e) = sent {
             self.abandon();
@@ -528,7 +540,11 @@ impl Rejoin {
     pub fn answer(&self, ctl: &mut UnixStream, data: BorrowedFd<'_>) -> Result<bool, OpenError> {
         let r = match read_answer(&self.vnl, &self.spec, ctl, &self.dir.join("ctl")) {
             Ok(None) => return Ok(false),
-            Ok(Some(addr)) => connect_data(&self.vnl, data, &addr, self.mode),
+            Ok(Some((addr, marked))) => connect_data(&self.vnl, data, &addr, self.mode).map(|()| {
+                if let Some(s) = &self.superframes {
+                    s.store(marked, Ordering::Release);
+                }
+            }),
             Err(e) => Err(e),
         };
         self.abandon();
@@ -583,21 +599,23 @@ fn handshake(
     is_ctl: bool,
     descr: &str,
     rejoin: bool,
+    offer: bool,
 ) -> Result<Link, OpenError> {
     let (data, data_path) = bind_data(vnl, dir)?;
     let mut unlink = Unlink(data_path.clone());
     let mode = set_permissions(vnl, spec, &data_path, ctl_path)?;
-    let req = encode_request(vnl, spec, is_ctl, &data_path, descr)?;
+    let req = encode_request(vnl, spec, is_ctl, &data_path, descr, offer)?;
     send_request(vnl, spec, &mut ctl, ctl_path, &req)?;
     ctl.set_read_timeout(Some(ANSWER_TIMEOUT))
         .map_err(|e| OpenError::io(vnl, "setting a timeout on the control stream", e, None))?;
-    let addr = read_answer(vnl, spec, &mut ctl, ctl_path)?
+    let (addr, marked) = read_answer(vnl, spec, &mut ctl, ctl_path)?
         .ok_or_else(|| OpenError::protocol(vnl, "reading the switch's answer", "interrupted".into(), None))?;
     connect_data(vnl, data.as_fd(), &addr, mode)?;
     ctl.set_read_timeout(None)
         .and_then(|_| ctl.set_write_timeout(None))
         .map_err(|e| OpenError::io(vnl, "clearing the control stream timeout", e, None))?;
     let mut link = Link::null(vnl);
+    link.superframes = offer.then(|| Arc::new(AtomicBool::new(marked)));
     if rejoin {
         std::fs::set_permissions(&data_path, std::fs::Permissions::from_mode(KEPT_MODE))
             .map_err(|e| OpenError::io(vnl, "setting data socket permissions", e, None))?;
@@ -612,6 +630,7 @@ fn handshake(
                 data_path,
                 mode,
                 descr: descr.to_string(),
+                superframes: link.superframes.clone(),
             };
             KEPT.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -629,7 +648,8 @@ fn handshake(
 
 /// Opens a vde:// link; with `rejoin`, the link can join a new switch at the same place later
 /// ([`take_rejoin`]).
-pub fn open(vnl: &str, spec: &VdeSpec, descr: &str, rejoin: bool) -> Result<Link, OpenError> {
+/// With `offer`, the link offers the switch super-frames (`Link::superframes`).
+pub fn open(vnl: &str, spec: &VdeSpec, descr: &str, rejoin: bool, offer: bool) -> Result<Link, OpenError> {
     match &spec.dir {
         Some(given) => {
             // The switch needs an absolute path for our data socket (it does not know our cwd).
@@ -645,12 +665,12 @@ pub fn open(vnl: &str, spec: &VdeSpec, descr: &str, rejoin: bool) -> Result<Link
                 OpenError::io(vnl, "finding the switch", e, Some(hint))
             })?;
             let (ctl, ctl_path, is_ctl) = connect_ctl_starting(vnl, &dir, spec)?;
-            handshake(vnl, spec, &dir, ctl, &ctl_path, is_ctl, descr, rejoin)
+            handshake(vnl, spec, &dir, ctl, &ctl_path, is_ctl, descr, rejoin, offer)
         }
         None => {
             for d in FALLBACK_SWITCHES {
                 if let Ok((ctl, ctl_path, is_ctl)) = connect_ctl(vnl, Path::new(d), spec, CONNECT_TIMEOUT) {
-                    return handshake(vnl, spec, Path::new(d), ctl, &ctl_path, is_ctl, descr, rejoin);
+                    return handshake(vnl, spec, Path::new(d), ctl, &ctl_path, is_ctl, descr, rejoin, offer);
                 }
             }
             Err(OpenError::protocol(

@@ -7,6 +7,7 @@ pub mod ether;
 pub mod gro;
 pub mod gso;
 pub mod stream;
+pub mod superframe;
 pub mod vde_ctl;
 pub mod vnet;
 pub mod vxlan;

@@ -57,6 +57,8 @@ pub struct Request {
     /// Path of the client's bound data socket (no NUL).
     pub sock_path: Vec<u8>,
     pub description: Vec<u8>,
+    /// The client takes super-frames on its data socket (`superframe::MARK` after the path).
+    pub superframes: bool,
 }
 
 /// Why bytes are not a valid request or answer, or a request cannot be encoded.
@@ -105,6 +107,19 @@ pub fn encode_sockaddr(path: &[u8]) -> Result<[u8; SOCKADDR_UN_LEN], CtlError> {
     Ok(out)
 }
 
+/// Like [`encode_sockaddr`], with `superframe::MARK` after the path when `mark` and it fits;
+/// the second value says whether it was put there.
+pub fn encode_sockaddr_marked(path: &[u8], mark: bool) -> Result<([u8; SOCKADDR_UN_LEN], bool), CtlError> {
+    let mut out = encode_sockaddr(path)?;
+    let marked = mark && super::superframe::mark_path(&mut out[2..], path.len());
+    Ok((out, marked))
+}
+
+/// Whether a `struct sockaddr_un` (an answer, or a request's) offers super-frames.
+pub fn sockaddr_marked(b: &[u8]) -> bool {
+    b.len() > 2 && super::superframe::path_marked(&b[2..b.len().min(SOCKADDR_UN_LEN)])
+}
+
 /// An address from a switch's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UnixAddr {
@@ -144,7 +159,7 @@ impl Request {
                 return Err(CtlError::PortTooLarge(n));
             }
         }
-        let addr = encode_sockaddr(&self.sock_path)?;
+        let (addr, _) = encode_sockaddr_marked(&self.sock_path, self.superframes)?;
         let descr = &self.description[..self.description.len().min(MAX_DESCR - 1)];
         let descr = &descr[..descr.iter().position(|&c| c == 0).unwrap_or(descr.len())];
         let mut out = Vec::with_capacity(HEADER_LEN + descr.len());
@@ -184,6 +199,7 @@ impl Request {
             kind: RequestType::from_code(u32_at(8)),
             sock_path,
             description: d.to_vec(),
+            superframes: sockaddr_marked(&b[12..HEADER_LEN]),
         })
     }
 }
@@ -198,6 +214,7 @@ mod tests {
             kind: RequestType::Port(5),
             sock_path: b"/tmp/sw/.01234-00000".to_vec(),
             description: b"vdens-fast user=u pid=1".to_vec(),
+            superframes: false,
         };
         let b = r.encode().unwrap();
         assert_eq!(b.len(), 122 + 23);
@@ -226,6 +243,7 @@ mod tests {
             kind: RequestType::Port(1 << 24),
             sock_path: b"/x".to_vec(),
             description: vec![],
+            superframes: false,
         };
         assert_eq!(r.encode(), Err(CtlError::PortTooLarge(1 << 24)));
     }
@@ -236,6 +254,7 @@ mod tests {
             kind: RequestType::NewControl,
             sock_path: b"/x".to_vec(),
             description: vec![b'd'; 300],
+            superframes: false,
         };
         let b = r.encode().unwrap();
         assert_eq!(b.len(), HEADER_LEN + 127);
@@ -252,6 +271,7 @@ mod tests {
             kind: RequestType::NewControl,
             sock_path: b"/x".to_vec(),
             description: vec![],
+            superframes: false,
         }
         .encode()
         .unwrap();

@@ -1,0 +1,138 @@
+//! Super-frames between vdens-fast peers: how a datagram says it carries a virtio-net header
+//! (and so a TCP/UDP super-frame of up to 64 KiB, or a frame with a partial checksum), and how
+//! two vdens-fast ends tell each other that they take such datagrams, invisibly to classic
+//! VDE peers.
+//!
+//! **On the wire** a datagram is either a plain Ethernet frame, as every VDE peer sends, or
+//! [`TAG`] + a 10-byte virtio-net header ([`super::vnet::LEN`]) + the frame. The tag is 12 bytes
+//! where a frame has its destination and source MAC addresses; its source is a multicast
+//! address, which no Ethernet frame has (IEEE 802.3 source addresses are individual, and
+//! bridges drop such frames), so a frame is never taken for a tagged datagram. A sender tags
+//! only what needs the header (a super-frame, a partial checksum); everything else crosses
+//! plain, with nothing added. A receiver that offered super-frames reads every datagram by its
+//! first bytes, so a change of mode needs no agreement on *when* it happens: frames in flight
+//! from before are read right.
+//!
+//! **Who may be sent a tagged datagram**: only a peer that said it takes them on the very
+//! socket the datagram goes to. On `vde://` the client says so in its join request and a
+//! vdens-fast switch in its answer, each in the `struct sockaddr_un` they exchange anyway,
+//! after the NUL that ends the path ([`MARK`]): every classic VDE program reads that address as
+//! a C string (vde-2's `vde_switch` and libvdeplug 4.0.1 connect with it and chmod it), so
+//! the bytes after the NUL are never seen. Classic switches leave stack bytes there, which is
+//! why the mark is long and exact. A client and its switch port are connected datagram sockets,
+//! so a tagged datagram cannot reach anyone but the port that answered: a new switch at the
+//! same place is joined with a new handshake, which decides again.
+
+use super::vnet;
+
+/// Bytes in front of the virtio-net header of a tagged datagram.
+pub const TAG_LEN: usize = 12;
+
+/// Where a frame's MAC addresses are: destination `2b:76:64:65:6e:73` ("+vdens", a locally
+/// administered multicast address), source `2b:66:61:73:74:01` ("+fast", version 1), a
+/// multicast source no frame can have.
+pub const TAG: [u8; TAG_LEN] = [
+    0x2b, b'v', b'd', b'e', b'n', b's', 0x2b, b'f', b'a', b's', b't', 0x01,
+];
+
+/// Tag and header: what a tagged datagram carries in front of its frame.
+pub const PREFIX: usize = TAG_LEN + vnet::LEN;
+
+/// After the NUL of a socket path in a join request or answer: "I take tagged datagrams on
+/// this socket".
+pub const MARK: &[u8] = b"vdens-fast superframes 1\0";
+
+/// True when `datagram` is tagged (and long enough for its header).
+#[inline]
+pub fn is_tagged(datagram: &[u8]) -> bool {
+    datagram.len() >= PREFIX && datagram[..TAG_LEN] == TAG
+}
+
+/// Whether a frame read behind virtio-net header `h` needs the header to cross (a super-frame
+/// or a partial checksum); otherwise it crosses plain.
+#[inline]
+pub fn needs_header(h: &vnet::VnetHdr) -> bool {
+    h.gso_kind() != vnet::GSO_NONE || h.flags & vnet::F_NEEDS_CSUM != 0
+}
+
+/// Puts [`MARK`] after the path that ends at `path_end` (the index of its NUL) in `sun_path`;
+/// false when it does not fit (the path is then too long to offer super-frames) or the address
+/// is abstract (`path_end` 0).
+pub fn mark_path(sun_path: &mut [u8], path_end: usize) -> bool {
+    if path_end == 0 || path_end + 1 + MARK.len() > sun_path.len() {
+        return false;
+    }
+    sun_path[path_end + 1..path_end + 1 + MARK.len()].copy_from_slice(MARK);
+    true
+}
+
+/// Whether `sun_path` (as received, possibly shorter than 108 bytes) carries [`MARK`] right
+/// after the NUL that ends its path.
+pub fn path_marked(sun_path: &[u8]) -> bool {
+    match sun_path.iter().position(|&c| c == 0) {
+        Some(0) | None => false,
+        Some(end) => sun_path[end + 1..].starts_with(MARK),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tag_is_no_frame() {
+        // The source address is multicast (bit 0 of its first byte): no frame has one.
+        assert_eq!(TAG[6] & 1, 1);
+        // The destination is a locally administered group address.
+        assert_eq!(TAG[0] & 3, 3);
+        let mut d = TAG.to_vec();
+        d.extend_from_slice(&[0u8; vnet::LEN]);
+        assert!(is_tagged(&d));
+        assert!(!is_tagged(&d[..PREFIX - 1]), "too short for the header");
+        let mut frame = d.clone();
+        frame[11] = 0x00;
+        assert!(!is_tagged(&frame), "another version");
+        let broadcast = [0xffu8; 64];
+        assert!(!is_tagged(&broadcast));
+    }
+
+    #[test]
+    fn what_needs_the_header() {
+        let mut h = vnet::VnetHdr::default();
+        assert!(!needs_header(&h), "a plain frame crosses plain");
+        h.flags = vnet::F_DATA_VALID;
+        assert!(!needs_header(&h));
+        h.flags = vnet::F_NEEDS_CSUM;
+        assert!(needs_header(&h));
+        h.flags = 0;
+        h.gso_type = vnet::GSO_TCPV4;
+        assert!(needs_header(&h));
+    }
+
+    #[test]
+    fn mark_after_the_path() {
+        let mut sp = [0u8; 108];
+        let p = b"/tmp/sw/.01234-00001";
+        sp[..p.len()].copy_from_slice(p);
+        assert!(!path_marked(&sp));
+        assert!(mark_path(&mut sp, p.len()));
+        assert!(path_marked(&sp));
+        // The path a C program sees is unchanged.
+        assert_eq!(sp.iter().position(|&c| c == 0), Some(p.len()));
+        // A short answer (the mark cut off) is no offer.
+        assert!(!path_marked(&sp[..p.len() + 5]));
+        // Stack garbage after the NUL is no offer.
+        let mut g = [0x55u8; 108];
+        g[..p.len()].copy_from_slice(p);
+        g[p.len()] = 0;
+        assert!(!path_marked(&g));
+        // No room: a path of 90 bytes leaves 17 after its NUL.
+        let mut long = [b'a'; 108];
+        long[90] = 0;
+        assert!(!mark_path(&mut long, 90));
+        // Abstract names are not marked.
+        let mut abs = [0u8; 108];
+        assert!(!mark_path(&mut abs, 0));
+        assert!(!path_marked(&abs));
+    }
+}
