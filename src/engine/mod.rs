@@ -516,6 +516,12 @@ fn assign(opts: &EngineOptions, ports: Vec<Port>) -> Result<Assignment, EngineEr
             (true, false) => stats::Offload::Cut,
             (true, true) => stats::Offload::Whole,
         };
+        // The worker passes super-frames only between an offloading tap and the wire's
+        // header size (see worker.rs): otherwise the link's offer is moot.
+        st.superframes =
+            port.link.superframes.clone().filter(|_| {
+                st.offload == stats::Offload::Cut && port.offload.vnet_hdr == crate::wire::vnet::LEN
+            });
         let st = Arc::new(st);
         stats_all.push(st.clone());
         groups[i % nworkers].push(Assigned {
@@ -587,6 +593,7 @@ fn snapshot(ports: &[Arc<stats::PortStats>], nodes: &[Arc<node::NodeShared>]) ->
             name: p.name.clone(),
             vnl: p.vnl.clone(),
             offload: p.offload,
+            superframes: stats::Superframes::of(p.superframes.as_deref()),
             dirs: [p.dirs[0].snapshot(), p.dirs[1].snapshot()],
         })
         .collect()

@@ -3,7 +3,8 @@
 //! lock-free snapshot that is at most one turn old.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// The two directions of a port, in stats order.
 pub const DIR_NAMES: [&str; 2] = ["tap_to_link", "link_to_tap"];
@@ -49,6 +50,9 @@ pub struct Counts {
     pub super_frames: u64,
     /// The standard frames those super-frames were cut into or built from.
     pub segments: u64,
+    /// Super-frames that crossed the VDE wire whole, tagged, between vdens-fast peers
+    /// (`wire::superframe`): sent (tap_to_link) or received (link_to_tap).
+    pub wire_super: u64,
 }
 
 impl Counts {
@@ -75,6 +79,7 @@ impl Counts {
         self.no_link += o.no_link;
         self.super_frames += o.super_frames;
         self.segments += o.segments;
+        self.wire_super += o.wire_super;
     }
 
     #[inline]
@@ -106,6 +111,7 @@ impl Counts {
             ("drop_no_link", self.no_link),
             ("super_frames", self.super_frames),
             ("segments", self.segments),
+            ("wire_super", self.wire_super),
         ]
     }
 }
@@ -114,7 +120,7 @@ impl Counts {
 #[derive(Debug, Default)]
 pub struct AtomicCounts([AtomicU64; NFIELDS]);
 
-const NFIELDS: usize = 10;
+const NFIELDS: usize = 11;
 
 impl AtomicCounts {
     /// Called by the one worker that owns the direction.
@@ -138,6 +144,7 @@ impl AtomicCounts {
             no_link: v[7],
             super_frames: v[8],
             segments: v[9],
+            wire_super: v[10],
         }
     }
 }
@@ -150,6 +157,39 @@ pub struct PortStats {
     pub dirs: [AtomicCounts; 2],
     /// How super-frames fare between the tap and the link.
     pub offload: Offload,
+    /// The link offered its peer super-frames: whether the peer takes them now.
+    pub superframes: Option<Arc<AtomicBool>>,
+}
+
+/// Whether a link carries super-frames whole (`wire::superframe`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Superframes {
+    /// Not offered (a link that cannot, or --no-offload).
+    #[default]
+    Off,
+    /// Offered; the peer does not take them (a classic one).
+    Offered,
+    /// Offered and taken: both ends are vdens-fast.
+    Negotiated,
+}
+
+impl Superframes {
+    pub fn name(self) -> &'static str {
+        match self {
+            Superframes::Off => "off",
+            Superframes::Offered => "offered",
+            Superframes::Negotiated => "negotiated",
+        }
+    }
+
+    /// The state a link's `Link::superframes` flag stands for.
+    pub fn of(flag: Option<&AtomicBool>) -> Superframes {
+        match flag.map(|f| f.load(Relaxed)) {
+            None => Superframes::Off,
+            Some(false) => Superframes::Offered,
+            Some(true) => Superframes::Negotiated,
+        }
+    }
 }
 
 /// What happens to the super-frames of a port's offloading tap.
@@ -181,6 +221,7 @@ impl PortStats {
             vnl: vnl.to_string(),
             dirs: Default::default(),
             offload: Offload::None,
+            superframes: None,
         }
     }
 }
@@ -193,6 +234,7 @@ pub struct PortSnapshot {
     /// Indexed by [`TAP_TO_LINK`] and [`LINK_TO_TAP`].
     pub dirs: [Counts; 2],
     pub offload: Offload,
+    pub superframes: Superframes,
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -224,7 +266,12 @@ pub fn to_json(engine: &str, workers: usize, ports: &[PortSnapshot]) -> String {
         json_str(&mut out, &p.name);
         out.push_str(",\"vnl\":");
         json_str(&mut out, &p.vnl);
-        let _ = write!(out, ",\"offload\":\"{}\"", p.offload.name());
+        let _ = write!(
+            out,
+            ",\"offload\":\"{}\",\"superframes\":\"{}\"",
+            p.offload.name(),
+            p.superframes.name()
+        );
         for (d, c) in p.dirs.iter().enumerate() {
             let _ = write!(out, ",\"{}\":{{", DIR_NAMES[d]);
             for (k, (name, v)) in c.fields().iter().enumerate() {
@@ -258,12 +305,13 @@ mod tests {
             vnl: "ptp:///tmp/a\"b".into(),
             dirs: [c, Counts::default()],
             offload: Offload::Whole,
+            superframes: Superframes::Negotiated,
         };
         let j = to_json("uring", 1, &[p]);
-        assert!(j.starts_with("{\"engine\":\"uring\",\"workers\":1,\"ports\":[{\"name\":\"vde0\",\"vnl\":\"ptp:///tmp/a\\\"b\",\"offload\":\"whole\""), "{j}");
+        assert!(j.starts_with("{\"engine\":\"uring\",\"workers\":1,\"ports\":[{\"name\":\"vde0\",\"vnl\":\"ptp:///tmp/a\\\"b\",\"offload\":\"whole\",\"superframes\":\"negotiated\""), "{j}");
         assert!(j.contains("\"tap_to_link\":{\"received\":3,\"frames\":1,\"bytes\":60,\"drop_no_buffer\":0,\"drop_send_error\":0,\"drop_oversize\":2"), "{j}");
         assert!(
-            j.ends_with("\"drop_no_link\":0,\"super_frames\":0,\"segments\":0}}]}"),
+            j.ends_with("\"drop_no_link\":0,\"super_frames\":0,\"segments\":0,\"wire_super\":0}}]}"),
             "{j}"
         );
     }
@@ -282,6 +330,7 @@ mod tests {
             no_link: 8,
             super_frames: 9,
             segments: 10,
+            wire_super: 11,
         };
         a.publish(&c);
         assert_eq!(a.snapshot(), c);

@@ -293,8 +293,9 @@ impl Listener {
                 UnixAddr::new(Path::new(std::ffi::OsStr::from_bytes(&req.sock_path))).map_err(nix_io)?
             };
             connect(fd.as_raw_fd(), &peer).map_err(nix_io)?;
-            let (ans, _) = encode_sockaddr_marked(path.as_os_str().as_bytes(), self.superframes && req.superframes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let (ans, _) =
+                encode_sockaddr_marked(path.as_os_str().as_bytes(), self.superframes && req.superframes)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
             Ok(ans.to_vec())
         })();
         match r {

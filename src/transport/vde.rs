@@ -403,14 +403,16 @@ fn read_answer(
         Err(e) => return Err(OpenError::io(vnl, "reading the switch's answer", e, None)),
     };
     let marked = vde_ctl::sockaddr_marked(&answer[..got]);
-    vde_ctl::decode_sockaddr(&answer[..got]).map(|a| Some((a, marked))).map_err(|e| {
-        OpenError::protocol(
-            vnl,
-            "reading the switch's answer",
-            e.to_string(),
-            Some("is it a VDE switch control socket?".into()),
-        )
-    })
+    vde_ctl::decode_sockaddr(&answer[..got])
+        .map(|a| Some((a, marked)))
+        .map_err(|e| {
+            OpenError::protocol(
+                vnl,
+                "reading the switch's answer",
+                e.to_string(),
+                Some("is it a VDE switch control socket?".into()),
+            )
+        })
 }
 
 /// Connects the data socket to the switch's socket for this port (the answer), and gives that
@@ -519,8 +521,15 @@ impl Rejoin {
         if let Some(s) = &self.superframes {
             s.store(false, Ordering::Release);
         }
-        let sent = encode_request(vnl, &self.spec, is_ctl, &self.data_path, &self.descr, self.superframes.is_some())
-            .and_then(|req| send_request(vnl, &self.spec, &mut ctl, &ctl_path, &req));
+        let sent = encode_request(
+            vnl,
+            &self.spec,
+            is_ctl,
+            &self.data_path,
+            &self.descr,
+            self.superframes.is_some(),
+        )
+        .and_then(|req| send_request(vnl, &self.spec, &mut ctl, &ctl_path, &req));
         if let Err(e) = sent {
             self.abandon();
             return Err(e);
@@ -670,7 +679,17 @@ pub fn open(vnl: &str, spec: &VdeSpec, descr: &str, rejoin: bool, offer: bool) -
         None => {
             for d in FALLBACK_SWITCHES {
                 if let Ok((ctl, ctl_path, is_ctl)) = connect_ctl(vnl, Path::new(d), spec, CONNECT_TIMEOUT) {
-                    return handshake(vnl, spec, Path::new(d), ctl, &ctl_path, is_ctl, descr, rejoin, offer);
+                    return handshake(
+                        vnl,
+                        spec,
+                        Path::new(d),
+                        ctl,
+                        &ctl_path,
+                        is_ctl,
+                        descr,
+                        rejoin,
+                        offer,
+                    );
                 }
             }
             Err(OpenError::protocol(

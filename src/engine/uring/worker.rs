@@ -31,12 +31,13 @@ use crate::engine::EngineKind;
 use crate::transport::Reconnect;
 use crate::wire::gro::{self, Coalescer, Out};
 use crate::wire::stream::{self, Decoder};
-use crate::wire::vnet::VnetHdr;
+use crate::wire::superframe::{self, PREFIX, TAG, TAG_LEN};
+use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::Sender;
 use io_uring::cqueue;
 use nix::sys::socket::{SockaddrLike, UnixAddr};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,15 @@ struct Frame {
     len: u32,
     /// VDE-wire bytes it stands for (see `offload::wire_count`).
     wire: u32,
+    /// Where the bytes to send start, from the frame's place in its buffer: before it for a
+    /// tag put in the headroom (a tagged datagram to send), after it for a tag and header
+    /// received (a tagged datagram for the tap).
+    skip: i16,
+    /// The virtio-net header is in front of it already (a tagged datagram received): it goes
+    /// to the tap as it is, past the coalescer.
+    whole: bool,
+    /// A tagged datagram (`wire::superframe`), sent or received.
+    tagged: bool,
 }
 
 impl Frame {
@@ -101,6 +111,20 @@ impl Frame {
             segs: 1,
             len: len as u32,
             wire: len as u32,
+            ..Frame::default()
+        }
+    }
+
+    /// A tagged datagram of `len` bytes (`skip` as in [`Frame::skip`]).
+    fn tagged(id: u16, len: usize, skip: isize, w: cut::Whole) -> Frame {
+        Frame {
+            id,
+            segs: w.segs.min(u16::MAX as u64) as u16,
+            len: len as u32,
+            wire: w.wire.min(u32::MAX as u64) as u32,
+            skip: skip as i16,
+            whole: true,
+            tagged: true,
         }
     }
 }
@@ -174,6 +198,11 @@ struct Rx {
     /// Frames cross whole, virtio-net header (this many bytes) and all: both ends are taps
     /// with the same header (a tap:// link); 0 otherwise.
     whole_hdr: usize,
+    /// Datagrams may come tagged (`wire::superframe`): the link offered super-frames.
+    tags: bool,
+    /// Reads of the offloading tap that need a virtio-net header cross the link tagged,
+    /// while this says the peer takes them (`Link::superframes`); the rest are cut.
+    superframes: Option<Arc<AtomicBool>>,
     armed: bool,
     paused: bool,
     dead: bool,
@@ -481,6 +510,14 @@ impl Worker {
         // Tap to tap (tap:// with offload): nothing is cut or coalesced.
         let whole = off.enabled() && a.port.link.offload.vnet_hdr == off.vnet_hdr;
         let vnet_rx = off.enabled() && d == TAP_TO_LINK && !whole;
+        // A link that offered super-frames (the tap's header is the wire's).
+        let sf = a
+            .port
+            .link
+            .superframes
+            .clone()
+            .filter(|_| off.vnet_hdr == vnet::LEN && !whole);
+        let tags = sf.is_some() && d == LINK_TO_TAP;
         let rx = match &plan.rx {
             None => None,
             Some(r) => {
@@ -488,6 +525,8 @@ impl Worker {
                     (TAP_ENTRIES, HEADROOM + SUPER_READ, SEG_SLOTS)
                 } else if whole {
                     (TAP_ENTRIES, HEADROOM + SUPER_READ, 0)
+                } else if tags {
+                    (TAP_ENTRIES, HEADROOM + TAG_LEN + SUPER_READ, 0)
                 } else if r.stream {
                     (ENTRIES, BUF_SIZE, SLOTS)
                 } else {
@@ -507,6 +546,8 @@ impl Worker {
                     ring: br,
                     data_off: if vnet_rx { off.vnet_hdr } else { 0 },
                     whole_hdr: if whole { off.vnet_hdr } else { 0 },
+                    tags,
+                    superframes: sf.clone().filter(|_| vnet_rx),
                     armed: false,
                     paused: false,
                     dead: false,
@@ -813,8 +854,28 @@ impl Worker {
                             segs: w.segs.min(u16::MAX as u64) as u16,
                             len: len as u32,
                             wire: w.wire.min(u32::MAX as u64) as u32,
+                            ..Frame::default()
                         },
                     );
+                }
+                Err(why) => {
+                    dir.counts.received += 1;
+                    dir.counts.add_drop(why, 1);
+                    rx.ring.push(bid);
+                }
+            }
+            return;
+        }
+        if rx.tags && dir.tx.kind != TxKind::Discard && superframe::is_tagged(rx.ring.data(bid, 0, len)) {
+            // Tag and header in front: the frame goes to the tap whole, behind its header.
+            let full = len == rx.ring.data_len();
+            match cut::judge_whole(rx.ring.data(bid, TAG_LEN, len), vnet::LEN, full) {
+                Ok(w) => {
+                    dir.counts.received += w.segs;
+                    if w.segs > 1 {
+                        dir.counts.wire_super += 1;
+                    }
+                    Self::enqueue(dir, Frame::tagged(bid, len - PREFIX, PREFIX as isize, w));
                 }
                 Err(why) => {
                     dir.counts.received += 1;
@@ -883,8 +944,10 @@ impl Worker {
             // SAFETY: HEADROOM < BUF_SIZE: inside the slot.
             unsafe { p.add(HEADROOM) }
         } else {
-            // SAFETY: data_off (a virtio-net header) is inside the received data.
-            unsafe { rx.ring.addr(f.id).add(rx.data_off) }
+            // SAFETY: data_off (a virtio-net header) is inside the received data; `skip`
+            // moves at most TAG_LEN + the header before it (into the headroom, HEADROOM >=
+            // TAG_LEN) or past a received tag and header, inside the datagram.
+            unsafe { rx.ring.addr(f.id).add(rx.data_off).offset(f.skip as isize) }
         }
     }
 
@@ -916,6 +979,33 @@ impl Worker {
         while let Some((bid, len)) = v.held.front() {
             let len = len as usize;
             let full = len == rx.ring.data_len();
+            // The peer takes super-frames: what needs its header crosses whole, tagged (the
+            // tag goes into the headroom in front of the header).
+            if v.next == 0
+                && rx
+                    .superframes
+                    .as_ref()
+                    .is_some_and(|s| s.load(AtomicOrdering::Acquire))
+            {
+                let read = rx.ring.data(bid, 0, len);
+                if VnetHdr::parse(read, v.hdr).is_ok_and(|h| superframe::needs_header(&h)) {
+                    v.held.pop();
+                    match cut::judge_whole(read, v.hdr, full) {
+                        Ok(w) => {
+                            rx.ring.headroom_mut(bid, TAG_LEN).copy_from_slice(&TAG);
+                            dir.counts.received += w.segs;
+                            let skip = -((TAG_LEN + v.hdr) as isize);
+                            dir.queue.push(Frame::tagged(bid, len + TAG_LEN, skip, w));
+                        }
+                        Err(why) => {
+                            dir.counts.received += 1;
+                            dir.counts.add_drop(why, 1);
+                            rx.ring.push(bid);
+                        }
+                    }
+                    continue;
+                }
+            }
             let (h, count) = match cut::judge(rx.ring.data_mut(bid, 0, len), v.hdr, full, BUF_SIZE - HEADROOM)
             {
                 Err(why) => {
@@ -973,6 +1063,13 @@ impl Worker {
                 break;
             }
             let Some(f) = g.inq.front() else { break };
+            if f.whole {
+                // Its header came with it: after what the coalescer holds, as it is.
+                dir.gro.as_mut().expect("checked above").inq.pop();
+                Self::gro_flush(dir);
+                dir.queue.push(f);
+                continue;
+            }
             let p = Self::frame_addr(dir, f);
             let g = dir.gro.as_mut().expect("checked above");
             g.inq.pop();
@@ -998,6 +1095,11 @@ impl Worker {
                 None => Self::release(dir, f),
             }
         }
+        Self::gro_flush(dir);
+    }
+
+    /// Queues what the coalescer holds (when there is room for it).
+    fn gro_flush(dir: &mut Dir) {
         let Some(g) = dir.gro.as_mut() else { return };
         if !g.co.pending() || g.free.is_empty() || dir.queue.len + 1 > QCAP {
             return;
@@ -1036,6 +1138,7 @@ impl Worker {
             segs: segs as u16,
             len: n as u32,
             wire: wire as u32,
+            ..Frame::default()
         });
     }
 
@@ -1164,6 +1267,9 @@ impl Worker {
         if f.segs > 1 {
             c.super_frames += 1;
             c.segments += f.segs as u64;
+            if f.tagged {
+                c.wire_super += 1;
+            }
         }
     }
 
