@@ -335,3 +335,80 @@ fn no_offload_offers_nothing() {
         },
     );
 }
+
+/// Waits until vde0's "superframes" says `want` (the control thread rejoins a switch that
+/// appears again at the same place).
+fn wait_superframes(n: &mut Node, file: &Path, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = stats_of(n, file);
+        if j.contains("\"vde0\"") && port_field(&j, "superframes") == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: superframes never {want}: {j}",
+            n.name
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The switch at the clients' path is replaced by one that does not answer the offer, then by
+/// one that does: each rejoin decides again, and the switch that did not answer is never sent
+/// a tagged datagram, though the clients were sending super-frames whole a moment before.
+#[test]
+fn a_rejoin_negotiates_again() {
+    let d = TempDir::new("sfr");
+    let sw = d.join("sw");
+    let vnl = format!("vde://{}", sw.display());
+    let mut relay = Relay::start(&sw, true, 1500);
+    let mut nodes: Vec<(Node, PathBuf)> = (0..2)
+        .map(|i| {
+            let stats = d.join(&format!("stats{i}.json"));
+            let args = ["--stats", stats.to_str().unwrap(), vnl.as_str(), "sh", "-s"];
+            (
+                Node::start(&format!("n{i}"), vdens_fast(Who::Root, &d, &args)),
+                stats,
+            )
+        })
+        .collect();
+    for (i, (n, _)) in nodes.iter_mut().enumerate() {
+        n.up("vde0", &format!("10.32.0.{}/24", i + 1), None);
+    }
+    for round in [false, true] {
+        let (a, b) = nodes.split_at_mut(1);
+        let ((a, fa), (b, fb)) = ((&mut a[0].0, &a[0].1), (&mut b[0].0, &b[0].1));
+        a.ping("10.32.0.2", 1, None);
+        tcp_transfer(a, b, "10.32.0.2", &d, 4 << 20);
+        let before = relay.seen.tagged_big.load(Ordering::Relaxed);
+        drop(relay);
+        relay = Relay::start(&sw, round, 1500);
+        let want = if round { "negotiated" } else { "offered" };
+        wait_superframes(a, fa, want);
+        wait_superframes(b, fb, want);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while a.try_sh("ping -c 1 -W 1 10.32.0.2", 5).0 != Some(0) {
+            assert!(Instant::now() < deadline, "no ping through the new switch");
+        }
+        tcp_transfer(a, b, "10.32.0.2", &d, 4 << 20);
+        tcp_transfer(b, a, "10.32.0.1", &d, 4 << 20);
+        let s = &relay.seen;
+        assert_eq!(s.plain_big.load(Ordering::Relaxed), 0);
+        if round {
+            assert!(
+                s.tagged_big.load(Ordering::Relaxed) > 0,
+                "super-frames again after the rejoin"
+            );
+        } else {
+            assert!(before > 0, "super-frames crossed the first switch whole");
+            assert_eq!(
+                s.tagged.load(Ordering::Relaxed),
+                0,
+                "a switch that did not answer the offer got tagged datagrams"
+            );
+        }
+    }
+    drop(nodes);
+    drop(relay);
+}
