@@ -100,7 +100,7 @@ fn open_links(cfg: &Config) -> Result<Vec<Link>, RunError> {
         // always reads that one with offload unless --no-offload): frames cross whole.
         // A vde:// link keeps what it takes to join its switch again when it comes back.
         let how = transport::Opening {
-            descr: "vdens-fast",
+            descr: std::ffi::OsStr::new("vdens-fast"),
             rejoin: true,
             tap_offload: tap::offload_wanted(cfg.offload, TapReader::Port),
         };
