@@ -1035,6 +1035,18 @@ fn record_request(dir: &Path, client: Command) -> (Option<Request>, Out) {
     (seen, out)
 }
 
+/// `bin` copied where the unprivileged user can run it (the build tree may be closed to it).
+fn runnable(bin: &Path, d: &TempDir) -> PathBuf {
+    if bin.is_relative() {
+        return bin.to_path_buf();
+    }
+    let to = d.join("bin");
+    std::fs::create_dir_all(&to).unwrap();
+    let to = to.join(bin.file_name().unwrap());
+    std::fs::copy(bin, &to).unwrap();
+    to
+}
+
 /// -D's bytes reach the switch as given, UTF-8 or not, in vde_plug's form `DESCR user=NAME
 /// pid=N[ SSH=HOST]` cut to 127 bytes (libvdeplug's set_newdescr and MAXDESCR): the same
 /// request from both programs, byte for byte but the pid, to a stand-in switch; and the same
@@ -1162,4 +1174,78 @@ fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
         .filter(|l| l.windows(11).any(|w| w == b"-- endpoint"))
         .map(without_pid)
         .collect()
+}
+
+/// -g/-G give the data socket of a `vde://` VNL (first, second) to a group, as vde_plug does:
+/// the same mode and group at the switch, or the same failure (status 1, no request), as root
+/// and as an unprivileged user in the groups nogroup and daemon; a `group=` in the VNL wins.
+/// Differs on purpose: a name that is no group (and not a number) is refused in one line
+/// naming it; vde_plug reads it with atoi, so as root its socket silently goes to group 0
+/// (`-g nosuch`) or 12 (`-g 12abc`), and an empty `-g ''` is no group for vdeplug-fast (the
+/// default), gid 0 for vde_plug (the same for root; refused for another user).
+#[test]
+fn group_options_as_vde_plug() {
+    const SAME: u8 = 0;
+    const REFUSED_ON_PURPOSE: u8 = 1;
+    const EMPTY_ON_PURPOSE: u8 = 2;
+    // (options before the VNLs, VNL-file suffix, second VNL?, how the two compare as root)
+    let cases: &[(&[&str], &str, bool, u8)] = &[
+        (&["-g", "daemon"], "", false, SAME),
+        (&["-g", "daemon", "-m", "770"], "", false, SAME),
+        (&["--group=1", "-m", "0660"], "", false, SAME),
+        (&["-g", "nogroup", "-m", "777"], "", false, SAME),
+        (&["-g", "root", "-m", "770"], "", false, SAME),
+        (&["-g", "daemon", "-m", "770"], "[group=nogroup]", false, SAME),
+        (&["-G", "daemon", "-M", "750"], "", true, SAME),
+        (&["--group2=daemon", "-g", "nogroup"], "", true, SAME),
+        (&["-g", "nosuchgroup", "-m", "770"], "", false, REFUSED_ON_PURPOSE),
+        (&["-g", "12abc", "-m", "770"], "", false, REFUSED_ON_PURPOSE),
+        (&["-g", "", "-m", "770"], "", false, EMPTY_ON_PURPOSE),
+    ];
+    for (args, suffix, second, how) in cases {
+        for nobody in [false, true] {
+            let mut seen = Vec::new();
+            for (name, bin) in both() {
+                let d = TempDir::new("pvgroup");
+                let dir = d.join("sw");
+                let bin = runnable(&bin, &d);
+                let mut c = if nobody {
+                    let mut c = Command::new("setpriv");
+                    c.args(["--reuid=65534", "--regid=65534", "--groups=65534,1", "--"])
+                        .arg(&bin);
+                    c
+                } else {
+                    Command::new(&bin)
+                };
+                c.args(*args);
+                let vnl = format!("vde://{}{suffix}", dir.display());
+                if *second {
+                    c.arg("null://");
+                }
+                c.arg(&vnl).current_dir(d.path()).env("HOME", d.path());
+                let (req, out) = record_request(&dir, c);
+                if name == "vdeplug-fast" && req.is_none() {
+                    assert_eq!(out.stderr.lines().count(), 1, "{name} {args:?}: {}", out.stderr);
+                }
+                seen.push((req.map(|r| (r.mode, r.gid)), out.code, out.stderr));
+            }
+            let what = format!("{args:?} {suffix} nobody={nobody}: {seen:#?}");
+            let (classic, fast) = (&seen[0], &seen[1]);
+            // Each ends with status 1 (the stand-in switch hangs up, or the group fails).
+            assert_eq!((classic.1, fast.1), (Some(1), Some(1)), "{what}");
+            match (how, nobody) {
+                (&SAME, _) | (&REFUSED_ON_PURPOSE, true) => assert_eq!(fast.0, classic.0, "{what}"),
+                (&REFUSED_ON_PURPOSE, false) => {
+                    assert!(classic.0.is_some(), "{what}");
+                    assert_eq!(fast.0, None, "{what}");
+                    assert!(fast.2.contains("no group named"), "{what}");
+                }
+                (_, false) => assert_eq!(fast.0, classic.0, "{what}"),
+                (_, true) => {
+                    assert_eq!(classic.0, None, "{what}");
+                    assert_eq!(fast.0, Some((0o770, 65534)), "{what}");
+                }
+            }
+        }
+    }
 }
