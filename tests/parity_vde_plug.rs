@@ -1132,9 +1132,7 @@ fn description_bytes_reach_the_switch_as_given() {
     }
     let shown = |v: &[Vec<u8>]| v.iter().map(|l| l.escape_ascii().to_string()).collect::<Vec<_>>();
     assert!(
-        lines[0]
-            .iter()
-            .any(|l| l.ends_with(b": a\xff\xfeb user=root pid=N")),
+        lines[0].iter().any(|l| l == b"a\xff\xfeb user=root pid=N"),
         "vde_plug: {:?}",
         shown(&lines[0])
     );
@@ -1145,8 +1143,8 @@ fn description_bytes_reach_the_switch_as_given() {
     );
 }
 
-/// The `-- endpoint` lines of vde_switch's `port/print` on its console (stdin/stdout), as
-/// bytes, pids made `pid=N`; read until `1000 Success` or 5 s.
+/// The descriptions in the `-- endpoint` lines of vde_switch's `port/print` on its console
+/// (stdin/stdout), as bytes, pids made `pid=N`; read until `1000 Success` or 5 s.
 fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
     use std::io::{Read, Write};
     let mut stdin = sw.0.stdin.take().unwrap();
@@ -1170,9 +1168,18 @@ fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
             Err(_) => break,
         }
     }
+    // `  -- endpoint ID 0003 module unix prog   : DESCRIPTION`: the description only (the
+    // endpoint numbers are the switch's).
     all.split(|&c| c == b'\n')
         .filter(|l| l.windows(11).any(|w| w == b"-- endpoint"))
-        .map(without_pid)
+        .map(|l| {
+            let at = l.windows(6).position(|w| w == b"prog  ").unwrap_or(0);
+            let colon = l[at..]
+                .windows(2)
+                .position(|w| w == b": ")
+                .map_or(0, |c| at + c + 2);
+            without_pid(l[colon..].trim_ascii_end())
+        })
         .collect()
 }
 
