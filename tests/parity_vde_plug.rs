@@ -955,3 +955,304 @@ fn arguments_that_are_not_utf8() {
     assert_eq!(outs[0], (Some(0), Some(b"x\xfb".to_vec())), "vde_plug");
     assert_eq!(outs[1], outs[0], "vdeplug-fast");
 }
+
+/// What a switch learns from a vde:// client's request: the description it sent, and the mode
+/// and group of the data socket the request names (as they are when the request arrives).
+#[derive(Debug, PartialEq, Eq)]
+struct Request {
+    descr: Vec<u8>,
+    mode: u32,
+    gid: u32,
+}
+
+/// `pid=DIGITS` made `pid=N`: the two programs' pids differ.
+fn without_pid(d: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.len());
+    let mut i = 0;
+    while i < d.len() {
+        if d[i..].starts_with(b"pid=") {
+            out.extend_from_slice(b"pid=N");
+            i += 4;
+            while i < d.len() && d[i].is_ascii_digit() {
+                i += 1;
+            }
+        } else {
+            out.push(d[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A stand-in for a switch at `dir` (made here, open to every user): runs `client`, accepts
+/// its connection on `dir/ctl`, reads its request and notes what [`Request`] holds, then hangs
+/// up without answering, so the client ends (status 1 in both programs). `None` when the
+/// client sent no request (it failed before). Bounded: 10 s for the connection, 5 s for the
+/// request, 10 s for the client to end.
+fn record_request(dir: &Path, client: Command) -> (Option<Request>, Out) {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ctl = dir.join("ctl");
+    let _ = std::fs::remove_file(&ctl);
+    let l = std::os::unix::net::UnixListener::bind(&ctl).unwrap();
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o777)).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let mut p = spawn(client);
+    let end = Instant::now() + Duration::from_secs(10);
+    let conn = loop {
+        match l.accept() {
+            Ok((s, _)) => break Some(s),
+            Err(_) if Instant::now() > end => break None,
+            Err(_) if !matches!(p.child.try_wait(), Ok(None)) => {
+                // Ended: a connection it made is still queued.
+                break l.accept().ok().map(|(s, _)| s);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let mut seen = None;
+    if let Some(mut s) = conn {
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = vec![0u8; 4096];
+        let n = s.read(&mut b).unwrap_or(0);
+        // magic, version, type (12 bytes), sockaddr_un (2 + 108), the description.
+        if n >= 122 && b[..4] == 0xfeed_faceu32.to_ne_bytes() {
+            let path = &b[14..122];
+            let path = &path[..path.iter().position(|&c| c == 0).unwrap_or(path.len())];
+            let st = std::fs::metadata(std::ffi::OsStr::from_bytes(path)).unwrap();
+            seen = Some(Request {
+                descr: without_pid(&b[122..n]),
+                mode: st.mode() & 0o7777,
+                gid: st.gid(),
+            });
+        }
+    }
+    let out = p.wait(10);
+    (seen, out)
+}
+
+/// `bin` copied where the unprivileged user can run it (the build tree may be closed to it).
+fn runnable(bin: &Path, d: &TempDir) -> PathBuf {
+    if bin.is_relative() {
+        return bin.to_path_buf();
+    }
+    let to = d.join("bin");
+    std::fs::create_dir_all(&to).unwrap();
+    let to = to.join(bin.file_name().unwrap());
+    std::fs::copy(bin, &to).unwrap();
+    to
+}
+
+/// -D's bytes reach the switch as given, UTF-8 or not, in vde_plug's form `DESCR user=NAME
+/// pid=N[ SSH=HOST]` cut to 127 bytes (libvdeplug's set_newdescr and MAXDESCR): the same
+/// request from both programs, byte for byte but the pid, to a stand-in switch; and the same
+/// line in a vde2 vde_switch's port/print.
+#[test]
+fn description_bytes_reach_the_switch_as_given() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let long_utf8: Vec<u8> = "é".repeat(70).into_bytes(); // cut inside a character
+    let cases: Vec<(Vec<u8>, Option<Vec<u8>>)> = vec![
+        (b"a\xff\xfeb".to_vec(), None),
+        (b"x".to_vec(), Some(b"192.0.2.1\xfd 5022 22".to_vec())),
+        (long_utf8, None),
+        (vec![b'd'; 115], None), // `user=root` whole, ` pid` cut
+        (b"\xc3".to_vec(), None),
+        (Vec::new(), None), // -D '' keeps `vdeplug:`
+    ];
+    for (descr, ssh) in &cases {
+        let mut seen = Vec::new();
+        for (name, bin) in both() {
+            let d = TempDir::new("pvdescr");
+            let dir = d.join("sw");
+            let mut c = Command::new(&bin);
+            c.arg("-D")
+                .arg(OsString::from_vec(descr.clone()))
+                .arg(format!("vde://{}", dir.display()))
+                .current_dir(d.path())
+                .env("HOME", d.path())
+                .env_remove("SSH_CLIENT");
+            if let Some(s) = ssh {
+                c.env("SSH_CLIENT", OsString::from_vec(s.clone()));
+            }
+            let (req, out) = record_request(&dir, c);
+            assert_eq!(out.code, Some(1), "{name}: {out:#?}");
+            let req = req.unwrap_or_else(|| panic!("{name}: no request: {out:#?}"));
+            seen.push(req.descr);
+        }
+        assert_eq!(
+            seen[1].escape_ascii().to_string(),
+            seen[0].escape_ascii().to_string(),
+            "-D '{}' SSH_CLIENT {:?}: vdeplug-fast (left), vde_plug (right)",
+            descr.escape_ascii(),
+            ssh.as_ref().map(|s| s.escape_ascii().to_string())
+        );
+        assert!(seen[0].len() <= 127, "{:?}", seen[0]);
+    }
+
+    // The same in vde_switch's port/print, read as bytes.
+    let mut lines = Vec::new();
+    for (name, bin) in both() {
+        let d = TempDir::new("pvdescrsw");
+        let dir = d.join("sw");
+        let mut c = Command::new("vde_switch");
+        c.args(["-s", dir.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut sw = Proc::start(c);
+        assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+        let mut c = Command::new(&bin);
+        c.arg("-D")
+            .arg(OsString::from_vec(b"a\xff\xfeb".to_vec()))
+            .arg(format!("vde://{}", dir.display()))
+            .current_dir(d.path())
+            .env("HOME", d.path())
+            .env_remove("SSH_CLIENT")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let _plug = Proc::start(c);
+        let end = Instant::now() + Duration::from_secs(10);
+        let joined = || {
+            std::fs::read_dir(&dir).is_ok_and(|r| {
+                r.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("001."))
+            })
+        };
+        while !joined() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(joined(), "{name}: never joined vde_switch");
+        lines.push(port_print_endpoints(&mut sw));
+    }
+    let shown = |v: &[Vec<u8>]| v.iter().map(|l| l.escape_ascii().to_string()).collect::<Vec<_>>();
+    assert!(
+        lines[0].iter().any(|l| l == b"a\xff\xfeb user=root pid=N"),
+        "vde_plug: {:?}",
+        shown(&lines[0])
+    );
+    assert_eq!(
+        shown(&lines[1]),
+        shown(&lines[0]),
+        "vdeplug-fast (left), vde_plug (right)"
+    );
+}
+
+/// The descriptions in the `-- endpoint` lines of vde_switch's `port/print` on its console
+/// (stdin/stdout), as bytes, pids made `pid=N`; read until `1000 Success` or 5 s.
+fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut stdin = sw.0.stdin.take().unwrap();
+    let mut out = sw.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 4096];
+        while let Ok(n) = out.read(&mut b) {
+            if n == 0 || tx.send(b[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    stdin.write_all(b"port/print\n").unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut all = Vec::new();
+    while !all.windows(12).any(|w| w == b"1000 Success") {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(b) => all.extend_from_slice(&b),
+            Err(_) => break,
+        }
+    }
+    // `  -- endpoint ID 0003 module unix prog   : DESCRIPTION`: the description only (the
+    // endpoint numbers are the switch's).
+    all.split(|&c| c == b'\n')
+        .filter(|l| l.windows(11).any(|w| w == b"-- endpoint"))
+        .map(|l| {
+            let at = l.windows(6).position(|w| w == b"prog  ").unwrap_or(0);
+            let colon = l[at..]
+                .windows(2)
+                .position(|w| w == b": ")
+                .map_or(0, |c| at + c + 2);
+            without_pid(l[colon..].trim_ascii_end())
+        })
+        .collect()
+}
+
+/// -g/-G give the data socket of a `vde://` VNL (first, second) to a group, as vde_plug does:
+/// the same mode and group at the switch, or the same failure (status 1, no request), as root
+/// and as an unprivileged user in the groups nogroup and daemon; a `group=` in the VNL wins.
+/// Differs on purpose: a name that is no group (and not a number) is refused in one line
+/// naming it; vde_plug reads it with atoi, so as root its socket silently goes to group 0
+/// (`-g nosuch`) or 12 (`-g 12abc`), and an empty `-g ''` is no group for vdeplug-fast (the
+/// default), gid 0 for vde_plug (the same for root; refused for another user).
+#[test]
+fn group_options_as_vde_plug() {
+    const SAME: u8 = 0;
+    const REFUSED_ON_PURPOSE: u8 = 1;
+    const EMPTY_ON_PURPOSE: u8 = 2;
+    // (options before the VNLs, VNL-file suffix, second VNL?, how the two compare as root)
+    let cases: &[(&[&str], &str, bool, u8)] = &[
+        (&["-g", "daemon"], "", false, SAME),
+        (&["-g", "daemon", "-m", "770"], "", false, SAME),
+        (&["--group=1", "-m", "0660"], "", false, SAME),
+        (&["-g", "nogroup", "-m", "777"], "", false, SAME),
+        (&["-g", "root", "-m", "770"], "", false, SAME),
+        (&["-g", "daemon", "-m", "770"], "[group=nogroup]", false, SAME),
+        (&["-G", "daemon", "-M", "750"], "", true, SAME),
+        (&["--group2=daemon", "-g", "nogroup"], "", true, SAME),
+        (&["-g", "nosuchgroup", "-m", "770"], "", false, REFUSED_ON_PURPOSE),
+        (&["-g", "12abc", "-m", "770"], "", false, REFUSED_ON_PURPOSE),
+        (&["-g", "", "-m", "770"], "", false, EMPTY_ON_PURPOSE),
+    ];
+    for (args, suffix, second, how) in cases {
+        for nobody in [false, true] {
+            let mut seen = Vec::new();
+            for (name, bin) in both() {
+                let d = TempDir::new("pvgroup");
+                let dir = d.join("sw");
+                let bin = runnable(&bin, &d);
+                let mut c = if nobody {
+                    let mut c = Command::new("setpriv");
+                    c.args(["--reuid=65534", "--regid=65534", "--groups=65534,1", "--"])
+                        .arg(&bin);
+                    c
+                } else {
+                    Command::new(&bin)
+                };
+                c.args(*args);
+                let vnl = format!("vde://{}{suffix}", dir.display());
+                if *second {
+                    c.arg("null://");
+                }
+                c.arg(&vnl).current_dir(d.path()).env("HOME", d.path());
+                let (req, out) = record_request(&dir, c);
+                if name == "vdeplug-fast" && req.is_none() {
+                    assert_eq!(out.stderr.lines().count(), 1, "{name} {args:?}: {}", out.stderr);
+                }
+                seen.push((req.map(|r| (r.mode, r.gid)), out.code, out.stderr));
+            }
+            let what = format!("{args:?} {suffix} nobody={nobody}: {seen:#?}");
+            let (classic, fast) = (&seen[0], &seen[1]);
+            // Each ends with status 1 (the stand-in switch hangs up, or the group fails).
+            assert_eq!((classic.1, fast.1), (Some(1), Some(1)), "{what}");
+            match (how, nobody) {
+                (&SAME, _) | (&REFUSED_ON_PURPOSE, true) => assert_eq!(fast.0, classic.0, "{what}"),
+                (&REFUSED_ON_PURPOSE, false) => {
+                    assert!(classic.0.is_some(), "{what}");
+                    assert_eq!(fast.0, None, "{what}");
+                    assert!(fast.2.contains("no group named"), "{what}");
+                }
+                (_, false) => assert_eq!(fast.0, classic.0, "{what}"),
+                (_, true) => {
+                    assert_eq!(classic.0, None, "{what}");
+                    assert_eq!(fast.0, Some((0o770, 65534)), "{what}");
+                }
+            }
+        }
+    }
+}

@@ -100,7 +100,7 @@ fn open_links(cfg: &Config) -> Result<Vec<Link>, RunError> {
         // always reads that one with offload unless --no-offload): frames cross whole.
         // A vde:// link keeps what it takes to join its switch again when it comes back.
         let how = transport::Opening {
-            descr: "vdens-fast",
+            descr: std::ffi::OsStr::new("vdens-fast"),
             rejoin: true,
             offload: tap::offload_wanted(cfg.offload, TapReader::Port),
         };
@@ -188,7 +188,7 @@ fn open_taps(cfg: &Config, links: Vec<Link>) -> Result<(Vec<Port>, Links), RunEr
         let mut name = cfg.iface_prefix.clone();
         name.push(i.to_string());
         let offload = tap::offload_wanted(cfg.offload, tap_reader(&link));
-        let (tap, offload, name) = tap::open_named(&name, &format!("vdensfast{i}"), offload)?;
+        let (tap, offload, name) = tap::open_named(&name, offload)?;
         watched.add(&name, &tap, &mut link);
         ports.push(Port {
             name,

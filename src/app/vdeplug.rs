@@ -68,7 +68,8 @@ pub struct Logging {
 pub struct Options {
     pub daemon: bool,
     pub pidfile: Option<OsString>,
-    pub descr: String,
+    /// -D: bytes, sent to a switch as given (UTF-8 or not), as vde_plug does.
+    pub descr: OsString,
     pub engine: EngineChoice,
     pub logging: Logging,
     /// For the first VNL and for the second.
@@ -276,7 +277,7 @@ pub fn parse(argv: &[OsString], posixly_correct: bool) -> Result<Parsed, UsageEr
     let mut o = Options {
         daemon: false,
         pidfile: None,
-        descr: DEFAULT_DESCR.to_string(),
+        descr: OsString::from(DEFAULT_DESCR),
         engine: EngineChoice::Auto,
         logging: Logging::default(),
         open_args: [OpenArgs::default(), OpenArgs::default()],
@@ -382,7 +383,7 @@ fn apply(o: &mut Options, opt: Opt, value: Option<OsString>) -> Result<Option<Pa
         Opt::Log => o.logging.sessions = true,
         Opt::Descr => {
             if !v.is_empty() {
-                o.descr = lossy(&v);
+                o.descr = v;
             }
         }
         Opt::Engine => {

@@ -102,16 +102,23 @@ struct IfReq {
 
 /// Attaches the open `/dev/net/tun` descriptor to the tap interface `name` (created in the
 /// opener's network namespace if missing), raw Ethernet frames with no packet-info header.
-pub fn tun_set_iff_tap(tun: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+/// The name's bytes go to the kernel as given, UTF-8 or not (the kernel decides which it takes,
+/// as for vdens's `-i`).
+pub fn tun_set_iff_tap(tun: BorrowedFd<'_>, name: &(impl AsRef<[u8]> + ?Sized)) -> io::Result<()> {
+    tun_set_iff(tun, name.as_ref(), IFF_TAP | IFF_NO_PI)
+}
+
+/// TUNSETIFF of the tap `name` with `flags`.
+fn tun_set_iff(tun: BorrowedFd<'_>, name: &[u8], flags: libc::c_short) -> io::Result<()> {
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI,
+        flags,
         _pad: [0; 22],
     };
-    if name.len() >= libc::IFNAMSIZ || name.as_bytes().contains(&0) {
+    if name.len() >= libc::IFNAMSIZ || name.contains(&0) {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    req.name[..name.len()].copy_from_slice(name);
     // SAFETY: TUNSETIFF reads and writes one struct ifreq (40 bytes), which IfReq is.
     if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut req) } != 0 {
         return Err(io::Error::last_os_error());
@@ -429,21 +436,8 @@ pub const TUN_F_TSO_ECN: u32 = 0x08;
 
 /// Like [`tun_set_iff_tap`], with IFF_VNET_HDR: every read from and write to the descriptor
 /// starts with a virtio-net header (10 bytes unless [`tun_set_vnet_hdr_sz`] says otherwise).
-pub fn tun_set_iff_tap_vnet(tun: BorrowedFd<'_>, name: &str) -> io::Result<()> {
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
-        _pad: [0; 22],
-    };
-    if name.len() >= libc::IFNAMSIZ || name.as_bytes().contains(&0) {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: TUNSETIFF reads and writes one struct ifreq (40 bytes), which IfReq is.
-    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut req) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+pub fn tun_set_iff_tap_vnet(tun: BorrowedFd<'_>, name: &(impl AsRef<[u8]> + ?Sized)) -> io::Result<()> {
+    tun_set_iff(tun, name.as_ref(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
 }
 
 /// Tells the tap which offloads its reader handles (TUN_F_* flags): with TSO the kernel hands

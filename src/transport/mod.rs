@@ -450,21 +450,22 @@ pub fn open_cmd(vnl: &str, argv: &[std::ffi::OsString]) -> Result<Link, OpenErro
 ///
 /// Blocking, bounded: a handshake that gets no answer fails after a few seconds.
 pub fn open(vnl: &str) -> Result<Link, OpenError> {
-    open_described_os(OsStr::new(vnl), "vdens-fast")
+    open_described_os(OsStr::new(vnl), OsStr::new("vdens-fast"))
 }
 
 /// [`open`] of a VNL given as bytes (a path in it need not be UTF-8).
 pub fn open_os(vnl: &OsStr) -> Result<Link, OpenError> {
-    open_described_os(vnl, "vdens-fast")
+    open_described_os(vnl, OsStr::new("vdens-fast"))
 }
 
 /// [`open`], with the description a switch shows for this connection (vde_plug's -D).
 pub fn open_described(vnl: &str, descr: &str) -> Result<Link, OpenError> {
-    open_described_os(OsStr::new(vnl), descr)
+    open_described_os(OsStr::new(vnl), OsStr::new(descr))
 }
 
-/// [`open_described`] of a VNL given as bytes.
-pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenError> {
+/// [`open_described`] of a VNL and a description given as bytes (either need not be UTF-8:
+/// vde_plug's -D reaches the switch as given).
+pub fn open_described_os(vnl_bytes: &OsStr, descr: &OsStr) -> Result<Link, OpenError> {
     let how = Opening {
         descr,
         rejoin: false,
@@ -476,8 +477,8 @@ pub fn open_described_os(vnl_bytes: &OsStr, descr: &str) -> Result<Link, OpenErr
 /// How [`open_with`] opens a VNL, beyond the VNL itself.
 #[derive(Clone, Copy, Debug)]
 pub struct Opening<'a> {
-    /// What a switch shows for this connection (vde_plug's -D).
-    pub descr: &'a str,
+    /// What a switch shows for this connection (vde_plug's -D): bytes, sent as given.
+    pub descr: &'a OsStr,
     /// A `vde://` link keeps what it needs to join a switch that appears again at the same
     /// place after its own went away ([`take_rejoin`]; its data socket's file stays until the
     /// link drops).

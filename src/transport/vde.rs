@@ -280,20 +280,24 @@ fn refusal_hint(spec: &VdeSpec) -> String {
     }
 }
 
-/// What the switch shows for this port: `DESCR user=NAME pid=N` (libvdeplug's form; DESCR is
-/// the program's name or vde_plug's -D).
-fn description(descr: &str) -> Vec<u8> {
+/// What the switch shows for this port: `DESCR user=NAME pid=N[ SSH=HOST]` (libvdeplug 4.0.1's
+/// set_newdescr; DESCR is the program's name or vde_plug's -D). Bytes as given, UTF-8 or not:
+/// DESCR and SSH_CLIENT's first word are copied, not decoded (the request cuts the whole to
+/// 127 bytes, see `Request::encode`).
+fn description(descr: &OsStr) -> Vec<u8> {
     let uid = nix::unistd::geteuid();
     let user = match nix::unistd::User::from_uid(uid) {
         Ok(Some(u)) => u.name,
         _ => uid.to_string(),
     };
-    let mut d = format!("{descr} user={user} pid={}", std::process::id());
-    if let Ok(ssh) = std::env::var("SSH_CLIENT") {
-        let host = ssh.split(' ').next().unwrap_or("");
-        d.push_str(&format!(" SSH={host}"));
+    let mut d = descr.as_bytes().to_vec();
+    d.extend_from_slice(format!(" user={user} pid={}", std::process::id()).as_bytes());
+    if let Some(ssh) = std::env::var_os("SSH_CLIENT") {
+        let host = ssh.as_bytes().split(|&c| c == b' ').next().unwrap_or(b"");
+        d.extend_from_slice(b" SSH=");
+        d.extend_from_slice(host);
     }
-    d.into_bytes()
+    d
 }
 
 /// The request this link sends: a new port (on the port group's socket, or port 0 or a
@@ -303,7 +307,7 @@ fn encode_request(
     spec: &VdeSpec,
     is_ctl: bool,
     data_path: &Path,
-    descr: &str,
+    descr: &OsStr,
     superframes: bool,
 ) -> Result<Vec<u8>, OpenError> {
     let kind = match (is_ctl, spec.port) {
@@ -455,7 +459,7 @@ pub struct Rejoin {
     /// The data socket file's mode while a switch joins it (libvdeplug's, see
     /// [`set_permissions`]); [`KEPT_MODE`] the rest of the time.
     mode: u32,
-    descr: String,
+    descr: std::ffi::OsString,
     /// The link's `Link::superframes`, when it offers them.
     superframes: Option<Arc<AtomicBool>>,
 }
@@ -606,7 +610,7 @@ fn handshake(
     mut ctl: UnixStream,
     ctl_path: &Path,
     is_ctl: bool,
-    descr: &str,
+    descr: &OsStr,
     rejoin: bool,
     offer: bool,
 ) -> Result<Link, OpenError> {
@@ -638,7 +642,7 @@ fn handshake(
                 dir: dir.to_path_buf(),
                 data_path,
                 mode,
-                descr: descr.to_string(),
+                descr: descr.to_os_string(),
                 superframes: link.superframes.clone(),
             };
             KEPT.lock()
@@ -658,7 +662,7 @@ fn handshake(
 /// Opens a vde:// link; with `rejoin`, the link can join a new switch at the same place later
 /// ([`take_rejoin`]).
 /// With `offer`, the link offers the switch super-frames (`Link::superframes`).
-pub fn open(vnl: &str, spec: &VdeSpec, descr: &str, rejoin: bool, offer: bool) -> Result<Link, OpenError> {
+pub fn open(vnl: &str, spec: &VdeSpec, descr: &OsStr, rejoin: bool, offer: bool) -> Result<Link, OpenError> {
     match &spec.dir {
         Some(given) => {
             // The switch needs an absolute path for our data socket (it does not know our cwd).

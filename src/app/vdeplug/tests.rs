@@ -157,6 +157,13 @@ fn values_as_vde_plug_reads_them() {
     // -D '' keeps the default description.
     assert_eq!(run(&["-D", ""]).descr, DEFAULT_DESCR);
     assert_eq!(run(&[]).descr, "vdeplug:");
+    // -D's bytes are kept as given, UTF-8 or not (vde_plug sends them so).
+    let mut a = args(&[]);
+    a.push(OsString::from_vec(b"-Da\xff\xfe".to_vec()));
+    match parse(&a, false) {
+        Ok(Parsed::Run(o)) => assert_eq!(o.descr.as_bytes(), b"a\xff\xfe"),
+        other => panic!("{other:?}"),
+    }
     // -L is -l plus the addresses.
     let o = run(&["-L"]).logging;
     assert!(o.sessions && o.addresses && !o.login);
