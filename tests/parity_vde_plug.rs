@@ -1047,6 +1047,45 @@ fn runnable(bin: &Path, d: &TempDir) -> PathBuf {
     to
 }
 
+/// The same through libvdeplug (a `vde` plugin found in VDEPLUGIN_PATH is used instead of
+/// the built-in transport, as in vde_plug): -D's bytes reach the plugin.
+#[test]
+fn description_bytes_reach_the_switch_through_libvdeplug() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let plugins = "/usr/lib/x86_64-linux-gnu/vdeplug";
+    assert!(
+        Path::new(plugins).join("libvdeplug_vde.so").exists(),
+        "libvdeplug's vde plugin"
+    );
+    let mut seen = Vec::new();
+    for (name, bin) in both() {
+        let d = TempDir::new("pvdescrlib");
+        let dir = d.join("sw");
+        let mut c = Command::new(&bin);
+        c.arg("-D")
+            .arg(OsString::from_vec(b"lib\xff".to_vec()))
+            .arg(format!("vde://{}", dir.display()))
+            .current_dir(d.path())
+            .env("HOME", d.path())
+            .env("VDEPLUGIN_PATH", plugins)
+            .env_remove("SSH_CLIENT");
+        let (req, out) = record_request(&dir, c);
+        let req = req.unwrap_or_else(|| panic!("{name}: no request: {out:#?}"));
+        seen.push(req.descr);
+    }
+    assert!(
+        seen[0].starts_with(b"lib\xff user="),
+        "{}",
+        seen[0].escape_ascii()
+    );
+    assert_eq!(
+        seen[1].escape_ascii().to_string(),
+        seen[0].escape_ascii().to_string(),
+        "vdeplug-fast (left), vde_plug (right)"
+    );
+}
+
 /// -D's bytes reach the switch as given, UTF-8 or not, in vde_plug's form `DESCR user=NAME
 /// pid=N[ SSH=HOST]` cut to 127 bytes (libvdeplug's set_newdescr and MAXDESCR): the same
 /// request from both programs, byte for byte but the pid, to a stand-in switch; and the same

@@ -88,7 +88,7 @@ impl VdePlug {
 
     /// vde_open_real(url, descr, LIBVDEPLUG_INTERFACE_VERSION, NULL). The URL is bytes, as in
     /// C: a path in it need not be UTF-8.
-    pub fn open(&'static self, url: &[u8], descr: &str) -> io::Result<VdeConn> {
+    pub fn open(&'static self, url: &[u8], descr: &[u8]) -> io::Result<VdeConn> {
         let bad = |_| io::Error::from_raw_os_error(libc::EINVAL);
         let mut url = CString::new(url).map_err(bad)?.into_bytes_with_nul();
         let mut descr = CString::new(descr).map_err(bad)?.into_bytes_with_nul();

@@ -172,9 +172,15 @@ pub fn path_override<S: AsRef<OsStr> + ?Sized>(url: &S) -> Option<String> {
         .then(|| String::from_utf8_lossy(scheme).into_owned())
 }
 
-/// Opens `url` (the resolved VNL, bytes as in C) through libvdeplug; `vnl` names it in
-/// messages.
-pub fn open<S: AsRef<OsStr> + ?Sized>(vnl: &str, url: &S, scheme: &str) -> Result<Link, OpenError> {
+/// Opens `url` (the resolved VNL, bytes as in C) through libvdeplug, with the description
+/// `descr` (vde_plug's -D; the plugin adds user and pid as for any client); `vnl` names it
+/// in messages.
+pub fn open<S: AsRef<OsStr> + ?Sized>(
+    vnl: &str,
+    url: &S,
+    scheme: &str,
+    descr: &OsStr,
+) -> Result<Link, OpenError> {
     let url = url.as_ref().as_bytes();
     let lib = VdePlug::get().map_err(|why| {
         OpenError::protocol(
@@ -190,7 +196,7 @@ pub fn open<S: AsRef<OsStr> + ?Sized>(vnl: &str, url: &S, scheme: &str) -> Resul
     // mask blocking every signal, so process-directed signals (SIGCHLD, SIGTERM...) reach the
     // main thread's signalfd instead of being taken, and lost, by one of them.
     let _mask = BlockAll::new();
-    let conn = lib.open(url, "vdens-fast").map_err(|e| {
+    let conn = lib.open(url, descr.as_bytes()).map_err(|e| {
         if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) {
             OpenError::UnknownScheme {
                 vnl: vnl.to_string(),

@@ -501,7 +501,7 @@ pub fn open_with(vnl_bytes: &OsStr, how: &Opening<'_>) -> Result<Link, OpenError
     // A plugin for the scheme in VDEPLUGIN_PATH wins over the built-in transport, as in
     // classic vdens and vde_plug (which open every VNL through libvdeplug).
     if let Some(scheme) = libvdeplug::path_override(&resolved) {
-        return libvdeplug::open(vnl, &resolved, &scheme);
+        return libvdeplug::open(vnl, &resolved, &scheme, descr);
     }
     let spec = vnl::parse_os(&resolved).map_err(|err| OpenError::Vnl {
         vnl: vnl.to_string(),
@@ -520,7 +520,7 @@ pub fn open_with(vnl_bytes: &OsStr, how: &Opening<'_>) -> Result<Link, OpenError
         Spec::Other { scheme, .. } if scheme == "switch" || scheme == "hub" => {
             switch::open(vnl, scheme == "hub", vnl::split_os(&resolved).rest, offload)
         }
-        Spec::Other { scheme, .. } => libvdeplug::open(vnl, &resolved, &scheme),
+        Spec::Other { scheme, .. } => libvdeplug::open(vnl, &resolved, &scheme, descr),
     }
 }
 
