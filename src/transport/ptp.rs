@@ -66,7 +66,7 @@ enum Found {
 /// How long a socket file must keep refusing connections to be taken for stale. bind(2)
 /// creates the file before the socket can be found through it, so a live opener binding at
 /// this very moment refuses for an instant (and classic 4.0.1 would remove its file then).
-const STALE_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
+pub(super) const STALE_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What sits at `path`; a socket refusing connections is looked at again after
 /// [`STALE_RECHECK`] and reported stale only when the same file still refuses.
