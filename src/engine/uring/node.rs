@@ -1566,6 +1566,9 @@ impl UNode {
             gen,
         )?;
         self.add(self.ptp_peer, ep);
+        if let Some(h) = &self.ptp {
+            h.set_present(true);
+        }
         Ok(())
     }
 
@@ -1666,6 +1669,7 @@ impl UNode {
     fn ptp_hangup(&mut self) {
         self.remove(self.ptp_peer);
         let Some(h) = self.ptp.as_mut() else { return };
+        h.set_present(false);
         match ptp::after_hangup(h) {
             ptp::AfterHangup::Wait => {
                 if let Some(fd) = self.ptp_waiting.take() {
