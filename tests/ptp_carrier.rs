@@ -89,3 +89,57 @@ fn second_opener_carrier_follows_its_peer() {
     }
     carrier_follows_peer(Role::Second, "uring", Impl::Fast, Who::Nobody);
 }
+
+/// A seqpacket end's role (`ptp://PATH[seqpacket]`, the 2025 protocol; vdens-fast both ends).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SeqRole {
+    Listener,
+    Connector,
+}
+
+/// A seqpacket `ptp://` interface's carrier follows its peer too: off once the peer is
+/// SIGKILLed (a listener waits for the next; a connector whose listener died listens at PATH
+/// itself), on again once a peer is attached, and traffic flows.
+fn seqpacket_carrier_follows_peer(survivor: SeqRole, engine: &str, who: Who) {
+    let d = TempDir::new("ptp-sp-carrier");
+    let v = format!("ptp://{}[seqpacket]", d.join("p").display());
+    let tag = format!("seqpacket {survivor:?} survivor ({engine}, {who:?})");
+    let start = |name: &str| node(name, Impl::Fast, who, engine, &d, &v);
+    let (mut s, mut b) = if survivor == SeqRole::Listener {
+        let s = start("survivor");
+        (s, start("peer"))
+    } else {
+        let b = start("peer");
+        (start("survivor"), b)
+    };
+    s.up("vde0", "10.48.0.1/24", None);
+    b.up("vde0", "10.48.0.2/24", None);
+    s.ping("10.48.0.2", 2, None);
+    kill(b);
+    wait_carrier(&mut s, false, 10, &format!("{tag}: the peer was killed"));
+    std::thread::sleep(Duration::from_millis(600));
+    let mut b = start("peer again");
+    b.up("vde0", "10.48.0.2/24", None);
+    wait_carrier(&mut s, true, 10, &format!("{tag}: the peer is back"));
+    let (code, out) = b.try_sh("ping -n -q -c 2 -i 0.2 -w 10 10.48.0.1", 15);
+    assert_eq!(
+        code,
+        Some(0),
+        "{tag}: no traffic again: {out}; survivor: {}",
+        s.stderr()
+    );
+    s.ping("10.48.0.2", 2, None);
+    let e = s.stderr();
+    assert!(e.contains("the peer went away"), "{tag}: {e}");
+    assert!(e.contains("the peer is back"), "{tag}: {e}");
+}
+
+#[test]
+fn seqpacket_carrier_follows_its_peer() {
+    for engine in ["uring", "poll"] {
+        seqpacket_carrier_follows_peer(SeqRole::Listener, engine, Who::Root);
+        seqpacket_carrier_follows_peer(SeqRole::Connector, engine, Who::Root);
+    }
+    seqpacket_carrier_follows_peer(SeqRole::Listener, "uring", Who::Nobody);
+    seqpacket_carrier_follows_peer(SeqRole::Connector, "uring", Who::Nobody);
+}

@@ -14,6 +14,9 @@
 //!   when it is back (a second opener connecting its socket to the new first opener first).
 //!   The data plane cannot tell this itself: with the carrier off the kernel hands the tap's
 //!   frames to no one, so no send fails or succeeds.
+//! - seqpacket `ptp://` (`[seqpacket]`, both roles): its node says whether it has a peer
+//!   attached (`PtpHost::presence`, set on each attach and hang-up), looked at every [`TICK`]
+//!   with the same rule: the carrier goes off while no peer is attached, once one had been.
 //!
 //! The control thread owns duplicates of the taps (TUNSETCARRIER) and of the data sockets
 //! (connect): the engine's descriptors and data plane stay as they are.
@@ -24,6 +27,8 @@ use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the links are looked at (supervise's tick) when some are watched.
@@ -130,6 +135,8 @@ struct PtpLink {
     peer: PathBuf,
     /// A second opener: its data socket, connected again to the new first opener.
     reconnect: Option<(OwnedFd, Reconnect)>,
+    /// A seqpacket end: whether its node has a peer attached (instead of a probe of `peer`).
+    present: Option<Arc<AtomicBool>>,
     state: Peer,
 }
 
@@ -181,6 +188,19 @@ impl Links {
             });
             return;
         }
+        if let Some(transport::Hosted::Ptp(h)) = &link.node {
+            let Ok(tap) = tap.try_clone() else { return };
+            self.ptp.push(PtpLink {
+                vnl: link.vnl.clone(),
+                ifname: ifname.to_string(),
+                tap,
+                peer: h.path.clone(),
+                reconnect: None,
+                present: Some(h.presence()),
+                state: Peer::NotYetSeen,
+            });
+            return;
+        }
         if link.node.is_some() || link.framing != transport::Framing::Datagram {
             return;
         }
@@ -204,6 +224,7 @@ impl Links {
             tap,
             peer,
             reconnect,
+            present: None,
             state: Peer::NotYetSeen,
         });
     }
@@ -345,7 +366,10 @@ impl Links {
 }
 
 fn ptp_tick(l: &mut PtpLink) {
-    let alive = transport::ptp_peer_alive(&l.peer);
+    let alive = match &l.present {
+        Some(p) => p.load(Ordering::Acquire),
+        None => transport::ptp_peer_alive(&l.peer),
+    };
     let (state, carrier) = l.state.probed(alive);
     match carrier {
         Some(true) => {

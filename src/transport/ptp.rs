@@ -66,7 +66,7 @@ enum Found {
 /// How long a socket file must keep refusing connections to be taken for stale. bind(2)
 /// creates the file before the socket can be found through it, so a live opener binding at
 /// this very moment refuses for an instant (and classic 4.0.1 would remove its file then).
-const STALE_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
+pub(super) const STALE_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What sits at `path`; a socket refusing connections is looked at again after
 /// [`STALE_RECHECK`] and reported stale only when the same file still refuses.
@@ -473,6 +473,9 @@ pub struct PtpHost {
     /// Whether PATH is removed when this end stops listening (false in a process that handed
     /// the link to a child: vdens -c).
     remove: bool,
+    /// Whether the node has a peer attached (set by the node, see [`PtpHost::set_present`]):
+    /// the control thread's view, for the tap's carrier ([`PtpHost::presence`]).
+    present: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What [`PtpHost::reconnect`] found.
@@ -596,6 +599,16 @@ impl PtpHost {
         }))
     }
 
+    /// The node attached a peer (true) or detached it (false).
+    pub fn set_present(&self, present: bool) {
+        self.present.store(present, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a peer is attached, as the node last said, for another thread to look at.
+    pub fn presence(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.present.clone()
+    }
+
     /// Stops listening: removes PATH (when this process is to) and closes the socket.
     pub fn shutdown(&mut self) {
         if let Some(l) = self.listen.take() {
@@ -627,6 +640,7 @@ fn hosted(vnl: &str, path: &Path, listen: Option<OwnedFd>, peer: Option<OwnedFd>
         remove: listen.is_some(),
         listen,
         peer,
+        present: Default::default(),
     }));
     link
 }

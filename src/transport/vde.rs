@@ -597,6 +597,71 @@ fn move_out(bound: PathBuf, dir: &Path) -> PathBuf {
     bound
 }
 
+/// Whether `name` is one libvdeplug gives a data socket: `prefix`, digits, `-`, digits (the
+/// pid and a sequence number, `%05d` each, longer for larger pids).
+fn is_data_sock_name(name: &[u8], prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix.as_bytes()) else {
+        return false;
+    };
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    match rest.iter().position(|&b| b == b'-') {
+        Some(i) => digits(&rest[..i]) && digits(&rest[i + 1..]),
+        None => false,
+    }
+}
+
+/// Whether nothing takes connections on the socket file `p` (its socket was closed: its
+/// process is gone).
+fn refuses(p: &Path) -> bool {
+    UnixDatagram::unbound()
+        .and_then(|s| s.connect(p))
+        .is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED))
+}
+
+/// Removes the data socket files that clients of this user killed with SIGKILL left (nothing
+/// runs then: a kept one is removed only when its Link drops, and libvdeplug's, or one of an
+/// opener killed mid-handshake, only once connected): `.<pid>-<seq>` in the switch directory
+/// `dir` and `vde.<pid>-<seq>` in libvdeplug's fallback directories, each a socket owned by
+/// this user on which a connect is refused, and still refused, by the same file, after
+/// [`super::ptp::STALE_RECHECK`] (bind(2) creates the file an instant before the socket can
+/// be reached through it: an opener binding right now is not taken). A live socket never
+/// refuses (one connected to its switch answers EPERM), and another user's files are left to
+/// that user. `own` is this link's data socket, left alone.
+fn sweep_stale_data_sockets(dir: &Path, own: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let places =
+        std::iter::once((dir, ".")).chain(FALLBACK_DATA_DIRS.iter().map(|d| (Path::new(*d), "vde.")));
+    let mut refusing = Vec::new();
+    for (d, prefix) in places {
+        let Ok(entries) = std::fs::read_dir(d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if !is_data_sock_name(e.file_name().as_bytes(), prefix) {
+                continue;
+            }
+            let p = e.path();
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_socket() && m.uid() == me && p != own && refuses(&p) => {
+                    refusing.push((p, m.ino()))
+                }
+                _ => {}
+            }
+        }
+    }
+    if refusing.is_empty() {
+        return;
+    }
+    std::thread::sleep(super::ptp::STALE_RECHECK);
+    for (p, ino) in refusing {
+        let same = std::fs::symlink_metadata(&p).is_ok_and(|m| m.ino() == ino);
+        if same && refuses(&p) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
 /// The handshake once the control stream is connected. With `rejoin`, the data socket's file
 /// is kept (moved out of the switch directory where it can be, see [`move_out`], and removed
 /// when the Link drops) instead of removed as libvdeplug does: a switch finds a client's
@@ -627,6 +692,7 @@ fn handshake(
     ctl.set_read_timeout(None)
         .and_then(|_| ctl.set_write_timeout(None))
         .map_err(|e| OpenError::io(vnl, "clearing the control stream timeout", e, None))?;
+    sweep_stale_data_sockets(dir, &data_path);
     let mut link = Link::null(vnl);
     link.superframes = offer.then(|| Arc::new(AtomicBool::new(marked)));
     if rejoin {
@@ -738,6 +804,46 @@ mod tests {
         peer.send(b"frame").unwrap();
         let mut buf = [0u8; 16];
         assert_eq!(data.recv(&mut buf).unwrap(), 5);
+    }
+
+    /// libvdeplug's data socket names, and only those, are looked at by the sweep.
+    #[test]
+    fn data_socket_names() {
+        for n in [".00042-00001", ".4194303-99999", ".1-2"] {
+            assert!(is_data_sock_name(n.as_bytes(), "."), "{n}");
+        }
+        assert!(is_data_sock_name(b"vde.01234-00007", "vde."));
+        for n in [
+            "ctl",
+            ".00042-",
+            ".-00001",
+            ".00042",
+            ".00042-0x",
+            "..00042-00001",
+            "fd3",
+            "001.3",
+        ] {
+            assert!(!is_data_sock_name(n.as_bytes(), "."), "{n}");
+        }
+        assert!(!is_data_sock_name(b".00042-00001", "vde."));
+    }
+
+    /// In a switch directory, a stale data socket of this user goes; a live one, a file that
+    /// is not a socket, and this link's own socket stay.
+    #[test]
+    fn the_sweep_takes_only_stale_sockets() {
+        let d = crate::TestDir::new("vde-sweep");
+        let stale = d.0.join(".99999-00001");
+        drop(UnixDatagram::bind(&stale).unwrap());
+        let live = d.0.join(".99999-00002");
+        let _live = UnixDatagram::bind(&live).unwrap();
+        let plain = d.0.join(".99999-00003");
+        std::fs::write(&plain, b"").unwrap();
+        let own = d.0.join(".99999-00004");
+        drop(UnixDatagram::bind(&own).unwrap());
+        sweep_stale_data_sockets(&d.0, &own);
+        assert!(!stale.exists());
+        assert!(live.exists() && plain.exists() && own.exists());
     }
 
     /// A switch that has bound its ctl but does not listen yet (starting) is waited for; one

@@ -47,14 +47,14 @@ use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
-use crate::engine::port::{is_dgram, is_socket, set_nonblocking, MAX_FRAME};
+use crate::engine::port::{is_dgram, is_socket, set_nonblocking, Reconnector, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{Cmd, NodeCtx};
 use crate::engine::EngineKind;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::sys::inet::HDR;
-use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, SendTo};
+use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnect, SendTo};
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::stream::{self, Decoder};
 use crossbeam_channel::{Receiver, Sender};
@@ -230,6 +230,9 @@ struct Ep {
     /// The multishot receive ended for want of buffers.
     rx_starved: bool,
     tx: Tx,
+    /// Connects a datagram ptp second opener to its restarted first opener (see
+    /// [`UNode::reconnect_after`]); never for the rest.
+    reconnect: Reconnector,
     /// Operations in flight that use this endpoint's descriptors.
     inflight: u32,
     /// [TAP_TO_LINK] = from this endpoint into the node, [LINK_TO_TAP] = from the node to it.
@@ -315,6 +318,10 @@ impl Ep {
             (Some(_), Owner::Tap(_)) => Tx::Write,
             (Some(_), Owner::Overlay) => Tx::Discard,
         };
+        let reconnect = Reconnector::new(match &owner {
+            Owner::Link(l) => l.reconnect(),
+            _ => Reconnect::Never,
+        });
         Ok(Ep {
             gen,
             rx_fd: rx.unwrap_or(-1),
@@ -325,6 +332,7 @@ impl Ep {
             rx_armed: false,
             rx_starved: false,
             tx: tx_kind,
+            reconnect,
             inflight: 0,
             counts: [Counts::default(); 2],
             stats: Arc::new(PortStats::new(name, vnl)),
@@ -363,6 +371,7 @@ impl Ep {
                 ep: o,
                 recs: (0..NBUF as usize + SLOTS).map(|_| SendRec::new()).collect(),
             })),
+            reconnect: Reconnector::new(Reconnect::Never),
             inflight: 0,
             counts: [Counts::default(); 2],
             stats: Arc::new(PortStats::new(name, &vnl)),
@@ -1009,7 +1018,19 @@ impl UNode {
                 r => c.add_drop(single_send_drop(-r), 1),
             }
         }
+        if res < 0 {
+            self.reconnect_after(&t, -res);
+        }
         self.op_done(&t);
+    }
+
+    /// A send to endpoint `t` failed with `errno` (the frame is dropped): a datagram ptp second
+    /// opener whose first opener restarted connects to the new socket, as a port does
+    /// (`Reconnector`), so that the next frames reach it.
+    fn reconnect_after(&mut self, t: &Token, errno: i32) {
+        if let Some(e) = self.ep_of(t) {
+            e.reconnect.after_failure(bfd(e.tx_fd), errno, &e.label);
+        }
     }
 
     /// A single-shot read on endpoint `t` (a stream's input, an offloading tap) completed: the
@@ -1545,6 +1566,9 @@ impl UNode {
             gen,
         )?;
         self.add(self.ptp_peer, ep);
+        if let Some(h) = &self.ptp {
+            h.set_present(true);
+        }
         Ok(())
     }
 
@@ -1645,6 +1669,7 @@ impl UNode {
     fn ptp_hangup(&mut self) {
         self.remove(self.ptp_peer);
         let Some(h) = self.ptp.as_mut() else { return };
+        h.set_present(false);
         match ptp::after_hangup(h) {
             ptp::AfterHangup::Wait => {
                 if let Some(fd) = self.ptp_waiting.take() {
