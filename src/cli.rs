@@ -225,7 +225,7 @@ fn fast_options(cmd: Command) -> Command {
                 .long("no-offload")
                 .action(ArgAction::SetTrue)
                 .help_heading(FAST)
-                .help("Open the taps without segmentation offload: frames of at most the MTU, one read or write each, as classic vdens does [default: TCP/UDP super-frames up to 64 KiB are read from and written to the taps, and cut to / built from standard frames on the VDE side]"),
+                .help("Open the taps without segmentation offload: frames of at most the MTU, one read or write each, as classic vdens does [default: TCP/UDP super-frames up to 64 KiB are read from and written to the taps, and cut to / built from standard frames on the VDE side, or carried whole to a vdens-fast peer that takes them]"),
         )
         .arg(
             Arg::new("stats")
