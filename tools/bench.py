@@ -840,6 +840,24 @@ def build_vde2_switch(scn, ctx):
     _vdens_pair("vdens", "vdens", _vde)(scn, ctx)
 
 
+def build_veth_nat(scn, ctx):
+    """The NAT router's kernel-only limit: the same router (forwarding, MASQUERADE out of its
+    WAN side) joined to a and b by veth pairs instead of vdens links."""
+    scn.a = _endpoint(scn, "a", ["unshare", "-n"], None, None)
+    r = _endpoint(scn, "router", ["unshare", "-n"], None, None)
+    scn.b = _endpoint(scn, "b", ["unshare", "-n"], None, None)
+    # created inside the router, peers moved straight into a and b
+    r.run(["ip", "link", "add", "wan0", "type", "veth", "peer", "name", "veth0", "netns", str(scn.a.agent_pid)])
+    r.run(["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "veth0", "netns", str(scn.b.agent_pid)])
+    _addr(scn.a, "veth0", ADDR_A)
+    _addr(r, "wan0", WAN_ROUTER)
+    _addr(r, "lan0", LAN_ROUTER)
+    _addr(scn.b, "veth0", LAN_B)
+    r.run(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
+    r.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-j", "MASQUERADE"])
+    scn.b.run(["ip", "route", "add", "default", "via", LAN_ROUTER])
+
+
 # NAT router: b (LAN 192.168.99.0/24) -> router (vde0 on the LAN via ptp://, vde1 = tap://tap0,
 # masquerading) -> a, the "host" namespace owning tap0 with ADDR_A. Two forwarding hops.
 LAN_B, LAN_ROUTER, WAN_ROUTER = "192.168.99.2", "192.168.99.1", "10.99.0.254"
@@ -999,8 +1017,9 @@ def all_scenarios():
         Scenario("classic-vde2-switch4", "4 vdens on vde2 vde_switch, 2 pairs at once", _switch4("vde_switch")),
         Scenario("fast-switch4", "vdens-fast switch:// + 3 vdens-fast, 2 pairs at once", _switch4("vdens-fast"), refs=SWITCH4_REFS),
         Scenario("vdeplug-fast-switch4", "4 vdens-fast on a vdeplug-fast switch://, 2 pairs at once", _switch4("vdeplug-fast"), refs=SWITCH4_REFS),
+        Scenario("veth-nat", "veth -> NAT router -> veth -> host (kernel only)", build_veth_nat),
         Scenario("classic-nat", "vdens -> vdens NAT router (ptp + tap) -> host", _nat_router("vdens")),
-        Scenario("fast-nat", "vdens-fast -> vdens-fast NAT router (ptp + tap) -> host", _nat_router("vdens-fast"), refs=("classic-nat",)),
+        Scenario("fast-nat", "vdens-fast -> vdens-fast NAT router (ptp + tap) -> host", _nat_router("vdens-fast"), refs=("classic-nat", "veth-nat")),
     ] + NODE_SCENARIOS + BASE_SCENARIOS
 
 
