@@ -137,6 +137,9 @@ struct PtpLink {
     reconnect: Option<(OwnedFd, Reconnect)>,
     /// A seqpacket end: whether its node has a peer attached (instead of a probe of `peer`).
     present: Option<Arc<AtomicBool>>,
+    /// The link's `Link::superframes`: the peer that took them went away, so whoever is there
+    /// next is asked again (before a second opener connects to it).
+    superframes: Option<Arc<AtomicBool>>,
     state: Peer,
 }
 
@@ -197,6 +200,7 @@ impl Links {
                 peer: h.path.clone(),
                 reconnect: None,
                 present: Some(h.presence()),
+                superframes: None,
                 state: Peer::NotYetSeen,
             });
             return;
@@ -225,6 +229,7 @@ impl Links {
             peer,
             reconnect,
             present: None,
+            superframes: link.superframes.clone(),
             state: Peer::NotYetSeen,
         });
     }
@@ -386,6 +391,9 @@ fn ptp_tick(l: &mut PtpLink) {
             ));
         }
         Some(false) => {
+            if let Some(s) = &l.superframes {
+                s.store(false, Ordering::Release);
+            }
             set_carrier(&l.tap, false);
             say(format_args!(
                 "{}: the peer went away; {} has no carrier until it is back",

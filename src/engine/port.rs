@@ -63,6 +63,11 @@ pub struct Reconnector {
 pub const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Reconnector {
+    /// Whether the destination is found again by path (a ptp second opener).
+    pub fn active(&self) -> bool {
+        !matches!(self.how, Reconnect::Never)
+    }
+
     pub fn new(how: Reconnect) -> Reconnector {
         Reconnector {
             how,

@@ -510,7 +510,7 @@ pub fn open_with(vnl_bytes: &OsStr, how: &Opening<'_>) -> Result<Link, OpenError
     match spec {
         Spec::Null => null::open(vnl, ""),
         Spec::Vde(s) => vde::open(vnl, &s, descr, rejoin, offload),
-        Spec::Ptp { path, seqpacket } => ptp::open(vnl, &path, seqpacket),
+        Spec::Ptp { path, seqpacket } => ptp::open(vnl, &path, seqpacket, offload),
         Spec::Tap { name } => tap::open(vnl, &name, offload),
         Spec::Seqpacket { fd } => seqpacket::open(vnl, fd),
         Spec::Cmd { argv } => cmd::open(vnl, &argv),

@@ -672,11 +672,20 @@ fn seqpacket_first(vnl: &str, path: &Path) -> Try {
 /// Two ends started at the same instant both find PATH free and race to bind it: the loser
 /// takes the decision again and becomes the second opener (4.0.1 does the same by falling
 /// back from its first-opener attempt). Retried for [`ROLE_DEADLINE`] at most.
-pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool) -> Result<Link, OpenError> {
+///
+/// `offer`: a datagram link reads tagged datagrams, and its second opener asks for them
+/// (`wire::superframe`; `Link::superframes`).
+pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool, offer: bool) -> Result<Link, OpenError> {
     let end = std::time::Instant::now() + ROLE_DEADLINE;
     let mut pause = std::time::Duration::from_millis(1);
     loop {
         match open_once(vnl, path, seqpacket_asked) {
+            Try::Done(Ok(mut link)) => {
+                if offer && link.node.is_none() {
+                    link.superframes = Some(Default::default());
+                }
+                return Ok(link);
+            }
             Try::Done(r) => return r,
             Try::Again(e) if std::time::Instant::now() >= end => return Err(e),
             Try::Again(_) => {

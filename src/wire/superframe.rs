@@ -22,6 +22,17 @@
 //! why the mark is long and exact. A client and its switch port are connected datagram sockets,
 //! so a tagged datagram cannot reach anyone but the port that answered: a new switch at the
 //! same place is joined with a new handshake, which decides again.
+//!
+//! On a datagram `ptp://` link there is no handshake: the second opener, whose socket is
+//! connected to the first opener's, sends [`HELLO`]; a vdens-fast first opener answers
+//! [`OFFER`] ("I take tagged datagrams"). Both are 8-byte datagrams, shorter than an Ethernet
+//! header: a classic `vde_plug` drops them, and a classic `vdens` writes them to its tap,
+//! which refuses them (EINVAL), so nothing shows there. A connected datagram socket receives
+//! only from its peer, so an OFFER the second opener receives comes from the very socket it
+//! sends to; it sends tagged datagrams from then on, until it has to connect again (the first
+//! opener restarted: a new socket at PATH, which decides again). The first opener sends to
+//! a path, and a path is no proof of who listens at it by the time a datagram arrives (a
+//! classic peer may have taken the place of a vdens-fast one): it sends standard frames.
 
 use super::vnet;
 
@@ -34,6 +45,13 @@ pub const TAG_LEN: usize = 12;
 pub const TAG: [u8; TAG_LEN] = [
     0x2b, b'v', b'd', b'e', b'n', b's', 0x2b, b'f', b'a', b's', b't', 0x01,
 ];
+
+/// The length of [`HELLO`] and [`OFFER`] (under an Ethernet header's 14).
+pub const RUNT_LEN: usize = 8;
+/// "Do you take tagged datagrams?" (a ptp second opener to its first opener).
+pub const HELLO: [u8; RUNT_LEN] = [0x2b, b'v', b'd', b'f', b's', 0x01, b'?', 0];
+/// "I take tagged datagrams" (the answer to [`HELLO`]).
+pub const OFFER: [u8; RUNT_LEN] = [0x2b, b'v', b'd', b'f', b's', 0x01, b'!', 0];
 
 /// Tag and header: what a tagged datagram carries in front of its frame.
 pub const PREFIX: usize = TAG_LEN + vnet::LEN;
@@ -94,6 +112,14 @@ mod tests {
         assert!(!is_tagged(&frame), "another version");
         let broadcast = [0xffu8; 64];
         assert!(!is_tagged(&broadcast));
+    }
+
+    #[test]
+    fn runts_are_no_frames() {
+        // Shorter than an Ethernet header: classic peers drop them.
+        const { assert!(RUNT_LEN < 14) };
+        assert_ne!(HELLO, OFFER);
+        assert!(!is_tagged(&HELLO) && !is_tagged(&OFFER));
     }
 
     #[test]

@@ -61,6 +61,12 @@ const QCAP: usize = 512;
 const SLOT_FLAG: u16 = 0x8000;
 /// Frame ids of the coalescer's super-frame buffers.
 const SUPER_FLAG: u16 = 0x4000;
+/// Frame ids of the negotiation runts (`wire::superframe`): HELLO, OFFER.
+const RUNT_FLAG: u16 = 0x2000;
+const RUNT_HELLO: u16 = RUNT_FLAG;
+const RUNT_OFFER: u16 = RUNT_FLAG | 1;
+/// How often a ptp second opener whose peer has not answered asks again, while it sends.
+const HELLO_EVERY: Duration = Duration::from_secs(1);
 /// Bytes kept free in front of every received frame (provided buffers and slots) for the
 /// virtio-net header of a write to an offloading tap.
 const HEADROOM: usize = 16;
@@ -111,6 +117,15 @@ impl Frame {
             segs: 1,
             len: len as u32,
             wire: len as u32,
+            ..Frame::default()
+        }
+    }
+
+    /// A negotiation runt (`RUNT_HELLO`, `RUNT_OFFER`): nothing to count.
+    fn runt(id: u16) -> Frame {
+        Frame {
+            id,
+            len: superframe::RUNT_LEN as u32,
             ..Frame::default()
         }
     }
@@ -203,6 +218,11 @@ struct Rx {
     /// Reads of the offloading tap that need a virtio-net header cross the link tagged,
     /// while this says the peer takes them (`Link::superframes`); the rest are cut.
     superframes: Option<Arc<AtomicBool>>,
+    /// When this (ptp second opener) last asked its peer whether it takes them.
+    hello_at: Option<Instant>,
+    /// Tagged datagrams may be waiting in the queue (set when one is queued, cleared when
+    /// the queue is purged of them).
+    tagged_queued: bool,
     armed: bool,
     paused: bool,
     dead: bool,
@@ -548,6 +568,8 @@ impl Worker {
                     whole_hdr: if whole { off.vnet_hdr } else { 0 },
                     tags,
                     superframes: sf.clone().filter(|_| vnet_rx),
+                    hello_at: None,
+                    tagged_queued: false,
                     armed: false,
                     paused: false,
                     dead: false,
@@ -866,6 +888,15 @@ impl Worker {
             }
             return;
         }
+        if rx.tags && len == superframe::RUNT_LEN {
+            let runt = rx.ring.data(bid, 0, len);
+            let (hello, offer) = (runt == superframe::HELLO, runt == superframe::OFFER);
+            if hello || offer {
+                rx.ring.push(bid);
+                self.on_runt(di ^ 1, hello);
+                return;
+            }
+        }
         if rx.tags && dir.tx.kind != TxKind::Discard && superframe::is_tagged(rx.ring.data(bid, 0, len)) {
             // Tag and header in front: the frame goes to the tap whole, behind its header.
             let full = len == rx.ring.data_len();
@@ -904,6 +935,48 @@ impl Worker {
         }
     }
 
+    /// A negotiation runt arrived for the port whose sending direction is `out`: a HELLO is
+    /// answered with an OFFER; an OFFER lets a ptp second opener send tagged datagrams (its
+    /// socket is connected: the OFFER came from the very socket it sends to).
+    fn on_runt(&mut self, out: usize, hello: bool) {
+        let dir = &mut self.dirs[out];
+        if hello {
+            if dir.tx.kind != TxKind::Discard && dir.queue.len < QCAP {
+                dir.queue.push(Frame::runt(RUNT_OFFER));
+            }
+            return;
+        }
+        if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
+            if dir.tx.reconnect.active() {
+                sf.store(true, AtomicOrdering::Release);
+            }
+        }
+    }
+
+    /// Whether the direction may send tagged datagrams now.
+    fn tags_allowed(dir: &Dir) -> bool {
+        dir.rx
+            .as_ref()
+            .and_then(|r| r.superframes.as_ref())
+            .is_some_and(|s| s.load(AtomicOrdering::Acquire))
+    }
+
+    /// Drops the tagged datagrams waiting to be sent (the peer that took them is gone).
+    fn purge_tagged(dir: &mut Dir) {
+        if let Some(r) = dir.rx.as_mut() {
+            r.tagged_queued = false;
+        }
+        for _ in 0..dir.queue.len {
+            let f = dir.queue.pop().expect("counted");
+            if f.tagged {
+                dir.counts.add_drop(DropReason::SendError, f.segs as u64);
+                Self::release(dir, f);
+            } else {
+                dir.queue.push(f);
+            }
+        }
+    }
+
     /// Queues a received frame for sending (through the coalescer for an offloading tap).
     #[inline]
     fn enqueue(dir: &mut Dir, f: Frame) {
@@ -914,6 +987,9 @@ impl Worker {
     }
 
     fn release(dir: &mut Dir, f: Frame) {
+        if f.id & RUNT_FLAG != 0 && f.id & (SLOT_FLAG | SUPER_FLAG) == 0 {
+            return;
+        }
         if f.id & SUPER_FLAG != 0 {
             let g = dir.gro.as_mut().expect("super-frames come from the coalescer");
             let b = g.held[(f.id & !SUPER_FLAG) as usize]
@@ -931,6 +1007,14 @@ impl Worker {
     }
 
     fn frame_addr(dir: &Dir, f: Frame) -> *const u8 {
+        if f.id & RUNT_FLAG != 0 && f.id & (SLOT_FLAG | SUPER_FLAG) == 0 {
+            let r: &'static [u8; superframe::RUNT_LEN] = if f.id == RUNT_HELLO {
+                &superframe::HELLO
+            } else {
+                &superframe::OFFER
+            };
+            return r.as_ptr();
+        }
         if f.id & SUPER_FLAG != 0 {
             let g = dir.gro.as_ref().expect("super-frames come from the coalescer");
             let b = g.held[(f.id & !SUPER_FLAG) as usize]
@@ -976,6 +1060,22 @@ impl Worker {
     fn cut_tap_reads(dir: &mut Dir) {
         let Some(rx) = dir.rx.as_mut() else { return };
         let Some(v) = rx.vnet.as_mut() else { return };
+        // A ptp second opener that offered asks its peer, at most every HELLO_EVERY while
+        // it sends, until the peer answers.
+        if v.held.len > 0
+            && dir.tx.reconnect.active()
+            && rx
+                .superframes
+                .as_ref()
+                .is_some_and(|s| !s.load(AtomicOrdering::Acquire))
+            && dir.queue.len < QCAP
+        {
+            let now = Instant::now();
+            if rx.hello_at.map_or(true, |t| now.duration_since(t) >= HELLO_EVERY) {
+                rx.hello_at = Some(now);
+                dir.queue.push(Frame::runt(RUNT_HELLO));
+            }
+        }
         while let Some((bid, len)) = v.held.front() {
             let len = len as usize;
             let full = len == rx.ring.data_len();
@@ -993,6 +1093,7 @@ impl Worker {
                     match cut::judge_whole(read, v.hdr, full) {
                         Ok(w) => {
                             rx.ring.headroom_mut(bid, TAG_LEN).copy_from_slice(&TAG);
+                            rx.tagged_queued = true;
                             dir.counts.received += w.segs;
                             let skip = -((TAG_LEN + v.hdr) as isize);
                             dir.queue.push(Frame::tagged(bid, len + TAG_LEN, skip, w));
@@ -1159,8 +1260,21 @@ impl Worker {
                     .reconnect
                     .after_failure(crate::sys::borrow_fd(dir.tx.raw), -res, &dir.label)
             {
-                // Connected to the peer's new socket: this frame goes again.
-                Some(Verdict::Retry)
+                // Connected to the peer's new socket, which is asked again: nothing tagged
+                // goes there before it answers.
+                if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
+                    sf.store(false, AtomicOrdering::Release);
+                    if let Some(r) = dir.rx.as_mut() {
+                        r.hello_at = None;
+                    }
+                    Self::purge_tagged(dir);
+                }
+                if f.tagged {
+                    Some(Verdict::Drop(DropReason::SendError))
+                } else {
+                    // This frame goes again.
+                    Some(Verdict::Retry)
+                }
             } else {
                 // A zero-byte send of a non-empty frame: nothing went; as a failure.
                 Some(send_verdict(
@@ -1190,6 +1304,11 @@ impl Worker {
                     if dir.tx.chain[i].retry {
                         dir.tx.chain[i].retry = false;
                         let f = dir.tx.chain[i].frame;
+                        if f.tagged {
+                            if let Some(r) = dir.rx.as_mut() {
+                                r.tagged_queued = true;
+                            }
+                        }
                         dir.queue.push_front(f);
                     }
                 }
@@ -1337,6 +1456,14 @@ impl Worker {
         let dir = &mut self.dirs[di];
         if dir.tx.inflight > 0 || dir.tx.waiting || dir.queue.len == 0 {
             return;
+        }
+        // Tagged datagrams queued while the peer took them, which it no longer does (the
+        // control thread saw it go): none is sent.
+        if dir.rx.as_ref().is_some_and(|r| r.tagged_queued) && !Self::tags_allowed(dir) {
+            Self::purge_tagged(dir);
+            if dir.queue.len == 0 {
+                return;
+            }
         }
         let n = if dir.tx.probe { 1 } else { dir.queue.len.min(CHAIN) };
         if self.ring.sq_room() < n {

@@ -1,0 +1,285 @@
+//! Negotiated super-frames on a datagram `ptp://` link (issue 13): a vdens-fast second opener
+//! asks (HELLO), a vdens-fast first opener answers (OFFER), and from then on the second
+//! opener's TCP super-frames cross whole, tagged; the first opener, which sends to a path,
+//! sends standard frames. Byte-exact TCP both ways, IPv6, UDP, ICMP, MTU 9000, both engines.
+//! A classic vdens at either end never sees a tagged frame or one over its MTU on its tap
+//! (tcpdump in its namespace), also when it takes the place of a vdens-fast end that had
+//! negotiated while the survivor keeps running; a vdens-fast end taking the place of a
+//! classic one negotiates again.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The source address of a tagged datagram read as a frame (`wire::superframe::TAG`).
+const TAG_SRC: &str = "2b:66:61:73:74:01";
+
+/// `"key":"value"` of port vde0 in a --stats line.
+fn port_field(json: &str, key: &str) -> String {
+    let p = &json[json
+        .find("\"name\":\"vde0\"")
+        .unwrap_or_else(|| panic!("no vde0 in {json}"))..];
+    let i = p
+        .find(&format!("\"{key}\":\""))
+        .unwrap_or_else(|| panic!("no {key} in {p}"))
+        + key.len()
+        + 4;
+    p[i..].chars().take_while(|c| *c != '"').collect()
+}
+
+/// wire_super of one direction of vde0.
+fn wire_super(json: &str, dir: &str) -> u64 {
+    let p = &json[json
+        .find(&format!("\"{dir}\""))
+        .unwrap_or_else(|| panic!("no {dir} in {json}"))..];
+    let end = p.find('}').unwrap();
+    stat_sum(&p[..end], "wire_super")
+}
+
+/// The --stats line of a vdens-fast node, fresh (SIGUSR1).
+fn stats_of(n: &mut Node, file: &Path) -> String {
+    let _ = std::fs::remove_file(file);
+    n.sh("kill -USR1 $PPID", 5);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let j = std::fs::read_to_string(file).unwrap_or_default();
+        if j.contains("\"vde0\"") || Instant::now() > deadline {
+            return j;
+        }
+    }
+}
+
+/// Starts a vdens-fast (with --stats) or a classic vdens on `vnl`.
+fn start(d: &TempDir, name: &str, fast: bool, engine: &str, vnl: &str) -> (Node, PathBuf) {
+    let stats = d.join(&format!("{name}.json"));
+    let n = if fast {
+        let args = [
+            "--engine",
+            engine,
+            "--stats",
+            stats.to_str().unwrap(),
+            vnl,
+            "sh",
+            "-s",
+        ];
+        Node::start(name, vdens_fast(Who::Root, d, &args))
+    } else {
+        ns_node(name, Impl::Classic, d, &[vnl])
+    };
+    (n, stats)
+}
+
+/// Captures what the tap hands the namespace (frames the forwarder wrote to it) until
+/// [`Capture::bad`]: tcpdump in the node's network namespace, started from outside it (a
+/// tcpdump inside vdens's user namespace cannot drop its privileges and stops).
+struct Capture {
+    file: PathBuf,
+    _tcpdump: Daemon,
+}
+
+impl Capture {
+    fn start(n: &mut Node, d: &TempDir, tag: &str) -> Capture {
+        let file = d.join(&format!("{tag}.pcap"));
+        let pid = n.sh("echo $$", 5).trim().to_string();
+        let mut c = std::process::Command::new("nsenter");
+        c.args([
+            "-t", &pid, "-n", "timeout", "120", "tcpdump", "-Z", "root", "-U", "-Q", "in",
+        ])
+        .args(["-i", "vde0", "-n", "-s", "128", "-w"])
+        .arg(&file);
+        let t = Daemon::start("tcpdump", c);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "tcpdump did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        Capture { file, _tcpdump: t }
+    }
+
+    /// Frames over a standard frame (MTU `mtu` + 18 bytes), or tagged; and all frames.
+    fn bad(self, mtu: usize) -> (u64, u64) {
+        std::thread::sleep(Duration::from_millis(300));
+        let f = self.file.display().to_string();
+        let count = |filter: &str| -> u64 {
+            let o = std::process::Command::new("tcpdump")
+                .args(["-r", &f, "-n", filter])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).lines().count() as u64
+        };
+        (
+            count(&format!("greater {} or ether src {TAG_SRC}", mtu + 19)),
+            count("ether[0] >= 0"),
+        )
+    }
+}
+
+/// Addresses, routes and a first ping between two nodes on one link.
+fn wire(a: &mut Node, b: &mut Node, net: &str, mtu: usize) {
+    let m = Some(mtu as u32).filter(|&m| m != 1500);
+    a.up("vde0", &format!("10.{net}.0.1/24"), m);
+    b.up("vde0", &format!("10.{net}.0.2/24"), m);
+    a.sh(&format!("ip -6 addr add fd{net}::1/64 dev vde0 nodad"), 5);
+    b.sh(&format!("ip -6 addr add fd{net}::2/64 dev vde0 nodad"), 5);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.try_sh(&format!("ping -c 1 -W 1 10.{net}.0.1"), 5).0 != Some(0) {
+        assert!(Instant::now() < deadline, "no ping over the link");
+    }
+}
+
+/// TCP both ways (sha256-exact), ICMP at the MTU, and a UDP datagram.
+fn traffic(a: &mut Node, b: &mut Node, d: &TempDir, net: &str, mtu: usize) {
+    b.ping(&format!("10.{net}.0.1"), 2, Some((mtu - 28) as u32));
+    tcp_transfer(b, a, &format!("10.{net}.0.1"), d, 8 << 20);
+    tcp_transfer(a, b, &format!("10.{net}.0.2"), d, 4 << 20);
+    a.sh(
+        "rm -f udp.out; (timeout 10 nc -u -l 7777 > udp.out &) ; sleep 0.3",
+        5,
+    );
+    b.sh(
+        &format!("echo datagram | timeout 5 nc -u -w 1 10.{net}.0.1 7777"),
+        10,
+    );
+    let got = a.sh("sleep 0.3; cat udp.out", 5);
+    assert!(got.contains("datagram"), "UDP crossed: {got:?}");
+}
+
+/// The TCP over IPv6, b to a.
+fn traffic6(a: &mut Node, b: &mut Node, net: &str) {
+    a.sh(
+        "rm -f rx6; (timeout 60 nc -6 -l 6001 > rx6 &); \
+         for i in $(seq 100); do ss -ltn | grep -q ':6001 ' && exit 0; sleep 0.05; done; exit 1",
+        10,
+    );
+    b.sh(&format!("head -c 3000000 /dev/urandom > tx6; sha256sum < tx6 > tx6.sum; timeout 60 nc -N -w 10 fd{net}::1 6001 < tx6"), 70);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, _) = a.try_sh("test $(stat -c %s rx6) -eq 3000000", 5);
+        if code == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "IPv6 transfer incomplete");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = b.sh("cat tx6.sum", 5);
+    let got = a.sh("sha256sum < rx6", 5);
+    assert_eq!(got, sent, "IPv6 transfer byte-exact");
+}
+
+fn fast_pair(engine: &str, mtu: usize, net: &str) {
+    let d = TempDir::new(&format!("sfp{net}"));
+    let vnl = format!("ptp://{}", d.join("p").display());
+    let (mut a, fa) = start(&d, "a", true, engine, &vnl);
+    let (mut b, fb) = start(&d, "b", true, engine, &vnl);
+    wire(&mut a, &mut b, net, mtu);
+    traffic(&mut a, &mut b, &d, net, mtu);
+    traffic6(&mut a, &mut b, net);
+    let (ja, jb) = (stats_of(&mut a, &fa), stats_of(&mut b, &fb));
+    assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
+    assert_eq!(
+        port_field(&ja, "superframes"),
+        "offered",
+        "the first opener sends standard frames: {ja}"
+    );
+    assert!(wire_super(&jb, "tap_to_link") > 0, "{jb}");
+    assert!(wire_super(&ja, "link_to_tap") > 0, "{ja}");
+    assert_eq!(wire_super(&ja, "tap_to_link"), 0, "{ja}");
+}
+
+#[test]
+fn fast_ptp_negotiates_on_io_uring() {
+    fast_pair("uring", 1500, "41");
+}
+
+#[test]
+fn fast_ptp_negotiates_on_epoll() {
+    fast_pair("poll", 1500, "42");
+}
+
+#[test]
+fn fast_ptp_negotiates_at_mtu_9000() {
+    fast_pair("uring", 9000, "43");
+}
+
+/// A classic vdens at one end, vdens-fast at the other (both roles): nothing tagged, nothing
+/// over the MTU reaches the classic tap; traffic as usual.
+#[test]
+fn a_classic_peer_sees_standard_frames_only() {
+    for (first_fast, net) in [(false, "44"), (true, "45")] {
+        let d = TempDir::new(&format!("sfm{net}"));
+        let vnl = format!("ptp://{}", d.join("p").display());
+        let (mut a, fa) = start(&d, "a", first_fast, "uring", &vnl);
+        let (mut b, fb) = start(&d, "b", !first_fast, "uring", &vnl);
+        wire(&mut a, &mut b, net, 1500);
+        let (classic, _) = if first_fast { (&mut b, &fb) } else { (&mut a, &fa) };
+        let cap = Capture::start(classic, &d, "classic");
+        traffic(&mut a, &mut b, &d, net, 1500);
+        let (bad, all) = cap.bad(1500);
+        assert!(all > 1000, "captured {all} frames");
+        assert_eq!(
+            bad, 0,
+            "tagged or oversized frames on the classic tap (first opener fast: {first_fast})"
+        );
+        let (fast, f) = if first_fast { (&mut a, &fa) } else { (&mut b, &fb) };
+        let j = stats_of(fast, f);
+        assert_eq!(port_field(&j, "superframes"), "offered", "{j}");
+        assert_eq!(wire_super(&j, "tap_to_link"), 0, "{j}");
+    }
+}
+
+/// The first opener is replaced while the second (vdens-fast) keeps running: vdens-fast by
+/// classic vdens (which must see nothing tagged though the survivor was sending super-frames
+/// whole a moment before), then classic by vdens-fast (negotiated again).
+#[test]
+fn a_replaced_first_opener_is_asked_again() {
+    let d = TempDir::new("sfrp");
+    let vnl = format!("ptp://{}", d.join("p").display());
+    let (a, fa) = start(&d, "a", true, "uring", &vnl);
+    let (mut b, fb) = start(&d, "b", true, "uring", &vnl);
+    let mut a = a;
+    wire(&mut a, &mut b, "46", 1500);
+    tcp_transfer(&mut b, &mut a, "10.46.0.1", &d, 4 << 20);
+    let jb = stats_of(&mut b, &fb);
+    assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
+    let before = wire_super(&jb, "tap_to_link");
+    assert!(before > 0, "{jb}");
+    for (fast, net) in [(false, "46"), (true, "46")] {
+        // Ended as a user ends it (classic vdens cannot start where a SIGKILLed first opener
+        // left its socket file while the second opener lives: it finds both paths taken).
+        a.finish(10);
+        let (mut n, _) = start(&d, if fast { "a3" } else { "a2" }, fast, "uring", &vnl);
+        n.up("vde0", &format!("10.{net}.0.1/24"), None);
+        // The new end has another MAC address.
+        b.sh("ip neigh flush dev vde0", 5);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while b.try_sh(&format!("ping -c 1 -W 1 10.{net}.0.1"), 5).0 != Some(0) {
+            assert!(Instant::now() < deadline, "no ping to the new first opener");
+        }
+        let cap = (!fast).then(|| Capture::start(&mut n, &d, "replaced"));
+        tcp_transfer(&mut b, &mut n, &format!("10.{net}.0.1"), &d, 8 << 20);
+        tcp_transfer(&mut n, &mut b, &format!("10.{net}.0.2"), &d, 2 << 20);
+        let jb = stats_of(&mut b, &fb);
+        if let Some(cap) = cap {
+            let (bad, all) = cap.bad(1500);
+            assert!(all > 1000, "captured {all} frames");
+            assert_eq!(
+                bad, 0,
+                "tagged or oversized frames reached the classic first opener"
+            );
+            assert_eq!(port_field(&jb, "superframes"), "offered", "{jb}");
+        } else {
+            assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
+            assert!(
+                wire_super(&jb, "tap_to_link") > before,
+                "super-frames again: {jb}"
+            );
+        }
+        a = n;
+    }
+    let _ = fa;
+    drop(a);
+    drop(b);
+}
