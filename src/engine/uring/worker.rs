@@ -15,6 +15,12 @@
 //! turn (`gro_pass`): runs of one TCP flow become super-frames in buffers of the coalescer's
 //! pool, everything else is written from its receive buffer behind a virtio-net header put in
 //! the buffer's headroom, so nothing is copied but the merged payloads.
+//!
+//! A link that offered super-frames (`Link::superframes`, `wire::superframe`) reads every
+//! datagram by its first bytes: a tagged one goes to the tap whole, its header already in the
+//! buffer, after what the coalescer holds. While the peer takes them, a tap read that needs its
+//! header (a super-frame, a partial checksum) is sent whole behind a tag put in the headroom;
+//! the rest is cut as before. HELLO and OFFER (ptp) are 8-byte datagrams from static bytes.
 
 use super::ring::{Interval, Link, Ring, Sqe, Target};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
