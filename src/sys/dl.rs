@@ -38,7 +38,27 @@ fn dlerror_text() -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
-static LIB: std::sync::OnceLock<Result<VdePlug, String>> = std::sync::OnceLock::new();
+static LIB: std::sync::OnceLock<Result<VdePlug, LoadError>> = std::sync::OnceLock::new();
+
+/// Why libvdeplug could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// dlopen failed: the dynamic loader's message.
+    Open(String),
+    /// The library lacks a function vdens-fast calls.
+    Symbol(&'static str),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Open(why) => f.write_str(why),
+            LoadError::Symbol(s) => write!(f, "{LIBVDEPLUG_SONAME} has no symbol {s}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
 
 impl VdePlug {
     /// Loads libvdeplug.so.2 (RTLD_NOW | RTLD_GLOBAL) on first use; the dynamic loader's
@@ -49,24 +69,24 @@ impl VdePlug {
     /// program to have brought those symbols into the global scope, as a program linked with
     /// -lvdeplug (vde_plug, vdens) does. With RTLD_LOCAL their dlopen fails ("undefined
     /// symbol: vde_ctlfd") and libvdeplug reports the scheme as unknown.
-    pub fn get() -> Result<&'static VdePlug, String> {
+    pub fn get() -> Result<&'static VdePlug, LoadError> {
         LIB.get_or_init(Self::load).as_ref().map_err(Clone::clone)
     }
 
-    fn load() -> Result<VdePlug, String> {
+    fn load() -> Result<VdePlug, LoadError> {
         let name = CString::new(LIBVDEPLUG_SONAME).expect("no NUL");
         // SAFETY: dlopen of a NUL-terminated name; the handle is kept for the process's life
         // (never dlclosed), so symbols taken from it stay valid.
         let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
         if h.is_null() {
-            return Err(dlerror_text());
+            return Err(LoadError::Open(dlerror_text()));
         }
-        let sym = |s: &str| -> Result<*mut c_void, String> {
+        let sym = |s: &'static str| -> Result<*mut c_void, LoadError> {
             let c = CString::new(s).expect("no NUL");
             // SAFETY: dlsym on a live handle with a NUL-terminated name.
             let p = unsafe { libc::dlsym(h, c.as_ptr()) };
             if p.is_null() {
-                Err(format!("{LIBVDEPLUG_SONAME} has no symbol {s}"))
+                Err(LoadError::Symbol(s))
             } else {
                 Ok(p)
             }

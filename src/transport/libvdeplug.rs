@@ -186,7 +186,7 @@ pub fn open<S: AsRef<OsStr> + ?Sized>(
         OpenError::protocol(
             vnl,
             "loading libvdeplug",
-            why,
+            why.to_string(),
             Some(format!(
                 "{scheme}:// is opened through libvdeplug plugins ({LIBVDEPLUG_SONAME}): {INSTALL}"
             )),

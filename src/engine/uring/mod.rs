@@ -77,37 +77,59 @@ const NEEDED: &[(u8, &str)] = &[
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
 ];
 
+/// Why io_uring cannot carry the data plane here ([`probe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// kernel.io_uring_disabled = 2.
+    Disabled,
+    /// A step of the probe failed: the step, and the system's reason.
+    Step(&'static str, String),
+    /// The kernel lacks operations the loops use.
+    MissingOps(Vec<&'static str>),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Disabled => write!(f, "io_uring is disabled (kernel.io_uring_disabled = 2)"),
+            Unavailable::Step(step, why) => write!(f, "{step}: {why}"),
+            Unavailable::MissingOps(ops) => write!(f, "the kernel lacks io_uring ops {}", ops.join(", ")),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
 /// Says why io_uring cannot carry the data plane here, or Ok if it can: ring setup, the ops the
 /// worker needs (IORING_REGISTER_PROBE), and a provided-buffer ring registration. Probed once
 /// per process: the tap set-up (offload or not) and the engine start ask the same question.
-pub fn probe() -> Result<(), String> {
-    static PROBED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+pub fn probe() -> Result<(), Unavailable> {
+    static PROBED: std::sync::OnceLock<Result<(), Unavailable>> = std::sync::OnceLock::new();
     PROBED.get_or_init(probe_now).clone()
 }
 
-fn probe_now() -> Result<(), String> {
+fn probe_now() -> Result<(), Unavailable> {
+    let step = |what: &'static str| move |e: io::Error| Unavailable::Step(what, crate::sys::err_text(&e));
     if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         if s.trim() == "2" {
-            return Err("io_uring is disabled (kernel.io_uring_disabled = 2)".into());
+            return Err(Unavailable::Disabled);
         }
     }
-    let ring: IoUring =
-        IoUring::new(8).map_err(|e| format!("io_uring_setup: {}", crate::sys::err_text(&e)))?;
+    let ring: IoUring = IoUring::new(8).map_err(step("io_uring_setup"))?;
     let mut p = Probe::new();
     ring.submitter()
         .register_probe(&mut p)
-        .map_err(|e| format!("IORING_REGISTER_PROBE: {}", crate::sys::err_text(&e)))?;
-    let missing: Vec<&str> = NEEDED
+        .map_err(step("IORING_REGISTER_PROBE"))?;
+    let missing: Vec<&'static str> = NEEDED
         .iter()
         .filter(|(c, _)| !p.is_supported(*c))
         .map(|(_, n)| *n)
         .collect();
     if !missing.is_empty() {
-        return Err(format!("the kernel lacks io_uring ops {}", missing.join(", ")));
+        return Err(Unavailable::MissingOps(missing));
     }
-    let mut br = BufRing::new(8, 64, 0, 0).map_err(|e| format!("buffer ring memory: {e}"))?;
-    br.register(&ring)
-        .map_err(|e| format!("IORING_REGISTER_PBUF_RING: {}", crate::sys::err_text(&e)))?;
+    let mut br = BufRing::new(8, 64, 0, 0).map_err(step("buffer ring memory"))?;
+    br.register(&ring).map_err(step("IORING_REGISTER_PBUF_RING"))?;
     let _ = ring.submitter().unregister_buf_ring(0);
     Ok(())
 }
