@@ -211,22 +211,7 @@ fn launched(who: Who, classic: bool, d: &TempDir, setup: &[&str], args: &[String
     } else {
         binary().display().to_string()
     };
-    let mut c = match who {
-        Who::Root => Command::new("perl"),
-        Who::Nobody => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                "--",
-                "perl",
-            ]);
-            c
-        }
-    };
+    let mut c = as_who(who, "perl");
     c.arg(d.join("launch.pl"))
         .args(setup)
         .arg("--")

@@ -95,6 +95,24 @@ fn read_pid(p: &Path, secs: u64) -> i32 {
 /// Usage errors: getopt_long's verdict and vde_plug's exit status 255; for getopt's own errors
 /// the same text after the program name (vdeplug-fast says it in one line with a hint, where
 /// vde_plug adds its usage).
+/// A vde2 vde_switch at `dir`, its console on stdin (it ends at EOF) and, with `console_out`,
+/// on a pipe to read; waited for until its control socket is there.
+fn vde_switch(dir: &Path, console_out: bool) -> Proc {
+    let mut c = Command::new("vde_switch");
+    c.arg("-s")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(if console_out {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::null());
+    let sw = Proc::start(c);
+    assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+    sw
+}
+
 #[test]
 fn usage_errors_as_getopt_long() {
     let d = TempDir::new("pvusage");
@@ -722,13 +740,7 @@ fn switch_going_away_ends_the_run() {
         for cable in [false, true] {
             let d = TempDir::new("pvswgone");
             let dir = d.join("sw");
-            let mut c = Command::new("vde_switch");
-            c.args(["-s", dir.to_str().unwrap()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let sw = Proc::start(c);
-            assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+            let sw = vde_switch(&dir, false);
             let vnl = format!("vde://{}", dir.display());
             let args: Vec<&str> = if cable { vec![&vnl, "null://"] } else { vec![&vnl] };
             let mut c = cmd(&bin, &args, &d);
@@ -754,13 +766,7 @@ fn switch_port_options_and_default_description() {
         for second in [false, true] {
             let d = TempDir::new("pvport");
             let dir = d.join("sw");
-            let mut c = Command::new("vde_switch");
-            c.args(["-s", dir.to_str().unwrap()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null());
-            let mut sw = Proc::start(c);
-            assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+            let mut sw = vde_switch(&dir, true);
             let vnl = format!("vde://{}", dir.display());
             let args: Vec<&str> = if second {
                 vec!["--port2=6", "null://", &vnl]
@@ -907,14 +913,7 @@ fn arguments_that_are_not_utf8() {
     // A vde_switch at a path that is not UTF-8, joined by a plain path and by vde:// with -m.
     let d = TempDir::new("pvbytesw");
     let dir = d.path().join(OsStr::from_bytes(b"sw\xff"));
-    let mut c = Command::new("vde_switch");
-    c.arg("-s")
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _sw = Proc::start(c);
-    assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+    let _sw = vde_switch(&dir, false);
     for args in [
         vec![under(&d, b"", b"sw\xff")],
         vec!["-m".into(), "777".into(), under(&d, b"vde://", b"sw\xff")],
@@ -1138,13 +1137,7 @@ fn description_bytes_reach_the_switch_as_given() {
     for (name, bin) in both() {
         let d = TempDir::new("pvdescrsw");
         let dir = d.join("sw");
-        let mut c = Command::new("vde_switch");
-        c.args(["-s", dir.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut sw = Proc::start(c);
-        assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
+        let mut sw = vde_switch(&dir, true);
         let mut c = Command::new(&bin);
         c.arg("-D")
             .arg(OsString::from_vec(b"a\xff\xfeb".to_vec()))

@@ -11,29 +11,9 @@ mod common;
 use common::*;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const FALLBACK: [&str; 3] = ["/var/run", "/var/tmp", "/tmp"];
-
-fn as_who(who: Who, prog: &str) -> Command {
-    match who {
-        Who::Root => Command::new(prog),
-        Who::Nobody => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                "--",
-                prog,
-            ]);
-            c
-        }
-    }
-}
 
 /// The data socket file of the vde:// client `pid`: `vde.<pid>-<seq>` in a fallback place
 /// or `.<pid>-<seq>` in the switch directory.

@@ -15,17 +15,8 @@ use std::time::{Duration, Instant};
 /// The source address of a tagged datagram read as a frame (`wire::superframe::TAG`).
 const TAG_SRC: &str = "2b:66:61:73:74:01";
 
-/// `"key":"value"` of port vde0 in a --stats line.
 fn port_field(json: &str, key: &str) -> String {
-    let p = &json[json
-        .find("\"name\":\"vde0\"")
-        .unwrap_or_else(|| panic!("no vde0 in {json}"))..];
-    let i = p
-        .find(&format!("\"{key}\":\""))
-        .unwrap_or_else(|| panic!("no {key} in {p}"))
-        + key.len()
-        + 4;
-    p[i..].chars().take_while(|c| *c != '"').collect()
+    port_str(json, "vde0", key)
 }
 
 /// wire_super of one direction of vde0.
@@ -37,18 +28,8 @@ fn wire_super(json: &str, dir: &str) -> u64 {
     stat_sum(&p[..end], "wire_super")
 }
 
-/// The --stats line of a vdens-fast node, fresh (SIGUSR1).
 fn stats_of(n: &mut Node, file: &Path) -> String {
-    let _ = std::fs::remove_file(file);
-    n.sh("kill -USR1 $PPID", 5);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let j = std::fs::read_to_string(file).unwrap_or_default();
-        if j.contains("\"vde0\"") || Instant::now() > deadline {
-            return j;
-        }
-    }
+    fresh_stats(n, file, "vde0")
 }
 
 /// Starts a vdens-fast (with --stats) or a classic vdens on `vnl`.
@@ -147,28 +128,6 @@ fn traffic(a: &mut Node, b: &mut Node, d: &TempDir, net: &str, mtu: usize) {
     assert!(got.contains("datagram"), "UDP crossed: {got:?}");
 }
 
-/// The TCP over IPv6, b to a.
-fn traffic6(a: &mut Node, b: &mut Node, net: &str) {
-    a.sh(
-        "rm -f rx6; (timeout 60 nc -6 -l 6001 > rx6 &); \
-         for i in $(seq 100); do ss -ltn | grep -q ':6001 ' && exit 0; sleep 0.05; done; exit 1",
-        10,
-    );
-    b.sh(&format!("head -c 3000000 /dev/urandom > tx6; sha256sum < tx6 > tx6.sum; timeout 60 nc -N -w 10 fd{net}::1 6001 < tx6"), 70);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (code, _) = a.try_sh("test $(stat -c %s rx6) -eq 3000000", 5);
-        if code == Some(0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "IPv6 transfer incomplete");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let sent = b.sh("cat tx6.sum", 5);
-    let got = a.sh("sha256sum < rx6", 5);
-    assert_eq!(got, sent, "IPv6 transfer byte-exact");
-}
-
 fn fast_pair(engine: &str, mtu: usize, net: &str) {
     let d = TempDir::new(&format!("sfp{net}"));
     let vnl = format!("ptp://{}", d.join("p").display());
@@ -176,7 +135,7 @@ fn fast_pair(engine: &str, mtu: usize, net: &str) {
     let (mut b, fb) = start(&d, "b", true, engine, &vnl);
     wire(&mut a, &mut b, net, mtu);
     traffic(&mut a, &mut b, &d, net, mtu);
-    traffic6(&mut a, &mut b, net);
+    tcp_transfer(&mut b, &mut a, &format!("fd{net}::1"), &d, 3 << 20);
     let (ja, jb) = (stats_of(&mut a, &fa), stats_of(&mut b, &fb));
     assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
     assert_eq!(

@@ -131,60 +131,12 @@ impl Drop for Relay {
     }
 }
 
-/// `"key":"value"` of port vde0 in a --stats line.
 fn port_field(json: &str, key: &str) -> String {
-    let p = &json[json
-        .find("\"name\":\"vde0\"")
-        .unwrap_or_else(|| panic!("no vde0 in {json}"))..];
-    let i = p
-        .find(&format!("\"{key}\":\""))
-        .unwrap_or_else(|| panic!("no {key} in {p}"))
-        + key.len()
-        + 4;
-    p[i..].chars().take_while(|c| *c != '"').collect()
+    port_str(json, "vde0", key)
 }
 
-/// The --stats line once it names vde0, after asking for a fresh one (SIGUSR1).
 fn stats_of(n: &mut Node, file: &Path) -> String {
-    n.sh("kill -USR1 $PPID", 5);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        let j = std::fs::read_to_string(file).unwrap_or_default();
-        if j.contains("\"vde0\"") || Instant::now() > deadline {
-            return j;
-        }
-    }
-}
-
-/// A TCP transfer over IPv6 (`tcp_transfer`'s listener is IPv4 only), sha256-checked.
-fn tcp6_transfer(from: &mut Node, to: &mut Node, to_addr: &str, d: &TempDir) {
-    let (src, dst) = (d.join("tx6.bin"), d.join("rx6.bin"));
-    let data: Vec<u8> = (0..4u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(&src, &data).unwrap();
-    to.sh(
-        &format!(
-            "(timeout 60 nc -6 -l 6001 > {} ; echo done > {}.done) >/dev/null 2>&1 & \
-             for i in $(seq 100); do ss -ltn | grep -q ':6001 ' && exit 0; sleep 0.05; done; exit 1",
-            dst.display(),
-            dst.display()
-        ),
-        15,
-    );
-    from.sh(
-        &format!("timeout 60 nc -N -w 10 {to_addr} 6001 < {}", src.display()),
-        70,
-    );
-    assert!(
-        wait_path(&dst.with_extension("bin.done"), 20),
-        "IPv6 receiver did not finish"
-    );
-    assert!(
-        std::fs::read(&dst).unwrap() == data,
-        "IPv6 transfer not byte-exact"
-    );
+    fresh_stats(n, file, "vde0")
 }
 
 struct Case {
@@ -226,7 +178,7 @@ fn run(tag: &str, c: Case) {
     a.sh("echo datagram | timeout 5 nc -u -w 1 10.31.0.2 7777", 10);
     tcp_transfer(a, b, "10.31.0.2", &d, 8 << 20);
     tcp_transfer(b, a, "10.31.0.1", &d, 8 << 20);
-    tcp6_transfer(a, b, "fd31::2", &d);
+    tcp_transfer(a, b, "fd31::2", &d, 4 << 20);
     let got = b.sh("cat udp.out", 5);
     assert!(got.contains("datagram"), "UDP crossed: {got:?}");
     let s = &relay.seen;

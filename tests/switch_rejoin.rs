@@ -8,7 +8,6 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug)]
@@ -19,18 +18,6 @@ enum Host {
     Plug,
     /// vdens-fast hosting `switch://DIR`.
     Fast,
-}
-
-fn as_who(who: Who, prog: &Path) -> Command {
-    match who {
-        Who::Root => Command::new(prog),
-        Who::Nobody => {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
-                .arg(prog);
-            c
-        }
-    }
 }
 
 fn start_switch(host: Host, who: Who, d: &TempDir, sw: &Path) -> Daemon {

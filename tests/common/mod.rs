@@ -21,6 +21,19 @@ pub enum Who {
     Nobody,
 }
 
+/// `prog` as `who`: itself as root, through setpriv as nobody (no groups).
+pub fn as_who(who: Who, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+    match who {
+        Who::Root => Command::new(prog),
+        Who::Nobody => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
+                .arg(prog);
+            c
+        }
+    }
+}
+
 pub const BOTH: [Who; 2] = [Who::Root, Who::Nobody];
 
 /// A temp directory readable by the unprivileged user, removed on drop.
@@ -639,10 +652,12 @@ pub fn tcp_transfer(from: &mut Node, to: &mut Node, to_addr: &str, dir: &TempDir
         x ^= x << 17;
         *b = x as u8;
     }
+    // nc listens on IPv4 only unless told.
+    let six = if to_addr.contains(':') { "-6 " } else { "" };
     std::fs::write(&src, &data).unwrap();
     to.sh(
         &format!(
-            "(timeout 60 nc -l {port} > {} ; echo rx-exit $? > {}.done) >/dev/null 2>&1 & \
+            "(timeout 60 nc {six}-l {port} > {} ; echo rx-exit $? > {}.done) >/dev/null 2>&1 & \
              for i in $(seq 100); do ss -ltn | grep -q ':{port} ' && exit 0; sleep 0.05; done; exit 1",
             dst.display(),
             dst.display()
@@ -703,6 +718,35 @@ pub fn ns_node_in(ns: &NetNs, name: &str, imp: Impl, dir: &TempDir, extra: &[&st
         .env("HOME", dir.path())
         .current_dir(dir.path());
     Node::start(name, c)
+}
+
+/// `"key":"value"` of port `name` in a --stats JSON line.
+pub fn port_str(json: &str, name: &str, key: &str) -> String {
+    let at = json
+        .find(&format!("\"name\":\"{name}\""))
+        .unwrap_or_else(|| panic!("no {name} in {json}"));
+    let p = &json[at..];
+    let i = p
+        .find(&format!("\"{key}\":\""))
+        .unwrap_or_else(|| panic!("no {key} in {p}"))
+        + key.len()
+        + 4;
+    p[i..].chars().take_while(|c| *c != '"').collect()
+}
+
+/// The --stats line of the vdens-fast running node `n` (its `--stats FILE`), written afresh
+/// (SIGUSR1 to vdens-fast, the shell's parent) and waited for until it names `port`.
+pub fn fresh_stats(n: &mut Node, file: &Path, port: &str) -> String {
+    let _ = std::fs::remove_file(file);
+    n.sh("kill -USR1 $PPID", 5);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let j = std::fs::read_to_string(file).unwrap_or_default();
+        if j.contains(&format!("\"{port}\"")) || Instant::now() > deadline {
+            return j;
+        }
+    }
 }
 
 /// `"key":N` of every port direction in a --stats JSON line, summed.
