@@ -38,7 +38,7 @@
 
 use super::ring::{Interval, Ring, Sqe, Target};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning};
-use crate::engine::core::cut::{self, Cut};
+use crate::engine::core::cut::{self, Cut, Whole};
 use crate::engine::core::ptp;
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
@@ -56,12 +56,16 @@ use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::sys::inet::HDR;
 use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnect, SendTo};
 use crate::wire::gro::{self, Coalescer};
+use crate::wire::gso::Segmenter;
 use crate::wire::stream::{self, Decoder};
+use crate::wire::superframe::{is_tagged, PREFIX, TAG_LEN};
+use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::cqueue;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::socket::{recv, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,6 +85,40 @@ const STREAM_IN: usize = 65536;
 const STREAM_OUT: usize = 256 * 1024;
 /// A receive that ran out of buffers is re-armed once this many are back.
 const REARM: u32 = NBUF as u32 / 8;
+/// Receive buffers of the endpoints that take super-frames (a power of two), in their own
+/// provided-buffer group: a tagged datagram (`wire::superframe`) holds up to 64 KiB.
+const NBIG: u16 = 64;
+/// Large enough for any tagged datagram, so a longer one shows up as oversize.
+const BIG_SIZE: usize = PREFIX + SUPER_READ;
+const BIG_FLAG: u16 = 0x4000;
+/// The provided-buffer group of the big buffers (the shared one is 0); also the `slot` of
+/// a multishot receive's token that draws from them.
+const BIG_GROUP: u16 = 1;
+const REARM_BIG: u32 = NBIG as u32 / 8;
+
+/// Where frame id `fid` lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fid {
+    /// A shared receive buffer.
+    Buf(u16),
+    /// A big receive buffer (an endpoint that takes super-frames).
+    Big(u16),
+    /// A slot: a frame reassembled, cut or copied by the node.
+    Slot(u16),
+}
+
+impl Fid {
+    #[inline]
+    fn of(fid: u16) -> Fid {
+        if fid & SLOT_FLAG != 0 {
+            Fid::Slot(fid & !SLOT_FLAG)
+        } else if fid & BIG_FLAG != 0 {
+            Fid::Big(fid & !BIG_FLAG)
+        } else {
+            Fid::Buf(fid)
+        }
+    }
+}
 
 /// user_data of an operation (`fid`: a frame id; `len`: a send's length).
 #[inline]
@@ -147,10 +185,10 @@ impl SendRec {
 
 /// The index of frame `fid`'s send message.
 fn rec_of(fid: u16) -> usize {
-    if fid & SLOT_FLAG != 0 {
-        NBUF as usize + (fid & !SLOT_FLAG) as usize
-    } else {
-        fid as usize
+    match Fid::of(fid) {
+        Fid::Buf(b) => b as usize,
+        Fid::Slot(s) => NBUF as usize + s as usize,
+        Fid::Big(b) => NBUF as usize + SLOTS + b as usize,
     }
 }
 
@@ -183,6 +221,20 @@ struct VnetIn {
 struct VnetOut {
     hdr: usize,
     gro: Coalescer<Box<[u8]>>,
+}
+
+/// A tagged datagram (in a big buffer, held) on its way to the destinations that take
+/// standard frames only: its super-frame cut once, piece by piece, each piece in a slot sent
+/// to all of them; or its frame, the partial checksum completed, in one slot.
+struct CutJob {
+    fid: u16,
+    len: usize,
+    h: VnetHdr,
+    /// Pieces, and the next one to cut.
+    count: usize,
+    next: usize,
+    /// The destinations and their generations (one that left meanwhile is skipped).
+    dests: Vec<(usize, u16)>,
 }
 
 enum Rx {
@@ -235,6 +287,9 @@ struct Ep {
     reconnect: Reconnector,
     /// Operations in flight that use this endpoint's descriptors.
     inflight: u32,
+    /// A client that takes tagged datagrams (`switch::server::Joined::superframes`): it is
+    /// received into the big buffers, and sent super-frames whole.
+    superframes: bool,
     /// [TAP_TO_LINK] = from this endpoint into the node, [LINK_TO_TAP] = from the node to it.
     counts: [Counts; 2],
     stats: Arc<PortStats>,
@@ -334,6 +389,7 @@ impl Ep {
             tx: tx_kind,
             reconnect,
             inflight: 0,
+            superframes: false,
             counts: [Counts::default(); 2],
             stats: Arc::new(PortStats::new(name, vnl)),
             label,
@@ -369,10 +425,13 @@ impl Ep {
             rx_starved: false,
             tx: Tx::Overlay(Box::new(OvTx {
                 ep: o,
-                recs: (0..NBUF as usize + SLOTS).map(|_| SendRec::new()).collect(),
+                recs: (0..NBUF as usize + SLOTS + NBIG as usize)
+                    .map(|_| SendRec::new())
+                    .collect(),
             })),
             reconnect: Reconnector::new(Reconnect::Never),
             inflight: 0,
+            superframes: false,
             counts: [Counts::default(); 2],
             stats: Arc::new(PortStats::new(name, &vnl)),
             label,
@@ -385,14 +444,40 @@ impl Ep {
     }
 }
 
-/// Bytes of frame `fid`: a shared buffer the kernel filled and handed over (it cannot pick it
-/// again until it is pushed back), or a stream slot.
-fn frame_of<'a>(bufs: &'a BufRing, slots: &'a [u8], fid: u16, len: usize) -> &'a [u8] {
-    if fid & SLOT_FLAG != 0 {
-        let s = (fid & !SLOT_FLAG) as usize * BUF_SIZE;
-        &slots[s..s + len]
-    } else {
-        bufs.data(fid, 0, len)
+/// The receive buffers of a node: the shared ones, and the big ones of the endpoints that
+/// take super-frames (a switch or hub that offers them; None otherwise).
+struct Bufs {
+    shared: BufRing,
+    big: Option<BufRing>,
+}
+
+impl Bufs {
+    /// Bytes of frame `fid` (a buffer, not a slot) the kernel filled and handed over (it
+    /// cannot pick it again until it is pushed back).
+    fn data(&self, fid: u16, len: usize) -> &[u8] {
+        match Fid::of(fid) {
+            Fid::Big(b) => self.big.as_ref().expect("big buffers").data(b, 0, len),
+            _ => self.shared.data(fid, 0, len),
+        }
+    }
+
+    /// Hands buffer `fid` back to the kernel.
+    fn push(&mut self, fid: u16) {
+        match Fid::of(fid) {
+            Fid::Big(b) => self.big.as_mut().expect("big buffers").push(b),
+            _ => self.shared.push(fid),
+        }
+    }
+}
+
+/// Bytes of frame `fid`: a buffer (see [`Bufs::data`]), or a slot.
+fn frame_of<'a>(bufs: &'a Bufs, slots: &'a [u8], fid: u16, len: usize) -> &'a [u8] {
+    match Fid::of(fid) {
+        Fid::Slot(s) => {
+            let s = s as usize * BUF_SIZE;
+            &slots[s..s + len]
+        }
+        _ => bufs.data(fid, len),
     }
 }
 
@@ -403,9 +488,18 @@ fn bfd<'a>(f: RawFd) -> BorrowedFd<'a> {
 struct UNode {
     name: String,
     ring: Ring,
-    bufs: BufRing,
+    bufs: Bufs,
     /// References to each shared buffer (sends in flight + the forwarding in progress).
     buf_refs: Box<[u16]>,
+    /// References to each big buffer (as `buf_refs`, + a cut in progress), and what each
+    /// holds: `Some` for a tagged datagram, judged (the standard frames it stands for).
+    big_refs: Box<[u16]>,
+    big_whole: Box<[Option<Whole>]>,
+    /// Tagged datagrams being cut for the destinations that take standard frames only, in
+    /// the order they arrived (see `forward_whole`).
+    cuts: VecDeque<CutJob>,
+    /// Destination lists of finished cuts, for the next ones (nothing allocated per frame).
+    spare_dests: Vec<Vec<(usize, u16)>>,
     /// Where an overlay's batch is received before its frames go to slots (allocated with
     /// the first batch), and the batch's lengths.
     ov_slab: Vec<u8>,
@@ -481,34 +575,42 @@ impl UNode {
     }
 
     fn frame_ptr(&self, fid: u16) -> *const u8 {
-        if fid & SLOT_FLAG != 0 {
-            self.slots[(fid & !SLOT_FLAG) as usize * BUF_SIZE..].as_ptr()
-        } else {
-            self.bufs.addr(fid)
+        match Fid::of(fid) {
+            Fid::Slot(s) => self.slots[s as usize * BUF_SIZE..].as_ptr(),
+            Fid::Buf(b) => self.bufs.shared.addr(b),
+            Fid::Big(b) => self.bufs.big.as_ref().expect("big buffers").addr(b),
+        }
+    }
+
+    fn refs(&mut self, fid: u16) -> &mut u16 {
+        match Fid::of(fid) {
+            Fid::Slot(s) => &mut self.slot_refs[s as usize],
+            Fid::Buf(b) => &mut self.buf_refs[b as usize],
+            Fid::Big(b) => &mut self.big_refs[b as usize],
         }
     }
 
     fn hold(&mut self, fid: u16) {
-        if fid & SLOT_FLAG != 0 {
-            self.slot_refs[(fid & !SLOT_FLAG) as usize] += 1;
-        } else {
-            self.buf_refs[fid as usize] += 1;
-        }
+        *self.refs(fid) += 1;
     }
 
     fn release(&mut self, fid: u16) {
-        if fid & SLOT_FLAG != 0 {
-            let s = (fid & !SLOT_FLAG) as usize;
-            self.slot_refs[s] -= 1;
-            if self.slot_refs[s] == 0 {
-                self.free_slots.push(s as u16);
-            }
-        } else {
-            let r = &mut self.buf_refs[fid as usize];
-            *r -= 1;
-            if *r == 0 {
-                self.bufs.push(fid);
-            }
+        let r = self.refs(fid);
+        *r -= 1;
+        if *r > 0 {
+            return;
+        }
+        match Fid::of(fid) {
+            Fid::Slot(s) => self.free_slots.push(s),
+            _ => self.bufs.push(fid),
+        }
+    }
+
+    /// What big buffer `fid` holds, when it is a judged tagged datagram.
+    fn whole_of(&self, fid: u16) -> Option<Whole> {
+        match Fid::of(fid) {
+            Fid::Big(b) => self.big_whole[b as usize],
+            _ => None,
         }
     }
 
@@ -562,8 +664,11 @@ impl UNode {
     }
 
     fn arm_rx(&mut self, id: usize) {
-        let g = self.bufs.bgid();
         let Some(e) = self.eps[id].as_mut() else { return };
+        let g = match &self.bufs.big {
+            Some(b) if e.superframes => b.bgid(),
+            _ => self.bufs.shared.bgid(),
+        };
         if e.rx_armed || e.rx_dead {
             return;
         }
@@ -635,7 +740,10 @@ impl UNode {
         e.rx_armed = true;
         e.rx_starved = false;
         e.inflight += 1;
-        let sqe = sqe.op(token(kind, id, e.gen, 0, 0));
+        // A multishot receive's token names its buffer group, so that a buffer it hands over
+        // goes back to the right one even once the endpoint is gone.
+        let group = if kind == Op::Rx { g } else { 0 };
+        let sqe = sqe.op(token(kind, id, e.gen, group, 0));
         self.push(&sqe);
     }
 
@@ -700,17 +808,19 @@ impl UNode {
         self.leaving.push((id, e));
     }
 
-    /// Sends frame `fid` to endpoint `to`, or drops it (counted there).
+    /// Sends frame `fid` to endpoint `to`, or drops it (counted there). A tagged datagram
+    /// (a big buffer with [`Self::whole_of`]) goes only to a client that takes super-frames.
     fn send(&mut self, to: usize, fid: u16, len: usize) {
         let ptr = self.frame_ptr(fid);
+        let n = self.whole_of(fid).map_or(1, |w| w.segs);
         let Some(e) = self.eps[to].as_mut() else { return };
         let c = &mut e.counts[LINK_TO_TAP];
-        c.received += 1;
+        c.received += n;
         let fd = Target::Fd(e.tx_fd);
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let sqe = match &mut e.tx {
             Tx::Discard => {
-                c.add_drop(DropReason::NoLink, 1);
+                c.add_drop(DropReason::NoLink, n);
                 return;
             }
             Tx::Send => Sqe::Send {
@@ -804,15 +914,22 @@ impl UNode {
 
     /// Forwards frame `fid` received on endpoint `from`.
     fn forward(&mut self, from: usize, fid: u16, len: usize, now: u64) {
-        let mut d = self
-            .fwd
-            .decide(from as PortId, frame_of(&self.bufs, &self.slots, fid, len), now);
+        let f = frame_of(&self.bufs, &self.slots, fid, len);
+        // A frame that looks tagged but comes from where no tagged datagram may (a classic
+        // client, a tap, a link) would be read as one by the clients that take them: its
+        // source address is multicast, which no Ethernet frame has (see wire::superframe).
+        let forged = !self.cable && is_tagged(f);
+        let mut d = self.fwd.decide(from as PortId, f, now);
         // A cable whose other side is not attached (a ptp end between peers) drops.
         if self.cable && !self.eps.iter().enumerate().any(|(k, e)| k != from && e.is_some()) {
             d = Decision::Drop;
         }
         let Some(e) = self.eps[from].as_mut() else { return };
         let c = &mut e.counts[TAP_TO_LINK];
+        if forged {
+            c.add_drop(DropReason::Framing, 1);
+            return;
+        }
         if matches!(d, Decision::Drop) {
             c.add_drop(DropReason::NoLink, 1);
             return;
@@ -839,11 +956,202 @@ impl UNode {
         self.release(fid);
     }
 
+    /// Forwards the tagged datagram in big buffer `fid` (`len` bytes) received on endpoint
+    /// `from`, a client that takes them: judged whole first (a bad one is dropped and counted),
+    /// the decision made on the frame after its header. A client that takes super-frames is
+    /// sent the datagram as it came, from its buffer; the node's own offloading tap is written
+    /// header and frame (after what its coalescer holds, to keep the order); every other
+    /// destination gets standard frames: a super-frame is cut once (a partial checksum
+    /// completed once), into slots, and each piece sent to all of them (see [`CutJob`]).
+    fn forward_whole(&mut self, from: usize, fid: u16, len: usize, now: u64) {
+        let Fid::Big(b) = Fid::of(fid) else { return };
+        let full = len >= BIG_SIZE;
+        let d = self.bufs.data(fid, len);
+        let judged = cut::judge_whole(&d[TAG_LEN..], vnet::LEN, full).and_then(|w| {
+            VnetHdr::parse(&d[TAG_LEN..], vnet::LEN)
+                .map(|h| (w, h))
+                .map_err(|_| DropReason::Framing)
+        });
+        let (w, h) = match judged {
+            Ok(x) => x,
+            Err(why) => {
+                if let Some(e) = self.eps[from].as_mut() {
+                    e.counts[TAP_TO_LINK].received += 1;
+                    e.counts[TAP_TO_LINK].add_drop(why, 1);
+                }
+                self.bufs.push(fid);
+                return;
+            }
+        };
+        // The decision reads the frame's addresses only, and takes no frame over the largest
+        // standard one: a super-frame is judged by its head.
+        let f = &d[PREFIX..];
+        let decision = self.fwd.decide(from as PortId, &f[..f.len().min(MAX_FRAME)], now);
+        self.big_whole[b as usize] = Some(w);
+        self.big_refs[b as usize] = 1;
+        let to = |k: usize, eps: &[Option<Ep>]| {
+            k != from
+                && matches!(eps.get(k), Some(Some(_)))
+                && match decision {
+                    Decision::Unicast(p) => p as usize == k,
+                    Decision::Flood => true,
+                    Decision::Drop => false,
+                }
+        };
+        let any = (0..self.eps.len()).any(|k| to(k, &self.eps));
+        let Some(e) = self.eps[from].as_mut() else {
+            self.release(fid);
+            return;
+        };
+        let c = &mut e.counts[TAP_TO_LINK];
+        c.received += w.segs;
+        c.whole += 1;
+        if !any {
+            c.add_drop(DropReason::NoLink, w.segs);
+            self.release(fid);
+            return;
+        }
+        c.sent_many(w.segs, w.wire);
+        let mut classic = self.spare_dests.pop().unwrap_or_default();
+        for k in 0..self.eps.len() {
+            if !to(k, &self.eps) {
+                continue;
+            }
+            let e = self.eps[k].as_mut().expect("checked");
+            if e.superframes {
+                self.send(k, fid, len);
+            } else if let Tx::Vnet(v) = &mut e.tx {
+                let (tfd, hl) = (e.tx_fd, v.hdr);
+                let c = &mut e.counts[LINK_TO_TAP];
+                if v.gro.pending() {
+                    v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
+                }
+                c.received += w.segs;
+                let frames = c.frames;
+                offload::vnet_write(tfd, hl, c, &h, &self.bufs.data(fid, len)[PREFIX..]);
+                if c.frames > frames {
+                    c.whole += 1;
+                }
+            } else {
+                classic.push((k, e.gen));
+            }
+        }
+        if classic.is_empty() {
+            self.spare_dests.push(classic);
+        } else {
+            let count = match h.gso_kind() {
+                vnet::GSO_NONE => 1,
+                // Judged whole above: it is a super-frame the segmenter takes.
+                _ => Segmenter::new(&h, &self.bufs.data(fid, len)[PREFIX..]).map_or(0, |s| s.count()),
+            };
+            if h.gso_kind() != vnet::GSO_NONE {
+                let c = &mut self.eps[from].as_mut().expect("checked").counts[TAP_TO_LINK];
+                c.super_frames += 1;
+                c.segments += count as u64;
+            }
+            // The cut holds the datagram until its last piece is sent.
+            self.hold(fid);
+            self.cuts.push_back(CutJob {
+                fid,
+                len,
+                h,
+                count,
+                next: 0,
+                dests: classic,
+            });
+            self.pump_cuts();
+        }
+        self.release(fid);
+    }
+
+    /// Cuts the tagged datagrams waiting in `cuts`, in order, one standard frame at a time into
+    /// a slot, each sent to every destination of its datagram that is still there; stops when
+    /// no slot is free (then goes on at the end of the turn, once sends gave slots back; the
+    /// datagrams wait in their big buffers, so a flood of them slows their senders' receives).
+    fn pump_cuts(&mut self) {
+        while let Some(job) = self.cuts.front_mut() {
+            if job.next >= job.count {
+                let mut job = self.cuts.pop_front().expect("front");
+                self.release(job.fid);
+                job.dests.clear();
+                self.spare_dests.push(job.dests);
+                continue;
+            }
+            let Some(slot) = self.free_slots.pop() else { return };
+            let (h, i, fid, len) = (job.h, job.next, job.fid, job.len);
+            job.next += 1;
+            let dests = std::mem::take(&mut job.dests);
+            let o = slot as usize * BUF_SIZE;
+            let out = &mut self.slots[o..o + BUF_SIZE];
+            let pkt = &self.bufs.data(fid, len)[PREFIX..];
+            let got = if h.gso_kind() == vnet::GSO_NONE {
+                // A partial checksum (or none): completed on a copy, never in the buffer the
+                // datagram is sent whole from.
+                let hf = &self.bufs.data(fid, len)[TAG_LEN..];
+                if hf.len() > out.len() {
+                    Err(DropReason::Oversize)
+                } else {
+                    out[..hf.len()].copy_from_slice(hf);
+                    match cut::judge(&mut out[..hf.len()], vnet::LEN, false, MAX_FRAME) {
+                        Ok(Cut::Plain(l)) => {
+                            out.copy_within(vnet::LEN..vnet::LEN + l, 0);
+                            Ok(l)
+                        }
+                        Ok(Cut::Super(..)) => Err(DropReason::Framing),
+                        Err(why) => Err(why),
+                    }
+                }
+            } else {
+                cut::segment(&h, pkt, i, out)
+            };
+            match got {
+                Ok(l) => {
+                    let sfid = slot | SLOT_FLAG;
+                    self.slot_refs[slot as usize] = 1;
+                    for &(k, gen) in &dests {
+                        if matches!(self.eps.get(k), Some(Some(e)) if e.gen == gen) {
+                            self.send(k, sfid, l);
+                        }
+                    }
+                    self.release(sfid);
+                }
+                Err(why) => {
+                    self.free_slots.push(slot);
+                    for &(k, gen) in &dests {
+                        if let Some(Some(e)) = self.eps.get_mut(k) {
+                            if e.gen == gen {
+                                e.counts[LINK_TO_TAP].received += 1;
+                                e.counts[LINK_TO_TAP].add_drop(why, 1);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(job) = self.cuts.front_mut() {
+                job.dests = dests;
+            }
+        }
+    }
+
+    /// The buffer a multishot receive handed over goes back to its group (named by the
+    /// receive's token).
+    fn give_back(&mut self, t: &Token, bid: u16) {
+        if t.slot == BIG_GROUP && self.bufs.big.is_some() {
+            self.bufs.push(bid | BIG_FLAG);
+        } else {
+            self.bufs.push(bid);
+        }
+    }
+
     fn on_rx(&mut self, t: Token, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         let bid = cqueue::buffer_select(flags);
+        let big = t.slot == BIG_GROUP && self.bufs.big.is_some();
         if bid.is_some() {
-            self.bufs.taken();
+            match &mut self.bufs.big {
+                Some(b) if big => b.taken(),
+                _ => self.bufs.shared.taken(),
+            }
         }
         if !more {
             self.op_done(&t);
@@ -851,7 +1159,7 @@ impl UNode {
         let live = self.live(&t) && !self.stopping;
         if !live {
             if let Some(b) = bid {
-                self.bufs.push(b);
+                self.give_back(&t, b);
             }
             return;
         }
@@ -868,21 +1176,22 @@ impl UNode {
         }
         if matches!(e.rx, Rx::Overlay(_)) {
             if let Some(b) = bid {
-                self.bufs.push(b);
+                self.give_back(&t, b);
             }
             self.on_overlay_rx(t, res, now);
             return;
         }
         let Rx::Multi { eof_on_zero, .. } = e.rx else {
             if let Some(b) = bid {
-                self.bufs.push(b);
+                self.give_back(&t, b);
             }
             return;
         };
         if res < 0 {
             if let Some(b) = bid {
-                self.bufs.push(b);
+                self.give_back(&t, b);
             }
+            let e = self.eps[t.ep()].as_mut().expect("live");
             match classify_rx_error(-res) {
                 RxFault::Starved => e.rx_starved = true,
                 RxFault::Again | RxFault::Transient => {}
@@ -903,7 +1212,7 @@ impl UNode {
         if res == 0 && eof_on_zero && ptp_peer {
             // The peer hung up: not the end of the node (see ptp::after_hangup).
             if let Some(b) = bid {
-                self.bufs.push(b);
+                self.give_back(&t, b);
             }
             self.ptp_hangup();
             return;
@@ -911,8 +1220,9 @@ impl UNode {
         if res == 0 {
             // An empty datagram may come without a buffer: counted all the same.
             if let Some(b) = bid {
-                self.bufs.push(b);
+                self.give_back(&t, b);
             }
+            let e = self.eps[t.ep()].as_mut().expect("live");
             if eof_on_zero {
                 // End of file; a multishot recv on a closed seqpacket socket keeps posting
                 // empty completions (6.18): cancel it.
@@ -927,7 +1237,7 @@ impl UNode {
                 }
                 if more {
                     let c = Sqe::Cancel {
-                        user_data: token(Op::Rx, t.ep(), t.gen, 0, 0),
+                        user_data: token(Op::Rx, t.ep(), t.gen, t.slot, 0),
                     }
                     .op(token(Op::Cancel, 0, 0, 0, 0));
                     self.push(&c);
@@ -940,16 +1250,27 @@ impl UNode {
         }
         let Some(bid) = bid else { return };
         let len = res as usize;
+        let fid = if big { bid | BIG_FLAG } else { bid };
+        if big && is_tagged(self.bufs.data(fid, len)) {
+            self.forward_whole(t.ep(), fid, len, now);
+            return;
+        }
+        let e = self.eps[t.ep()].as_mut().expect("live");
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += 1;
         if let Err(why) = admit(len) {
             c.add_drop(why, 1);
-            self.bufs.push(bid);
+            self.bufs.push(fid);
             return;
         }
-        self.buf_refs[bid as usize] = 1;
-        self.forward(t.ep(), bid, len, now);
-        self.release(bid);
+        if let Fid::Big(b) = Fid::of(fid) {
+            self.big_whole[b as usize] = None;
+            self.big_refs[b as usize] = 1;
+        } else {
+            self.buf_refs[bid as usize] = 1;
+        }
+        self.forward(t.ep(), fid, len, now);
+        self.release(fid);
     }
 
     /// A socket of a vxlan:// / vxvde:// network is readable (or its poll failed): its
@@ -1010,12 +1331,17 @@ impl UNode {
     }
 
     fn on_tx(&mut self, t: Token, res: i32) {
+        let whole = self.whole_of(t.slot);
         self.release(t.slot);
         if let Some(e) = self.ep_of(&t) {
             let c = &mut e.counts[LINK_TO_TAP];
-            match res {
-                r if r >= 0 => c.sent(t.len as usize),
-                r => c.add_drop(single_send_drop(-r), 1),
+            match (res, whole) {
+                (r, Some(w)) if r >= 0 => {
+                    c.sent_many(w.segs, w.wire);
+                    c.whole += 1;
+                }
+                (r, None) if r >= 0 => c.sent(t.len as usize),
+                (r, w) => c.add_drop(single_send_drop(-r), w.map_or(1, |w| w.segs)),
             }
         }
         if res < 0 {
@@ -1299,6 +1625,7 @@ impl UNode {
             return;
         };
         let id = j.id as usize;
+        let superframes = j.superframes && self.bufs.big.is_some();
         let owner = Owner::Client {
             data: j.data,
             ctl: p.fd,
@@ -1312,7 +1639,11 @@ impl UNode {
             TapOffload::NONE,
             gen,
         ) {
-            Ok(e) => self.add(id, e),
+            Ok(mut e) => {
+                e.superframes = superframes;
+                e.stats.superframes.store(superframes, Ordering::Relaxed);
+                self.add(id, e);
+            }
             Err(m) => crate::diag!("{m}"),
         }
     }
@@ -1411,11 +1742,21 @@ impl UNode {
                 _ => {}
             }
         }
-        self.bufs.publish();
-        let avail = self.bufs.avail();
+        self.pump_cuts();
+        self.bufs.shared.publish();
+        let avail = self.bufs.shared.avail();
+        let avail_big = self.bufs.big.as_ref().map_or(0, |b| {
+            b.publish();
+            b.avail()
+        });
         for id in 0..self.eps.len() {
             let Some(e) = self.eps[id].as_ref() else { continue };
-            if !e.rx_armed && !e.rx_dead && (!e.rx_starved || avail >= REARM) {
+            let enough = if e.superframes {
+                avail_big >= REARM_BIG
+            } else {
+                avail >= REARM
+            };
+            if !e.rx_armed && !e.rx_dead && (!e.rx_starved || enough) {
                 self.arm_rx(id);
             }
         }
@@ -1709,13 +2050,22 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
     }
 }
 
-/// The ring of a node on the driver `kind` names, and its buffers.
-fn node_ring(kind: EngineKind, tuning: UringTuning) -> Result<(Ring, BufRing), SetupError> {
+/// The ring of a node on the driver `kind` names, and its buffers: the big ones too when
+/// the node offers super-frames to its clients (`big`).
+fn node_ring(kind: EngineKind, tuning: UringTuning, big: bool) -> Result<(Ring, Bufs), SetupError> {
     let (mut ring, _) = new_ring(kind, 1024, 8192, tuning.defer_taskrun)?;
-    let mut bufs = BufRing::new(NBUF, BUF_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
-    ring.register_buf_ring(&mut bufs, 0)
+    let mut shared = BufRing::new(NBUF, BUF_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
+    ring.register_buf_ring(&mut shared, 0)
         .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
-    Ok((ring, bufs))
+    let big = if big {
+        let mut b = BufRing::new(NBIG, BIG_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
+        ring.register_buf_ring(&mut b, BIG_GROUP)
+            .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
+        Some(b)
+    } else {
+        None
+    };
+    Ok((ring, Bufs { shared, big }))
 }
 
 /// Runs a node on the driver `kind` names until Stop. `ready` gets Ok once it is set up. When
@@ -1731,11 +2081,12 @@ pub fn run_node(
     ready: Sender<Result<String, String>>,
 ) {
     let NodeCtx { cmds, wake, shared } = ctx;
-    let parts = match node_ring(kind, tuning) {
+    let big = matches!(&node.kind, NodeKind::Net(l) if l.superframes);
+    let parts = match node_ring(kind, tuning, big) {
         Err(e) if e.memory && kind == EngineKind::Uring => {
             fell_back.fetch_add(1, Ordering::Relaxed);
             shared.fell_back.store(true, Ordering::Release);
-            node_ring(EngineKind::Poll, tuning)
+            node_ring(EngineKind::Poll, tuning, big)
         }
         r => r,
     };
@@ -1777,6 +2128,10 @@ pub fn run_node(
             ring,
             bufs,
             buf_refs: vec![0u16; NBUF as usize].into_boxed_slice(),
+            big_refs: vec![0u16; NBIG as usize].into_boxed_slice(),
+            big_whole: vec![None; NBIG as usize].into_boxed_slice(),
+            cuts: VecDeque::new(),
+            spare_dests: Vec::new(),
             ov_slab: Vec::new(),
             ov_lens: [0; OV_BATCH],
             slots: vec![0u8; SLOTS * BUF_SIZE].into_boxed_slice(),

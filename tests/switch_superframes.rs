@@ -1,0 +1,407 @@
+//! Negotiated super-frames through a vdens-fast switch (issue 13, item 1), on both drivers of
+//! the node's loop: two clients that offered super-frames in their join request (made by hand
+//! here: the vde:// handshake and tagged datagrams of `wire::superframe` on a bound datagram
+//! socket), a classic `vdens` client in its own namespace, and the host's own tap.
+//!
+//! - a tagged 64 KiB TCP super-frame from one capable client reaches the other whole and
+//!   byte-identical, unicast and flooded;
+//! - flooded, the classic client's tap sees it only as standard frames (none over its MTU),
+//!   every IP/TCP checksum valid; a frame with a partial UDP checksum arrives completed;
+//! - sent to the host, its offloading tap takes the super-frame whole;
+//! - the capable clients still get the classic client's plain frames;
+//! - the host's stats say which ports negotiated super-frames and count what crossed whole.
+//!
+//! Everything runs inside namespaces these tests create, or on AF_UNIX sockets.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use vdens_fast::wire::superframe::{is_tagged, TAG};
+use vdens_fast::wire::vde_ctl::{decode_sockaddr, sockaddr_marked, Request, RequestType, UnixAddr};
+use vdens_fast::wire::vnet::{self, VnetHdr};
+
+/// Prints vde0's MAC address (the namespace's /sys is the host's).
+const MAC_OF_VDE0: &str = "ip -o link show vde0 | sed -n 's/.*link\\/ether \\([0-9a-f:]*\\).*/\\1/p'";
+const MAC_A: [u8; 6] = [2, 0, 0, 0, 0x0a, 1];
+const MAC_B: [u8; 6] = [2, 0, 0, 0, 0x0b, 1];
+/// A destination nobody has: the switch floods frames to it.
+const MAC_NONE: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+/// TCP payload of the super-frame, and the MSS it is cut at.
+const PAYLOAD: usize = 64000;
+const MSS: usize = 1448;
+
+/// A client joined by hand: its control connection and connected data socket.
+struct Client {
+    _ctl: UnixStream,
+    data: UnixDatagram,
+}
+
+/// Joins the switch at `dir` offering super-frames; returns the client and whether the switch
+/// answered the offer.
+fn join(dir: &Path, tmp: &TempDir, name: &str) -> (Client, bool) {
+    let mut ctl = UnixStream::connect(dir.join("ctl")).expect("connect to ctl");
+    ctl.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mine = tmp.join(name);
+    let data = UnixDatagram::bind(&mine).unwrap();
+    let req = Request {
+        kind: RequestType::NewControl,
+        sock_path: mine.to_str().unwrap().as_bytes().to_vec(),
+        description: name.as_bytes().to_vec(),
+        superframes: true,
+    };
+    ctl.write_all(&req.encode().unwrap()).unwrap();
+    let mut ans = [0u8; 110];
+    let n = ctl.read(&mut ans).expect("the switch's answer");
+    let UnixAddr::Path(p) = decode_sockaddr(&ans[..n]).unwrap() else {
+        panic!("abstract answer")
+    };
+    data.connect(std::str::from_utf8(&p).unwrap()).unwrap();
+    data.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    data.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let _ = std::fs::remove_file(&mine);
+    (Client { _ctl: ctl, data }, sockaddr_marked(&ans[..n]))
+}
+
+impl Client {
+    fn send(&self, d: &[u8]) {
+        assert_eq!(self.data.send(d).expect("send to the switch"), d.len());
+    }
+
+    /// Receives until a datagram `want` says yes to (true) or `secs` pass (false).
+    fn wait_for(&self, secs: u64, mut want: impl FnMut(&[u8]) -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut buf = vec![0u8; 70000];
+        while Instant::now() < end {
+            if let Ok(n) = self.data.recv(&mut buf) {
+                if want(&buf[..n]) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Drops whatever waits on the socket.
+    fn drain(&self) {
+        let mut buf = vec![0u8; 70000];
+        self.data.set_nonblocking(true).unwrap();
+        while self.data.recv(&mut buf).is_ok() {}
+        self.data.set_nonblocking(false).unwrap();
+    }
+}
+
+fn sum16(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// Ethernet + IPv4 (header checksum done) from 10.77.0.10 to 10.77.0.20, protocol `proto`,
+/// and `l4` after it.
+fn ipv4_frame(dst: [u8; 6], src: [u8; 6], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(34 + l4.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let tot = (20 + l4.len()) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&tot.to_be_bytes());
+    ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = proto;
+    ip[12..16].copy_from_slice(&[10, 77, 0, 10]);
+    ip[16..20].copy_from_slice(&[10, 77, 0, 20]);
+    let c = !fold(sum16(&ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(l4);
+    f
+}
+
+/// The pseudo-header sum (folded, not complemented) a partial checksum field holds.
+fn pseudo(proto: u8, l4_len: usize) -> u16 {
+    fold(sum16(&[10, 77, 0, 10, 10, 77, 0, 20, 0, proto]) + l4_len as u32)
+}
+
+fn tagged(h: VnetHdr, frame: &[u8]) -> Vec<u8> {
+    let mut d = TAG.to_vec();
+    d.extend_from_slice(&h.to_bytes()[..vnet::LEN]);
+    d.extend_from_slice(frame);
+    d
+}
+
+/// A tagged TCPv4 super-frame of [`PAYLOAD`] bytes at MSS [`MSS`], its checksum partial (as a
+/// tap hands one over).
+fn tcp_super(dst: [u8; 6]) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20 + PAYLOAD];
+    tcp[0..2].copy_from_slice(&5000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&6000u16.to_be_bytes());
+    tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    tcp[8..12].copy_from_slice(&1u32.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18;
+    tcp[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
+    for (i, b) in tcp[20..].iter_mut().enumerate() {
+        *b = (i * 7 % 251) as u8;
+    }
+    let p = pseudo(6, tcp.len());
+    tcp[16..18].copy_from_slice(&p.to_be_bytes());
+    let h = VnetHdr {
+        flags: vnet::F_NEEDS_CSUM,
+        gso_type: vnet::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: MSS as u16,
+        csum_start: 34,
+        csum_offset: 16,
+        num_buffers: 0,
+    };
+    tagged(h, &ipv4_frame(dst, MAC_A, 6, &tcp))
+}
+
+/// A tagged UDP frame whose checksum is partial (no super-frame).
+fn udp_partial(dst: [u8; 6]) -> Vec<u8> {
+    let mut udp = vec![0u8; 8 + 100];
+    udp[0..2].copy_from_slice(&5001u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&7001u16.to_be_bytes());
+    let ulen = udp.len() as u16;
+    udp[4..6].copy_from_slice(&ulen.to_be_bytes());
+    for (i, b) in udp[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let p = pseudo(17, udp.len());
+    udp[6..8].copy_from_slice(&p.to_be_bytes());
+    let h = VnetHdr {
+        flags: vnet::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VnetHdr::default()
+    };
+    tagged(h, &ipv4_frame(dst, MAC_A, 17, &udp))
+}
+
+/// A plain broadcast frame from `src` (so that the switch learns it).
+fn hello(src: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0xffu8; 6];
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.resize(60, 0);
+    f
+}
+
+/// tcpdump on `iface` in the network namespace of `n`'s shell, its -e -vv text in `file`
+/// (run from outside: in a user namespace, as classic vdens makes, tcpdump cannot drop its
+/// privileges). Waits until it listens; stopped with [`captured`] (or on drop).
+fn capture(n: &mut Node, iface: &str, file: &Path, filter: &str) -> Daemon {
+    let pid = n.sh("echo $$", 5).trim().to_string();
+    let mut c = Command::new("nsenter");
+    c.args(["-t", &pid, "-n", "sh", "-c"]).arg(format!(
+        "exec timeout 60 tcpdump -i {iface} -n -e -vv -l {filter} > {} 2>&1",
+        file.display()
+    ));
+    let t = Daemon::start("tcpdump", c);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(
+            Instant::now() < end,
+            "tcpdump did not start: {}",
+            std::fs::read_to_string(file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t
+}
+
+/// Stops a capture (after letting frames in flight land); its text.
+fn captured(t: Daemon, file: &Path) -> String {
+    std::thread::sleep(Duration::from_secs(1));
+    drop(t);
+    std::fs::read_to_string(file).expect("capture text")
+}
+
+/// The frame lengths of a `tcpdump -e` text.
+fn frame_lengths(text: &str) -> Vec<usize> {
+    text.lines()
+        .filter(|l| l.contains("ethertype"))
+        .filter_map(|l| {
+            let i = l.find(", length ")? + ", length ".len();
+            l[i..].split(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// The scenario on a `scheme://` node (switch or hub), on the driver `engine` names (None:
+/// the default, io_uring).
+fn scenario(scheme: &str, engine: Option<&str>, tag: &str) {
+    // A hub floods every frame: the classic client sees the unicast super-frame cut too.
+    let hub = scheme == "hub";
+    let d = TempDir::new(tag);
+    let dir = d.join("sw");
+    let stats = d.join("host.json");
+    let node_vnl = format!("{scheme}://{}", dir.display());
+    let vnl = format!("vde://{}", dir.display());
+    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
+    if let Some(e) = engine {
+        args.extend(["--engine", e]);
+    }
+    args.extend([node_vnl.as_str(), "sh", "-s"]);
+    let mut h = Node::start("host", vdens_fast(Who::Root, &d, &args));
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let mut c = ns_node("classic", Impl::Classic, &d, &[&vnl]);
+    let (a, a_ok) = join(&dir, &d, "a.sock");
+    let (b, b_ok) = join(&dir, &d, "b.sock");
+    assert!(a_ok && b_ok, "the switch did not answer the super-frame offer");
+    h.up("vde0", "10.77.0.1/24", None);
+    c.up("vde0", "10.77.0.2/24", None);
+    let host_mac = h.sh(MAC_OF_VDE0, 5);
+    let host_mac: Vec<u8> = host_mac
+        .trim()
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
+    let host_mac: [u8; 6] = host_mac.try_into().expect("a MAC address");
+
+    // The switch learns where A and B are.
+    a.send(&hello(MAC_A));
+    b.send(&hello(MAC_B));
+    assert!(b.wait_for(5, |f| f == hello(MAC_A)), "B did not get A's hello");
+    assert!(a.wait_for(5, |f| f == hello(MAC_B)), "A did not get B's hello");
+
+    // (a) Unicast: B gets the super-frame whole, byte for byte; the classic client sees none
+    // of it on a switch (its capture runs from here on).
+    let cap_c = d.join("classic.txt");
+    let t = capture(&mut c, "vde0", &cap_c, "");
+    let to_b = tcp_super(MAC_B);
+    a.send(&to_b);
+    assert!(
+        b.wait_for(5, |f| f == to_b.as_slice()),
+        "B did not get A's super-frame whole; host stats: {}",
+        std::fs::read_to_string(&stats).unwrap_or_default()
+    );
+
+    // (b) Flooded: B gets it whole again; the classic client gets it cut into standard
+    // frames with valid checksums; so is a frame whose UDP checksum was partial.
+    let flood = tcp_super(MAC_NONE);
+    a.send(&flood);
+    assert!(
+        b.wait_for(5, |f| f == flood.as_slice()),
+        "B did not get the flooded super-frame whole"
+    );
+    let udp = udp_partial(MAC_NONE);
+    a.send(&udp);
+    assert!(
+        b.wait_for(5, |f| f == udp.as_slice()),
+        "B did not get the partial-checksum frame whole"
+    );
+    let text = captured(t, &cap_c);
+    let lens = frame_lengths(&text);
+    assert!(
+        lens.iter().all(|&l| l <= 1514),
+        "the classic client saw a frame over its MTU: {lens:?}\n{text}"
+    );
+    assert!(
+        !text.contains("incorrect") && !text.contains("bad cksum") && !text.contains("bad udp cksum"),
+        "a bad checksum at the classic client:\n{text}"
+    );
+    let segs = PAYLOAD.div_ceil(MSS) * if hub { 2 } else { 1 };
+    let full = format!(", length {}:", 54 + MSS);
+    let last = format!(", length {}:", 54 + PAYLOAD % MSS);
+    let tcp_seen = text
+        .lines()
+        .filter(|l| l.contains("02:00:00:00:0a:01 > "))
+        .filter(|l| l.contains(&full) || l.contains(&last))
+        .count();
+    assert_eq!(
+        tcp_seen, segs,
+        "the classic client did not get the {segs} segments of the super-frames flooded to it:\n{text}"
+    );
+    assert_eq!(
+        text.matches("(correct)").count(),
+        segs,
+        "every segment's TCP checksum is correct:\n{text}"
+    );
+    assert!(
+        text.contains("udp sum ok"),
+        "the partial UDP checksum was not completed:\n{text}"
+    );
+    let for_b = text.lines().filter(|l| l.contains("> 02:00:00:00:0b:01")).count();
+    assert_eq!(
+        for_b,
+        if hub { segs / 2 } else { 0 },
+        "frames for B at the classic client:\n{text}"
+    );
+
+    // The host's offloading tap takes a super-frame whole.
+    let cap_h = d.join("host.txt");
+    let t = capture(&mut h, "vde0", &cap_h, "tcp port 6000");
+    a.send(&tcp_super(host_mac));
+    let text = captured(t, &cap_h);
+    assert!(
+        frame_lengths(&text).contains(&(54 + PAYLOAD)),
+        "the host's tap did not get the super-frame whole:\n{text}"
+    );
+
+    // (c) The capable clients get the classic client's plain frames.
+    a.drain();
+    let c_mac = c.sh(MAC_OF_VDE0, 5);
+    let c_mac: Vec<u8> = c_mac
+        .trim()
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
+    c.sh("ping -c 1 -W 1 10.77.0.99; true", 10);
+    assert!(
+        a.wait_for(5, |f| !is_tagged(f)
+            && f.len() <= 1514
+            && f[6..12] == c_mac[..]
+            && f[12..14] == [0x08, 0x06]),
+        "A did not get the classic client's ARP request"
+    );
+
+    // The stats: A and B negotiated (and the classic client did not), super-frames crossed
+    // whole and were cut for the classic client.
+    std::thread::sleep(Duration::from_millis(400));
+    let j = std::fs::read_to_string(&stats).expect("host's stats");
+    assert_eq!(
+        j.matches("\"superframes\":true").count(),
+        2,
+        "A and B, and only they, negotiated: {j}"
+    );
+    assert!(stat_sum(&j, "whole") >= 4 + 2, "no super-frames whole: {j}");
+    assert!(stat_sum(&j, "super_frames") >= 1, "no super-frame cut: {j}");
+    drop(a);
+    drop(b);
+    drop(c);
+    let o = h.finish(20);
+    assert_eq!(o.code, Some(0), "host: {}", o.stderr);
+}
+
+#[test]
+fn super_frames_cross_a_switch_whole_and_cut_for_classic_clients() {
+    scenario("switch", None, "sfsw");
+}
+
+#[test]
+fn super_frames_cross_a_switch_on_the_epoll_driver() {
+    scenario("switch", Some("poll"), "sfswp");
+}
+
+#[test]
+fn super_frames_cross_a_hub_whole_and_cut_for_classic_clients() {
+    scenario("hub", None, "sfhub");
+}
