@@ -43,6 +43,10 @@ struct Client {
 /// Joins the switch at `dir` offering super-frames; returns the client and whether the switch
 /// answered the offer.
 fn join(dir: &Path, tmp: &TempDir, name: &str) -> (Client, bool) {
+    join_offering(dir, tmp, name, true)
+}
+
+fn join_offering(dir: &Path, tmp: &TempDir, name: &str, offer: bool) -> (Client, bool) {
     let mut ctl = UnixStream::connect(dir.join("ctl")).expect("connect to ctl");
     ctl.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mine = tmp.join(name);
@@ -51,7 +55,7 @@ fn join(dir: &Path, tmp: &TempDir, name: &str) -> (Client, bool) {
         kind: RequestType::NewControl,
         sock_path: mine.to_str().unwrap().as_bytes().to_vec(),
         description: name.as_bytes().to_vec(),
-        superframes: true,
+        superframes: offer,
     };
     ctl.write_all(&req.encode().unwrap()).unwrap();
     let mut ans = [0u8; 110];
@@ -404,4 +408,64 @@ fn super_frames_cross_a_switch_on_the_epoll_driver() {
 #[test]
 fn super_frames_cross_a_hub_whole_and_cut_for_classic_clients() {
     scenario("hub", None, "sfhub");
+}
+
+/// Tagged datagrams from a client that did not negotiate super-frames (a switch run with
+/// --no-offload, or a client that did not offer them) reach nobody: a port without them is
+/// never sent one, whatever its peers send.
+fn unnegotiated(host_args: &[&str], offer: bool, tag: &str) {
+    let d = TempDir::new(tag);
+    let dir = d.join("sw");
+    let stats = d.join("host.json");
+    let node_vnl = format!("switch://{}", dir.display());
+    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
+    args.extend(host_args);
+    args.extend([node_vnl.as_str(), "sh", "-s"]);
+    let h = Node::start("host", vdens_fast(Who::Root, &d, &args));
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let (a, a_ok) = join_offering(&dir, &d, "a.sock", offer);
+    let (b, b_ok) = join(&dir, &d, "b.sock");
+    assert!(!a_ok, "super-frames negotiated with A");
+    assert_eq!(b_ok, host_args.is_empty(), "B's negotiation");
+    a.send(&hello(MAC_A));
+    b.send(&hello(MAC_B));
+    assert!(a.wait_for(5, |f| f == hello(MAC_B)), "A did not get B's hello");
+    assert!(b.wait_for(5, |f| f == hello(MAC_A)), "B did not get A's hello");
+    // A partial-checksum frame (small enough for a standard frame) and a super-frame, to B
+    // and flooded; then a plain frame, which B must get with nothing tagged before it.
+    for dst in [MAC_B, MAC_NONE] {
+        a.send(&udp_partial(dst));
+        a.send(&tcp_super(dst));
+    }
+    a.send(&hello(MAC_A));
+    let mut tagged_seen = 0;
+    assert!(
+        b.wait_for(5, |f| {
+            tagged_seen += usize::from(is_tagged(f));
+            f == hello(MAC_A)
+        }),
+        "B did not get A's plain frame"
+    );
+    assert_eq!(tagged_seen, 0, "B was sent tagged datagrams from A");
+    std::thread::sleep(Duration::from_millis(400));
+    let j = std::fs::read_to_string(&stats).expect("host's stats");
+    assert!(
+        stat_sum(&j, "drop_framing") >= 2 && stat_sum(&j, "drop_oversize") >= 2,
+        "A's tagged datagrams not dropped: {j}"
+    );
+    assert_eq!(stat_sum(&j, "whole"), 0, "{j}");
+    drop(a);
+    drop(b);
+    let o = h.finish(20);
+    assert_eq!(o.code, Some(0), "host: {}", o.stderr);
+}
+
+#[test]
+fn no_offload_switch_negotiates_nothing_and_passes_no_tagged_datagram() {
+    unnegotiated(&["--no-offload"], true, "sfnooff");
+}
+
+#[test]
+fn a_client_that_did_not_offer_cannot_send_tagged_datagrams() {
+    unnegotiated(&[], false, "sfnooffer");
 }

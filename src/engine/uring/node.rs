@@ -29,6 +29,17 @@
 //!   slot and through the forwarding decision on its own (client ports see standard frames
 //!   only). Frames to that tap pass a GRO coalescer flushed once per completion drain and are
 //!   written (writev, which a tap never blocks) behind their virtio-net header.
+//! - Super-frames (`wire::superframe`), on a switch or hub that offers them: a client that
+//!   negotiated them (`Joined::superframes`) is received into a second provided-buffer group
+//!   of 64 big buffers (a tagged datagram holds up to 64 KiB), frame ids flagged apart. A
+//!   tagged datagram from it is judged whole and forwarded on its frame's head: sent as it
+//!   came, from its buffer, to every client that takes them; written header and frame to the
+//!   host's offloading tap (after what its coalescer holds); and for every other destination
+//!   cut once into standard frames in slots (or its partial checksum completed on a slot
+//!   copy, never in the buffer others send from), each sent to all of them. Those cuts wait
+//!   in order for free slots rather than drop (their datagrams then hold big buffers, which
+//!   slows the senders' receives). A frame that looks tagged from any other endpoint is
+//!   dropped: it would be read as tagged by the clients that take them.
 //! - Control: the listening socket, joining clients and every endpoint's control connection
 //!   are watched with poll operations on the same ring; the handshake itself is
 //!   `Listener::answer`.
