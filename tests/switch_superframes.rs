@@ -469,3 +469,108 @@ fn no_offload_switch_negotiates_nothing_and_passes_no_tagged_datagram() {
 fn a_client_that_did_not_offer_cannot_send_tagged_datagrams() {
     unnegotiated(&[], false, "sfnooffer");
 }
+
+/// The `link_to_tap` counters of the port whose "vnl" starts with `vnl`, in a stats line.
+fn link_to_tap_of<'a>(json: &'a str, vnl: &str) -> &'a str {
+    let at = json
+        .find(&format!("\"vnl\":\"{vnl}"))
+        .unwrap_or_else(|| panic!("no port {vnl} in {json}"));
+    let p = &json[at..];
+    let p = &p[..p.find("{\"name\"").unwrap_or(p.len())];
+    &p[p.find("\"link_to_tap\"").expect("link_to_tap")..]
+}
+
+/// A burst of flooded super-frames needs far more standard frames for the classic client than
+/// the node has slots: the cuts wait for slots instead of dropping, so every segment of every
+/// super-frame is handed to the classic client's port, and every super-frame to the capable
+/// one (whose socket may still refuse some when its reader falls behind: counted, as for any
+/// destination; what was sent arrived whole).
+#[test]
+fn a_burst_of_super_frames_is_cut_without_running_out_of_slots() {
+    const N: usize = 120;
+    let d = TempDir::new("sfburst");
+    let dir = d.join("sw");
+    let stats = d.join("host.json");
+    let node_vnl = format!("switch://{}", dir.display());
+    let vnl = format!("vde://{}", dir.display());
+    let args = [
+        "--stats",
+        stats.to_str().unwrap(),
+        "--stats-interval",
+        "100",
+        &node_vnl,
+        "sh",
+        "-s",
+    ];
+    let mut h = Node::start("host", vdens_fast(Who::Root, &d, &args));
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let mut c = ns_node("classic", Impl::Classic, &d, &[&vnl]);
+    let (a, _) = join(&dir, &d, "a.sock");
+    let (b, b_ok) = join(&dir, &d, "b.sock");
+    assert!(b_ok, "B did not negotiate");
+    h.up("vde0", "10.78.0.1/24", None);
+    c.up("vde0", "10.78.0.2/24", None);
+    // What the ports of the classic client and of B were handed ("received"), and B's whole
+    // sends. Other traffic (the host's neighbour discovery) goes on, so "at least".
+    let counts = || {
+        let j = std::fs::read_to_string(&stats).unwrap_or_default();
+        (j.contains("\"vnl\":\"vdens") && j.contains("\"vnl\":\"b.sock")).then(|| {
+            let (lc, lb) = (link_to_tap_of(&j, "vdens"), link_to_tap_of(&j, "b.sock"));
+            (
+                stat_sum(lc, "received"),
+                stat_sum(lb, "received"),
+                stat_sum(lb, "whole"),
+            )
+        })
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        if let Some(n) = counts() {
+            break n;
+        }
+        assert!(Instant::now() < end, "no stats for the clients' ports");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A's socket queues many super-frames (8 MiB, as root), so that the node takes a good
+    // number of them in one turn: their cuts need many times its slots at once.
+    nix::sys::socket::setsockopt(&a.data, nix::sys::socket::sockopt::SndBufForce, &(8 << 20))
+        .expect("SO_SNDBUFFORCE");
+    let flood = tcp_super(MAC_NONE);
+    let got = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut got = 0;
+            // Until N arrived, or the end of its input (shut down once the burst is over).
+            b.wait_for(30, |f| {
+                got += usize::from(f == flood.as_slice());
+                got == N || f.is_empty()
+            });
+            got
+        });
+        for _ in 0..N {
+            a.send(&flood);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        b.data.shutdown(std::net::Shutdown::Read).ok();
+        reader.join().expect("B's reader")
+    });
+    let segs = (N * PAYLOAD.div_ceil(MSS)) as u64;
+    let end = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let n = counts().expect("stats");
+        if n.0 >= before.0 + segs && n.1 >= before.1 + segs && n.2 - before.2 == got as u64 {
+            break n;
+        }
+        assert!(
+            Instant::now() < end,
+            "not every piece was handed over: before {before:?}, now {n:?}, B got {got} of {N}: {}",
+            std::fs::read_to_string(&stats).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(got > 0, "B got no super-frame whole: {after:?}");
+    drop(a);
+    drop(b);
+    drop(c);
+    let o = h.finish(20);
+    assert_eq!(o.code, Some(0), "host: {}", o.stderr);
+}
