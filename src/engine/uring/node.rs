@@ -1094,11 +1094,11 @@ impl UNode {
             let dests = std::mem::take(&mut job.dests);
             let o = slot as usize * BUF_SIZE;
             let out = &mut self.slots[o..o + BUF_SIZE];
-            let pkt = &self.bufs.data(fid, len)[PREFIX..];
+            // The virtio-net header and the frame.
+            let hf = &self.bufs.data(fid, len)[TAG_LEN..];
             let got = if h.gso_kind() == vnet::GSO_NONE {
                 // A partial checksum (or none): completed on a copy, never in the buffer the
                 // datagram is sent whole from.
-                let hf = &self.bufs.data(fid, len)[TAG_LEN..];
                 if hf.len() > out.len() {
                     Err(DropReason::Oversize)
                 } else {
@@ -1113,7 +1113,7 @@ impl UNode {
                     }
                 }
             } else {
-                cut::segment(&h, pkt, i, out)
+                cut::segment(&h, &hf[vnet::LEN..], i, out)
             };
             match got {
                 Ok(l) => {
