@@ -382,11 +382,17 @@ fn scenario(scheme: &str, engine: Option<&str>, tag: &str) {
     std::thread::sleep(Duration::from_millis(400));
     let j = std::fs::read_to_string(&stats).expect("host's stats");
     assert_eq!(
-        j.matches("\"superframes\":true").count(),
+        j.matches("\"superframes\":\"negotiated\"").count(),
         2,
         "A and B, and only they, negotiated: {j}"
     );
-    assert!(stat_sum(&j, "whole") >= 4 + 2, "no super-frames whole: {j}");
+    assert_eq!(
+        j.matches("\"superframes\":\"offered\"").count(),
+        1,
+        "the classic client was offered super-frames: {j}"
+    );
+    // From A: to B, flooded, to the host; to B: two of them.
+    assert!(stat_sum(&j, "wire_super") >= 3 + 2, "no super-frames whole: {j}");
     assert!(stat_sum(&j, "super_frames") >= 1, "no super-frame cut: {j}");
     drop(a);
     drop(b);
@@ -453,7 +459,16 @@ fn unnegotiated(host_args: &[&str], offer: bool, tag: &str) {
         stat_sum(&j, "drop_framing") >= 2 && stat_sum(&j, "drop_oversize") >= 2,
         "A's tagged datagrams not dropped: {j}"
     );
-    assert_eq!(stat_sum(&j, "whole"), 0, "{j}");
+    assert_eq!(stat_sum(&j, "wire_super"), 0, "{j}");
+    let states =
+        ["off", "offered", "negotiated"].map(|s| j.matches(&format!("\"superframes\":\"{s}\"")).count());
+    let want = if host_args.is_empty() {
+        // A offered nothing, B negotiated; the host's tap is no client.
+        [1, 1, 1]
+    } else {
+        [3, 0, 0]
+    };
+    assert_eq!(states, want, "off/offered/negotiated: {j}");
     drop(a);
     drop(b);
     let o = h.finish(20);
@@ -519,7 +534,7 @@ fn a_burst_of_super_frames_is_cut_without_running_out_of_slots() {
             (
                 stat_sum(lc, "received"),
                 stat_sum(lb, "received"),
-                stat_sum(lb, "whole"),
+                stat_sum(lb, "wire_super"),
             )
         })
     };

@@ -79,7 +79,7 @@ use nix::sys::socket::{recv, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1016,7 +1016,9 @@ impl UNode {
         };
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += w.segs;
-        c.whole += 1;
+        if w.segs > 1 {
+            c.wire_super += 1;
+        }
         if !any {
             c.add_drop(DropReason::NoLink, w.segs);
             self.release(fid);
@@ -1038,11 +1040,7 @@ impl UNode {
                     v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
                 }
                 c.received += w.segs;
-                let frames = c.frames;
                 offload::vnet_write(tfd, hl, c, &h, &self.bufs.data(fid, len)[PREFIX..]);
-                if c.frames > frames {
-                    c.whole += 1;
-                }
             } else {
                 classic.push((k, e.gen));
             }
@@ -1349,7 +1347,9 @@ impl UNode {
             match (res, whole) {
                 (r, Some(w)) if r >= 0 => {
                     c.sent_many(w.segs, w.wire);
-                    c.whole += 1;
+                    if w.segs > 1 {
+                        c.wire_super += 1;
+                    }
                 }
                 (r, None) if r >= 0 => c.sent(t.len as usize),
                 (r, w) => c.add_drop(single_send_drop(-r), w.map_or(1, |w| w.segs)),
@@ -1636,7 +1636,9 @@ impl UNode {
             return;
         };
         let id = j.id as usize;
-        let superframes = j.superframes && self.bufs.big.is_some();
+        // A node that offers super-frames (big buffers) answered the client's offer, if any.
+        let offered = self.bufs.big.is_some();
+        let superframes = j.superframes && offered;
         let owner = Owner::Client {
             data: j.data,
             ctl: p.fd,
@@ -1652,7 +1654,9 @@ impl UNode {
         ) {
             Ok(mut e) => {
                 e.superframes = superframes;
-                e.stats.superframes.store(superframes, Ordering::Relaxed);
+                if let Some(st) = Arc::get_mut(&mut e.stats) {
+                    st.superframes = offered.then(|| Arc::new(AtomicBool::new(superframes)));
+                }
                 self.add(id, e);
             }
             Err(m) => crate::diag!("{m}"),
