@@ -14,9 +14,7 @@ pub fn open(vnl: &str, hub: bool, rest: &std::ffi::OsStr, offload: bool) -> Resu
         err,
     })?;
     let mut l = Listener::create(&spec).map_err(|(step, e, hint)| OpenError::io(vnl, step, e, hint))?;
-    // The node does not forward tagged datagrams yet: it answers no offer.
-    let _ = offload;
-    l.superframes = false;
+    l.superframes = offload;
     let mut link = Link::null(vnl);
     link.node = Some(Hosted::Net(l));
     Ok(link)
