@@ -589,3 +589,86 @@ fn a_burst_of_super_frames_is_cut_without_running_out_of_slots() {
     let o = h.finish(20);
     assert_eq!(o.code, Some(0), "host: {}", o.stderr);
 }
+
+/// The mixed case, end to end: a vdens-fast switch host, two vdens-fast clients (which
+/// negotiate and send their taps' super-frames tagged) and a classic vdens client. TCP between
+/// every pair is sha256-exact; the classic client's tap is never handed a frame over its MTU
+/// nor a bad checksum (tcpdump -vv on what arrives there); the host's stats show the two
+/// negotiated ports and super-frames that crossed whole.
+fn mixed(engine: Option<&str>, tag: &str, net: u8) {
+    let d = TempDir::new(tag);
+    let dir = d.join("sw");
+    let stats = d.join("host.json");
+    let node_vnl = format!("switch://{}", dir.display());
+    let vnl = format!("vde://{}", dir.display());
+    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
+    if let Some(e) = engine {
+        args.extend(["--engine", e]);
+    }
+    args.extend([node_vnl.as_str(), "sh", "-s"]);
+    let mut h = Node::start("host", vdens_fast(Who::Root, &d, &args));
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let mut f1 = ns_node("fast1", Impl::Fast, &d, &[&vnl]);
+    let mut f2 = ns_node("fast2", Impl::Fast, &d, &[&vnl]);
+    let mut c = ns_node("classic", Impl::Classic, &d, &[&vnl]);
+    let ip = |i: u8| format!("10.{net}.0.{i}");
+    h.up("vde0", &format!("{}/24", ip(1)), None);
+    f1.up("vde0", &format!("{}/24", ip(2)), None);
+    f2.up("vde0", &format!("{}/24", ip(3)), None);
+    c.up("vde0", &format!("{}/24", ip(4)), None);
+    for n in [&mut f1, &mut f2, &mut c] {
+        n.ping(&ip(1), 2, None);
+    }
+    let cap = d.join("classic.txt");
+    let t = capture(&mut c, "vde0", &cap, "-Q in");
+    let m = 4 << 20;
+    tcp_transfer(&mut f1, &mut f2, &ip(3), &d, m);
+    tcp_transfer(&mut f2, &mut f1, &ip(2), &d, m);
+    tcp_transfer(&mut f1, &mut h, &ip(1), &d, m);
+    tcp_transfer(&mut h, &mut f2, &ip(3), &d, m);
+    tcp_transfer(&mut f1, &mut c, &ip(4), &d, 2 << 20);
+    tcp_transfer(&mut c, &mut f2, &ip(3), &d, 2 << 20);
+    tcp_transfer(&mut h, &mut c, &ip(4), &d, 2 << 20);
+    let text = captured(t, &cap);
+    let lens = frame_lengths(&text);
+    assert!(
+        lens.len() > 1000,
+        "the classic client's capture is short: {} frames",
+        lens.len()
+    );
+    let over: Vec<usize> = lens.iter().copied().filter(|&l| l > 1514).collect();
+    assert!(over.is_empty(), "frames over the classic client's MTU: {over:?}");
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("incorrect") || l.contains("bad cksum") || l.contains("bad udp cksum"))
+        .take(5)
+        .collect();
+    assert!(bad.is_empty(), "bad checksums at the classic client: {bad:?}");
+    assert!(text.contains("(correct)"), "tcpdump checked no TCP checksum");
+    std::thread::sleep(Duration::from_millis(400));
+    let j = std::fs::read_to_string(&stats).expect("host's stats");
+    assert_eq!(
+        j.matches("\"superframes\":\"negotiated\"").count(),
+        2,
+        "the fast clients, and only they, negotiated: {j}"
+    );
+    assert!(
+        stat_sum(&j, "wire_super") > 0,
+        "no super-frame crossed the switch whole: {j}"
+    );
+    drop(f1);
+    drop(f2);
+    drop(c);
+    let o = h.finish(20);
+    assert_eq!(o.code, Some(0), "host: {}", o.stderr);
+}
+
+#[test]
+fn fast_and_classic_clients_mixed_on_a_switch() {
+    mixed(None, "sfmix", 141);
+}
+
+#[test]
+fn fast_and_classic_clients_mixed_on_a_switch_on_the_epoll_driver() {
+    mixed(Some("poll"), "sfmixp", 142);
+}
