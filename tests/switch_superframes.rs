@@ -672,3 +672,39 @@ fn fast_and_classic_clients_mixed_on_a_switch() {
 fn fast_and_classic_clients_mixed_on_a_switch_on_the_epoll_driver() {
     mixed(Some("poll"), "sfmixp", 142);
 }
+
+/// vdeplug-fast's `switch://` (a node with no tap of its own) offers super-frames too: two
+/// vdens-fast clients negotiate and pass them whole to each other, byte-exact both ways.
+#[test]
+fn a_vdeplug_fast_switch_passes_super_frames_between_its_clients() {
+    let d = TempDir::new("sfvpf");
+    let dir = d.join("sw");
+    let vnl = format!("vde://{}", dir.display());
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vdeplug-fast"));
+    c.arg("null://").arg(format!("switch://{}", dir.display()));
+    let _sw = Daemon::start("vdeplug-fast switch", c);
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let mut nodes: Vec<(Node, std::path::PathBuf)> = (0..2)
+        .map(|i| {
+            let stats = d.join(&format!("c{i}.json"));
+            let args = ["--stats", stats.to_str().unwrap(), vnl.as_str(), "sh", "-s"];
+            (
+                Node::start(&format!("c{i}"), vdens_fast(Who::Root, &d, &args)),
+                stats,
+            )
+        })
+        .collect();
+    for (i, (n, _)) in nodes.iter_mut().enumerate() {
+        n.up("vde0", &format!("10.143.0.{}/24", i + 1), None);
+    }
+    let (a, b) = nodes.split_at_mut(1);
+    let ((a, fa), (b, fb)) = ((&mut a[0].0, &a[0].1), (&mut b[0].0, &b[0].1));
+    a.ping("10.143.0.2", 2, None);
+    tcp_transfer(a, b, "10.143.0.2", &d, 8 << 20);
+    tcp_transfer(b, a, "10.143.0.1", &d, 8 << 20);
+    for (n, f) in [(a, fa), (b, fb)] {
+        let j = fresh_stats(n, f, "vde0");
+        assert_eq!(port_str(&j, "vde0", "superframes"), "negotiated", "{j}");
+        assert!(stat_sum(&j, "wire_super") > 0, "{j}");
+    }
+}

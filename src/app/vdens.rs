@@ -103,6 +103,7 @@ fn open_links(cfg: &Config) -> Result<Vec<Link>, RunError> {
             descr: std::ffi::OsStr::new("vdens-fast"),
             rejoin: true,
             offload: tap::offload_wanted(cfg.offload, TapReader::Port),
+            superframe_nodes: cfg.offload,
         };
         links.push(transport::open_with(v, &how).map_err(RunError::Open)?);
     }

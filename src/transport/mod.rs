@@ -470,6 +470,7 @@ pub fn open_described_os(vnl_bytes: &OsStr, descr: &OsStr) -> Result<Link, OpenE
         descr,
         rejoin: false,
         offload: false,
+        superframe_nodes: true,
     };
     open_with(vnl_bytes, &how)
 }
@@ -489,6 +490,10 @@ pub struct Opening<'a> {
     /// `Link::offload`); a `vde://` link offers super-frames to its switch, and a
     /// `switch://` or `hub://` node to its clients (see `wire::superframe`).
     pub offload: bool,
+    /// A `switch://` or `hub://` node hosted here offers its clients super-frames: it passes
+    /// them whole between clients that take them and cuts them for the rest, with or without
+    /// a tap of its own (vdeplug-fast's nodes have none). vdens-fast: as `offload`.
+    pub superframe_nodes: bool,
 }
 
 /// Opens a VNL given as bytes, as `how` says.
@@ -517,9 +522,12 @@ pub fn open_with(vnl_bytes: &OsStr, how: &Opening<'_>) -> Result<Link, OpenError
         Spec::Udp(s) => udp::open(vnl, &s),
         Spec::Overlay(s) if s.vxvde => vxvde::open(vnl, &s),
         Spec::Overlay(s) => vxlan::open(vnl, &s),
-        Spec::Other { scheme, .. } if scheme == "switch" || scheme == "hub" => {
-            switch::open(vnl, scheme == "hub", vnl::split_os(&resolved).rest, offload)
-        }
+        Spec::Other { scheme, .. } if scheme == "switch" || scheme == "hub" => switch::open(
+            vnl,
+            scheme == "hub",
+            vnl::split_os(&resolved).rest,
+            how.superframe_nodes,
+        ),
         Spec::Other { scheme, .. } => libvdeplug::open(vnl, &resolved, &scheme, descr),
     }
 }
