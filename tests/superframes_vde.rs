@@ -209,6 +209,7 @@ fn run(tag: &str, c: Case) {
     } else {
         assert_eq!(offers, 2);
         assert!(tagged_big > 0, "super-frames crossed whole ({tagged} tagged)");
+        let (mut all_sent, mut all_got) = (0, 0);
         for j in &jsons {
             assert_eq!(port_field(j, "superframes"), "negotiated", "{j}");
             let sent = stat_sum(
@@ -217,7 +218,12 @@ fn run(tag: &str, c: Case) {
             );
             let got = stat_sum(&j[j.find("link_to_tap").unwrap()..], "wire_super");
             assert!(sent > 0 && got > 0, "super-frames sent and received: {j}");
+            (all_sent, all_got) = (all_sent + sent, all_got + got);
         }
+        // The relay loses nothing: every super-frame sent whole is counted once where it
+        // arrives, and the relay saw each of them.
+        assert_eq!(all_sent, all_got, "{jsons:?}");
+        assert_eq!(all_sent, tagged_big, "{jsons:?}");
     }
     drop(nodes);
     drop(relay);

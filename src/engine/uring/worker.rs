@@ -908,10 +908,8 @@ impl Worker {
             let full = len == rx.ring.data_len();
             match cut::judge_whole(rx.ring.data(bid, TAG_LEN, len), vnet::LEN, full) {
                 Ok(w) => {
+                    // Counted in wire_super once written to the tap (count_sent).
                     dir.counts.received += w.segs;
-                    if w.segs > 1 {
-                        dir.counts.wire_super += 1;
-                    }
                     Self::enqueue(dir, Frame::tagged(bid, len - PREFIX, PREFIX as isize, w));
                 }
                 Err(why) => {
