@@ -17,15 +17,8 @@ fn scenario(tag: &str, net: u8, mtu: Option<u32>, host_args: &[&str]) -> String 
 /// [`scenario`] on a `scheme://` node (switch or hub).
 fn scenario_on(scheme: &str, tag: &str, net: u8, mtu: Option<u32>, host_args: &[&str]) -> String {
     let d = TempDir::new(tag);
-    let dir = d.join("sw");
-    let stats = d.join("host.json");
-    let node_vnl = format!("{scheme}://{}", dir.display());
+    let (mut h, dir, stats) = node_host(&d, scheme, host_args);
     let vnl = format!("vde://{}", dir.display());
-    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
-    args.extend(host_args);
-    args.extend([node_vnl.as_str(), "sh", "-s"]);
-    let mut h = Node::start("host", vdens_fast(Who::Root, &d, &args));
-    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
     let mut a = ns_node("classic", Impl::Classic, &d, &[&vnl]);
     let mut b = ns_node("fast", Impl::Fast, &d, &[&vnl]);
     let ip = |i: u8| format!("10.{net}.0.{i}");

@@ -255,17 +255,9 @@ fn scenario(scheme: &str, engine: Option<&str>, tag: &str) {
     // A hub floods every frame: the classic client sees the unicast super-frame cut too.
     let hub = scheme == "hub";
     let d = TempDir::new(tag);
-    let dir = d.join("sw");
-    let stats = d.join("host.json");
-    let node_vnl = format!("{scheme}://{}", dir.display());
+    let extra: Vec<&str> = engine.map(|e| vec!["--engine", e]).unwrap_or_default();
+    let (mut h, dir, stats) = node_host(&d, scheme, &extra);
     let vnl = format!("vde://{}", dir.display());
-    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
-    if let Some(e) = engine {
-        args.extend(["--engine", e]);
-    }
-    args.extend([node_vnl.as_str(), "sh", "-s"]);
-    let mut h = Node::start("host", vdens_fast(Who::Root, &d, &args));
-    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
     let mut c = ns_node("classic", Impl::Classic, &d, &[&vnl]);
     let (a, a_ok) = join(&dir, &d, "a.sock");
     let (b, b_ok) = join(&dir, &d, "b.sock");
@@ -421,14 +413,7 @@ fn super_frames_cross_a_hub_whole_and_cut_for_classic_clients() {
 /// never sent one, whatever its peers send.
 fn unnegotiated(host_args: &[&str], offer: bool, tag: &str) {
     let d = TempDir::new(tag);
-    let dir = d.join("sw");
-    let stats = d.join("host.json");
-    let node_vnl = format!("switch://{}", dir.display());
-    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
-    args.extend(host_args);
-    args.extend([node_vnl.as_str(), "sh", "-s"]);
-    let h = Node::start("host", vdens_fast(Who::Root, &d, &args));
-    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    let (h, dir, stats) = node_host(&d, "switch", host_args);
     let (a, a_ok) = join_offering(&dir, &d, "a.sock", offer);
     let (b, b_ok) = join(&dir, &d, "b.sock");
     assert!(!a_ok, "super-frames negotiated with A");
@@ -597,17 +582,9 @@ fn a_burst_of_super_frames_is_cut_without_running_out_of_slots() {
 /// negotiated ports and super-frames that crossed whole.
 fn mixed(engine: Option<&str>, tag: &str, net: u8) {
     let d = TempDir::new(tag);
-    let dir = d.join("sw");
-    let stats = d.join("host.json");
-    let node_vnl = format!("switch://{}", dir.display());
+    let extra: Vec<&str> = engine.map(|e| vec!["--engine", e]).unwrap_or_default();
+    let (mut h, dir, stats) = node_host(&d, "switch", &extra);
     let vnl = format!("vde://{}", dir.display());
-    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
-    if let Some(e) = engine {
-        args.extend(["--engine", e]);
-    }
-    args.extend([node_vnl.as_str(), "sh", "-s"]);
-    let mut h = Node::start("host", vdens_fast(Who::Root, &d, &args));
-    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
     let mut f1 = ns_node("fast1", Impl::Fast, &d, &[&vnl]);
     let mut f2 = ns_node("fast2", Impl::Fast, &d, &[&vnl]);
     let mut c = ns_node("classic", Impl::Classic, &d, &[&vnl]);

@@ -720,6 +720,21 @@ pub fn ns_node_in(ns: &NetNs, name: &str, imp: Impl, dir: &TempDir, extra: &[&st
     Node::start(name, c)
 }
 
+/// A vdens-fast as root hosting `scheme://DIR` (switch or hub) in `d`, with `--stats FILE`
+/// every 100 ms and the options `extra`, started once its control socket is there: the node
+/// (running `sh -s`), DIR and FILE.
+pub fn node_host(d: &TempDir, scheme: &str, extra: &[&str]) -> (Node, PathBuf, PathBuf) {
+    let dir = d.join("sw");
+    let stats = d.join("host.json");
+    let node_vnl = format!("{scheme}://{}", dir.display());
+    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap(), "--stats-interval", "100"];
+    args.extend(extra);
+    args.extend([node_vnl.as_str(), "sh", "-s"]);
+    let h = Node::start("host", vdens_fast(Who::Root, d, &args));
+    assert!(wait_path(&dir.join("ctl"), 10), "ctl did not appear");
+    (h, dir, stats)
+}
+
 /// `"key":"value"` of port `name` in a --stats JSON line.
 pub fn port_str(json: &str, name: &str, key: &str) -> String {
     let at = json
