@@ -516,8 +516,9 @@ fn assign(opts: &EngineOptions, ports: Vec<Port>) -> Result<Assignment, EngineEr
             (true, false) => stats::Offload::Cut,
             (true, true) => stats::Offload::Whole,
         };
-        // The worker passes super-frames only between an offloading tap and the wire's
-        // header size (see worker.rs): otherwise the link's offer is moot.
+        // Super-frames pass only between an offloading tap that cuts (not a tap:// link's
+        // whole path) and the wire's header size: otherwise the link's offer is moot. The
+        // worker takes the flag from here.
         st.superframes =
             port.link.superframes.clone().filter(|_| {
                 st.offload == stats::Offload::Cut && port.offload.vnet_hdr == crate::wire::vnet::LEN

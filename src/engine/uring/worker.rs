@@ -536,13 +536,8 @@ impl Worker {
         // Tap to tap (tap:// with offload): nothing is cut or coalesced.
         let whole = off.enabled() && a.port.link.offload.vnet_hdr == off.vnet_hdr;
         let vnet_rx = off.enabled() && d == TAP_TO_LINK && !whole;
-        // A link that offered super-frames (the tap's header is the wire's).
-        let sf = a
-            .port
-            .link
-            .superframes
-            .clone()
-            .filter(|_| off.vnet_hdr == vnet::LEN && !whole);
+        // A link that offered super-frames, where they can pass (decided once, in the stats).
+        let sf = a.stats.superframes.clone();
         let tags = sf.is_some() && d == LINK_TO_TAP;
         let rx = match &plan.rx {
             None => None,
