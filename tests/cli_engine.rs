@@ -22,6 +22,11 @@ fn counter(json: &str, dir: &str, key: &str) -> u64 {
 }
 
 fn pair_with(engine: &str) {
+    pair_with_args(engine, &[]);
+}
+
+/// [`pair_with`], both ends given `extra` options too.
+fn pair_with_args(engine: &str, extra: &[&str]) {
     let d = TempDir::new("clieng");
     let p = format!("ptp://{}", d.join("p").display());
     let stats = d.join("stats.json");
@@ -32,22 +37,21 @@ fn pair_with(engine: &str) {
             Who::Nobody,
             &d,
             &[
-                "--engine",
-                engine,
-                "--stats",
-                st,
-                "--stats-interval",
-                "100",
-                &p,
-                "sh",
-                "-s",
-            ],
+                &["--engine", engine, "--stats", st, "--stats-interval", "100"],
+                extra,
+                &[&p, "sh", "-s"],
+            ]
+            .concat(),
         ),
     );
     // Both as the unprivileged user: the ptp socket is private to its owner (mode 0700).
     let mut b = Node::start(
         "b",
-        vdens_fast(Who::Nobody, &d, &["--engine", engine, &p, "sh", "-s"]),
+        vdens_fast(
+            Who::Nobody,
+            &d,
+            &[&["--engine", engine], extra, &[&p, "sh", "-s"]].concat(),
+        ),
     );
     a.up("vde0", "10.31.0.1/24", None);
     b.up("vde0", "10.31.0.2/24", None);
@@ -91,4 +95,11 @@ fn poll_engine_carries_traffic_and_reports_stats() {
 #[test]
 fn uring_engine_carries_traffic_and_reports_stats() {
     pair_with("uring");
+}
+
+/// `--busy-poll` (low-latency mode) on both drivers: the same traffic and statistics.
+#[test]
+fn busy_polling_ends_carry_traffic_on_both_engines() {
+    pair_with_args("uring", &["--busy-poll", "100"]);
+    pair_with_args("poll", &["--busy-poll", "100"]);
 }

@@ -259,6 +259,10 @@ fn every_size_both_ways_uring_variants() {
             multishot: false,
             ..d
         },
+        UringTuning {
+            busy_poll_us: 50,
+            ..d
+        },
     ];
     let want = expected();
     for t in variants {
@@ -267,6 +271,21 @@ fn every_size_both_ways_uring_variants() {
             assert_eq!(s[0].dirs[TAP_TO_LINK], want, "{t:?} {kind:?} tap->link");
             assert_eq!(s[0].dirs[LINK_TO_TAP], want, "{t:?} {kind:?} link->tap");
         }
+    }
+}
+
+/// The epoll driver busy polling (`--busy-poll`) moves the same frames with the same counters.
+#[test]
+fn every_size_both_ways_poll_busy() {
+    let t = UringTuning {
+        busy_poll_us: 50,
+        ..UringTuning::default()
+    };
+    let want = expected();
+    for kind in [LinkKind::Seqpacket, LinkKind::Stream, LinkKind::Ptp] {
+        let s = sweep_tuned(EngineChoice::Poll, t, kind);
+        assert_eq!(s[0].dirs[TAP_TO_LINK], want, "{kind:?} tap->link");
+        assert_eq!(s[0].dirs[LINK_TO_TAP], want, "{kind:?} link->tap");
     }
 }
 

@@ -998,6 +998,9 @@ def _overlay_pair(launcher, scheme):
     return build
 
 
+# --busy-poll of the fast-*-busy scenarios (microseconds a data-plane thread spins before it sleeps)
+BUSY_POLL_US = 50
+
 SWITCH_REFS = ("classic-vdeplug-switch", "classic-vde2-switch")
 SWITCH4_REFS = ("classic-vdeplug-switch4", "classic-vde2-switch4")
 
@@ -1010,6 +1013,7 @@ def all_scenarios():
         Scenario("classic-vde2-switch", "vdens <-> vdens, vde2 vde_switch", build_vde2_switch),
         Scenario("fast-ptp", "vdens-fast <-> vdens-fast, ptp://", _vdens_pair("vdens-fast", "vdens-fast", _ptp)),
         Scenario("fast-ptp-poll", "vdens-fast --engine poll <-> same, ptp://", _vdens_pair("vdens-fast-poll", "vdens-fast-poll", _ptp)),
+        Scenario("fast-ptp-busy", "vdens-fast --busy-poll %d <-> same, ptp://" % BUSY_POLL_US, _vdens_pair("vdens-fast-busy", "vdens-fast-busy", _ptp)),
         Scenario("mixed-ptp", "vdens-fast <-> vdens, ptp://", _vdens_pair("vdens-fast", "vdens", _ptp)),
         Scenario("fast-switch", "vdens-fast switch:// <-> vdens-fast", build_fast_switch, refs=SWITCH_REFS),
         Scenario("vdeplug-fast-switch", "vdens-fast <-> vdens-fast, vdeplug-fast switch://", build_vdeplug_fast_switch, refs=SWITCH_REFS),
@@ -1404,6 +1408,8 @@ class Context:
             return [self.args.vdens_fast]
         if which == "vdens-fast-poll":
             return [self.args.vdens_fast, "--engine", "poll"]
+        if which == "vdens-fast-busy":
+            return [self.args.vdens_fast, "--busy-poll", str(BUSY_POLL_US)]
         if which == "base":
             return [self.args.base]
         if which == "base-poll":

@@ -221,7 +221,11 @@ fn start_engine(cfg: &Config, ports: Vec<Port>, pid: Pid) -> Result<Engine, RunE
         stats: cfg.stats.clone(),
         stats_interval: std::time::Duration::from_millis(cfg.stats_interval_ms),
     };
-    Engine::start(opts, ports).map_err(|e| {
+    let tuning = crate::engine::UringTuning {
+        busy_poll_us: cfg.busy_poll_us,
+        ..Default::default()
+    };
+    Engine::start_with(opts, tuning, ports).map_err(|e| {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
         RunError::Engine(e)

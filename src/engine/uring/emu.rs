@@ -225,6 +225,31 @@ impl Emu {
         }
     }
 
+    /// Busy polling ([`super::ring::Ring::busy_wait`]): runs what is queued, then polls epoll
+    /// with a zero timeout until a completion is there (true) or `deadline` passes (false).
+    pub fn busy_wait(&mut self, deadline: Instant) -> io::Result<bool> {
+        self.run_submissions();
+        loop {
+            self.run_always_ready();
+            self.fire_timers();
+            if !self.cq.is_empty() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            let k = match self.ep.wait(&mut self.events, EpollTimeout::ZERO) {
+                Ok(k) => k,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for i in 0..k {
+                let ev = self.events[i];
+                self.ready(ev.data() as RawFd, ev.events());
+            }
+        }
+    }
+
     fn run_submissions(&mut self) {
         // The queue's memory is kept for the next turn (no allocation per operation).
         let sq = std::mem::replace(&mut self.sq, std::mem::take(&mut self.spare));

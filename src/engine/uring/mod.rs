@@ -31,6 +31,11 @@ pub struct UringTuning {
     /// [`WAIT_BATCH`] completions, but at most this many microseconds once one is there;
     /// 0 = return at the first completion.
     pub batch_wait_us: u32,
+    /// Busy polling (`--busy-poll USEC`): before a loop sleeps it spins this many microseconds
+    /// on its completion queue, so a frame that comes within that time is taken without a
+    /// wake-up (on a VM a sleeping vCPU's wake-up costs tens of microseconds). 0 = off. Costs
+    /// a CPU while traffic flows: for dedicated cores.
+    pub busy_poll_us: u32,
 }
 
 /// Completions a worker waits for per loop turn when batching (one send chain's worth).
@@ -60,6 +65,7 @@ impl Default for UringTuning {
             // (with the adaptive count in worker.rs) 1.9-3.2 us. A lone frame waits at most
             // this long.
             batch_wait_us: 20,
+            busy_poll_us: 0,
         }
     }
 }
@@ -162,29 +168,35 @@ impl From<String> for SetupError {
 /// Builds a worker's ring, with SINGLE_ISSUER + DEFER_TASKRUN when asked and the kernel accepts
 /// them (completions then run only when this thread waits: no IPIs, no task-work interrupts),
 /// else COOP_TASKRUN, else plain; restricted to the operations the loops use (`restrict`) and
-/// enabled by this thread. Returns the ring and the setup used, for messages.
-fn build_ring(entries: u32, cq: u32, defer: bool) -> io::Result<(IoUring, &'static str)> {
+/// enabled by this thread. With `busy` (busy polling) the kernel also flags pending task work
+/// in the shared ring (IORING_SETUP_TASKRUN_FLAG), so a spinning loop sees it without a
+/// syscall. Returns the ring and the setup used, for messages.
+fn build_ring(entries: u32, cq: u32, defer: bool, busy: bool) -> io::Result<(IoUring, &'static str)> {
     let built = || {
         if defer {
-            if let Ok(r) = IoUring::builder()
-                .setup_r_disabled()
+            let mut b = IoUring::builder();
+            b.setup_r_disabled()
                 .setup_cqsize(cq)
                 .setup_clamp()
                 .setup_single_issuer()
                 .setup_defer_taskrun()
-                .setup_submit_all()
-                .build(entries)
-            {
+                .setup_submit_all();
+            if busy {
+                b.setup_taskrun_flag();
+            }
+            if let Ok(r) = b.build(entries) {
                 return Ok((r, "defer_taskrun"));
             }
         }
-        if let Ok(r) = IoUring::builder()
-            .setup_r_disabled()
+        let mut b = IoUring::builder();
+        b.setup_r_disabled()
             .setup_cqsize(cq)
             .setup_coop_taskrun()
-            .setup_submit_all()
-            .build(entries)
-        {
+            .setup_submit_all();
+        if busy {
+            b.setup_taskrun_flag();
+        }
+        if let Ok(r) = b.build(entries) {
             return Ok((r, "coop_taskrun"));
         }
         IoUring::builder()
@@ -204,12 +216,12 @@ fn new_ring(
     kind: crate::engine::EngineKind,
     entries: u32,
     cq: u32,
-    defer: bool,
+    tuning: &UringTuning,
 ) -> Result<(ring::Ring, &'static str), SetupError> {
     match kind {
         crate::engine::EngineKind::Uring => {
-            let (r, mode) =
-                build_ring(entries, cq, defer).map_err(|e| SetupError::io("io_uring_setup", &e))?;
+            let (r, mode) = build_ring(entries, cq, tuning.defer_taskrun, tuning.busy_poll_us > 0)
+                .map_err(|e| SetupError::io("io_uring_setup", &e))?;
             Ok((ring::Ring::Kernel(r), mode))
         }
         crate::engine::EngineKind::Poll => Ok((

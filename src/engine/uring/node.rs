@@ -499,6 +499,8 @@ fn bfd<'a>(f: RawFd) -> BorrowedFd<'a> {
 struct UNode {
     name: String,
     ring: Ring,
+    /// Busy polling: spin this long for a completion before sleeping (`--busy-poll`).
+    busy: Option<Duration>,
     bufs: Bufs,
     /// References to each shared buffer (sends in flight + the forwarding in progress).
     buf_refs: Box<[u16]>,
@@ -1792,7 +1794,11 @@ impl UNode {
             self.arm_rx(id);
         }
         loop {
-            match self.ring.submit_and_wait(1, None) {
+            let r = match self.busy {
+                Some(budget) => self.ring.busy_wait(budget),
+                None => self.ring.submit_and_wait(1, None),
+            };
+            match r {
                 Ok(_) => {}
                 Err(e) if is_retry(&e) => {}
                 Err(e) => {
@@ -2068,7 +2074,7 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
 /// The ring of a node on the driver `kind` names, and its buffers: the big ones too when
 /// the node offers super-frames to its clients (`big`).
 fn node_ring(kind: EngineKind, tuning: UringTuning, big: bool) -> Result<(Ring, Bufs), SetupError> {
-    let (mut ring, _) = new_ring(kind, 1024, 8192, tuning.defer_taskrun)?;
+    let (mut ring, _) = new_ring(kind, 1024, 8192, &tuning)?;
     let mut shared = BufRing::new(NBUF, BUF_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
     ring.register_buf_ring(&mut shared, 0)
         .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
@@ -2141,6 +2147,7 @@ pub fn run_node(
         let mut w = UNode {
             name: node.name.clone(),
             ring,
+            busy: (tuning.busy_poll_us > 0).then(|| Duration::from_micros(tuning.busy_poll_us.into())),
             bufs,
             buf_refs: vec![0u16; NBUF as usize].into_boxed_slice(),
             big_refs: vec![0u16; NBIG as usize].into_boxed_slice(),

@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn build_ring_refuses_what_the_loops_do_not_use() {
         for defer in [true, false] {
-            let (mut ring, mode) = build_ring(8, 16, defer).unwrap();
+            let (mut ring, mode) = build_ring(8, 16, defer, false).unwrap();
             // Not in the list: NOP, OPENAT.
             assert_eq!(
                 run_one(&mut ring, opcode::Nop::new().build()),

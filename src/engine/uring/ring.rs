@@ -10,7 +10,7 @@ use super::{is_retry, BufRing};
 use io_uring::{opcode, squeue, types, IoUring};
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A descriptor as an operation names it: plain, or an index into the registered table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,6 +306,44 @@ impl Ring {
                 r.submitter().submit_with_args(want, &args)
             }
             Ring::Emulated(e) => e.submit_and_wait(1, None),
+        }
+    }
+
+    /// Busy polling: submits what is queued, then spins until a completion is there or `budget`
+    /// has passed with none, and then sleeps until one comes. On io_uring the
+    /// spin reads the shared ring only: task work the kernel queued for this thread (a
+    /// DEFER_TASKRUN receive whose data came) is flagged there (IORING_SETUP_TASKRUN_FLAG, set
+    /// up for busy loops) and run by one io_uring_enter. The epoll driver polls epoll with a
+    /// zero timeout.
+    pub fn busy_wait(&mut self, budget: Duration) -> io::Result<usize> {
+        if self.spin(budget)? {
+            return Ok(0);
+        }
+        self.submit_and_wait(1, None)
+    }
+
+    /// The spin of [`Ring::busy_wait`]: true when a completion came within `budget`.
+    fn spin(&mut self, budget: Duration) -> io::Result<bool> {
+        let start = Instant::now();
+        match self {
+            Ring::Kernel(r) => loop {
+                let (queued, work) = {
+                    let sq = r.submission();
+                    (!sq.is_empty(), sq.taskrun())
+                };
+                if queued || work {
+                    // GETEVENTS is added by the crate when the task-run flag is up.
+                    r.submit_and_wait(0)?;
+                }
+                if !r.completion().is_empty() {
+                    return Ok(true);
+                }
+                if start.elapsed() >= budget {
+                    return Ok(false);
+                }
+                std::hint::spin_loop();
+            },
+            Ring::Emulated(e) => e.busy_wait(start + budget),
         }
     }
 

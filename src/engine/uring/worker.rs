@@ -340,6 +340,8 @@ struct Worker {
     pbuf: bool,
     /// Batching wait in microseconds, when the kernel supports it.
     batch_wait: Option<u32>,
+    /// Busy polling: spin this long for a completion before sleeping.
+    busy: Option<Duration>,
     stopping: bool,
     _ports: Vec<Assigned>,
 }
@@ -460,7 +462,7 @@ impl Worker {
         let cq = ((nrx * ENTRIES as usize + 2 * ports.len() * CHAIN) * 2)
             .next_power_of_two()
             .max(1024) as u32;
-        let (mut ring, mode) = new_ring(kind, 1024, cq, tuning.defer_taskrun)?;
+        let (mut ring, mode) = new_ring(kind, 1024, cq, &tuning)?;
         // Fixed files: index by registration order.
         let mut fds: Vec<RawFd> = vec![wake.as_raw_fd()];
         let mut fixed = |fd: RawFd| -> Target {
@@ -511,6 +513,7 @@ impl Worker {
                 multishot: tuning.multishot && tuning.provided_buffers,
                 pbuf: tuning.provided_buffers,
                 batch_wait,
+                busy: (tuning.busy_poll_us > 0).then(|| Duration::from_micros(tuning.busy_poll_us.into())),
                 stopping: false,
                 _ports: Vec::new(),
             },
@@ -717,8 +720,10 @@ impl Worker {
         // within the noise (161 against 145, 142 against 154 kpps).
         let mut want = 1;
         loop {
-            let r = match self.batch_wait {
-                Some(us) if want >= MIN_BATCH => self.ring.submit_and_wait_batch(want, us),
+            let r = match (self.busy, self.batch_wait) {
+                // Busy polling takes what comes first, without a batching wait.
+                (Some(budget), _) => self.ring.busy_wait(budget),
+                (None, Some(us)) if want >= MIN_BATCH => self.ring.submit_and_wait_batch(want, us),
                 _ => self.ring.submit_and_wait(1, None),
             };
             match r {
