@@ -56,6 +56,7 @@ fn options(choice: EngineChoice, workers: Option<usize>) -> EngineOptions {
         workers,
         cpus: None,
         pin: true,
+        realtime: None,
         stats: None,
         stats_interval: Duration::from_secs(3600),
     }

@@ -51,6 +51,8 @@ pub struct Config {
     /// Busy polling (--busy-poll): microseconds a data-plane thread spins for the next frame
     /// before it sleeps; 0 = off.
     pub busy_poll_us: u32,
+    /// SCHED_FIFO priority of the data-plane threads (--rt-priority).
+    pub rt_priority: Option<u8>,
 }
 
 /// A command-line problem: the message, and whether it is a request for help (exit 0).
@@ -238,6 +240,25 @@ fn fast_options(cmd: Command) -> Command {
                      vCPU takes tens of microseconds to wake). Each busy thread keeps a CPU busy \
                      while traffic flows; with fewer CPUs than busy threads and the programs \
                      under test, it can cost more than it gives. 0 turns it off.",
+                ),
+        )
+        .arg(
+            Arg::new("rt-priority")
+                .long("rt-priority")
+                .value_name("PRIO")
+                .value_parser(clap::value_parser!(u8).range(1..=99))
+                .help_heading(FAST)
+                .help("Run the data-plane threads under SCHED_FIFO at PRIO (1-99) [default: the normal scheduler]")
+                .long_help(
+                    "Run the data-plane threads (workers, hosted switches) under the SCHED_FIFO \
+                     real-time policy at PRIO (1-99), so that a frame waits for no other program's \
+                     time slice: with the programs under test and the forwarders sharing few CPUs, \
+                     that wait is most of a round trip under load (BENCHMARKS.md). Needs \
+                     `ulimit -r PRIO` or more, for root too (the threads run in the new user \
+                     namespace, where CAP_SYS_NICE does not count); when refused, vdens-fast says so once and \
+                     runs them under the normal scheduler. The command keeps the caller's policy. \
+                     With --busy-poll, a real-time thread spins ahead of everything else on its CPU: \
+                     give it a CPU of its own (--cpus).",
                 ),
         )
         .arg(
@@ -561,6 +582,7 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
         stats: m.get_one::<PathBuf>("stats").cloned(),
         stats_interval_ms: *m.get_one::<u64>("stats-interval").unwrap_or(&1000),
         busy_poll_us: *m.get_one::<u32>("busy-poll").unwrap_or(&0),
+        rt_priority: m.get_one::<u8>("rt-priority").copied(),
     })
 }
 
@@ -774,6 +796,8 @@ mod tests {
             &["--busy-poll", "1000001", "-"],
             &["--busy-poll", "-1", "-"],
             &["--busy-poll", "soon", "-"],
+            &["--rt-priority", "0", "-"],
+            &["--rt-priority", "100", "-"],
             &["-m", "null://", "-", "--", "true"],
         ] {
             match p(args) {
@@ -890,6 +914,8 @@ mod tests {
         assert_eq!(ok(&["-"]).busy_poll_us, 0);
         assert_eq!(ok(&["--busy-poll", "50", "-"]).busy_poll_us, 50);
         assert_eq!(ok(&["--busy", "1000000", "-"]).busy_poll_us, 1_000_000);
+        assert_eq!(ok(&["-"]).rt_priority, None);
+        assert_eq!(ok(&["--rt-priority", "99", "-"]).rt_priority, Some(99));
         // -R and -H take what vdens takes.
         for v in ["fe80::1%vde0", "dns.example", "", " 1.1.1.1", ",x"] {
             assert_eq!(

@@ -266,6 +266,7 @@ fn listener_engine(choice: vdens_fast::cli::EngineChoice, tag: &str) {
         workers: None,
         cpus: None,
         pin: false,
+        realtime: None,
         stats: None,
         stats_interval: Duration::from_secs(1),
     };
@@ -394,6 +395,7 @@ fn seqpacket_connector_becomes_listener_after_hang_up() {
             workers: None,
             cpus: None,
             pin: false,
+            realtime: None,
             stats: None,
             stats_interval: Duration::from_secs(1),
         };

@@ -1001,6 +1001,9 @@ def _overlay_pair(launcher, scheme):
 # --busy-poll of the fast-*-busy scenarios (microseconds a data-plane thread spins before it sleeps)
 BUSY_POLL_US = 50
 
+# --rt-priority of the fast-*-rt scenarios (SCHED_FIFO priority of the data-plane threads)
+RT_PRIORITY = 10
+
 SWITCH_REFS = ("classic-vdeplug-switch", "classic-vde2-switch")
 SWITCH4_REFS = ("classic-vdeplug-switch4", "classic-vde2-switch4")
 
@@ -1014,6 +1017,7 @@ def all_scenarios():
         Scenario("fast-ptp", "vdens-fast <-> vdens-fast, ptp://", _vdens_pair("vdens-fast", "vdens-fast", _ptp)),
         Scenario("fast-ptp-poll", "vdens-fast --engine poll <-> same, ptp://", _vdens_pair("vdens-fast-poll", "vdens-fast-poll", _ptp)),
         Scenario("fast-ptp-busy", "vdens-fast --busy-poll %d <-> same, ptp://" % BUSY_POLL_US, _vdens_pair("vdens-fast-busy", "vdens-fast-busy", _ptp)),
+        Scenario("fast-ptp-rt", "vdens-fast --rt-priority %d <-> same, ptp://" % RT_PRIORITY, _vdens_pair("vdens-fast-rt", "vdens-fast-rt", _ptp)),
         Scenario("mixed-ptp", "vdens-fast <-> vdens, ptp://", _vdens_pair("vdens-fast", "vdens", _ptp)),
         Scenario("fast-switch", "vdens-fast switch:// <-> vdens-fast", build_fast_switch, refs=SWITCH_REFS),
         Scenario("vdeplug-fast-switch", "vdens-fast <-> vdens-fast, vdeplug-fast switch://", build_vdeplug_fast_switch, refs=SWITCH_REFS),
@@ -1410,6 +1414,8 @@ class Context:
             return [self.args.vdens_fast, "--engine", "poll"]
         if which == "vdens-fast-busy":
             return [self.args.vdens_fast, "--busy-poll", str(BUSY_POLL_US)]
+        if which == "vdens-fast-rt":
+            return [self.args.vdens_fast, "--rt-priority", str(RT_PRIORITY)]
         if which == "base":
             return [self.args.base]
         if which == "base-poll":

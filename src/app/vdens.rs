@@ -75,19 +75,44 @@ fn run_inner(cfg: &Config) -> Result<i32, RunError> {
     spec.check_files()?;
     let links = open_links(cfg)?;
     let ids = Ids::caller();
+    let el = elevator(cfg);
+    let el = el.as_ref();
     match cfg.ns_mode {
         NsMode::Unshare => {
             ns::unshare(&spec)?;
-            inside(cfg, &spec, links, ids)
+            inside(cfg, &spec, links, ids, el)
         }
         NsMode::Auto => match ns::unshare(&spec) {
-            Ok(()) => inside(cfg, &spec, links, ids),
+            Ok(()) => inside(cfg, &spec, links, ids, el),
             // unshare(CLONE_NEWUSER) refuses a multithreaded process (EINVAL); a fresh child
             // process is single-threaded. Any other refusal would hit the child too.
-            Err(e) if e.errno == Some(libc::EINVAL) => clone_mode(cfg, &spec, links, ids),
+            Err(e) if e.errno == Some(libc::EINVAL) => clone_mode(cfg, &spec, links, ids, el),
             Err(e) => Err(e.into()),
         },
-        NsMode::Clone => clone_mode(cfg, &spec, links, ids),
+        NsMode::Clone => clone_mode(cfg, &spec, links, ids, el),
+    }
+}
+
+/// With --rt-priority beyond what RLIMIT_RTPRIO allows the threads themselves: the helper
+/// that sets it from the initial user namespace (root's CAP_SYS_NICE does not count in the
+/// new one), forked now, while this process is single-threaded and still outside.
+fn elevator(cfg: &Config) -> Option<std::sync::Arc<crate::sys::rt::Elevator>> {
+    let p = cfg.rt_priority?;
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_RTPRIO)
+        .map(|(soft, _)| soft)
+        .unwrap_or(0);
+    if cfg.vnls.is_empty() || limit >= p.into() {
+        return None;
+    }
+    match crate::sys::rt::Elevator::start(p) {
+        Ok(e) => Some(std::sync::Arc::new(e)),
+        Err(e) => {
+            eprintln!(
+                "vdens-fast: --rt-priority: cannot fork the helper that sets it: {}",
+                crate::sys::err_text(&e)
+            );
+            None
+        }
     }
 }
 
@@ -112,7 +137,13 @@ fn open_links(cfg: &Config) -> Result<Vec<Link>, RunError> {
 
 /// vdens -c: a child process enters the namespaces and does everything; this process forwards
 /// signals to it and exits with its status.
-fn clone_mode(cfg: &Config, spec: &NsSpec, links: Vec<Link>, ids: Ids) -> Result<i32, RunError> {
+fn clone_mode(
+    cfg: &Config,
+    spec: &NsSpec,
+    links: Vec<Link>,
+    ids: Ids,
+    el: Option<&std::sync::Arc<crate::sys::rt::Elevator>>,
+) -> Result<i32, RunError> {
     let mut sfd = child::signal_fd()?;
     let me = nix::unistd::getpid();
     match crate::sys::fork().map_err(|e| NsError::new("cannot fork", &e, None))? {
@@ -120,7 +151,7 @@ fn clone_mode(cfg: &Config, spec: &NsSpec, links: Vec<Link>, ids: Ids) -> Result
             drop(sfd);
             child::child_common(me);
             let entered = ns::unshare(spec).map_err(RunError::from);
-            let code = match entered.and_then(|_| inside(cfg, spec, links, ids)) {
+            let code = match entered.and_then(|_| inside(cfg, spec, links, ids, el)) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("vdens-fast: {e}");
@@ -130,6 +161,10 @@ fn clone_mode(cfg: &Config, spec: &NsSpec, links: Vec<Link>, ids: Ids) -> Result
             std::process::exit(code)
         }
         crate::sys::Forked::Parent(pid) => {
+            // The child asks the --rt-priority helper, through its own copy of the socket.
+            if let Some(e) = el {
+                e.close();
+            }
             // A coprocess is this process's child: reaped (and its end reported) here.
             let mut coprocs = coproc_watches(&links);
             // The child owns the links now: close our copies without removing their files.
@@ -160,7 +195,13 @@ fn reap_coprocs(watches: &mut [CoprocWatch]) {
 }
 
 /// In the new namespaces: maps, host name, resolv.conf, taps, the command and the data plane.
-fn inside(cfg: &Config, spec: &NsSpec, links: Vec<Link>, ids: Ids) -> Result<i32, RunError> {
+fn inside(
+    cfg: &Config,
+    spec: &NsSpec,
+    links: Vec<Link>,
+    ids: Ids,
+    el: Option<&std::sync::Arc<crate::sys::rt::Elevator>>,
+) -> Result<i32, RunError> {
     ns::set_up(spec, ids)?;
     if links.is_empty() {
         // No network, no data plane: the command takes this process's place, as in vdens.
@@ -172,7 +213,11 @@ fn inside(cfg: &Config, spec: &NsSpec, links: Vec<Link>, ids: Ids) -> Result<i32
     let cmd = child::Command::new(&cfg.cmd)?;
     let mut sfd = child::signal_fd()?;
     let pid = cmd.spawn(&spec.command_caps())?;
-    let engine = start_engine(cfg, ports, pid)?;
+    let engine = start_engine(cfg, ports, pid, el)?;
+    // Every data-plane thread has its priority: the helper may end.
+    if let Some(e) = el {
+        e.finish();
+    }
     let code = supervise(&mut sfd, pid, &engine, &mut coprocs, &mut watched);
     engine.stop();
     drop(watched);
@@ -212,12 +257,21 @@ fn tap_reader(link: &Link) -> TapReader {
 
 /// Starts the data plane on `ports`; when it cannot start, the command `pid` (already running)
 /// is killed and reaped.
-fn start_engine(cfg: &Config, ports: Vec<Port>, pid: Pid) -> Result<Engine, RunError> {
+fn start_engine(
+    cfg: &Config,
+    ports: Vec<Port>,
+    pid: Pid,
+    elevator: Option<&std::sync::Arc<crate::sys::rt::Elevator>>,
+) -> Result<Engine, RunError> {
     let opts = EngineOptions {
         choice: cfg.engine,
         workers: cfg.workers,
         cpus: cfg.cpus.clone(),
         pin: cfg.pin,
+        realtime: cfg.rt_priority.map(|priority| crate::engine::Realtime {
+            priority,
+            elevator: elevator.cloned(),
+        }),
         stats: cfg.stats.clone(),
         stats_interval: std::time::Duration::from_millis(cfg.stats_interval_ms),
     };

@@ -79,6 +79,14 @@ impl EngineChoice {
     }
 }
 
+/// The real-time priority the data-plane threads take (`--rt-priority`), and the helper that
+/// sets it from the initial user namespace when the thread cannot ([`crate::sys::rt`]).
+#[derive(Clone, Debug)]
+pub struct Realtime {
+    pub priority: u8,
+    pub elevator: Option<Arc<crate::sys::rt::Elevator>>,
+}
+
 /// How the engine is to run.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -86,6 +94,9 @@ pub struct EngineOptions {
     pub workers: Option<usize>,
     pub cpus: Option<Vec<usize>>,
     pub pin: bool,
+    /// SCHED_FIFO for the data-plane threads (`--rt-priority`); None: the normal scheduler,
+    /// as the command's own threads.
+    pub realtime: Option<Realtime>,
     pub stats: Option<PathBuf>,
     pub stats_interval: Duration,
 }
@@ -209,7 +220,7 @@ impl Engine {
         // Data-plane threads that had no memory for io_uring and run on epoll instead.
         let fallbacks = Arc::new(AtomicUsize::new(0));
         let started = engine.spawn_workers(groups, &opts, tuning, &ready_tx, &fallbacks)?
-            + engine.spawn_nodes(nodes, tuning, &ready_tx, &fallbacks)?;
+            + engine.spawn_nodes(nodes, &opts.realtime, tuning, &ready_tx, &fallbacks)?;
         engine.await_ready(&ready_rx, started)?;
         engine.announce_fallbacks(fallbacks.load(Ordering::Relaxed), started);
         if let Some(path) = opts.stats.clone() {
@@ -253,7 +264,9 @@ impl Engine {
             };
             let ready = ready.clone();
             let fell_back = fallbacks.clone();
+            let rt = opts.realtime.clone();
             let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || {
+                realtime(rt);
                 uring::run(ctx, tuning, kind, &fell_back, ready)
             })?;
             self.workers.push(WorkerHandle {
@@ -270,6 +283,7 @@ impl Engine {
     fn spawn_nodes(
         &mut self,
         nodes: Vec<Node>,
+        rt: &Option<Realtime>,
         tuning: UringTuning,
         ready: &Sender<Result<String, String>>,
         fallbacks: &Arc<AtomicUsize>,
@@ -285,7 +299,9 @@ impl Engine {
             let kind = self.kind;
             self.node_kinds.push(kind);
             let fell_back = fallbacks.clone();
+            let rt = rt.clone();
             let thread = spawn_thread(format!("vdens-node{index}"), move || {
+                realtime(rt);
                 let ctx = NodeCtx {
                     cmds: ctx_rx,
                     wake: w,
@@ -567,6 +583,33 @@ fn new_wake(whose: &str) -> Result<Arc<OwnedFd>, EngineError> {
 }
 
 /// Starts a named data-plane thread.
+/// Puts the calling data-plane thread under SCHED_FIFO at `priority`, if one was asked for
+/// (`--rt-priority`): by itself when its RLIMIT_RTPRIO allows it, else through the elevator
+/// (root's CAP_SYS_NICE does not count in the new user namespace). When both are refused, says so once per process and goes on under the
+/// normal scheduler, as a refused --cpus pin does.
+fn realtime(rt: Option<Realtime>) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Some(Realtime {
+        priority: p,
+        elevator,
+    }) = rt
+    else {
+        return;
+    };
+    let done = crate::sys::rt::set_realtime(p).or_else(|e| match &elevator {
+        Some(el) => el.raise(crate::sys::rt::gettid()),
+        None => Err(e),
+    });
+    if let Err(e) = done {
+        if !SAID.swap(true, Ordering::Relaxed) {
+            crate::diag!(
+                "cannot run the data-plane threads at real-time priority {p}: sched_setscheduler: {} (needs CAP_SYS_NICE or ulimit -r {p}); they run under the normal scheduler",
+                crate::sys::err_text(&e)
+            );
+        }
+    }
+}
+
 fn spawn_thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
     std::thread::Builder::new()
         .name(name.clone())

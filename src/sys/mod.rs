@@ -5,6 +5,7 @@ pub mod caller;
 pub mod dl;
 pub mod inet;
 pub mod isolate;
+pub mod rt;
 
 use std::ffi::CStr;
 use std::io;

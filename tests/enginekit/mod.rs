@@ -27,6 +27,7 @@ pub fn opts(choice: EngineChoice) -> EngineOptions {
         workers: None,
         cpus: None,
         pin: true,
+        realtime: None,
         stats: None,
         stats_interval: Duration::from_secs(1),
     }

@@ -321,6 +321,7 @@ impl Run {
             workers: None,
             cpus: None,
             pin: false,
+            realtime: None,
             stats: None,
             stats_interval: Duration::from_secs(1),
         };
