@@ -52,7 +52,8 @@ use super::{is_retry, new_ring, BufRing, SetupError, UringTuning};
 use crate::engine::core::cut::{self, Cut, Whole};
 use crate::engine::core::ptp;
 use crate::engine::core::{
-    admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
+    admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, EndpointError, Op, RxFault,
+    Token,
 };
 use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
@@ -60,7 +61,7 @@ use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, Reconnector, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
-use crate::engine::worker::{Cmd, NodeCtx};
+use crate::engine::worker::{Cmd, NodeCtx, StartError};
 use crate::engine::EngineKind;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
@@ -308,9 +309,13 @@ struct Ep {
 }
 
 impl Ep {
-    fn new(owner: Owner, name: &str, vnl: &str, off: TapOffload, gen: u16) -> Result<Ep, String> {
+    fn new(owner: Owner, name: &str, vnl: &str, off: TapOffload, gen: u16) -> Result<Ep, EndpointError> {
         let label = format!("{name} ({vnl})");
-        let fail = |what: &str, e: Errno| format!("{label}: {what}: {}", e.desc());
+        let fail = |what: &'static str, errno: Errno| EndpointError::Sys {
+            label: label.clone(),
+            what,
+            errno,
+        };
         let (rx, tx, framing, ctl) = match &owner {
             Owner::Tap(fd) => (Some(fd.as_raw_fd()), None, Framing::Datagram, None),
             Owner::Client { data, ctl, .. } => (
@@ -410,14 +415,17 @@ impl Ep {
 
     /// The endpoint of a vxlan:// or vxvde:// network: a poll on each of its sockets (then
     /// recvmmsg), a sendmsg per frame from the one datagrams leave from.
-    fn overlay(ov: Box<Overlay>, name: &str, gen: u16) -> Result<Ep, String> {
+    fn overlay(ov: Box<Overlay>, name: &str, gen: u16) -> Result<Ep, EndpointError> {
         let o = OverlayEp::new(ov);
         let vnl = o.vnl().to_string();
         let label = format!("{name} ({vnl})");
         let (group, uni) = o.sockets();
         for f in std::iter::once(group).chain(uni) {
-            set_nonblocking(bfd(f))
-                .map_err(|e| format!("{label}: cannot make it non-blocking: {}", e.desc()))?;
+            set_nonblocking(bfd(f)).map_err(|errno| EndpointError::Sys {
+                label: label.clone(),
+                what: "cannot make it non-blocking",
+                errno,
+            })?;
         }
         let tx_fd = o.tx_raw_fd();
         Ok(Ep {
@@ -561,7 +569,7 @@ impl Control for UNode {
     fn publish(&mut self) {
         UNode::publish(self);
     }
-    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, EndpointError> {
         UNode::add_endpoint(self, e)
     }
     fn remove_endpoint(&mut self, id: u16) {
@@ -1664,10 +1672,12 @@ impl UNode {
     }
 
     /// Attaches an endpoint at the lowest free port from 1.
-    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, EndpointError> {
         let id = (1..MAX_PORTS)
             .find(|&i| !matches!(self.eps.get(i), Some(Some(_))))
-            .ok_or_else(|| format!("{}: no free port", self.name))?;
+            .ok_or_else(|| EndpointError::NoFreePort {
+                node: self.name.clone(),
+            })?;
         let gen = self.next_gen();
         let ep = ep_of(e, &self.name, gen)?;
         self.add(id, ep);
@@ -1861,7 +1871,7 @@ impl UNode {
 /// rules are `core::ptp`'s.
 impl UNode {
     /// Watches the listening socket, and attaches the peer the link was opened with.
-    fn ptp_start(&mut self) -> Result<(), String> {
+    fn ptp_start(&mut self) -> Result<(), EndpointError> {
         let Some(h) = self.ptp.as_mut() else { return Ok(()) };
         let peer = h.take_peer();
         self.arm_ptp_listen();
@@ -1910,7 +1920,7 @@ impl UNode {
     }
 
     /// Makes a connected (and acked) peer the node's peer endpoint.
-    fn ptp_attach(&mut self, fd: OwnedFd) -> Result<(), String> {
+    fn ptp_attach(&mut self, fd: OwnedFd) -> Result<(), EndpointError> {
         let vnl = self.ptp.as_ref().map(|h| h.vnl.clone()).unwrap_or_default();
         let link = Link::single(&vnl, Framing::Datagram, fd);
         let gen = self.next_gen();
@@ -2045,7 +2055,7 @@ impl UNode {
 
 /// The endpoint for `e`. A link hosting a vxlan:// or vxvde:// network joins as that network
 /// (vdeplug-fast's `vxvde:// switch:///tmp/sw`: the overlay is a port of the switch).
-fn ep_of(mut e: Endpoint, node: &str, gen: u16) -> Result<Ep, String> {
+fn ep_of(mut e: Endpoint, node: &str, gen: u16) -> Result<Ep, EndpointError> {
     if let Endpoint::Link { name, link } = &mut e {
         if let Some(Hosted::Overlay(o)) = link.node.take_if(|h| matches!(h, Hosted::Overlay(_))) {
             return Ep::overlay(o, name, gen);
@@ -2093,7 +2103,7 @@ pub fn run_node(
     tuning: UringTuning,
     kind: EngineKind,
     fell_back: &AtomicUsize,
-    ready: Sender<Result<String, String>>,
+    ready: Sender<crate::engine::worker::Ready>,
 ) {
     let NodeCtx { cmds, wake, shared } = ctx;
     let big = matches!(&node.kind, NodeKind::Net(l) if l.superframes);
@@ -2108,7 +2118,7 @@ pub fn run_node(
     let (ring, bufs) = match parts {
         Ok(p) => p,
         Err(e) => {
-            let _ = ready.send(Err(e.msg));
+            let _ = ready.send(Err(e.into()));
             return;
         }
     };
@@ -2117,7 +2127,7 @@ pub fn run_node(
     } else {
         "epoll node"
     };
-    let setup = (|| -> Result<UNode, String> {
+    let setup = (|| -> Result<UNode, StartError> {
         let (mut ptp, mut overlay) = (None, None);
         let (listener, fwd) = match node.kind {
             NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
@@ -2176,8 +2186,10 @@ pub fn run_node(
             ptp_hold_gen: 0,
         };
         if w.ptp.is_some() {
-            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-                .map_err(|e| format!("{}: epoll_create1: {}", w.name, e.desc()))?;
+            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| StartError::Epoll {
+                node: w.name.clone(),
+                errno,
+            })?;
             w.ptp_watch = Some((ep, -1));
         }
         // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
@@ -2199,7 +2211,7 @@ pub fn run_node(
     match setup {
         Ok(mut w) => {
             crate::engine::confine();
-            let _ = ready.send(Ok(mode.into()));
+            let _ = ready.send(Ok(mode));
             w.run(&cmds);
         }
         Err(e) => {

@@ -398,7 +398,7 @@ pub fn run(
     tuning: UringTuning,
     kind: EngineKind,
     fell_back: &AtomicUsize,
-    ready: Sender<Result<String, String>>,
+    ready: Sender<crate::engine::worker::Ready>,
 ) {
     // Pin before allocating: the buffers are then populated by (and local to) this core.
     pin(ctx.cpu);
@@ -413,11 +413,11 @@ pub fn run(
     let mut w = match built {
         Ok((w, mode)) => {
             crate::engine::confine();
-            let _ = ready.send(Ok(mode.to_string()));
+            let _ = ready.send(Ok(mode));
             w
         }
         Err((e, _)) => {
-            let _ = ready.send(Err(e.msg));
+            let _ = ready.send(Err(e.into()));
             return;
         }
     };
