@@ -156,6 +156,35 @@ enum Owner {
     Overlay,
 }
 
+impl Owner {
+    /// The descriptor frames arrive on (none for an overlay: its sockets are its `Tx`'s).
+    fn rx(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Owner::Tap(fd) => Some(fd.as_fd()),
+            Owner::Client { data, .. } => Some(data.as_fd()),
+            Owner::Link(l) => l.rx_fd(),
+            Owner::Overlay => None,
+        }
+    }
+
+    /// The descriptor frames leave on: the receiving one where there is no other.
+    fn tx(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Owner::Link(l) => l.tx_fd(),
+            o => o.rx(),
+        }
+    }
+
+    /// The control connection (a switch client's, a vde:// link's), watched for hang-up.
+    fn ctl(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Owner::Client { ctl, .. } => Some(ctl.as_fd()),
+            Owner::Link(l) => l.ctl.as_ref().map(|c| c.as_fd()),
+            Owner::Tap(_) | Owner::Overlay => None,
+        }
+    }
+}
+
 /// Receiving from a vxlan:// / vxvde:// network: a poll per socket; once one is readable,
 /// recvmmsg takes the datagrams (see `on_overlay_rx`).
 struct OvRx {
@@ -316,26 +345,17 @@ impl Ep {
             what,
             errno,
         };
-        let (rx, tx, framing, ctl) = match &owner {
-            Owner::Tap(fd) => (Some(fd.as_raw_fd()), None, Framing::Datagram, None),
-            Owner::Client { data, ctl, .. } => (
-                Some(data.as_raw_fd()),
-                None,
-                Framing::Datagram,
-                Some(ctl.as_raw_fd()),
-            ),
-            Owner::Link(l) => (
-                l.rx_fd().map(|f| f.as_raw_fd()),
-                l.tx_fd().map(|f| f.as_raw_fd()),
-                l.framing,
-                l.ctl.as_ref().map(|c| c.as_raw_fd()),
-            ),
+        let framing = match &owner {
+            Owner::Tap(_) | Owner::Client { .. } => Framing::Datagram,
+            Owner::Link(l) => l.framing,
             // Built by Ep::overlay, never here.
-            Owner::Overlay => (None, None, Framing::Null, None),
+            Owner::Overlay => Framing::Null,
         };
-        let txfd = tx.or(rx);
-        for f in rx.iter().chain(tx.iter()) {
-            set_nonblocking(bfd(*f)).map_err(|e| fail("cannot make it non-blocking", e))?;
+        let (rx, txfd) = (owner.rx(), owner.tx());
+        // (A tap's or a client's one descriptor both receives and sends: once is enough.)
+        let own_tx = txfd.filter(|t| t.as_raw_fd() != raw(rx));
+        for f in rx.into_iter().chain(own_tx) {
+            set_nonblocking(f).map_err(|e| fail("cannot make it non-blocking", e))?;
         }
         let null = framing == Framing::Null;
         let vnet = off.enabled() && matches!(owner, Owner::Tap(_));
@@ -358,10 +378,10 @@ impl Ep {
                 reading: false,
             })),
             Some(fd) => {
-                let socket = is_socket(bfd(fd)).map_err(|e| fail("cannot inspect it", e))?;
+                let socket = is_socket(fd).map_err(|e| fail("cannot inspect it", e))?;
                 Rx::Multi {
                     socket,
-                    eof_on_zero: !(socket && is_dgram(bfd(fd))),
+                    eof_on_zero: !(socket && is_dgram(fd)),
                 }
             }
         };
@@ -382,7 +402,7 @@ impl Ep {
                 SendTo::Unix(p) => Tx::SendTo(Box::new(
                     UnixAddr::new(p.as_path()).map_err(|e| fail("bad destination", e))?,
                 )),
-                SendTo::Connected if is_socket(bfd(fd)).unwrap_or(false) => Tx::Send,
+                SendTo::Connected if is_socket(fd).unwrap_or(false) => Tx::Send,
                 SendTo::Connected => Tx::Write,
             },
             (Some(_), Owner::Client { .. }) => Tx::Send,
@@ -393,11 +413,13 @@ impl Ep {
             Owner::Link(l) => l.reconnect(),
             _ => Reconnect::Never,
         });
+        let (rx_fd, tx_fd) = (raw(rx), raw(txfd));
+        let ctl_fd = owner.ctl().map(|c| c.as_raw_fd());
         Ok(Ep {
             gen,
-            rx_fd: rx.unwrap_or(-1),
-            tx_fd: txfd.unwrap_or(-1),
-            ctl_fd: ctl,
+            rx_fd,
+            tx_fd,
+            ctl_fd,
             rx_dead: matches!(rx_kind, Rx::None),
             rx: rx_kind,
             rx_armed: false,
@@ -416,18 +438,18 @@ impl Ep {
     /// The endpoint of a vxlan:// or vxvde:// network: a poll on each of its sockets (then
     /// recvmmsg), a sendmsg per frame from the one datagrams leave from.
     fn overlay(ov: Box<Overlay>, name: &str, gen: u16) -> Result<Ep, EndpointError> {
-        let o = OverlayEp::new(ov);
-        let vnl = o.vnl().to_string();
-        let label = format!("{name} ({vnl})");
-        let (group, uni) = o.sockets();
-        for f in std::iter::once(group).chain(uni) {
-            set_nonblocking(bfd(f)).map_err(|errno| EndpointError::Sys {
+        let label = format!("{name} ({})", ov.vnl);
+        for f in std::iter::once(ov.multi.as_fd()).chain(ov.uni.as_ref().map(|u| u.as_fd())) {
+            set_nonblocking(f).map_err(|errno| EndpointError::Sys {
                 label: label.clone(),
                 what: "cannot make it non-blocking",
                 errno,
             })?;
         }
+        let o = OverlayEp::new(ov);
+        let (group, uni) = o.sockets();
         let tx_fd = o.tx_raw_fd();
+        let stats = Arc::new(PortStats::new(name, o.vnl()));
         Ok(Ep {
             owner: Owner::Overlay,
             gen,
@@ -452,7 +474,7 @@ impl Ep {
             inflight: 0,
             superframes: false,
             counts: [Counts::default(); 2],
-            stats: Arc::new(PortStats::new(name, &vnl)),
+            stats,
             label,
         })
     }
@@ -500,8 +522,14 @@ fn frame_of<'a>(bufs: &'a Bufs, slots: &'a [u8], fid: u16, len: usize) -> &'a [u
     }
 }
 
-fn bfd<'a>(f: RawFd) -> BorrowedFd<'a> {
-    crate::sys::borrow_fd(f)
+/// The tap an offloading endpoint (`Tx::Vnet`) writes to.
+fn tap_fd(owner: &Owner) -> BorrowedFd<'_> {
+    owner.tx().expect("an offloading endpoint is a tap")
+}
+
+/// The number of descriptor `f` (the rings name descriptors by number), -1 for none.
+fn raw(f: Option<BorrowedFd<'_>>) -> RawFd {
+    f.map_or(-1, |f| f.as_raw_fd())
 }
 
 struct UNode {
@@ -539,7 +567,7 @@ struct UNode {
     listen_armed: bool,
     /// Clients that have not joined yet.
     joins: Joins,
-    wake: RawFd,
+    wake: Arc<OwnedFd>,
     wake_armed: bool,
     /// Operations in flight (all kinds), for the shutdown.
     outstanding: u64,
@@ -661,7 +689,7 @@ impl UNode {
 
     fn arm_wake(&mut self) {
         let e = Sqe::Poll {
-            fd: Target::Fd(self.wake),
+            fd: Target::Fd(self.wake.as_raw_fd()),
             events: libc::POLLIN as u32,
             multi: true,
         }
@@ -881,7 +909,7 @@ impl UNode {
             }
             Tx::Vnet(v) => {
                 let f = frame_of(&self.bufs, &self.slots, fid, len);
-                let (tfd, hl) = (e.tx_fd, v.hdr);
+                let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
                 return;
             }
@@ -1042,7 +1070,7 @@ impl UNode {
             if e.superframes {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
-                let (tfd, hl) = (e.tx_fd, v.hdr);
+                let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 if v.gro.pending() {
                     v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
@@ -1374,7 +1402,10 @@ impl UNode {
     /// (`Reconnector`), so that the next frames reach it.
     fn reconnect_after(&mut self, t: &Token, errno: i32) {
         if let Some(e) = self.ep_of(t) {
-            e.reconnect.after_failure(bfd(e.tx_fd), errno, &e.label);
+            // An overlay has no descriptor here, nor anything to reconnect.
+            if let Some(fd) = e.owner.tx() {
+                e.reconnect.after_failure(fd, errno, &e.label);
+            }
         }
     }
 
@@ -1689,7 +1720,7 @@ impl UNode {
             self.wake_armed = false;
         }
         let mut b = [0u8; 8];
-        let _ = nix::unistd::read(bfd(self.wake), &mut b);
+        let _ = nix::unistd::read(self.wake.as_fd(), &mut b);
         dispatch(cmds, self)
     }
 
@@ -1752,7 +1783,7 @@ impl UNode {
         for e in self.eps.iter_mut().flatten() {
             let Tx::Vnet(v) = &mut e.tx else { continue };
             if v.gro.pending() {
-                let (tfd, hl) = (e.tx_fd, v.hdr);
+                let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
             }
@@ -1834,9 +1865,9 @@ impl UNode {
         self.ptp_waiting = None;
         // Bytes already waiting for a stream endpoint get one last chance to go out.
         for e in self.eps.iter_mut().flatten() {
-            if let Tx::Stream(s) = &mut e.tx {
+            if let (Tx::Stream(s), Some(fd)) = (&mut e.tx, e.owner.tx()) {
                 if s.writing == 0 {
-                    let _ = nix::unistd::write(bfd(e.tx_fd), &s.out[s.start..s.end]);
+                    let _ = nix::unistd::write(fd, &s.out[s.start..s.end]);
                 }
             }
         }
@@ -1893,13 +1924,12 @@ impl UNode {
         // (SIGKILL) the ring's teardown, after the process is gone, would keep PATH listening
         // a moment longer, accepting connections it then resets. Epoll holds no reference.
         // (Made at set-up: the confined thread cannot create one.)
-        let l = l.as_raw_fd();
         let Some((ep, watched)) = self.ptp_watch.as_mut() else {
             return;
         };
-        if *watched != l {
+        if *watched != l.as_raw_fd() {
             let ev = EpollEvent::new(EpollFlags::EPOLLIN, 0);
-            if let Err(e) = ep.add(bfd(l), ev) {
+            if let Err(e) = ep.add(l, ev) {
                 crate::diag!(
                     "{}: cannot watch the ptp socket: epoll_ctl: {}",
                     self.name,
@@ -1907,7 +1937,7 @@ impl UNode {
                 );
                 return;
             }
-            *watched = l;
+            *watched = l.as_raw_fd();
         }
         let sqe = Sqe::Poll {
             fd: Target::Fd(ep.0.as_raw_fd()),
@@ -1955,11 +1985,14 @@ impl UNode {
         let Some(Some(e)) = self.eps.get(self.ptp_peer) else {
             return ptp::Peer::Absent;
         };
-        let mut p = [PollFd::new(bfd(e.rx_fd), PollFlags::empty())];
-        let hup = matches!(poll(&mut p, PollTimeout::ZERO), Ok(1))
-            && p[0]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        // A peer is a link, which always has a receiving descriptor.
+        let hup = e.owner.rx().is_some_and(|fd| {
+            let mut p = [PollFd::new(fd, PollFlags::empty())];
+            matches!(poll(&mut p, PollTimeout::ZERO), Ok(1))
+                && p[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+        });
         if hup {
             ptp::Peer::HungUp
         } else {
@@ -2170,7 +2203,7 @@ pub fn run_node(
             cable,
             listen_armed: false,
             joins: Joins::default(),
-            wake: wake.as_raw_fd(),
+            wake,
             wake_armed: false,
             outstanding: 0,
             cqes: Vec::with_capacity(8192),
