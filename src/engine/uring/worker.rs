@@ -1254,10 +1254,13 @@ impl Worker {
                 Some(Verdict::Drop(DropReason::SendError))
             } else if res < 0
                 && dir.tx.raw >= 0
-                && dir
-                    .tx
-                    .reconnect
-                    .after_failure(crate::sys::borrow_fd(dir.tx.raw), -res, &dir.label)
+                && dir.tx.reconnect.after_failure(
+                    // SAFETY: `raw` (>= 0) is a descriptor of one of this worker's ports,
+                    // which it holds (`_ports`) until it ends.
+                    unsafe { crate::sys::borrow_fd(dir.tx.raw) },
+                    -res,
+                    &dir.label,
+                )
             {
                 // Connected to the peer's new socket, which is asked again: nothing tagged
                 // goes there before it answers.
@@ -1315,7 +1318,11 @@ impl Worker {
                 if !std::mem::take(&mut dir.tx.again) {
                     dir.tx.retried = false;
                     dir.tx.probe = false;
-                } else if send_buffer_full(crate::sys::borrow_fd(dir.tx.raw)) {
+                } else if send_buffer_full(
+                    // SAFETY: `raw` is a descriptor of one of this worker's ports, which it
+                    // holds (`_ports`) until it ends.
+                    unsafe { crate::sys::borrow_fd(dir.tx.raw) },
+                ) {
                     // Our own send buffer: wait until it polls writable.
                     dir.tx.retried = false;
                     dir.tx.waiting = true;
