@@ -60,7 +60,7 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Ring(e) => f.write_str(&e.msg),
-            StartError::Endpoint(e) => e.fmt(f),
+            StartError::Endpoint(e) => fmt::Display::fmt(e, f),
             StartError::Epoll { node, errno } => write!(f, "{node}: epoll_create1: {}", errno.desc()),
         }
     }
