@@ -40,7 +40,7 @@ pub use offload::TapOffload;
 pub use port::MAX_FRAME;
 pub use stats::{Counts, PortSnapshot, LINK_TO_TAP, TAP_TO_LINK};
 pub use uring::UringTuning;
-use worker::{Assigned, Cmd, NodeCtx, WorkerCtx};
+use worker::{Assigned, Cmd, NodeCtx, Ready, WorkerCtx};
 
 /// A tap joined to a link.
 pub struct Port {
@@ -235,7 +235,7 @@ impl Engine {
         groups: Vec<Vec<Assigned>>,
         opts: &EngineOptions,
         tuning: UringTuning,
-        ready: &Sender<Result<String, String>>,
+        ready: &Sender<Ready>,
         fallbacks: &Arc<AtomicUsize>,
     ) -> Result<usize, EngineError> {
         // Workers are pinned to the CPUs --cpus names, and left to the scheduler otherwise:
@@ -285,7 +285,7 @@ impl Engine {
         nodes: Vec<Node>,
         rt: &Option<Realtime>,
         tuning: UringTuning,
-        ready: &Sender<Result<String, String>>,
+        ready: &Sender<Ready>,
         fallbacks: &Arc<AtomicUsize>,
     ) -> Result<usize, EngineError> {
         let mut started = 0;
@@ -322,7 +322,7 @@ impl Engine {
     /// Waits for every started thread to report its set-up; stops them all if one failed.
     fn await_ready(
         &mut self,
-        ready: &crossbeam_channel::Receiver<Result<String, String>>,
+        ready: &crossbeam_channel::Receiver<Ready>,
         started: usize,
     ) -> Result<(), EngineError> {
         for _ in 0..started {

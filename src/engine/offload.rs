@@ -16,7 +16,7 @@
 use crate::engine::stats::Counts;
 use crate::wire::vnet::{self, VnetHdr};
 use std::io::IoSlice;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 
 /// How a port's tap frames its reads and writes (opened by `crate::tap`).
 pub use crate::tap::TapOffload;
@@ -40,13 +40,10 @@ pub fn wire_count(h: &VnetHdr, len: usize) -> (u64, u64) {
 /// Writes frame `f` to an offloading tap behind header `h` (`hl` bytes of it). A tap write
 /// does not block (tun's send buffer is unlimited). Counted as the VDE-wire frames it stands
 /// for.
-pub fn vnet_write(fd: RawFd, hl: usize, c: &mut Counts, h: &VnetHdr, f: &[u8]) {
+pub fn vnet_write(fd: BorrowedFd<'_>, hl: usize, c: &mut Counts, h: &VnetHdr, f: &[u8]) {
     let hb = h.to_bytes();
     let (n, bytes) = wire_count(h, f.len());
-    match nix::sys::uio::writev(
-        crate::sys::borrow_fd(fd),
-        &[IoSlice::new(&hb[..hl]), IoSlice::new(f)],
-    ) {
+    match nix::sys::uio::writev(fd, &[IoSlice::new(&hb[..hl]), IoSlice::new(f)]) {
         Ok(_) => {
             c.sent_many(n, bytes);
             if h.gso_kind() != vnet::GSO_NONE {

@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 
 /// `LIBVDEPLUG_INTERFACE_VERSION` of libvdeplug.h.
 pub const LIBVDEPLUG_INTERFACE_VERSION: c_int = 1;
@@ -176,6 +176,23 @@ impl VdeConn {
     pub fn ctlfd(&self) -> RawFd {
         // SAFETY: the connection is open.
         unsafe { (self.lib.ctlfd)(self.conn) }
+    }
+
+    /// [`VdeConn::datafd`], borrowed from the connection (None when the plugin gives none).
+    pub fn data_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.lend(self.datafd())
+    }
+
+    /// [`VdeConn::ctlfd`], borrowed from the connection (None when the plugin has none).
+    pub fn ctl_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.lend(self.ctlfd())
+    }
+
+    fn lend(&self, fd: RawFd) -> Option<BorrowedFd<'_>> {
+        // SAFETY: the plugin owns the connection's descriptors and keeps them open until
+        // vde_close, which runs on drop; the borrow holds `&self`, so neither the drop nor a
+        // call taking `&mut self` (which could act on them) happens while it lives.
+        (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
     }
 
     /// Forgets the connection without closing it: for a forked copy of this process, where

@@ -332,11 +332,17 @@ pub fn send_batch(
     Ok(r as usize)
 }
 
-/// Borrows a descriptor the caller keeps open for the borrow's whole use (the engine's workers
-/// hold their ports' descriptors by number and own the ports for their whole life).
-pub fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
+/// Borrows descriptor `fd`, held elsewhere by number only (the io_uring port worker names its
+/// ports' descriptors by number in its plans, and owns the ports for its whole life).
+///
+/// # Safety
+///
+/// `fd` must be an open descriptor that stays open, and is not closed or replaced by another
+/// one under the same number, for as long as the returned borrow is used (the caller owns it,
+/// or holds its owner, until after the borrow's last use).
+pub unsafe fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
     assert!(fd >= 0, "borrow_fd of a negative descriptor");
-    // SAFETY: callers only pass descriptors of ports they own until after the last use.
+    // SAFETY: the caller keeps `fd` open for the borrow's whole use (see # Safety).
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 

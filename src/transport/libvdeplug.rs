@@ -282,32 +282,17 @@ fn transient(e: &std::io::Error) -> bool {
 /// The bridge loop; returns (closing the connection; the caller then closes `end`) when stopped,
 /// when the engine side closes, or when the network is gone.
 fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
-    let data = crate::sys::borrow_fd(conn.datafd());
-    let ctl = conn.ctlfd();
-    // The control descriptor is watched only for hang-up (its data belongs to the plugin).
-    let ctl = (ctl >= 0 && ctl != data.as_raw_fd()).then(|| crate::sys::borrow_fd(ctl));
     let mut buf = vec![0u8; BUF];
     let gone = |why: &str| crate::diag!("{vnl}: {why}; this link stops");
     loop {
-        let mut fds = [
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-            PollFd::new(end.as_fd(), PollFlags::POLLIN),
-            PollFd::new(data, PollFlags::POLLIN),
-            PollFd::new(ctl.unwrap_or(data), rdhup()),
-        ];
-        let n = if ctl.is_some() { 4 } else { 3 };
-        match poll(&mut fds[..n], PollTimeout::NONE) {
-            Ok(_) => {}
+        let ev = match wait(&conn, end, &stop) {
+            Ok(ev) => ev,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 gone(&format!("bridge poll failed: {}", e.desc()));
                 return;
             }
-        }
-        let mut ev = [PollFlags::empty(); 4];
-        for (e, f) in ev.iter_mut().zip(&fds[..n]) {
-            *e = f.revents().unwrap_or(PollFlags::empty());
-        }
+        };
         if !ev[0].is_empty() {
             return;
         }
@@ -350,6 +335,29 @@ fn run(vnl: String, mut conn: VdeConn, end: &OwnedFd, stop: OwnedFd) {
             return;
         }
     }
+}
+
+/// Waits until the bridge has something to do; returns what happened on the stop pipe, the
+/// engine's end, the connection's data descriptor and its control descriptor (watched for
+/// hang-up only: its data belongs to the plugin), in that order. The connection's descriptors
+/// are borrowed for the wait only: sending and receiving take the connection mutably.
+fn wait(conn: &VdeConn, end: &OwnedFd, stop: &OwnedFd) -> nix::Result<[PollFlags; 4]> {
+    // Checked when the link was opened.
+    let data = conn.data_fd().ok_or(nix::errno::Errno::EBADF)?;
+    let ctl = conn.ctl_fd().filter(|c| c.as_raw_fd() != data.as_raw_fd());
+    let mut fds = [
+        PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        PollFd::new(end.as_fd(), PollFlags::POLLIN),
+        PollFd::new(data, PollFlags::POLLIN),
+        PollFd::new(ctl.unwrap_or(data), rdhup()),
+    ];
+    let n = if ctl.is_some() { 4 } else { 3 };
+    poll(&mut fds[..n], PollTimeout::NONE)?;
+    let mut ev = [PollFlags::empty(); 4];
+    for (e, f) in ev.iter_mut().zip(&fds[..n]) {
+        *e = f.revents().unwrap_or(PollFlags::empty());
+    }
+    Ok(ev)
 }
 
 /// POLLRDHUP (nix does not name it): the peer closed its end of a stream.

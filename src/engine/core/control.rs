@@ -3,6 +3,8 @@
 
 use crate::engine::node::Endpoint;
 use crossbeam_channel::{Receiver, Sender};
+use nix::errno::Errno;
+use std::fmt;
 
 /// Control thread -> data-plane thread.
 pub enum Cmd {
@@ -11,18 +13,46 @@ pub enum Cmd {
     /// Finish: cancel what is in flight, publish the final counters, release the ports.
     Stop,
     /// Nodes only: attach an endpoint, answer its port number.
-    AddEndpoint(Endpoint, Sender<Result<u16, String>>),
+    AddEndpoint(Endpoint, Sender<Result<u16, EndpointError>>),
     /// Nodes only: detach the endpoint on this port (its descriptors close).
     RemoveEndpoint(u16),
 }
+
+/// Why an endpoint could not be attached to a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointError {
+    /// A port worker has a fixed set of endpoints.
+    NotANode,
+    /// Every port of node `node` is taken.
+    NoFreePort { node: String },
+    /// A call on the endpoint's descriptors failed: the endpoint (`NAME (VNL)`), what was
+    /// done, and the system's reason.
+    Sys {
+        label: String,
+        what: &'static str,
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointError::NotANode => f.write_str("not a switch or hub node"),
+            EndpointError::NoFreePort { node } => write!(f, "{node}: no free port"),
+            EndpointError::Sys { label, what, errno } => write!(f, "{label}: {what}: {}", errno.desc()),
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
 
 /// What a data-plane loop does for the commands.
 pub trait Control {
     /// Publishes the counters to the shared atomics.
     fn publish(&mut self);
     /// Attaches an endpoint. A port worker has a fixed set of endpoints: the default refuses.
-    fn add_endpoint(&mut self, _e: Endpoint) -> Result<u16, String> {
-        Err("not a switch or hub node".into())
+    fn add_endpoint(&mut self, _e: Endpoint) -> Result<u16, EndpointError> {
+        Err(EndpointError::NotANode)
     }
     /// Detaches the endpoint on port `id` (nothing for a port worker).
     fn remove_endpoint(&mut self, _id: u16) {}
@@ -93,6 +123,26 @@ mod tests {
         };
         tx.send(Cmd::AddEndpoint(e, ack_tx)).unwrap();
         assert!(!dispatch(&rx, &mut Seen::default()));
-        assert!(ack_rx.try_recv().unwrap().is_err());
+        assert_eq!(ack_rx.try_recv().unwrap(), Err(EndpointError::NotANode));
+    }
+
+    /// The texts users see (after "cannot add the endpoint: " or "worker setup failed: ").
+    #[test]
+    fn endpoint_errors_read_as_one_line() {
+        assert_eq!(EndpointError::NotANode.to_string(), "not a switch or hub node");
+        let full = EndpointError::NoFreePort { node: "sw".into() };
+        assert_eq!(full.to_string(), "sw: no free port");
+        let sys = EndpointError::Sys {
+            label: "vde0 (vde:///tmp/sw)".into(),
+            what: "cannot make it non-blocking",
+            errno: Errno::EBADF,
+        };
+        assert_eq!(
+            sys.to_string(),
+            format!(
+                "vde0 (vde:///tmp/sw): cannot make it non-blocking: {}",
+                Errno::EBADF.desc()
+            )
+        );
     }
 }

@@ -13,7 +13,7 @@ pub mod io;
 pub mod ptp;
 pub mod token;
 
-pub use control::{dispatch, Cmd, Control};
+pub use control::{dispatch, Cmd, Control, EndpointError};
 pub use frame::{admit, admit_stream, MAX_FRAME, MIN_FRAME};
 pub use io::{
     classify_rx_error, classify_send_error, send_verdict, single_send_drop, Backpressure, RxEnd, RxFault,

@@ -52,7 +52,8 @@ use super::{is_retry, new_ring, BufRing, SetupError, UringTuning};
 use crate::engine::core::cut::{self, Cut, Whole};
 use crate::engine::core::ptp;
 use crate::engine::core::{
-    admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, Op, RxFault, Token,
+    admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, EndpointError, Op, RxFault,
+    Token,
 };
 use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
@@ -60,7 +61,7 @@ use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, Reconnector, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
-use crate::engine::worker::{Cmd, NodeCtx};
+use crate::engine::worker::{Cmd, NodeCtx, StartError};
 use crate::engine::EngineKind;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
@@ -153,6 +154,35 @@ enum Owner {
     },
     /// A vxlan:// or vxvde:// network: its sockets are held by its `Tx::Overlay`.
     Overlay,
+}
+
+impl Owner {
+    /// The descriptor frames arrive on (none for an overlay: its sockets are its `Tx`'s).
+    fn rx(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Owner::Tap(fd) => Some(fd.as_fd()),
+            Owner::Client { data, .. } => Some(data.as_fd()),
+            Owner::Link(l) => l.rx_fd(),
+            Owner::Overlay => None,
+        }
+    }
+
+    /// The descriptor frames leave on: the receiving one where there is no other.
+    fn tx(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Owner::Link(l) => l.tx_fd(),
+            o => o.rx(),
+        }
+    }
+
+    /// The control connection (a switch client's, a vde:// link's), watched for hang-up.
+    fn ctl(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Owner::Client { ctl, .. } => Some(ctl.as_fd()),
+            Owner::Link(l) => l.ctl.as_ref().map(|c| c.as_fd()),
+            Owner::Tap(_) | Owner::Overlay => None,
+        }
+    }
 }
 
 /// Receiving from a vxlan:// / vxvde:// network: a poll per socket; once one is readable,
@@ -308,29 +338,24 @@ struct Ep {
 }
 
 impl Ep {
-    fn new(owner: Owner, name: &str, vnl: &str, off: TapOffload, gen: u16) -> Result<Ep, String> {
+    fn new(owner: Owner, name: &str, vnl: &str, off: TapOffload, gen: u16) -> Result<Ep, EndpointError> {
         let label = format!("{name} ({vnl})");
-        let fail = |what: &str, e: Errno| format!("{label}: {what}: {}", e.desc());
-        let (rx, tx, framing, ctl) = match &owner {
-            Owner::Tap(fd) => (Some(fd.as_raw_fd()), None, Framing::Datagram, None),
-            Owner::Client { data, ctl, .. } => (
-                Some(data.as_raw_fd()),
-                None,
-                Framing::Datagram,
-                Some(ctl.as_raw_fd()),
-            ),
-            Owner::Link(l) => (
-                l.rx_fd().map(|f| f.as_raw_fd()),
-                l.tx_fd().map(|f| f.as_raw_fd()),
-                l.framing,
-                l.ctl.as_ref().map(|c| c.as_raw_fd()),
-            ),
-            // Built by Ep::overlay, never here.
-            Owner::Overlay => (None, None, Framing::Null, None),
+        let fail = |what: &'static str, errno: Errno| EndpointError::Sys {
+            label: label.clone(),
+            what,
+            errno,
         };
-        let txfd = tx.or(rx);
-        for f in rx.iter().chain(tx.iter()) {
-            set_nonblocking(bfd(*f)).map_err(|e| fail("cannot make it non-blocking", e))?;
+        let framing = match &owner {
+            Owner::Tap(_) | Owner::Client { .. } => Framing::Datagram,
+            Owner::Link(l) => l.framing,
+            // Built by Ep::overlay, never here.
+            Owner::Overlay => Framing::Null,
+        };
+        let (rx, txfd) = (owner.rx(), owner.tx());
+        // (A tap's or a client's one descriptor both receives and sends: once is enough.)
+        let own_tx = txfd.filter(|t| t.as_raw_fd() != raw(rx));
+        for f in rx.into_iter().chain(own_tx) {
+            set_nonblocking(f).map_err(|e| fail("cannot make it non-blocking", e))?;
         }
         let null = framing == Framing::Null;
         let vnet = off.enabled() && matches!(owner, Owner::Tap(_));
@@ -353,10 +378,10 @@ impl Ep {
                 reading: false,
             })),
             Some(fd) => {
-                let socket = is_socket(bfd(fd)).map_err(|e| fail("cannot inspect it", e))?;
+                let socket = is_socket(fd).map_err(|e| fail("cannot inspect it", e))?;
                 Rx::Multi {
                     socket,
-                    eof_on_zero: !(socket && is_dgram(bfd(fd))),
+                    eof_on_zero: !(socket && is_dgram(fd)),
                 }
             }
         };
@@ -377,7 +402,7 @@ impl Ep {
                 SendTo::Unix(p) => Tx::SendTo(Box::new(
                     UnixAddr::new(p.as_path()).map_err(|e| fail("bad destination", e))?,
                 )),
-                SendTo::Connected if is_socket(bfd(fd)).unwrap_or(false) => Tx::Send,
+                SendTo::Connected if is_socket(fd).unwrap_or(false) => Tx::Send,
                 SendTo::Connected => Tx::Write,
             },
             (Some(_), Owner::Client { .. }) => Tx::Send,
@@ -388,11 +413,13 @@ impl Ep {
             Owner::Link(l) => l.reconnect(),
             _ => Reconnect::Never,
         });
+        let (rx_fd, tx_fd) = (raw(rx), raw(txfd));
+        let ctl_fd = owner.ctl().map(|c| c.as_raw_fd());
         Ok(Ep {
             gen,
-            rx_fd: rx.unwrap_or(-1),
-            tx_fd: txfd.unwrap_or(-1),
-            ctl_fd: ctl,
+            rx_fd,
+            tx_fd,
+            ctl_fd,
             rx_dead: matches!(rx_kind, Rx::None),
             rx: rx_kind,
             rx_armed: false,
@@ -410,16 +437,19 @@ impl Ep {
 
     /// The endpoint of a vxlan:// or vxvde:// network: a poll on each of its sockets (then
     /// recvmmsg), a sendmsg per frame from the one datagrams leave from.
-    fn overlay(ov: Box<Overlay>, name: &str, gen: u16) -> Result<Ep, String> {
-        let o = OverlayEp::new(ov);
-        let vnl = o.vnl().to_string();
-        let label = format!("{name} ({vnl})");
-        let (group, uni) = o.sockets();
-        for f in std::iter::once(group).chain(uni) {
-            set_nonblocking(bfd(f))
-                .map_err(|e| format!("{label}: cannot make it non-blocking: {}", e.desc()))?;
+    fn overlay(ov: Box<Overlay>, name: &str, gen: u16) -> Result<Ep, EndpointError> {
+        let label = format!("{name} ({})", ov.vnl);
+        for f in std::iter::once(ov.multi.as_fd()).chain(ov.uni.as_ref().map(|u| u.as_fd())) {
+            set_nonblocking(f).map_err(|errno| EndpointError::Sys {
+                label: label.clone(),
+                what: "cannot make it non-blocking",
+                errno,
+            })?;
         }
+        let o = OverlayEp::new(ov);
+        let (group, uni) = o.sockets();
         let tx_fd = o.tx_raw_fd();
+        let stats = Arc::new(PortStats::new(name, o.vnl()));
         Ok(Ep {
             owner: Owner::Overlay,
             gen,
@@ -444,7 +474,7 @@ impl Ep {
             inflight: 0,
             superframes: false,
             counts: [Counts::default(); 2],
-            stats: Arc::new(PortStats::new(name, &vnl)),
+            stats,
             label,
         })
     }
@@ -492,8 +522,14 @@ fn frame_of<'a>(bufs: &'a Bufs, slots: &'a [u8], fid: u16, len: usize) -> &'a [u
     }
 }
 
-fn bfd<'a>(f: RawFd) -> BorrowedFd<'a> {
-    crate::sys::borrow_fd(f)
+/// The tap an offloading endpoint (`Tx::Vnet`) writes to.
+fn tap_fd(owner: &Owner) -> BorrowedFd<'_> {
+    owner.tx().expect("an offloading endpoint is a tap")
+}
+
+/// The number of descriptor `f` (the rings name descriptors by number), -1 for none.
+fn raw(f: Option<BorrowedFd<'_>>) -> RawFd {
+    f.map_or(-1, |f| f.as_raw_fd())
 }
 
 struct UNode {
@@ -533,7 +569,7 @@ struct UNode {
     listen_armed: bool,
     /// Clients that have not joined yet.
     joins: Joins,
-    wake: RawFd,
+    wake: Arc<OwnedFd>,
     wake_armed: bool,
     /// Operations in flight (all kinds), for the shutdown.
     outstanding: u64,
@@ -563,7 +599,7 @@ impl Control for UNode {
     fn publish(&mut self) {
         UNode::publish(self);
     }
-    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, EndpointError> {
         UNode::add_endpoint(self, e)
     }
     fn remove_endpoint(&mut self, id: u16) {
@@ -655,7 +691,7 @@ impl UNode {
 
     fn arm_wake(&mut self) {
         let e = Sqe::Poll {
-            fd: Target::Fd(self.wake),
+            fd: Target::Fd(self.wake.as_raw_fd()),
             events: libc::POLLIN as u32,
             multi: true,
         }
@@ -875,7 +911,7 @@ impl UNode {
             }
             Tx::Vnet(v) => {
                 let f = frame_of(&self.bufs, &self.slots, fid, len);
-                let (tfd, hl) = (e.tx_fd, v.hdr);
+                let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
                 return;
             }
@@ -1036,7 +1072,7 @@ impl UNode {
             if e.superframes {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
-                let (tfd, hl) = (e.tx_fd, v.hdr);
+                let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 if v.gro.pending() {
                     v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
@@ -1368,7 +1404,10 @@ impl UNode {
     /// (`Reconnector`), so that the next frames reach it.
     fn reconnect_after(&mut self, t: &Token, errno: i32) {
         if let Some(e) = self.ep_of(t) {
-            e.reconnect.after_failure(bfd(e.tx_fd), errno, &e.label);
+            // An overlay has no descriptor here, nor anything to reconnect.
+            if let Some(fd) = e.owner.tx() {
+                e.reconnect.after_failure(fd, errno, &e.label);
+            }
         }
     }
 
@@ -1666,10 +1705,12 @@ impl UNode {
     }
 
     /// Attaches an endpoint at the lowest free port from 1.
-    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, String> {
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, EndpointError> {
         let id = (1..MAX_PORTS)
             .find(|&i| !matches!(self.eps.get(i), Some(Some(_))))
-            .ok_or_else(|| format!("{}: no free port", self.name))?;
+            .ok_or_else(|| EndpointError::NoFreePort {
+                node: self.name.clone(),
+            })?;
         let gen = self.next_gen();
         let ep = ep_of(e, &self.name, gen)?;
         self.add(id, ep);
@@ -1681,7 +1722,7 @@ impl UNode {
             self.wake_armed = false;
         }
         let mut b = [0u8; 8];
-        let _ = nix::unistd::read(bfd(self.wake), &mut b);
+        let _ = nix::unistd::read(self.wake.as_fd(), &mut b);
         dispatch(cmds, self)
     }
 
@@ -1744,7 +1785,7 @@ impl UNode {
         for e in self.eps.iter_mut().flatten() {
             let Tx::Vnet(v) = &mut e.tx else { continue };
             if v.gro.pending() {
-                let (tfd, hl) = (e.tx_fd, v.hdr);
+                let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
             }
@@ -1830,9 +1871,9 @@ impl UNode {
         self.ptp_waiting = None;
         // Bytes already waiting for a stream endpoint get one last chance to go out.
         for e in self.eps.iter_mut().flatten() {
-            if let Tx::Stream(s) = &mut e.tx {
+            if let (Tx::Stream(s), Some(fd)) = (&mut e.tx, e.owner.tx()) {
                 if s.writing == 0 {
-                    let _ = nix::unistd::write(bfd(e.tx_fd), &s.out[s.start..s.end]);
+                    let _ = nix::unistd::write(fd, &s.out[s.start..s.end]);
                 }
             }
         }
@@ -1867,7 +1908,7 @@ impl UNode {
 /// rules are `core::ptp`'s.
 impl UNode {
     /// Watches the listening socket, and attaches the peer the link was opened with.
-    fn ptp_start(&mut self) -> Result<(), String> {
+    fn ptp_start(&mut self) -> Result<(), EndpointError> {
         let Some(h) = self.ptp.as_mut() else { return Ok(()) };
         let peer = h.take_peer();
         self.arm_ptp_listen();
@@ -1889,13 +1930,12 @@ impl UNode {
         // (SIGKILL) the ring's teardown, after the process is gone, would keep PATH listening
         // a moment longer, accepting connections it then resets. Epoll holds no reference.
         // (Made at set-up: the confined thread cannot create one.)
-        let l = l.as_raw_fd();
         let Some((ep, watched)) = self.ptp_watch.as_mut() else {
             return;
         };
-        if *watched != l {
+        if *watched != l.as_raw_fd() {
             let ev = EpollEvent::new(EpollFlags::EPOLLIN, 0);
-            if let Err(e) = ep.add(bfd(l), ev) {
+            if let Err(e) = ep.add(l, ev) {
                 crate::diag!(
                     "{}: cannot watch the ptp socket: epoll_ctl: {}",
                     self.name,
@@ -1903,7 +1943,7 @@ impl UNode {
                 );
                 return;
             }
-            *watched = l;
+            *watched = l.as_raw_fd();
         }
         let sqe = Sqe::Poll {
             fd: Target::Fd(ep.0.as_raw_fd()),
@@ -1916,7 +1956,7 @@ impl UNode {
     }
 
     /// Makes a connected (and acked) peer the node's peer endpoint.
-    fn ptp_attach(&mut self, fd: OwnedFd) -> Result<(), String> {
+    fn ptp_attach(&mut self, fd: OwnedFd) -> Result<(), EndpointError> {
         let vnl = self.ptp.as_ref().map(|h| h.vnl.clone()).unwrap_or_default();
         let link = Link::single(&vnl, Framing::Datagram, fd);
         let gen = self.next_gen();
@@ -1951,11 +1991,14 @@ impl UNode {
         let Some(Some(e)) = self.eps.get(self.ptp_peer) else {
             return ptp::Peer::Absent;
         };
-        let mut p = [PollFd::new(bfd(e.rx_fd), PollFlags::empty())];
-        let hup = matches!(poll(&mut p, PollTimeout::ZERO), Ok(1))
-            && p[0]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        // A peer is a link, which always has a receiving descriptor.
+        let hup = e.owner.rx().is_some_and(|fd| {
+            let mut p = [PollFd::new(fd, PollFlags::empty())];
+            matches!(poll(&mut p, PollTimeout::ZERO), Ok(1))
+                && p[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+        });
         if hup {
             ptp::Peer::HungUp
         } else {
@@ -2051,7 +2094,7 @@ impl UNode {
 
 /// The endpoint for `e`. A link hosting a vxlan:// or vxvde:// network joins as that network
 /// (vdeplug-fast's `vxvde:// switch:///tmp/sw`: the overlay is a port of the switch).
-fn ep_of(mut e: Endpoint, node: &str, gen: u16) -> Result<Ep, String> {
+fn ep_of(mut e: Endpoint, node: &str, gen: u16) -> Result<Ep, EndpointError> {
     if let Endpoint::Link { name, link } = &mut e {
         if let Some(Hosted::Overlay(o)) = link.node.take_if(|h| matches!(h, Hosted::Overlay(_))) {
             return Ep::overlay(o, name, gen);
@@ -2099,7 +2142,7 @@ pub fn run_node(
     tuning: UringTuning,
     kind: EngineKind,
     fell_back: &AtomicUsize,
-    ready: Sender<Result<String, String>>,
+    ready: Sender<crate::engine::worker::Ready>,
 ) {
     let NodeCtx { cmds, wake, shared } = ctx;
     let big = matches!(&node.kind, NodeKind::Net(l) if l.superframes);
@@ -2114,7 +2157,7 @@ pub fn run_node(
     let (ring, bufs) = match parts {
         Ok(p) => p,
         Err(e) => {
-            let _ = ready.send(Err(e.msg));
+            let _ = ready.send(Err(e.into()));
             return;
         }
     };
@@ -2123,7 +2166,7 @@ pub fn run_node(
     } else {
         "epoll node"
     };
-    let setup = (|| -> Result<UNode, String> {
+    let setup = (|| -> Result<UNode, StartError> {
         let (mut ptp, mut overlay) = (None, None);
         let (listener, fwd) = match node.kind {
             NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
@@ -2167,7 +2210,7 @@ pub fn run_node(
             cable,
             listen_armed: false,
             joins: Joins::default(),
-            wake: wake.as_raw_fd(),
+            wake,
             wake_armed: false,
             outstanding: 0,
             cqes: Vec::with_capacity(8192),
@@ -2183,8 +2226,10 @@ pub fn run_node(
             ptp_hold_gen: 0,
         };
         if w.ptp.is_some() {
-            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-                .map_err(|e| format!("{}: epoll_create1: {}", w.name, e.desc()))?;
+            let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| StartError::Epoll {
+                node: w.name.clone(),
+                errno,
+            })?;
             w.ptp_watch = Some((ep, -1));
         }
         // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
@@ -2206,7 +2251,7 @@ pub fn run_node(
     match setup {
         Ok(mut w) => {
             crate::engine::confine();
-            let _ = ready.send(Ok(mode.into()));
+            let _ = ready.send(Ok(mode));
             w.run(&cmds);
         }
         Err(e) => {

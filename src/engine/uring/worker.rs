@@ -400,7 +400,7 @@ pub fn run(
     tuning: UringTuning,
     kind: EngineKind,
     fell_back: &AtomicUsize,
-    ready: Sender<Result<String, String>>,
+    ready: Sender<crate::engine::worker::Ready>,
 ) {
     // Pin before allocating: the buffers are then populated by (and local to) this core.
     pin(ctx.cpu);
@@ -415,11 +415,11 @@ pub fn run(
     let mut w = match built {
         Ok((w, mode)) => {
             crate::engine::confine();
-            let _ = ready.send(Ok(mode.to_string()));
+            let _ = ready.send(Ok(mode));
             w
         }
         Err((e, _)) => {
-            let _ = ready.send(Err(e.msg));
+            let _ = ready.send(Err(e.into()));
             return;
         }
     };
@@ -1259,10 +1259,13 @@ impl Worker {
                 Some(Verdict::Drop(DropReason::SendError))
             } else if res < 0
                 && dir.tx.raw >= 0
-                && dir
-                    .tx
-                    .reconnect
-                    .after_failure(crate::sys::borrow_fd(dir.tx.raw), -res, &dir.label)
+                && dir.tx.reconnect.after_failure(
+                    // SAFETY: `raw` (>= 0) is a descriptor of one of this worker's ports,
+                    // which it holds (`_ports`) until it ends.
+                    unsafe { crate::sys::borrow_fd(dir.tx.raw) },
+                    -res,
+                    &dir.label,
+                )
             {
                 // Connected to the peer's new socket, which is asked again: nothing tagged
                 // goes there before it answers.
@@ -1320,7 +1323,11 @@ impl Worker {
                 if !std::mem::take(&mut dir.tx.again) {
                     dir.tx.retried = false;
                     dir.tx.probe = false;
-                } else if send_buffer_full(crate::sys::borrow_fd(dir.tx.raw)) {
+                } else if send_buffer_full(
+                    // SAFETY: `raw` is a descriptor of one of this worker's ports, which it
+                    // holds (`_ports`) until it ends.
+                    unsafe { crate::sys::borrow_fd(dir.tx.raw) },
+                ) {
                     // Our own send buffer: wait until it polls writable.
                     dir.tx.retried = false;
                     dir.tx.waiting = true;
