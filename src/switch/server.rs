@@ -201,8 +201,9 @@ impl Listener {
         };
         let gid = match &spec.grp {
             None => None,
-            Some(g) => match nix::unistd::Group::from_name(&g.to_string_lossy()) {
-                Ok(Some(gr)) => Some(gr.gid.as_raw()),
+            // The name's bytes, as libvdeplug's getgrnam_r (UTF-8 or not), else a number.
+            Some(g) => match crate::sys::group::gid_by_name(g.as_bytes()) {
+                Ok(Some(gid)) => Some(gid),
                 _ => {
                     let (v, used) = num::strtol(g.as_bytes(), 0);
                     if used > 0 && g.as_bytes()[0].is_ascii_digit() {
