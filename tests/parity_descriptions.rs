@@ -1,6 +1,8 @@
 //! What a switch learns about a client, as bytes, side by side with the classic tools: group
 //! names that are not UTF-8 (the data socket's `group=`/`-g` and a hosted switch's `grp=`,
-//! looked up by their bytes as libvdeplug's getgrnam does).
+//! looked up by their bytes as libvdeplug's getgrnam does), and descriptions that are not
+//! UTF-8 (kept as they came, shown escaped in the JSON statistics where vde_switch shows the
+//! bytes).
 //!
 //! The groups live in a copy of /etc/group bound over the real one in a mount namespace of
 //! the run's own (`unshare -m`): the host's group database is never changed.
@@ -12,6 +14,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A group name that is not UTF-8, and what a lossy reading makes of it (U+FFFD for each bad
 /// byte): both are groups in the private /etc/group, so a lossy lookup finds the wrong one.
@@ -189,4 +192,102 @@ fn hosted_switch_group_named_by_bytes() {
         assert_eq!(seen[0].0, Some((Some(gid), Some(gid))), "vde_plug: {what}");
         assert_eq!(seen[1], seen[0], "vdeplug-fast (left), vde_plug (right): {what}");
     }
+}
+
+/// The JSON string value of `"key":` in the object of the port whose name starts with
+/// `prefix`, unescaped (`\\`, `\"`, `\uXXXX` and the one-letter escapes).
+fn port_json_str(json: &str, prefix: &str, key: &str) -> Option<String> {
+    let at = json.find(&format!("\"name\":\"{prefix}"))?;
+    let p = &json[at..];
+    let start = p.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut out = String::new();
+    let mut it = p[start..].chars();
+    while let Some(c) = it.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match it.next()? {
+                'u' => {
+                    let hex: String = it.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                c => out.push(c),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// A description that is not UTF-8 (`-D` of a classic vde_plug) at a vdens-fast switch: kept
+/// as it came and shown escaped in its `--stats` JSON (whose strings can hold nothing else),
+/// `\xFF` for each byte as Rust writes it, so the bytes can be told apart; vde_switch's
+/// `port/print` shows the same bytes raw. A lossy reading made U+FFFD of every such byte.
+#[test]
+fn description_bytes_at_a_vdens_fast_switch() {
+    let descr: &[u8] = b"a\xff\xfeb\"\\";
+    let client = |dir: &Path, d: &TempDir| {
+        let mut c = Command::new("vde_plug");
+        c.arg("-D")
+            .arg(OsStr::from_bytes(descr))
+            .arg(format!("vde://{}", dir.display()));
+        clean_env(&mut c, d);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Proc::start(c)
+    };
+
+    // vde_switch: the bytes, raw.
+    let d = TempDir::new("pddescrc");
+    let dir = d.join("sw");
+    let mut sw = vde_switch(&dir, true);
+    let _plug = client(&dir, &d);
+    let end = Instant::now() + Duration::from_secs(10);
+    let joined = || {
+        std::fs::read_dir(&dir)
+            .is_ok_and(|r| r.flatten().any(|e| e.file_name().as_bytes().starts_with(b"001.")))
+    };
+    while !joined() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(joined(), "vde_plug never joined vde_switch");
+    let classic = port_print_endpoints(&mut sw);
+    let want: &[u8] = b"a\xff\xfeb\"\\ user=root pid=N";
+    assert_eq!(
+        classic
+            .iter()
+            .map(|l| l.escape_ascii().to_string())
+            .collect::<Vec<_>>(),
+        [want.escape_ascii().to_string()],
+        "vde_switch's port/print"
+    );
+
+    // A vdens-fast switch: the same bytes, escaped as Rust writes bytes that are not UTF-8.
+    let d = TempDir::new("pddescrf");
+    let (_host, dir, stats) = node_host(&d, "switch", &[]);
+    let _plug = client(&dir, &d);
+    let port = format!("switch://{}:", dir.display());
+    let end = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let j = std::fs::read_to_string(&stats).unwrap_or_default();
+        if let Some(v) = port_json_str(&j, &port, "vnl") {
+            break v;
+        }
+        assert!(Instant::now() < end, "no client port in the stats: {j}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let shown = String::from_utf8(without_pid(shown.as_bytes())).unwrap();
+    assert_eq!(
+        shown, r#"a\xFF\xFEb\"\\ user=root pid=N"#,
+        "the vdens-fast switch's stats"
+    );
+    let debug = format!("{:?}", OsStr::from_bytes(want));
+    assert_eq!(
+        shown,
+        debug[1..debug.len() - 1],
+        "vde_switch's bytes, escaped as Rust does"
+    );
 }
