@@ -1,8 +1,8 @@
 //! What a switch learns about a client, as bytes, side by side with the classic tools: group
 //! names that are not UTF-8 (the data socket's `group=`/`-g` and a hosted switch's `grp=`,
-//! looked up by their bytes as libvdeplug's getgrnam does), and descriptions that are not
-//! UTF-8 (kept as they came, shown escaped in the JSON statistics where vde_switch shows the
-//! bytes).
+//! looked up by their bytes as libvdeplug's getgrnam does), descriptions that are not UTF-8
+//! (kept as they came, shown escaped in the JSON statistics where vde_switch shows the bytes),
+//! and what vdens-fast calls itself at a switch.
 //!
 //! The groups live in a copy of /etc/group bound over the real one in a mount namespace of
 //! the run's own (`unshare -m`): the host's group database is never changed.
@@ -290,4 +290,49 @@ fn description_bytes_at_a_vdens_fast_switch() {
         debug[1..debug.len() - 1],
         "vde_switch's bytes, escaped as Rust does"
     );
+}
+
+/// vdens-fast joins a switch as `vdens-fast user=NAME pid=N`, where classic vdens is `vdens
+/// user=NAME pid=N` (vdens.c: vde_open(..., "vdens", ...); libvdeplug appends the rest): a
+/// different name on purpose (README, "Differences from vdens"), so a switch's operator can
+/// tell which one holds a port; a script looking for "vdens" in `port/print` (`grep vdens`,
+/// `grep -w vdens`) finds both.
+#[test]
+fn vdens_fast_describes_itself_as_vdens_fast() {
+    let mut seen = Vec::new();
+    for (name, prog) in [
+        ("vdens", PathBuf::from("vdens")),
+        ("vdens-fast", binary().to_path_buf()),
+    ] {
+        let d = TempDir::new("pdvdens");
+        let dir = d.join("sw");
+        let mut sw = vde_switch(&dir, true);
+        let mut c = Command::new(&prog);
+        c.arg(format!("vde://{}", dir.display())).args(["sleep", "30"]);
+        clean_env(&mut c, &d);
+        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let _v = Proc::start(c);
+        let end = Instant::now() + Duration::from_secs(10);
+        let joined = || {
+            std::fs::read_dir(&dir)
+                .is_ok_and(|r| r.flatten().any(|e| e.file_name().as_bytes().starts_with(b"001.")))
+        };
+        while !joined() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(joined(), "{name} never joined vde_switch");
+        let lines: Vec<String> = port_print_endpoints(&mut sw)
+            .iter()
+            .map(|l| l.escape_ascii().to_string())
+            .collect();
+        seen.push(lines);
+    }
+    assert_eq!(seen[0], ["vdens user=root pid=N"], "classic vdens");
+    assert_eq!(seen[1], ["vdens-fast user=root pid=N"], "vdens-fast");
+    for l in seen.iter().flatten() {
+        let word = l
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|w| w == "vdens");
+        assert!(word, "`grep -w vdens` finds {l}");
+    }
 }
