@@ -201,8 +201,9 @@ impl Listener {
         };
         let gid = match &spec.grp {
             None => None,
-            Some(g) => match nix::unistd::Group::from_name(&g.to_string_lossy()) {
-                Ok(Some(gr)) => Some(gr.gid.as_raw()),
+            // The name's bytes, as libvdeplug's getgrnam_r (UTF-8 or not), else a number.
+            Some(g) => match crate::sys::group::gid_by_name(g.as_bytes()) {
+                Ok(Some(gid)) => Some(gid),
                 _ => {
                     let (v, used) = num::strtol(g.as_bytes(), 0);
                     if used > 0 && g.as_bytes()[0].is_ascii_digit() {
@@ -351,9 +352,29 @@ pub struct Joined {
     pub id: u16,
     pub data: OwnedFd,
     pub path: PathBuf,
+    /// The description as the client sent it (up to its first NUL), bytes kept as they came,
+    /// UTF-8 or not, as vde_switch keeps them (its `port/print` shows them unchanged).
+    pub descr_bytes: Vec<u8>,
+    /// The same as the statistics (JSON) and messages show it: [`shown`].
     pub descr: String,
     /// The client and this node take super-frames from each other on this port.
     pub superframes: bool,
+}
+
+/// A client's description as text (the `--stats` JSON, whose strings cannot hold other
+/// bytes, and messages): UTF-8 as it is; otherwise escaped as Rust does (`a\xFF\xFEb`, with
+/// `\\`, `\"` and control characters escaped too), as tap names that are not UTF-8 are
+/// shown, so the bytes can be told apart. A lossy conversion would turn every such byte into
+/// the same U+FFFD.
+pub fn shown(descr: &[u8]) -> String {
+    match std::str::from_utf8(descr) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            let q = format!("{:?}", std::ffi::OsStr::from_bytes(descr));
+            // Debug quotes it: exactly one quote off each end.
+            q[1..q.len() - 1].to_string()
+        }
+    }
 }
 
 impl Listener {
@@ -388,7 +409,8 @@ impl Listener {
             id,
             data,
             path,
-            descr: String::from_utf8_lossy(&req.description).into_owned(),
+            descr: shown(&req.description),
+            descr_bytes: req.description,
             superframes: self.superframes && req.superframes,
         })
     }
@@ -482,6 +504,43 @@ mod tests {
         );
         drop(l);
         assert!(!dir.exists(), "removed on drop");
+    }
+
+    /// A description that is not UTF-8 is kept as it came, and shown escaped (not lossily:
+    /// `\xFF` and `\xFE` stay apart).
+    #[test]
+    fn description_bytes_kept_as_they_came() {
+        use std::os::fd::AsFd;
+        let d = crate::TestDir::new("srv-descr");
+        let spec = parse(false, d.0.join("sw").to_str().unwrap()).unwrap();
+        let l = Listener::create(&spec)
+            .map_err(|(w, e, _)| format!("{w}: {e}"))
+            .unwrap();
+        let client = d.0.join("client");
+        let _c = std::os::unix::net::UnixDatagram::bind(&client).unwrap();
+        let (ctl, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let descr = b"a\xff\xfeb \\\" user=root pid=7".to_vec();
+        let req = Request {
+            kind: crate::wire::vde_ctl::RequestType::NewControl,
+            sock_path: client.as_os_str().as_bytes().to_vec(),
+            description: descr.clone(),
+            superframes: false,
+        };
+        let j = l
+            .answer(&req.encode().unwrap(), ctl.as_fd(), 4, |_| false)
+            .unwrap();
+        assert_eq!(j.descr_bytes, descr);
+        assert_eq!(j.descr, r#"a\xFF\xFEb \\\" user=root pid=7"#);
+    }
+
+    #[test]
+    fn shown_descriptions() {
+        assert_eq!(shown(b"vdeplug: user=root pid=1"), "vdeplug: user=root pid=1");
+        assert_eq!(shown("\u{e9}\"\\".as_bytes()), "\u{e9}\"\\", "UTF-8 as it is");
+        assert_eq!(shown(b"\xff"), r"\xFF");
+        assert_eq!(shown(b"\xfe\""), r#"\xFE\""#, "one quote off each end, no more");
+        assert_eq!(shown(b"\xc3\n"), r"\xC3\n");
+        assert_ne!(shown(b"\xff"), shown(b"\xfe"));
     }
 
     #[test]

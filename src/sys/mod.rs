@@ -3,6 +3,7 @@
 
 pub mod caller;
 pub mod dl;
+pub mod group;
 pub mod inet;
 pub mod isolate;
 pub mod rt;

@@ -223,11 +223,14 @@ fn bind_data(vnl: &str, dir: &Path) -> Result<(UnixDatagram, PathBuf), OpenError
     ))
 }
 
+/// The gid a `group=` (or vde_plug's -g) names: the group of that name, looked up by its
+/// bytes as libvdeplug's getgrnam does (a name that is not UTF-8 names a group too), else a
+/// number.
 fn resolve_group(vnl: &str, g: &OsStr) -> Result<nix::unistd::Gid, OpenError> {
-    let name = g.to_string_lossy();
-    if let Ok(Some(gr)) = nix::unistd::Group::from_name(&name) {
-        return Ok(gr.gid);
+    if let Ok(Some(gid)) = crate::sys::group::gid_by_name(g.as_bytes()) {
+        return Ok(nix::unistd::Gid::from_raw(gid));
     }
+    let name = g.to_string_lossy();
     name.parse::<u32>().map(nix::unistd::Gid::from_raw).map_err(|_| {
         OpenError::protocol(
             vnl,
