@@ -9,9 +9,9 @@
 
 mod common;
 use common::*;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn fast_bin() -> PathBuf {
@@ -32,40 +32,6 @@ fn cmd(bin: &Path, args: &[&str], dir: &TempDir) -> Command {
     let mut c = Command::new(bin);
     c.args(args).current_dir(dir.path()).env("HOME", dir.path());
     c
-}
-
-/// A process in its own process group (vde_plug sends SIGINT/SIGHUP to its whole group),
-/// killed with its group on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn start(mut c: Command) -> Proc {
-        c.process_group(0);
-        Proc(c.spawn().unwrap_or_else(|e| panic!("{c:?}: {e}")))
-    }
-    fn pid(&self) -> i32 {
-        self.0.id() as i32
-    }
-    /// (exit code, killing signal), or None if it still runs after `secs`.
-    fn wait(&mut self, secs: u64) -> Option<(Option<i32>, Option<i32>)> {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
-            if let Ok(Some(st)) = self.0.try_wait() {
-                return Some((st.code(), st.signal()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            unsafe_kill(-self.pid(), libc::SIGKILL);
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// A daemon's pid read from its pid file; killed on drop if still there.
@@ -95,24 +61,6 @@ fn read_pid(p: &Path, secs: u64) -> i32 {
 /// Usage errors: getopt_long's verdict and vde_plug's exit status 255; for getopt's own errors
 /// the same text after the program name (vdeplug-fast says it in one line with a hint, where
 /// vde_plug adds its usage).
-/// A vde2 vde_switch at `dir`, its console on stdin (it ends at EOF) and, with `console_out`,
-/// on a pipe to read; waited for until its control socket is there.
-fn vde_switch(dir: &Path, console_out: bool) -> Proc {
-    let mut c = Command::new("vde_switch");
-    c.arg("-s")
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(if console_out {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::null());
-    let sw = Proc::start(c);
-    assert!(wait_path(&dir.join("ctl"), 10), "no vde_switch");
-    sw
-}
-
 #[test]
 fn usage_errors_as_getopt_long() {
     let d = TempDir::new("pvusage");
@@ -955,85 +903,6 @@ fn arguments_that_are_not_utf8() {
     assert_eq!(outs[1], outs[0], "vdeplug-fast");
 }
 
-/// What a switch learns from a vde:// client's request: the description it sent, and the mode
-/// and group of the data socket the request names (as they are when the request arrives).
-#[derive(Debug, PartialEq, Eq)]
-struct Request {
-    descr: Vec<u8>,
-    mode: u32,
-    gid: u32,
-}
-
-/// `pid=DIGITS` made `pid=N`: the two programs' pids differ.
-fn without_pid(d: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(d.len());
-    let mut i = 0;
-    while i < d.len() {
-        if d[i..].starts_with(b"pid=") {
-            out.extend_from_slice(b"pid=N");
-            i += 4;
-            while i < d.len() && d[i].is_ascii_digit() {
-                i += 1;
-            }
-        } else {
-            out.push(d[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// A stand-in for a switch at `dir` (made here, open to every user): runs `client`, accepts
-/// its connection on `dir/ctl`, reads its request and notes what [`Request`] holds, then hangs
-/// up without answering, so the client ends (status 1 in both programs). `None` when the
-/// client sent no request (it failed before). Bounded: 10 s for the connection, 5 s for the
-/// request, 10 s for the client to end.
-fn record_request(dir: &Path, client: Command) -> (Option<Request>, Out) {
-    use std::io::Read;
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let ctl = dir.join("ctl");
-    let _ = std::fs::remove_file(&ctl);
-    let l = std::os::unix::net::UnixListener::bind(&ctl).unwrap();
-    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o777)).unwrap();
-    l.set_nonblocking(true).unwrap();
-    let mut p = spawn(client);
-    let end = Instant::now() + Duration::from_secs(10);
-    let conn = loop {
-        match l.accept() {
-            Ok((s, _)) => break Some(s),
-            Err(_) if Instant::now() > end => break None,
-            Err(_) if !matches!(p.child.try_wait(), Ok(None)) => {
-                // Ended: a connection it made is still queued.
-                break l.accept().ok().map(|(s, _)| s);
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
-    let mut seen = None;
-    if let Some(mut s) = conn {
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut b = vec![0u8; 4096];
-        let n = s.read(&mut b).unwrap_or(0);
-        // magic, version, type (12 bytes), sockaddr_un (2 + 108), the description.
-        if n >= 122 && b[..4] == 0xfeed_faceu32.to_ne_bytes() {
-            let path = &b[14..122];
-            let path = &path[..path.iter().position(|&c| c == 0).unwrap_or(path.len())];
-            let st = std::fs::metadata(std::ffi::OsStr::from_bytes(path)).unwrap();
-            seen = Some(Request {
-                descr: without_pid(&b[122..n]),
-                mode: st.mode() & 0o7777,
-                gid: st.gid(),
-            });
-        }
-    }
-    let out = p.wait(10);
-    (seen, out)
-}
-
 /// `bin` copied where the unprivileged user can run it (the build tree may be closed to it).
 fn runnable(bin: &Path, d: &TempDir) -> PathBuf {
     if bin.is_relative() {
@@ -1173,46 +1042,6 @@ fn description_bytes_reach_the_switch_as_given() {
         shown(&lines[0]),
         "vdeplug-fast (left), vde_plug (right)"
     );
-}
-
-/// The descriptions in the `-- endpoint` lines of vde_switch's `port/print` on its console
-/// (stdin/stdout), as bytes, pids made `pid=N`; read until `1000 Success` or 5 s.
-fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
-    use std::io::{Read, Write};
-    let mut stdin = sw.0.stdin.take().unwrap();
-    let mut out = sw.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 4096];
-        while let Ok(n) = out.read(&mut b) {
-            if n == 0 || tx.send(b[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    stdin.write_all(b"port/print\n").unwrap();
-    let end = Instant::now() + Duration::from_secs(5);
-    let mut all = Vec::new();
-    while !all.windows(12).any(|w| w == b"1000 Success") {
-        let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(b) => all.extend_from_slice(&b),
-            Err(_) => break,
-        }
-    }
-    // `  -- endpoint ID 0003 module unix prog   : DESCRIPTION`: the description only (the
-    // endpoint numbers are the switch's).
-    all.split(|&c| c == b'\n')
-        .filter(|l| l.windows(11).any(|w| w == b"-- endpoint"))
-        .map(|l| {
-            let at = l.windows(6).position(|w| w == b"prog  ").unwrap_or(0);
-            let colon = l[at..]
-                .windows(2)
-                .position(|w| w == b": ")
-                .map_or(0, |c| at + c + 2);
-            without_pid(l[colon..].trim_ascii_end())
-        })
-        .collect()
 }
 
 /// -g/-G give the data socket of a `vde://` VNL (first, second) to a group, as vde_plug does:
