@@ -97,6 +97,9 @@ def render(result):
     mid = plot_x0 + plot_w / 2.0
 
     def xof(r):
+        # a ratio of 0 (a median of 0 against a baseline above it, e.g. a zero-loss rate no
+        # probe reached) or beyond the axis is drawn at the axis' end
+        r = min(max(r, 2.0**-span), 2.0**span)
         return mid + (math.log2(r) / span) * (plot_w / 2.0)
 
     out = []
@@ -143,8 +146,8 @@ def render(result):
                 x = xof(r)
                 x0, x1 = min(mid, x), max(mid, x)
                 out.append("<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'/>" % (x0, y + 2, max(x1 - x0, 1.5), ROW_H - 4, colors[sc["name"]]))
-                base = st["median"] / r  # the baseline's median
-                if st["min"] > 0 and st["max"] > 0:
+                base = st["median"] / r if r > 0 else 0  # the baseline's median
+                if base > 0 and st["min"] > 0 and st["max"] > 0:
                     lo, hi = (xof(min(max(v / base, 2.0**-span), 2.0**span)) for v in (st["min"], st["max"]))
                     out.append("<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#333' stroke-width='1'/>" % (lo, cy, hi, cy))
                 out.append(_text(W - VALUE_W + 6, cy + 4, "%sx  (%s %s)" % (_fmt(r), _fmt(st["median"]), minfo["unit"]), 11))
