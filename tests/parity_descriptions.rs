@@ -221,6 +221,20 @@ fn port_json_str(json: &str, prefix: &str, key: &str) -> Option<String> {
     None
 }
 
+/// Waits (10 s at most) until a client, `who`, has joined the vde_switch at `dir`: its first
+/// port's data socket (`001.*`) is there.
+fn wait_joined(dir: &Path, who: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    let joined = || {
+        std::fs::read_dir(dir)
+            .is_ok_and(|r| r.flatten().any(|e| e.file_name().as_bytes().starts_with(b"001.")))
+    };
+    while !joined() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(joined(), "{who} never joined vde_switch");
+}
+
 /// A description that is not UTF-8 (`-D` of a classic vde_plug) at a vdens-fast switch: kept
 /// as it came and shown escaped in its `--stats` JSON (whose strings can hold nothing else),
 /// `\xFF` for each byte as Rust writes it, so the bytes can be told apart; vde_switch's
@@ -245,15 +259,7 @@ fn description_bytes_at_a_vdens_fast_switch() {
     let dir = d.join("sw");
     let mut sw = vde_switch(&dir, true);
     let _plug = client(&dir, &d);
-    let end = Instant::now() + Duration::from_secs(10);
-    let joined = || {
-        std::fs::read_dir(&dir)
-            .is_ok_and(|r| r.flatten().any(|e| e.file_name().as_bytes().starts_with(b"001.")))
-    };
-    while !joined() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(joined(), "vde_plug never joined vde_switch");
+    wait_joined(&dir, "vde_plug");
     let classic = port_print_endpoints(&mut sw);
     let want: &[u8] = b"a\xff\xfeb\"\\ user=root pid=N";
     assert_eq!(
@@ -312,15 +318,7 @@ fn vdens_fast_describes_itself_as_vdens_fast() {
         clean_env(&mut c, &d);
         c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let _v = Proc::start(c);
-        let end = Instant::now() + Duration::from_secs(10);
-        let joined = || {
-            std::fs::read_dir(&dir)
-                .is_ok_and(|r| r.flatten().any(|e| e.file_name().as_bytes().starts_with(b"001.")))
-        };
-        while !joined() && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(joined(), "{name} never joined vde_switch");
+        wait_joined(&dir, name);
         let lines: Vec<String> = port_print_endpoints(&mut sw)
             .iter()
             .map(|l| l.escape_ascii().to_string())
