@@ -88,6 +88,9 @@ use std::time::{Duration, Instant};
 const NBUF: u16 = 1024;
 /// Buffer size: larger than the largest frame, so a longer one shows up as oversize.
 const BUF_SIZE: usize = 9472;
+/// Room in front of each shared and big buffer's frame: an offloading tap's virtio-net header
+/// goes there, so a frame passed through to the tap is one io_uring write from its buffer.
+const HEADROOM: usize = 16;
 /// Slots for frames reassembled from stream endpoints.
 const SLOTS: usize = 256;
 const SLOT_FLAG: u16 = 0x8000;
@@ -101,7 +104,7 @@ const REARM: u32 = NBUF as u32 / 8;
 /// provided-buffer group: a tagged datagram (`wire::superframe`) holds up to 64 KiB.
 const NBIG: u16 = 64;
 /// Large enough for any tagged datagram, so a longer one shows up as oversize.
-const BIG_SIZE: usize = PREFIX + SUPER_READ;
+const BIG_SIZE: usize = HEADROOM + PREFIX + SUPER_READ;
 const BIG_FLAG: u16 = 0x4000;
 /// The provided-buffer group of the big buffers (the shared one is 0); also the `slot` of
 /// a multishot receive's token that draws from them.
@@ -577,6 +580,9 @@ struct UNode {
     start: Instant,
     shared: Arc<NodeShared>,
     stopping: bool,
+    /// Tap writes queued on the ring and not submitted yet: a write made at once (a
+    /// coalesced super-frame) submits them first, so the tap gets the frames in order.
+    tap_queued: bool,
     /// The seqpacket ptp end this node runs (its peer is endpoint `ptp_peer` while attached).
     ptp: Option<PtpHost>,
     ptp_peer: usize,
@@ -911,9 +917,34 @@ impl UNode {
             }
             Tx::Vnet(v) => {
                 let f = frame_of(&self.bufs, &self.slots, fid, len);
-                let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
-                v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
-                return;
+                let hl = v.hdr;
+                // A frame the coalescer would pass through as it is (nothing held, nothing
+                // to merge: UDP, ICMP, ARP, ...) behind an all-zero header, in a shared
+                // buffer with room in front: one io_uring write, batched with the rest.
+                if !matches!(Fid::of(fid), Fid::Slot(_)) && !v.gro.pending() && gro::candidate(f).is_none() {
+                    // SAFETY: a shared or big buffer has HEADROOM (>= hl) bytes in front of its frame,
+                    // part of the same buffer, which nothing else reads or writes: every
+                    // writer puts the same zero header there. The buffer is held until the
+                    // write completes (hold below, release in on_tx).
+                    let h = unsafe {
+                        let h = ptr.cast_mut().sub(hl);
+                        std::ptr::write_bytes(h, 0, hl);
+                        h
+                    };
+                    self.tap_queued = true;
+                    Sqe::Write {
+                        fd,
+                        buf: h,
+                        len: (len + hl) as u32,
+                    }
+                } else {
+                    if std::mem::take(&mut self.tap_queued) {
+                        let _ = self.ring.submit();
+                    }
+                    let tfd = tap_fd(&e.owner);
+                    v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
+                    return;
+                }
             }
             Tx::Overlay(o) => {
                 let f = frame_of(&self.bufs, &self.slots, fid, len);
@@ -1072,6 +1103,9 @@ impl UNode {
             if e.superframes {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
+                if std::mem::take(&mut self.tap_queued) {
+                    let _ = self.ring.submit();
+                }
                 let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 if v.gro.pending() {
@@ -1785,6 +1819,9 @@ impl UNode {
         for e in self.eps.iter_mut().flatten() {
             let Tx::Vnet(v) = &mut e.tx else { continue };
             if v.gro.pending() {
+                if std::mem::take(&mut self.tap_queued) {
+                    let _ = self.ring.submit();
+                }
                 let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
@@ -2118,11 +2155,13 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
 /// the node offers super-frames to its clients (`big`).
 fn node_ring(kind: EngineKind, tuning: UringTuning, big: bool) -> Result<(Ring, Bufs), SetupError> {
     let (mut ring, _) = new_ring(kind, 1024, 8192, &tuning)?;
-    let mut shared = BufRing::new(NBUF, BUF_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
+    let mut shared =
+        BufRing::new(NBUF, BUF_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
     ring.register_buf_ring(&mut shared, 0)
         .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
     let big = if big {
-        let mut b = BufRing::new(NBIG, BIG_SIZE, 0, 0).map_err(|e| SetupError::io("buffer memory", &e))?;
+        let mut b =
+            BufRing::new(NBIG, BIG_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
         ring.register_buf_ring(&mut b, BIG_GROUP)
             .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
         Some(b)
@@ -2217,6 +2256,7 @@ pub fn run_node(
             start: Instant::now(),
             shared,
             stopping: false,
+            tap_queued: false,
             ptp_peer: 1 + node.endpoints.len(),
             ptp,
             ptp_armed: false,
