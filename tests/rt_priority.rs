@@ -119,3 +119,38 @@ fn refused_priority_is_said_once_and_traffic_flows() {
     assert_eq!(b.finish(10).code, Some(0));
     assert_eq!(a.finish(10).code, Some(0));
 }
+
+/// vdeplug-fast hosting a switch with `--rt-priority`: no user namespace there, so root's
+/// CAP_SYS_NICE lets the node thread set it itself; traffic through it still flows.
+#[test]
+fn vdeplug_fast_node_runs_at_the_priority_asked() {
+    let d = TempDir::new("rtprio-vdeplug");
+    let sw = d.join("sw");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vdeplug-fast"));
+    c.args(["--rt-priority", "9", "null://"])
+        .arg(format!("switch://{}", sw.display()));
+    clean_env(&mut c, &d);
+    let node = Daemon::start("vdeplug-fast", c);
+    assert!(wait_path(&sw.join("ctl"), 10), "no switch");
+    let all = threads(node.pid());
+    assert!(
+        all.iter()
+            .any(|(n, pol, pr)| n.starts_with("vdens-node") && *pol == libc::SCHED_FIFO as u32 && *pr == 9),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .filter(|(n, _, _)| !n.starts_with("vdens-node"))
+            .all(|(_, pol, _)| *pol == libc::SCHED_OTHER as u32),
+        "{all:?}"
+    );
+    let vnl = format!("vde://{}", sw.display());
+    let mut a = Node::start("a", vdens_fast(Who::Root, &d, &[&vnl, "sh", "-s"]));
+    let mut b = Node::start("b", vdens_fast(Who::Root, &d, &[&vnl, "sh", "-s"]));
+    a.up("vde0", "10.33.0.1/24", None);
+    b.up("vde0", "10.33.0.2/24", None);
+    b.ping("10.33.0.1", 3, None);
+    assert_eq!(b.finish(10).code, Some(0));
+    assert_eq!(a.finish(10).code, Some(0));
+    drop(node);
+}

@@ -132,6 +132,8 @@ fn vdeplug_option_doc(key: &str) -> Option<(&'static str, &'static str)> {
         "descr" => ("DESCR", "Description a switch shows for the connection [default: vdeplug:]"),
         "help" => ("", "Print a summary of the usage on stdout and exit 0"),
         "engine" => ("ENGINE", "vdeplug-fast's own: the data plane of a switch:// or hub:// hosted in this process: uring (io_uring), poll (epoll), or auto (io_uring when usable; the default). Cables run on the epoll node"),
+        "busy-poll" => ("USEC", "vdeplug-fast's own: before the data-plane thread sleeps it spins up to USEC microseconds (at most 1000000) for the next frame, taken then without a wake-up; it keeps a CPU busy while traffic flows: for dedicated CPUs. 0, the default, is off"),
+        "rt-priority" => ("PRIO", "vdeplug-fast's own: run the data-plane thread under the SCHED_FIFO real-time policy at PRIO (1-99), so that a frame waits for no other program's time slice. Needs CAP_SYS_NICE or ulimit -r PRIO; when refused, one line says so and it runs under the normal scheduler"),
         "version" => ("", "Print the version and the data-plane engines this kernel allows, and exit 0"),
         _ => return None,
     })
@@ -139,8 +141,23 @@ fn vdeplug_option_doc(key: &str) -> Option<(&'static str, &'static str)> {
 
 /// The keys `vdeplug_option_doc` documents (a test checks them against the parser's table).
 pub const VDEPLUG_DOCUMENTED: &[&str] = &[
-    "c", "pidfile", "daemon", "mod", "mod2", "group", "group2", "port", "port2", "log", "iplog", "descr",
-    "help", "engine", "version",
+    "c",
+    "pidfile",
+    "daemon",
+    "mod",
+    "mod2",
+    "group",
+    "group2",
+    "port",
+    "port2",
+    "log",
+    "iplog",
+    "descr",
+    "help",
+    "engine",
+    "busy-poll",
+    "rt-priority",
+    "version",
 ];
 
 /// The key of an entry of `option_table`: its first long name, else its short one.
@@ -276,7 +293,7 @@ const VDENS_SECTIONS: &[Section] = &[
         Item("diagnostics", "A failed uid/gid map, a missing or mode-0600 /dev/net/tun, disabled or restricted user namespaces (kernel.unprivileged_userns_clone=0, user.max_user_namespaces=0, kernel.apparmor_restrict_unprivileged_userns=1) each end in one line naming the cause and the fix."),
         Item("descriptors", "None of vdens-fast's descriptors leaks into the command beyond stdin, stdout and stderr."),
         Item("VNL -- CMD", "Accepted in single mode too (vdens would try to execute --)."),
-        Item("-V, long-only options", "-V prints the version; --engine, --workers, --cpus, --no-pin, --no-offload, --stats, --stats-interval are vdens-fast's own."),
+        Item("-V, long-only options", "-V prints the version; --engine, --workers, --cpus, --no-pin, --no-offload, --busy-poll, --rt-priority, --stats, --stats-interval are vdens-fast's own."),
         P("The whole list: /usr/share/doc/vdens-fast/README.md."),
     ]),
     ("SEE ALSO", &[P("vdeplug-fast(1), vdens(1), vde_plug(1), vde_switch(1), user_namespaces(7), apparmor(7)")]),
@@ -324,7 +341,7 @@ const VDEPLUG_SECTIONS: &[Section] = &[
         Item("-l", "The syslog identifier is the name vdeplug-fast was invoked by, and a run ended by a signal is logged STOP too."),
         Item("-h", "The summary goes to stdout with status 0 (vde_plug: stderr, 255)."),
         Item("=", "Options stop at =, so the command keeps its own."),
-        Item("-V, --version, --engine", "vdeplug-fast's own."),
+        Item("-V, --version, --engine, --busy-poll, --rt-priority", "vdeplug-fast's own."),
         P("The whole list: /usr/share/doc/vdens-fast/README.md, section \"Differences from vde_plug\"."),
     ]),
     ("SEE ALSO", &[P("vdens-fast(1), vde_plug(1), vdens(1), vde_switch(1)")]),

@@ -71,6 +71,10 @@ pub struct Options {
     /// -D: bytes, sent to a switch as given (UTF-8 or not), as vde_plug does.
     pub descr: OsString,
     pub engine: EngineChoice,
+    /// --busy-poll: microseconds the data-plane thread spins before it sleeps (0: off).
+    pub busy_poll_us: u32,
+    /// --rt-priority: SCHED_FIFO priority of the data-plane thread.
+    pub rt_priority: Option<u8>,
     pub logging: Logging,
     /// For the first VNL and for the second.
     pub open_args: [OpenArgs; 2],
@@ -103,6 +107,8 @@ pub enum UsageError {
     /// --port/--port2 must be a positive number.
     BadPort(&'static str, String),
     BadEngine(String),
+    /// --busy-poll/--rt-priority out of their range (the option, the value, the range).
+    BadNumber(&'static str, String, &'static str),
     /// The arguments left after the options fit none of the forms.
     Arguments(Vec<String>),
 }
@@ -124,6 +130,7 @@ impl fmt::Display for UsageError {
             }
             UsageError::BadPort(n, v) => write!(f, "--{n} {v}: not a port number (a number from 1)"),
             UsageError::BadEngine(v) => write!(f, "--engine: unknown engine '{v}' (auto, uring or poll)"),
+            UsageError::BadNumber(n, v, r) => write!(f, "--{n} '{v}': not a number from {r}"),
             UsageError::Arguments(a) => write!(
                 f,
                 "cannot use the arguments {}: give VNL, VNL VNL, [VNL] = CMD [ARGS]",
@@ -146,6 +153,8 @@ enum Opt {
     IpLog,
     Descr,
     Engine,
+    BusyPoll,
+    RtPriority,
     Version,
 }
 
@@ -165,7 +174,8 @@ const SHORT: &[(char, Opt, bool)] = &[
     ('V', Opt::Version, false),
 ];
 
-/// vde_plug's long options in its order, and vdeplug-fast's `--engine`.
+/// vde_plug's long options in its order, and vdeplug-fast's `--engine`, `--busy-poll`,
+/// `--rt-priority`.
 const LONG: &[(&str, Opt, bool)] = &[
     ("pidfile", Opt::Pidfile, true),
     ("daemon", Opt::Daemon, false),
@@ -180,6 +190,8 @@ const LONG: &[(&str, Opt, bool)] = &[
     ("iplog", Opt::IpLog, false),
     ("help", Opt::Help, false),
     ("engine", Opt::Engine, true),
+    ("busy-poll", Opt::BusyPoll, true),
+    ("rt-priority", Opt::RtPriority, true),
     ("version", Opt::Version, false),
 ];
 
@@ -279,6 +291,8 @@ pub fn parse(argv: &[OsString], posixly_correct: bool) -> Result<Parsed, UsageEr
         pidfile: None,
         descr: OsString::from(DEFAULT_DESCR),
         engine: EngineChoice::Auto,
+        busy_poll_us: 0,
+        rt_priority: None,
         logging: Logging::default(),
         open_args: [OpenArgs::default(), OpenArgs::default()],
         plan: Plan::Stream { vnl: OsString::new() },
@@ -393,6 +407,22 @@ fn apply(o: &mut Options, opt: Opt, value: Option<OsString>) -> Result<Option<Pa
                 b"poll" => EngineChoice::Poll,
                 _ => return Err(UsageError::BadEngine(lossy(&v))),
             }
+        }
+        Opt::BusyPoll => {
+            o.busy_poll_us = lossy(&v)
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 1_000_000)
+                .ok_or_else(|| UsageError::BadNumber("busy-poll", lossy(&v), "0 to 1000000"))?;
+        }
+        Opt::RtPriority => {
+            o.rt_priority = Some(
+                lossy(&v)
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| (1..=99).contains(n))
+                    .ok_or_else(|| UsageError::BadNumber("rt-priority", lossy(&v), "1 to 99"))?,
+            );
         }
     }
     Ok(None)

@@ -64,6 +64,10 @@ Options (vde_plug's; short ones may be bundled, long ones abbreviated):
   -c vde_plug                   login-shell mode (sshd runs SHELL -c COMMAND)
   --engine auto|uring|poll      data plane of the cables and of a hosted switch or hub: io_uring,
                                 epoll, or auto (io_uring when usable; the default)
+  --busy-poll USEC              spin up to USEC microseconds for the next frame before the
+                                data-plane thread sleeps (dedicated CPUs; 0, the default, is off)
+  --rt-priority PRIO            run the data-plane thread under SCHED_FIFO at PRIO (1-99;
+                                needs CAP_SYS_NICE or ulimit -r PRIO)
   -h | --help                   this summary
   -V | --version                the version and the data-plane engines this kernel allows
 ";
@@ -321,11 +325,19 @@ impl Run {
             workers: None,
             cpus: None,
             pin: false,
-            realtime: None,
+            // No user namespace here: CAP_SYS_NICE or RLIMIT_RTPRIO count for the thread.
+            realtime: o.rt_priority.map(|priority| crate::engine::Realtime {
+                priority,
+                elevator: None,
+            }),
             stats: None,
             stats_interval: Duration::from_secs(1),
         };
-        let engine = Engine::start_nodes(opts, UringTuning::default(), Vec::new(), vec![node])
+        let tuning = UringTuning {
+            busy_poll_us: o.busy_poll_us,
+            ..UringTuning::default()
+        };
+        let engine = Engine::start_nodes(opts, tuning, Vec::new(), vec![node])
             .map_err(|e| Failed(format!("cannot start the data plane: {e}")))?;
         Ok((engine, input))
     }

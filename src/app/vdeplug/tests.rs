@@ -108,6 +108,22 @@ fn long_options_values_and_abbreviations() {
     assert_eq!(err(&["--pidfile"]), UsageError::LongNeedsArgument("pidfile"));
     assert_eq!(err(&["--nope"]), UsageError::UnrecognizedOption("--nope".into()));
     assert!(matches!(err(&["--engine", "x"]), UsageError::BadEngine(_)));
+    assert_eq!(run(&[]).busy_poll_us, 0);
+    assert_eq!(run(&[]).rt_priority, None);
+    assert_eq!(run(&["--busy-poll", "50"]).busy_poll_us, 50);
+    assert_eq!(run(&["--rt-priority=7"]).rt_priority, Some(7));
+    for bad in [
+        &["--busy-poll", "x"][..],
+        &["--busy-poll", "1000001"],
+        &["--rt-priority", "0"],
+        &["--rt-priority", "100"],
+    ] {
+        assert!(matches!(err(bad), UsageError::BadNumber(..)), "{bad:?}");
+    }
+    assert_eq!(
+        err(&["--rt-priority", "0"]).to_string(),
+        "--rt-priority '0': not a number from 1 to 99"
+    );
     assert_eq!(
         err(&["--d"]).to_string(),
         "option '--d' is ambiguous; possibilities: '--daemon' '--descr'"
