@@ -658,12 +658,24 @@ pub fn resolv_conf_text(list: &[u8]) -> Vec<u8> {
     text
 }
 
+/// An item of a CPU list that is not a CPU number or an ascending range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadCpuItem(pub String);
+
+impl std::fmt::Display for BadCpuItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} is not a CPU number or range (e.g. 0,2-3)", self.0)
+    }
+}
+
+impl std::error::Error for BadCpuItem {}
+
 /// Parses a CPU list such as `0,2-3`.
-pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, BadCpuItem> {
     let mut v = Vec::new();
     for item in s.split(',') {
         let item = item.trim();
-        let bad = || format!("{item:?} is not a CPU number or range (e.g. 0,2-3)");
+        let bad = || BadCpuItem(item.to_string());
         if let Some((a, b)) = item.split_once('-') {
             let a: usize = a.parse().map_err(|_| bad())?;
             let b: usize = b.parse().map_err(|_| bad())?;
@@ -984,6 +996,10 @@ mod tests {
     #[test]
     fn cpu_list() {
         assert_eq!(parse_cpu_list("0,2-3,2").unwrap(), vec![0, 2, 3]);
-        assert!(parse_cpu_list("a").is_err());
+        assert_eq!(parse_cpu_list("a"), Err(BadCpuItem("a".into())));
+        assert_eq!(
+            parse_cpu_list("0, 3-1").unwrap_err().to_string(),
+            "\"3-1\" is not a CPU number or range (e.g. 0,2-3)"
+        );
     }
 }

@@ -159,12 +159,6 @@ impl SetupError {
     }
 }
 
-impl From<String> for SetupError {
-    fn from(msg: String) -> SetupError {
-        SetupError { msg, memory: false }
-    }
-}
-
 /// Builds a worker's ring, with SINGLE_ISSUER + DEFER_TASKRUN when asked and the kernel accepts
 /// them (completions then run only when this thread waits: no IPIs, no task-work interrupts),
 /// else COOP_TASKRUN, else plain; restricted to the operations the loops use (`restrict`) and
