@@ -309,10 +309,10 @@ pub fn help() -> String {
 pub fn engines_here() -> String {
     match EngineChoice::Uring.resolve() {
         Ok(_) => "engines: uring (io_uring) and poll (epoll); --engine auto uses uring".into(),
-        Err(e) => format!(
-            "engines: poll (epoll) only; --engine auto uses poll: {}",
-            e.0.trim_end_matches(" (try --engine poll)")
-        ),
+        Err(crate::engine::EngineError::Uring(u)) => {
+            format!("engines: poll (epoll) only; --engine auto uses poll: cannot use io_uring: {u}")
+        }
+        Err(e) => format!("engines: poll (epoll) only; --engine auto uses poll: {e}"),
     }
 }
 

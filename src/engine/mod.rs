@@ -35,11 +35,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use core::EndpointError;
 pub use node::{Endpoint, Node, NodeKind};
 pub use offload::TapOffload;
 pub use port::MAX_FRAME;
 pub use stats::{Counts, PortSnapshot, LINK_TO_TAP, TAP_TO_LINK};
 pub use uring::UringTuning;
+pub use worker::StartError;
 use worker::{Assigned, Cmd, NodeCtx, Ready, WorkerCtx};
 
 /// A tap joined to a link.
@@ -70,7 +72,7 @@ impl EngineChoice {
             EngineChoice::Poll => Ok(EngineKind::Poll),
             EngineChoice::Uring => uring::probe()
                 .map(|()| EngineKind::Uring)
-                .map_err(|e| EngineError(format!("cannot use io_uring: {e} (try --engine poll)"))),
+                .map_err(EngineError::Uring),
             EngineChoice::Auto => Ok(match uring::probe() {
                 Ok(()) => EngineKind::Uring,
                 Err(_) => EngineKind::Poll,
@@ -101,12 +103,64 @@ pub struct EngineOptions {
     pub stats_interval: Duration,
 }
 
+/// Why the engine could not start or do what it was asked.
 #[derive(Debug)]
-pub struct EngineError(pub String);
+pub enum EngineError {
+    /// `--engine uring` where io_uring cannot carry the data plane.
+    Uring(uring::Unavailable),
+    /// A data-plane thread's set-up failed (None: it gave no answer within 10 s).
+    Setup(Option<StartError>),
+    /// A data-plane thread could not be started: its name, and why.
+    Thread(String, std::io::Error),
+    /// The statistics thread could not be started.
+    StatsThread(std::io::Error),
+    /// The eventfd that wakes a `whose` (worker, node) could not be made.
+    Eventfd(&'static str, nix::errno::Errno),
+    /// A node did not take an endpoint (None: it gave no answer within 5 s).
+    AddEndpoint(Option<EndpointError>),
+    /// There is no node `.0`; the engine runs `.1`.
+    NoNode(usize, usize),
+    /// A port cannot be driven: the port (`NAME (VNL)`), and why.
+    Port(String, PortFault),
+}
+
+/// Why a port cannot be driven ([`EngineError::Port`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortFault {
+    /// A call on its descriptors failed: what was done, and the system's reason.
+    Sys(&'static str, nix::errno::Errno),
+    /// The link's tap reads a virtio-net header of `.0` bytes, the interface's `.1`.
+    VnetHdr(usize, usize),
+    /// The link has no descriptor to drive.
+    NoDescriptor,
+    /// The AF_UNIX path it sends to cannot be an address.
+    BadDestination(PathBuf, nix::errno::Errno),
+}
 
 impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            EngineError::Uring(e) => write!(f, "cannot use io_uring: {e} (try --engine poll)"),
+            EngineError::Setup(Some(e)) => write!(f, "worker setup failed: {e}"),
+            EngineError::Setup(None) => f.write_str("worker setup failed: no answer within 10 s"),
+            EngineError::Thread(name, e) => write!(f, "cannot start thread {name}: {}", crate::sys::err_text(e)),
+            EngineError::StatsThread(e) => write!(f, "cannot start the stats thread: {}", crate::sys::err_text(e)),
+            EngineError::Eventfd(whose, e) => write!(f, "cannot create a {whose}'s eventfd: {}", e.desc()),
+            EngineError::AddEndpoint(Some(e)) => write!(f, "cannot add the endpoint: {e}"),
+            EngineError::AddEndpoint(None) => f.write_str("cannot add the endpoint: the node did not answer within 5 s"),
+            EngineError::NoNode(n, running) => write!(f, "no node {n} (the engine runs {running})"),
+            EngineError::Port(port, PortFault::Sys(what, e)) => write!(f, "{port}: {what}: {}", e.desc()),
+            EngineError::Port(port, PortFault::VnetHdr(link, tap)) => write!(
+                f,
+                "{port}: the link's tap reads a virtio-net header of {link} bytes, the interface's {tap} (open both with offload or neither)"
+            ),
+            EngineError::Port(port, PortFault::NoDescriptor) => {
+                write!(f, "{port}: the link has no descriptor (transport bug)")
+            }
+            EngineError::Port(port, PortFault::BadDestination(path, e)) => {
+                write!(f, "{port}: bad destination {}: {}", path.display(), e.desc())
+            }
+        }
     }
 }
 
@@ -328,11 +382,11 @@ impl Engine {
         for _ in 0..started {
             let why = match ready.recv_timeout(Duration::from_secs(10)) {
                 Ok(Ok(_)) => continue,
-                Ok(Err(e)) => format!("worker setup failed: {e}"),
-                Err(_) => "worker setup failed: no answer within 10 s".into(),
+                Ok(Err(e)) => Some(e),
+                Err(_) => None,
             };
             self.stop_workers();
-            return Err(EngineError(why));
+            return Err(EngineError::Setup(why));
         }
         Ok(())
     }
@@ -369,12 +423,7 @@ impl Engine {
                     write_stats(&path, &json, &mut warned);
                 }
             })
-            .map_err(|e| {
-                EngineError(format!(
-                    "cannot start the stats thread: {}",
-                    crate::sys::err_text(&e)
-                ))
-            })?;
+            .map_err(EngineError::StatsThread)?;
         Ok(StatsWriter { stop, thread })
     }
 
@@ -416,10 +465,8 @@ impl Engine {
         let (tx, rx) = crossbeam_channel::bounded(1);
         w.send(Cmd::AddEndpoint(e, tx));
         match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(r) => r.map_err(|m| EngineError(format!("cannot add the endpoint: {m}"))),
-            Err(_) => Err(EngineError(
-                "cannot add the endpoint: the node did not answer within 5 s".into(),
-            )),
+            Ok(r) => r.map_err(|e| EngineError::AddEndpoint(Some(e))),
+            Err(_) => Err(EngineError::AddEndpoint(None)),
         }
     }
 
@@ -434,7 +481,7 @@ impl Engine {
         self.workers
             .get(first + node)
             .filter(|_| node < self.nodes.len())
-            .ok_or_else(|| EngineError(format!("no node {node} (the engine runs {})", self.nodes.len())))
+            .ok_or(EngineError::NoNode(node, self.nodes.len()))
     }
 
     /// True once an endpoint of a cable node reached end of file (its input is closed).
@@ -576,10 +623,10 @@ fn memlock_limit_text() -> String {
 }
 
 /// The eventfd through which the main thread wakes a worker or node thread.
-fn new_wake(whose: &str) -> Result<Arc<OwnedFd>, EngineError> {
+fn new_wake(whose: &'static str) -> Result<Arc<OwnedFd>, EngineError> {
     EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
         .map(|e| Arc::new(OwnedFd::from(e)))
-        .map_err(|e| EngineError(format!("cannot create a {whose}'s eventfd: {}", e.desc())))
+        .map_err(|e| EngineError::Eventfd(whose, e))
 }
 
 /// Starts a named data-plane thread.
@@ -614,12 +661,7 @@ fn spawn_thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinH
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(f)
-        .map_err(|e| {
-            EngineError(format!(
-                "cannot start thread {name}: {}",
-                crate::sys::err_text(&e)
-            ))
-        })
+        .map_err(|e| EngineError::Thread(name, e))
 }
 
 fn snapshot(ports: &[Arc<stats::PortStats>], nodes: &[Arc<node::NodeShared>]) -> Vec<PortSnapshot> {
@@ -656,6 +698,62 @@ fn write_stats(path: &Path, json: &str, warned: &mut bool) {
                 crate::sys::err_text(&e)
             );
             *warned = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+
+    /// The texts users see, case by case (they were strings before the cases).
+    #[test]
+    fn engine_errors_read_as_one_line() {
+        let port = || "vde0 (ptp:///tmp/p)".to_string();
+        let cases: Vec<(EngineError, String)> = vec![
+            (
+                EngineError::Uring(uring::Unavailable::Disabled),
+                "cannot use io_uring: io_uring is disabled (kernel.io_uring_disabled = 2) (try --engine poll)".into(),
+            ),
+            (EngineError::Setup(None), "worker setup failed: no answer within 10 s".into()),
+            (
+                EngineError::Setup(Some(StartError::Endpoint(EndpointError::NotANode))),
+                "worker setup failed: not a switch or hub node".into(),
+            ),
+            (
+                EngineError::Thread("vdens-uring0".into(), std::io::Error::from_raw_os_error(libc::EAGAIN)),
+                format!("cannot start thread vdens-uring0: {}", Errno::EAGAIN.desc()),
+            ),
+            (
+                EngineError::Eventfd("worker", Errno::EMFILE),
+                format!("cannot create a worker's eventfd: {}", Errno::EMFILE.desc()),
+            ),
+            (
+                EngineError::AddEndpoint(None),
+                "cannot add the endpoint: the node did not answer within 5 s".into(),
+            ),
+            (
+                EngineError::AddEndpoint(Some(EndpointError::NoFreePort { node: "sw".into() })),
+                "cannot add the endpoint: sw: no free port".into(),
+            ),
+            (EngineError::NoNode(3, 1), "no node 3 (the engine runs 1)".into()),
+            (
+                EngineError::Port(port(), PortFault::Sys("cannot make the tap non-blocking", Errno::EBADF)),
+                format!("vde0 (ptp:///tmp/p): cannot make the tap non-blocking: {}", Errno::EBADF.desc()),
+            ),
+            (
+                EngineError::Port(port(), PortFault::VnetHdr(12, 10)),
+                "vde0 (ptp:///tmp/p): the link's tap reads a virtio-net header of 12 bytes, the interface's 10 (open both with offload or neither)".into(),
+            ),
+            (
+                EngineError::Port(port(), PortFault::NoDescriptor),
+                "vde0 (ptp:///tmp/p): the link has no descriptor (transport bug)".into(),
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
+            assert_eq!(e.to_string().lines().count(), 1);
         }
     }
 }

@@ -136,8 +136,14 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), nix::Error> {
     Ok(())
 }
 
-fn err(port: &Port, what: &str, e: nix::Error) -> EngineError {
-    EngineError(format!("{} ({}): {what}: {}", port.name, port.link.vnl, e.desc()))
+use crate::engine::PortFault;
+
+fn label(port: &Port) -> String {
+    format!("{} ({})", port.name, port.link.vnl)
+}
+
+fn err(port: &Port, what: &'static str, e: nix::Error) -> EngineError {
+    EngineError::Port(label(port), PortFault::Sys(what, e))
 }
 
 /// Makes the port's descriptors non-blocking (io_uring then polls them in the kernel instead
@@ -145,10 +151,10 @@ fn err(port: &Port, what: &str, e: nix::Error) -> EngineError {
 /// describes its two directions.
 pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
     if port.link.offload.enabled() && port.link.offload.vnet_hdr != port.offload.vnet_hdr {
-        return Err(EngineError(format!(
-            "{} ({}): the link's tap reads a virtio-net header of {} bytes, the interface's {} (open both with offload or neither)",
-            port.name, port.link.vnl, port.link.offload.vnet_hdr, port.offload.vnet_hdr
-        )));
+        return Err(EngineError::Port(
+            label(port),
+            PortFault::VnetHdr(port.link.offload.vnet_hdr, port.offload.vnet_hdr),
+        ));
     }
     let tap = port.tap.as_fd();
     set_nonblocking(tap).map_err(|e| err(port, "cannot make the tap non-blocking", e))?;
@@ -178,10 +184,7 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
         return Ok(dirs);
     }
     let (Some(rx), Some(tx)) = (link.rx_fd(), link.tx_fd()) else {
-        return Err(EngineError(format!(
-            "{} ({}): the link has no descriptor (transport bug)",
-            port.name, link.vnl
-        )));
+        return Err(EngineError::Port(label(port), PortFault::NoDescriptor));
     };
     set_nonblocking(rx).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
     set_nonblocking(tx).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
@@ -200,7 +203,7 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
         (_, SendTo::Unix(path)) => TxPlan::SendTo {
             fd: tx.as_raw_fd(),
             addr: UnixAddr::new(path.as_path())
-                .map_err(|e| err(port, &format!("bad destination {}", path.display()), e))?,
+                .map_err(|e| EngineError::Port(label(port), PortFault::BadDestination(path.clone(), e)))?,
         },
         _ => TxPlan::Write {
             fd: tx.as_raw_fd(),
