@@ -41,6 +41,8 @@ pub fn gettid() -> libc::pid_t {
 pub struct Elevator {
     sock: Mutex<Option<OwnedFd>>,
     pid: nix::unistd::Pid,
+    /// The process that forked the helper: the one that reaps it.
+    owner: nix::unistd::Pid,
     reaped: std::sync::atomic::AtomicBool,
 }
 
@@ -56,15 +58,16 @@ impl Elevator {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        let owner = nix::unistd::getpid().as_raw();
+        let owner = nix::unistd::getpid();
         match super::fork()? {
             super::Forked::Child => {
                 drop(mine);
-                serve(theirs, owner, priority)
+                serve(theirs, owner.as_raw(), priority)
             }
             super::Forked::Parent(pid) => Ok(Elevator {
                 sock: Mutex::new(Some(mine)),
                 pid,
+                owner,
                 reaped: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -97,20 +100,11 @@ impl Elevator {
     /// child (in a vdens -c child it is not: its parent reaps it when it ends).
     pub fn finish(&self) {
         self.close();
-        if nix::unistd::getpid() != self.parent()
-            || self.reaped.swap(true, std::sync::atomic::Ordering::Relaxed)
+        if nix::unistd::getpid() != self.owner || self.reaped.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             return;
         }
         let _ = nix::sys::wait::waitpid(self.pid, None);
-    }
-
-    fn parent(&self) -> nix::unistd::Pid {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .ok()
-            .and_then(|s| s.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok())
-            .map(nix::unistd::Pid::from_raw)
-            .unwrap_or(nix::unistd::Pid::from_raw(-1))
     }
 }
 
@@ -122,29 +116,19 @@ impl Drop for Elevator {
 
 /// Whether thread `tid` belongs to process `owner` or to a child of it.
 fn ours(tid: libc::pid_t, owner: libc::pid_t) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+    let Some(tgid) = status_field(tid, "Tgid:") else {
         return false;
     };
-    let field = |k: &str| -> Option<libc::pid_t> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    let Some(tgid) = field("Tgid:") else {
-        return false;
-    };
-    if tgid == owner {
-        return true;
-    }
-    let parent = std::fs::read_to_string(format!("/proc/{tgid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PPid:"))
-                .and_then(|v| v.trim().parse::<libc::pid_t>().ok())
-        });
-    parent == Some(owner)
+    tgid == owner || status_field(tgid, "PPid:") == Some(owner)
+}
+
+/// A process id field (`Tgid:`, `PPid:`) of /proc/`pid`/status.
+fn status_field(pid: libc::pid_t, key: &str) -> Option<libc::pid_t> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The helper's life: one thread id in, an errno out (0: done), until the socket closes.

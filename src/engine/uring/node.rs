@@ -530,6 +530,14 @@ fn tap_fd(owner: &Owner) -> BorrowedFd<'_> {
     owner.tx().expect("an offloading endpoint is a tap")
 }
 
+/// Submits the tap writes queued on `ring` (`queued`: some are), so that a write made at once
+/// after them reaches the tap after them.
+fn submit_tap_writes(queued: &mut bool, ring: &mut Ring) {
+    if std::mem::take(queued) {
+        let _ = ring.submit();
+    }
+}
+
 /// The number of descriptor `f` (the rings name descriptors by number), -1 for none.
 fn raw(f: Option<BorrowedFd<'_>>) -> RawFd {
     f.map_or(-1, |f| f.as_raw_fd())
@@ -938,9 +946,7 @@ impl UNode {
                         len: (len + hl) as u32,
                     }
                 } else {
-                    if std::mem::take(&mut self.tap_queued) {
-                        let _ = self.ring.submit();
-                    }
+                    submit_tap_writes(&mut self.tap_queued, &mut self.ring);
                     let tfd = tap_fd(&e.owner);
                     v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
                     return;
@@ -1103,9 +1109,7 @@ impl UNode {
             if e.superframes {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
-                if std::mem::take(&mut self.tap_queued) {
-                    let _ = self.ring.submit();
-                }
+                submit_tap_writes(&mut self.tap_queued, &mut self.ring);
                 let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 if v.gro.pending() {
@@ -1819,9 +1823,7 @@ impl UNode {
         for e in self.eps.iter_mut().flatten() {
             let Tx::Vnet(v) = &mut e.tx else { continue };
             if v.gro.pending() {
-                if std::mem::take(&mut self.tap_queued) {
-                    let _ = self.ring.submit();
-                }
+                submit_tap_writes(&mut self.tap_queued, &mut self.ring);
                 let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
