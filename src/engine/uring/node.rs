@@ -77,9 +77,11 @@ use io_uring::cqueue;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::socket::{recv, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,8 +108,8 @@ const NBIG: u16 = 64;
 /// Large enough for any tagged datagram, so a longer one shows up as oversize.
 const BIG_SIZE: usize = HEADROOM + PREFIX + SUPER_READ;
 const BIG_FLAG: u16 = 0x4000;
-/// The provided-buffer group of the big buffers (the shared one is 0); also the `slot` of
-/// a multishot receive's token that draws from them.
+/// The provided-buffer group of a node's big buffers, after its shared one (node `k` of a
+/// thread has groups `2k` and `2k + 1`): a multishot receive's token names its group.
 const BIG_GROUP: u16 = 1;
 const REARM_BIG: u32 = NBIG as u32 / 8;
 
@@ -532,7 +534,64 @@ fn tap_fd(owner: &Owner) -> BorrowedFd<'_> {
 
 /// Submits the tap writes queued on `ring` (`queued`: some are), so that a write made at once
 /// after them reaches the tap after them.
-fn submit_tap_writes(queued: &mut bool, ring: &mut Ring) {
+/// The ring of a node thread, shared by the nodes it runs (one thread, so no lock: each use
+/// borrows it for one call).
+#[derive(Clone)]
+struct RingRef(Rc<RefCell<Ring>>);
+
+impl RingRef {
+    /// Queues `op` (see [`Ring::push`]).
+    ///
+    /// # Safety
+    /// As [`Ring::push`]: what `op` points to stays valid until its last completion.
+    unsafe fn push(&self, op: &super::ring::Op) -> std::io::Result<()> {
+        // SAFETY: per this function's contract.
+        unsafe { self.0.borrow_mut().push(op) }
+    }
+
+    fn submit(&self) -> std::io::Result<usize> {
+        self.0.borrow_mut().submit()
+    }
+}
+
+/// The generations of the endpoints (and joining clients) of one thread's nodes. Each is
+/// handed out once in 65535 and names its node, so a completion finds its node from its
+/// token alone; 0 is never handed out: a token with generation 0 is a node's own operation
+/// (its wake-up, listener, timers, cancels), with the node's index in place of an endpoint.
+struct Gens {
+    next: Cell<u16>,
+    owner: Box<[Cell<u16>]>,
+}
+
+impl Gens {
+    fn new() -> Gens {
+        Gens {
+            next: Cell::new(0),
+            owner: (0..=u16::MAX).map(|_| Cell::new(0)).collect(),
+        }
+    }
+
+    /// A new generation, for node `node`.
+    fn take(&self, node: u16) -> u16 {
+        let g = match self.next.get().wrapping_add(1) {
+            0 => 1,
+            g => g,
+        };
+        self.next.set(g);
+        self.owner[g as usize].set(node);
+        g
+    }
+
+    /// The node (its index in the thread) that operation `t` belongs to.
+    fn node_of(&self, t: &Token) -> usize {
+        match t.gen {
+            0 => t.ep(),
+            g => self.owner[g as usize].get() as usize,
+        }
+    }
+}
+
+fn submit_tap_writes(queued: &mut bool, ring: &RingRef) {
     if std::mem::take(queued) {
         let _ = ring.submit();
     }
@@ -545,9 +604,15 @@ fn raw(f: Option<BorrowedFd<'_>>) -> RawFd {
 
 struct UNode {
     name: String,
-    ring: Ring,
-    /// Busy polling: spin this long for a completion before sleeping (`--busy-poll`).
-    busy: Option<Duration>,
+    /// The ring of the thread, shared by every node it runs.
+    ring: RingRef,
+    /// This node's place among the nodes of its thread: in the token of its own operations
+    /// (with generation 0), and in its buffer groups.
+    index: u16,
+    /// The generations of the thread's endpoints, which tell whose a completion is.
+    gens: Rc<Gens>,
+    /// The commands of the control thread for this node.
+    cmds: Receiver<Cmd>,
     bufs: Bufs,
     /// References to each shared buffer (sends in flight + the forwarding in progress).
     buf_refs: Box<[u16]>,
@@ -571,7 +636,6 @@ struct UNode {
     eps: Vec<Option<Ep>>,
     /// Endpoints detached while operations still used their descriptors.
     leaving: Vec<(usize, Ep)>,
-    gen: u16,
     fwd: Forwarder,
     /// The switch's or hub's control socket (None for a cable).
     listener: Option<Listener>,
@@ -584,7 +648,8 @@ struct UNode {
     wake_armed: bool,
     /// Operations in flight (all kinds), for the shutdown.
     outstanding: u64,
-    cqes: Vec<(u64, i32, u32)>,
+    /// A completion of this node was handled in this turn (the others skip `turn_end`).
+    touched: bool,
     start: Instant,
     shared: Arc<NodeShared>,
     stopping: bool,
@@ -703,13 +768,23 @@ impl UNode {
         self.leaving.retain(|(_, e)| e.inflight > 0);
     }
 
+    /// The token of an operation of the node's own (no endpoint's).
+    fn own(&self, op: Op) -> u64 {
+        token(op, self.index as usize, 0, 0, 0)
+    }
+
+    /// The node's provided-buffer groups: the shared one, and the big one.
+    fn group(&self, big: bool) -> u16 {
+        2 * self.index + u16::from(big)
+    }
+
     fn arm_wake(&mut self) {
         let e = Sqe::Poll {
             fd: Target::Fd(self.wake.as_raw_fd()),
             events: libc::POLLIN as u32,
             multi: true,
         }
-        .op(token(Op::Wake, 0, 0, 0, 0));
+        .op(self.own(Op::Wake));
         self.push(&e);
         self.wake_armed = true;
     }
@@ -721,7 +796,7 @@ impl UNode {
             events: libc::POLLIN as u32,
             multi: true,
         }
-        .op(token(Op::Listen, 0, 0, 0, 0));
+        .op(self.own(Op::Listen));
         self.push(&e);
         self.listen_armed = true;
     }
@@ -838,8 +913,7 @@ impl UNode {
     }
 
     fn next_gen(&mut self) -> u16 {
-        self.gen = self.gen.wrapping_add(1);
-        self.gen
+        self.gens.take(self.index)
     }
 
     /// Detaches endpoint `id`: no frame goes to it any more; its descriptors close once
@@ -865,7 +939,7 @@ impl UNode {
         fds.sort_unstable();
         fds.dedup();
         for fd in fds.into_iter().filter(|f| *f >= 0) {
-            let c = Sqe::CancelFd { fd }.op(token(Op::Cancel, 0, 0, 0, 0));
+            let c = Sqe::CancelFd { fd }.op(self.own(Op::Cancel));
             self.push(&c);
         }
         self.leaving.push((id, e));
@@ -946,7 +1020,7 @@ impl UNode {
                         len: (len + hl) as u32,
                     }
                 } else {
-                    submit_tap_writes(&mut self.tap_queued, &mut self.ring);
+                    submit_tap_writes(&mut self.tap_queued, &self.ring);
                     let tfd = tap_fd(&e.owner);
                     v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
                     return;
@@ -1109,7 +1183,7 @@ impl UNode {
             if e.superframes {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
-                submit_tap_writes(&mut self.tap_queued, &mut self.ring);
+                submit_tap_writes(&mut self.tap_queued, &self.ring);
                 let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 if v.gro.pending() {
@@ -1221,7 +1295,7 @@ impl UNode {
     /// The buffer a multishot receive handed over goes back to its group (named by the
     /// receive's token).
     fn give_back(&mut self, t: &Token, bid: u16) {
-        if t.slot == BIG_GROUP && self.bufs.big.is_some() {
+        if t.slot == self.group(true) && self.bufs.big.is_some() {
             self.bufs.push(bid | BIG_FLAG);
         } else {
             self.bufs.push(bid);
@@ -1231,7 +1305,7 @@ impl UNode {
     fn on_rx(&mut self, t: Token, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         let bid = cqueue::buffer_select(flags);
-        let big = t.slot == BIG_GROUP && self.bufs.big.is_some();
+        let big = t.slot == self.group(true) && self.bufs.big.is_some();
         if bid.is_some() {
             match &mut self.bufs.big {
                 Some(b) if big => b.taken(),
@@ -1324,7 +1398,7 @@ impl UNode {
                     let c = Sqe::Cancel {
                         user_data: token(Op::Rx, t.ep(), t.gen, t.slot, 0),
                     }
-                    .op(token(Op::Cancel, 0, 0, 0, 0));
+                    .op(self.own(Op::Cancel));
                     self.push(&c);
                 }
             } else {
@@ -1678,13 +1752,19 @@ impl UNode {
                 Change::Watch { slot, gen, fd } => self.arm_pending(slot, gen, fd),
                 Change::Unwatch { slot, gen } => {
                     let e = Sqe::Cancel {
-                        user_data: token(Op::Pending, slot, gen, 0, 0),
+                        user_data: self.pending_token(slot, gen),
                     }
-                    .op(token(Op::Cancel, 0, 0, 0, 0));
+                    .op(self.own(Op::Cancel));
                     self.push(&e);
                 }
             }
         }
+    }
+
+    /// The token of the poll on joining client `slot`'s request (its generation is the
+    /// joins', so the token is the node's own).
+    fn pending_token(&self, slot: usize, gen: u16) -> u64 {
+        token(Op::Pending, self.index as usize, 0, slot as u16, gen.into())
     }
 
     fn arm_pending(&mut self, slot: usize, gen: u16, fd: RawFd) {
@@ -1693,7 +1773,7 @@ impl UNode {
             events: libc::POLLIN as u32,
             multi: false,
         }
-        .op(token(Op::Pending, slot, gen, 0, 0));
+        .op(self.pending_token(slot, gen));
         self.push(&sqe);
     }
 
@@ -1755,13 +1835,14 @@ impl UNode {
         Ok(id as u16)
     }
 
-    fn on_wake(&mut self, cmds: &Receiver<Cmd>, more: bool) -> bool {
+    fn on_wake(&mut self, more: bool) -> bool {
         if !more {
             self.wake_armed = false;
         }
         let mut b = [0u8; 8];
         let _ = nix::unistd::read(self.wake.as_fd(), &mut b);
-        dispatch(cmds, self)
+        let cmds = self.cmds.clone();
+        dispatch(&cmds, self)
     }
 
     fn publish(&self) {
@@ -1770,52 +1851,45 @@ impl UNode {
         }
     }
 
-    /// Handles every completion ready; true when Stop arrived.
-    fn drain(&mut self, cmds: &Receiver<Cmd>) -> bool {
-        self.cqes.clear();
-        self.ring.completions(&mut self.cqes);
-        let mut stop = false;
-        for i in 0..self.cqes.len() {
-            let (ud, res, flags) = self.cqes[i];
-            let more = cqueue::more(flags);
-            // A multishot operation goes on while its completions say "more".
-            if !more {
-                self.outstanding -= 1;
-            }
-            let Some(t) = Token::decode(ud) else { continue };
-            match t.op {
-                Op::Rx => self.on_rx(t, res, flags),
-                Op::Tx => self.on_tx(t, res),
-                Op::StreamRead => self.on_stream_read(t, res),
-                Op::VnetRead => self.on_vnet_read(t, res),
-                Op::StreamWrite => self.on_stream_write(t, res),
-                Op::Ctl => self.on_ctl(t, res),
-                Op::Pending if !self.stopping => self.pending_ready(t.ep(), t.gen),
-                Op::Listen => {
-                    if !more {
-                        self.listen_armed = false;
-                    }
-                    if !self.stopping && res >= 0 {
-                        self.accept();
-                    }
-                }
-                Op::PtpListen if t.slot == HOLD_TIMER && !self.stopping => self.ptp_hold_over(t.gen),
-                Op::PtpListen if t.slot == HOLD_TIMER => {}
-                Op::PtpListen => {
-                    if !more {
-                        self.ptp_armed = false;
-                    }
-                    if !self.stopping && res >= 0 {
-                        self.ptp_accept();
-                    }
-                }
-                Op::Wake if !self.stopping => stop |= self.on_wake(cmds, more),
-                Op::Wake if !more => self.wake_armed = false,
-                _ => {}
-            }
+    /// Handles one completion of this node; true when Stop arrived.
+    fn complete(&mut self, t: Token, res: i32, flags: u32) -> bool {
+        let more = cqueue::more(flags);
+        // A multishot operation goes on while its completions say "more".
+        if !more {
+            self.outstanding -= 1;
         }
-        self.flush_coalesced();
-        stop
+        self.touched = true;
+        match t.op {
+            Op::Rx => self.on_rx(t, res, flags),
+            Op::Tx => self.on_tx(t, res),
+            Op::StreamRead => self.on_stream_read(t, res),
+            Op::VnetRead => self.on_vnet_read(t, res),
+            Op::StreamWrite => self.on_stream_write(t, res),
+            Op::Ctl => self.on_ctl(t, res),
+            Op::Pending if !self.stopping => self.pending_ready(t.slot as usize, t.len),
+            Op::Listen => {
+                if !more {
+                    self.listen_armed = false;
+                }
+                if !self.stopping && res >= 0 {
+                    self.accept();
+                }
+            }
+            Op::PtpListen if t.slot == HOLD_TIMER && !self.stopping => self.ptp_hold_over(t.len),
+            Op::PtpListen if t.slot == HOLD_TIMER => {}
+            Op::PtpListen => {
+                if !more {
+                    self.ptp_armed = false;
+                }
+                if !self.stopping && res >= 0 {
+                    self.ptp_accept();
+                }
+            }
+            Op::Wake if !self.stopping => return self.on_wake(more),
+            Op::Wake if !more => self.wake_armed = false,
+            _ => {}
+        }
+        false
     }
 
     /// Writes what the coalescers of offloading taps hold (once per completion drain).
@@ -1823,7 +1897,7 @@ impl UNode {
         for e in self.eps.iter_mut().flatten() {
             let Tx::Vnet(v) = &mut e.tx else { continue };
             if v.gro.pending() {
-                submit_tap_writes(&mut self.tap_queued, &mut self.ring);
+                submit_tap_writes(&mut self.tap_queued, &self.ring);
                 let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
@@ -1867,48 +1941,25 @@ impl UNode {
         self.publish();
     }
 
-    fn run(&mut self, cmds: &Receiver<Cmd>) {
+    /// Arms what the node waits for at its start.
+    fn start(&mut self) {
         self.arm_wake();
         self.arm_listen();
         for id in 0..self.eps.len() {
             self.arm_rx(id);
         }
-        loop {
-            let r = match self.busy {
-                Some(budget) => self.ring.busy_wait(budget),
-                None => self.ring.submit_and_wait(1, None),
-            };
-            match r {
-                Ok(_) => {}
-                Err(e) if is_retry(&e) => {}
-                Err(e) => {
-                    crate::diag!(
-                        "{}: node stopped: io_uring_enter: {}",
-                        self.name,
-                        crate::sys::err_text(&e)
-                    );
-                    break;
-                }
-            }
-            if self.drain(cmds) {
-                break;
-            }
-            self.turn_end();
-        }
-        self.shutdown();
     }
 
-    /// Cancels everything in flight and reaps it, so that no buffer or descriptor goes while
-    /// the kernel may still use it; then the endpoints close.
-    fn shutdown(&mut self) {
+    /// The node's part of the stop, before its operations are cancelled: PATH goes before
+    /// the peer's connection does, so a peer looking for us again finds nothing there (and
+    /// listens itself) instead of a listener about to close; bytes already waiting for a
+    /// stream endpoint get one last chance to go out.
+    fn begin_shutdown(&mut self) {
         self.stopping = true;
-        // PATH goes before the peer's connection does, so a peer looking for us again finds
-        // nothing there (and listens itself) instead of a listener about to close.
         if let Some(h) = self.ptp.as_mut() {
             h.shutdown();
         }
         self.ptp_waiting = None;
-        // Bytes already waiting for a stream endpoint get one last chance to go out.
         for e in self.eps.iter_mut().flatten() {
             if let (Tx::Stream(s), Some(fd)) = (&mut e.tx, e.owner.tx()) {
                 if s.writing == 0 {
@@ -1916,18 +1967,11 @@ impl UNode {
                 }
             }
         }
-        let cancel = Sqe::CancelAll.op(token(Op::Cancel, 0, 0, 0, 0));
-        self.push(&cancel);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let tick = Interval::new(Duration::from_millis(50));
-        let (_, none) = crossbeam_channel::bounded::<Cmd>(0);
-        while self.outstanding > 0 && Instant::now() < deadline {
-            let _ = self.ring.submit_and_wait(1, Some(&tick));
-            self.drain(&none);
-            if self.outstanding > 0 {
-                self.push(&cancel);
-            }
-        }
+    }
+
+    /// The node's part of the stop once its operations were reaped (or not, in time: their
+    /// memory is then leaked rather than freed under the kernel).
+    fn end_shutdown(&mut self) {
         self.publish();
         if self.outstanding > 0 {
             crate::diag!(
@@ -1939,6 +1983,96 @@ impl UNode {
             std::mem::forget(std::mem::take(&mut self.leaving));
             let slots = std::mem::take(&mut self.slots);
             std::mem::forget(slots);
+        }
+    }
+}
+
+/// The nodes one thread runs, on one ring: each completion goes to the node its token
+/// names ([`Gens::node_of`]); a node whose completions came ends its turn.
+struct Nodes {
+    ring: RingRef,
+    gens: Rc<Gens>,
+    /// Busy polling: spin this long for a completion before sleeping (`--busy-poll`).
+    busy: Option<Duration>,
+    nodes: Vec<UNode>,
+    /// The nodes that were told to stop (the thread stops once all were).
+    stopped: Vec<bool>,
+    cqes: Vec<(u64, i32, u32)>,
+}
+
+impl Nodes {
+    /// Handles every completion ready, then lets the nodes that had any write what their
+    /// coalescers hold.
+    fn drain(&mut self) {
+        self.cqes.clear();
+        self.ring.0.borrow_mut().completions(&mut self.cqes);
+        for &(ud, res, flags) in &self.cqes {
+            let Some(t) = Token::decode(ud) else { continue };
+            let k = self.gens.node_of(&t);
+            let Some(n) = self.nodes.get_mut(k) else { continue };
+            if n.complete(t, res, flags) {
+                self.stopped[k] = true;
+            }
+        }
+        for n in self.nodes.iter_mut().filter(|n| n.touched) {
+            n.flush_coalesced();
+        }
+    }
+
+    fn run(&mut self) {
+        for n in &mut self.nodes {
+            n.start();
+        }
+        while !self.stopped.iter().all(|s| *s) {
+            let r = {
+                let mut ring = self.ring.0.borrow_mut();
+                match self.busy {
+                    Some(budget) => ring.busy_wait(budget),
+                    None => ring.submit_and_wait(1, None),
+                }
+            };
+            match r {
+                Ok(_) => {}
+                Err(e) if is_retry(&e) => {}
+                Err(e) => {
+                    crate::diag!(
+                        "{}: node stopped: io_uring_enter: {}",
+                        self.nodes[0].name,
+                        crate::sys::err_text(&e)
+                    );
+                    break;
+                }
+            }
+            self.drain();
+            for n in self.nodes.iter_mut().filter(|n| n.touched) {
+                n.touched = false;
+                n.turn_end();
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Cancels everything in flight and reaps it, so that no buffer or descriptor goes while
+    /// the kernel may still use it; then the endpoints close.
+    fn shutdown(&mut self) {
+        for n in &mut self.nodes {
+            n.begin_shutdown();
+        }
+        // Counted by the first node (the wait is for all of them).
+        let cancel = Sqe::CancelAll.op(self.nodes[0].own(Op::Cancel));
+        self.nodes[0].push(&cancel);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let tick = Interval::new(Duration::from_millis(50));
+        let outstanding = |ns: &[UNode]| ns.iter().map(|n| n.outstanding).sum::<u64>();
+        while outstanding(&self.nodes) > 0 && Instant::now() < deadline {
+            let _ = self.ring.0.borrow_mut().submit_and_wait(1, Some(&tick));
+            self.drain();
+            if outstanding(&self.nodes) > 0 {
+                self.nodes[0].push(&cancel);
+            }
+        }
+        for n in &mut self.nodes {
+            n.end_shutdown();
         }
     }
 }
@@ -1989,7 +2123,7 @@ impl UNode {
             events: libc::POLLIN as u32,
             multi: false,
         }
-        .op(token(Op::PtpListen, 0, 0, 0, 0));
+        .op(self.own(Op::PtpListen));
         self.push(&sqe);
         self.ptp_armed = true;
     }
@@ -2083,7 +2217,13 @@ impl UNode {
         let sqe = Sqe::Timeout {
             after: &*self.ptp_hold,
         }
-        .op(token(Op::PtpListen, 0, self.ptp_hold_gen, HOLD_TIMER, 0));
+        .op(token(
+            Op::PtpListen,
+            self.index as usize,
+            0,
+            HOLD_TIMER,
+            self.ptp_hold_gen as usize,
+        ));
         self.push(&sqe);
     }
 
@@ -2153,45 +2293,59 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
     }
 }
 
-/// The ring of a node on the driver `kind` names, and its buffers: the big ones too when
-/// the node offers super-frames to its clients (`big`).
-fn node_ring(kind: EngineKind, tuning: UringTuning, big: bool) -> Result<(Ring, Bufs), SetupError> {
-    let (mut ring, _) = new_ring(kind, 1024, 8192, &tuning)?;
+/// The buffers of a node: the big ones too when it offers super-frames to its clients
+/// (`big`), registered with `ring` as node `index`'s groups.
+fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError> {
     let mut shared =
         BufRing::new(NBUF, BUF_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
-    ring.register_buf_ring(&mut shared, 0)
+    ring.register_buf_ring(&mut shared, 2 * index)
         .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
     let big = if big {
         let mut b =
             BufRing::new(NBIG, BIG_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
-        ring.register_buf_ring(&mut b, BIG_GROUP)
+        ring.register_buf_ring(&mut b, 2 * index + BIG_GROUP)
             .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
         Some(b)
     } else {
         None
     };
-    Ok((ring, Bufs { shared, big }))
+    Ok(Bufs { shared, big })
 }
 
-/// Runs a node on the driver `kind` names until Stop. `ready` gets Ok once it is set up. When
-/// there is no memory for an io_uring ring or its buffers, the node runs on the epoll driver
-/// instead, and says so in `shared.fell_back` and counts itself in `fell_back` before it
-/// reports (the engine says so once).
-pub fn run_node(
-    node: Node,
-    ctx: NodeCtx,
+/// The ring of a node thread on the driver `kind` names, and the buffers of each of its
+/// nodes (`bigs`: which of them offer super-frames).
+fn nodes_ring(kind: EngineKind, tuning: UringTuning, bigs: &[bool]) -> Result<(Ring, Vec<Bufs>), SetupError> {
+    let (mut ring, _) = new_ring(kind, 1024, 8192, &tuning)?;
+    let mut bufs = Vec::with_capacity(bigs.len());
+    for (k, big) in bigs.iter().enumerate() {
+        bufs.push(node_bufs(&mut ring, k as u16, *big)?);
+    }
+    Ok((ring, bufs))
+}
+
+/// Runs nodes on one thread and one ring, on the driver `kind` names, until each was told to
+/// stop. `ready` gets Ok once all are set up, or the first set-up error. When there is no
+/// memory for an io_uring ring or its buffers, the nodes run on the epoll driver instead, and
+/// say so in their `fell_back`, and the thread counts itself in `fell_back` before it reports
+/// (the engine says so once).
+pub fn run_nodes(
+    nodes: Vec<(Node, NodeCtx)>,
     tuning: UringTuning,
     kind: EngineKind,
     fell_back: &AtomicUsize,
     ready: Sender<crate::engine::worker::Ready>,
 ) {
-    let NodeCtx { cmds, wake, shared } = ctx;
-    let big = matches!(&node.kind, NodeKind::Net(l) if l.superframes);
-    let parts = match node_ring(kind, tuning, big) {
+    let bigs: Vec<bool> = nodes
+        .iter()
+        .map(|(n, _)| matches!(&n.kind, NodeKind::Net(l) if l.superframes))
+        .collect();
+    let parts = match nodes_ring(kind, tuning, &bigs) {
         Err(e) if e.memory && kind == EngineKind::Uring => {
             fell_back.fetch_add(1, Ordering::Relaxed);
-            shared.fell_back.store(true, Ordering::Release);
-            node_ring(EngineKind::Poll, tuning, big)
+            for (_, c) in &nodes {
+                c.shared.fell_back.store(true, Ordering::Release);
+            }
+            nodes_ring(EngineKind::Poll, tuning, &bigs)
         }
         r => r,
     };
@@ -2207,7 +2361,45 @@ pub fn run_node(
     } else {
         "epoll node"
     };
-    let setup = (|| -> Result<UNode, StartError> {
+    let ring = RingRef(Rc::new(RefCell::new(ring)));
+    let gens = Rc::new(Gens::new());
+    let setup = nodes
+        .into_iter()
+        .zip(bufs)
+        .enumerate()
+        .map(|(k, ((n, ctx), b))| UNode::new(n, ctx, ring.clone(), k as u16, gens.clone(), b))
+        .collect::<Result<Vec<UNode>, StartError>>();
+    match setup {
+        Ok(nodes) => {
+            crate::engine::confine();
+            let _ = ready.send(Ok(mode));
+            let mut all = Nodes {
+                ring,
+                gens,
+                busy: (tuning.busy_poll_us > 0).then(|| Duration::from_micros(tuning.busy_poll_us.into())),
+                stopped: vec![false; nodes.len()],
+                nodes,
+                cqes: Vec::with_capacity(8192),
+            };
+            all.run();
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
+}
+
+impl UNode {
+    /// Node `node`, the `index`th of its thread's, on `ring` with its buffers `bufs`.
+    fn new(
+        node: Node,
+        ctx: NodeCtx,
+        ring: RingRef,
+        index: u16,
+        gens: Rc<Gens>,
+        bufs: Bufs,
+    ) -> Result<UNode, StartError> {
+        let NodeCtx { cmds, wake, shared } = ctx;
         let (mut ptp, mut overlay) = (None, None);
         let (listener, fwd) = match node.kind {
             NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
@@ -2231,7 +2423,9 @@ pub fn run_node(
         let mut w = UNode {
             name: node.name.clone(),
             ring,
-            busy: (tuning.busy_poll_us > 0).then(|| Duration::from_micros(tuning.busy_poll_us.into())),
+            index,
+            gens,
+            cmds,
             bufs,
             buf_refs: vec![0u16; NBUF as usize].into_boxed_slice(),
             big_refs: vec![0u16; NBIG as usize].into_boxed_slice(),
@@ -2245,7 +2439,6 @@ pub fn run_node(
             free_slots: (0..SLOTS as u16).rev().collect(),
             eps: Vec::new(),
             leaving: Vec::new(),
-            gen: 0,
             fwd,
             listener,
             cable,
@@ -2254,7 +2447,7 @@ pub fn run_node(
             wake,
             wake_armed: false,
             outstanding: 0,
-            cqes: Vec::with_capacity(8192),
+            touched: false,
             start: Instant::now(),
             shared,
             stopping: false,
@@ -2289,15 +2482,31 @@ pub fn run_node(
         }
         w.ptp_start()?;
         Ok(w)
-    })();
-    match setup {
-        Ok(mut w) => {
-            crate::engine::confine();
-            let _ = ready.send(Ok(mode));
-            w.run(&cmds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generation_names_its_node_and_zero_is_a_nodes_own() {
+        let g = Gens::new();
+        let a = g.take(3);
+        let b = g.take(7);
+        assert_ne!(a, b);
+        assert_eq!(g.node_of(&Token::new(Op::Rx, 12).gen(a)), 3);
+        assert_eq!(g.node_of(&Token::new(Op::Tx, 1).gen(b)), 7);
+        // A node's own operation: generation 0, the node in place of the endpoint.
+        assert_eq!(g.node_of(&Token::new(Op::Wake, 5)), 5);
+        // Generation 0 is never handed out, also when the counter wraps.
+        for _ in 0..u16::MAX as usize * 2 {
+            assert_ne!(g.take(1), 0);
         }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-        }
+        assert_eq!(
+            g.node_of(&Token::new(Op::Rx, 2).gen(b)),
+            1,
+            "taken again: now node 1's"
+        );
     }
 }
