@@ -172,6 +172,9 @@ fn clone_mode(
             Ok(child::supervise(&mut sfd, pid, &[], None, |ev| {
                 if let child::Event::Child = ev {
                     reap_coprocs(&mut coprocs);
+                    if let Some(e) = el {
+                        e.reap_if_ended();
+                    }
                 }
                 true
             }))
