@@ -12,6 +12,7 @@ use super::{
     ip_source, iplog_message, parse, program_name, remote_address, syslog_datagram, wire, Logging, Options,
     Parsed, Plan, Role, Shape, IPLOG_GROUP,
 };
+use crate::app::links::{self, CableWatch};
 use crate::engine::{Endpoint, Engine, EngineOptions, Node, NodeKind, UringTuning};
 use crate::transport::{self, Framing, Hosted, Link};
 use nix::sys::signal::{SigSet, Signal};
@@ -195,6 +196,9 @@ struct Run {
     pumps: Vec<JoinHandle<()>>,
     /// Set when stdin, copied by a thread, ends.
     stdin_ended: Option<Arc<AtomicBool>>,
+    /// The datagram ptp second openers among the links, connected to a restarted first
+    /// opener as soon as it is there (not only at their next failed send).
+    watches: Vec<CableWatch>,
 }
 
 impl Run {
@@ -210,6 +214,7 @@ impl Run {
             pidfile,
             pumps: Vec::new(),
             stdin_ended: None,
+            watches: Vec::new(),
         }
     }
 
@@ -250,7 +255,7 @@ impl Run {
                 if let Some(r) = ready.take() {
                     daemon_ready(r);
                 }
-                let ended = wait(&engine, &sfd, input.as_deref());
+                let ended = wait(&engine, &sfd, input.as_deref(), &mut self.watches);
                 engine.stop();
                 ended
             }
@@ -319,6 +324,7 @@ impl Run {
             (_, Some(i)) => self.interpose_input(&mut links[i], true)?,
             (_, None) => None,
         };
+        self.watches = links.iter().filter_map(CableWatch::of).collect();
         let node = node_of(links, w);
         let opts = EngineOptions {
             choice: o.engine,
@@ -501,12 +507,19 @@ fn block_signals() -> Result<SignalFd, Failed> {
         .map_err(|e| Failed(format!("cannot create a signalfd: {}", e.desc())))
 }
 
-/// Runs until an ending signal or the end of the input (a cable's, or `input`).
-fn wait(engine: &Engine, sfd: &SignalFd, input: Option<&AtomicBool>) -> Ended {
+/// Runs until an ending signal or the end of the input (a cable's, or `input`); looks at the
+/// `watches` every [`links::TICK`].
+fn wait(engine: &Engine, sfd: &SignalFd, input: Option<&AtomicBool>, watches: &mut [CableWatch]) -> Ended {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let tick = links::TICK.as_millis() as u16;
+    let mut next = Instant::now();
     loop {
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(200u16));
+        let _ = poll(&mut fds, PollTimeout::from(tick));
+        if Instant::now() >= next {
+            watches.iter_mut().for_each(CableWatch::tick);
+            next = Instant::now() + links::TICK;
+        }
         while let Ok(Some(info)) = sfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGTERM) => return Ended::Status(0),
