@@ -438,6 +438,16 @@ impl Ep {
             // Its super-frames go whole to the clients that take them, cut for the rest.
             stats.offload = Offload::Cut;
         }
+        // A link that offered its peer super-frames (a vdeplug-fast cable's vde:// link): the
+        // peer took them at the handshake, or never will (`wire::superframe`).
+        stats.superframes = match &owner {
+            Owner::Link(l) => l.superframes.clone(),
+            _ => None,
+        };
+        let superframes = stats
+            .superframes
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed));
         Ok(Ep {
             gen,
             rx_fd,
@@ -450,7 +460,7 @@ impl Ep {
             tx: tx_kind,
             reconnect,
             inflight: 0,
-            superframes: false,
+            superframes,
             counts: [Counts::default(); 2],
             stats: Arc::new(stats),
             label,
@@ -1085,7 +1095,8 @@ impl UNode {
         // A frame that looks tagged but comes from where no tagged datagram may (a classic
         // client, a tap, a link) would be read as one by the clients that take them: its
         // source address is multicast, which no Ethernet frame has (see wire::superframe).
-        let forged = !self.cable && is_tagged(f);
+        // A cable passes anything on, as vde_plug does, unless its other link takes them.
+        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(|e| e.superframes));
         let mut d = self.fwd.decide(from as PortId, f, now);
         // A cable whose other side is not attached (a ptp end between peers) drops.
         if self.cable && !self.eps.iter().enumerate().any(|(k, e)| k != from && e.is_some()) {
@@ -2278,6 +2289,20 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
     }
 }
 
+/// Whether node `n` takes super-frames (`wire::superframe`), and so needs the big buffers: a
+/// switch or hub that offers them to its clients, or a node with a link that negotiated them
+/// (a vdeplug-fast cable's vde:// link to a vdens-fast switch).
+fn offers_superframes(n: &Node) -> bool {
+    let negotiated = |e: &Endpoint| match e {
+        Endpoint::Link { link, .. } => link
+            .superframes
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed)),
+        Endpoint::Tap { .. } => false,
+    };
+    matches!(&n.kind, NodeKind::Net(l) if l.superframes) || n.endpoints.iter().any(negotiated)
+}
+
 /// The ring of a node on the driver `kind` names, and its buffers: the big ones too when
 /// the node offers super-frames to its clients (`big`).
 fn node_ring(kind: EngineKind, tuning: UringTuning, big: bool) -> Result<(Ring, Bufs), SetupError> {
@@ -2318,7 +2343,7 @@ pub fn run_node(
     ready: Sender<crate::engine::worker::Ready>,
 ) {
     let NodeCtx { cmds, wake, shared } = ctx;
-    let big = matches!(&node.kind, NodeKind::Net(l) if l.superframes);
+    let big = offers_superframes(&node);
     let parts = match node_ring(kind, tuning, big) {
         Err(e) if e.memory && kind == EngineKind::Uring => {
             fell_back.fetch_add(1, Ordering::Relaxed);
