@@ -2075,6 +2075,8 @@ impl UNode {
             std::mem::forget(std::mem::take(&mut self.leaving));
             let slots = std::mem::take(&mut self.slots);
             std::mem::forget(slots);
+            // (A tap read may still be in flight into one of these.)
+            std::mem::forget(std::mem::take(&mut self.bufs.tap.slab));
         }
     }
 }
