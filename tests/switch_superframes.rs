@@ -8,6 +8,8 @@
 //! - flooded, the classic client's tap sees it only as standard frames (none over its MTU),
 //!   every IP/TCP checksum valid; a frame with a partial UDP checksum arrives completed;
 //! - sent to the host, its offloading tap takes the super-frame whole;
+//! - the host's own tap sends its super-frames whole to a vdens-fast client (switch and hub,
+//!   both drivers, IPv4 and IPv6 at MTU 9000) and cut to a classic one;
 //! - the capable clients still get the classic client's plain frames;
 //! - the host's stats say which ports negotiated super-frames and count what crossed whole.
 //!
@@ -703,10 +705,10 @@ fn negotiated_port<'a>(json: &'a str, dir: &str) -> &'a str {
 /// The host's own offloading tap to a vdens-fast client (issue 13): its TCP super-frames cross
 /// to the client whole (tagged), IPv4 and IPv6 at MTU 9000, sha256-exact, and the host's
 /// stats count them as sent whole to the client's port.
-fn host_tap_to_capable_client(engine: Option<&str>, tag: &str, net: u8) {
+fn host_tap_to_capable_client(scheme: &str, engine: Option<&str>, tag: &str, net: u8) {
     let d = TempDir::new(tag);
     let extra: Vec<&str> = engine.map(|e| vec!["--engine", e]).unwrap_or_default();
-    let (mut h, dir, stats) = node_host(&d, "switch", &extra);
+    let (mut h, dir, stats) = node_host(&d, scheme, &extra);
     let vnl = format!("vde://{}", dir.display());
     let mut f = ns_node("fast", Impl::Fast, &d, &[&vnl]);
     h.up("vde0", &format!("10.{net}.0.1/24"), Some(9000));
@@ -742,12 +744,17 @@ fn host_tap_to_capable_client(engine: Option<&str>, tag: &str, net: u8) {
 
 #[test]
 fn the_host_tap_sends_super_frames_whole_to_a_capable_client() {
-    host_tap_to_capable_client(None, "sfhost", 144);
+    host_tap_to_capable_client("switch", None, "sfhost", 144);
+}
+
+#[test]
+fn the_hub_host_tap_sends_super_frames_whole_to_a_capable_client() {
+    host_tap_to_capable_client("hub", None, "sfhosthub", 150);
 }
 
 #[test]
 fn the_host_tap_sends_super_frames_whole_on_the_epoll_driver() {
-    host_tap_to_capable_client(Some("poll"), "sfhostp", 145);
+    host_tap_to_capable_client("switch", Some("poll"), "sfhostp", 145);
 }
 
 /// The host's tap to a vdens-fast and a classic vdens client at once: whole to the first
