@@ -276,9 +276,20 @@ impl Run {
     /// engine's to see).
     fn start(&mut self) -> Result<(Engine, Option<Arc<AtomicBool>>), Failed> {
         let descr = self.o.descr.clone();
+        // A cable's vde:// links offer their switches super-frames: between two vdens-fast or
+        // vdeplug-fast switches they then cross the cable whole (cut by the node for a link
+        // that did not take them). Nothing else is opened with offload (a tap:// link would
+        // get a virtio-net header).
+        let cable = matches!(self.o.plan, Plan::Cable { .. });
         let open = |v: &OsStr, i: usize, o: &Options| -> Result<Link, Failed> {
             let v = super::with_open_args(&resolve_plain(v, &o.open_args[i])?, &o.open_args[i]);
-            transport::open_described_os(&v, &descr).map_err(|e| Failed(e.to_string()))
+            let how = transport::Opening {
+                descr: &descr,
+                rejoin: false,
+                offload: cable && is_vde(&v),
+                superframe_nodes: true,
+            };
+            transport::open_with(&v, &how).map_err(|e| Failed(e.to_string()))
         };
         let o = self.o.clone();
         let links = match &o.plan {
@@ -442,6 +453,14 @@ fn resolve_plain(vnl: &OsStr, a: &super::OpenArgs) -> Result<OsString, Failed> {
         return Ok(vnl.to_os_string());
     }
     transport::resolve_plain(vnl).map_err(|e| Failed(e.to_string()))
+}
+
+/// Whether `vnl` opens a `vde://` link (a plain path, or a VNL file naming one, too).
+fn is_vde(vnl: &OsStr) -> bool {
+    transport::resolve_plain(vnl)
+        .ok()
+        .and_then(|r| crate::vnl::parse_os(&r).ok())
+        .is_some_and(|s| matches!(s, crate::vnl::Spec::Vde(_)))
 }
 
 /// The role of an opened link for [`wire`].

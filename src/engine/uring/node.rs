@@ -60,7 +60,7 @@ use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, Reconnector, MAX_FRAME};
-use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
+use crate::engine::stats::{Counts, DropReason, Offload, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{Cmd, NodeCtx, StartError};
 use crate::engine::EngineKind;
 use crate::switch::server::Listener;
@@ -70,7 +70,7 @@ use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnect, SendT
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::gso::Segmenter;
 use crate::wire::stream::{self, Decoder};
-use crate::wire::superframe::{is_tagged, PREFIX, TAG_LEN};
+use crate::wire::superframe::{is_tagged, needs_header, PREFIX, TAG, TAG_LEN};
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::cqueue;
@@ -112,6 +112,12 @@ const BIG_FLAG: u16 = 0x4000;
 /// thread has groups `2k` and `2k + 1`): a multishot receive's token names its group.
 const BIG_GROUP: u16 = 1;
 const REARM_BIG: u32 = NBIG as u32 / 8;
+/// Read buffers of the node's own offloading tap (see [`TapBufs`]).
+const NTAP: u16 = 8;
+/// A tap read lands so that its frame starts [`PREFIX`] bytes in: the tag and a 10-byte
+/// virtio-net header fit in front, and the buffer is then a tagged datagram as it goes out.
+const TAP_SIZE: usize = PREFIX + SUPER_READ;
+const TAP_FLAG: u16 = 0x2000;
 
 /// Where frame id `fid` lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +128,8 @@ enum Fid {
     Big(u16),
     /// A slot: a frame reassembled, cut or copied by the node.
     Slot(u16),
+    /// A read buffer of the node's own offloading tap, holding a tagged datagram.
+    Tap(u16),
 }
 
 impl Fid {
@@ -131,6 +139,8 @@ impl Fid {
             Fid::Slot(fid & !SLOT_FLAG)
         } else if fid & BIG_FLAG != 0 {
             Fid::Big(fid & !BIG_FLAG)
+        } else if fid & TAP_FLAG != 0 {
+            Fid::Tap(fid & !TAP_FLAG)
         } else {
             Fid::Buf(fid)
         }
@@ -235,6 +245,7 @@ fn rec_of(fid: u16) -> usize {
         Fid::Buf(b) => b as usize,
         Fid::Slot(s) => NBUF as usize + s as usize,
         Fid::Big(b) => NBUF as usize + SLOTS + b as usize,
+        Fid::Tap(b) => NBUF as usize + SLOTS + NBIG as usize + b as usize,
     }
 }
 
@@ -249,11 +260,15 @@ struct StreamIn {
     reading: bool,
 }
 
-/// Reading an offloading tap (the switch host's own): one read at a time into `big`, cut into
-/// standard frames, each in a slot, before its forwarding decision.
+/// Reading an offloading tap (the switch host's own): one read at a time into a tap buffer
+/// ([`TapBufs`]), its frame [`PREFIX`] bytes in. A read that needs its header (a super-frame,
+/// a partial checksum), on a node that offers super-frames, becomes a tagged datagram there
+/// and goes on whole (`forward_whole`); any other is cut into standard frames, each in a
+/// slot, before its forwarding decision.
 struct VnetIn {
     hdr: usize,
-    big: Box<[u8]>,
+    /// The tap buffer read into, or holding the read being cut.
+    cur: Option<u16>,
     /// Bytes of the last read not yet fully cut (0: none).
     len: usize,
     /// Next segment of it to cut.
@@ -368,7 +383,7 @@ impl Ep {
             None => Rx::None,
             Some(_) if vnet => Rx::Vnet(Box::new(VnetIn {
                 hdr: off.vnet_hdr,
-                big: vec![0u8; SUPER_READ].into_boxed_slice(),
+                cur: None,
                 len: 0,
                 next: 0,
                 reading: false,
@@ -420,6 +435,21 @@ impl Ep {
         });
         let (rx_fd, tx_fd) = (raw(rx), raw(txfd));
         let ctl_fd = owner.ctl().map(|c| c.as_raw_fd());
+        let mut stats = PortStats::new(name, vnl);
+        if vnet {
+            // Its super-frames go whole to the clients that take them, cut for the rest.
+            stats.offload = Offload::Cut;
+        }
+        // A link that offered its peer super-frames (a vdeplug-fast cable's vde:// link): the
+        // peer took them at the handshake, or never will (`wire::superframe`).
+        stats.superframes = match &owner {
+            Owner::Link(l) => l.superframes.clone(),
+            _ => None,
+        };
+        let superframes = stats
+            .superframes
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed));
         Ok(Ep {
             gen,
             rx_fd,
@@ -432,9 +462,9 @@ impl Ep {
             tx: tx_kind,
             reconnect,
             inflight: 0,
-            superframes: false,
+            superframes,
             counts: [Counts::default(); 2],
-            stats: Arc::new(PortStats::new(name, vnl)),
+            stats: Arc::new(stats),
             label,
             owner,
         })
@@ -471,7 +501,7 @@ impl Ep {
             rx_starved: false,
             tx: Tx::Overlay(Box::new(OvTx {
                 ep: o,
-                recs: (0..NBUF as usize + SLOTS + NBIG as usize)
+                recs: (0..NBUF as usize + SLOTS + NBIG as usize + NTAP as usize)
                     .map(|_| SendRec::new())
                     .collect(),
             })),
@@ -495,6 +525,41 @@ impl Ep {
 struct Bufs {
     shared: BufRing,
     big: Option<BufRing>,
+    tap: TapBufs,
+}
+
+/// The read buffers of the node's own offloading tap (allocated with its first read): a read
+/// that goes on whole is sent from its buffer, held (`refs`) until every send completed,
+/// while the next reads go to the others.
+#[derive(Default)]
+struct TapBufs {
+    /// NTAP x TAP_SIZE, never moved once allocated.
+    slab: Box<[u8]>,
+    free: Vec<u16>,
+    refs: Box<[u16]>,
+    /// What each holds once judged: the standard frames it stands for.
+    whole: Box<[Option<Whole>]>,
+}
+
+impl TapBufs {
+    fn ensure(&mut self) {
+        if self.slab.is_empty() {
+            self.slab = vec![0u8; NTAP as usize * TAP_SIZE].into_boxed_slice();
+            self.free = (0..NTAP).rev().collect();
+            self.refs = vec![0u16; NTAP as usize].into_boxed_slice();
+            self.whole = vec![None; NTAP as usize].into_boxed_slice();
+        }
+    }
+
+    fn buf(&self, t: u16) -> &[u8] {
+        let o = t as usize * TAP_SIZE;
+        &self.slab[o..o + TAP_SIZE]
+    }
+
+    fn buf_mut(&mut self, t: u16) -> &mut [u8] {
+        let o = t as usize * TAP_SIZE;
+        &mut self.slab[o..o + TAP_SIZE]
+    }
 }
 
 impl Bufs {
@@ -503,14 +568,16 @@ impl Bufs {
     fn data(&self, fid: u16, len: usize) -> &[u8] {
         match Fid::of(fid) {
             Fid::Big(b) => self.big.as_ref().expect("big buffers").data(b, 0, len),
+            Fid::Tap(t) => &self.tap.buf(t)[..len],
             _ => self.shared.data(fid, 0, len),
         }
     }
 
-    /// Hands buffer `fid` back to the kernel.
+    /// Hands buffer `fid` back to the kernel (a tap buffer: to the next reads).
     fn push(&mut self, fid: u16) {
         match Fid::of(fid) {
             Fid::Big(b) => self.big.as_mut().expect("big buffers").push(b),
+            Fid::Tap(t) => self.tap.free.push(t),
             _ => self.shared.push(fid),
         }
     }
@@ -707,6 +774,7 @@ impl UNode {
             Fid::Slot(s) => self.slots[s as usize * BUF_SIZE..].as_ptr(),
             Fid::Buf(b) => self.bufs.shared.addr(b),
             Fid::Big(b) => self.bufs.big.as_ref().expect("big buffers").addr(b),
+            Fid::Tap(t) => self.bufs.tap.buf(t).as_ptr(),
         }
     }
 
@@ -715,6 +783,7 @@ impl UNode {
             Fid::Slot(s) => &mut self.slot_refs[s as usize],
             Fid::Buf(b) => &mut self.buf_refs[b as usize],
             Fid::Big(b) => &mut self.big_refs[b as usize],
+            Fid::Tap(t) => &mut self.bufs.tap.refs[t as usize],
         }
     }
 
@@ -738,7 +807,17 @@ impl UNode {
     fn whole_of(&self, fid: u16) -> Option<Whole> {
         match Fid::of(fid) {
             Fid::Big(b) => self.big_whole[b as usize],
+            Fid::Tap(t) => self.bufs.tap.whole[t as usize],
             _ => None,
+        }
+    }
+
+    /// Records what big or tap buffer `fid` holds.
+    fn set_whole(&mut self, fid: u16, w: Option<Whole>) {
+        match Fid::of(fid) {
+            Fid::Big(b) => self.big_whole[b as usize] = w,
+            Fid::Tap(t) => self.bufs.tap.whole[t as usize] = w,
+            _ => {}
         }
     }
 
@@ -861,10 +940,22 @@ impl UNode {
                 if v.reading || v.len > 0 {
                     return;
                 }
+                let tb = match v.cur {
+                    Some(tb) => tb,
+                    None => {
+                        self.bufs.tap.ensure();
+                        // All held by sends and cuts: read again once one is back.
+                        let Some(tb) = self.bufs.tap.free.pop() else {
+                            return;
+                        };
+                        v.cur = Some(tb);
+                        tb
+                    }
+                };
                 v.reading = true;
                 Sqe::Read {
                     fd,
-                    buf: v.big.as_mut_ptr(),
+                    buf: self.bufs.tap.buf_mut(tb)[PREFIX - v.hdr..].as_mut_ptr(),
                     len: SUPER_READ as u32,
                     socket: false,
                 }
@@ -1078,7 +1169,8 @@ impl UNode {
         // A frame that looks tagged but comes from where no tagged datagram may (a classic
         // client, a tap, a link) would be read as one by the clients that take them: its
         // source address is multicast, which no Ethernet frame has (see wire::superframe).
-        let forged = !self.cable && is_tagged(f);
+        // A cable passes anything on, as vde_plug does, unless its other link takes them.
+        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(|e| e.superframes));
         let mut d = self.fwd.decide(from as PortId, f, now);
         // A cable whose other side is not attached (a ptp end between peers) drops.
         if self.cable && !self.eps.iter().enumerate().any(|(k, e)| k != from && e.is_some()) {
@@ -1123,9 +1215,16 @@ impl UNode {
     /// header and frame (after what its coalescer holds, to keep the order); every other
     /// destination gets standard frames: a super-frame is cut once (a partial checksum
     /// completed once), into slots, and each piece sent to all of them (see [`CutJob`]).
+    ///
+    /// `fid` is a big buffer, or a tap buffer holding a read of the node's own offloading tap
+    /// made a tagged datagram (see [`Self::take_whole`]).
     fn forward_whole(&mut self, from: usize, fid: u16, len: usize, now: u64) {
-        let Fid::Big(b) = Fid::of(fid) else { return };
-        let full = len >= BIG_SIZE;
+        let full = match Fid::of(fid) {
+            Fid::Big(_) => len >= BIG_SIZE,
+            // A tap read that filled its buffer is never taken whole.
+            Fid::Tap(_) => false,
+            _ => return,
+        };
         let d = self.bufs.data(fid, len);
         let judged = cut::judge_whole(&d[TAG_LEN..], vnet::LEN, full).and_then(|w| {
             VnetHdr::parse(&d[TAG_LEN..], vnet::LEN)
@@ -1147,8 +1246,8 @@ impl UNode {
         // standard one: a super-frame is judged by its head.
         let f = &d[PREFIX..];
         let decision = self.fwd.decide(from as PortId, &f[..f.len().min(MAX_FRAME)], now);
-        self.big_whole[b as usize] = Some(w);
-        self.big_refs[b as usize] = 1;
+        self.set_whole(fid, Some(w));
+        *self.refs(fid) = 1;
         let to = |k: usize, eps: &[Option<Ep>]| {
             k != from
                 && matches!(eps.get(k), Some(Some(_)))
@@ -1165,7 +1264,8 @@ impl UNode {
         };
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += w.segs;
-        if w.segs > 1 {
+        // (What the node's own tap hands over crossed no wire.)
+        if w.segs > 1 && !matches!(e.rx, Rx::Vnet(_)) {
             c.wire_super += 1;
         }
         if !any {
@@ -1628,8 +1728,42 @@ impl UNode {
         if let Some(Ep { rx: Rx::Vnet(v), .. }) = self.eps[t.ep()].as_mut() {
             v.len = n;
             v.next = 0;
+            self.take_whole(t.ep());
             self.cut(t.ep());
         }
+    }
+
+    /// The read waiting on offloading tap endpoint `id` goes on whole when it needs its
+    /// header (a super-frame, a partial checksum) and the node offers super-frames: the tag
+    /// and a 10-byte virtio-net header are put in front of its frame, in its tap buffer, which
+    /// is then a tagged datagram as a capable client sends one; `forward_whole` sends it as it
+    /// is to the clients that take them and cuts it once for the rest. Anything else (a plain
+    /// frame, a read that is no frame or filled its buffer) is left to [`Self::cut`].
+    fn take_whole(&mut self, id: usize) {
+        if self.bufs.big.is_none() {
+            return;
+        }
+        let now = self.start.elapsed().as_secs();
+        let Some(Ep { rx: Rx::Vnet(v), .. }) = self.eps[id].as_mut() else {
+            return;
+        };
+        let (Some(tb), n, hl) = (v.cur, v.len, v.hdr) else {
+            return;
+        };
+        if n == 0 || n >= SUPER_READ {
+            return;
+        }
+        let buf = self.bufs.tap.buf_mut(tb);
+        let read = &buf[PREFIX - hl..PREFIX - hl + n];
+        let h = match VnetHdr::parse(read, hl) {
+            Ok(h) if needs_header(&h) => h,
+            _ => return,
+        };
+        buf[..TAG_LEN].copy_from_slice(&TAG);
+        buf[TAG_LEN..PREFIX].copy_from_slice(&h.to_bytes()[..vnet::LEN]);
+        v.cur = None;
+        v.len = 0;
+        self.forward_whole(id, tb | TAP_FLAG, PREFIX + n - hl, now);
     }
 
     /// Cuts the offloading tap read waiting on endpoint `id` into standard frames, each in a
@@ -1643,9 +1777,11 @@ impl UNode {
             if v.len == 0 {
                 return;
             }
+            let Some(tb) = v.cur else { return };
             let c = &mut e.counts[TAP_TO_LINK];
             let full = v.len == SUPER_READ;
-            let read = &mut v.big[..v.len];
+            let at = PREFIX - v.hdr;
+            let read = &mut self.bufs.tap.buf_mut(tb)[at..at + v.len];
             let Some(slot) = self.free_slots.pop() else { return };
             let o = slot as usize * BUF_SIZE;
             let out = &mut self.slots[o..o + BUF_SIZE];
@@ -1983,6 +2119,8 @@ impl UNode {
             std::mem::forget(std::mem::take(&mut self.leaving));
             let slots = std::mem::take(&mut self.slots);
             std::mem::forget(slots);
+            // (A tap read may still be in flight into one of these.)
+            std::mem::forget(std::mem::take(&mut self.bufs.tap.slab));
         }
     }
 }
@@ -2293,8 +2431,22 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
     }
 }
 
-/// The buffers of a node: the big ones too when it offers super-frames to its clients
-/// (`big`), registered with `ring` as node `index`'s groups.
+/// Whether node `n` takes super-frames (`wire::superframe`), and so needs the big buffers: a
+/// switch or hub that offers them to its clients, or a node with a link that negotiated them
+/// (a vdeplug-fast cable's vde:// link to a vdens-fast switch).
+fn offers_superframes(n: &Node) -> bool {
+    let negotiated = |e: &Endpoint| match e {
+        Endpoint::Link { link, .. } => link
+            .superframes
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed)),
+        Endpoint::Tap { .. } => false,
+    };
+    matches!(&n.kind, NodeKind::Net(l) if l.superframes) || n.endpoints.iter().any(negotiated)
+}
+
+/// The buffers of a node: the big ones too when it takes super-frames (`big`), registered
+/// with `ring` as node `index`'s groups.
 fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError> {
     let mut shared =
         BufRing::new(NBUF, BUF_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
@@ -2309,7 +2461,11 @@ fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError>
     } else {
         None
     };
-    Ok(Bufs { shared, big })
+    Ok(Bufs {
+        shared,
+        big,
+        tap: TapBufs::default(),
+    })
 }
 
 /// The ring of a node thread on the driver `kind` names, and the buffers of each of its
@@ -2335,10 +2491,7 @@ pub fn run_nodes(
     fell_back: &AtomicUsize,
     ready: Sender<crate::engine::worker::Ready>,
 ) {
-    let bigs: Vec<bool> = nodes
-        .iter()
-        .map(|(n, _)| matches!(&n.kind, NodeKind::Net(l) if l.superframes))
-        .collect();
+    let bigs: Vec<bool> = nodes.iter().map(|(n, _)| offers_superframes(n)).collect();
     let parts = match nodes_ring(kind, tuning, &bigs) {
         Err(e) if e.memory && kind == EngineKind::Uring => {
             fell_back.fetch_add(1, Ordering::Relaxed);
