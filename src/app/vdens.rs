@@ -253,8 +253,8 @@ fn open_taps(cfg: &Config, links: Vec<Link>) -> Result<(Vec<Port>, Links), RunEr
 fn tap_reader(link: &Link) -> TapReader {
     match link.node {
         None => TapReader::Port,
-        Some(Hosted::Net(_)) => TapReader::NetNode,
-        Some(_) => TapReader::OtherNode,
+        Some(Hosted::Net(_) | Hosted::Ptp(_)) => TapReader::Node,
+        Some(_) => TapReader::Overlay,
     }
 }
 

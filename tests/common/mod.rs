@@ -1009,3 +1009,84 @@ pub fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// The source address of a tagged datagram read as a frame (`wire::superframe::TAG`).
+pub const TAG_SRC: &str = "2b:66:61:73:74:01";
+
+/// Captures what the tap vde0 of a node hands its namespace (frames the forwarder wrote to
+/// it) until [`TapCapture::bad`]: tcpdump in the node's network namespace, started from
+/// outside it (a tcpdump inside vdens's user namespace cannot drop its privileges and stops).
+pub struct TapCapture {
+    file: PathBuf,
+    _tcpdump: Daemon,
+}
+
+impl TapCapture {
+    pub fn start(n: &mut Node, d: &TempDir, tag: &str) -> TapCapture {
+        let file = d.join(&format!("{tag}.pcap"));
+        let pid = n.sh("echo $$", 5).trim().to_string();
+        let mut c = Command::new("nsenter");
+        c.args([
+            "-t", &pid, "-n", "timeout", "120", "tcpdump", "-Z", "root", "-U", "-Q", "in",
+        ])
+        .args(["-i", "vde0", "-n", "-s", "128", "-w"])
+        .arg(&file);
+        let t = Daemon::start("tcpdump", c);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "tcpdump did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        TapCapture { file, _tcpdump: t }
+    }
+
+    /// Frames over a standard frame (MTU `mtu` + 18 bytes), or tagged; and all frames.
+    pub fn bad(self, mtu: usize) -> (u64, u64) {
+        std::thread::sleep(Duration::from_millis(300));
+        let f = self.file.display().to_string();
+        let count = |filter: &str| -> u64 {
+            let o = Command::new("tcpdump")
+                .args(["-r", &f, "-n", filter])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).lines().count() as u64
+        };
+        (
+            count(&format!("greater {} or ether src {TAG_SRC}", mtu + 19)),
+            count("ether[0] >= 0"),
+        )
+    }
+}
+
+/// Addresses (IPv4 10.NET.0.x/24, IPv6 fdNET::x/64), MTU and a first ping between two nodes
+/// on one link (vde0 of each).
+pub fn wire_pair(a: &mut Node, b: &mut Node, net: &str, mtu: usize) {
+    let m = Some(mtu as u32).filter(|&m| m != 1500);
+    a.up("vde0", &format!("10.{net}.0.1/24"), m);
+    b.up("vde0", &format!("10.{net}.0.2/24"), m);
+    a.sh(&format!("ip -6 addr add fd{net}::1/64 dev vde0 nodad"), 5);
+    b.sh(&format!("ip -6 addr add fd{net}::2/64 dev vde0 nodad"), 5);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.try_sh(&format!("ping -c 1 -W 1 10.{net}.0.1"), 5).0 != Some(0) {
+        assert!(Instant::now() < deadline, "no ping over the link");
+    }
+}
+
+/// Between nodes joined by [`wire_pair`]: ICMP at the MTU, TCP both ways (sha256-exact),
+/// and a UDP datagram.
+pub fn pair_traffic(a: &mut Node, b: &mut Node, d: &TempDir, net: &str, mtu: usize) {
+    b.ping(&format!("10.{net}.0.1"), 2, Some((mtu - 28) as u32));
+    tcp_transfer(b, a, &format!("10.{net}.0.1"), d, 8 << 20);
+    tcp_transfer(a, b, &format!("10.{net}.0.2"), d, 4 << 20);
+    a.sh(
+        "rm -f udp.out; (timeout 10 nc -u -l 7777 > udp.out &) ; sleep 0.3",
+        5,
+    );
+    b.sh(
+        &format!("echo datagram | timeout 5 nc -u -w 1 10.{net}.0.1 7777"),
+        10,
+    );
+    let got = a.sh("sleep 0.3; cat udp.out", 5);
+    assert!(got.contains("datagram"), "UDP crossed: {got:?}");
+}

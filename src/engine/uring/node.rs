@@ -70,7 +70,7 @@ use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnect, SendT
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::gso::Segmenter;
 use crate::wire::stream::{self, Decoder};
-use crate::wire::superframe::{is_tagged, needs_header, PREFIX, TAG, TAG_LEN};
+use crate::wire::superframe::{is_tagged, needs_header, OFFER, PREFIX, RUNT_LEN, TAG, TAG_LEN};
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::cqueue;
@@ -351,6 +351,9 @@ struct Ep {
     /// A client that takes tagged datagrams (`switch::server::Joined::superframes`): it is
     /// received into the big buffers, and sent super-frames whole.
     superframes: bool,
+    /// The endpoint takes tagged datagrams whole: a switch client or cable link as
+    /// `superframes`; a seqpacket ptp peer once it sent [`OFFER`] on its connection.
+    takes_whole: bool,
     /// [TAP_TO_LINK] = from this endpoint into the node, [LINK_TO_TAP] = from the node to it.
     counts: [Counts; 2],
     stats: Arc<PortStats>,
@@ -463,6 +466,7 @@ impl Ep {
             reconnect,
             inflight: 0,
             superframes,
+            takes_whole: superframes,
             counts: [Counts::default(); 2],
             stats: Arc::new(stats),
             label,
@@ -508,6 +512,7 @@ impl Ep {
             reconnect: Reconnector::new(Reconnect::Never),
             inflight: 0,
             superframes: false,
+            takes_whole: false,
             counts: [Counts::default(); 2],
             stats,
             label,
@@ -1170,7 +1175,7 @@ impl UNode {
         // client, a tap, a link) would be read as one by the clients that take them: its
         // source address is multicast, which no Ethernet frame has (see wire::superframe).
         // A cable passes anything on, as vde_plug does, unless its other link takes them.
-        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(|e| e.superframes));
+        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(|e| e.takes_whole));
         let mut d = self.fwd.decide(from as PortId, f, now);
         // A cable whose other side is not attached (a ptp end between peers) drops.
         if self.cable && !self.eps.iter().enumerate().any(|(k, e)| k != from && e.is_some()) {
@@ -1280,7 +1285,7 @@ impl UNode {
                 continue;
             }
             let e = self.eps[k].as_mut().expect("checked");
-            if e.superframes {
+            if e.takes_whole {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
                 submit_tap_writes(&mut self.tap_queued, &self.ring);
@@ -1510,6 +1515,11 @@ impl UNode {
         let Some(bid) = bid else { return };
         let len = res as usize;
         let fid = if big { bid | BIG_FLAG } else { bid };
+        if ptp_peer && len == RUNT_LEN && self.bufs.data(fid, len) == OFFER {
+            self.bufs.push(fid);
+            self.ptp_offered();
+            return;
+        }
         if big && is_tagged(self.bufs.data(fid, len)) {
             self.forward_whole(t.ep(), fid, len, now);
             return;
@@ -1949,6 +1959,7 @@ impl UNode {
         ) {
             Ok(mut e) => {
                 e.superframes = superframes;
+                e.takes_whole = superframes;
                 if let Some(st) = Arc::get_mut(&mut e.stats) {
                     st.superframes = offered.then(|| Arc::new(AtomicBool::new(superframes)));
                 }
@@ -2266,23 +2277,49 @@ impl UNode {
         self.ptp_armed = true;
     }
 
-    /// Makes a connected (and acked) peer the node's peer endpoint.
+    /// Makes a connected (and acked) peer the node's peer endpoint. When the node takes
+    /// super-frames (its tap has offload), it says so on the new connection with [`OFFER`]
+    /// and receives the peer into its big buffers; it sends its own whole once the peer said
+    /// the same ([`Self::ptp_offered`]). A connection reaches one peer, so an OFFER on it
+    /// comes from the very end that will receive them; a classic peer never sends one, and
+    /// the 8 bytes of ours are under an Ethernet header: it drops them (its tap refuses them).
     fn ptp_attach(&mut self, fd: OwnedFd) -> Result<(), EndpointError> {
         let vnl = self.ptp.as_ref().map(|h| h.vnl.clone()).unwrap_or_default();
-        let link = Link::single(&vnl, Framing::Datagram, fd);
+        let offer = self.bufs.big.is_some()
+            && nix::sys::socket::send(fd.as_raw_fd(), &OFFER, MsgFlags::MSG_DONTWAIT).is_ok();
+        let mut link = Link::single(&vnl, Framing::Datagram, fd);
+        if offer {
+            link.superframes = Some(Arc::new(AtomicBool::new(false)));
+        }
         let gen = self.next_gen();
-        let ep = Ep::new(
+        let mut ep = Ep::new(
             Owner::Link(Box::new(link)),
             &format!("{}:peer", self.name),
             &vnl,
             TapOffload::NONE,
             gen,
         )?;
+        ep.superframes = offer;
         self.add(self.ptp_peer, ep);
         if let Some(h) = &self.ptp {
             h.set_present(true);
         }
         Ok(())
+    }
+
+    /// The attached peer sent [`OFFER`]: it takes tagged datagrams, so the node's
+    /// super-frames go to it whole from now on (when the node offered too).
+    fn ptp_offered(&mut self) {
+        let Some(e) = self.eps.get_mut(self.ptp_peer).and_then(Option::as_mut) else {
+            return;
+        };
+        if !e.superframes {
+            return;
+        }
+        e.takes_whole = true;
+        if let Some(f) = &e.stats.superframes {
+            f.store(true, Ordering::Release);
+        }
     }
 
     /// Acks a new peer with 0 and attaches it.
@@ -2432,8 +2469,9 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
 }
 
 /// Whether node `n` takes super-frames (`wire::superframe`), and so needs the big buffers: a
-/// switch or hub that offers them to its clients, or a node with a link that negotiated them
-/// (a vdeplug-fast cable's vde:// link to a vdens-fast switch).
+/// switch or hub that offers them to its clients, a seqpacket ptp end with an offloading tap,
+/// or a node with a link that negotiated them (a vdeplug-fast cable's vde:// link to a
+/// vdens-fast switch).
 fn offers_superframes(n: &Node) -> bool {
     let negotiated = |e: &Endpoint| match e {
         Endpoint::Link { link, .. } => link
@@ -2442,7 +2480,11 @@ fn offers_superframes(n: &Node) -> bool {
             .is_some_and(|f| f.load(Ordering::Relaxed)),
         Endpoint::Tap { .. } => false,
     };
-    matches!(&n.kind, NodeKind::Net(l) if l.superframes) || n.endpoints.iter().any(negotiated)
+    // A seqpacket ptp end whose tap has offload offers them on each connection.
+    let offloading_tap = |e: &Endpoint| matches!(e, Endpoint::Tap { offload, .. } if offload.vnet_hdr > 0);
+    matches!(&n.kind, NodeKind::Net(l) if l.superframes)
+        || (matches!(&n.kind, NodeKind::Ptp(_)) && n.endpoints.iter().any(offloading_tap))
+        || n.endpoints.iter().any(negotiated)
 }
 
 /// The buffers of a node: the big ones too when it takes super-frames (`big`), registered
