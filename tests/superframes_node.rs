@@ -130,28 +130,6 @@ fn a_cable_between_fast_switches_on_the_epoll_driver() {
     fast_cable_between_fast_switches(Some("poll"), "sfcabp", 148);
 }
 
-/// tcpdump on `iface` in the network namespace of `n`'s shell, its -e -vv text in `file`
-/// (run from outside: in a user namespace, as classic vdens makes, tcpdump cannot drop its
-/// privileges). Waits until it listens.
-fn capture(n: &mut Node, iface: &str, file: &Path, filter: &str) -> Daemon {
-    let pid = n.sh("echo $$", 5).trim().to_string();
-    let mut c = Command::new("nsenter");
-    c.args(["-t", &pid, "-n", "sh", "-c"]).arg(format!(
-        "exec timeout 60 tcpdump -i {iface} -n -e -vv -l {filter} > {} 2>&1",
-        file.display()
-    ));
-    let t = Daemon::start("tcpdump", c);
-    let end = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .contains("listening on")
-    {
-        assert!(Instant::now() < end, "tcpdump did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t
-}
-
 /// A vdens-fast switch with a vdens-fast client on one side of the cable, a classic
 /// vde_switch with a classic vdens client on the other: the cable takes super-frames whole
 /// from the first and cuts them for the second, whose tap sees nothing tagged, nothing over
@@ -179,35 +157,8 @@ fn a_cable_to_a_classic_switch_cuts_for_it() {
     tcp_transfer(&mut c1, &mut c2, "10.149.0.4", &d, 8 << 20);
     tcp_transfer(&mut h1, &mut c2, "10.149.0.4", &d, 4 << 20);
     tcp_transfer(&mut c2, &mut c1, "10.149.0.3", &d, 4 << 20);
-    std::thread::sleep(Duration::from_secs(1));
-    drop(t);
-    let text = std::fs::read_to_string(&cap).expect("capture");
-    let lens: Vec<usize> = text
-        .lines()
-        .filter(|l| l.contains("ethertype"))
-        .filter_map(|l| {
-            let i = l.find(", length ")? + ", length ".len();
-            l[i..].split(':').next()?.parse().ok()
-        })
-        .collect();
-    assert!(
-        lens.len() > 1000,
-        "the classic client's capture is short: {}",
-        lens.len()
-    );
-    let over: Vec<usize> = lens.iter().copied().filter(|&l| l > 1514).collect();
-    assert!(over.is_empty(), "frames over the classic client's MTU: {over:?}");
-    assert!(
-        !text.contains("2b:66:61:73:74:01"),
-        "a tagged datagram reached the classic side"
-    );
-    let bad: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("incorrect") || l.contains("bad cksum") || l.contains("bad udp cksum"))
-        .take(5)
-        .collect();
-    assert!(bad.is_empty(), "bad checksums at the classic client: {bad:?}");
-    assert!(text.contains("(correct)"), "tcpdump checked no TCP checksum");
+    let text = captured(t, &cap);
+    assert_standard_frames(&text, 1500, 1000);
     std::thread::sleep(Duration::from_millis(400));
     let j = std::fs::read_to_string(&st1).expect("stats");
     assert!(

@@ -207,50 +207,6 @@ fn hello(src: [u8; 6]) -> Vec<u8> {
     f
 }
 
-/// tcpdump on `iface` in the network namespace of `n`'s shell, its -e -vv text in `file`
-/// (run from outside: in a user namespace, as classic vdens makes, tcpdump cannot drop its
-/// privileges). Waits until it listens; stopped with [`captured`] (or on drop).
-fn capture(n: &mut Node, iface: &str, file: &Path, filter: &str) -> Daemon {
-    let pid = n.sh("echo $$", 5).trim().to_string();
-    let mut c = Command::new("nsenter");
-    c.args(["-t", &pid, "-n", "sh", "-c"]).arg(format!(
-        "exec timeout 60 tcpdump -i {iface} -n -e -vv -l {filter} > {} 2>&1",
-        file.display()
-    ));
-    let t = Daemon::start("tcpdump", c);
-    let end = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .contains("listening on")
-    {
-        assert!(
-            Instant::now() < end,
-            "tcpdump did not start: {}",
-            std::fs::read_to_string(file).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t
-}
-
-/// Stops a capture (after letting frames in flight land); its text.
-fn captured(t: Daemon, file: &Path) -> String {
-    std::thread::sleep(Duration::from_secs(1));
-    drop(t);
-    std::fs::read_to_string(file).expect("capture text")
-}
-
-/// The frame lengths of a `tcpdump -e` text.
-fn frame_lengths(text: &str) -> Vec<usize> {
-    text.lines()
-        .filter(|l| l.contains("ethertype"))
-        .filter_map(|l| {
-            let i = l.find(", length ")? + ", length ".len();
-            l[i..].split(':').next()?.parse().ok()
-        })
-        .collect()
-}
-
 /// The scenario on a `scheme://` node (switch or hub), on the driver `engine` names (None:
 /// the default, io_uring).
 fn scenario(scheme: &str, engine: Option<&str>, tag: &str) {
@@ -609,21 +565,7 @@ fn mixed(engine: Option<&str>, tag: &str, net: u8) {
     tcp_transfer(&mut c, &mut f2, &ip(3), &d, 2 << 20);
     tcp_transfer(&mut h, &mut c, &ip(4), &d, 2 << 20);
     let text = captured(t, &cap);
-    let lens = frame_lengths(&text);
-    assert!(
-        lens.len() > 1000,
-        "the classic client's capture is short: {} frames",
-        lens.len()
-    );
-    let over: Vec<usize> = lens.iter().copied().filter(|&l| l > 1514).collect();
-    assert!(over.is_empty(), "frames over the classic client's MTU: {over:?}");
-    let bad: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("incorrect") || l.contains("bad cksum") || l.contains("bad udp cksum"))
-        .take(5)
-        .collect();
-    assert!(bad.is_empty(), "bad checksums at the classic client: {bad:?}");
-    assert!(text.contains("(correct)"), "tcpdump checked no TCP checksum");
+    assert_standard_frames(&text, 1500, 1000);
     std::thread::sleep(Duration::from_millis(400));
     let j = std::fs::read_to_string(&stats).expect("host's stats");
     assert_eq!(
@@ -777,25 +719,7 @@ fn the_host_tap_sends_whole_to_a_capable_client_and_cut_to_a_classic_one() {
     tcp_transfer(&mut h, &mut f, "10.146.0.2", &d, 4 << 20);
     tcp_transfer(&mut h, &mut c, "10.146.0.3", &d, 4 << 20);
     let text = captured(t, &cap);
-    let lens = frame_lengths(&text);
-    assert!(
-        lens.len() > 1000,
-        "the classic client's capture is short: {}",
-        lens.len()
-    );
-    let over: Vec<usize> = lens.iter().copied().filter(|&l| l > 1514).collect();
-    assert!(over.is_empty(), "frames over the classic client's MTU: {over:?}");
-    let bad: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("incorrect") || l.contains("bad cksum") || l.contains("bad udp cksum"))
-        .take(5)
-        .collect();
-    assert!(bad.is_empty(), "bad checksums at the classic client: {bad:?}");
-    assert!(text.contains("(correct)"), "tcpdump checked no TCP checksum");
-    assert!(
-        !text.contains("2b:66:61:73:74:01"),
-        "a tagged datagram reached the classic tap"
-    );
+    assert_standard_frames(&text, 1500, 1000);
     std::thread::sleep(Duration::from_millis(400));
     let j = std::fs::read_to_string(&stats).expect("host's stats");
     assert!(

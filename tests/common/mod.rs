@@ -1013,50 +1013,67 @@ pub fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
 /// The source address of a tagged datagram read as a frame (`wire::superframe::TAG`).
 pub const TAG_SRC: &str = "2b:66:61:73:74:01";
 
-/// Captures what the tap vde0 of a node hands its namespace (frames the forwarder wrote to
-/// it) until [`TapCapture::bad`]: tcpdump in the node's network namespace, started from
-/// outside it (a tcpdump inside vdens's user namespace cannot drop its privileges and stops).
-pub struct TapCapture {
-    file: PathBuf,
-    _tcpdump: Daemon,
+/// tcpdump on `iface` in the network namespace of `n`'s shell, its `-e -vv` text in `file`,
+/// whole frames (run from outside: in a user namespace, as classic vdens makes, tcpdump cannot
+/// drop its privileges); `filter` goes on its command line. Waits until it listens.
+pub fn capture(n: &mut Node, iface: &str, file: &Path, filter: &str) -> Daemon {
+    let pid = n.sh("echo $$", 5).trim().to_string();
+    let mut c = Command::new("nsenter");
+    c.args(["-t", &pid, "-n", "sh", "-c"]).arg(format!(
+        "exec timeout 120 tcpdump -i {iface} -n -e -vv -l {filter} > {} 2>&1",
+        file.display()
+    ));
+    let t = Daemon::start("tcpdump", c);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(
+            Instant::now() < end,
+            "tcpdump did not start: {}",
+            std::fs::read_to_string(file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t
 }
 
-impl TapCapture {
-    pub fn start(n: &mut Node, d: &TempDir, tag: &str) -> TapCapture {
-        let file = d.join(&format!("{tag}.pcap"));
-        let pid = n.sh("echo $$", 5).trim().to_string();
-        let mut c = Command::new("nsenter");
-        c.args([
-            "-t", &pid, "-n", "timeout", "120", "tcpdump", "-Z", "root", "-U", "-Q", "in",
-        ])
-        .args(["-i", "vde0", "-n", "-s", "128", "-w"])
-        .arg(&file);
-        let t = Daemon::start("tcpdump", c);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "tcpdump did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        TapCapture { file, _tcpdump: t }
-    }
+/// Ends capture `t` (after a second for its last frames) and returns its text.
+pub fn captured(t: Daemon, file: &Path) -> String {
+    std::thread::sleep(Duration::from_secs(1));
+    drop(t);
+    std::fs::read_to_string(file).expect("capture text")
+}
 
-    /// Frames over a standard frame (MTU `mtu` + 18 bytes), or tagged; and all frames.
-    pub fn bad(self, mtu: usize) -> (u64, u64) {
-        std::thread::sleep(Duration::from_millis(300));
-        let f = self.file.display().to_string();
-        let count = |filter: &str| -> u64 {
-            let o = Command::new("tcpdump")
-                .args(["-r", &f, "-n", filter])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout).lines().count() as u64
-        };
-        (
-            count(&format!("greater {} or ether src {TAG_SRC}", mtu + 19)),
-            count("ether[0] >= 0"),
-        )
-    }
+/// The length of every frame in a capture's text.
+pub fn frame_lengths(text: &str) -> Vec<usize> {
+    text.lines()
+        .filter(|l| l.contains("ethertype"))
+        .filter_map(|l| {
+            let i = l.find(", length ")? + ", length ".len();
+            l[i..].split(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// What a peer that takes no super-frames (a classic one) must see on its tap, from the
+/// capture text of what the tap handed its namespace: at least `min` frames, none over a
+/// standard frame at `mtu` (+ 14 bytes of Ethernet header), none tagged, and every checksum
+/// tcpdump checked correct (at least one TCP checksum checked).
+pub fn assert_standard_frames(text: &str, mtu: usize, min: usize) {
+    let lens = frame_lengths(text);
+    assert!(lens.len() >= min, "the capture is short: {} frames", lens.len());
+    let over: Vec<usize> = lens.iter().copied().filter(|&l| l > mtu + 14).collect();
+    assert!(over.is_empty(), "frames over the MTU {mtu}: {over:?}");
+    assert!(!text.contains(TAG_SRC), "a tagged datagram reached the tap");
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("incorrect") || l.contains("bad cksum") || l.contains("bad udp cksum"))
+        .take(5)
+        .collect();
+    assert!(bad.is_empty(), "bad checksums: {bad:?}");
+    assert!(text.contains("(correct)"), "tcpdump checked no TCP checksum");
 }
 
 /// Addresses (IPv4 10.NET.0.x/24, IPv6 fdNET::x/64), MTU and a first ping between two nodes
