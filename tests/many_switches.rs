@@ -102,15 +102,18 @@ fn nodes_fall_back_to_epoll_without_memory_for_a_ring() {
     let d = TempDir::new("many-sw-tiny");
     let host = switches_carry_frames(&d, 4, TINY_MEMLOCK);
     assert_eq!(rings(host.pid()), 0, "no ring fits in 64 KiB");
+    // Said once: by the nodes' threads, with the limit; or, when what the user's other
+    // processes hold leaves not even the probe's small ring room (locked memory is counted
+    // per user), by the probe, before any thread starts.
     let err = host.stderr();
+    let nodes = err.matches("no memory for io_uring").count();
+    let probe = err
+        .matches("io_uring unavailable (io_uring_setup: Out of memory)")
+        .count();
+    assert_eq!(nodes + probe, 1, "the fall-back is said once: {err}");
     assert!(
-        err.contains("run on the poll engine") && err.contains("64 KiB"),
-        "the fall-back is announced once, with the limit; stderr: {err}"
-    );
-    assert_eq!(
-        err.matches("no memory for io_uring").count(),
-        1,
-        "said once: {err}"
+        probe == 1 || (err.contains("run on the poll engine") && err.contains("64 KiB")),
+        "with the limit: {err}"
     );
 }
 
