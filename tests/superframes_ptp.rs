@@ -1,10 +1,11 @@
 //! Negotiated super-frames on a datagram `ptp://` link (issue 13): a vdens-fast second opener
 //! asks (HELLO), a vdens-fast first opener answers (OFFER), and from then on the second
 //! opener's TCP super-frames cross whole, tagged; the first opener, which sends to a path,
-//! sends standard frames. Byte-exact TCP both ways, IPv6, UDP, ICMP, MTU 9000, both engines.
-//! A classic vdens at either end never sees a tagged frame or one over its MTU on its tap
-//! (tcpdump in its namespace), also when it takes the place of a vdens-fast end that had
-//! negotiated while the survivor keeps running; a vdens-fast end taking the place of a
+//! pairs a second socket with one of the second opener's (PAIR, JOIN, PROBE, ECHO) and sends
+//! its super-frames whole on it. Byte-exact TCP both ways, IPv6, UDP, ICMP, MTU 9000, both
+//! engines. A classic vdens at either end never sees a tagged frame or one over its MTU on
+//! its tap (tcpdump in its namespace), also when it takes the place of a vdens-fast end that
+//! had negotiated while the survivor keeps running; a vdens-fast end taking the place of a
 //! classic one negotiates again.
 
 mod common;
@@ -140,12 +141,14 @@ fn fast_pair(engine: &str, mtu: usize, net: &str) {
     assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
     assert_eq!(
         port_field(&ja, "superframes"),
-        "offered",
-        "the first opener sends standard frames: {ja}"
+        "negotiated",
+        "the first opener paired: {ja}"
     );
     assert!(wire_super(&jb, "tap_to_link") > 0, "{jb}");
     assert!(wire_super(&ja, "link_to_tap") > 0, "{ja}");
-    assert_eq!(wire_super(&ja, "tap_to_link"), 0, "{ja}");
+    // The first opener's direction (tcp_transfer a -> b in `traffic`).
+    assert!(wire_super(&ja, "tap_to_link") > 0, "{ja}");
+    assert!(wire_super(&jb, "link_to_tap") > 0, "{jb}");
 }
 
 #[test]
@@ -241,4 +244,59 @@ fn a_replaced_first_opener_is_asked_again() {
     let _ = fa;
     drop(a);
     drop(b);
+}
+
+/// The second opener is replaced while the first (vdens-fast, sending super-frames whole on
+/// its paired socket) keeps running: vdens-fast by classic vdens, which must see nothing
+/// tagged and nothing over its MTU while the survivor sends TCP to it; then classic by
+/// vdens-fast, with which the first opener pairs again.
+#[test]
+fn a_replaced_second_opener_is_asked_again() {
+    let d = TempDir::new("sfrs");
+    let vnl = format!("ptp://{}", d.join("p").display());
+    let (mut a, fa) = start(&d, "a", true, "uring", &vnl);
+    let (b, _) = start(&d, "b", true, "uring", &vnl);
+    let mut b = b;
+    wire(&mut a, &mut b, "47", 1500);
+    tcp_transfer(&mut a, &mut b, "10.47.0.2", &d, 8 << 20);
+    let ja = stats_of(&mut a, &fa);
+    assert_eq!(port_field(&ja, "superframes"), "negotiated", "{ja}");
+    let before = wire_super(&ja, "tap_to_link");
+    assert!(before > 0, "{ja}");
+    for (fast, net) in [(false, "47"), (true, "47")] {
+        b.finish(10);
+        let name = if fast { "b3" } else { "b2" };
+        let (mut n, fnew) = start(&d, name, fast, "uring", &vnl);
+        n.up("vde0", &format!("10.{net}.0.2/24"), None);
+        a.sh("ip neigh flush dev vde0", 5);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while a.try_sh(&format!("ping -c 1 -W 1 10.{net}.0.2"), 5).0 != Some(0) {
+            assert!(Instant::now() < deadline, "no ping to the new second opener");
+        }
+        let cap = (!fast).then(|| Capture::start(&mut n, &d, "replaced2"));
+        // The first opener's direction first: it had been sending super-frames whole.
+        tcp_transfer(&mut a, &mut n, &format!("10.{net}.0.2"), &d, 8 << 20);
+        tcp_transfer(&mut n, &mut a, &format!("10.{net}.0.1"), &d, 2 << 20);
+        let ja = stats_of(&mut a, &fa);
+        if let Some(cap) = cap {
+            let (bad, all) = cap.bad(1500);
+            assert!(all > 1000, "captured {all} frames");
+            assert_eq!(
+                bad, 0,
+                "tagged or oversized frames reached the classic second opener"
+            );
+            assert_eq!(port_field(&ja, "superframes"), "offered", "{ja}");
+        } else {
+            assert_eq!(port_field(&ja, "superframes"), "negotiated", "{ja}");
+            assert!(
+                wire_super(&ja, "tap_to_link") > before,
+                "super-frames again: {ja}"
+            );
+            let jn = stats_of(&mut n, &fnew);
+            assert!(wire_super(&jn, "link_to_tap") > 0, "{jn}");
+        }
+        b = n;
+    }
+    drop(b);
+    drop(a);
 }

@@ -667,6 +667,32 @@ fn seqpacket_first(vnl: &str, path: &Path) -> Try {
     }
 }
 
+/// The second socket of a datagram end that offered super-frames (`wire::superframe`):
+/// autobound (the kernel picks a unique abstract name), F2 (`first`) unconnected so that the
+/// peer's R2 can connect to it, R2 connected to itself so that nobody can send to it before
+/// it is paired.
+fn pair_socket(first: bool) -> io::Result<super::PairSocket> {
+    use crate::wire::superframe::NAME_LEN;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    bind(fd.as_raw_fd(), &UnixAddr::new_unnamed())?;
+    let me: UnixAddr = nix::sys::socket::getsockname(fd.as_raw_fd())?;
+    let name = me
+        .as_abstract()
+        .and_then(|n| <[u8; NAME_LEN]>::try_from(n).ok())
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))?;
+    if first {
+        super::widen_sndbuf(&fd);
+    } else {
+        connect(fd.as_raw_fd(), &me)?;
+    }
+    Ok(super::PairSocket { fd, name, first })
+}
+
 /// Opens `ptp://PATH`; `seqpacket` (`[seqpacket]`) makes a new PATH a seqpacket listener.
 ///
 /// Two ends started at the same instant both find PATH free and race to bind it: the loser
@@ -683,6 +709,9 @@ pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool, offer: bool) -> Resul
             Try::Done(Ok(mut link)) => {
                 if offer && link.node.is_none() {
                     link.superframes = Some(Default::default());
+                    let first = matches!(link.send_to, SendTo::Unix(_));
+                    // Best effort: without it, the first opener sends standard frames.
+                    link.pair = pair_socket(first).ok();
                 }
                 return Ok(link);
             }
