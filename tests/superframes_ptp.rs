@@ -212,7 +212,7 @@ fn a_replaced_first_opener_is_asked_again() {
         // Ended as a user ends it (classic vdens cannot start where a SIGKILLed first opener
         // left its socket file while the second opener lives: it finds both paths taken).
         a.finish(10);
-        let (mut n, _) = start(&d, if fast { "a3" } else { "a2" }, fast, "uring", &vnl);
+        let (mut n, fnew) = start(&d, if fast { "a3" } else { "a2" }, fast, "uring", &vnl);
         n.up("vde0", &format!("10.{net}.0.1/24"), None);
         // The new end has another MAC address.
         b.sh("ip neigh flush dev vde0", 5);
@@ -238,6 +238,12 @@ fn a_replaced_first_opener_is_asked_again() {
                 wire_super(&jb, "tap_to_link") > before,
                 "super-frames again: {jb}"
             );
+            // The survivor's pair socket was connected to the old first opener's: the new
+            // one pairs with it again, and sends its super-frames whole.
+            let jn = stats_of(&mut n, &fnew);
+            assert_eq!(port_field(&jn, "superframes"), "negotiated", "{jn}");
+            assert!(wire_super(&jn, "tap_to_link") > 0, "{jn}");
+            assert!(wire_super(&jb, "link_to_tap") > 0, "{jb}");
         }
         a = n;
     }
@@ -297,6 +303,37 @@ fn a_replaced_second_opener_is_asked_again() {
         }
         b = n;
     }
+    drop(b);
+    drop(a);
+}
+
+/// The two ends in different network namespaces (as the NAT router of the tutorial, started in
+/// the namespace of the host tap it forwards to): they still pair, and the first opener's
+/// super-frames cross whole (abstract socket names would not reach across).
+#[test]
+fn ends_in_different_network_namespaces_pair() {
+    let d = TempDir::new("sfns");
+    let ns = NetNs::new("sfns");
+    let vnl = format!("ptp://{}", d.join("p").display());
+    let fa = d.join("a.json");
+    let mut a = ns_node_in(
+        &ns,
+        "a",
+        Impl::Fast,
+        &d,
+        &["--stats", fa.to_str().unwrap()],
+        &[&vnl],
+    );
+    assert!(wait_path(&d.join("p"), 10), "the first opener is up");
+    let (mut b, fb) = start(&d, "b", true, "uring", &vnl);
+    wire(&mut a, &mut b, "48", 1500);
+    tcp_transfer(&mut a, &mut b, "10.48.0.2", &d, 8 << 20);
+    tcp_transfer(&mut b, &mut a, "10.48.0.1", &d, 2 << 20);
+    let (ja, jb) = (stats_of(&mut a, &fa), stats_of(&mut b, &fb));
+    assert_eq!(port_field(&ja, "superframes"), "negotiated", "{ja}");
+    assert!(wire_super(&ja, "tap_to_link") > 0, "{ja}");
+    assert!(wire_super(&jb, "link_to_tap") > 0, "{jb}");
+    assert!(wire_super(&jb, "tap_to_link") > 0, "{jb}");
     drop(b);
     drop(a);
 }

@@ -56,7 +56,8 @@ pub struct DirPlan {
 #[derive(Clone, Copy, Debug)]
 pub struct PairPlan {
     pub fd: RawFd,
-    pub name: [u8; crate::wire::superframe::NAME_LEN],
+    /// Where the peer's pair socket is bound.
+    pub peer: UnixAddr,
     /// F2 (the first opener's, sends) or R2 (the second opener's, receives).
     pub first: bool,
 }
@@ -214,9 +215,11 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
     dirs[TAP_TO_LINK].reconnect = link.reconnect();
     if let Some(p) = &link.pair {
         set_nonblocking(p.fd.as_fd()).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
+        let peer = UnixAddr::new(p.peer.as_path())
+            .map_err(|e| EngineError::Port(label(port), PortFault::BadDestination(p.peer.clone(), e)))?;
         let pair = Some(PairPlan {
             fd: p.fd.as_raw_fd(),
-            name: p.name,
+            peer,
             first: p.first,
         });
         dirs[TAP_TO_LINK].pair = pair;

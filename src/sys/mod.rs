@@ -624,33 +624,24 @@ fn recv_fd(chan: libc::c_int) -> io::Result<Option<OwnedFd>> {
     Ok(None)
 }
 
-/// Connects AF_UNIX datagram socket `fd` to the abstract name `name` (the bytes after the
-/// leading NUL), or, with `None`, disconnects it (AF_UNSPEC): others may then send to it
-/// again. One connect(2), no blocking.
-pub fn unix_dgram_connect_abstract(fd: BorrowedFd<'_>, name: Option<&[u8]>) -> io::Result<()> {
-    match name {
-        Some(n) => {
-            let addr = nix::sys::socket::UnixAddr::new_abstract(n)?;
-            nix::sys::socket::connect(fd.as_raw_fd(), &addr)?;
-        }
-        None => {
-            let unspec = libc::sockaddr {
-                sa_family: libc::AF_UNSPEC as libc::sa_family_t,
-                sa_data: [0; 14],
-            };
-            // SAFETY: a valid sockaddr of the given length on the stack; connect(2) only
-            // reads it.
-            let r = unsafe {
-                libc::connect(
-                    fd.as_raw_fd(),
-                    &unspec,
-                    std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+/// Disconnects AF_UNIX datagram socket `fd` (connect(2) to AF_UNSPEC): others may send to
+/// it again. No blocking.
+pub fn unix_dgram_disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let unspec = libc::sockaddr {
+        sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+        sa_data: [0; 14],
+    };
+    // SAFETY: a valid sockaddr on the stack, of at least the length given; connect(2) only
+    // reads it.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &unspec,
+            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

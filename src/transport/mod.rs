@@ -181,13 +181,13 @@ pub struct Link {
 }
 
 /// The second socket of a datagram `ptp://` end (`wire::superframe`): F2 of a first opener
-/// (sends once paired), R2 of a second opener (receives what F2 sends). Autobound, so it has
-/// an abstract name for the peer to connect to; non-blocking.
+/// (sends once paired), R2 of a second opener (receives what F2 sends), bound next to the
+/// link's path; non-blocking.
 #[derive(Debug)]
 pub struct PairSocket {
     pub fd: OwnedFd,
-    /// Its abstract name after the leading NUL.
-    pub name: [u8; crate::wire::superframe::NAME_LEN],
+    /// Where the peer's pair socket is bound (R2's path for F2, and the reverse).
+    pub peer: PathBuf,
     /// F2 (a first opener's) or R2.
     pub first: bool,
 }

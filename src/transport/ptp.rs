@@ -667,30 +667,51 @@ fn seqpacket_first(vnl: &str, path: &Path) -> Try {
     }
 }
 
-/// The second socket of a datagram end that offered super-frames (`wire::superframe`):
-/// autobound (the kernel picks a unique abstract name), F2 (`first`) unconnected so that the
-/// peer's R2 can connect to it, R2 connected to itself so that nobody can send to it before
-/// it is paired.
-fn pair_socket(first: bool) -> io::Result<super::PairSocket> {
-    use crate::wire::superframe::NAME_LEN;
+/// Where a datagram end's pair socket is bound (`wire::superframe`): the first opener's F2
+/// and the second opener's R2, next to PATH and PATH+.
+fn pair_path(path: &Path, first: bool) -> PathBuf {
+    let mut p = OsString::from(path.as_os_str());
+    p.push(if first { "+fast1" } else { "+fast2" });
+    PathBuf::from(p)
+}
+
+/// The second socket of a datagram end that offered super-frames (`wire::superframe`), bound
+/// at [`pair_path`] (a socket file left there by an earlier run is replaced: this end owns
+/// PATH or PATH+, so it owns that name too) with the permissions of PATH: F2 (`first`)
+/// unconnected so that the peer's R2 can connect to it, R2 connected to itself so that nobody
+/// can send to it before it is paired. Pathnames, not abstract names: those are per network
+/// namespace, and ptp ends often live in different ones (the NAT router of the tutorial).
+fn pair_socket(path: &Path, first: bool) -> io::Result<super::PairSocket> {
+    let own = pair_path(path, first);
+    let peer = pair_path(path, !first);
+    let addr = UnixAddr::new(own.as_path())?;
+    UnixAddr::new(peer.as_path())?;
+    match std::fs::symlink_metadata(&own) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&own)?,
+        Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let fd = socket(
         AddressFamily::Unix,
         SockType::Datagram,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )?;
-    bind(fd.as_raw_fd(), &UnixAddr::new_unnamed())?;
-    let me: UnixAddr = nix::sys::socket::getsockname(fd.as_raw_fd())?;
-    let name = me
-        .as_abstract()
-        .and_then(|n| <[u8; NAME_LEN]>::try_from(n).ok())
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))?;
-    if first {
-        super::widen_sndbuf(&fd);
-    } else {
-        connect(fd.as_raw_fd(), &me)?;
+    bind(fd.as_raw_fd(), &addr)?;
+    let done = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).and_then(|_| {
+        if first {
+            super::widen_sndbuf(&fd);
+            Ok(())
+        } else {
+            connect(fd.as_raw_fd(), &addr).map_err(io::Error::from)
+        }
+    });
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&own);
+        return Err(e);
     }
-    Ok(super::PairSocket { fd, name, first })
+    Ok(super::PairSocket { fd, peer, first })
 }
 
 /// Opens `ptp://PATH`; `seqpacket` (`[seqpacket]`) makes a new PATH a seqpacket listener.
@@ -711,7 +732,11 @@ pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool, offer: bool) -> Resul
                     link.superframes = Some(Default::default());
                     let first = matches!(link.send_to, SendTo::Unix(_));
                     // Best effort: without it, the first opener sends standard frames.
-                    link.pair = pair_socket(first).ok();
+                    if let Ok(p) = pair_socket(path, first) {
+                        // Removed before PATH (PATH+): a new end binds it only after that.
+                        link.cleanup.insert(0, pair_path(path, first));
+                        link.pair = Some(p);
+                    }
                 }
                 return Ok(link);
             }

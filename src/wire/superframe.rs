@@ -34,24 +34,24 @@
 //!
 //! The first opener sends to a path, and a path is no proof of who listens at it by the time
 //! a datagram arrives (a classic peer may have taken the place of a vdens-fast one). So it
-//! sends tagged datagrams only on a second socket of its own (F2), connected to a second
-//! socket of the second opener's (R2): a connected datagram socket sends to one socket
-//! *object*, whatever is bound at any path later, and gets ECONNREFUSED once that object is
-//! gone. Both are autobound (an abstract name the kernel picks, unique while the socket
-//! lives); R2 starts connected to itself, so that nobody can send to it. The pairing, after
-//! HELLO and OFFER (every message a runt under 14 bytes, see [`Runt`]):
+//! sends tagged datagrams only on a second socket of its own (F2, bound at `PATH+fast1`),
+//! connected to a second socket of the second opener's (R2, at `PATH+fast2`): a connected
+//! datagram socket sends to one socket *object*, whatever is bound at any path later, and
+//! gets ECONNREFUSED once that object is gone. R2 starts connected to itself, so that nobody
+//! can send to it before it is paired. The pairing, after HELLO and OFFER (every message a
+//! runt under 14 bytes, see [`Runt`]):
 //!
-//! 1. the first opener disconnects F2 and sends [`Runt::Pair`] (F2's name) by path; the second
-//!    opener's socket accepts datagrams only from the first opener's, so the name is the
-//!    first opener's own;
+//! 1. the first opener disconnects F2 (so that a new R2 may connect to it) and sends
+//!    [`Runt::Pair`] by path; the second opener's socket accepts datagrams only from the first
+//!    opener's, so PAIR comes from the very first opener it is connected to;
 //! 2. the second opener connects R2 to F2 (from then on R2 accepts datagrams from F2 only) and
-//!    sends [`Runt::Join`] (R2's name) on its main socket;
-//! 3. the first opener connects F2 to R2's name and sends [`Runt::Probe`] (a fresh nonce) on
-//!    F2; the second opener answers a probe read on R2 with [`Runt::Echo`] on its main socket;
-//! 4. an echo of the current nonce proves that F2's peer is the second opener's R2: the first
+//!    says [`Runt::Join`] on its main socket;
+//! 3. the first opener connects F2 to R2 and sends [`Runt::Probe`] (a fresh nonce) on F2; the
+//!    second opener answers a probe read on R2 with [`Runt::Echo`] on its main socket;
+//! 4. an echo of the latest nonce proves that F2's peer is the second opener's R2: the first
 //!    opener sends everything (tagged and plain, in one order) on F2 from then on.
 //!
-//! Any failed send on F2 (the peer is gone: ECONNREFUSED, ENOTCONN...) ends it at once: the
+//! Any failed send on F2 (the peer is gone: ECONNREFUSED, then ENOTCONN) ends it at once: the
 //! first opener sends standard frames by path again (tagged datagrams still queued are
 //! dropped) until the next HELLO. A classic second opener never sends HELLO, so it is never
 //! paired; the second opener reads R2 beside its main socket (which still carries the first
@@ -77,20 +77,18 @@ const RUNT_MAGIC: [u8; 6] = [0x2b, b'v', b'd', b'f', b's', 0x01];
 pub const HELLO: [u8; RUNT_LEN] = [0x2b, b'v', b'd', b'f', b's', 0x01, b'?', 0];
 /// "I take tagged datagrams" (the answer to [`HELLO`]).
 pub const OFFER: [u8; RUNT_LEN] = [0x2b, b'v', b'd', b'f', b's', 0x01, b'!', 0];
-/// The bytes of an autobound socket's abstract name after its leading NUL (five hex digits).
-pub const NAME_LEN: usize = 5;
-/// The longest runt.
-pub const RUNT_MAX: usize = RUNT_MAGIC.len() + 1 + NAME_LEN;
+/// The longest runt (PROBE, ECHO).
+pub const RUNT_MAX: usize = RUNT_MAGIC.len() + 1 + 4;
 
 /// A negotiation datagram of a datagram `ptp://` link (see the module's text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runt {
     Hello,
     Offer,
-    /// First opener to second, by path: "connect your R2 to my F2, named so".
-    Pair([u8; NAME_LEN]),
-    /// Second opener to first, on its main socket: "R2, named so, is connected to your F2".
-    Join([u8; NAME_LEN]),
+    /// First opener to second, by path: "connect your R2 to my F2".
+    Pair,
+    /// Second opener to first, on its main socket: "R2 is connected to your F2".
+    Join,
     /// First opener to second, on F2: "echo this".
     Probe(u32),
     /// Second opener to first, on its main socket: the nonce of a probe read on R2.
@@ -110,8 +108,8 @@ impl Runt {
         match self {
             Runt::Hello => put(b'?', &[0]),
             Runt::Offer => put(b'!', &[0]),
-            Runt::Pair(n) => put(b'p', &n),
-            Runt::Join(n) => put(b'j', &n),
+            Runt::Pair => put(b'p', &[0]),
+            Runt::Join => put(b'j', &[0]),
             Runt::Probe(x) => put(b'n', &x.to_le_bytes()),
             Runt::Echo(x) => put(b'e', &x.to_le_bytes()),
         }
@@ -124,13 +122,12 @@ impl Runt {
             return None;
         }
         let rest = &d[m + 1..];
-        let name = || <[u8; NAME_LEN]>::try_from(rest).ok();
         let nonce = || <[u8; 4]>::try_from(rest).ok().map(u32::from_le_bytes);
         match d[m] {
             b'?' if rest == [0] => Some(Runt::Hello),
             b'!' if rest == [0] => Some(Runt::Offer),
-            b'p' => name().map(Runt::Pair),
-            b'j' => name().map(Runt::Join),
+            b'p' if rest == [0] => Some(Runt::Pair),
+            b'j' if rest == [0] => Some(Runt::Join),
             b'n' => nonce().map(Runt::Probe),
             b'e' => nonce().map(Runt::Echo),
             _ => None,
@@ -217,8 +214,8 @@ mod tests {
         for r in [
             Runt::Hello,
             Runt::Offer,
-            Runt::Pair(*b"0a1f3"),
-            Runt::Join(*b"fffff"),
+            Runt::Pair,
+            Runt::Join,
             Runt::Probe(0xdead_beef),
             Runt::Echo(7),
         ] {

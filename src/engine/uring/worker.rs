@@ -287,6 +287,8 @@ enum PairState {
 struct Pair {
     target: Target,
     raw: RawFd,
+    /// Where the peer's pair socket is bound.
+    peer: UnixAddr,
     /// F2 (first opener: sends on it) or R2 (second opener: reads it, `RxSecond`).
     first: bool,
     state: PairState,
@@ -306,15 +308,12 @@ struct Pair {
 impl Pair {
     fn new(p: &PairPlan, target: Target) -> Pair {
         let mut runts = [[0u8; RUNT_MAX]; 2];
-        let own = if p.first {
-            Runt::Pair(p.name)
-        } else {
-            Runt::Join(p.name)
-        };
+        let own = if p.first { Runt::Pair } else { Runt::Join };
         let n = own.write(&mut runts[0]);
         Pair {
             target,
             raw: p.fd,
+            peer: p.peer,
             first: p.first,
             state: PairState::Idle,
             round: 0,
@@ -1158,24 +1157,18 @@ impl Worker {
                     }
                 }
             }
-            Runt::Pair(name) if !second && role == Some(false) && room => {
+            Runt::Pair if !second && role == Some(false) && room => {
                 let p = dir.tx.pair.as_ref().expect("role");
-                // SAFETY: `raw` is the pair socket of one of this worker's ports, which it
-                // holds (`_ports`) until it ends.
-                let fd = unsafe { crate::sys::borrow_fd(p.raw) };
-                if crate::sys::unix_dgram_connect_abstract(fd, Some(&name)).is_ok() {
+                if nix::sys::socket::connect(p.raw, &p.peer).is_ok() {
                     let f = p.frame(RUNT_NAME);
                     dir.queue.push(f);
                 }
             }
-            Runt::Join(name) if !second && role == Some(true) && room => {
+            Runt::Join if !second && role == Some(true) && room => {
                 let p = dir.tx.pair.as_mut().expect("role");
-                if !matches!(p.state, PairState::Asked | PairState::Joined(_)) {
-                    return;
-                }
-                // SAFETY: as above.
-                let fd = unsafe { crate::sys::borrow_fd(p.raw) };
-                if crate::sys::unix_dgram_connect_abstract(fd, Some(&name)).is_err() {
+                if !matches!(p.state, PairState::Asked | PairState::Joined(_))
+                    || nix::sys::socket::connect(p.raw, &p.peer).is_err()
+                {
                     return;
                 }
                 p.nonce = p.nonce.wrapping_mul(0x9e37_79b1).wrapping_add(0x7f4a_7c15);
@@ -1211,7 +1204,7 @@ impl Worker {
         let Some(p) = dir.tx.pair.as_mut() else { return };
         // SAFETY: `raw` is the pair socket of one of this worker's ports, which it holds
         // (`_ports`) until it ends.
-        let _ = crate::sys::unix_dgram_connect_abstract(unsafe { crate::sys::borrow_fd(p.raw) }, None);
+        let _ = crate::sys::unix_dgram_disconnect(unsafe { crate::sys::borrow_fd(p.raw) });
         p.state = PairState::Asked;
         p.round = p.round.wrapping_add(1);
         p.tries = 0;
