@@ -27,6 +27,10 @@
 //! listening socket and the first connection are made here, in the host namespaces, before any
 //! thread starts; accepting, acking, and reconnecting happen on the node's thread.
 //!
+//! A datagram end that offers super-frames binds a second socket beside its own, at
+//! `PATH+fast1` (first opener) or `PATH+fast2` (second opener), over which the first opener
+//! sends to the second once they paired (`wire::superframe`).
+//!
 //! Files the datagram openers bind are removed when the Link drops; a seqpacket PATH is
 //! removed when its node stops listening (the [`PtpHost`] is dropped or shut down).
 
@@ -791,5 +795,53 @@ fn open_once(vnl: &str, path: &Path, seqpacket_asked: bool) -> Try {
             format!("{} exists and is not a socket", path.display()),
             Some("choose a path that does not exist yet".into()),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two pair sockets as the kernel treats them: R2 takes nothing before it is paired,
+    /// then only what F2 sends; F2's sends fail once R2 is gone; a stale file is replaced.
+    #[test]
+    fn pair_sockets_take_only_from_each_other() {
+        let d = crate::TestDir::new("ptp-pair");
+        let path = d.0.join("p");
+        let f2 = pair_socket(&path, true).expect("F2");
+        let r2 = pair_socket(&path, false).expect("R2");
+        assert_eq!(f2.peer, d.0.join("p+fast2"));
+        assert_eq!(r2.peer, d.0.join("p+fast1"));
+        let third = UnixDatagram::unbound().unwrap();
+        let refused = third.send_to(b"frame", &f2.peer).unwrap_err();
+        assert_eq!(
+            refused.raw_os_error(),
+            Some(libc::EPERM),
+            "R2 is locked until paired"
+        );
+        // As the worker does: R2 to F2 (PAIR), then F2 to R2 (JOIN).
+        connect(r2.fd.as_raw_fd(), &UnixAddr::new(&r2.peer).unwrap()).unwrap();
+        connect(f2.fd.as_raw_fd(), &UnixAddr::new(&f2.peer).unwrap()).unwrap();
+        let big = vec![7u8; 65_000];
+        assert_eq!(send(f2.fd.as_raw_fd(), &big, MsgFlags::empty()), Ok(big.len()));
+        let mut got = vec![0u8; 70_000];
+        assert_eq!(
+            recv(r2.fd.as_raw_fd(), &mut got, MsgFlags::empty()),
+            Ok(big.len())
+        );
+        let refused = third.send_to(b"frame", &f2.peer).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::EPERM), "R2 takes F2's only");
+        // R2's end goes (its file too); a new R2 replaces a stale file.
+        drop(r2);
+        assert_eq!(
+            send(f2.fd.as_raw_fd(), b"x", MsgFlags::empty()),
+            Err(Errno::ECONNREFUSED)
+        );
+        let again = pair_socket(&path, false).expect("R2 over the stale file");
+        drop(again);
+        // Something that is not a socket is left alone.
+        std::fs::remove_file(d.0.join("p+fast2")).unwrap();
+        std::fs::write(d.0.join("p+fast2"), b"").unwrap();
+        assert!(pair_socket(&path, false).is_err());
     }
 }
