@@ -149,6 +149,12 @@ fn fast_pair(engine: &str, mtu: usize, net: &str) {
     // The first opener's direction (tcp_transfer a -> b in `traffic`).
     assert!(wire_super(&ja, "tap_to_link") > 0, "{ja}");
     assert!(wire_super(&jb, "link_to_tap") > 0, "{jb}");
+    // Both ends remove what they bound, the pair sockets too.
+    b.finish(10);
+    a.finish(10);
+    for f in ["p", "p+", "p+fast1", "p+fast2"] {
+        assert!(!d.join(f).exists(), "{f} left behind");
+    }
 }
 
 #[test]
