@@ -276,6 +276,24 @@ fn a_replaced_second_opener_is_asked_again() {
     let before = wire_super(&ja, "tap_to_link");
     assert!(before > 0, "{ja}");
     for (fast, net) in [(false, "47"), (true, "47")] {
+        if !fast {
+            // The first opener is sending super-frames whole on its pair socket when its peer
+            // goes: a TCP stream to b, which the new end answers with resets.
+            b.sh(
+                "(timeout 20 nc -l 5999 >/dev/null 2>&1 &) ; \
+                 for i in $(seq 100); do ss -ltn | grep -q ':5999 ' && exit 0; sleep 0.05; done; exit 1",
+                10,
+            );
+            a.sh(
+                &format!(
+                    "(timeout 20 sh -c 'head -c 4000000000 /dev/zero | nc -N -w 5 10.{net}.0.2 5999' \
+                     >/dev/null 2>&1 &) ; sleep 1"
+                ),
+                10,
+            );
+            let ja = stats_of(&mut a, &fa);
+            assert!(wire_super(&ja, "tap_to_link") > before, "streaming whole: {ja}");
+        }
         b.finish(10);
         let name = if fast { "b3" } else { "b2" };
         let (mut n, fnew) = start(&d, name, fast, "uring", &vnl);
