@@ -82,9 +82,18 @@ fn data_plane_threads_run_at_the_priority_asked_and_nothing_else() {
         // The command keeps the caller's policy (field 41 of its own stat).
         let policy = a.sh("cut -d')' -f2 /proc/self/stat | cut -d' ' -f40", 10);
         assert_eq!(policy.trim(), "0", "{engine}: the command's policy");
-        // The helper is gone: the data plane's process has the command as its one child.
+        // The helper is gone: the data plane's process has the command as its one child,
+        // and with -c vdens-fast's own process has the data plane's as its one (the helper
+        // was its child too: reaped, not left a zombie until the end).
         let kids = children(dp);
         assert_eq!(kids.len(), 1, "{engine} {mode}: children {kids:?}");
+        if mode == "-c" {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            while children(a.pid()) != [dp] && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            assert_eq!(children(a.pid()), [dp], "{engine} {mode}: the helper was reaped");
+        }
         // The peer did not ask: normal scheduler throughout.
         assert!(threads(b.pid())
             .iter()
@@ -132,7 +141,13 @@ fn vdeplug_fast_node_runs_at_the_priority_asked() {
     clean_env(&mut c, &d);
     let node = Daemon::start("vdeplug-fast", c);
     assert!(wait_path(&sw.join("ctl"), 10), "no switch");
-    let all = threads(node.pid());
+    // ctl is there before the engine's threads start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut all = threads(node.pid());
+    while !all.iter().any(|(n, _, _)| n.starts_with("vdens-node")) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        all = threads(node.pid());
+    }
     assert!(
         all.iter()
             .any(|(n, pol, pr)| n.starts_with("vdens-node") && *pol == libc::SCHED_FIFO as u32 && *pr == 9),

@@ -8,6 +8,8 @@
 //! - flooded, the classic client's tap sees it only as standard frames (none over its MTU),
 //!   every IP/TCP checksum valid; a frame with a partial UDP checksum arrives completed;
 //! - sent to the host, its offloading tap takes the super-frame whole;
+//! - the host's own tap sends its super-frames whole to a vdens-fast client (switch and hub,
+//!   both drivers, IPv4 and IPv6 at MTU 9000) and cut to a classic one;
 //! - the capable clients still get the classic client's plain frames;
 //! - the host's stats say which ports negotiated super-frames and count what crossed whole.
 //!
@@ -203,50 +205,6 @@ fn hello(src: [u8; 6]) -> Vec<u8> {
     f.extend_from_slice(&[0x88, 0xb5]);
     f.resize(60, 0);
     f
-}
-
-/// tcpdump on `iface` in the network namespace of `n`'s shell, its -e -vv text in `file`
-/// (run from outside: in a user namespace, as classic vdens makes, tcpdump cannot drop its
-/// privileges). Waits until it listens; stopped with [`captured`] (or on drop).
-fn capture(n: &mut Node, iface: &str, file: &Path, filter: &str) -> Daemon {
-    let pid = n.sh("echo $$", 5).trim().to_string();
-    let mut c = Command::new("nsenter");
-    c.args(["-t", &pid, "-n", "sh", "-c"]).arg(format!(
-        "exec timeout 60 tcpdump -i {iface} -n -e -vv -l {filter} > {} 2>&1",
-        file.display()
-    ));
-    let t = Daemon::start("tcpdump", c);
-    let end = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .contains("listening on")
-    {
-        assert!(
-            Instant::now() < end,
-            "tcpdump did not start: {}",
-            std::fs::read_to_string(file).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t
-}
-
-/// Stops a capture (after letting frames in flight land); its text.
-fn captured(t: Daemon, file: &Path) -> String {
-    std::thread::sleep(Duration::from_secs(1));
-    drop(t);
-    std::fs::read_to_string(file).expect("capture text")
-}
-
-/// The frame lengths of a `tcpdump -e` text.
-fn frame_lengths(text: &str) -> Vec<usize> {
-    text.lines()
-        .filter(|l| l.contains("ethertype"))
-        .filter_map(|l| {
-            let i = l.find(", length ")? + ", length ".len();
-            l[i..].split(':').next()?.parse().ok()
-        })
-        .collect()
 }
 
 /// The scenario on a `scheme://` node (switch or hub), on the driver `engine` names (None:
@@ -607,21 +565,7 @@ fn mixed(engine: Option<&str>, tag: &str, net: u8) {
     tcp_transfer(&mut c, &mut f2, &ip(3), &d, 2 << 20);
     tcp_transfer(&mut h, &mut c, &ip(4), &d, 2 << 20);
     let text = captured(t, &cap);
-    let lens = frame_lengths(&text);
-    assert!(
-        lens.len() > 1000,
-        "the classic client's capture is short: {} frames",
-        lens.len()
-    );
-    let over: Vec<usize> = lens.iter().copied().filter(|&l| l > 1514).collect();
-    assert!(over.is_empty(), "frames over the classic client's MTU: {over:?}");
-    let bad: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("incorrect") || l.contains("bad cksum") || l.contains("bad udp cksum"))
-        .take(5)
-        .collect();
-    assert!(bad.is_empty(), "bad checksums at the classic client: {bad:?}");
-    assert!(text.contains("(correct)"), "tcpdump checked no TCP checksum");
+    assert_standard_frames(&text, 1500, 1000);
     std::thread::sleep(Duration::from_millis(400));
     let j = std::fs::read_to_string(&stats).expect("host's stats");
     assert_eq!(
@@ -684,4 +628,110 @@ fn a_vdeplug_fast_switch_passes_super_frames_between_its_clients() {
         assert_eq!(port_str(&j, "vde0", "superframes"), "negotiated", "{j}");
         assert!(stat_sum(&j, "wire_super") > 0, "{j}");
     }
+}
+
+/// The counters of the one port of a stats line whose super-frames are "negotiated", in
+/// direction `dir` (`tap_to_link`: from it into the node, `link_to_tap`: to it).
+fn negotiated_port<'a>(json: &'a str, dir: &str) -> &'a str {
+    let ports: Vec<&str> = json
+        .split("{\"name\"")
+        .filter(|p| p.contains("\"superframes\":\"negotiated\""))
+        .collect();
+    assert_eq!(ports.len(), 1, "one negotiated port: {json}");
+    let p = ports[0];
+    let at = p.find(&format!("\"{dir}\"")).expect("the direction");
+    let rest = &p[at..];
+    &rest[..rest.find('}').unwrap_or(rest.len())]
+}
+
+/// The host's own offloading tap to a vdens-fast client (issue 13): its TCP super-frames cross
+/// to the client whole (tagged), IPv4 and IPv6 at MTU 9000, sha256-exact, and the host's
+/// stats count them as sent whole to the client's port.
+fn host_tap_to_capable_client(scheme: &str, engine: Option<&str>, tag: &str, net: u8) {
+    let d = TempDir::new(tag);
+    let extra: Vec<&str> = engine.map(|e| vec!["--engine", e]).unwrap_or_default();
+    let (mut h, dir, stats) = node_host(&d, scheme, &extra);
+    let vnl = format!("vde://{}", dir.display());
+    let mut f = ns_node("fast", Impl::Fast, &d, &[&vnl]);
+    h.up("vde0", &format!("10.{net}.0.1/24"), Some(9000));
+    f.up("vde0", &format!("10.{net}.0.2/24"), Some(9000));
+    h.sh(&format!("ip -6 addr add fd00:{net}::1/64 dev vde0 nodad"), 5);
+    f.sh(&format!("ip -6 addr add fd00:{net}::2/64 dev vde0 nodad"), 5);
+    h.ping(&format!("10.{net}.0.2"), 1, None);
+    h.ping(&format!("fd00:{net}::2"), 1, None);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = stat_sum(
+        negotiated_port(
+            &std::fs::read_to_string(&stats).expect("host's stats"),
+            "link_to_tap",
+        ),
+        "wire_super",
+    );
+    tcp_transfer(&mut h, &mut f, &format!("10.{net}.0.2"), &d, 8 << 20);
+    tcp_transfer(&mut h, &mut f, &format!("fd00:{net}::2"), &d, 8 << 20);
+    // The other way still works (the client's super-frames to the host's tap).
+    tcp_transfer(&mut f, &mut h, &format!("10.{net}.0.1"), &d, 2 << 20);
+    std::thread::sleep(Duration::from_millis(400));
+    let j = std::fs::read_to_string(&stats).expect("host's stats");
+    let to_client = negotiated_port(&j, "link_to_tap");
+    assert!(
+        stat_sum(to_client, "wire_super") > before + 20,
+        "the host's super-frames did not go whole to the client ({before} before): {j}"
+    );
+    assert_eq!(port_str(&j, "vde0", "offload"), "cut", "the host's tap: {j}");
+    drop(f);
+    let o = h.finish(20);
+    assert_eq!(o.code, Some(0), "host: {}", o.stderr);
+}
+
+#[test]
+fn the_host_tap_sends_super_frames_whole_to_a_capable_client() {
+    host_tap_to_capable_client("switch", None, "sfhost", 144);
+}
+
+#[test]
+fn the_hub_host_tap_sends_super_frames_whole_to_a_capable_client() {
+    host_tap_to_capable_client("hub", None, "sfhosthub", 150);
+}
+
+#[test]
+fn the_host_tap_sends_super_frames_whole_on_the_epoll_driver() {
+    host_tap_to_capable_client("switch", Some("poll"), "sfhostp", 145);
+}
+
+/// The host's tap to a vdens-fast and a classic vdens client at once: whole to the first
+/// (counted), cut for the second, whose tap never sees a frame over its MTU nor a bad
+/// checksum; TCP sha256-exact to both.
+#[test]
+fn the_host_tap_sends_whole_to_a_capable_client_and_cut_to_a_classic_one() {
+    let d = TempDir::new("sfhostmix");
+    let (mut h, dir, stats) = node_host(&d, "switch", &[]);
+    let vnl = format!("vde://{}", dir.display());
+    let mut f = ns_node("fast", Impl::Fast, &d, &[&vnl]);
+    let mut c = ns_node("classic", Impl::Classic, &d, &[&vnl]);
+    h.up("vde0", "10.146.0.1/24", None);
+    f.up("vde0", "10.146.0.2/24", None);
+    c.up("vde0", "10.146.0.3/24", None);
+    h.ping("10.146.0.2", 1, None);
+    h.ping("10.146.0.3", 1, None);
+    let cap = d.join("classic.txt");
+    let t = capture(&mut c, "vde0", &cap, "-Q in");
+    tcp_transfer(&mut h, &mut f, "10.146.0.2", &d, 4 << 20);
+    tcp_transfer(&mut h, &mut c, "10.146.0.3", &d, 4 << 20);
+    let text = captured(t, &cap);
+    assert_standard_frames(&text, 1500, 1000);
+    std::thread::sleep(Duration::from_millis(400));
+    let j = std::fs::read_to_string(&stats).expect("host's stats");
+    assert!(
+        stat_sum(negotiated_port(&j, "link_to_tap"), "wire_super") > 20,
+        "no super-frame went whole to the capable client: {j}"
+    );
+    assert!(
+        stat_sum(&j, "super_frames") > 20,
+        "no super-frame cut for the classic client: {j}"
+    );
+    drop(f);
+    drop(c);
+    let o = h.finish(20);
+    assert_eq!(o.code, Some(0), "host: {}", o.stderr);
 }

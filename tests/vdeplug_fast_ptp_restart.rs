@@ -3,7 +3,8 @@
 //! started again (issue 17, item 2, for cables: vdens-fast's ports already reconnect). The
 //! restarted first opener is Debian's `vde_plug ptp://PATH` on a 2-byte-length stream; the
 //! cable's other end is a datagram socket of the test's (the first opener of a second ptp
-//! path). Both drivers of the node loop; AF_UNIX in temp dirs only.
+//! path). Both drivers of the node loop; AF_UNIX in temp dirs only. A cable with nothing to
+//! send hears the restarted first opener too (beyond classic, which waits for its next send).
 
 mod transport_common;
 
@@ -135,4 +136,64 @@ fn cable_reaches_a_restarted_classic_first_opener() {
 #[test]
 fn cable_reaches_a_restarted_classic_first_opener_on_epoll() {
     cable_survives_first_opener_restart("poll");
+}
+
+/// After the restart only the first opener sends: the cable, which has nothing to send, must
+/// still connect to it (vdeplug-fast watches PATH; classic vde_plug would stay connected to
+/// the dead socket and the kernel would refuse the new one's frames with EPERM for ever).
+fn cable_hears_a_restarted_first_opener_without_sending(engine: &str) {
+    let d = TempDir::new("vf-ptp-quiet");
+    let (p, q) = (d.join("p"), d.join("q"));
+    let (vp, vq) = (format!("ptp://{}", p.display()), format!("ptp://{}", q.display()));
+    let far = UnixDatagram::bind(&q).unwrap();
+    let plug = StreamPlug::start(&[&vp]);
+    wait_for("vde_plug to bind p", || live(&p));
+    let log = d.join("cable.err");
+    let _cable = Proc {
+        child: Command::new(env!("CARGO_BIN_EXE_vdeplug-fast"))
+            .args(["--engine", engine, &vp, &vq])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        name: "vdeplug-fast".into(),
+    };
+    wait_for("the cable to bind p+ and q+", || {
+        live(&d.join("p+")) && live(&d.join("q+"))
+    });
+    let err = || std::fs::read_to_string(&log).unwrap_or_default();
+    drop(plug);
+    let mut plug = StreamPlug::start(&[&vp]);
+    wait_for("the new vde_plug to bind p", || live(&p));
+    // Nothing is sent into the cable from the far side from here on.
+    let f = frame(5, b"only-from-first");
+    let end = Instant::now() + TIMEOUT;
+    let mut buf = [0u8; 2048];
+    far.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    loop {
+        assert!(
+            Instant::now() < end,
+            "--engine {engine}: the restarted first opener was never heard; vdeplug-fast said: {}",
+            err()
+        );
+        plug.send(&f);
+        if let Ok(n) = far.recv(&mut buf) {
+            if contains(&buf[..n], b"only-from-first") {
+                assert_eq!(&buf[..n], &f[..]);
+                break;
+            }
+        }
+    }
+    assert!(err().contains("connected again"), "{}", err());
+}
+
+#[test]
+fn quiet_cable_hears_a_restarted_classic_first_opener() {
+    cable_hears_a_restarted_first_opener_without_sending("uring");
+}
+
+#[test]
+fn quiet_cable_hears_a_restarted_classic_first_opener_on_epoll() {
+    cable_hears_a_restarted_first_opener_without_sending("poll");
 }

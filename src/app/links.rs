@@ -405,8 +405,121 @@ fn ptp_tick(l: &mut PtpLink) {
     l.state = state;
 }
 
+/// A vdeplug-fast cable's datagram `ptp://` second opener, watched from the main thread: when
+/// the socket at PATH is a new one (its first opener restarted), the link's socket connects
+/// to it at once. Without this it would do so only at its next failed send (as classic
+/// vde_plug does), and until then the kernel refuses what the new first opener sends to it
+/// (EPERM: the link is still connected to the dead socket), so a cable with nothing to send
+/// would never hear from it again. PATH's inode tells a new socket from the old one, also
+/// after a restart quicker than a tick: its inode number and modification time (the freed
+/// inode number is often given to the new file at once; the time is the bind's, and no
+/// chmod changes it).
+pub struct CableWatch {
+    vnl: String,
+    path: PathBuf,
+    /// A duplicate of the link's data socket (a connect on it is the link's).
+    fd: OwnedFd,
+    how: Reconnect,
+    /// The socket file at PATH the link is connected to, as far as the watch knows.
+    ino: Option<SocketId>,
+    superframes: Option<Arc<AtomicBool>>,
+}
+
+/// Which socket file a path holds: inode number and modification time (seconds, nanoseconds).
+type SocketId = (u64, i64, i64);
+
+/// The socket file at `p`, if one is there.
+fn socket_ino(p: &std::path::Path) -> Option<SocketId> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    std::fs::metadata(p)
+        .ok()
+        .filter(|m| m.file_type().is_socket())
+        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+/// What the watch does on a tick, given the inode it knew and the one at PATH now.
+#[derive(Debug, PartialEq, Eq)]
+enum CableStep {
+    Nothing,
+    /// The socket went away: what negotiated with it ends.
+    Gone,
+    /// A new socket is there: connect to it.
+    Connect,
+}
+
+fn cable_step(known: Option<SocketId>, now: Option<SocketId>) -> CableStep {
+    match (known, now) {
+        (k, n) if k == n => CableStep::Nothing,
+        (_, None) => CableStep::Gone,
+        (_, Some(_)) => CableStep::Connect,
+    }
+}
+
+impl CableWatch {
+    /// The watch for `link`, when it is a datagram ptp second opener (None otherwise).
+    pub fn of(link: &Link) -> Option<CableWatch> {
+        if link.node.is_some() || link.framing != transport::Framing::Datagram {
+            return None;
+        }
+        let how = link.reconnect();
+        let Reconnect::Unix(path) = &how else { return None };
+        let fd = link.tx_fd()?.try_clone_to_owned().ok()?;
+        Some(CableWatch {
+            vnl: link.vnl.clone(),
+            ino: socket_ino(path),
+            path: path.clone(),
+            fd,
+            how: how.clone(),
+            superframes: link.superframes.clone(),
+        })
+    }
+
+    /// Looks at PATH once (a stat), connecting the link to a new socket found there.
+    pub fn tick(&mut self) {
+        let now = socket_ino(&self.path);
+        match cable_step(self.ino, now) {
+            CableStep::Nothing => {}
+            CableStep::Gone => {
+                if let Some(s) = &self.superframes {
+                    s.store(false, Ordering::Release);
+                }
+                self.ino = None;
+            }
+            CableStep::Connect => {
+                if let Some(s) = &self.superframes {
+                    s.store(false, Ordering::Release);
+                }
+                // Not yet listening (or still someone else's): the next tick tries again.
+                if matches!(self.how.reconnect(self.fd.as_fd()), Ok(true)) {
+                    self.ino = now;
+                    crate::diag!(
+                        "{}: a new first opener at {}: connected again",
+                        self.vnl,
+                        self.path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cable_connects_when_the_socket_at_path_is_new() {
+        use super::{cable_step, CableStep::*};
+        let (a, b) = ((5, 100, 1), (5, 100, 2));
+        assert_eq!(cable_step(Some(a), Some(a)), Nothing);
+        assert_eq!(cable_step(None, None), Nothing);
+        assert_eq!(cable_step(Some(a), None), Gone);
+        assert_eq!(
+            cable_step(Some(a), Some(b)),
+            Connect,
+            "the same inode number, bound later"
+        );
+        assert_eq!(cable_step(None, Some(b)), Connect);
+    }
+
     use super::*;
 
     #[test]

@@ -172,6 +172,9 @@ fn clone_mode(
             Ok(child::supervise(&mut sfd, pid, &[], None, |ev| {
                 if let child::Event::Child = ev {
                     reap_coprocs(&mut coprocs);
+                    if let Some(e) = el {
+                        e.reap_if_ended();
+                    }
                 }
                 true
             }))
@@ -250,8 +253,8 @@ fn open_taps(cfg: &Config, links: Vec<Link>) -> Result<(Vec<Port>, Links), RunEr
 fn tap_reader(link: &Link) -> TapReader {
     match link.node {
         None => TapReader::Port,
-        Some(Hosted::Net(_)) => TapReader::NetNode,
-        Some(_) => TapReader::OtherNode,
+        Some(Hosted::Net(_) | Hosted::Ptp(_)) => TapReader::Node,
+        Some(_) => TapReader::Overlay,
     }
 }
 

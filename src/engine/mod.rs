@@ -203,7 +203,11 @@ struct StatsWriter {
 
 pub struct Engine {
     kind: EngineKind,
+    /// A handle per port worker and per node (node handles after the workers', in node
+    /// order; nodes share threads).
     workers: Vec<WorkerHandle>,
+    /// Data-plane threads running.
+    threads: usize,
     ports: Vec<Arc<stats::PortStats>>,
     /// Multi-endpoint nodes (switch, hub, cable), one worker each, after the port workers.
     nodes: Vec<Arc<node::NodeShared>>,
@@ -264,6 +268,7 @@ impl Engine {
         let mut engine = Engine {
             kind,
             workers: Vec::new(),
+            threads: 0,
             ports: stats_all,
             nodes: Vec::new(),
             node_kinds: Vec::new(),
@@ -329,11 +334,15 @@ impl Engine {
                 thread: Some(thread),
             });
             started += 1;
+            self.threads += 1;
         }
         Ok(started)
     }
 
-    /// One thread per node.
+    /// The node threads: one per node up to the CPUs there are, then nodes share them
+    /// (round robin), each thread running its nodes on one ring. 200 `switch://` in one
+    /// vdens-fast thus take 2 rings on 2 CPUs, not 200 (and their locked memory), while a
+    /// node or two still get a CPU each. Returns the threads started.
     fn spawn_nodes(
         &mut self,
         nodes: Vec<Node>,
@@ -342,35 +351,42 @@ impl Engine {
         ready: &Sender<Ready>,
         fallbacks: &Arc<AtomicUsize>,
     ) -> Result<usize, EngineError> {
-        let mut started = 0;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = node_threads(nodes.len(), cpus);
+        let mut groups: Vec<Vec<(Node, NodeCtx)>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut handles = Vec::new();
         for (index, n) in nodes.into_iter().enumerate() {
             let wake = new_wake("node")?;
             let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
             let shared = Arc::new(node::NodeShared::new());
             self.nodes.push(shared.clone());
-            let ready = ready.clone();
-            let w = wake.clone();
-            let kind = self.kind;
-            self.node_kinds.push(kind);
-            let fell_back = fallbacks.clone();
-            let rt = rt.clone();
-            let thread = spawn_thread(format!("vdens-node{index}"), move || {
-                realtime(rt);
-                let ctx = NodeCtx {
-                    cmds: ctx_rx,
-                    wake: w,
-                    shared,
-                };
-                uring::run_node(n, ctx, tuning, kind, &fell_back, ready)
-            })?;
-            self.workers.push(WorkerHandle {
+            self.node_kinds.push(self.kind);
+            let ctx = NodeCtx {
+                cmds: ctx_rx,
+                wake: wake.clone(),
+                shared,
+            };
+            groups[index % threads].push((n, ctx));
+            handles.push(WorkerHandle {
                 cmds: ctx_tx,
                 wake,
-                thread: Some(thread),
+                thread: None,
             });
-            started += 1;
         }
-        Ok(started)
+        // The handles stay in node order (`node_worker`); a thread's goes with its first node.
+        let first = self.workers.len();
+        self.workers.extend(handles);
+        for (index, group) in groups.into_iter().enumerate() {
+            let ready = ready.clone();
+            let (kind, fell_back, rt) = (self.kind, fallbacks.clone(), rt.clone());
+            let thread = spawn_thread(format!("vdens-node{index}"), move || {
+                realtime(rt);
+                uring::run_nodes(group, tuning, kind, &fell_back, ready)
+            })?;
+            self.workers[first + index].thread = Some(thread);
+            self.threads += 1;
+        }
+        Ok(threads)
     }
 
     /// Waits for every started thread to report its set-up; stops them all if one failed.
@@ -413,7 +429,7 @@ impl Engine {
         let ports = self.ports.clone();
         let nodes = self.nodes.clone();
         let interval = interval.max(Duration::from_millis(10));
-        let (kind, n) = (self.kind, self.workers.len());
+        let (kind, n) = (self.kind, self.threads);
         let thread = std::thread::Builder::new()
             .name("vdens-stats".into())
             .spawn(move || {
@@ -439,7 +455,7 @@ impl Engine {
 
     /// Number of worker threads running.
     pub fn workers(&self) -> usize {
-        self.workers.len()
+        self.threads
     }
 
     /// Current counters of every port (asks each worker to publish first, waiting at most
@@ -491,7 +507,7 @@ impl Engine {
 
     /// The statistics as one JSON line.
     pub fn stats_json(&self) -> String {
-        stats::to_json(self.kind.name(), self.workers.len(), &self.stats())
+        stats::to_json(self.kind.name(), self.threads, &self.stats())
     }
 
     /// Writes the statistics now (SIGUSR1): to the --stats file, or one JSON line on stderr.
@@ -524,7 +540,7 @@ impl Engine {
         }
         let snap = snapshot(&self.ports, &self.nodes);
         if let Some(p) = &self.stats_file {
-            let json = stats::to_json(self.kind.name(), self.workers.len(), &snap);
+            let json = stats::to_json(self.kind.name(), self.threads, &snap);
             write_stats(p, &json, &mut false);
         }
         snap
@@ -702,10 +718,24 @@ fn write_stats(path: &Path, json: &str, warned: &mut bool) {
     }
 }
 
+/// How many threads `nodes` nodes run on, with `cpus` CPUs: one each up to the CPUs.
+fn node_threads(nodes: usize, cpus: usize) -> usize {
+    nodes.min(cpus.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use nix::errno::Errno;
+
+    #[test]
+    fn nodes_get_a_thread_each_up_to_the_cpus() {
+        assert_eq!(node_threads(1, 8), 1);
+        assert_eq!(node_threads(2, 2), 2);
+        assert_eq!(node_threads(200, 2), 2);
+        assert_eq!(node_threads(3, 0), 1);
+        assert_eq!(node_threads(0, 4), 0);
+    }
 
     /// The texts users see, case by case (they were strings before the cases).
     #[test]

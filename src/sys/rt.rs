@@ -108,6 +108,22 @@ impl Elevator {
     }
 }
 
+impl Elevator {
+    /// Reaps the helper if it has ended (this process being its parent), without waiting: a
+    /// vdens -c parent calls it on SIGCHLD, so the helper is no zombie while the command runs.
+    pub fn reap_if_ended(&self) {
+        use std::sync::atomic::Ordering;
+        if nix::unistd::getpid() != self.owner || self.reaped.load(Ordering::Relaxed) {
+            return;
+        }
+        match nix::sys::wait::waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
+            // Ended (or no longer ours to wait for): nothing left to reap.
+            _ => self.reaped.store(true, Ordering::Relaxed),
+        }
+    }
+}
+
 impl Drop for Elevator {
     fn drop(&mut self) {
         self.finish();

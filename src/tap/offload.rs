@@ -35,19 +35,20 @@ impl TapOffload {
 pub enum TapReader {
     /// A port's worker (either engine): it cuts and coalesces.
     Port,
-    /// A switch's or hub's node (switch://, hub://): it cuts and coalesces on the host's tap,
-    /// on either driver.
-    NetNode,
-    /// Any other hosted node (ptp, overlays): plain frames.
-    OtherNode,
+    /// A switch's, hub's or seqpacket ptp end's node (switch://, hub://, ptp://...[seqpacket]):
+    /// it cuts and coalesces on the host's tap, on either driver, and sends its super-frames
+    /// whole where the other end took them.
+    Node,
+    /// Any other hosted node (overlays): plain frames.
+    Overlay,
 }
 
 /// Whether the tap read by `reader` is to be opened with offload: only when offload is
 /// `asked` for (no --no-offload) and the reader cuts and coalesces.
 pub fn wanted(asked: bool, reader: TapReader) -> bool {
     let cuts = match reader {
-        TapReader::Port | TapReader::NetNode => true,
-        TapReader::OtherNode => false,
+        TapReader::Port | TapReader::Node => true,
+        TapReader::Overlay => false,
     };
     asked && cuts
 }
@@ -60,9 +61,9 @@ mod tests {
     fn offload_only_where_the_reader_cuts_and_coalesces() {
         assert!(wanted(true, TapReader::Port));
         assert!(!wanted(false, TapReader::Port));
-        assert!(!wanted(false, TapReader::NetNode));
-        assert!(!wanted(true, TapReader::OtherNode));
-        assert!(wanted(true, TapReader::NetNode));
+        assert!(!wanted(false, TapReader::Node));
+        assert!(!wanted(true, TapReader::Overlay));
+        assert!(wanted(true, TapReader::Node));
     }
 
     #[test]

@@ -1009,3 +1009,101 @@ pub fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// The source address of a tagged datagram read as a frame (`wire::superframe::TAG`).
+pub const TAG_SRC: &str = "2b:66:61:73:74:01";
+
+/// tcpdump on `iface` in the network namespace of `n`'s shell, its `-e -vv` text in `file`,
+/// whole frames (run from outside: in a user namespace, as classic vdens makes, tcpdump cannot
+/// drop its privileges); `filter` goes on its command line. Waits until it listens.
+pub fn capture(n: &mut Node, iface: &str, file: &Path, filter: &str) -> Daemon {
+    let pid = n.sh("echo $$", 5).trim().to_string();
+    let mut c = Command::new("nsenter");
+    c.args(["-t", &pid, "-n", "sh", "-c"]).arg(format!(
+        "exec timeout 120 tcpdump -i {iface} -n -e -vv -l {filter} > {} 2>&1",
+        file.display()
+    ));
+    let t = Daemon::start("tcpdump", c);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(
+            Instant::now() < end,
+            "tcpdump did not start: {}",
+            std::fs::read_to_string(file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t
+}
+
+/// Ends capture `t` (after a second for its last frames) and returns its text.
+pub fn captured(t: Daemon, file: &Path) -> String {
+    std::thread::sleep(Duration::from_secs(1));
+    drop(t);
+    std::fs::read_to_string(file).expect("capture text")
+}
+
+/// The length of every frame in a capture's text.
+pub fn frame_lengths(text: &str) -> Vec<usize> {
+    text.lines()
+        .filter(|l| l.contains("ethertype"))
+        .filter_map(|l| {
+            let i = l.find(", length ")? + ", length ".len();
+            l[i..].split(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// What a peer that takes no super-frames (a classic one) must see on its tap, from the
+/// capture text of what the tap handed its namespace: at least `min` frames, none over a
+/// standard frame at `mtu` (+ 14 bytes of Ethernet header), none tagged, and every checksum
+/// tcpdump checked correct (at least one TCP checksum checked).
+pub fn assert_standard_frames(text: &str, mtu: usize, min: usize) {
+    let lens = frame_lengths(text);
+    assert!(lens.len() >= min, "the capture is short: {} frames", lens.len());
+    let over: Vec<usize> = lens.iter().copied().filter(|&l| l > mtu + 14).collect();
+    assert!(over.is_empty(), "frames over the MTU {mtu}: {over:?}");
+    assert!(!text.contains(TAG_SRC), "a tagged datagram reached the tap");
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("incorrect") || l.contains("bad cksum") || l.contains("bad udp cksum"))
+        .take(5)
+        .collect();
+    assert!(bad.is_empty(), "bad checksums: {bad:?}");
+    assert!(text.contains("(correct)"), "tcpdump checked no TCP checksum");
+}
+
+/// Addresses (IPv4 10.NET.0.x/24, IPv6 fdNET::x/64), MTU and a first ping between two nodes
+/// on one link (vde0 of each).
+pub fn wire_pair(a: &mut Node, b: &mut Node, net: &str, mtu: usize) {
+    let m = Some(mtu as u32).filter(|&m| m != 1500);
+    a.up("vde0", &format!("10.{net}.0.1/24"), m);
+    b.up("vde0", &format!("10.{net}.0.2/24"), m);
+    a.sh(&format!("ip -6 addr add fd{net}::1/64 dev vde0 nodad"), 5);
+    b.sh(&format!("ip -6 addr add fd{net}::2/64 dev vde0 nodad"), 5);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.try_sh(&format!("ping -c 1 -W 1 10.{net}.0.1"), 5).0 != Some(0) {
+        assert!(Instant::now() < deadline, "no ping over the link");
+    }
+}
+
+/// Between nodes joined by [`wire_pair`]: ICMP at the MTU, TCP both ways (sha256-exact),
+/// and a UDP datagram.
+pub fn pair_traffic(a: &mut Node, b: &mut Node, d: &TempDir, net: &str, mtu: usize) {
+    b.ping(&format!("10.{net}.0.1"), 2, Some((mtu - 28) as u32));
+    tcp_transfer(b, a, &format!("10.{net}.0.1"), d, 8 << 20);
+    tcp_transfer(a, b, &format!("10.{net}.0.2"), d, 4 << 20);
+    a.sh(
+        "rm -f udp.out; (timeout 10 nc -u -l 7777 > udp.out &) ; sleep 0.3",
+        5,
+    );
+    b.sh(
+        &format!("echo datagram | timeout 5 nc -u -w 1 10.{net}.0.1 7777"),
+        10,
+    );
+    let got = a.sh("sleep 0.3; cat udp.out", 5);
+    assert!(got.contains("datagram"), "UDP crossed: {got:?}");
+}

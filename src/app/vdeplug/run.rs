@@ -12,6 +12,7 @@ use super::{
     ip_source, iplog_message, parse, program_name, remote_address, syslog_datagram, wire, Logging, Options,
     Parsed, Plan, Role, Shape, IPLOG_GROUP,
 };
+use crate::app::links::{self, CableWatch};
 use crate::engine::{Endpoint, Engine, EngineOptions, Node, NodeKind, UringTuning};
 use crate::transport::{self, Framing, Hosted, Link};
 use nix::sys::signal::{SigSet, Signal};
@@ -195,6 +196,9 @@ struct Run {
     pumps: Vec<JoinHandle<()>>,
     /// Set when stdin, copied by a thread, ends.
     stdin_ended: Option<Arc<AtomicBool>>,
+    /// The datagram ptp second openers among the links, connected to a restarted first
+    /// opener as soon as it is there (not only at their next failed send).
+    watches: Vec<CableWatch>,
 }
 
 impl Run {
@@ -210,6 +214,7 @@ impl Run {
             pidfile,
             pumps: Vec::new(),
             stdin_ended: None,
+            watches: Vec::new(),
         }
     }
 
@@ -250,7 +255,7 @@ impl Run {
                 if let Some(r) = ready.take() {
                     daemon_ready(r);
                 }
-                let ended = wait(&engine, &sfd, input.as_deref());
+                let ended = wait(&engine, &sfd, input.as_deref(), &mut self.watches);
                 engine.stop();
                 ended
             }
@@ -271,9 +276,20 @@ impl Run {
     /// engine's to see).
     fn start(&mut self) -> Result<(Engine, Option<Arc<AtomicBool>>), Failed> {
         let descr = self.o.descr.clone();
+        // A cable's vde:// links offer their switches super-frames: between two vdens-fast or
+        // vdeplug-fast switches they then cross the cable whole (cut by the node for a link
+        // that did not take them). Nothing else is opened with offload (a tap:// link would
+        // get a virtio-net header).
+        let cable = matches!(self.o.plan, Plan::Cable { .. });
         let open = |v: &OsStr, i: usize, o: &Options| -> Result<Link, Failed> {
             let v = super::with_open_args(&resolve_plain(v, &o.open_args[i])?, &o.open_args[i]);
-            transport::open_described_os(&v, &descr).map_err(|e| Failed(e.to_string()))
+            let how = transport::Opening {
+                descr: &descr,
+                rejoin: false,
+                offload: cable && is_vde(&v),
+                superframe_nodes: true,
+            };
+            transport::open_with(&v, &how).map_err(|e| Failed(e.to_string()))
         };
         let o = self.o.clone();
         let links = match &o.plan {
@@ -319,6 +335,7 @@ impl Run {
             (_, Some(i)) => self.interpose_input(&mut links[i], true)?,
             (_, None) => None,
         };
+        self.watches = links.iter().filter_map(CableWatch::of).collect();
         let node = node_of(links, w);
         let opts = EngineOptions {
             choice: o.engine,
@@ -438,6 +455,14 @@ fn resolve_plain(vnl: &OsStr, a: &super::OpenArgs) -> Result<OsString, Failed> {
     transport::resolve_plain(vnl).map_err(|e| Failed(e.to_string()))
 }
 
+/// Whether `vnl` opens a `vde://` link (a plain path, or a VNL file naming one, too).
+fn is_vde(vnl: &OsStr) -> bool {
+    transport::resolve_plain(vnl)
+        .ok()
+        .and_then(|r| crate::vnl::parse_os(&r).ok())
+        .is_some_and(|s| matches!(s, crate::vnl::Spec::Vde(_)))
+}
+
 /// The role of an opened link for [`wire`].
 fn role(l: &Link) -> Role {
     match &l.node {
@@ -501,12 +526,19 @@ fn block_signals() -> Result<SignalFd, Failed> {
         .map_err(|e| Failed(format!("cannot create a signalfd: {}", e.desc())))
 }
 
-/// Runs until an ending signal or the end of the input (a cable's, or `input`).
-fn wait(engine: &Engine, sfd: &SignalFd, input: Option<&AtomicBool>) -> Ended {
+/// Runs until an ending signal or the end of the input (a cable's, or `input`); looks at the
+/// `watches` every [`links::TICK`].
+fn wait(engine: &Engine, sfd: &SignalFd, input: Option<&AtomicBool>, watches: &mut [CableWatch]) -> Ended {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let tick = links::TICK.as_millis() as u16;
+    let mut next = Instant::now();
     loop {
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(200u16));
+        let _ = poll(&mut fds, PollTimeout::from(tick));
+        if Instant::now() >= next {
+            watches.iter_mut().for_each(CableWatch::tick);
+            next = Instant::now() + links::TICK;
+        }
         while let Ok(Some(info)) = sfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGTERM) => return Ended::Status(0),

@@ -7,7 +7,7 @@ mod restrict;
 mod ring;
 mod worker;
 
-pub use node::run_node;
+pub use node::run_nodes;
 pub use worker::run;
 
 use io_uring::{opcode, types::BufRingEntry, IoUring, Probe};

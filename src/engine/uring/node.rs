@@ -60,7 +60,7 @@ use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
 use crate::engine::port::{is_dgram, is_socket, set_nonblocking, Reconnector, MAX_FRAME};
-use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
+use crate::engine::stats::{Counts, DropReason, Offload, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{Cmd, NodeCtx, StartError};
 use crate::engine::EngineKind;
 use crate::switch::server::Listener;
@@ -70,16 +70,18 @@ use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnect, SendT
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::gso::Segmenter;
 use crate::wire::stream::{self, Decoder};
-use crate::wire::superframe::{is_tagged, PREFIX, TAG_LEN};
+use crate::wire::superframe::{is_tagged, needs_header, OFFER, PREFIX, RUNT_LEN, TAG, TAG_LEN};
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::cqueue;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::socket::{recv, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,10 +108,16 @@ const NBIG: u16 = 64;
 /// Large enough for any tagged datagram, so a longer one shows up as oversize.
 const BIG_SIZE: usize = HEADROOM + PREFIX + SUPER_READ;
 const BIG_FLAG: u16 = 0x4000;
-/// The provided-buffer group of the big buffers (the shared one is 0); also the `slot` of
-/// a multishot receive's token that draws from them.
+/// The provided-buffer group of a node's big buffers, after its shared one (node `k` of a
+/// thread has groups `2k` and `2k + 1`): a multishot receive's token names its group.
 const BIG_GROUP: u16 = 1;
 const REARM_BIG: u32 = NBIG as u32 / 8;
+/// Read buffers of the node's own offloading tap (see [`TapBufs`]).
+const NTAP: u16 = 8;
+/// A tap read lands so that its frame starts [`PREFIX`] bytes in: the tag and a 10-byte
+/// virtio-net header fit in front, and the buffer is then a tagged datagram as it goes out.
+const TAP_SIZE: usize = PREFIX + SUPER_READ;
+const TAP_FLAG: u16 = 0x2000;
 
 /// Where frame id `fid` lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +128,8 @@ enum Fid {
     Big(u16),
     /// A slot: a frame reassembled, cut or copied by the node.
     Slot(u16),
+    /// A read buffer of the node's own offloading tap, holding a tagged datagram.
+    Tap(u16),
 }
 
 impl Fid {
@@ -129,6 +139,8 @@ impl Fid {
             Fid::Slot(fid & !SLOT_FLAG)
         } else if fid & BIG_FLAG != 0 {
             Fid::Big(fid & !BIG_FLAG)
+        } else if fid & TAP_FLAG != 0 {
+            Fid::Tap(fid & !TAP_FLAG)
         } else {
             Fid::Buf(fid)
         }
@@ -233,6 +245,7 @@ fn rec_of(fid: u16) -> usize {
         Fid::Buf(b) => b as usize,
         Fid::Slot(s) => NBUF as usize + s as usize,
         Fid::Big(b) => NBUF as usize + SLOTS + b as usize,
+        Fid::Tap(b) => NBUF as usize + SLOTS + NBIG as usize + b as usize,
     }
 }
 
@@ -247,11 +260,15 @@ struct StreamIn {
     reading: bool,
 }
 
-/// Reading an offloading tap (the switch host's own): one read at a time into `big`, cut into
-/// standard frames, each in a slot, before its forwarding decision.
+/// Reading an offloading tap (the switch host's own): one read at a time into a tap buffer
+/// ([`TapBufs`]), its frame [`PREFIX`] bytes in. A read that needs its header (a super-frame,
+/// a partial checksum), on a node that offers super-frames, becomes a tagged datagram there
+/// and goes on whole (`forward_whole`); any other is cut into standard frames, each in a
+/// slot, before its forwarding decision.
 struct VnetIn {
     hdr: usize,
-    big: Box<[u8]>,
+    /// The tap buffer read into, or holding the read being cut.
+    cur: Option<u16>,
     /// Bytes of the last read not yet fully cut (0: none).
     len: usize,
     /// Next segment of it to cut.
@@ -334,6 +351,9 @@ struct Ep {
     /// A client that takes tagged datagrams (`switch::server::Joined::superframes`): it is
     /// received into the big buffers, and sent super-frames whole.
     superframes: bool,
+    /// The endpoint takes tagged datagrams whole: a switch client or cable link as
+    /// `superframes`; a seqpacket ptp peer once it sent [`OFFER`] on its connection.
+    takes_whole: bool,
     /// [TAP_TO_LINK] = from this endpoint into the node, [LINK_TO_TAP] = from the node to it.
     counts: [Counts; 2],
     stats: Arc<PortStats>,
@@ -366,7 +386,7 @@ impl Ep {
             None => Rx::None,
             Some(_) if vnet => Rx::Vnet(Box::new(VnetIn {
                 hdr: off.vnet_hdr,
-                big: vec![0u8; SUPER_READ].into_boxed_slice(),
+                cur: None,
                 len: 0,
                 next: 0,
                 reading: false,
@@ -418,6 +438,21 @@ impl Ep {
         });
         let (rx_fd, tx_fd) = (raw(rx), raw(txfd));
         let ctl_fd = owner.ctl().map(|c| c.as_raw_fd());
+        let mut stats = PortStats::new(name, vnl);
+        if vnet {
+            // Its super-frames go whole to the clients that take them, cut for the rest.
+            stats.offload = Offload::Cut;
+        }
+        // A link that offered its peer super-frames (a vdeplug-fast cable's vde:// link): the
+        // peer took them at the handshake, or never will (`wire::superframe`).
+        stats.superframes = match &owner {
+            Owner::Link(l) => l.superframes.clone(),
+            _ => None,
+        };
+        let superframes = stats
+            .superframes
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed));
         Ok(Ep {
             gen,
             rx_fd,
@@ -430,9 +465,10 @@ impl Ep {
             tx: tx_kind,
             reconnect,
             inflight: 0,
-            superframes: false,
+            superframes,
+            takes_whole: superframes,
             counts: [Counts::default(); 2],
-            stats: Arc::new(PortStats::new(name, vnl)),
+            stats: Arc::new(stats),
             label,
             owner,
         })
@@ -469,13 +505,14 @@ impl Ep {
             rx_starved: false,
             tx: Tx::Overlay(Box::new(OvTx {
                 ep: o,
-                recs: (0..NBUF as usize + SLOTS + NBIG as usize)
+                recs: (0..NBUF as usize + SLOTS + NBIG as usize + NTAP as usize)
                     .map(|_| SendRec::new())
                     .collect(),
             })),
             reconnect: Reconnector::new(Reconnect::Never),
             inflight: 0,
             superframes: false,
+            takes_whole: false,
             counts: [Counts::default(); 2],
             stats,
             label,
@@ -493,6 +530,41 @@ impl Ep {
 struct Bufs {
     shared: BufRing,
     big: Option<BufRing>,
+    tap: TapBufs,
+}
+
+/// The read buffers of the node's own offloading tap (allocated with its first read): a read
+/// that goes on whole is sent from its buffer, held (`refs`) until every send completed,
+/// while the next reads go to the others.
+#[derive(Default)]
+struct TapBufs {
+    /// NTAP x TAP_SIZE, never moved once allocated.
+    slab: Box<[u8]>,
+    free: Vec<u16>,
+    refs: Box<[u16]>,
+    /// What each holds once judged: the standard frames it stands for.
+    whole: Box<[Option<Whole>]>,
+}
+
+impl TapBufs {
+    fn ensure(&mut self) {
+        if self.slab.is_empty() {
+            self.slab = vec![0u8; NTAP as usize * TAP_SIZE].into_boxed_slice();
+            self.free = (0..NTAP).rev().collect();
+            self.refs = vec![0u16; NTAP as usize].into_boxed_slice();
+            self.whole = vec![None; NTAP as usize].into_boxed_slice();
+        }
+    }
+
+    fn buf(&self, t: u16) -> &[u8] {
+        let o = t as usize * TAP_SIZE;
+        &self.slab[o..o + TAP_SIZE]
+    }
+
+    fn buf_mut(&mut self, t: u16) -> &mut [u8] {
+        let o = t as usize * TAP_SIZE;
+        &mut self.slab[o..o + TAP_SIZE]
+    }
 }
 
 impl Bufs {
@@ -501,14 +573,16 @@ impl Bufs {
     fn data(&self, fid: u16, len: usize) -> &[u8] {
         match Fid::of(fid) {
             Fid::Big(b) => self.big.as_ref().expect("big buffers").data(b, 0, len),
+            Fid::Tap(t) => &self.tap.buf(t)[..len],
             _ => self.shared.data(fid, 0, len),
         }
     }
 
-    /// Hands buffer `fid` back to the kernel.
+    /// Hands buffer `fid` back to the kernel (a tap buffer: to the next reads).
     fn push(&mut self, fid: u16) {
         match Fid::of(fid) {
             Fid::Big(b) => self.big.as_mut().expect("big buffers").push(b),
+            Fid::Tap(t) => self.tap.free.push(t),
             _ => self.shared.push(fid),
         }
     }
@@ -532,7 +606,64 @@ fn tap_fd(owner: &Owner) -> BorrowedFd<'_> {
 
 /// Submits the tap writes queued on `ring` (`queued`: some are), so that a write made at once
 /// after them reaches the tap after them.
-fn submit_tap_writes(queued: &mut bool, ring: &mut Ring) {
+/// The ring of a node thread, shared by the nodes it runs (one thread, so no lock: each use
+/// borrows it for one call).
+#[derive(Clone)]
+struct RingRef(Rc<RefCell<Ring>>);
+
+impl RingRef {
+    /// Queues `op` (see [`Ring::push`]).
+    ///
+    /// # Safety
+    /// As [`Ring::push`]: what `op` points to stays valid until its last completion.
+    unsafe fn push(&self, op: &super::ring::Op) -> std::io::Result<()> {
+        // SAFETY: per this function's contract.
+        unsafe { self.0.borrow_mut().push(op) }
+    }
+
+    fn submit(&self) -> std::io::Result<usize> {
+        self.0.borrow_mut().submit()
+    }
+}
+
+/// The generations of the endpoints (and joining clients) of one thread's nodes. Each is
+/// handed out once in 65535 and names its node, so a completion finds its node from its
+/// token alone; 0 is never handed out: a token with generation 0 is a node's own operation
+/// (its wake-up, listener, timers, cancels), with the node's index in place of an endpoint.
+struct Gens {
+    next: Cell<u16>,
+    owner: Box<[Cell<u16>]>,
+}
+
+impl Gens {
+    fn new() -> Gens {
+        Gens {
+            next: Cell::new(0),
+            owner: (0..=u16::MAX).map(|_| Cell::new(0)).collect(),
+        }
+    }
+
+    /// A new generation, for node `node`.
+    fn take(&self, node: u16) -> u16 {
+        let g = match self.next.get().wrapping_add(1) {
+            0 => 1,
+            g => g,
+        };
+        self.next.set(g);
+        self.owner[g as usize].set(node);
+        g
+    }
+
+    /// The node (its index in the thread) that operation `t` belongs to.
+    fn node_of(&self, t: &Token) -> usize {
+        match t.gen {
+            0 => t.ep(),
+            g => self.owner[g as usize].get() as usize,
+        }
+    }
+}
+
+fn submit_tap_writes(queued: &mut bool, ring: &RingRef) {
     if std::mem::take(queued) {
         let _ = ring.submit();
     }
@@ -545,9 +676,15 @@ fn raw(f: Option<BorrowedFd<'_>>) -> RawFd {
 
 struct UNode {
     name: String,
-    ring: Ring,
-    /// Busy polling: spin this long for a completion before sleeping (`--busy-poll`).
-    busy: Option<Duration>,
+    /// The ring of the thread, shared by every node it runs.
+    ring: RingRef,
+    /// This node's place among the nodes of its thread: in the token of its own operations
+    /// (with generation 0), and in its buffer groups.
+    index: u16,
+    /// The generations of the thread's endpoints, which tell whose a completion is.
+    gens: Rc<Gens>,
+    /// The commands of the control thread for this node.
+    cmds: Receiver<Cmd>,
     bufs: Bufs,
     /// References to each shared buffer (sends in flight + the forwarding in progress).
     buf_refs: Box<[u16]>,
@@ -571,7 +708,6 @@ struct UNode {
     eps: Vec<Option<Ep>>,
     /// Endpoints detached while operations still used their descriptors.
     leaving: Vec<(usize, Ep)>,
-    gen: u16,
     fwd: Forwarder,
     /// The switch's or hub's control socket (None for a cable).
     listener: Option<Listener>,
@@ -584,7 +720,8 @@ struct UNode {
     wake_armed: bool,
     /// Operations in flight (all kinds), for the shutdown.
     outstanding: u64,
-    cqes: Vec<(u64, i32, u32)>,
+    /// A completion of this node was handled in this turn (the others skip `turn_end`).
+    touched: bool,
     start: Instant,
     shared: Arc<NodeShared>,
     stopping: bool,
@@ -642,6 +779,7 @@ impl UNode {
             Fid::Slot(s) => self.slots[s as usize * BUF_SIZE..].as_ptr(),
             Fid::Buf(b) => self.bufs.shared.addr(b),
             Fid::Big(b) => self.bufs.big.as_ref().expect("big buffers").addr(b),
+            Fid::Tap(t) => self.bufs.tap.buf(t).as_ptr(),
         }
     }
 
@@ -650,6 +788,7 @@ impl UNode {
             Fid::Slot(s) => &mut self.slot_refs[s as usize],
             Fid::Buf(b) => &mut self.buf_refs[b as usize],
             Fid::Big(b) => &mut self.big_refs[b as usize],
+            Fid::Tap(t) => &mut self.bufs.tap.refs[t as usize],
         }
     }
 
@@ -673,7 +812,17 @@ impl UNode {
     fn whole_of(&self, fid: u16) -> Option<Whole> {
         match Fid::of(fid) {
             Fid::Big(b) => self.big_whole[b as usize],
+            Fid::Tap(t) => self.bufs.tap.whole[t as usize],
             _ => None,
+        }
+    }
+
+    /// Records what big or tap buffer `fid` holds.
+    fn set_whole(&mut self, fid: u16, w: Option<Whole>) {
+        match Fid::of(fid) {
+            Fid::Big(b) => self.big_whole[b as usize] = w,
+            Fid::Tap(t) => self.bufs.tap.whole[t as usize] = w,
+            _ => {}
         }
     }
 
@@ -703,13 +852,23 @@ impl UNode {
         self.leaving.retain(|(_, e)| e.inflight > 0);
     }
 
+    /// The token of an operation of the node's own (no endpoint's).
+    fn own(&self, op: Op) -> u64 {
+        token(op, self.index as usize, 0, 0, 0)
+    }
+
+    /// The node's provided-buffer groups: the shared one, and the big one.
+    fn group(&self, big: bool) -> u16 {
+        2 * self.index + u16::from(big)
+    }
+
     fn arm_wake(&mut self) {
         let e = Sqe::Poll {
             fd: Target::Fd(self.wake.as_raw_fd()),
             events: libc::POLLIN as u32,
             multi: true,
         }
-        .op(token(Op::Wake, 0, 0, 0, 0));
+        .op(self.own(Op::Wake));
         self.push(&e);
         self.wake_armed = true;
     }
@@ -721,7 +880,7 @@ impl UNode {
             events: libc::POLLIN as u32,
             multi: true,
         }
-        .op(token(Op::Listen, 0, 0, 0, 0));
+        .op(self.own(Op::Listen));
         self.push(&e);
         self.listen_armed = true;
     }
@@ -786,10 +945,22 @@ impl UNode {
                 if v.reading || v.len > 0 {
                     return;
                 }
+                let tb = match v.cur {
+                    Some(tb) => tb,
+                    None => {
+                        self.bufs.tap.ensure();
+                        // All held by sends and cuts: read again once one is back.
+                        let Some(tb) = self.bufs.tap.free.pop() else {
+                            return;
+                        };
+                        v.cur = Some(tb);
+                        tb
+                    }
+                };
                 v.reading = true;
                 Sqe::Read {
                     fd,
-                    buf: v.big.as_mut_ptr(),
+                    buf: self.bufs.tap.buf_mut(tb)[PREFIX - v.hdr..].as_mut_ptr(),
                     len: SUPER_READ as u32,
                     socket: false,
                 }
@@ -838,8 +1009,7 @@ impl UNode {
     }
 
     fn next_gen(&mut self) -> u16 {
-        self.gen = self.gen.wrapping_add(1);
-        self.gen
+        self.gens.take(self.index)
     }
 
     /// Detaches endpoint `id`: no frame goes to it any more; its descriptors close once
@@ -865,7 +1035,7 @@ impl UNode {
         fds.sort_unstable();
         fds.dedup();
         for fd in fds.into_iter().filter(|f| *f >= 0) {
-            let c = Sqe::CancelFd { fd }.op(token(Op::Cancel, 0, 0, 0, 0));
+            let c = Sqe::CancelFd { fd }.op(self.own(Op::Cancel));
             self.push(&c);
         }
         self.leaving.push((id, e));
@@ -946,7 +1116,7 @@ impl UNode {
                         len: (len + hl) as u32,
                     }
                 } else {
-                    submit_tap_writes(&mut self.tap_queued, &mut self.ring);
+                    submit_tap_writes(&mut self.tap_queued, &self.ring);
                     let tfd = tap_fd(&e.owner);
                     v.gro.push(f, &mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
                     return;
@@ -1004,7 +1174,8 @@ impl UNode {
         // A frame that looks tagged but comes from where no tagged datagram may (a classic
         // client, a tap, a link) would be read as one by the clients that take them: its
         // source address is multicast, which no Ethernet frame has (see wire::superframe).
-        let forged = !self.cable && is_tagged(f);
+        // A cable passes anything on, as vde_plug does, unless its other link takes them.
+        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(|e| e.takes_whole));
         let mut d = self.fwd.decide(from as PortId, f, now);
         // A cable whose other side is not attached (a ptp end between peers) drops.
         if self.cable && !self.eps.iter().enumerate().any(|(k, e)| k != from && e.is_some()) {
@@ -1049,9 +1220,16 @@ impl UNode {
     /// header and frame (after what its coalescer holds, to keep the order); every other
     /// destination gets standard frames: a super-frame is cut once (a partial checksum
     /// completed once), into slots, and each piece sent to all of them (see [`CutJob`]).
+    ///
+    /// `fid` is a big buffer, or a tap buffer holding a read of the node's own offloading tap
+    /// made a tagged datagram (see [`Self::take_whole`]).
     fn forward_whole(&mut self, from: usize, fid: u16, len: usize, now: u64) {
-        let Fid::Big(b) = Fid::of(fid) else { return };
-        let full = len >= BIG_SIZE;
+        let full = match Fid::of(fid) {
+            Fid::Big(_) => len >= BIG_SIZE,
+            // A tap read that filled its buffer is never taken whole.
+            Fid::Tap(_) => false,
+            _ => return,
+        };
         let d = self.bufs.data(fid, len);
         let judged = cut::judge_whole(&d[TAG_LEN..], vnet::LEN, full).and_then(|w| {
             VnetHdr::parse(&d[TAG_LEN..], vnet::LEN)
@@ -1073,8 +1251,8 @@ impl UNode {
         // standard one: a super-frame is judged by its head.
         let f = &d[PREFIX..];
         let decision = self.fwd.decide(from as PortId, &f[..f.len().min(MAX_FRAME)], now);
-        self.big_whole[b as usize] = Some(w);
-        self.big_refs[b as usize] = 1;
+        self.set_whole(fid, Some(w));
+        *self.refs(fid) = 1;
         let to = |k: usize, eps: &[Option<Ep>]| {
             k != from
                 && matches!(eps.get(k), Some(Some(_)))
@@ -1091,7 +1269,8 @@ impl UNode {
         };
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += w.segs;
-        if w.segs > 1 {
+        // (What the node's own tap hands over crossed no wire.)
+        if w.segs > 1 && !matches!(e.rx, Rx::Vnet(_)) {
             c.wire_super += 1;
         }
         if !any {
@@ -1106,10 +1285,10 @@ impl UNode {
                 continue;
             }
             let e = self.eps[k].as_mut().expect("checked");
-            if e.superframes {
+            if e.takes_whole {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
-                submit_tap_writes(&mut self.tap_queued, &mut self.ring);
+                submit_tap_writes(&mut self.tap_queued, &self.ring);
                 let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 if v.gro.pending() {
@@ -1221,7 +1400,7 @@ impl UNode {
     /// The buffer a multishot receive handed over goes back to its group (named by the
     /// receive's token).
     fn give_back(&mut self, t: &Token, bid: u16) {
-        if t.slot == BIG_GROUP && self.bufs.big.is_some() {
+        if t.slot == self.group(true) && self.bufs.big.is_some() {
             self.bufs.push(bid | BIG_FLAG);
         } else {
             self.bufs.push(bid);
@@ -1231,7 +1410,7 @@ impl UNode {
     fn on_rx(&mut self, t: Token, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         let bid = cqueue::buffer_select(flags);
-        let big = t.slot == BIG_GROUP && self.bufs.big.is_some();
+        let big = t.slot == self.group(true) && self.bufs.big.is_some();
         if bid.is_some() {
             match &mut self.bufs.big {
                 Some(b) if big => b.taken(),
@@ -1324,7 +1503,7 @@ impl UNode {
                     let c = Sqe::Cancel {
                         user_data: token(Op::Rx, t.ep(), t.gen, t.slot, 0),
                     }
-                    .op(token(Op::Cancel, 0, 0, 0, 0));
+                    .op(self.own(Op::Cancel));
                     self.push(&c);
                 }
             } else {
@@ -1336,6 +1515,11 @@ impl UNode {
         let Some(bid) = bid else { return };
         let len = res as usize;
         let fid = if big { bid | BIG_FLAG } else { bid };
+        if ptp_peer && len == RUNT_LEN && self.bufs.data(fid, len) == OFFER {
+            self.bufs.push(fid);
+            self.ptp_offered();
+            return;
+        }
         if big && is_tagged(self.bufs.data(fid, len)) {
             self.forward_whole(t.ep(), fid, len, now);
             return;
@@ -1554,8 +1738,42 @@ impl UNode {
         if let Some(Ep { rx: Rx::Vnet(v), .. }) = self.eps[t.ep()].as_mut() {
             v.len = n;
             v.next = 0;
+            self.take_whole(t.ep());
             self.cut(t.ep());
         }
+    }
+
+    /// The read waiting on offloading tap endpoint `id` goes on whole when it needs its
+    /// header (a super-frame, a partial checksum) and the node offers super-frames: the tag
+    /// and a 10-byte virtio-net header are put in front of its frame, in its tap buffer, which
+    /// is then a tagged datagram as a capable client sends one; `forward_whole` sends it as it
+    /// is to the clients that take them and cuts it once for the rest. Anything else (a plain
+    /// frame, a read that is no frame or filled its buffer) is left to [`Self::cut`].
+    fn take_whole(&mut self, id: usize) {
+        if self.bufs.big.is_none() {
+            return;
+        }
+        let now = self.start.elapsed().as_secs();
+        let Some(Ep { rx: Rx::Vnet(v), .. }) = self.eps[id].as_mut() else {
+            return;
+        };
+        let (Some(tb), n, hl) = (v.cur, v.len, v.hdr) else {
+            return;
+        };
+        if n == 0 || n >= SUPER_READ {
+            return;
+        }
+        let buf = self.bufs.tap.buf_mut(tb);
+        let read = &buf[PREFIX - hl..PREFIX - hl + n];
+        let h = match VnetHdr::parse(read, hl) {
+            Ok(h) if needs_header(&h) => h,
+            _ => return,
+        };
+        buf[..TAG_LEN].copy_from_slice(&TAG);
+        buf[TAG_LEN..PREFIX].copy_from_slice(&h.to_bytes()[..vnet::LEN]);
+        v.cur = None;
+        v.len = 0;
+        self.forward_whole(id, tb | TAP_FLAG, PREFIX + n - hl, now);
     }
 
     /// Cuts the offloading tap read waiting on endpoint `id` into standard frames, each in a
@@ -1569,9 +1787,11 @@ impl UNode {
             if v.len == 0 {
                 return;
             }
+            let Some(tb) = v.cur else { return };
             let c = &mut e.counts[TAP_TO_LINK];
             let full = v.len == SUPER_READ;
-            let read = &mut v.big[..v.len];
+            let at = PREFIX - v.hdr;
+            let read = &mut self.bufs.tap.buf_mut(tb)[at..at + v.len];
             let Some(slot) = self.free_slots.pop() else { return };
             let o = slot as usize * BUF_SIZE;
             let out = &mut self.slots[o..o + BUF_SIZE];
@@ -1678,13 +1898,19 @@ impl UNode {
                 Change::Watch { slot, gen, fd } => self.arm_pending(slot, gen, fd),
                 Change::Unwatch { slot, gen } => {
                     let e = Sqe::Cancel {
-                        user_data: token(Op::Pending, slot, gen, 0, 0),
+                        user_data: self.pending_token(slot, gen),
                     }
-                    .op(token(Op::Cancel, 0, 0, 0, 0));
+                    .op(self.own(Op::Cancel));
                     self.push(&e);
                 }
             }
         }
+    }
+
+    /// The token of the poll on joining client `slot`'s request (its generation is the
+    /// joins', so the token is the node's own).
+    fn pending_token(&self, slot: usize, gen: u16) -> u64 {
+        token(Op::Pending, self.index as usize, 0, slot as u16, gen.into())
     }
 
     fn arm_pending(&mut self, slot: usize, gen: u16, fd: RawFd) {
@@ -1693,7 +1919,7 @@ impl UNode {
             events: libc::POLLIN as u32,
             multi: false,
         }
-        .op(token(Op::Pending, slot, gen, 0, 0));
+        .op(self.pending_token(slot, gen));
         self.push(&sqe);
     }
 
@@ -1733,6 +1959,7 @@ impl UNode {
         ) {
             Ok(mut e) => {
                 e.superframes = superframes;
+                e.takes_whole = superframes;
                 if let Some(st) = Arc::get_mut(&mut e.stats) {
                     st.superframes = offered.then(|| Arc::new(AtomicBool::new(superframes)));
                 }
@@ -1755,13 +1982,14 @@ impl UNode {
         Ok(id as u16)
     }
 
-    fn on_wake(&mut self, cmds: &Receiver<Cmd>, more: bool) -> bool {
+    fn on_wake(&mut self, more: bool) -> bool {
         if !more {
             self.wake_armed = false;
         }
         let mut b = [0u8; 8];
         let _ = nix::unistd::read(self.wake.as_fd(), &mut b);
-        dispatch(cmds, self)
+        let cmds = self.cmds.clone();
+        dispatch(&cmds, self)
     }
 
     fn publish(&self) {
@@ -1770,52 +1998,45 @@ impl UNode {
         }
     }
 
-    /// Handles every completion ready; true when Stop arrived.
-    fn drain(&mut self, cmds: &Receiver<Cmd>) -> bool {
-        self.cqes.clear();
-        self.ring.completions(&mut self.cqes);
-        let mut stop = false;
-        for i in 0..self.cqes.len() {
-            let (ud, res, flags) = self.cqes[i];
-            let more = cqueue::more(flags);
-            // A multishot operation goes on while its completions say "more".
-            if !more {
-                self.outstanding -= 1;
-            }
-            let Some(t) = Token::decode(ud) else { continue };
-            match t.op {
-                Op::Rx => self.on_rx(t, res, flags),
-                Op::Tx => self.on_tx(t, res),
-                Op::StreamRead => self.on_stream_read(t, res),
-                Op::VnetRead => self.on_vnet_read(t, res),
-                Op::StreamWrite => self.on_stream_write(t, res),
-                Op::Ctl => self.on_ctl(t, res),
-                Op::Pending if !self.stopping => self.pending_ready(t.ep(), t.gen),
-                Op::Listen => {
-                    if !more {
-                        self.listen_armed = false;
-                    }
-                    if !self.stopping && res >= 0 {
-                        self.accept();
-                    }
-                }
-                Op::PtpListen if t.slot == HOLD_TIMER && !self.stopping => self.ptp_hold_over(t.gen),
-                Op::PtpListen if t.slot == HOLD_TIMER => {}
-                Op::PtpListen => {
-                    if !more {
-                        self.ptp_armed = false;
-                    }
-                    if !self.stopping && res >= 0 {
-                        self.ptp_accept();
-                    }
-                }
-                Op::Wake if !self.stopping => stop |= self.on_wake(cmds, more),
-                Op::Wake if !more => self.wake_armed = false,
-                _ => {}
-            }
+    /// Handles one completion of this node; true when Stop arrived.
+    fn complete(&mut self, t: Token, res: i32, flags: u32) -> bool {
+        let more = cqueue::more(flags);
+        // A multishot operation goes on while its completions say "more".
+        if !more {
+            self.outstanding -= 1;
         }
-        self.flush_coalesced();
-        stop
+        self.touched = true;
+        match t.op {
+            Op::Rx => self.on_rx(t, res, flags),
+            Op::Tx => self.on_tx(t, res),
+            Op::StreamRead => self.on_stream_read(t, res),
+            Op::VnetRead => self.on_vnet_read(t, res),
+            Op::StreamWrite => self.on_stream_write(t, res),
+            Op::Ctl => self.on_ctl(t, res),
+            Op::Pending if !self.stopping => self.pending_ready(t.slot as usize, t.len),
+            Op::Listen => {
+                if !more {
+                    self.listen_armed = false;
+                }
+                if !self.stopping && res >= 0 {
+                    self.accept();
+                }
+            }
+            Op::PtpListen if t.slot == HOLD_TIMER && !self.stopping => self.ptp_hold_over(t.len),
+            Op::PtpListen if t.slot == HOLD_TIMER => {}
+            Op::PtpListen => {
+                if !more {
+                    self.ptp_armed = false;
+                }
+                if !self.stopping && res >= 0 {
+                    self.ptp_accept();
+                }
+            }
+            Op::Wake if !self.stopping => return self.on_wake(more),
+            Op::Wake if !more => self.wake_armed = false,
+            _ => {}
+        }
+        false
     }
 
     /// Writes what the coalescers of offloading taps hold (once per completion drain).
@@ -1823,7 +2044,7 @@ impl UNode {
         for e in self.eps.iter_mut().flatten() {
             let Tx::Vnet(v) = &mut e.tx else { continue };
             if v.gro.pending() {
-                submit_tap_writes(&mut self.tap_queued, &mut self.ring);
+                submit_tap_writes(&mut self.tap_queued, &self.ring);
                 let (tfd, hl) = (tap_fd(&e.owner), v.hdr);
                 let c = &mut e.counts[LINK_TO_TAP];
                 v.gro.flush(&mut |h, f| offload::vnet_write(tfd, hl, c, h, f));
@@ -1867,48 +2088,25 @@ impl UNode {
         self.publish();
     }
 
-    fn run(&mut self, cmds: &Receiver<Cmd>) {
+    /// Arms what the node waits for at its start.
+    fn start(&mut self) {
         self.arm_wake();
         self.arm_listen();
         for id in 0..self.eps.len() {
             self.arm_rx(id);
         }
-        loop {
-            let r = match self.busy {
-                Some(budget) => self.ring.busy_wait(budget),
-                None => self.ring.submit_and_wait(1, None),
-            };
-            match r {
-                Ok(_) => {}
-                Err(e) if is_retry(&e) => {}
-                Err(e) => {
-                    crate::diag!(
-                        "{}: node stopped: io_uring_enter: {}",
-                        self.name,
-                        crate::sys::err_text(&e)
-                    );
-                    break;
-                }
-            }
-            if self.drain(cmds) {
-                break;
-            }
-            self.turn_end();
-        }
-        self.shutdown();
     }
 
-    /// Cancels everything in flight and reaps it, so that no buffer or descriptor goes while
-    /// the kernel may still use it; then the endpoints close.
-    fn shutdown(&mut self) {
+    /// The node's part of the stop, before its operations are cancelled: PATH goes before
+    /// the peer's connection does, so a peer looking for us again finds nothing there (and
+    /// listens itself) instead of a listener about to close; bytes already waiting for a
+    /// stream endpoint get one last chance to go out.
+    fn begin_shutdown(&mut self) {
         self.stopping = true;
-        // PATH goes before the peer's connection does, so a peer looking for us again finds
-        // nothing there (and listens itself) instead of a listener about to close.
         if let Some(h) = self.ptp.as_mut() {
             h.shutdown();
         }
         self.ptp_waiting = None;
-        // Bytes already waiting for a stream endpoint get one last chance to go out.
         for e in self.eps.iter_mut().flatten() {
             if let (Tx::Stream(s), Some(fd)) = (&mut e.tx, e.owner.tx()) {
                 if s.writing == 0 {
@@ -1916,18 +2114,11 @@ impl UNode {
                 }
             }
         }
-        let cancel = Sqe::CancelAll.op(token(Op::Cancel, 0, 0, 0, 0));
-        self.push(&cancel);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let tick = Interval::new(Duration::from_millis(50));
-        let (_, none) = crossbeam_channel::bounded::<Cmd>(0);
-        while self.outstanding > 0 && Instant::now() < deadline {
-            let _ = self.ring.submit_and_wait(1, Some(&tick));
-            self.drain(&none);
-            if self.outstanding > 0 {
-                self.push(&cancel);
-            }
-        }
+    }
+
+    /// The node's part of the stop once its operations were reaped (or not, in time: their
+    /// memory is then leaked rather than freed under the kernel).
+    fn end_shutdown(&mut self) {
         self.publish();
         if self.outstanding > 0 {
             crate::diag!(
@@ -1939,6 +2130,98 @@ impl UNode {
             std::mem::forget(std::mem::take(&mut self.leaving));
             let slots = std::mem::take(&mut self.slots);
             std::mem::forget(slots);
+            // (A tap read may still be in flight into one of these.)
+            std::mem::forget(std::mem::take(&mut self.bufs.tap.slab));
+        }
+    }
+}
+
+/// The nodes one thread runs, on one ring: each completion goes to the node its token
+/// names ([`Gens::node_of`]); a node whose completions came ends its turn.
+struct Nodes {
+    ring: RingRef,
+    gens: Rc<Gens>,
+    /// Busy polling: spin this long for a completion before sleeping (`--busy-poll`).
+    busy: Option<Duration>,
+    nodes: Vec<UNode>,
+    /// The nodes that were told to stop (the thread stops once all were).
+    stopped: Vec<bool>,
+    cqes: Vec<(u64, i32, u32)>,
+}
+
+impl Nodes {
+    /// Handles every completion ready, then lets the nodes that had any write what their
+    /// coalescers hold.
+    fn drain(&mut self) {
+        self.cqes.clear();
+        self.ring.0.borrow_mut().completions(&mut self.cqes);
+        for &(ud, res, flags) in &self.cqes {
+            let Some(t) = Token::decode(ud) else { continue };
+            let k = self.gens.node_of(&t);
+            let Some(n) = self.nodes.get_mut(k) else { continue };
+            if n.complete(t, res, flags) {
+                self.stopped[k] = true;
+            }
+        }
+        for n in self.nodes.iter_mut().filter(|n| n.touched) {
+            n.flush_coalesced();
+        }
+    }
+
+    fn run(&mut self) {
+        for n in &mut self.nodes {
+            n.start();
+        }
+        while !self.stopped.iter().all(|s| *s) {
+            let r = {
+                let mut ring = self.ring.0.borrow_mut();
+                match self.busy {
+                    Some(budget) => ring.busy_wait(budget),
+                    None => ring.submit_and_wait(1, None),
+                }
+            };
+            match r {
+                Ok(_) => {}
+                Err(e) if is_retry(&e) => {}
+                Err(e) => {
+                    crate::diag!(
+                        "{}: node stopped: io_uring_enter: {}",
+                        self.nodes[0].name,
+                        crate::sys::err_text(&e)
+                    );
+                    break;
+                }
+            }
+            self.drain();
+            for n in self.nodes.iter_mut().filter(|n| n.touched) {
+                n.touched = false;
+                n.turn_end();
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Cancels everything in flight and reaps it, so that no buffer or descriptor goes while
+    /// the kernel may still use it; then the endpoints close.
+    fn shutdown(&mut self) {
+        for n in &mut self.nodes {
+            n.begin_shutdown();
+        }
+        // Counted by the first node (the wait is for all of them).
+        let cancel = Sqe::CancelAll.op(self.nodes[0].own(Op::Cancel));
+        self.nodes[0].push(&cancel);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let tick = Interval::new(Duration::from_millis(50));
+        let outstanding = |ns: &[UNode]| ns.iter().map(|n| n.outstanding).sum::<u64>();
+        while outstanding(&self.nodes) > 0 && Instant::now() < deadline {
+            let _ = self.ring.0.borrow_mut().submit_and_wait(1, Some(&tick));
+            self.drain();
+            if outstanding(&self.nodes) > 0 {
+                self.nodes[0].push(&cancel);
+            }
+        }
+        for n in &mut self.nodes {
+            n.end_shutdown();
         }
     }
 }
@@ -1989,28 +2272,54 @@ impl UNode {
             events: libc::POLLIN as u32,
             multi: false,
         }
-        .op(token(Op::PtpListen, 0, 0, 0, 0));
+        .op(self.own(Op::PtpListen));
         self.push(&sqe);
         self.ptp_armed = true;
     }
 
-    /// Makes a connected (and acked) peer the node's peer endpoint.
+    /// Makes a connected (and acked) peer the node's peer endpoint. When the node takes
+    /// super-frames (its tap has offload), it says so on the new connection with [`OFFER`]
+    /// and receives the peer into its big buffers; it sends its own whole once the peer said
+    /// the same ([`Self::ptp_offered`]). A connection reaches one peer, so an OFFER on it
+    /// comes from the very end that will receive them; a classic peer never sends one, and
+    /// the 8 bytes of ours are under an Ethernet header: it drops them (its tap refuses them).
     fn ptp_attach(&mut self, fd: OwnedFd) -> Result<(), EndpointError> {
         let vnl = self.ptp.as_ref().map(|h| h.vnl.clone()).unwrap_or_default();
-        let link = Link::single(&vnl, Framing::Datagram, fd);
+        let offer = self.bufs.big.is_some()
+            && nix::sys::socket::send(fd.as_raw_fd(), &OFFER, MsgFlags::MSG_DONTWAIT).is_ok();
+        let mut link = Link::single(&vnl, Framing::Datagram, fd);
+        if offer {
+            link.superframes = Some(Arc::new(AtomicBool::new(false)));
+        }
         let gen = self.next_gen();
-        let ep = Ep::new(
+        let mut ep = Ep::new(
             Owner::Link(Box::new(link)),
             &format!("{}:peer", self.name),
             &vnl,
             TapOffload::NONE,
             gen,
         )?;
+        ep.superframes = offer;
         self.add(self.ptp_peer, ep);
         if let Some(h) = &self.ptp {
             h.set_present(true);
         }
         Ok(())
+    }
+
+    /// The attached peer sent [`OFFER`]: it takes tagged datagrams, so the node's
+    /// super-frames go to it whole from now on (when the node offered too).
+    fn ptp_offered(&mut self) {
+        let Some(e) = self.eps.get_mut(self.ptp_peer).and_then(Option::as_mut) else {
+            return;
+        };
+        if !e.superframes {
+            return;
+        }
+        e.takes_whole = true;
+        if let Some(f) = &e.stats.superframes {
+            f.store(true, Ordering::Release);
+        }
     }
 
     /// Acks a new peer with 0 and attaches it.
@@ -2083,7 +2392,13 @@ impl UNode {
         let sqe = Sqe::Timeout {
             after: &*self.ptp_hold,
         }
-        .op(token(Op::PtpListen, 0, self.ptp_hold_gen, HOLD_TIMER, 0));
+        .op(token(
+            Op::PtpListen,
+            self.index as usize,
+            0,
+            HOLD_TIMER,
+            self.ptp_hold_gen as usize,
+        ));
         self.push(&sqe);
     }
 
@@ -2153,45 +2468,79 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
     }
 }
 
-/// The ring of a node on the driver `kind` names, and its buffers: the big ones too when
-/// the node offers super-frames to its clients (`big`).
-fn node_ring(kind: EngineKind, tuning: UringTuning, big: bool) -> Result<(Ring, Bufs), SetupError> {
-    let (mut ring, _) = new_ring(kind, 1024, 8192, &tuning)?;
+/// Whether node `n` takes super-frames (`wire::superframe`), and so needs the big buffers: a
+/// switch or hub that offers them to its clients, a seqpacket ptp end with an offloading tap,
+/// or a node with a link that negotiated them (a vdeplug-fast cable's vde:// link to a
+/// vdens-fast switch).
+fn offers_superframes(n: &Node) -> bool {
+    let negotiated = |e: &Endpoint| match e {
+        Endpoint::Link { link, .. } => link
+            .superframes
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed)),
+        Endpoint::Tap { .. } => false,
+    };
+    // A seqpacket ptp end whose tap has offload offers them on each connection.
+    let offloading_tap = |e: &Endpoint| matches!(e, Endpoint::Tap { offload, .. } if offload.vnet_hdr > 0);
+    matches!(&n.kind, NodeKind::Net(l) if l.superframes)
+        || (matches!(&n.kind, NodeKind::Ptp(_)) && n.endpoints.iter().any(offloading_tap))
+        || n.endpoints.iter().any(negotiated)
+}
+
+/// The buffers of a node: the big ones too when it takes super-frames (`big`), registered
+/// with `ring` as node `index`'s groups.
+fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError> {
     let mut shared =
         BufRing::new(NBUF, BUF_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
-    ring.register_buf_ring(&mut shared, 0)
+    ring.register_buf_ring(&mut shared, 2 * index)
         .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
     let big = if big {
         let mut b =
             BufRing::new(NBIG, BIG_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
-        ring.register_buf_ring(&mut b, BIG_GROUP)
+        ring.register_buf_ring(&mut b, 2 * index + BIG_GROUP)
             .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
         Some(b)
     } else {
         None
     };
-    Ok((ring, Bufs { shared, big }))
+    Ok(Bufs {
+        shared,
+        big,
+        tap: TapBufs::default(),
+    })
 }
 
-/// Runs a node on the driver `kind` names until Stop. `ready` gets Ok once it is set up. When
-/// there is no memory for an io_uring ring or its buffers, the node runs on the epoll driver
-/// instead, and says so in `shared.fell_back` and counts itself in `fell_back` before it
-/// reports (the engine says so once).
-pub fn run_node(
-    node: Node,
-    ctx: NodeCtx,
+/// The ring of a node thread on the driver `kind` names, and the buffers of each of its
+/// nodes (`bigs`: which of them offer super-frames).
+fn nodes_ring(kind: EngineKind, tuning: UringTuning, bigs: &[bool]) -> Result<(Ring, Vec<Bufs>), SetupError> {
+    let (mut ring, _) = new_ring(kind, 1024, 8192, &tuning)?;
+    let mut bufs = Vec::with_capacity(bigs.len());
+    for (k, big) in bigs.iter().enumerate() {
+        bufs.push(node_bufs(&mut ring, k as u16, *big)?);
+    }
+    Ok((ring, bufs))
+}
+
+/// Runs nodes on one thread and one ring, on the driver `kind` names, until each was told to
+/// stop. `ready` gets Ok once all are set up, or the first set-up error. When there is no
+/// memory for an io_uring ring or its buffers, the nodes run on the epoll driver instead, and
+/// say so in their `fell_back`, and the thread counts itself in `fell_back` before it reports
+/// (the engine says so once).
+pub fn run_nodes(
+    nodes: Vec<(Node, NodeCtx)>,
     tuning: UringTuning,
     kind: EngineKind,
     fell_back: &AtomicUsize,
     ready: Sender<crate::engine::worker::Ready>,
 ) {
-    let NodeCtx { cmds, wake, shared } = ctx;
-    let big = matches!(&node.kind, NodeKind::Net(l) if l.superframes);
-    let parts = match node_ring(kind, tuning, big) {
+    let bigs: Vec<bool> = nodes.iter().map(|(n, _)| offers_superframes(n)).collect();
+    let parts = match nodes_ring(kind, tuning, &bigs) {
         Err(e) if e.memory && kind == EngineKind::Uring => {
             fell_back.fetch_add(1, Ordering::Relaxed);
-            shared.fell_back.store(true, Ordering::Release);
-            node_ring(EngineKind::Poll, tuning, big)
+            for (_, c) in &nodes {
+                c.shared.fell_back.store(true, Ordering::Release);
+            }
+            nodes_ring(EngineKind::Poll, tuning, &bigs)
         }
         r => r,
     };
@@ -2207,7 +2556,45 @@ pub fn run_node(
     } else {
         "epoll node"
     };
-    let setup = (|| -> Result<UNode, StartError> {
+    let ring = RingRef(Rc::new(RefCell::new(ring)));
+    let gens = Rc::new(Gens::new());
+    let setup = nodes
+        .into_iter()
+        .zip(bufs)
+        .enumerate()
+        .map(|(k, ((n, ctx), b))| UNode::new(n, ctx, ring.clone(), k as u16, gens.clone(), b))
+        .collect::<Result<Vec<UNode>, StartError>>();
+    match setup {
+        Ok(nodes) => {
+            crate::engine::confine();
+            let _ = ready.send(Ok(mode));
+            let mut all = Nodes {
+                ring,
+                gens,
+                busy: (tuning.busy_poll_us > 0).then(|| Duration::from_micros(tuning.busy_poll_us.into())),
+                stopped: vec![false; nodes.len()],
+                nodes,
+                cqes: Vec::with_capacity(8192),
+            };
+            all.run();
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
+}
+
+impl UNode {
+    /// Node `node`, the `index`th of its thread's, on `ring` with its buffers `bufs`.
+    fn new(
+        node: Node,
+        ctx: NodeCtx,
+        ring: RingRef,
+        index: u16,
+        gens: Rc<Gens>,
+        bufs: Bufs,
+    ) -> Result<UNode, StartError> {
+        let NodeCtx { cmds, wake, shared } = ctx;
         let (mut ptp, mut overlay) = (None, None);
         let (listener, fwd) = match node.kind {
             NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
@@ -2231,7 +2618,9 @@ pub fn run_node(
         let mut w = UNode {
             name: node.name.clone(),
             ring,
-            busy: (tuning.busy_poll_us > 0).then(|| Duration::from_micros(tuning.busy_poll_us.into())),
+            index,
+            gens,
+            cmds,
             bufs,
             buf_refs: vec![0u16; NBUF as usize].into_boxed_slice(),
             big_refs: vec![0u16; NBIG as usize].into_boxed_slice(),
@@ -2245,7 +2634,6 @@ pub fn run_node(
             free_slots: (0..SLOTS as u16).rev().collect(),
             eps: Vec::new(),
             leaving: Vec::new(),
-            gen: 0,
             fwd,
             listener,
             cable,
@@ -2254,7 +2642,7 @@ pub fn run_node(
             wake,
             wake_armed: false,
             outstanding: 0,
-            cqes: Vec::with_capacity(8192),
+            touched: false,
             start: Instant::now(),
             shared,
             stopping: false,
@@ -2289,15 +2677,31 @@ pub fn run_node(
         }
         w.ptp_start()?;
         Ok(w)
-    })();
-    match setup {
-        Ok(mut w) => {
-            crate::engine::confine();
-            let _ = ready.send(Ok(mode));
-            w.run(&cmds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generation_names_its_node_and_zero_is_a_nodes_own() {
+        let g = Gens::new();
+        let a = g.take(3);
+        let b = g.take(7);
+        assert_ne!(a, b);
+        assert_eq!(g.node_of(&Token::new(Op::Rx, 12).gen(a)), 3);
+        assert_eq!(g.node_of(&Token::new(Op::Tx, 1).gen(b)), 7);
+        // A node's own operation: generation 0, the node in place of the endpoint.
+        assert_eq!(g.node_of(&Token::new(Op::Wake, 5)), 5);
+        // Generation 0 is never handed out, also when the counter wraps.
+        for _ in 0..u16::MAX as usize * 2 {
+            assert_ne!(g.take(1), 0);
         }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-        }
+        assert_eq!(
+            g.node_of(&Token::new(Op::Rx, 2).gen(b)),
+            1,
+            "taken again: now node 1's"
+        );
     }
 }
