@@ -13,9 +13,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The source address of a tagged datagram read as a frame (`wire::superframe::TAG`).
-const TAG_SRC: &str = "2b:66:61:73:74:01";
-
 fn port_field(json: &str, key: &str) -> String {
     port_str(json, "vde0", key)
 }
@@ -53,49 +50,25 @@ fn start(d: &TempDir, name: &str, fast: bool, engine: &str, vnl: &str) -> (Node,
     (n, stats)
 }
 
-/// Captures what the tap hands the namespace (frames the forwarder wrote to it) until
-/// [`Capture::bad`]: tcpdump in the node's network namespace, started from outside it (a
-/// tcpdump inside vdens's user namespace cannot drop its privileges and stops).
+/// Captures what the tap hands the namespace (frames the forwarder wrote to it): tcpdump
+/// `-e -vv` in the node's network namespace, started from outside it (`common::capture`).
 struct Capture {
     file: PathBuf,
-    _tcpdump: Daemon,
+    tcpdump: Daemon,
 }
 
 impl Capture {
     fn start(n: &mut Node, d: &TempDir, tag: &str) -> Capture {
-        let file = d.join(&format!("{tag}.pcap"));
-        let pid = n.sh("echo $$", 5).trim().to_string();
-        let mut c = std::process::Command::new("nsenter");
-        c.args([
-            "-t", &pid, "-n", "timeout", "120", "tcpdump", "-Z", "root", "-U", "-Q", "in",
-        ])
-        .args(["-i", "vde0", "-n", "-s", "128", "-w"])
-        .arg(&file);
-        let t = Daemon::start("tcpdump", c);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "tcpdump did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        Capture { file, _tcpdump: t }
+        let file = d.join(&format!("{tag}.txt"));
+        let tcpdump = capture(n, "vde0", &file, "-Q in");
+        Capture { file, tcpdump }
     }
 
-    /// Frames over a standard frame (MTU `mtu` + 18 bytes), or tagged; and all frames.
-    fn bad(self, mtu: usize) -> (u64, u64) {
-        std::thread::sleep(Duration::from_millis(300));
-        let f = self.file.display().to_string();
-        let count = |filter: &str| -> u64 {
-            let o = std::process::Command::new("tcpdump")
-                .args(["-r", &f, "-n", filter])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout).lines().count() as u64
-        };
-        (
-            count(&format!("greater {} or ether src {TAG_SRC}", mtu + 19)),
-            count("ether[0] >= 0"),
-        )
+    /// At least `min` frames, none over a standard frame at `mtu`, none tagged, every
+    /// checksum correct (`common::assert_standard_frames`).
+    fn check(self, mtu: usize, min: usize) {
+        let text = captured(self.tcpdump, &self.file);
+        assert_standard_frames(&text, mtu, min);
     }
 }
 
@@ -185,12 +158,8 @@ fn a_classic_peer_sees_standard_frames_only() {
         let (classic, _) = if first_fast { (&mut b, &fb) } else { (&mut a, &fa) };
         let cap = Capture::start(classic, &d, "classic");
         traffic(&mut a, &mut b, &d, net, 1500);
-        let (bad, all) = cap.bad(1500);
-        assert!(all > 1000, "captured {all} frames");
-        assert_eq!(
-            bad, 0,
-            "tagged or oversized frames on the classic tap (first opener fast: {first_fast})"
-        );
+        // Tagged or oversized frames on the classic tap (first opener fast: first_fast)?
+        cap.check(1500, 1000);
         let (fast, f) = if first_fast { (&mut a, &fa) } else { (&mut b, &fb) };
         let j = stats_of(fast, f);
         assert_eq!(port_field(&j, "superframes"), "offered", "{j}");
@@ -231,12 +200,8 @@ fn a_replaced_first_opener_is_asked_again() {
         tcp_transfer(&mut n, &mut b, &format!("10.{net}.0.2"), &d, 2 << 20);
         let jb = stats_of(&mut b, &fb);
         if let Some(cap) = cap {
-            let (bad, all) = cap.bad(1500);
-            assert!(all > 1000, "captured {all} frames");
-            assert_eq!(
-                bad, 0,
-                "tagged or oversized frames reached the classic first opener"
-            );
+            // Nothing tagged or oversized reached the classic first opener.
+            cap.check(1500, 1000);
             assert_eq!(port_field(&jb, "superframes"), "offered", "{jb}");
         } else {
             assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
@@ -309,12 +274,8 @@ fn a_replaced_second_opener_is_asked_again() {
         tcp_transfer(&mut n, &mut a, &format!("10.{net}.0.1"), &d, 2 << 20);
         let ja = stats_of(&mut a, &fa);
         if let Some(cap) = cap {
-            let (bad, all) = cap.bad(1500);
-            assert!(all > 1000, "captured {all} frames");
-            assert_eq!(
-                bad, 0,
-                "tagged or oversized frames reached the classic second opener"
-            );
+            // Nothing tagged or oversized reached the classic second opener.
+            cap.check(1500, 1000);
             assert_eq!(port_field(&ja, "superframes"), "offered", "{ja}");
         } else {
             assert_eq!(port_field(&ja, "superframes"), "negotiated", "{ja}");
