@@ -1564,14 +1564,8 @@ impl Worker {
             {
                 // F2's peer is gone (ECONNREFUSED, then ENOTCONN), or F2 was disconnected for
                 // a new pairing: standard frames by path from now on.
+                // (The control thread says that the peer went away.)
                 if this_round {
-                    if dir.tx.pair.as_ref().is_some_and(|p| p.paired()) {
-                        crate::diag!(
-                            "{}: the pair socket's peer went away ({}); standard frames by path",
-                            dir.label,
-                            nix::errno::Errno::from_raw(-res).desc()
-                        );
-                    }
                     Self::unpair(dir);
                 }
                 if f.tagged || f.is_runt() {
