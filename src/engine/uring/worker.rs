@@ -78,9 +78,9 @@ const SUPER_FLAG: u16 = 0x4000;
 const RUNT_FLAG: u16 = 0x2000;
 const RUNT_HELLO: u16 = RUNT_FLAG;
 const RUNT_OFFER: u16 = RUNT_FLAG | 1;
-/// The pairing runts (`Pair::runts`, in this order from index 0): PAIR or JOIN (the end's
-/// own name), PROBE or ECHO (a nonce).
-const RUNT_NAME: u16 = RUNT_FLAG | 2;
+/// The pairing runts (`Pair::runts`, in this order from index 0): PAIR or JOIN, PROBE or
+/// ECHO (with a nonce).
+const RUNT_PAIR: u16 = RUNT_FLAG | 2;
 const RUNT_NONCE: u16 = RUNT_FLAG | 3;
 /// How often a ptp second opener whose peer has not answered asks again, while it sends; and
 /// a first opener asked by a vdens-fast second opener, not yet paired, sends PAIR again.
@@ -143,7 +143,7 @@ impl Frame {
         }
     }
 
-    /// A negotiation runt (`RUNT_HELLO`, `RUNT_OFFER`, `RUNT_NAME`, `RUNT_NONCE`) of `len`
+    /// A negotiation runt (`RUNT_HELLO`, `RUNT_OFFER`, `RUNT_PAIR`, `RUNT_NONCE`) of `len`
     /// bytes: nothing to count.
     fn runt(id: u16, len: usize) -> Frame {
         Frame {
@@ -277,7 +277,7 @@ enum PairState {
     Idle,
     /// A vdens-fast second opener said HELLO: PAIR sent.
     Asked,
-    /// F2 connected to the R2 the peer named; PROBE with this nonce sent.
+    /// F2 connected to R2 (the peer said JOIN); PROBE with this nonce sent.
     Joined(u32),
     /// The ECHO came: every frame goes on F2.
     Paired,
@@ -299,7 +299,7 @@ struct Pair {
     asked_at: Option<Instant>,
     tries: u8,
     nonce: u32,
-    /// The bytes of `RUNT_NAME` (PAIR or JOIN) and `RUNT_NONCE` (PROBE or ECHO), and their
+    /// The bytes of `RUNT_PAIR` (PAIR or JOIN) and `RUNT_NONCE` (PROBE or ECHO), and their
     /// lengths. Boxed with the pair: a send may point into them.
     runts: [[u8; RUNT_MAX]; 2],
     lens: [usize; 2],
@@ -329,7 +329,7 @@ impl Pair {
         }
     }
 
-    /// The frame of runt `id` (`RUNT_NAME`, `RUNT_NONCE`).
+    /// The frame of runt `id` (`RUNT_PAIR`, `RUNT_NONCE`).
     fn frame(&self, id: u16) -> Frame {
         Frame::runt(id, self.lens[(id & 1) as usize])
     }
@@ -1133,8 +1133,8 @@ impl Worker {
     /// - an OFFER lets a ptp second opener send tagged datagrams (its socket is connected:
     ///   the OFFER came from the very socket it sends to);
     /// - a PAIR (main socket of a second opener: from its first opener's socket) connects R2
-    ///   to the F2 named, then JOIN says so;
-    /// - a JOIN connects F2 to the R2 named and sends a PROBE on F2;
+    ///   to F2 (`PATH+fast1`), then JOIN says so;
+    /// - a JOIN connects F2 to R2 (`PATH+fast2`) and sends a PROBE on F2;
     /// - a PROBE read on R2 is echoed (ECHO) on the main socket;
     /// - an ECHO of the latest probe's nonce pairs: F2's peer is the second opener's R2.
     fn on_runt(&mut self, out: usize, r: Runt, second: bool) {
@@ -1160,7 +1160,7 @@ impl Worker {
             Runt::Pair if !second && role == Some(false) && room => {
                 let p = dir.tx.pair.as_ref().expect("role");
                 if nix::sys::socket::connect(p.raw, &p.peer).is_ok() {
-                    let f = p.frame(RUNT_NAME);
+                    let f = p.frame(RUNT_PAIR);
                     dir.queue.push(f);
                 }
             }
@@ -1227,7 +1227,7 @@ impl Worker {
         }
         p.tries += 1;
         p.asked_at = Some(now);
-        let f = p.frame(RUNT_NAME);
+        let f = p.frame(RUNT_PAIR);
         dir.queue.push(f);
     }
 
