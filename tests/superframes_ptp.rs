@@ -1,19 +1,17 @@
 //! Negotiated super-frames on a datagram `ptp://` link (issue 13): a vdens-fast second opener
 //! asks (HELLO), a vdens-fast first opener answers (OFFER), and from then on the second
 //! opener's TCP super-frames cross whole, tagged; the first opener, which sends to a path,
-//! sends standard frames. Byte-exact TCP both ways, IPv6, UDP, ICMP, MTU 9000, both engines.
-//! A classic vdens at either end never sees a tagged frame or one over its MTU on its tap
-//! (tcpdump in its namespace), also when it takes the place of a vdens-fast end that had
-//! negotiated while the survivor keeps running; a vdens-fast end taking the place of a
+//! pairs a second socket with one of the second opener's (PAIR, JOIN, PROBE, ECHO) and sends
+//! its super-frames whole on it. Byte-exact TCP both ways, IPv6, UDP, ICMP, MTU 9000, both
+//! engines. A classic vdens at either end never sees a tagged frame or one over its MTU on
+//! its tap (tcpdump in its namespace), also when it takes the place of a vdens-fast end that
+//! had negotiated while the survivor keeps running; a vdens-fast end taking the place of a
 //! classic one negotiates again.
 
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The source address of a tagged datagram read as a frame (`wire::superframe::TAG`).
-const TAG_SRC: &str = "2b:66:61:73:74:01";
 
 fn port_field(json: &str, key: &str) -> String {
     port_str(json, "vde0", key)
@@ -52,49 +50,25 @@ fn start(d: &TempDir, name: &str, fast: bool, engine: &str, vnl: &str) -> (Node,
     (n, stats)
 }
 
-/// Captures what the tap hands the namespace (frames the forwarder wrote to it) until
-/// [`Capture::bad`]: tcpdump in the node's network namespace, started from outside it (a
-/// tcpdump inside vdens's user namespace cannot drop its privileges and stops).
+/// Captures what the tap hands the namespace (frames the forwarder wrote to it): tcpdump
+/// `-e -vv` in the node's network namespace, started from outside it (`common::capture`).
 struct Capture {
     file: PathBuf,
-    _tcpdump: Daemon,
+    tcpdump: Daemon,
 }
 
 impl Capture {
     fn start(n: &mut Node, d: &TempDir, tag: &str) -> Capture {
-        let file = d.join(&format!("{tag}.pcap"));
-        let pid = n.sh("echo $$", 5).trim().to_string();
-        let mut c = std::process::Command::new("nsenter");
-        c.args([
-            "-t", &pid, "-n", "timeout", "120", "tcpdump", "-Z", "root", "-U", "-Q", "in",
-        ])
-        .args(["-i", "vde0", "-n", "-s", "128", "-w"])
-        .arg(&file);
-        let t = Daemon::start("tcpdump", c);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "tcpdump did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        Capture { file, _tcpdump: t }
+        let file = d.join(&format!("{tag}.txt"));
+        let tcpdump = capture(n, "vde0", &file, "-Q in");
+        Capture { file, tcpdump }
     }
 
-    /// Frames over a standard frame (MTU `mtu` + 18 bytes), or tagged; and all frames.
-    fn bad(self, mtu: usize) -> (u64, u64) {
-        std::thread::sleep(Duration::from_millis(300));
-        let f = self.file.display().to_string();
-        let count = |filter: &str| -> u64 {
-            let o = std::process::Command::new("tcpdump")
-                .args(["-r", &f, "-n", filter])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout).lines().count() as u64
-        };
-        (
-            count(&format!("greater {} or ether src {TAG_SRC}", mtu + 19)),
-            count("ether[0] >= 0"),
-        )
+    /// At least `min` frames, none over a standard frame at `mtu`, none tagged, every
+    /// checksum correct (`common::assert_standard_frames`).
+    fn check(self, mtu: usize, min: usize) {
+        let text = captured(self.tcpdump, &self.file);
+        assert_standard_frames(&text, mtu, min);
     }
 }
 
@@ -140,12 +114,20 @@ fn fast_pair(engine: &str, mtu: usize, net: &str) {
     assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
     assert_eq!(
         port_field(&ja, "superframes"),
-        "offered",
-        "the first opener sends standard frames: {ja}"
+        "negotiated",
+        "the first opener paired: {ja}"
     );
     assert!(wire_super(&jb, "tap_to_link") > 0, "{jb}");
     assert!(wire_super(&ja, "link_to_tap") > 0, "{ja}");
-    assert_eq!(wire_super(&ja, "tap_to_link"), 0, "{ja}");
+    // The first opener's direction (tcp_transfer a -> b in `traffic`).
+    assert!(wire_super(&ja, "tap_to_link") > 0, "{ja}");
+    assert!(wire_super(&jb, "link_to_tap") > 0, "{jb}");
+    // Both ends remove what they bound, the pair sockets too.
+    b.finish(10);
+    a.finish(10);
+    for f in ["p", "p+", "p+fast1", "p+fast2"] {
+        assert!(!d.join(f).exists(), "{f} left behind");
+    }
 }
 
 #[test]
@@ -176,12 +158,8 @@ fn a_classic_peer_sees_standard_frames_only() {
         let (classic, _) = if first_fast { (&mut b, &fb) } else { (&mut a, &fa) };
         let cap = Capture::start(classic, &d, "classic");
         traffic(&mut a, &mut b, &d, net, 1500);
-        let (bad, all) = cap.bad(1500);
-        assert!(all > 1000, "captured {all} frames");
-        assert_eq!(
-            bad, 0,
-            "tagged or oversized frames on the classic tap (first opener fast: {first_fast})"
-        );
+        // Tagged or oversized frames on the classic tap (first opener fast: first_fast)?
+        cap.check(1500, 1000);
         let (fast, f) = if first_fast { (&mut a, &fa) } else { (&mut b, &fb) };
         let j = stats_of(fast, f);
         assert_eq!(port_field(&j, "superframes"), "offered", "{j}");
@@ -209,7 +187,7 @@ fn a_replaced_first_opener_is_asked_again() {
         // Ended as a user ends it (classic vdens cannot start where a SIGKILLed first opener
         // left its socket file while the second opener lives: it finds both paths taken).
         a.finish(10);
-        let (mut n, _) = start(&d, if fast { "a3" } else { "a2" }, fast, "uring", &vnl);
+        let (mut n, fnew) = start(&d, if fast { "a3" } else { "a2" }, fast, "uring", &vnl);
         n.up("vde0", &format!("10.{net}.0.1/24"), None);
         // The new end has another MAC address.
         b.sh("ip neigh flush dev vde0", 5);
@@ -222,12 +200,8 @@ fn a_replaced_first_opener_is_asked_again() {
         tcp_transfer(&mut n, &mut b, &format!("10.{net}.0.2"), &d, 2 << 20);
         let jb = stats_of(&mut b, &fb);
         if let Some(cap) = cap {
-            let (bad, all) = cap.bad(1500);
-            assert!(all > 1000, "captured {all} frames");
-            assert_eq!(
-                bad, 0,
-                "tagged or oversized frames reached the classic first opener"
-            );
+            // Nothing tagged or oversized reached the classic first opener.
+            cap.check(1500, 1000);
             assert_eq!(port_field(&jb, "superframes"), "offered", "{jb}");
         } else {
             assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
@@ -235,10 +209,116 @@ fn a_replaced_first_opener_is_asked_again() {
                 wire_super(&jb, "tap_to_link") > before,
                 "super-frames again: {jb}"
             );
+            // The survivor's pair socket was connected to the old first opener's: the new
+            // one pairs with it again, and sends its super-frames whole.
+            let jn = stats_of(&mut n, &fnew);
+            assert_eq!(port_field(&jn, "superframes"), "negotiated", "{jn}");
+            assert!(wire_super(&jn, "tap_to_link") > 0, "{jn}");
+            assert!(wire_super(&jb, "link_to_tap") > 0, "{jb}");
         }
         a = n;
     }
     let _ = fa;
     drop(a);
     drop(b);
+}
+
+/// The second opener is replaced while the first (vdens-fast, sending super-frames whole on
+/// its paired socket) keeps running: vdens-fast by classic vdens, which must see nothing
+/// tagged and nothing over its MTU while the survivor sends TCP to it; then classic by
+/// vdens-fast, with which the first opener pairs again.
+#[test]
+fn a_replaced_second_opener_is_asked_again() {
+    let d = TempDir::new("sfrs");
+    let vnl = format!("ptp://{}", d.join("p").display());
+    let (mut a, fa) = start(&d, "a", true, "uring", &vnl);
+    let (b, _) = start(&d, "b", true, "uring", &vnl);
+    let mut b = b;
+    wire(&mut a, &mut b, "47", 1500);
+    tcp_transfer(&mut a, &mut b, "10.47.0.2", &d, 8 << 20);
+    let ja = stats_of(&mut a, &fa);
+    assert_eq!(port_field(&ja, "superframes"), "negotiated", "{ja}");
+    let before = wire_super(&ja, "tap_to_link");
+    assert!(before > 0, "{ja}");
+    for (fast, net) in [(false, "47"), (true, "47")] {
+        if !fast {
+            // The first opener is sending super-frames whole on its pair socket when its peer
+            // goes: a TCP stream to b, which the new end answers with resets.
+            b.sh(
+                "(timeout 20 nc -l 5999 >/dev/null 2>&1 &) ; \
+                 for i in $(seq 100); do ss -ltn | grep -q ':5999 ' && exit 0; sleep 0.05; done; exit 1",
+                10,
+            );
+            a.sh(
+                &format!(
+                    "(timeout 20 sh -c 'head -c 4000000000 /dev/zero | nc -N -w 5 10.{net}.0.2 5999' \
+                     >/dev/null 2>&1 &) ; sleep 1"
+                ),
+                10,
+            );
+            let ja = stats_of(&mut a, &fa);
+            assert!(wire_super(&ja, "tap_to_link") > before, "streaming whole: {ja}");
+        }
+        b.finish(10);
+        let name = if fast { "b3" } else { "b2" };
+        let (mut n, fnew) = start(&d, name, fast, "uring", &vnl);
+        n.up("vde0", &format!("10.{net}.0.2/24"), None);
+        a.sh("ip neigh flush dev vde0", 5);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while a.try_sh(&format!("ping -c 1 -W 1 10.{net}.0.2"), 5).0 != Some(0) {
+            assert!(Instant::now() < deadline, "no ping to the new second opener");
+        }
+        let cap = (!fast).then(|| Capture::start(&mut n, &d, "replaced2"));
+        // The first opener's direction first: it had been sending super-frames whole.
+        tcp_transfer(&mut a, &mut n, &format!("10.{net}.0.2"), &d, 8 << 20);
+        tcp_transfer(&mut n, &mut a, &format!("10.{net}.0.1"), &d, 2 << 20);
+        let ja = stats_of(&mut a, &fa);
+        if let Some(cap) = cap {
+            // Nothing tagged or oversized reached the classic second opener.
+            cap.check(1500, 1000);
+            assert_eq!(port_field(&ja, "superframes"), "offered", "{ja}");
+        } else {
+            assert_eq!(port_field(&ja, "superframes"), "negotiated", "{ja}");
+            assert!(
+                wire_super(&ja, "tap_to_link") > before,
+                "super-frames again: {ja}"
+            );
+            let jn = stats_of(&mut n, &fnew);
+            assert!(wire_super(&jn, "link_to_tap") > 0, "{jn}");
+        }
+        b = n;
+    }
+    drop(b);
+    drop(a);
+}
+
+/// The two ends in different network namespaces (as the NAT router of the tutorial, started in
+/// the namespace of the host tap it forwards to): they still pair, and the first opener's
+/// super-frames cross whole (abstract socket names would not reach across).
+#[test]
+fn ends_in_different_network_namespaces_pair() {
+    let d = TempDir::new("sfns");
+    let ns = NetNs::new("sfns");
+    let vnl = format!("ptp://{}", d.join("p").display());
+    let fa = d.join("a.json");
+    let mut a = ns_node_in(
+        &ns,
+        "a",
+        Impl::Fast,
+        &d,
+        &["--stats", fa.to_str().unwrap()],
+        &[&vnl],
+    );
+    assert!(wait_path(&d.join("p"), 10), "the first opener is up");
+    let (mut b, fb) = start(&d, "b", true, "uring", &vnl);
+    wire(&mut a, &mut b, "48", 1500);
+    tcp_transfer(&mut a, &mut b, "10.48.0.2", &d, 8 << 20);
+    tcp_transfer(&mut b, &mut a, "10.48.0.1", &d, 2 << 20);
+    let (ja, jb) = (stats_of(&mut a, &fa), stats_of(&mut b, &fb));
+    assert_eq!(port_field(&ja, "superframes"), "negotiated", "{ja}");
+    assert!(wire_super(&ja, "tap_to_link") > 0, "{ja}");
+    assert!(wire_super(&jb, "link_to_tap") > 0, "{jb}");
+    assert!(wire_super(&jb, "tap_to_link") > 0, "{jb}");
+    drop(b);
+    drop(a);
 }

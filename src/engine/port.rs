@@ -47,6 +47,19 @@ pub struct DirPlan {
     /// How the destination is found again when its socket was replaced (a ptp second opener
     /// whose first opener restarted); [`Reconnect::Never`] for the rest.
     pub reconnect: Reconnect,
+    /// A datagram ptp link's second socket (`wire::superframe`, `transport::PairSocket`):
+    /// in both directions' plans; the worker sends on it (F2) or reads it (R2).
+    pub pair: Option<PairPlan>,
+}
+
+/// A datagram ptp link's second socket, for the worker.
+#[derive(Clone, Copy, Debug)]
+pub struct PairPlan {
+    pub fd: RawFd,
+    /// Where the peer's pair socket is bound.
+    pub peer: UnixAddr,
+    /// F2 (the first opener's, sends) or R2 (the second opener's, receives).
+    pub first: bool,
 }
 
 /// Reconnecting a direction's destination, at most every [`RECONNECT_EVERY`] while the peer is
@@ -170,6 +183,7 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
             }),
             tx: TxPlan::Discard,
             reconnect: Reconnect::Never,
+            pair: None,
         },
         DirPlan {
             rx: None,
@@ -178,6 +192,7 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
                 socket: false,
             },
             reconnect: Reconnect::Never,
+            pair: None,
         },
     ];
     if link.framing == Framing::Null {
@@ -198,6 +213,18 @@ pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
         eof_on_zero: !(rx_sock && is_dgram(rx)),
     });
     dirs[TAP_TO_LINK].reconnect = link.reconnect();
+    if let Some(p) = &link.pair {
+        set_nonblocking(p.fd.as_fd()).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
+        let peer = UnixAddr::new(p.peer.as_path())
+            .map_err(|e| EngineError::Port(label(port), PortFault::BadDestination(p.peer.clone(), e)))?;
+        let pair = Some(PairPlan {
+            fd: p.fd.as_raw_fd(),
+            peer,
+            first: p.first,
+        });
+        dirs[TAP_TO_LINK].pair = pair;
+        dirs[LINK_TO_TAP].pair = pair;
+    }
     dirs[TAP_TO_LINK].tx = match (&link.framing, &link.send_to) {
         (Framing::Stream, _) => TxPlan::Stream { fd: tx.as_raw_fd() },
         (_, SendTo::Unix(path)) => TxPlan::SendTo {

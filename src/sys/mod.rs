@@ -623,3 +623,25 @@ fn recv_fd(chan: libc::c_int) -> io::Result<Option<OwnedFd>> {
     }
     Ok(None)
 }
+
+/// Disconnects AF_UNIX datagram socket `fd` (connect(2) to AF_UNSPEC): others may send to
+/// it again. No blocking.
+pub fn unix_dgram_disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let unspec = libc::sockaddr {
+        sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+        sa_data: [0; 14],
+    };
+    // SAFETY: a valid sockaddr on the stack, of at least the length given; connect(2) only
+    // reads it.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &unspec,
+            std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

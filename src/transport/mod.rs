@@ -175,6 +175,21 @@ pub struct Link {
     /// are sent only while it is true. The transport or the control thread changes it when
     /// the peer changes (a vde:// rejoin). `None`: plain frames only.
     pub superframes: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// A datagram `ptp://` link that offered super-frames: its second socket, over which the
+    /// first opener sends to the second once they paired (`wire::superframe`).
+    pub pair: Option<PairSocket>,
+}
+
+/// The second socket of a datagram `ptp://` end (`wire::superframe`): F2 of a first opener
+/// (sends once paired), R2 of a second opener (receives what F2 sends), bound next to the
+/// link's path; non-blocking.
+#[derive(Debug)]
+pub struct PairSocket {
+    pub fd: OwnedFd,
+    /// Where the peer's pair socket is bound (R2's path for F2, and the reverse).
+    pub peer: PathBuf,
+    /// F2 (a first opener's) or R2.
+    pub first: bool,
 }
 
 impl Link {
@@ -193,6 +208,7 @@ impl Link {
             node: None,
             offload: crate::tap::TapOffload::NONE,
             superframes: None,
+            pair: None,
         }
     }
 
@@ -264,6 +280,7 @@ impl Drop for Link {
     fn drop(&mut self) {
         self.rx.take();
         self.tx.take();
+        self.pair.take();
         self.ctl.take();
         self.coproc.take();
         self.bridge.take();
@@ -287,6 +304,7 @@ impl fmt::Debug for Link {
             .field("coproc", &self.coproc)
             .field("bridge", &self.bridge)
             .field("node", &self.node)
+            .field("pair", &self.pair)
             .finish()
     }
 }

@@ -27,6 +27,10 @@
 //! listening socket and the first connection are made here, in the host namespaces, before any
 //! thread starts; accepting, acking, and reconnecting happen on the node's thread.
 //!
+//! A datagram end that offers super-frames binds a second socket beside its own, at
+//! `PATH+fast1` (first opener) or `PATH+fast2` (second opener), over which the first opener
+//! sends to the second once they paired (`wire::superframe`).
+//!
 //! Files the datagram openers bind are removed when the Link drops; a seqpacket PATH is
 //! removed when its node stops listening (the [`PtpHost`] is dropped or shut down).
 
@@ -667,6 +671,53 @@ fn seqpacket_first(vnl: &str, path: &Path) -> Try {
     }
 }
 
+/// Where a datagram end's pair socket is bound (`wire::superframe`): the first opener's F2
+/// and the second opener's R2, next to PATH and PATH+.
+fn pair_path(path: &Path, first: bool) -> PathBuf {
+    let mut p = OsString::from(path.as_os_str());
+    p.push(if first { "+fast1" } else { "+fast2" });
+    PathBuf::from(p)
+}
+
+/// The second socket of a datagram end that offered super-frames (`wire::superframe`), bound
+/// at [`pair_path`] (a socket file left there by an earlier run is replaced: this end owns
+/// PATH or PATH+, so it owns that name too) with the permissions of PATH: F2 (`first`)
+/// unconnected so that the peer's R2 can connect to it, R2 connected to itself so that nobody
+/// can send to it before it is paired. Pathnames, not abstract names: those are per network
+/// namespace, and ptp ends often live in different ones (the NAT router of the tutorial).
+fn pair_socket(path: &Path, first: bool) -> io::Result<super::PairSocket> {
+    let own = pair_path(path, first);
+    let peer = pair_path(path, !first);
+    let addr = UnixAddr::new(own.as_path())?;
+    UnixAddr::new(peer.as_path())?;
+    match std::fs::symlink_metadata(&own) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&own)?,
+        Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    bind(fd.as_raw_fd(), &addr)?;
+    let done = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).and_then(|_| {
+        if first {
+            super::widen_sndbuf(&fd);
+            Ok(())
+        } else {
+            connect(fd.as_raw_fd(), &addr).map_err(io::Error::from)
+        }
+    });
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&own);
+        return Err(e);
+    }
+    Ok(super::PairSocket { fd, peer, first })
+}
+
 /// Opens `ptp://PATH`; `seqpacket` (`[seqpacket]`) makes a new PATH a seqpacket listener.
 ///
 /// Two ends started at the same instant both find PATH free and race to bind it: the loser
@@ -683,6 +734,13 @@ pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool, offer: bool) -> Resul
             Try::Done(Ok(mut link)) => {
                 if offer && link.node.is_none() {
                     link.superframes = Some(Default::default());
+                    let first = matches!(link.send_to, SendTo::Unix(_));
+                    // Best effort: without it, the first opener sends standard frames.
+                    if let Ok(p) = pair_socket(path, first) {
+                        // Removed before PATH (PATH+): a new end binds it only after that.
+                        link.cleanup.insert(0, pair_path(path, first));
+                        link.pair = Some(p);
+                    }
                 }
                 return Ok(link);
             }
@@ -737,5 +795,53 @@ fn open_once(vnl: &str, path: &Path, seqpacket_asked: bool) -> Try {
             format!("{} exists and is not a socket", path.display()),
             Some("choose a path that does not exist yet".into()),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two pair sockets as the kernel treats them: R2 takes nothing before it is paired,
+    /// then only what F2 sends; F2's sends fail once R2 is gone; a stale file is replaced.
+    #[test]
+    fn pair_sockets_take_only_from_each_other() {
+        let d = crate::TestDir::new("ptp-pair");
+        let path = d.0.join("p");
+        let f2 = pair_socket(&path, true).expect("F2");
+        let r2 = pair_socket(&path, false).expect("R2");
+        assert_eq!(f2.peer, d.0.join("p+fast2"));
+        assert_eq!(r2.peer, d.0.join("p+fast1"));
+        let third = UnixDatagram::unbound().unwrap();
+        let refused = third.send_to(b"frame", &f2.peer).unwrap_err();
+        assert_eq!(
+            refused.raw_os_error(),
+            Some(libc::EPERM),
+            "R2 is locked until paired"
+        );
+        // As the worker does: R2 to F2 (PAIR), then F2 to R2 (JOIN).
+        connect(r2.fd.as_raw_fd(), &UnixAddr::new(&r2.peer).unwrap()).unwrap();
+        connect(f2.fd.as_raw_fd(), &UnixAddr::new(&f2.peer).unwrap()).unwrap();
+        let big = vec![7u8; 65_000];
+        assert_eq!(send(f2.fd.as_raw_fd(), &big, MsgFlags::empty()), Ok(big.len()));
+        let mut got = vec![0u8; 70_000];
+        assert_eq!(
+            recv(r2.fd.as_raw_fd(), &mut got, MsgFlags::empty()),
+            Ok(big.len())
+        );
+        let refused = third.send_to(b"frame", &f2.peer).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::EPERM), "R2 takes F2's only");
+        // R2's end goes (its file too); a new R2 replaces a stale file.
+        drop(r2);
+        assert_eq!(
+            send(f2.fd.as_raw_fd(), b"x", MsgFlags::empty()),
+            Err(Errno::ECONNREFUSED)
+        );
+        let again = pair_socket(&path, false).expect("R2 over the stale file");
+        drop(again);
+        // Something that is not a socket is left alone.
+        std::fs::remove_file(d.0.join("p+fast2")).unwrap();
+        std::fs::write(d.0.join("p+fast2"), b"").unwrap();
+        assert!(pair_socket(&path, false).is_err());
     }
 }

@@ -30,9 +30,32 @@
 //! which refuses them (EINVAL), so nothing shows there. A connected datagram socket receives
 //! only from its peer, so an OFFER the second opener receives comes from the very socket it
 //! sends to; it sends tagged datagrams from then on, until it has to connect again (the first
-//! opener restarted: a new socket at PATH, which decides again). The first opener sends to
-//! a path, and a path is no proof of who listens at it by the time a datagram arrives (a
-//! classic peer may have taken the place of a vdens-fast one): it sends standard frames.
+//! opener restarted: a new socket at PATH, which decides again).
+//!
+//! The first opener sends to a path, and a path is no proof of who listens at it by the time
+//! a datagram arrives (a classic peer may have taken the place of a vdens-fast one). So it
+//! sends tagged datagrams only on a second socket of its own (F2, bound at `PATH+fast1`),
+//! connected to a second socket of the second opener's (R2, at `PATH+fast2`): a connected
+//! datagram socket sends to one socket *object*, whatever is bound at any path later, and
+//! gets ECONNREFUSED once that object is gone. R2 starts connected to itself, so that nobody
+//! can send to it before it is paired. The pairing, after HELLO and OFFER (every message a
+//! runt under 14 bytes, see [`Runt`]):
+//!
+//! 1. the first opener disconnects F2 (so that a new R2 may connect to it) and sends
+//!    [`Runt::Pair`] by path; the second opener's socket accepts datagrams only from the first
+//!    opener's, so PAIR comes from the very first opener it is connected to;
+//! 2. the second opener connects R2 to F2 (from then on R2 accepts datagrams from F2 only) and
+//!    says [`Runt::Join`] on its main socket;
+//! 3. the first opener connects F2 to R2 and sends [`Runt::Probe`] (a fresh nonce) on F2; the
+//!    second opener answers a probe read on R2 with [`Runt::Echo`] on its main socket;
+//! 4. an echo of the latest nonce proves that F2's peer is the second opener's R2: the first
+//!    opener sends everything (tagged and plain, in one order) on F2 from then on.
+//!
+//! Any failed send on F2 (the peer is gone: ECONNREFUSED, then ENOTCONN) ends it at once: the
+//! first opener sends standard frames by path again (tagged datagrams still queued are
+//! dropped) until the next HELLO. A classic second opener never sends HELLO, so it is never
+//! paired; the second opener reads R2 beside its main socket (which still carries the first
+//! opener's runts, and its frames while unpaired).
 
 use super::vnet;
 
@@ -48,10 +71,69 @@ pub const TAG: [u8; TAG_LEN] = [
 
 /// The length of [`HELLO`] and [`OFFER`] (under an Ethernet header's 14).
 pub const RUNT_LEN: usize = 8;
+/// What every runt starts with: "+vdfs", version 1.
+const RUNT_MAGIC: [u8; 6] = [0x2b, b'v', b'd', b'f', b's', 0x01];
 /// "Do you take tagged datagrams?" (a ptp second opener to its first opener).
 pub const HELLO: [u8; RUNT_LEN] = [0x2b, b'v', b'd', b'f', b's', 0x01, b'?', 0];
 /// "I take tagged datagrams" (the answer to [`HELLO`]).
 pub const OFFER: [u8; RUNT_LEN] = [0x2b, b'v', b'd', b'f', b's', 0x01, b'!', 0];
+/// The longest runt (PROBE, ECHO).
+pub const RUNT_MAX: usize = RUNT_MAGIC.len() + 1 + 4;
+
+/// A negotiation datagram of a datagram `ptp://` link (see the module's text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runt {
+    Hello,
+    Offer,
+    /// First opener to second, by path: "connect your R2 to my F2".
+    Pair,
+    /// Second opener to first, on its main socket: "R2 is connected to your F2".
+    Join,
+    /// First opener to second, on F2: "echo this".
+    Probe(u32),
+    /// Second opener to first, on its main socket: the nonce of a probe read on R2.
+    Echo(u32),
+}
+
+impl Runt {
+    /// Writes the runt into `out`; its length.
+    pub fn write(self, out: &mut [u8; RUNT_MAX]) -> usize {
+        let m = RUNT_MAGIC.len();
+        out[..m].copy_from_slice(&RUNT_MAGIC);
+        let mut put = |kind: u8, rest: &[u8]| {
+            out[m] = kind;
+            out[m + 1..m + 1 + rest.len()].copy_from_slice(rest);
+            m + 1 + rest.len()
+        };
+        match self {
+            Runt::Hello => put(b'?', &[0]),
+            Runt::Offer => put(b'!', &[0]),
+            Runt::Pair => put(b'p', &[0]),
+            Runt::Join => put(b'j', &[0]),
+            Runt::Probe(x) => put(b'n', &x.to_le_bytes()),
+            Runt::Echo(x) => put(b'e', &x.to_le_bytes()),
+        }
+    }
+
+    /// The runt `d` is, if it is one.
+    pub fn parse(d: &[u8]) -> Option<Runt> {
+        let m = RUNT_MAGIC.len();
+        if d.len() <= m || d.len() > RUNT_MAX || d[..m] != RUNT_MAGIC {
+            return None;
+        }
+        let rest = &d[m + 1..];
+        let nonce = || <[u8; 4]>::try_from(rest).ok().map(u32::from_le_bytes);
+        match d[m] {
+            b'?' if rest == [0] => Some(Runt::Hello),
+            b'!' if rest == [0] => Some(Runt::Offer),
+            b'p' if rest == [0] => Some(Runt::Pair),
+            b'j' if rest == [0] => Some(Runt::Join),
+            b'n' => nonce().map(Runt::Probe),
+            b'e' => nonce().map(Runt::Echo),
+            _ => None,
+        }
+    }
+}
 
 /// Tag and header: what a tagged datagram carries in front of its frame.
 pub const PREFIX: usize = TAG_LEN + vnet::LEN;
@@ -117,9 +199,35 @@ mod tests {
     #[test]
     fn runts_are_no_frames() {
         // Shorter than an Ethernet header: classic peers drop them.
-        const { assert!(RUNT_LEN < 14) };
+        const { assert!(RUNT_LEN < 14 && RUNT_MAX < 14) };
         assert_ne!(HELLO, OFFER);
         assert!(!is_tagged(&HELLO) && !is_tagged(&OFFER));
+    }
+
+    #[test]
+    fn runts_read_back() {
+        let mut b = [0u8; RUNT_MAX];
+        let n = Runt::Hello.write(&mut b);
+        assert_eq!(&b[..n], &HELLO);
+        let n = Runt::Offer.write(&mut b);
+        assert_eq!(&b[..n], &OFFER);
+        for r in [
+            Runt::Hello,
+            Runt::Offer,
+            Runt::Pair,
+            Runt::Join,
+            Runt::Probe(0xdead_beef),
+            Runt::Echo(7),
+        ] {
+            let n = r.write(&mut b);
+            assert!(n < 14, "{r:?} is a runt");
+            assert_eq!(Runt::parse(&b[..n]), Some(r));
+            assert_eq!(Runt::parse(&b[..n - 1]), None, "{r:?} cut short");
+        }
+        assert_eq!(Runt::parse(&[0xffu8; 12]), None);
+        let mut frame = [0u8; 60];
+        frame[..8].copy_from_slice(&HELLO);
+        assert_eq!(Runt::parse(&frame), None, "a frame is no runt");
     }
 
     #[test]

@@ -30,10 +30,13 @@ pub enum Op {
     VnetRead = 11,
     /// A seqpacket ptp listener has a peer to accept.
     PtpListen = 12,
+    /// Frames received on a direction's second socket (a datagram ptp second opener's R2,
+    /// `wire::superframe`), into the same buffers as its `Rx`.
+    RxPair = 13,
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 13] = [
         Op::Rx,
         Op::Tx,
         Op::Wake,
@@ -46,6 +49,7 @@ impl Op {
         Op::StreamWrite,
         Op::VnetRead,
         Op::PtpListen,
+        Op::RxPair,
     ];
 
     fn from_bits(b: u64) -> Option<Op> {

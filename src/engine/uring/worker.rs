@@ -21,6 +21,13 @@
 //! buffer, after what the coalescer holds. While the peer takes them, a tap read that needs its
 //! header (a super-frame, a partial checksum) is sent whole behind a tag put in the headroom;
 //! the rest is cut as before. HELLO and OFFER (ptp) are 8-byte datagrams from static bytes.
+//!
+//! A datagram ptp first opener sends tagged datagrams only on its second socket (F2) once it
+//! paired it with the second opener's (R2; `wire::superframe`): the port's [`Pair`], in the
+//! tap-to-link direction, runs the exchange (runts of the direction's own bytes), and while
+//! paired every frame of that direction goes on F2, in one order; any failed send there
+//! unpairs at once. A second opener reads R2 beside its main socket: a second multishot
+//! receive (`Op::RxPair`) into the same buffer group, whose frames are handled alike.
 
 use super::ring::{Interval, Link, Ring, Sqe, Target};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
@@ -30,14 +37,14 @@ use crate::engine::core::{
     Token, Verdict,
 };
 use crate::engine::offload::{self, SUPER_READ};
-use crate::engine::port::{send_buffer_full, DirPlan, Reconnector, TxPlan, MAX_FRAME};
+use crate::engine::port::{send_buffer_full, DirPlan, PairPlan, Reconnector, TxPlan, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{pin, Assigned, Cmd, WorkerCtx};
 use crate::engine::EngineKind;
 use crate::transport::Reconnect;
 use crate::wire::gro::{self, Coalescer, Out};
 use crate::wire::stream::{self, Decoder};
-use crate::wire::superframe::{self, PREFIX, TAG, TAG_LEN};
+use crate::wire::superframe::{self, Runt, PREFIX, RUNT_MAX, TAG, TAG_LEN};
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::Sender;
 use io_uring::cqueue;
@@ -71,8 +78,15 @@ const SUPER_FLAG: u16 = 0x4000;
 const RUNT_FLAG: u16 = 0x2000;
 const RUNT_HELLO: u16 = RUNT_FLAG;
 const RUNT_OFFER: u16 = RUNT_FLAG | 1;
-/// How often a ptp second opener whose peer has not answered asks again, while it sends.
+/// The pairing runts (`Pair::runts`, in this order from index 0): PAIR or JOIN, PROBE or
+/// ECHO (with a nonce).
+const RUNT_PAIR: u16 = RUNT_FLAG | 2;
+const RUNT_NONCE: u16 = RUNT_FLAG | 3;
+/// How often a ptp second opener whose peer has not answered asks again, while it sends; and
+/// a first opener asked by a vdens-fast second opener, not yet paired, sends PAIR again.
 const HELLO_EVERY: Duration = Duration::from_secs(1);
+/// PAIRs a first opener sends after one HELLO before it gives up until the next HELLO.
+const PAIR_TRIES: u8 = 5;
 /// Bytes kept free in front of every received frame (provided buffers and slots) for the
 /// virtio-net header of a write to an offloading tap.
 const HEADROOM: usize = 16;
@@ -114,6 +128,8 @@ struct Frame {
     whole: bool,
     /// A tagged datagram (`wire::superframe`), sent or received.
     tagged: bool,
+    /// Sent on the pair socket (F2) whatever the pairing's state (a PROBE).
+    second: bool,
 }
 
 impl Frame {
@@ -127,13 +143,19 @@ impl Frame {
         }
     }
 
-    /// A negotiation runt (`RUNT_HELLO`, `RUNT_OFFER`): nothing to count.
-    fn runt(id: u16) -> Frame {
+    /// A negotiation runt (`RUNT_HELLO`, `RUNT_OFFER`, `RUNT_PAIR`, `RUNT_NONCE`) of `len`
+    /// bytes: nothing to count.
+    fn runt(id: u16, len: usize) -> Frame {
         Frame {
             id,
-            len: superframe::RUNT_LEN as u32,
+            len: len as u32,
             ..Frame::default()
         }
+    }
+
+    #[inline]
+    fn is_runt(self) -> bool {
+        self.id & RUNT_FLAG != 0 && self.id & (SLOT_FLAG | SUPER_FLAG) == 0
     }
 
     /// A tagged datagram of `len` bytes (`skip` as in [`Frame::skip`]).
@@ -146,6 +168,7 @@ impl Frame {
             skip: skip as i16,
             whole: true,
             tagged: true,
+            second: false,
         }
     }
 }
@@ -229,6 +252,8 @@ struct Rx {
     /// Tagged datagrams may be waiting in the queue (set when one is queued, cleared when
     /// the queue is purged of them).
     tagged_queued: bool,
+    /// A ptp second opener's R2, read into the same buffers (`Op::RxPair`).
+    second: Option<RxSecond>,
     armed: bool,
     paused: bool,
     dead: bool,
@@ -236,6 +261,82 @@ struct Rx {
     vnet: Option<VnetRx>,
     /// Free private slots (stream reassembly, or segments cut from super-frames).
     slots_free: Vec<u16>,
+}
+
+/// A second receive of a direction (a ptp second opener's R2).
+struct RxSecond {
+    target: Target,
+    armed: bool,
+    dead: bool,
+}
+
+/// Where a ptp first opener's pairing is (`wire::superframe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PairState {
+    /// Standard frames by path, until a HELLO.
+    Idle,
+    /// A vdens-fast second opener said HELLO: PAIR sent.
+    Asked,
+    /// F2 connected to R2 (the peer said JOIN); PROBE with this nonce sent.
+    Joined(u32),
+    /// The ECHO came: every frame goes on F2.
+    Paired,
+}
+
+/// A datagram ptp link's second socket and its pairing, in the tap-to-link direction.
+struct Pair {
+    target: Target,
+    raw: RawFd,
+    /// Where the peer's pair socket is bound.
+    peer: UnixAddr,
+    /// F2 (first opener: sends on it) or R2 (second opener: reads it, `RxSecond`).
+    first: bool,
+    state: PairState,
+    /// Pairings started (HELLOs): a failed send on F2 from an earlier one (F2 was
+    /// disconnected under it) does not end this one.
+    round: u32,
+    /// When PAIR was last sent, and how many since the HELLO.
+    asked_at: Option<Instant>,
+    tries: u8,
+    nonce: u32,
+    /// The bytes of `RUNT_PAIR` (PAIR or JOIN) and `RUNT_NONCE` (PROBE or ECHO), and their
+    /// lengths. Boxed with the pair: a send may point into them.
+    runts: [[u8; RUNT_MAX]; 2],
+    lens: [usize; 2],
+}
+
+impl Pair {
+    fn new(p: &PairPlan, target: Target) -> Pair {
+        let mut runts = [[0u8; RUNT_MAX]; 2];
+        let own = if p.first { Runt::Pair } else { Runt::Join };
+        let n = own.write(&mut runts[0]);
+        Pair {
+            target,
+            raw: p.fd,
+            peer: p.peer,
+            first: p.first,
+            state: PairState::Idle,
+            round: 0,
+            asked_at: None,
+            tries: 0,
+            // Only an echo of the latest probe counts; a start that differs per process.
+            nonce: std::process::id().wrapping_mul(0x9e37_79b1)
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()),
+            runts,
+            lens: [n, 0],
+        }
+    }
+
+    /// The frame of runt `id` (`RUNT_PAIR`, `RUNT_NONCE`).
+    fn frame(&self, id: u16) -> Frame {
+        Frame::runt(id, self.lens[(id & 1) as usize])
+    }
+
+    fn paired(&self) -> bool {
+        self.first && self.state == PairState::Paired
+    }
 }
 
 /// A coalesced super-frame buffer: HEADROOM bytes, then what the coalescer builds. The heap
@@ -280,6 +381,9 @@ struct ChainSlot {
     frame: Frame,
     /// Not sent, to be sent again (EAGAIN, or cancelled by an earlier failure in the chain).
     retry: bool,
+    /// Sent on the pair socket (F2), in this pairing (`Pair::round`).
+    via_pair: bool,
+    round: u32,
     iov: libc::iovec,
     msg: libc::msghdr,
 }
@@ -295,6 +399,10 @@ struct Tx {
     inflight: usize,
     /// A send of the current chain met EAGAIN.
     again: bool,
+    /// ... on the pair socket (F2): its send buffer is the one to wait for.
+    again_pair: bool,
+    /// A ptp link's second socket and pairing (`wire::superframe`).
+    pair: Option<Box<Pair>>,
     /// The last chain met EAGAIN with the socket writable and goes again at once; a second
     /// time waits for the timer.
     retried: bool,
@@ -364,6 +472,8 @@ impl Tx {
             .map(|_| ChainSlot {
                 frame: Frame::default(),
                 retry: false,
+                via_pair: false,
+                round: 0,
                 iov: iov_empty(),
                 msg: msg_empty(),
             })
@@ -375,6 +485,8 @@ impl Tx {
             addr: Box::new(addr),
             inflight: 0,
             again: false,
+            again_pair: false,
+            pair: None,
             retried: false,
             probe: false,
             raw: -1,
@@ -574,6 +686,11 @@ impl Worker {
                     superframes: sf.clone().filter(|_| vnet_rx),
                     hello_at: None,
                     tagged_queued: false,
+                    second: plan.pair.filter(|p| tags && !p.first).map(|p| RxSecond {
+                        target: fixed(p.fd),
+                        armed: false,
+                        dead: false,
+                    }),
                     armed: false,
                     paused: false,
                     dead: false,
@@ -607,6 +724,10 @@ impl Worker {
             TxPlan::Stream { fd } => Tx::new(TxKind::Stream, fixed(*fd), None),
         };
         tx.reconnect = Reconnector::new(plan.reconnect.clone());
+        if let Some(p) = plan.pair.filter(|_| sf.is_some() && d == TAP_TO_LINK && vnet_rx) {
+            let t = fixed(p.fd);
+            tx.pair = Some(Box::new(Pair::new(&p, t)));
+        }
         let gro = (off.enabled() && d == LINK_TO_TAP && rx.is_some() && !whole).then(|| {
             tx.vnet_hdr = off.vnet_hdr;
             let mut all: Vec<Sbuf> = (0..=SUPERS as u16)
@@ -698,10 +819,54 @@ impl Worker {
         self.outstanding += 1;
     }
 
+    /// Arms the second receive of direction `di` (R2), into the direction's buffers.
+    fn arm_second(&mut self, di: usize) {
+        let (multishot, pbuf) = (self.multishot, self.pbuf);
+        let Some(rx) = self.dirs[di].rx.as_mut() else {
+            return;
+        };
+        let Some(sec) = rx.second.as_ref() else { return };
+        let target = sec.target;
+        let mut idx = 0;
+        let e = if !pbuf {
+            let Some(bid) = rx.ring.pop_local() else {
+                rx.paused = true;
+                return;
+            };
+            idx = bid as usize;
+            Sqe::Read {
+                fd: target,
+                buf: rx.ring.addr(bid).cast_mut(),
+                len: rx.ring.data_len() as u32,
+                socket: true,
+            }
+        } else if multishot {
+            Sqe::ReadMulti {
+                fd: target,
+                group: rx.ring.bgid(),
+                socket: true,
+            }
+        } else {
+            Sqe::ReadSelect {
+                fd: target,
+                group: rx.ring.bgid(),
+                len: rx.ring.data_len() as u32,
+                socket: true,
+            }
+        };
+        if let Some(sec) = rx.second.as_mut() {
+            sec.armed = true;
+        }
+        let e = e.op(token(Op::RxPair, di, idx));
+        self.push(&e);
+        self.outstanding += 1;
+    }
+
     fn run(&mut self, cmds: &crossbeam_channel::Receiver<Cmd>) {
         self.arm_wake();
         for di in 0..self.dirs.len() {
             self.arm_rx(di);
+            self.arm_second(di);
         }
         // Completions to wait for: as many as the last turn found (up to WAIT_BATCH), and at
         // least the sends in flight. Asking for more than can come (the sender blocked on a
@@ -768,7 +933,8 @@ impl Worker {
             let Some(t) = Token::decode(ud) else { continue };
             let di = t.ep();
             match t.op {
-                Op::Rx => self.on_rx(di, t.slot, res, flags),
+                Op::Rx => self.on_rx(di, t.slot, res, flags, false),
+                Op::RxPair => self.on_rx(di, t.slot, res, flags, true),
                 Op::Tx => self.on_tx(di, t.slot as usize, res),
                 Op::TxWait => {
                     self.outstanding -= 1;
@@ -794,7 +960,8 @@ impl Worker {
         stop
     }
 
-    fn on_rx(&mut self, di: usize, idx: u16, res: i32, flags: u32) {
+    /// A receive of direction `di` completed: its main one, or its `second` (R2).
+    fn on_rx(&mut self, di: usize, idx: u16, res: i32, flags: u32, second: bool) {
         let more = cqueue::more(flags);
         if !more {
             self.outstanding -= 1;
@@ -804,7 +971,10 @@ impl Worker {
             return;
         };
         if !more {
-            rx.armed = false;
+            match rx.second.as_mut() {
+                Some(s) if second => s.armed = false,
+                _ => rx.armed = false,
+            }
         }
         let bid = if self.pbuf {
             let b = cqueue::buffer_select(flags);
@@ -821,6 +991,25 @@ impl Worker {
             }
         }
         if self.stopping {
+            return;
+        }
+        if res < 0 && second {
+            match classify_rx_error(-res) {
+                RxFault::Starved => rx.paused = true,
+                // ECONNRESET: F2 disconnected from R2 with datagrams queued at F2 (a new
+                // pairing); R2 reads on.
+                RxFault::Fatal if -res != libc::ECONNRESET => {
+                    if let Some(s) = rx.second.as_mut() {
+                        s.dead = true;
+                    }
+                    crate::diag!(
+                        "{}: receive on the pair socket failed: {}; it stops",
+                        dir.label,
+                        nix::errno::Errno::from_raw(-res).desc()
+                    );
+                }
+                _ => {}
+            }
             return;
         }
         if res < 0 {
@@ -894,12 +1083,10 @@ impl Worker {
             }
             return;
         }
-        if rx.tags && len == superframe::RUNT_LEN {
-            let runt = rx.ring.data(bid, 0, len);
-            let (hello, offer) = (runt == superframe::HELLO, runt == superframe::OFFER);
-            if hello || offer {
+        if rx.tags && len <= RUNT_MAX {
+            if let Some(r) = Runt::parse(rx.ring.data(bid, 0, len)) {
                 rx.ring.push(bid);
-                self.on_runt(di ^ 1, hello);
+                self.on_runt(di ^ 1, r, second);
                 return;
             }
         }
@@ -939,22 +1126,122 @@ impl Worker {
         }
     }
 
-    /// A negotiation runt arrived for the port whose sending direction is `out`: a HELLO is
-    /// answered with an OFFER; an OFFER lets a ptp second opener send tagged datagrams (its
-    /// socket is connected: the OFFER came from the very socket it sends to).
-    fn on_runt(&mut self, out: usize, hello: bool) {
+    /// A negotiation runt arrived for the port whose sending direction is `out`, on the
+    /// direction's main socket or (`second`) on its pair socket R2 (`wire::superframe`):
+    /// - a HELLO is answered with an OFFER, and a first opener with a pair socket starts
+    ///   pairing (PAIR);
+    /// - an OFFER lets a ptp second opener send tagged datagrams (its socket is connected:
+    ///   the OFFER came from the very socket it sends to);
+    /// - a PAIR (main socket of a second opener: from its first opener's socket) connects R2
+    ///   to F2 (`PATH+fast1`), then JOIN says so;
+    /// - a JOIN connects F2 to R2 (`PATH+fast2`) and sends a PROBE on F2;
+    /// - a PROBE read on R2 is echoed (ECHO) on the main socket;
+    /// - an ECHO of the latest probe's nonce pairs: F2's peer is the second opener's R2.
+    fn on_runt(&mut self, out: usize, r: Runt, second: bool) {
         let dir = &mut self.dirs[out];
-        if hello {
-            if dir.tx.kind != TxKind::Discard && dir.queue.len < QCAP {
-                dir.queue.push(Frame::runt(RUNT_OFFER));
+        let role = dir.tx.pair.as_ref().map(|p| p.first);
+        let room = dir.tx.kind != TxKind::Discard && dir.queue.len < QCAP;
+        match r {
+            Runt::Hello if !second => {
+                if room {
+                    dir.queue.push(Frame::runt(RUNT_OFFER, superframe::RUNT_LEN));
+                }
+                if role == Some(true) {
+                    Self::ask_pair(dir);
+                }
             }
+            Runt::Offer if !second => {
+                if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
+                    if dir.tx.reconnect.active() {
+                        sf.store(true, AtomicOrdering::Release);
+                    }
+                }
+            }
+            Runt::Pair if !second && role == Some(false) && room => {
+                let p = dir.tx.pair.as_ref().expect("role");
+                if nix::sys::socket::connect(p.raw, &p.peer).is_ok() {
+                    let f = p.frame(RUNT_PAIR);
+                    dir.queue.push(f);
+                }
+            }
+            Runt::Join if !second && role == Some(true) && room => {
+                let p = dir.tx.pair.as_mut().expect("role");
+                if !matches!(p.state, PairState::Asked | PairState::Joined(_))
+                    || nix::sys::socket::connect(p.raw, &p.peer).is_err()
+                {
+                    return;
+                }
+                p.nonce = p.nonce.wrapping_mul(0x9e37_79b1).wrapping_add(0x7f4a_7c15);
+                p.state = PairState::Joined(p.nonce);
+                p.lens[1] = Runt::Probe(p.nonce).write(&mut p.runts[1]);
+                let mut f = p.frame(RUNT_NONCE);
+                f.second = true;
+                dir.queue.push(f);
+            }
+            Runt::Probe(nonce) if second && role == Some(false) && room => {
+                let p = dir.tx.pair.as_mut().expect("role");
+                p.lens[1] = Runt::Echo(nonce).write(&mut p.runts[1]);
+                let f = p.frame(RUNT_NONCE);
+                dir.queue.push(f);
+            }
+            Runt::Echo(nonce) if !second && role == Some(true) => {
+                let p = dir.tx.pair.as_mut().expect("role");
+                if p.state == PairState::Joined(nonce) {
+                    p.state = PairState::Paired;
+                    if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
+                        sf.store(true, AtomicOrdering::Release);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A vdens-fast second opener said HELLO to this first opener: pairing starts over.
+    /// F2 is disconnected (so the new R2 may connect to it) and PAIR sent by path.
+    fn ask_pair(dir: &mut Dir) {
+        Self::unpair(dir);
+        let Some(p) = dir.tx.pair.as_mut() else { return };
+        // SAFETY: `raw` is the pair socket of one of this worker's ports, which it holds
+        // (`_ports`) until it ends.
+        let _ = crate::sys::unix_dgram_disconnect(unsafe { crate::sys::borrow_fd(p.raw) });
+        p.state = PairState::Asked;
+        p.round = p.round.wrapping_add(1);
+        p.tries = 0;
+        p.asked_at = None;
+        Self::send_pair(dir);
+    }
+
+    /// Queues PAIR (first opener, asked, not paired yet), at most every HELLO_EVERY and
+    /// PAIR_TRIES times per HELLO.
+    fn send_pair(dir: &mut Dir) {
+        let Some(p) = dir.tx.pair.as_mut() else { return };
+        let now = Instant::now();
+        if !p.first
+            || !matches!(p.state, PairState::Asked | PairState::Joined(_))
+            || p.tries >= PAIR_TRIES
+            || p.asked_at.is_some_and(|t| now.duration_since(t) < HELLO_EVERY)
+            || dir.queue.len >= QCAP
+        {
             return;
         }
+        p.tries += 1;
+        p.asked_at = Some(now);
+        let f = p.frame(RUNT_PAIR);
+        dir.queue.push(f);
+    }
+
+    /// A first opener stops sending on F2 (its peer is gone, or a new one asked): standard
+    /// frames by path from now on; tagged ones still queued are dropped.
+    fn unpair(dir: &mut Dir) {
+        let Some(p) = dir.tx.pair.as_mut().filter(|p| p.first) else {
+            return;
+        };
+        p.state = PairState::Idle;
         if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
-            if dir.tx.reconnect.active() {
-                sf.store(true, AtomicOrdering::Release);
-            }
+            sf.store(false, AtomicOrdering::Release);
         }
+        Self::purge_tagged(dir);
     }
 
     /// Whether the direction may send tagged datagrams now.
@@ -991,7 +1278,7 @@ impl Worker {
     }
 
     fn release(dir: &mut Dir, f: Frame) {
-        if f.id & RUNT_FLAG != 0 && f.id & (SLOT_FLAG | SUPER_FLAG) == 0 {
+        if f.is_runt() {
             return;
         }
         if f.id & SUPER_FLAG != 0 {
@@ -1011,13 +1298,15 @@ impl Worker {
     }
 
     fn frame_addr(dir: &Dir, f: Frame) -> *const u8 {
-        if f.id & RUNT_FLAG != 0 && f.id & (SLOT_FLAG | SUPER_FLAG) == 0 {
-            let r: &'static [u8; superframe::RUNT_LEN] = if f.id == RUNT_HELLO {
-                &superframe::HELLO
-            } else {
-                &superframe::OFFER
+        if f.is_runt() {
+            return match f.id {
+                RUNT_HELLO => superframe::HELLO.as_ptr(),
+                RUNT_OFFER => superframe::OFFER.as_ptr(),
+                id => {
+                    let p = dir.tx.pair.as_ref().expect("pairing runts come with a pair");
+                    p.runts[(id & 1) as usize].as_ptr()
+                }
             };
-            return r.as_ptr();
         }
         if f.id & SUPER_FLAG != 0 {
             let g = dir.gro.as_ref().expect("super-frames come from the coalescer");
@@ -1077,9 +1366,15 @@ impl Worker {
             let now = Instant::now();
             if rx.hello_at.map_or(true, |t| now.duration_since(t) >= HELLO_EVERY) {
                 rx.hello_at = Some(now);
-                dir.queue.push(Frame::runt(RUNT_HELLO));
+                dir.queue.push(Frame::runt(RUNT_HELLO, superframe::RUNT_LEN));
             }
         }
+        // A first opener asked, not paired yet: PAIR again now and then while it sends.
+        if v.held.len > 0 {
+            Self::send_pair(dir);
+        }
+        let Some(rx) = dir.rx.as_mut() else { return };
+        let Some(v) = rx.vnet.as_mut() else { return };
         while let Some((bid, len)) = v.held.front() {
             let len = len as usize;
             let full = len == rx.ring.data_len();
@@ -1253,10 +1548,31 @@ impl Worker {
         dir.tx.inflight -= 1;
         if dir.tx.kind != TxKind::Stream {
             let f = dir.tx.chain[idx].frame;
+            let via_pair = dir.tx.chain[idx].via_pair;
+            let this_round = dir
+                .tx
+                .pair
+                .as_ref()
+                .is_some_and(|p| p.round == dir.tx.chain[idx].round);
             let verdict = if res > 0 {
                 None
             } else if self.stopping {
                 Some(Verdict::Drop(DropReason::SendError))
+            } else if res < 0
+                && via_pair
+                && !matches!(-res, libc::EAGAIN | libc::EINTR | libc::ECANCELED | libc::ENOBUFS)
+            {
+                // F2's peer is gone (ECONNREFUSED, then ENOTCONN), or F2 was disconnected for
+                // a new pairing: standard frames by path from now on.
+                // (The control thread says that the peer went away.)
+                if this_round {
+                    Self::unpair(dir);
+                }
+                if f.tagged || f.is_runt() {
+                    Some(Verdict::Drop(DropReason::SendError))
+                } else {
+                    Some(Verdict::Retry)
+                }
             } else if res < 0
                 && dir.tx.raw >= 0
                 && dir.tx.reconnect.after_failure(
@@ -1299,6 +1615,7 @@ impl Worker {
                     // receiver's queue is full, so the kernel cannot wait for room: retry later.
                     dir.tx.chain[idx].retry = true;
                     dir.tx.again |= res == -libc::EAGAIN;
+                    dir.tx.again_pair |= via_pair && res == -libc::EAGAIN;
                 }
                 Some(Verdict::Drop(why)) => {
                     // ENOENT/ECONNREFUSED on an unconnected ptp socket mean no peer yet.
@@ -1320,19 +1637,25 @@ impl Worker {
                     }
                 }
                 dir.tx.chain_len = 0;
+                // EAGAIN on F2 (connected to R2, which is connected back: no receiver queue
+                // limit) is its own send buffer.
+                let (raw, target) = match dir.tx.pair.as_ref() {
+                    Some(p) if std::mem::take(&mut dir.tx.again_pair) => (p.raw, p.target),
+                    _ => (dir.tx.raw, dir.tx.target),
+                };
                 if !std::mem::take(&mut dir.tx.again) {
                     dir.tx.retried = false;
                     dir.tx.probe = false;
                 } else if send_buffer_full(
                     // SAFETY: `raw` is a descriptor of one of this worker's ports, which it
                     // holds (`_ports`) until it ends.
-                    unsafe { crate::sys::borrow_fd(dir.tx.raw) },
+                    unsafe { crate::sys::borrow_fd(raw) },
                 ) {
                     // Our own send buffer: wait until it polls writable.
                     dir.tx.retried = false;
                     dir.tx.waiting = true;
                     let e = Sqe::Poll {
-                        fd: dir.tx.target,
+                        fd: target,
                         events: libc::POLLOUT as u32,
                         multi: false,
                     }
@@ -1468,9 +1791,15 @@ impl Worker {
         if dir.tx.inflight > 0 || dir.tx.waiting || dir.queue.len == 0 {
             return;
         }
+        // A first opener's peer went away (the control thread saw it): unpaired.
+        if dir.tx.pair.as_ref().is_some_and(|p| p.paired()) && !Self::tags_allowed(dir) {
+            Self::unpair(dir);
+        }
         // Tagged datagrams queued while the peer took them, which it no longer does (the
-        // control thread saw it go): none is sent.
-        if dir.rx.as_ref().is_some_and(|r| r.tagged_queued) && !Self::tags_allowed(dir) {
+        // control thread saw it go): none is sent. A first opener sends them only on F2.
+        let paired = dir.tx.pair.as_ref().is_some_and(|p| p.paired());
+        let tags_ok = Self::tags_allowed(dir) && (paired || dir.tx.kind != TxKind::SendTo);
+        if dir.rx.as_ref().is_some_and(|r| r.tagged_queued) && !tags_ok {
             Self::purge_tagged(dir);
             if dir.queue.len == 0 {
                 return;
@@ -1510,17 +1839,33 @@ impl Worker {
             let f = dir.queue.pop().expect("queued");
             let a = Self::frame_addr(dir, f);
             let tx = &mut dir.tx;
+            // A first opener's PROBE, and while paired every frame but the by-path runts
+            // (OFFER, PAIR), go on F2.
+            let pair = tx.pair.as_ref().filter(|_| f.second || (paired && !f.is_runt()));
+            debug_assert!(!f.tagged || pair.is_some() || tx.kind != TxKind::SendTo);
             let slot = &mut tx.chain[i];
             slot.frame = f;
+            slot.via_pair = pair.is_some();
+            slot.round = pair.map_or(0, |p| p.round);
             let e = match tx.kind {
                 TxKind::SendTo => {
-                    let addr = tx.addr.as_ref().as_ref().expect("SendTo has an address");
                     slot.iov = libc::iovec {
                         iov_base: a as *mut libc::c_void,
                         iov_len: f.len as usize,
                     };
-                    slot.msg.msg_name = addr.as_ptr() as *mut libc::c_void;
-                    slot.msg.msg_namelen = addr.len();
+                    let fd = match pair {
+                        Some(p) => {
+                            slot.msg.msg_name = std::ptr::null_mut();
+                            slot.msg.msg_namelen = 0;
+                            p.target
+                        }
+                        None => {
+                            let addr = tx.addr.as_ref().as_ref().expect("SendTo has an address");
+                            slot.msg.msg_name = addr.as_ptr() as *mut libc::c_void;
+                            slot.msg.msg_namelen = addr.len();
+                            tx.target
+                        }
+                    };
                     slot.msg.msg_iov = &mut slot.iov;
                     slot.msg.msg_iovlen = 1;
                     let m: *const libc::msghdr = &slot.msg;
@@ -1528,7 +1873,7 @@ impl Worker {
                     // on a unix datagram socket resumes from an already consumed iterator and
                     // sends an empty datagram (seen on 6.18); we resend from scratch.
                     Sqe::SendMsg {
-                        fd: tx.target,
+                        fd,
                         msg: m,
                         flags: libc::MSG_DONTWAIT as u32,
                     }
@@ -1583,8 +1928,13 @@ impl Worker {
             rx.ring.publish();
             // A paused receive is re-armed once an eighth of its buffers are back.
             let rearm = rx.ring.entries() as u32 / 8;
-            if !rx.armed && !rx.dead && (!rx.paused || rx.ring.avail() >= rearm) {
+            let room = !rx.paused || rx.ring.avail() >= rearm;
+            let second = rx.second.as_ref().is_some_and(|s| !s.armed && !s.dead);
+            if !rx.armed && !rx.dead && room {
                 self.arm_rx(di);
+            }
+            if second && room {
+                self.arm_second(di);
             }
         }
         self.publish_stats();
