@@ -72,43 +72,13 @@ impl Capture {
     }
 }
 
-/// Addresses, routes and a first ping between two nodes on one link.
-fn wire(a: &mut Node, b: &mut Node, net: &str, mtu: usize) {
-    let m = Some(mtu as u32).filter(|&m| m != 1500);
-    a.up("vde0", &format!("10.{net}.0.1/24"), m);
-    b.up("vde0", &format!("10.{net}.0.2/24"), m);
-    a.sh(&format!("ip -6 addr add fd{net}::1/64 dev vde0 nodad"), 5);
-    b.sh(&format!("ip -6 addr add fd{net}::2/64 dev vde0 nodad"), 5);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while b.try_sh(&format!("ping -c 1 -W 1 10.{net}.0.1"), 5).0 != Some(0) {
-        assert!(Instant::now() < deadline, "no ping over the link");
-    }
-}
-
-/// TCP both ways (sha256-exact), ICMP at the MTU, and a UDP datagram.
-fn traffic(a: &mut Node, b: &mut Node, d: &TempDir, net: &str, mtu: usize) {
-    b.ping(&format!("10.{net}.0.1"), 2, Some((mtu - 28) as u32));
-    tcp_transfer(b, a, &format!("10.{net}.0.1"), d, 8 << 20);
-    tcp_transfer(a, b, &format!("10.{net}.0.2"), d, 4 << 20);
-    a.sh(
-        "rm -f udp.out; (timeout 10 nc -u -l 7777 > udp.out &) ; sleep 0.3",
-        5,
-    );
-    b.sh(
-        &format!("echo datagram | timeout 5 nc -u -w 1 10.{net}.0.1 7777"),
-        10,
-    );
-    let got = a.sh("sleep 0.3; cat udp.out", 5);
-    assert!(got.contains("datagram"), "UDP crossed: {got:?}");
-}
-
 fn fast_pair(engine: &str, mtu: usize, net: &str) {
     let d = TempDir::new(&format!("sfp{net}"));
     let vnl = format!("ptp://{}", d.join("p").display());
     let (mut a, fa) = start(&d, "a", true, engine, &vnl);
     let (mut b, fb) = start(&d, "b", true, engine, &vnl);
-    wire(&mut a, &mut b, net, mtu);
-    traffic(&mut a, &mut b, &d, net, mtu);
+    wire_pair(&mut a, &mut b, net, mtu);
+    pair_traffic(&mut a, &mut b, &d, net, mtu);
     tcp_transfer(&mut b, &mut a, &format!("fd{net}::1"), &d, 3 << 20);
     let (ja, jb) = (stats_of(&mut a, &fa), stats_of(&mut b, &fb));
     assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
@@ -154,10 +124,10 @@ fn a_classic_peer_sees_standard_frames_only() {
         let vnl = format!("ptp://{}", d.join("p").display());
         let (mut a, fa) = start(&d, "a", first_fast, "uring", &vnl);
         let (mut b, fb) = start(&d, "b", !first_fast, "uring", &vnl);
-        wire(&mut a, &mut b, net, 1500);
+        wire_pair(&mut a, &mut b, net, 1500);
         let (classic, _) = if first_fast { (&mut b, &fb) } else { (&mut a, &fa) };
         let cap = Capture::start(classic, &d, "classic");
-        traffic(&mut a, &mut b, &d, net, 1500);
+        pair_traffic(&mut a, &mut b, &d, net, 1500);
         // Tagged or oversized frames on the classic tap (first opener fast: first_fast)?
         cap.check(1500, 1000);
         let (fast, f) = if first_fast { (&mut a, &fa) } else { (&mut b, &fb) };
@@ -177,7 +147,7 @@ fn a_replaced_first_opener_is_asked_again() {
     let (a, fa) = start(&d, "a", true, "uring", &vnl);
     let (mut b, fb) = start(&d, "b", true, "uring", &vnl);
     let mut a = a;
-    wire(&mut a, &mut b, "46", 1500);
+    wire_pair(&mut a, &mut b, "46", 1500);
     tcp_transfer(&mut b, &mut a, "10.46.0.1", &d, 4 << 20);
     let jb = stats_of(&mut b, &fb);
     assert_eq!(port_field(&jb, "superframes"), "negotiated", "{jb}");
@@ -234,7 +204,7 @@ fn a_replaced_second_opener_is_asked_again() {
     let (mut a, fa) = start(&d, "a", true, "uring", &vnl);
     let (b, _) = start(&d, "b", true, "uring", &vnl);
     let mut b = b;
-    wire(&mut a, &mut b, "47", 1500);
+    wire_pair(&mut a, &mut b, "47", 1500);
     tcp_transfer(&mut a, &mut b, "10.47.0.2", &d, 8 << 20);
     let ja = stats_of(&mut a, &fa);
     assert_eq!(port_field(&ja, "superframes"), "negotiated", "{ja}");
@@ -311,7 +281,7 @@ fn ends_in_different_network_namespaces_pair() {
     );
     assert!(wait_path(&d.join("p"), 10), "the first opener is up");
     let (mut b, fb) = start(&d, "b", true, "uring", &vnl);
-    wire(&mut a, &mut b, "48", 1500);
+    wire_pair(&mut a, &mut b, "48", 1500);
     tcp_transfer(&mut a, &mut b, "10.48.0.2", &d, 8 << 20);
     tcp_transfer(&mut b, &mut a, "10.48.0.1", &d, 2 << 20);
     let (ja, jb) = (stats_of(&mut a, &fa), stats_of(&mut b, &fb));

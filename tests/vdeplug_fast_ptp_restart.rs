@@ -72,17 +72,18 @@ fn expect_on(sock: &UnixDatagram, marker: &[u8]) -> Vec<u8> {
     }
 }
 
-fn cable_survives_first_opener_restart(engine: &str) {
-    let d = TempDir::new("vf-ptp-restart");
+/// The scene: Debian's vde_plug as the first opener of `d/p`; the test's datagram socket as
+/// the first opener of `d/q` (the far end); the vdeplug-fast cable between (the second
+/// opener of both), its stderr in the returned file. Returns p's VNL, the far socket, the
+/// vde_plug, the cable and its log.
+fn setup(d: &TempDir, engine: &str) -> (String, UnixDatagram, StreamPlug, Proc, std::path::PathBuf) {
     let (p, q) = (d.join("p"), d.join("q"));
     let (vp, vq) = (format!("ptp://{}", p.display()), format!("ptp://{}", q.display()));
-    // The far end of the cable's second link: the first opener of q, sending to q+.
     let far = UnixDatagram::bind(&q).unwrap();
-    let qplus = d.join("q+");
-    let mut plug = StreamPlug::start(&[&vp]);
+    let plug = StreamPlug::start(&[&vp]);
     wait_for("vde_plug to bind p", || live(&p));
     let log = d.join("cable.err");
-    let _cable = Proc {
+    let cable = Proc {
         child: Command::new(env!("CARGO_BIN_EXE_vdeplug-fast"))
             .args(["--engine", engine, &vp, &vq])
             .stdin(Stdio::null())
@@ -93,8 +94,16 @@ fn cable_survives_first_opener_restart(engine: &str) {
         name: "vdeplug-fast".into(),
     };
     wait_for("the cable to bind p+ and q+", || {
-        live(&d.join("p+")) && live(&qplus)
+        live(&d.join("p+")) && live(&d.join("q+"))
     });
+    (vp, far, plug, cable, log)
+}
+
+fn cable_survives_first_opener_restart(engine: &str) {
+    let d = TempDir::new("vf-ptp-restart");
+    let p = d.join("p");
+    let (vp, far, mut plug, _cable, log) = setup(&d, engine);
+    let qplus = d.join("q+");
     let err = || std::fs::read_to_string(&log).unwrap_or_default();
     {
         let _r = Repeat::start(&far, &qplus, frame(1, b"before"));
@@ -143,25 +152,8 @@ fn cable_reaches_a_restarted_classic_first_opener_on_epoll() {
 /// the dead socket and the kernel would refuse the new one's frames with EPERM for ever).
 fn cable_hears_a_restarted_first_opener_without_sending(engine: &str) {
     let d = TempDir::new("vf-ptp-quiet");
-    let (p, q) = (d.join("p"), d.join("q"));
-    let (vp, vq) = (format!("ptp://{}", p.display()), format!("ptp://{}", q.display()));
-    let far = UnixDatagram::bind(&q).unwrap();
-    let plug = StreamPlug::start(&[&vp]);
-    wait_for("vde_plug to bind p", || live(&p));
-    let log = d.join("cable.err");
-    let _cable = Proc {
-        child: Command::new(env!("CARGO_BIN_EXE_vdeplug-fast"))
-            .args(["--engine", engine, &vp, &vq])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-        name: "vdeplug-fast".into(),
-    };
-    wait_for("the cable to bind p+ and q+", || {
-        live(&d.join("p+")) && live(&d.join("q+"))
-    });
+    let p = d.join("p");
+    let (vp, far, plug, _cable, log) = setup(&d, engine);
     let err = || std::fs::read_to_string(&log).unwrap_or_default();
     drop(plug);
     let mut plug = StreamPlug::start(&[&vp]);
