@@ -10,6 +10,7 @@ pub mod control;
 pub mod cut;
 pub mod frame;
 pub mod io;
+pub mod pair;
 pub mod ptp;
 pub mod token;
 

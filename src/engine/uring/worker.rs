@@ -32,6 +32,7 @@
 use super::ring::{Interval, Link, Ring, Sqe, Target};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut};
+use crate::engine::core::pair::Pairing;
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxFault,
     Token, Verdict,
@@ -82,11 +83,8 @@ const RUNT_OFFER: u16 = RUNT_FLAG | 1;
 /// ECHO (with a nonce).
 const RUNT_PAIR: u16 = RUNT_FLAG | 2;
 const RUNT_NONCE: u16 = RUNT_FLAG | 3;
-/// How often a ptp second opener whose peer has not answered asks again, while it sends; and
-/// a first opener asked by a vdens-fast second opener, not yet paired, sends PAIR again.
+/// How often a ptp second opener whose peer has not answered asks again, while it sends.
 const HELLO_EVERY: Duration = Duration::from_secs(1);
-/// PAIRs a first opener sends after one HELLO before it gives up until the next HELLO.
-const PAIR_TRIES: u8 = 5;
 /// Bytes kept free in front of every received frame (provided buffers and slots) for the
 /// virtio-net header of a write to an offloading tap.
 const HEADROOM: usize = 16;
@@ -270,19 +268,6 @@ struct RxSecond {
     dead: bool,
 }
 
-/// Where a ptp first opener's pairing is (`wire::superframe`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PairState {
-    /// Standard frames by path, until a HELLO.
-    Idle,
-    /// A vdens-fast second opener said HELLO: PAIR sent.
-    Asked,
-    /// F2 connected to R2 (the peer said JOIN); PROBE with this nonce sent.
-    Joined(u32),
-    /// The ECHO came: every frame goes on F2.
-    Paired,
-}
-
 /// A datagram ptp link's second socket and its pairing, in the tap-to-link direction.
 struct Pair {
     target: Target,
@@ -291,14 +276,8 @@ struct Pair {
     peer: UnixAddr,
     /// F2 (first opener: sends on it) or R2 (second opener: reads it, `RxSecond`).
     first: bool,
-    state: PairState,
-    /// Pairings started (HELLOs): a failed send on F2 from an earlier one (F2 was
-    /// disconnected under it) does not end this one.
-    round: u32,
-    /// When PAIR was last sent, and how many since the HELLO.
-    asked_at: Option<Instant>,
-    tries: u8,
-    nonce: u32,
+    /// The first opener's pairing (`core::pair`).
+    pairing: Pairing,
     /// The bytes of `RUNT_PAIR` (PAIR or JOIN) and `RUNT_NONCE` (PROBE or ECHO), and their
     /// lengths. Boxed with the pair: a send may point into them.
     runts: [[u8; RUNT_MAX]; 2],
@@ -315,15 +294,13 @@ impl Pair {
             raw: p.fd,
             peer: p.peer,
             first: p.first,
-            state: PairState::Idle,
-            round: 0,
-            asked_at: None,
-            tries: 0,
             // Only an echo of the latest probe counts; a start that differs per process.
-            nonce: std::process::id().wrapping_mul(0x9e37_79b1)
-                ^ std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos()),
+            pairing: Pairing::new(
+                std::process::id().wrapping_mul(0x9e37_79b1)
+                    ^ std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos()),
+            ),
             runts,
             lens: [n, 0],
         }
@@ -335,7 +312,7 @@ impl Pair {
     }
 
     fn paired(&self) -> bool {
-        self.first && self.state == PairState::Paired
+        self.first && self.pairing.paired()
     }
 }
 
@@ -1166,14 +1143,11 @@ impl Worker {
             }
             Runt::Join if !second && role == Some(true) && room => {
                 let p = dir.tx.pair.as_mut().expect("role");
-                if !matches!(p.state, PairState::Asked | PairState::Joined(_))
-                    || nix::sys::socket::connect(p.raw, &p.peer).is_err()
-                {
+                if !p.pairing.joinable() || nix::sys::socket::connect(p.raw, &p.peer).is_err() {
                     return;
                 }
-                p.nonce = p.nonce.wrapping_mul(0x9e37_79b1).wrapping_add(0x7f4a_7c15);
-                p.state = PairState::Joined(p.nonce);
-                p.lens[1] = Runt::Probe(p.nonce).write(&mut p.runts[1]);
+                let nonce = p.pairing.joined();
+                p.lens[1] = Runt::Probe(nonce).write(&mut p.runts[1]);
                 let mut f = p.frame(RUNT_NONCE);
                 f.second = true;
                 dir.queue.push(f);
@@ -1186,8 +1160,7 @@ impl Worker {
             }
             Runt::Echo(nonce) if !second && role == Some(true) => {
                 let p = dir.tx.pair.as_mut().expect("role");
-                if p.state == PairState::Joined(nonce) {
-                    p.state = PairState::Paired;
+                if p.pairing.echo(nonce) {
                     if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
                         sf.store(true, AtomicOrdering::Release);
                     }
@@ -1205,28 +1178,16 @@ impl Worker {
         // SAFETY: `raw` is the pair socket of one of this worker's ports, which it holds
         // (`_ports`) until it ends.
         let _ = crate::sys::unix_dgram_disconnect(unsafe { crate::sys::borrow_fd(p.raw) });
-        p.state = PairState::Asked;
-        p.round = p.round.wrapping_add(1);
-        p.tries = 0;
-        p.asked_at = None;
+        p.pairing.hello();
         Self::send_pair(dir);
     }
 
-    /// Queues PAIR (first opener, asked, not paired yet), at most every HELLO_EVERY and
-    /// PAIR_TRIES times per HELLO.
+    /// Queues PAIR (first opener, asked, not paired yet) when `core::pair` says it is due.
     fn send_pair(dir: &mut Dir) {
         let Some(p) = dir.tx.pair.as_mut() else { return };
-        let now = Instant::now();
-        if !p.first
-            || !matches!(p.state, PairState::Asked | PairState::Joined(_))
-            || p.tries >= PAIR_TRIES
-            || p.asked_at.is_some_and(|t| now.duration_since(t) < HELLO_EVERY)
-            || dir.queue.len >= QCAP
-        {
+        if !p.first || dir.queue.len >= QCAP || !p.pairing.pair_due(Instant::now()) {
             return;
         }
-        p.tries += 1;
-        p.asked_at = Some(now);
         let f = p.frame(RUNT_PAIR);
         dir.queue.push(f);
     }
@@ -1237,7 +1198,7 @@ impl Worker {
         let Some(p) = dir.tx.pair.as_mut().filter(|p| p.first) else {
             return;
         };
-        p.state = PairState::Idle;
+        p.pairing.unpair();
         if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
             sf.store(false, AtomicOrdering::Release);
         }
@@ -1553,7 +1514,7 @@ impl Worker {
                 .tx
                 .pair
                 .as_ref()
-                .is_some_and(|p| p.round == dir.tx.chain[idx].round);
+                .is_some_and(|p| p.pairing.failed(dir.tx.chain[idx].round));
             let verdict = if res > 0 {
                 None
             } else if self.stopping {
@@ -1846,7 +1807,7 @@ impl Worker {
             let slot = &mut tx.chain[i];
             slot.frame = f;
             slot.via_pair = pair.is_some();
-            slot.round = pair.map_or(0, |p| p.round);
+            slot.round = pair.map_or(0, |p| p.pairing.round());
             let e = match tx.kind {
                 TxKind::SendTo => {
                     slot.iov = libc::iovec {
