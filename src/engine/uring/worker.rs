@@ -761,33 +761,10 @@ impl Worker {
         let Some(rx) = self.dirs[di].rx.as_mut() else {
             return;
         };
-        let g = rx.ring.bgid();
-        let mut idx = 0;
-        let e = if !pbuf {
-            let Some(bid) = rx.ring.pop_local() else {
-                rx.paused = true;
-                return;
-            };
-            idx = bid as usize;
-            Sqe::Read {
-                fd: rx.target,
-                buf: rx.ring.addr(bid).cast_mut(),
-                len: rx.ring.data_len() as u32,
-                socket: rx.socket && rx.stream.is_none(),
-            }
-        } else if multishot {
-            Sqe::ReadMulti {
-                fd: rx.target,
-                group: g,
-                socket: rx.socket && rx.stream.is_none(),
-            }
-        } else {
-            Sqe::ReadSelect {
-                fd: rx.target,
-                group: g,
-                len: rx.ring.data_len() as u32,
-                socket: rx.socket,
-            }
+        let socket = (rx.socket && rx.stream.is_none(), rx.socket);
+        let Some((e, idx)) = receive_sqe(&mut rx.ring, rx.target, socket, pbuf, multishot) else {
+            rx.paused = true;
+            return;
         };
         rx.armed = true;
         rx.paused = false;
@@ -802,34 +779,12 @@ impl Worker {
         let Some(rx) = self.dirs[di].rx.as_mut() else {
             return;
         };
-        let Some(sec) = rx.second.as_ref() else { return };
-        let target = sec.target;
-        let mut idx = 0;
-        let e = if !pbuf {
-            let Some(bid) = rx.ring.pop_local() else {
-                rx.paused = true;
-                return;
-            };
-            idx = bid as usize;
-            Sqe::Read {
-                fd: target,
-                buf: rx.ring.addr(bid).cast_mut(),
-                len: rx.ring.data_len() as u32,
-                socket: true,
-            }
-        } else if multishot {
-            Sqe::ReadMulti {
-                fd: target,
-                group: rx.ring.bgid(),
-                socket: true,
-            }
-        } else {
-            Sqe::ReadSelect {
-                fd: target,
-                group: rx.ring.bgid(),
-                len: rx.ring.data_len() as u32,
-                socket: true,
-            }
+        let Some(target) = rx.second.as_ref().map(|s| s.target) else {
+            return;
+        };
+        let Some((e, idx)) = receive_sqe(&mut rx.ring, target, (true, true), pbuf, multishot) else {
+            rx.paused = true;
+            return;
         };
         if let Some(sec) = rx.second.as_mut() {
             sec.armed = true;
@@ -1942,4 +1897,42 @@ impl Worker {
             std::mem::forget(dirs);
         }
     }
+}
+
+/// The receive into direction buffers `ring` from `fd`, as the worker's tuning says: without
+/// provided buffers (`pbuf`) a read into a buffer it picks (its id returned), else a
+/// multishot or a single buffer-select receive. `socket`: the socket flag of a read or
+/// multishot receive, and of a buffer-select one. None when no buffer is left for a read.
+fn receive_sqe(
+    ring: &mut BufRing,
+    fd: Target,
+    socket: (bool, bool),
+    pbuf: bool,
+    multishot: bool,
+) -> Option<(Sqe, usize)> {
+    if !pbuf {
+        let bid = ring.pop_local()?;
+        let e = Sqe::Read {
+            fd,
+            buf: ring.addr(bid).cast_mut(),
+            len: ring.data_len() as u32,
+            socket: socket.0,
+        };
+        return Some((e, bid as usize));
+    }
+    let e = if multishot {
+        Sqe::ReadMulti {
+            fd,
+            group: ring.bgid(),
+            socket: socket.0,
+        }
+    } else {
+        Sqe::ReadSelect {
+            fd,
+            group: ring.bgid(),
+            len: ring.data_len() as u32,
+            socket: socket.1,
+        }
+    };
+    Some((e, 0))
 }
