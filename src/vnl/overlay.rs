@@ -232,14 +232,27 @@ pub fn parse_overlay(vxvde: bool, rest: &str) -> Result<OverlaySpec, VnlError> {
     } else {
         group(vxvde, &p.address, family)?
     };
-    let port = match p.get("port") {
-        None => {
-            if vxvde {
-                VXVDE_PORT
-            } else {
-                VXLAN_PORT
-            }
-        }
+    Ok(OverlaySpec {
+        vxvde,
+        group,
+        family,
+        port: port_of(vxvde, &p)?,
+        vni: vni_of(vxvde, &p)?,
+        grp: p.get("grp").map(|v| gid(true, "grp", v)).transpose()?,
+        ttl: ttl_of(vxvde, &p)?,
+        rcvbuf: rcvbuf_of(vxvde, &p)?,
+        hashsize: hashsize_of(vxvde, &p)?,
+        expire: expire_of(vxvde, &p)?,
+        ifname: ifname_of(vxvde, &p)?,
+        bind: p.get("bind").map(lossy),
+    })
+}
+
+/// `port=`: the UDP port (default: the plugin's own).
+fn port_of(vxvde: bool, p: &Parsed) -> Result<u16, VnlError> {
+    Ok(match p.get("port") {
+        None if vxvde => VXVDE_PORT,
+        None => VXLAN_PORT,
         Some(v) => decimal(
             vxvde,
             "port",
@@ -248,20 +261,25 @@ pub fn parse_overlay(vxvde: bool, rest: &str) -> Result<OverlaySpec, VnlError> {
             65535,
             "ports are decimal numbers from 1 to 65535",
         )? as u16,
-    };
-    let vni = match p.get("vni") {
+    })
+}
+
+/// `vni=`: a number for vxlan (default 1); for vxvde a group of the system or a number
+/// (default: none, the effective group).
+fn vni_of(vxvde: bool, p: &Parsed) -> Result<Option<Gid>, VnlError> {
+    Ok(match p.get("vni") {
         None if vxvde => None,
         None => Some(Gid::Number(STD_VNI)),
         Some(v) if vxvde => Some(gid(true, "vni", v)?),
         Some(v) => Some(Gid::Number(
             decimal(false, "vni", v, 0, crate::wire::vxlan::MAX_VNI as u64, VNI_HINT)? as u32,
         )),
-    };
-    let grp = match p.get("grp") {
-        Some(v) => Some(gid(true, "grp", v)?),
-        None => None,
-    };
-    let ttl = match p.get("ttl") {
+    })
+}
+
+/// `ttl=`: the multicast TTL (default 1).
+fn ttl_of(vxvde: bool, p: &Parsed) -> Result<u32, VnlError> {
+    Ok(match p.get("ttl") {
         None => STD_TTL,
         Some(v) => decimal(
             vxvde,
@@ -271,22 +289,28 @@ pub fn parse_overlay(vxvde: bool, rest: &str) -> Result<OverlaySpec, VnlError> {
             255,
             "a TTL is 0 to 255; 1 keeps multicast on the local link",
         )? as u32,
+    })
+}
+
+/// `rcvbuf=`: the socket's receive buffer, a size (default: the system's).
+fn rcvbuf_of(vxvde: bool, p: &Parsed) -> Result<Option<u64>, VnlError> {
+    let Some(v) = p.get("rcvbuf") else {
+        return Ok(None);
     };
-    let rcvbuf = match p.get("rcvbuf") {
-        None => None,
-        Some(v) => match super::num::strict_size(v) {
-            Some(n) if n > 0 && n <= i32::MAX as u64 => Some(n),
-            _ => {
-                return Err(VnlError::BadValue {
-                    what: what(vxvde, "rcvbuf"),
-                    value: lossy(v),
-                    why: "is not a usable size",
-                    hint: "give a size in bytes such as rcvbuf=4M",
-                })
-            }
-        },
-    };
-    let hashsize = match p.get("hashsize") {
+    match super::num::strict_size(v) {
+        Some(n) if n > 0 && n <= i32::MAX as u64 => Ok(Some(n)),
+        _ => Err(VnlError::BadValue {
+            what: what(vxvde, "rcvbuf"),
+            value: lossy(v),
+            why: "is not a usable size",
+            hint: "give a size in bytes such as rcvbuf=4M",
+        }),
+    }
+}
+
+/// `hashsize=`: entries of the learning table (0: no learning).
+fn hashsize_of(vxvde: bool, p: &Parsed) -> Result<usize, VnlError> {
+    Ok(match p.get("hashsize") {
         None => STD_HASHSIZE,
         Some(v) => decimal(
             vxvde,
@@ -296,11 +320,16 @@ pub fn parse_overlay(vxvde: bool, rest: &str) -> Result<OverlaySpec, VnlError> {
             MAX_HASHSIZE as u64,
             "a table size up to 1048576 entries; 0 turns learning off",
         )? as usize,
+    })
+}
+
+/// `expiretime=`: seconds a learnt address stays valid (libvdeplug: 0 means the default).
+fn expire_of(vxvde: bool, p: &Parsed) -> Result<u64, VnlError> {
+    let Some(v) = p.get("expiretime") else {
+        return Ok(STD_EXPIRE);
     };
-    let expire = match p.get("expiretime") {
-        None => STD_EXPIRE,
-        // libvdeplug: 0 (or less) means the default.
-        Some(v) => match decimal(
+    Ok(
+        match decimal(
             vxvde,
             "expiretime",
             v,
@@ -311,40 +340,27 @@ pub fn parse_overlay(vxvde: bool, rest: &str) -> Result<OverlaySpec, VnlError> {
             0 => STD_EXPIRE,
             n => n,
         },
+    )
+}
+
+/// `if=`: the interface multicast goes through, checked to be a possible name.
+fn ifname_of(vxvde: bool, p: &Parsed) -> Result<Option<String>, VnlError> {
+    let Some(v) = p.get("if") else {
+        return Ok(None);
     };
-    let ifname = match p.get("if") {
-        None => None,
-        Some(v) => {
-            let s = lossy(v);
-            if s.is_empty()
-                || s.len() > IFNAME_MAX
-                || s.bytes().any(|c| c == 0 || c == b'/' || c.is_ascii_whitespace())
-            {
-                return Err(VnlError::BadValue {
-                    what: what(vxvde, "if"),
-                    value: s,
-                    why: "is not a valid interface name",
-                    hint: "name the interface multicast goes through, e.g. if=eth0",
-                });
-            }
-            Some(s)
-        }
-    };
-    let bind = p.get("bind").map(lossy);
-    Ok(OverlaySpec {
-        vxvde,
-        group,
-        family,
-        port,
-        vni,
-        grp,
-        ttl,
-        rcvbuf,
-        hashsize,
-        expire,
-        ifname,
-        bind,
-    })
+    let s = lossy(v);
+    if s.is_empty()
+        || s.len() > IFNAME_MAX
+        || s.bytes().any(|c| c == 0 || c == b'/' || c.is_ascii_whitespace())
+    {
+        return Err(VnlError::BadValue {
+            what: what(vxvde, "if"),
+            value: s,
+            why: "is not a valid interface name",
+            hint: "name the interface multicast goes through, e.g. if=eth0",
+        });
+    }
+    Ok(Some(s))
 }
 
 #[cfg(test)]
