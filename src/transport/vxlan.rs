@@ -249,6 +249,37 @@ pub(crate) fn bind_hint(a: &SocketAddr, e: &std::io::Error, scheme: &str) -> Str
     }
 }
 
+/// Sets the receive buffer `rcvbuf=` asks for, if it does.
+pub(crate) fn rcvbuf(vnl: &str, fd: BorrowedFd<'_>, spec: &OverlaySpec) -> Result<(), OpenError> {
+    let Some(b) = spec.rcvbuf else {
+        return Ok(());
+    };
+    step(
+        vnl,
+        "setting the receive buffer",
+        "check rcvbuf=: a size in bytes",
+        inet::set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32),
+    )
+}
+
+/// Sends multicast through interface `ifindex` (`if=`; 0: the system's choice).
+pub(crate) fn multicast_if(vnl: &str, fd: BorrowedFd<'_>, v6: bool, ifindex: u32) -> Result<(), OpenError> {
+    if ifindex == 0 {
+        return Ok(());
+    }
+    let r = if v6 {
+        inet::multicast_if_v6(fd, ifindex)
+    } else {
+        inet::multicast_if_v4(fd, ifindex)
+    };
+    step(
+        vnl,
+        "choosing the multicast interface",
+        "check if=: the interface multicast goes through",
+        r,
+    )
+}
+
 /// Makes the link that hands `ov` to the engine.
 pub(crate) fn hosted(vnl: &str, ov: Overlay) -> Link {
     let mut link = Link::null(vnl);
@@ -270,14 +301,7 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
         let v6 = g.is_ipv6();
         let fd = inet::udp_socket(v6).map_err(|e| OpenError::io(vnl, "creating the UDP socket", e, None))?;
         let s = fd.as_fd();
-        if let Some(b) = spec.rcvbuf {
-            step(
-                vnl,
-                "setting the receive buffer",
-                "check rcvbuf=: a size in bytes",
-                inet::set_int(s, libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32),
-            )?;
-        }
+        rcvbuf(vnl, s, spec)?;
         let ttl = spec.ttl as i32;
         let (lvl, ttl_opt, loop_opt) = if v6 {
             (
@@ -313,19 +337,7 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             continue;
         }
         join(vnl, s, &g, ifindex)?;
-        if ifindex > 0 {
-            let r = if v6 {
-                inet::multicast_if_v6(s, ifindex)
-            } else {
-                inet::multicast_if_v4(s, ifindex)
-            };
-            step(
-                vnl,
-                "choosing the multicast interface",
-                "check if=: the interface multicast goes through",
-                r,
-            )?;
-        }
+        multicast_if(vnl, s, v6, ifindex)?;
         let port = g.port();
         let ov = overlay(vnl, false, fd, None, g, vni, spec, port);
         return Ok(hosted(vnl, ov));

@@ -24,13 +24,15 @@
 //! Where the classic plugin silently falls back (a `vni=` group that does not exist becomes
 //! the default VNI), vdens-fast refuses with a one-line error.
 
-use super::vxlan::{bind_hint, group_addrs, hosted, ifindex, join, overlay, step, wildcard};
+use super::vxlan::{
+    bind_hint, group_addrs, hosted, ifindex, join, multicast_if, overlay, rcvbuf, step, wildcard,
+};
 use super::{Link, OpenError};
 use crate::sys::inet;
 use crate::vnl::overlay::{Gid, OverlaySpec, STD_VNI};
 use crate::wire::vxlan::MAX_VNI;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// vde_grnam2gid, refusing what it would silently map to "no value".
 fn resolve_gid(vnl: &str, key: &str, g: &Gid) -> Result<u32, OpenError> {
@@ -105,6 +107,23 @@ fn bind_addr(vnl: &str, spec: &OverlaySpec, group: &SocketAddr) -> Result<Socket
     })
 }
 
+/// The TTL (IPv4: unicast and multicast) or multicast hops (IPv6) of the unicast socket.
+fn ttl(vnl: &str, u: BorrowedFd<'_>, v6: bool, ttl: i32) -> Result<(), OpenError> {
+    const HINT: &str = "check ttl=: 0 to 255";
+    if v6 {
+        let r = inet::set_int(u, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, ttl);
+        return step(vnl, "setting the multicast hops", HINT, r);
+    }
+    step(
+        vnl,
+        "setting the TTL",
+        HINT,
+        inet::set_int(u, libc::IPPROTO_IP, libc::IP_TTL, ttl),
+    )?;
+    let r = inet::set_int(u, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl);
+    step(vnl, "setting the multicast TTL", HINT, r)
+}
+
 pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
     let grp = spec
         .grp
@@ -128,36 +147,8 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
         let multi = sock("creating the multicast socket")?;
         let uni = sock("creating the unicast socket")?;
         let (m, u) = (multi.as_fd(), uni.as_fd());
-        if let Some(b) = spec.rcvbuf {
-            step(
-                vnl,
-                "setting the receive buffer",
-                "check rcvbuf=: a size in bytes",
-                inet::set_int(u, libc::SOL_SOCKET, libc::SO_RCVBUF, b as i32),
-            )?;
-        }
-        let ttl = spec.ttl as i32;
-        if v6 {
-            step(
-                vnl,
-                "setting the multicast hops",
-                "check ttl=: 0 to 255",
-                inet::set_int(u, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, ttl),
-            )?;
-        } else {
-            step(
-                vnl,
-                "setting the TTL",
-                "check ttl=: 0 to 255",
-                inet::set_int(u, libc::IPPROTO_IP, libc::IP_TTL, ttl),
-            )?;
-            step(
-                vnl,
-                "setting the multicast TTL",
-                "check ttl=: 0 to 255",
-                inet::set_int(u, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl),
-            )?;
-        }
+        rcvbuf(vnl, u, spec)?;
+        ttl(vnl, u, v6, spec.ttl as i32)?;
         step(
             vnl,
             "sharing the group port",
@@ -182,19 +173,7 @@ pub fn open(vnl: &str, spec: &OverlaySpec) -> Result<Link, OpenError> {
             last_err = Some(OpenError::io(vnl, "binding the unicast socket", e, Some(hint)));
             continue;
         }
-        if ifindex > 0 {
-            let r = if v6 {
-                inet::multicast_if_v6(u, ifindex)
-            } else {
-                inet::multicast_if_v4(u, ifindex)
-            };
-            step(
-                vnl,
-                "choosing the multicast interface",
-                "check if=: the interface multicast goes through",
-                r,
-            )?;
-        }
+        multicast_if(vnl, u, v6, ifindex)?;
         let uniport = inet::local_addr(u)
             .map_err(|e| OpenError::io(vnl, "reading the unicast port", e, None))?
             .port();
