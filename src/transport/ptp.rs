@@ -232,34 +232,28 @@ fn first(vnl: &str, path: &Path) -> Try {
     Try::Done(chmod_0700(vnl, path).map(|_| link))
 }
 
-/// Second opener, 4.0.1: bind PATH+, connected to PATH.
-fn second(vnl: &str, path: &Path) -> Try {
-    let out = plus(path);
-    let found = match probe(vnl, &out) {
+/// Makes PATH+ free for this second opener (nothing there, or a stale socket removed: None);
+/// else the [`Try`] to return (a live peer there: try again; something else: give up).
+fn free_plus(vnl: &str, path: &Path, out: &Path) -> Option<Try> {
+    let found = match probe(vnl, out) {
         Ok(f) => f,
-        Err(e) => return Try::Done(Err(e)),
+        Err(e) => return Some(Try::Done(Err(e))),
     };
     match found {
-        Found::Nothing => {}
-        Found::Stale => {
-            if let Err(e) = unlink_stale(vnl, &out) {
-                return Try::Done(Err(e));
-            }
-        }
-        Found::Changed => {
-            return Try::Again(OpenError::protocol(
-                vnl,
-                "joining the ptp link",
-                format!("{} kept changing", out.display()),
-                Some("is a third program using this path?".into()),
-            ))
-        }
+        Found::Nothing => None,
+        Found::Stale => unlink_stale(vnl, out).err().map(|e| Try::Done(Err(e))),
+        Found::Changed => Some(Try::Again(OpenError::protocol(
+            vnl,
+            "joining the ptp link",
+            format!("{} kept changing", out.display()),
+            Some("is a third program using this path?".into()),
+        ))),
         Found::Datagram => {
             // Both ends live, or PATH's end has just died: a killed vdens-fast's socket lives
             // on while the kernel tears down its io_uring (which holds the socket for its
             // pending receives), so a restart at once finds it still answering. Looked at
             // again until ROLE_DEADLINE; a third opener is refused then.
-            return Try::Again(OpenError::io(
+            Some(Try::Again(OpenError::io(
                 vnl,
                 "joining the ptp link",
                 io::Error::from_raw_os_error(libc::EADDRINUSE),
@@ -268,16 +262,22 @@ fn second(vnl: &str, path: &Path) -> Try {
                     path.display(),
                     out.display()
                 )),
-            ));
-        }
-        Found::NotDatagram | Found::NotSocket => {
-            return Try::Done(Err(OpenError::protocol(
-                vnl,
-                "joining the ptp link",
-                format!("{} exists and is not a ptp datagram socket", out.display()),
-                Some("remove it or choose another path".into()),
             )))
         }
+        Found::NotDatagram | Found::NotSocket => Some(Try::Done(Err(OpenError::protocol(
+            vnl,
+            "joining the ptp link",
+            format!("{} exists and is not a ptp datagram socket", out.display()),
+            Some("remove it or choose another path".into()),
+        )))),
+    }
+}
+
+/// Second opener, 4.0.1: bind PATH+, connected to PATH.
+fn second(vnl: &str, path: &Path) -> Try {
+    let out = plus(path);
+    if let Some(t) = free_plus(vnl, path, &out) {
+        return t;
     }
     let sock = match UnixDatagram::bind(&out) {
         Ok(s) => s,
