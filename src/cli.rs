@@ -484,24 +484,72 @@ fn getopt_args(cmd: &Command, args: &[OsString]) -> Result<(Vec<OsString>, usize
     Ok((out, args.len()))
 }
 
+/// `-i PREFIX` (default `vde`). An empty prefix is vdens's too: interfaces 0, 1, ... Any
+/// other byte the kernel takes in an interface name goes through as given, UTF-8 or not
+/// (vdens passes its argv's bytes).
+fn iface_prefix_of(m: &ArgMatches) -> Result<OsString, CliError> {
+    let prefix = m
+        .get_one::<OsString>("iface")
+        .cloned()
+        .unwrap_or_else(|| "vde".into());
+    if let Some(&b) = prefix.as_bytes().iter().find(|&&b| !ifname_byte_ok(b)) {
+        return Err(CliError::Usage(format!(
+            "-i {prefix:?}: an interface name cannot hold {:?} (the kernel refuses '/', ':' and white space)",
+            OsStr::from_bytes(&[b])
+        )));
+    }
+    Ok(prefix)
+}
+
+/// `-H NAME`, at most 64 bytes (the kernel's limit).
+fn hostname_of(m: &ArgMatches) -> Result<Option<OsString>, CliError> {
+    let hostname = m.get_one::<OsString>("hostname").cloned();
+    match &hostname {
+        Some(h) if h.len() > 64 => Err(CliError::Usage(format!(
+            "-H {h:?}: a host name has at most 64 bytes"
+        ))),
+        _ => Ok(hostname),
+    }
+}
+
+/// The command to run: the one given, else `$SHELL`.
+fn command_or_shell<F: Fn(&str) -> Option<OsString>>(
+    cmd: Vec<OsString>,
+    env: &F,
+) -> Result<Vec<OsString>, CliError> {
+    if !cmd.is_empty() {
+        return Ok(cmd);
+    }
+    match env("SHELL").filter(|s| !s.is_empty()) {
+        Some(sh) => Ok(vec![sh]),
+        None => Err(CliError::Usage(
+            "no command given and $SHELL is not set (name a command, or set SHELL=/bin/sh)".into(),
+        )),
+    }
+}
+
+/// The last interface name (`PREFIX` and the highest number) fits IFNAMSIZ-1 = 15 bytes.
+fn check_last_ifname(prefix: &OsStr, networks: usize) -> Result<(), CliError> {
+    if networks == 0 {
+        return Ok(());
+    }
+    let mut last = prefix.to_os_string();
+    last.push((networks - 1).to_string());
+    if last.len() > 15 {
+        return Err(CliError::Usage(format!(
+            "interface name {last:?} is longer than 15 characters (bytes: use a shorter -i prefix or fewer networks)"
+        )));
+    }
+    Ok(())
+}
+
 fn from_matches<F: Fn(&str) -> Option<OsString>>(
     m: &ArgMatches,
     args: &[OsString],
     env: &F,
 ) -> Result<Config, CliError> {
     let multi = m.get_flag("multi");
-    let iface_prefix = m
-        .get_one::<OsString>("iface")
-        .cloned()
-        .unwrap_or_else(|| "vde".into());
-    // An empty prefix is vdens's too: interfaces 0, 1, ... Any other byte the kernel takes in
-    // an interface name goes through as given, UTF-8 or not (vdens passes its argv's bytes).
-    if let Some(&b) = iface_prefix.as_bytes().iter().find(|&&b| !ifname_byte_ok(b)) {
-        return Err(CliError::Usage(format!(
-            "-i {iface_prefix:?}: an interface name cannot hold {:?} (the kernel refuses '/', ':' and white space)",
-            OsStr::from_bytes(&[b])
-        )));
-    }
+    let iface_prefix = iface_prefix_of(m)?;
     let resolvconf = match m.get_one::<PathBuf>("resolvconf") {
         Some(p) => Some(p.clone()),
         None => nonempty_env(env, "VDE_RESOLVCONF").map(PathBuf::from),
@@ -510,14 +558,7 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
         .get_one::<OsString>("resolvaddr")
         .cloned()
         .or_else(|| nonempty_env(env, "VDE_RESOLVADDR"));
-    let hostname = m.get_one::<OsString>("hostname").cloned();
-    if let Some(h) = &hostname {
-        if h.len() > 64 {
-            return Err(CliError::Usage(format!(
-                "-H {h:?}: a host name has at most 64 bytes"
-            )));
-        }
-    }
+    let hostname = hostname_of(m)?;
     let ns_mode = if m.get_flag("clone") {
         NsMode::Clone // vdens: with both -c and -u, clone wins
     } else if m.get_flag("unshare") {
@@ -527,29 +568,8 @@ fn from_matches<F: Fn(&str) -> Option<OsString>>(
     };
 
     let (vnls, cmd) = split_positionals(multi, args)?;
-    let cmd = if cmd.is_empty() {
-        match env("SHELL").filter(|s| !s.is_empty()) {
-            Some(sh) => vec![sh],
-            None => {
-                return Err(CliError::Usage(
-                    "no command given and $SHELL is not set (name a command, or set SHELL=/bin/sh)".into(),
-                ))
-            }
-        }
-    } else {
-        cmd
-    };
-
-    // Interface names are at most IFNAMSIZ-1 = 15 bytes.
-    if !vnls.is_empty() {
-        let mut last = iface_prefix.clone();
-        last.push((vnls.len() - 1).to_string());
-        if last.len() > 15 {
-            return Err(CliError::Usage(format!(
-                "interface name {last:?} is longer than 15 characters (bytes: use a shorter -i prefix or fewer networks)"
-            )));
-        }
-    }
+    let cmd = command_or_shell(cmd, env)?;
+    check_last_ifname(&iface_prefix, vnls.len())?;
 
     let cpus = match m.get_one::<String>("cpus") {
         Some(s) => Some(parse_cpu_list(s).map_err(|e| CliError::Usage(format!("--cpus {s:?}: {e}")))?),
