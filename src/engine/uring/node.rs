@@ -52,16 +52,16 @@ use super::{is_retry, new_ring, BufRing, SetupError, UringTuning};
 use crate::engine::core::cut::{self, Cut, Whole};
 use crate::engine::core::ptp;
 use crate::engine::core::{
-    admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, EndpointError, Op, RxFault,
-    Token,
+    admit, admit_stream, classify_rx_error, dispatch, send_verdict, single_send_drop, Backpressure, Control,
+    EndpointError, Op, RxFault, Token, Verdict,
 };
 use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
-use crate::engine::port::{is_dgram, is_socket, set_nonblocking, Reconnector, MAX_FRAME};
+use crate::engine::port::{is_dgram, is_socket, send_buffer_full, set_nonblocking, Reconnector, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, Offload, PortStats, LINK_TO_TAP, TAP_TO_LINK};
-use crate::engine::worker::{Cmd, NodeCtx, StartError};
+use crate::engine::worker::{Cmd, NodeCtx, PortCtx, StartError};
 use crate::engine::EngineKind;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
@@ -318,6 +318,26 @@ struct StreamOut {
     writing: usize,
 }
 
+impl StreamOut {
+    /// Whether `n` more bytes fit (moving what waits to the front when no write is in flight
+    /// and that makes room).
+    fn room(&mut self, n: usize) -> bool {
+        if self.end + n > self.out.len() && self.start > 0 && self.writing == 0 {
+            self.out.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        self.end + n <= self.out.len()
+    }
+
+    /// Appends frame `f` behind its 2-byte length (room checked by [`StreamOut::room`]).
+    fn put(&mut self, f: &[u8]) {
+        self.out[self.end..self.end + 2].copy_from_slice(&stream::header(f.len()));
+        self.out[self.end + 2..self.end + 2 + f.len()].copy_from_slice(f);
+        self.end += f.len() + 2;
+    }
+}
+
 enum Tx {
     Discard,
     /// send(2) with MSG_DONTWAIT on a connected socket.
@@ -358,6 +378,8 @@ struct Ep {
     counts: [Counts; 2],
     stats: Arc<PortStats>,
     label: String,
+    /// An end of a port's cable (see [`PortEp`]); None for every other endpoint.
+    port: Option<Box<PortEp>>,
 }
 
 impl Ep {
@@ -471,6 +493,7 @@ impl Ep {
             stats: Arc::new(stats),
             label,
             owner,
+            port: None,
         })
     }
 
@@ -516,6 +539,7 @@ impl Ep {
             counts: [Counts::default(); 2],
             stats,
             label,
+            port: None,
         })
     }
 
@@ -741,6 +765,9 @@ struct UNode {
     ptp_hold: Box<Interval>,
     /// The current wait of the held connection (earlier timers that end are ignored).
     ptp_hold_gen: u16,
+    /// A port's cable: the port's counters, published from its two endpoints' (see
+    /// [`Counts::cable`]).
+    port: Option<Arc<PortStats>>,
 }
 
 /// The `slot` of the token of a held connection's timer (the listening socket's poll has 0).
@@ -891,7 +918,7 @@ impl UNode {
             Some(b) if e.superframes => b.bgid(),
             _ => self.bufs.shared.bgid(),
         };
-        if e.rx_armed || e.rx_dead {
+        if e.rx_armed || e.rx_dead || e.port.as_ref().is_some_and(|p| p.rx_paused) {
             return;
         }
         if let Rx::Overlay(r) = &mut e.rx {
@@ -1044,6 +1071,9 @@ impl UNode {
     /// Sends frame `fid` to endpoint `to`, or drops it (counted there). A tagged datagram
     /// (a big buffer with [`Self::whole_of`]) goes only to a client that takes super-frames.
     fn send(&mut self, to: usize, fid: u16, len: usize) {
+        if self.port_takes(to, fid, len) {
+            return;
+        }
         let ptr = self.frame_ptr(fid);
         let n = self.whole_of(fid).map_or(1, |w| w.segs);
         let Some(e) = self.eps[to].as_mut() else { return };
@@ -1076,12 +1106,7 @@ impl UNode {
                 len: len as u32,
             },
             Tx::Stream(s) => {
-                if s.end + len + 2 > s.out.len() && s.start > 0 && s.writing == 0 {
-                    s.out.copy_within(s.start..s.end, 0);
-                    s.end -= s.start;
-                    s.start = 0;
-                }
-                if s.end + len + 2 > s.out.len() {
+                if !s.room(len + 2) {
                     c.add_drop(DropReason::NoBuffer, 1);
                 } else {
                     s.out[s.end..s.end + 2].copy_from_slice(&stream::header(len));
@@ -1175,7 +1200,7 @@ impl UNode {
         // client, a tap, a link) would be read as one by the clients that take them: its
         // source address is multicast, which no Ethernet frame has (see wire::superframe).
         // A cable passes anything on, as vde_plug does, unless its other link takes them.
-        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(|e| e.takes_whole));
+        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(Ep::takes_whole));
         let mut d = self.fwd.decide(from as PortId, f, now);
         // A cable whose other side is not attached (a ptp end between peers) drops.
         if self.cable && !self.eps.iter().enumerate().any(|(k, e)| k != from && e.is_some()) {
@@ -1285,7 +1310,7 @@ impl UNode {
                 continue;
             }
             let e = self.eps[k].as_mut().expect("checked");
-            if e.takes_whole {
+            if e.takes_whole() {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
                 submit_tap_writes(&mut self.tap_queued, &self.ring);
@@ -1494,6 +1519,8 @@ impl UNode {
                 // which vde_plug says nothing.
                 if !e.rx_dead && !self.cable {
                     crate::diag!("{}: {}: end of file", self.name, e.label);
+                } else if !e.rx_dead && self.port.is_some() {
+                    port_eof(e, t.ep());
                 }
                 e.rx_dead = true;
                 if self.cable {
@@ -1518,6 +1545,9 @@ impl UNode {
         if ptp_peer && len == RUNT_LEN && self.bufs.data(fid, len) == OFFER {
             self.bufs.push(fid);
             self.ptp_offered();
+            return;
+        }
+        if self.port_whole(t.ep(), fid, len) {
             return;
         }
         if big && is_tagged(self.bufs.data(fid, len)) {
@@ -1600,6 +1630,10 @@ impl UNode {
     }
 
     fn on_tx(&mut self, t: Token, res: i32) {
+        if self.port_chained(&t) {
+            self.on_port_tx(t, res);
+            return;
+        }
         let whole = self.whole_of(t.slot);
         self.release(t.slot);
         if let Some(e) = self.ep_of(&t) {
@@ -1650,6 +1684,9 @@ impl UNode {
         }
         match res {
             0 => {
+                if self.port.is_some() {
+                    port_eof(e, t.ep());
+                }
                 if self.cable {
                     self.shared.ended.store(true, Ordering::Release);
                 } else {
@@ -1860,6 +1897,7 @@ impl UNode {
                 s.end = 0;
             }
         }
+        self.port_stream_fill(t.ep());
         self.kick_stream(t.ep());
     }
 
@@ -1993,6 +2031,10 @@ impl UNode {
     }
 
     fn publish(&self) {
+        if let Some(st) = &self.port {
+            self.publish_port(st);
+            return;
+        }
         for e in self.eps.iter().flatten() {
             e.publish();
         }
@@ -2032,6 +2074,7 @@ impl UNode {
                     self.ptp_accept();
                 }
             }
+            Op::TxWait => self.on_port_wait(t),
             Op::Wake if !self.stopping => return self.on_wake(more),
             Op::Wake if !more => self.wake_armed = false,
             _ => {}
@@ -2085,6 +2128,7 @@ impl UNode {
             self.arm_listen();
         }
         self.arm_ptp_listen();
+        self.flush_ports();
         self.publish();
     }
 
@@ -2119,6 +2163,7 @@ impl UNode {
     /// The node's part of the stop once its operations were reaped (or not, in time: their
     /// memory is then leaked rather than freed under the kernel).
     fn end_shutdown(&mut self) {
+        self.port_stopped();
         self.publish();
         if self.outstanding > 0 {
             crate::diag!(
@@ -2446,6 +2491,418 @@ impl UNode {
     }
 }
 
+/// A port's cable (`engine::cable`): endpoint [`PORT_TAP`] is its tap, [`PORT_LINK`] its link.
+const PORT_TAP: usize = 1;
+const PORT_LINK: usize = 2;
+/// Sends of a port endpoint in flight, as one linked chain (linked operations run in order,
+/// which keeps the frame order across a wait). 64 holds the 46 segments of a 64 KiB TCP
+/// super-frame at MSS 1448.
+const CHAIN: usize = 64;
+/// Frames a port endpoint may have waiting before the other endpoint stops receiving (and
+/// the kernel queue behind it pushes back): the node's buffers are shared by both
+/// directions, so that a stalled one never takes the other's.
+const PORT_QCAP: usize = NBUF as usize / 4;
+/// Wait before sending again datagrams refused with EAGAIN by a full receiver queue behind an
+/// unconnected socket (which polls writable all along, see `port::send_buffer_full`).
+const PORT_RETRY: Duration = Duration::from_millis(1);
+
+/// An end of a port's cable. Frames to it wait rather than drop when it cannot take them
+/// (`Backpressure::Wait`): they queue, leave in linked chains (one in flight), and one that
+/// met EAGAIN goes again, in order, once the descriptor is writable (or after
+/// [`PORT_RETRY`]); while too many wait, the other end does not receive.
+struct PortEp {
+    /// Frames waiting to be sent (frame id, length), held.
+    queue: VecDeque<(u16, u32)>,
+    /// The chain in flight, in order (completions of a linked chain come in order).
+    chain: VecDeque<(u16, u32)>,
+    /// Frames of the chain to send again, in order.
+    retry: Vec<(u16, u32)>,
+    /// A send of the chain met EAGAIN: wait before the next chain.
+    again: bool,
+    /// A POLLOUT poll or the retry timer is in flight.
+    waiting: bool,
+    timer: Box<Interval>,
+    /// Receiving is paused: the other end has [`PORT_QCAP`] frames waiting.
+    rx_paused: bool,
+    /// Frames cross tap to tap whole, behind a virtio-net header of this many bytes.
+    whole_hdr: usize,
+    /// The link offered its peer super-frames: whether the peer takes them now (it changes
+    /// when a vde:// link joins a switch again).
+    superframes: Option<Arc<AtomicBool>>,
+}
+
+impl Ep {
+    /// Whether the endpoint is sent tagged datagrams whole.
+    fn takes_whole(&self) -> bool {
+        self.takes_whole
+            || self
+                .port
+                .as_ref()
+                .and_then(|p| p.superframes.as_ref())
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Sends frames in linked chains (see [`PortEp`]).
+    fn chained(&self) -> bool {
+        self.port.is_some() && matches!(self.tx, Tx::Send | Tx::SendTo(_) | Tx::Write)
+    }
+}
+
+/// Makes endpoint `id` of a port's cable one end of it: its control connection (a vde://
+/// link's) stays the control thread's (`app::links`); whole tap reads and tagged datagrams
+/// arrive in the big buffers.
+fn port_ep(e: &mut Ep, id: usize, p: &PortCtx) {
+    let superframes = if id == PORT_LINK {
+        p.stats.superframes.clone()
+    } else {
+        None
+    };
+    e.ctl_fd = None;
+    e.superframes = p.whole_hdr > 0 || superframes.is_some();
+    e.takes_whole = false;
+    e.port = Some(Box::new(PortEp {
+        queue: VecDeque::with_capacity(PORT_QCAP + CHAIN),
+        chain: VecDeque::with_capacity(CHAIN),
+        retry: Vec::with_capacity(CHAIN),
+        again: false,
+        waiting: false,
+        timer: Box::new(Interval::new(PORT_RETRY)),
+        rx_paused: false,
+        whole_hdr: p.whole_hdr,
+        superframes,
+    }));
+}
+
+/// Says that port endpoint `id`'s input ended, as the port's direction.
+fn port_eof(e: &Ep, id: usize) {
+    let dir = crate::engine::stats::DIR_NAMES[if id == PORT_TAP { TAP_TO_LINK } else { LINK_TO_TAP }];
+    crate::diag!("{} {dir}: end of file; this direction stops", e.label);
+}
+
+/// A port's cable: its endpoints' sends with backpressure, whole tap frames, its counters.
+impl UNode {
+    /// Takes frame `fid` for port endpoint `to` into its queue, when it sends in chains, or
+    /// when it is a stream whose output has no room (or frames waiting before it).
+    fn port_takes(&mut self, to: usize, fid: u16, len: usize) -> bool {
+        let n = self.whole_of(fid).map_or(1, |w| w.segs);
+        let Some(e) = self.eps.get_mut(to).and_then(Option::as_mut) else {
+            return false;
+        };
+        let chained = e.chained();
+        let Some(p) = e.port.as_mut() else { return false };
+        match &mut e.tx {
+            _ if chained => {}
+            Tx::Stream(s) => {
+                if p.queue.is_empty() && s.room(len + 2) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        e.counts[LINK_TO_TAP].received += n;
+        p.queue.push_back((fid, len as u32));
+        let full = p.queue.len() >= PORT_QCAP;
+        self.hold(fid);
+        if full {
+            self.pause_rx(PORT_TAP + PORT_LINK - to);
+        }
+        true
+    }
+
+    /// Stops receiving on port endpoint `id` (the other end has too many frames waiting): a
+    /// multishot receive is cancelled, a single read is not made again.
+    fn pause_rx(&mut self, id: usize) {
+        let shared = self.bufs.shared.bgid();
+        let big = self.bufs.big.as_ref().map(BufRing::bgid);
+        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(p) = e.port.as_mut() else { return };
+        if std::mem::replace(&mut p.rx_paused, true) || !e.rx_armed || !matches!(e.rx, Rx::Multi { .. }) {
+            return;
+        }
+        let g = match big {
+            Some(b) if e.superframes => b,
+            _ => shared,
+        };
+        let c = Sqe::Cancel {
+            user_data: token(Op::Rx, id, e.gen, g, 0),
+        }
+        .op(self.own(Op::Cancel));
+        self.push(&c);
+    }
+
+    /// Lets the other end of port endpoint `id` receive again once few frames wait here.
+    fn port_drained(&mut self, id: usize) {
+        let low = matches!(self.eps.get(id), Some(Some(e)) if e.port.as_ref().is_some_and(|p| p.queue.len() <= PORT_QCAP / 2));
+        if !low {
+            return;
+        }
+        if let Some(Some(o)) = self.eps.get_mut(PORT_TAP + PORT_LINK - id) {
+            if let Some(p) = o.port.as_mut() {
+                // Armed again at the end of the turn.
+                p.rx_paused = false;
+            }
+        }
+    }
+
+    /// Whether completion `t` is of a port endpoint's chained send.
+    fn port_chained(&mut self, t: &Token) -> bool {
+        self.port.is_some() && self.ep_of(t).is_some_and(|e| e.chained())
+    }
+
+    /// Sends the next chain of every port endpoint that has frames waiting and none in flight.
+    fn flush_ports(&mut self) {
+        if self.port.is_some() {
+            self.kick_port(PORT_TAP);
+            self.kick_port(PORT_LINK);
+        }
+    }
+
+    fn kick_port(&mut self, id: usize) {
+        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if !e.chained() {
+            return;
+        }
+        let p = e.port.as_mut().expect("chained");
+        if !p.chain.is_empty() || p.waiting || p.queue.is_empty() {
+            return;
+        }
+        let n = p.queue.len().min(CHAIN);
+        p.chain.extend(p.queue.drain(..n));
+        e.inflight += n as u32;
+        let (fd, gen) = (Target::Fd(e.tx_fd), e.gen);
+        let dest = match &e.tx {
+            Tx::SendTo(a) => Some((a.as_ptr().cast::<libc::sockaddr>(), a.len())),
+            _ => None,
+        };
+        let mut chain = [(0u16, 0u32); CHAIN];
+        chain[..n].copy_from_slice(&p.chain.make_contiguous()[..n]);
+        // The chain goes in one submission: a link does not span two.
+        let room = self.ring.0.borrow_mut().sq_room();
+        if room < n {
+            let _ = self.ring.submit();
+        }
+        for (i, &(fid, len)) in chain[..n].iter().enumerate() {
+            let buf = self.frame_ptr(fid);
+            let sqe = match dest {
+                // MSG_DONTWAIT: EAGAIN comes back to us (a kernel retry of a unix datagram
+                // send may send an empty datagram, see the port worker); we send again.
+                Some(dest) => Sqe::Send {
+                    fd,
+                    buf,
+                    len,
+                    flags: libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    dest: Some(dest),
+                },
+                // A connected socket waits for room in the kernel; a tap never blocks.
+                None => Sqe::Write { fd, buf, len },
+            };
+            // Soft links stop at EAGAIN so that the order survives the retry; hard links go on
+            // after a failed send (counted as a drop).
+            let link = match (i + 1 == n, dest) {
+                (true, _) => super::ring::Link::None,
+                (false, Some(_)) => super::ring::Link::Soft,
+                (false, None) => super::ring::Link::Hard,
+            };
+            let op = sqe.op(token(Op::Tx, id, gen, fid, len as usize)).link(link);
+            self.hold(fid);
+            self.push(&op);
+        }
+        // (The queue's own hold of each frame passed to the chain's sends.)
+        for &(fid, _) in &chain[..n] {
+            self.release(fid);
+        }
+    }
+
+    /// A chained send of port endpoint `t` completed: counted, dropped, or kept to go again
+    /// (`Backpressure::Wait`); once the chain is over, what goes again is put back in front.
+    fn on_port_tx(&mut self, t: Token, res: i32) {
+        let fid = t.slot;
+        let whole = self.whole_of(fid);
+        let stopping = self.stopping;
+        let e = self.ep_of(&t).expect("a port's endpoints stay");
+        let p = e.port.as_mut().expect("chained");
+        let (cfid, len) = p.chain.pop_front().expect("a chain in flight");
+        debug_assert_eq!(cfid, fid);
+        let segs = whole.map_or(1, |w| w.segs);
+        let c = &mut e.counts[LINK_TO_TAP];
+        let mut again = false;
+        if res > 0 || (res == 0 && len == 0) {
+            match whole {
+                Some(w) => {
+                    c.sent_many(w.segs, w.wire);
+                    if w.segs > 1 {
+                        c.super_frames += 1;
+                        c.segments += w.segs;
+                        // Tagged, unless tap to tap.
+                        c.wire_super += u64::from(p.whole_hdr == 0);
+                    }
+                }
+                None => c.sent(len as usize),
+            }
+        } else if stopping {
+            c.add_drop(DropReason::SendError, segs);
+        } else {
+            // A zero-byte send of a non-empty frame: nothing went; as a failure.
+            let errno = if res < 0 { -res } else { libc::EIO };
+            let back = e
+                .owner
+                .tx()
+                .is_some_and(|fd| e.reconnect.after_failure(fd, errno, &e.label));
+            match send_verdict(errno, Backpressure::Wait) {
+                _ if back => again = true,
+                Verdict::Retry => again = true,
+                Verdict::Drop(why) => c.add_drop(why, segs),
+            }
+            if again {
+                p.retry.push((fid, len));
+                p.again |= errno == libc::EAGAIN;
+            }
+        }
+        let over = p.chain.is_empty();
+        if over {
+            for x in p.retry.drain(..).rev() {
+                p.queue.push_front(x);
+            }
+        }
+        let wait = over && std::mem::take(&mut p.again);
+        if !again {
+            self.release(fid);
+        }
+        self.op_done(&t);
+        if wait {
+            self.port_wait(t.ep());
+        }
+        self.port_drained(t.ep());
+    }
+
+    /// Waits until port endpoint `id` can take frames again: POLLOUT on its descriptor, or
+    /// the retry timer for an unconnected socket whose own send buffer is not what is full.
+    fn port_wait(&mut self, id: usize) {
+        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(p) = e.port.as_mut() else { return };
+        let timer = matches!(e.tx, Tx::SendTo(_)) && !e.owner.tx().is_some_and(send_buffer_full);
+        let sqe = if timer {
+            Sqe::Timeout { after: &*p.timer }
+        } else {
+            Sqe::Poll {
+                fd: Target::Fd(e.tx_fd),
+                events: libc::POLLOUT as u32,
+                multi: false,
+            }
+        };
+        p.waiting = true;
+        e.inflight += 1;
+        let op = sqe.op(token(Op::TxWait, id, e.gen, 0, 0));
+        self.push(&op);
+    }
+
+    /// The wait of a port endpoint ended: its next chain goes at the end of the turn.
+    fn on_port_wait(&mut self, t: Token) {
+        if let Some(p) = self.ep_of(&t).and_then(|e| e.port.as_mut()) {
+            p.waiting = false;
+        }
+        self.op_done(&t);
+    }
+
+    /// Copies the frames waiting for stream port endpoint `id` into its output while there is
+    /// room.
+    fn port_stream_fill(&mut self, id: usize) {
+        let Some(Some(e)) = self.eps.get_mut(id) else {
+            return;
+        };
+        let (Tx::Stream(s), Some(p)) = (&mut e.tx, e.port.as_mut()) else {
+            return;
+        };
+        let mut done = Vec::new();
+        while let Some(&(fid, len)) = p.queue.front() {
+            let len = len as usize;
+            if !s.room(len + 2) {
+                break;
+            }
+            s.put(frame_of(&self.bufs, &self.slots, fid, len));
+            e.counts[LINK_TO_TAP].sent(len);
+            p.queue.pop_front();
+            done.push(fid);
+        }
+        for fid in done {
+            self.release(fid);
+        }
+        self.port_drained(id);
+    }
+
+    /// Frame `fid` (`len` bytes) of port endpoint `from` crosses to the other end whole, when
+    /// the port is tap to tap (a tap:// link with offload): judged (a super-frame counts as
+    /// the frames the kernel would cut it into), then sent from its buffer as it came.
+    fn port_whole(&mut self, from: usize, fid: u16, len: usize) -> bool {
+        let Some(e) = self.eps.get_mut(from).and_then(Option::as_mut) else {
+            return false;
+        };
+        let hl = e.port.as_ref().map_or(0, |p| p.whole_hdr);
+        if hl == 0 {
+            return false;
+        }
+        let full = match &self.bufs.big {
+            Some(b) if e.superframes => len >= b.data_len(),
+            _ => len >= BUF_SIZE - HEADROOM,
+        };
+        let c = &mut e.counts[TAP_TO_LINK];
+        match cut::judge_whole(self.bufs.data(fid, len), hl, full) {
+            Ok(w) => {
+                c.received += w.segs;
+                c.sent_many(w.segs, w.wire);
+                self.set_whole(fid, Some(w));
+                *self.refs(fid) = 1;
+                self.send(PORT_TAP + PORT_LINK - from, fid, len);
+                self.release(fid);
+            }
+            Err(why) => {
+                c.received += 1;
+                c.add_drop(why, 1);
+                self.bufs.push(fid);
+            }
+        }
+        true
+    }
+
+    /// The node stopped: the frames still waiting for a port endpoint were never sent.
+    fn port_stopped(&mut self) {
+        for id in [PORT_TAP, PORT_LINK] {
+            let Some(Some(e)) = self.eps.get(id) else { continue };
+            let Some(p) = e.port.as_ref() else { continue };
+            let left: u64 = p
+                .queue
+                .iter()
+                .chain(&p.retry)
+                .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
+                .sum();
+            if let Some(Some(e)) = self.eps.get_mut(id) {
+                e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, left);
+            }
+        }
+    }
+
+    /// Publishes the port's counters: each direction from its source's and its destination's.
+    fn publish_port(&self, st: &PortStats) {
+        let (Some(Some(tap)), Some(Some(link))) = (self.eps.get(PORT_TAP), self.eps.get(PORT_LINK)) else {
+            return;
+        };
+        st.dirs[TAP_TO_LINK].publish(&Counts::cable(
+            &tap.counts[TAP_TO_LINK],
+            &link.counts[LINK_TO_TAP],
+        ));
+        st.dirs[LINK_TO_TAP].publish(&Counts::cable(
+            &link.counts[TAP_TO_LINK],
+            &tap.counts[LINK_TO_TAP],
+        ));
+    }
+}
+
 /// The endpoint for `e`. A link hosting a vxlan:// or vxvde:// network joins as that network
 /// (vdeplug-fast's `vxvde:// switch:///tmp/sw`: the overlay is a port of the switch).
 fn ep_of(mut e: Endpoint, node: &str, gen: u16) -> Result<Ep, EndpointError> {
@@ -2533,7 +2990,10 @@ pub fn run_nodes(
     fell_back: &AtomicUsize,
     ready: Sender<crate::engine::worker::Ready>,
 ) {
-    let bigs: Vec<bool> = nodes.iter().map(|(n, _)| offers_superframes(n)).collect();
+    let bigs: Vec<bool> = nodes
+        .iter()
+        .map(|(n, c)| offers_superframes(n) || c.port.as_ref().is_some_and(PortCtx::big))
+        .collect();
     let parts = match nodes_ring(kind, tuning, &bigs) {
         Err(e) if e.memory && kind == EngineKind::Uring => {
             fell_back.fetch_add(1, Ordering::Relaxed);
@@ -2594,7 +3054,12 @@ impl UNode {
         gens: Rc<Gens>,
         bufs: Bufs,
     ) -> Result<UNode, StartError> {
-        let NodeCtx { cmds, wake, shared } = ctx;
+        let NodeCtx {
+            cmds,
+            wake,
+            shared,
+            port,
+        } = ctx;
         let (mut ptp, mut overlay) = (None, None);
         let (listener, fwd) = match node.kind {
             NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
@@ -2654,6 +3119,7 @@ impl UNode {
             ptp_watch: None,
             ptp_hold: Box::new(Interval::new(ptp::HOLD)),
             ptp_hold_gen: 0,
+            port: None,
         };
         if w.ptp.is_some() {
             let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| StartError::Epoll {
@@ -2665,9 +3131,13 @@ impl UNode {
         // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
         for (k, e) in node.endpoints.into_iter().enumerate() {
             let gen = w.next_gen();
-            let ep = ep_of(e, &node.name, gen)?;
+            let mut ep = ep_of(e, &node.name, gen)?;
+            if let Some(p) = &port {
+                port_ep(&mut ep, 1 + k, p);
+            }
             w.add(1 + k, ep);
         }
+        w.port = port.map(|p| p.stats);
         // The overlay is the cable's other end: after the tap (or vdeplug-fast's other link).
         if let Some(o) = overlay {
             let name = if o.vxvde { "vxvde" } else { "vxlan" };
