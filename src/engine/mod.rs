@@ -1,8 +1,9 @@
 //! The data plane: worker threads moving frames between each port's tap and its link.
 //!
-//! One loop per kind of thread, two drivers under it. Port workers (`uring/worker.rs`: the
-//! ports' fixed per-direction plans from `port.rs`) and multi-endpoint nodes (switches, hubs,
-//! vdeplug-fast's cables, ...: endpoints join and leave while they run) submit typed ring
+//! One loop per kind of thread, two drivers under it. Nodes (`uring/node.rs`: every port as a
+//! cable of its tap and its link, switches, hubs, vdeplug-fast's cables, ...: endpoints join
+//! and leave while they run) and, for the datagram ptp ports with a pair socket only, port
+//! workers (`uring/worker.rs`: fixed per-direction plans from `port.rs`) submit typed ring
 //! operations (`uring/ring.rs`) and react to their completions. The io_uring driver hands the
 //! operations to the kernel (the default); the epoll driver (`uring/emu.rs`) carries them out
 //! with plain syscalls on readiness and posts the same completions, for when io_uring cannot be

@@ -54,10 +54,13 @@ pub struct PortCtx {
 }
 
 impl PortCtx {
-    /// Whether the node needs its big receive buffers: whole tap reads, or tagged datagrams
-    /// (`wire::superframe`) that may come from a link that offered them.
+    /// Whether the node needs its big receive buffers: whole tap reads, reads of an offloading
+    /// tap, or tagged datagrams (`wire::superframe`) that may come from a link that offered
+    /// them.
     pub fn big(&self) -> bool {
-        self.whole_hdr > 0 || self.stats.superframes.is_some()
+        self.whole_hdr > 0
+            || self.stats.superframes.is_some()
+            || self.stats.offload == super::stats::Offload::Cut
     }
 }
 

@@ -48,7 +48,7 @@
 //! when the last operation that uses them has completed (cancelled first).
 
 use super::ring::{Interval, Ring, Sqe, Target};
-use super::{is_retry, new_ring, BufRing, SetupError, UringTuning};
+use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut, Whole};
 use crate::engine::core::ptp;
 use crate::engine::core::{
@@ -554,6 +554,9 @@ impl Ep {
 struct Bufs {
     shared: BufRing,
     big: Option<BufRing>,
+    /// Where each big buffer's frame starts, in bytes in front of its data: a port's tap read
+    /// made a tagged datagram in place (see `UNode::port_cut`); 0 for the rest.
+    big_back: Box<[u8]>,
     tap: TapBufs,
 }
 
@@ -592,11 +595,17 @@ impl TapBufs {
 }
 
 impl Bufs {
+    /// `len` bytes of big buffer `b`'s frame (see `big_back`).
+    fn big_data(&self, b: u16, len: usize) -> &[u8] {
+        let big = self.big.as_ref().expect("big buffers");
+        big.back(b, self.big_back[b as usize].into(), len)
+    }
+
     /// Bytes of frame `fid` (a buffer, not a slot) the kernel filled and handed over (it
     /// cannot pick it again until it is pushed back).
     fn data(&self, fid: u16, len: usize) -> &[u8] {
         match Fid::of(fid) {
-            Fid::Big(b) => self.big.as_ref().expect("big buffers").data(b, 0, len),
+            Fid::Big(b) => self.big_data(b, len),
             Fid::Tap(t) => &self.tap.buf(t)[..len],
             _ => self.shared.data(fid, 0, len),
         }
@@ -605,7 +614,10 @@ impl Bufs {
     /// Hands buffer `fid` back to the kernel (a tap buffer: to the next reads).
     fn push(&mut self, fid: u16) {
         match Fid::of(fid) {
-            Fid::Big(b) => self.big.as_mut().expect("big buffers").push(b),
+            Fid::Big(b) => {
+                self.big_back[b as usize] = 0;
+                self.big.as_mut().expect("big buffers").push(b)
+            }
             Fid::Tap(t) => self.tap.free.push(t),
             _ => self.shared.push(fid),
         }
@@ -805,7 +817,7 @@ impl UNode {
         match Fid::of(fid) {
             Fid::Slot(s) => self.slots[s as usize * BUF_SIZE..].as_ptr(),
             Fid::Buf(b) => self.bufs.shared.addr(b),
-            Fid::Big(b) => self.bufs.big.as_ref().expect("big buffers").addr(b),
+            Fid::Big(b) => self.bufs.big_data(b, 0).as_ptr(),
             Fid::Tap(t) => self.bufs.tap.buf(t).as_ptr(),
         }
     }
@@ -1295,7 +1307,7 @@ impl UNode {
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += w.segs;
         // (What the node's own tap hands over crossed no wire.)
-        if w.segs > 1 && !matches!(e.rx, Rx::Vnet(_)) {
+        if w.segs > 1 && !matches!(e.rx, Rx::Vnet(_)) && !e.port.as_ref().is_some_and(|p| p.vnet_hdr > 0) {
             c.wire_super += 1;
         }
         if !any {
@@ -1547,7 +1559,7 @@ impl UNode {
             self.ptp_offered();
             return;
         }
-        if self.port_whole(t.ep(), fid, len) {
+        if self.port_whole(t.ep(), fid, len) || self.port_vnet(t.ep(), fid, len) {
             return;
         }
         if big && is_tagged(self.bufs.data(fid, len)) {
@@ -2188,6 +2200,9 @@ struct Nodes {
     gens: Rc<Gens>,
     /// Busy polling: spin this long for a completion before sleeping (`--busy-poll`).
     busy: Option<Duration>,
+    /// Batching wait in microseconds (`UringTuning::batch_wait_us`), for a thread of ports'
+    /// cables, where the kernel has it.
+    batch: Option<u32>,
     nodes: Vec<UNode>,
     /// The nodes that were told to stop (the thread stops once all were).
     stopped: Vec<bool>,
@@ -2217,17 +2232,25 @@ impl Nodes {
         for n in &mut self.nodes {
             n.start();
         }
+        // Completions to wait for (with a batching wait): as many as the last turn found (up
+        // to WAIT_BATCH), and at least the ports' sends in flight, whose chain links after the
+        // first are issued from task work inside io_uring_enter; a turn of fewer than
+        // MIN_BATCH (a lone exchange) waits for the first only. As the port worker did (see
+        // its measurements).
+        let mut want = 1;
         while !self.stopped.iter().all(|s| *s) {
             let r = {
                 let mut ring = self.ring.0.borrow_mut();
-                match self.busy {
-                    Some(budget) => ring.busy_wait(budget),
-                    None => ring.submit_and_wait(1, None),
+                match (self.busy, self.batch) {
+                    (Some(budget), _) => ring.busy_wait(budget),
+                    (None, Some(us)) if want >= MIN_BATCH => ring.submit_and_wait_batch(want, us),
+                    _ => ring.submit_and_wait(1, None),
                 }
             };
             match r {
                 Ok(_) => {}
-                Err(e) if is_retry(&e) => {}
+                // ETIME: the batching wait ended with what had arrived.
+                Err(e) if is_retry(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) => {
                     crate::diag!(
                         "{}: node stopped: io_uring_enter: {}",
@@ -2242,6 +2265,13 @@ impl Nodes {
                 n.touched = false;
                 n.turn_end();
             }
+            want = match self.cqes.len() {
+                // Nothing came within the batching wait: a chain is blocked on its peer.
+                0 => 1,
+                n => n
+                    .min(WAIT_BATCH)
+                    .max(self.nodes.iter().map(UNode::port_sends).sum()),
+            };
         }
         self.shutdown();
     }
@@ -2529,6 +2559,12 @@ struct PortEp {
     /// The link offered its peer super-frames: whether the peer takes them now (it changes
     /// when a vde:// link joins a switch again).
     superframes: Option<Arc<AtomicBool>>,
+    /// An offloading tap (virtio-net header of this many bytes; 0: none) read by a multishot
+    /// read into the big buffers, many reads per turn (see [`UNode::port_cut`]).
+    vnet_hdr: usize,
+    /// Its reads (big buffer, length) not yet cut, in order, and the next piece of the first.
+    reads: VecDeque<(u16, u32)>,
+    next: usize,
 }
 
 impl Ep {
@@ -2560,6 +2596,17 @@ fn port_ep(e: &mut Ep, id: usize, p: &PortCtx) {
     e.ctl_fd = None;
     e.superframes = p.whole_hdr > 0 || superframes.is_some();
     e.takes_whole = false;
+    let vnet_hdr = match &e.rx {
+        Rx::Vnet(v) => v.hdr,
+        _ => 0,
+    };
+    if vnet_hdr > 0 {
+        e.rx = Rx::Multi {
+            socket: false,
+            eof_on_zero: true,
+        };
+        e.superframes = true;
+    }
     e.port = Some(Box::new(PortEp {
         queue: VecDeque::with_capacity(PORT_QCAP + CHAIN),
         chain: VecDeque::with_capacity(CHAIN),
@@ -2570,6 +2617,9 @@ fn port_ep(e: &mut Ep, id: usize, p: &PortCtx) {
         rx_paused: false,
         whole_hdr: p.whole_hdr,
         superframes,
+        vnet_hdr,
+        reads: VecDeque::with_capacity(NBIG as usize),
+        next: 0,
     }));
 }
 
@@ -2651,9 +2701,22 @@ impl UNode {
         self.port.is_some() && self.ep_of(t).is_some_and(|e| e.chained())
     }
 
+    /// The port endpoints' chained sends in flight.
+    fn port_sends(&self) -> usize {
+        if self.port.is_none() {
+            return 0;
+        }
+        [PORT_TAP, PORT_LINK]
+            .iter()
+            .filter_map(|&id| self.eps.get(id)?.as_ref()?.port.as_ref())
+            .map(|p| p.chain.len())
+            .sum()
+    }
+
     /// Sends the next chain of every port endpoint that has frames waiting and none in flight.
     fn flush_ports(&mut self) {
         if self.port.is_some() {
+            self.port_cut(PORT_TAP);
             self.kick_port(PORT_TAP);
             self.kick_port(PORT_LINK);
         }
@@ -2887,6 +2950,107 @@ impl UNode {
         }
     }
 
+    /// A read of port endpoint `from`, when it is an offloading tap: queued, and cut at once.
+    fn port_vnet(&mut self, from: usize, fid: u16, len: usize) -> bool {
+        let Some(p) = self
+            .eps
+            .get_mut(from)
+            .and_then(Option::as_mut)
+            .and_then(|e| e.port.as_mut())
+        else {
+            return false;
+        };
+        if p.vnet_hdr == 0 {
+            return false;
+        }
+        p.reads.push_back((fid, len as u32));
+        self.port_cut(from);
+        true
+    }
+
+    /// Cuts the reads waiting on port endpoint `id` (an offloading tap), in order: one that
+    /// needs its header goes on whole while the link takes super-frames (copied behind a tag
+    /// into a tap buffer, see [`Self::take_whole`]); any other is cut into standard frames,
+    /// each copied into a slot (a plain frame, its partial checksum completed, is one), and
+    /// forwarded. Stops when no slot is free (then goes on at the end of the turn).
+    fn port_cut(&mut self, id: usize) {
+        let now = self.start.elapsed().as_secs();
+        let whole_ok = matches!(self.eps.get(PORT_LINK), Some(Some(l)) if l.takes_whole());
+        let big_len = self.bufs.big.as_ref().map_or(0, BufRing::data_len);
+        loop {
+            let Some(Some(e)) = self.eps.get_mut(id) else {
+                return;
+            };
+            let Some(p) = e.port.as_mut() else { return };
+            let Some(&(fid, len)) = p.reads.front() else {
+                return;
+            };
+            let (len, hl) = (len as usize, p.vnet_hdr);
+            let Fid::Big(b) = Fid::of(fid) else { return };
+            let full = len >= big_len;
+            let Some(big) = self.bufs.big.as_mut() else { return };
+            let read = big.data_mut(b, 0, len);
+            if p.next == 0 && whole_ok && !full && len > hl && hl <= PREFIX && PREFIX - hl <= HEADROOM {
+                if let Some(h) = VnetHdr::parse(read, hl).ok().filter(needs_header) {
+                    // The tag and a 10-byte header go right in front of the frame, partly in
+                    // the headroom: the buffer is then a tagged datagram as a capable peer
+                    // sends one, sent from where it was read.
+                    let back = PREFIX - hl;
+                    let buf = self.bufs.big.as_mut().expect("big").back_mut(b, back, PREFIX);
+                    buf[..TAG_LEN].copy_from_slice(&TAG);
+                    buf[TAG_LEN..].copy_from_slice(&h.to_bytes()[..vnet::LEN]);
+                    self.bufs.big_back[b as usize] = back as u8;
+                    p.reads.pop_front();
+                    self.forward_whole(id, fid, len + back, now);
+                    continue;
+                }
+            }
+            let Some(slot) = self.free_slots.pop() else { return };
+            let Some(e) = self.eps[id].as_mut() else { return };
+            let p = e.port.as_mut().expect("a port endpoint");
+            let read = self.bufs.big.as_mut().expect("big").data_mut(b, 0, len);
+            let c = &mut e.counts[TAP_TO_LINK];
+            let o = slot as usize * BUF_SIZE;
+            let out = &mut self.slots[o..o + BUF_SIZE];
+            c.received += 1;
+            let mut done = true;
+            let got = match cut::judge(read, hl, full, MAX_FRAME) {
+                Err(why) => Err(why),
+                Ok(Cut::Plain(l)) => {
+                    out[..l].copy_from_slice(&read[hl..hl + l]);
+                    Ok(l)
+                }
+                Ok(Cut::Super(h, count)) => {
+                    if p.next == 0 {
+                        c.super_frames += 1;
+                        c.segments += count as u64;
+                    }
+                    let r = cut::segment(&h, &read[hl..], p.next, out);
+                    p.next += 1;
+                    done = p.next >= count;
+                    r
+                }
+            };
+            if done {
+                p.next = 0;
+                p.reads.pop_front();
+                self.bufs.push(fid);
+            }
+            match got {
+                Ok(l) => {
+                    let sfid = slot | SLOT_FLAG;
+                    self.slot_refs[slot as usize] = 1;
+                    self.forward(id, sfid, l, now);
+                    self.release(sfid);
+                }
+                Err(why) => {
+                    c.add_drop(why, 1);
+                    self.free_slots.push(slot);
+                }
+            }
+        }
+    }
+
     /// Publishes the port's counters: each direction from its source's and its destination's.
     fn publish_port(&self, st: &PortStats) {
         let (Some(Some(tap)), Some(Some(link))) = (self.eps.get(PORT_TAP), self.eps.get(PORT_LINK)) else {
@@ -2963,8 +3127,21 @@ fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError>
     Ok(Bufs {
         shared,
         big,
+        big_back: vec![0u8; NBIG as usize].into_boxed_slice(),
         tap: TapBufs::default(),
     })
+}
+
+/// The batching wait of a thread that runs ports' cables only (see `Nodes::run`), when the
+/// tuning asks for one and the ring has it.
+fn batch_wait(ring: &RingRef, tuning: &UringTuning, nodes: &[UNode]) -> Option<u32> {
+    let ports = !nodes.is_empty() && nodes.iter().all(|n| n.port.is_some());
+    (ports
+        && tuning.batch_wait_us > 0
+        && tuning.multishot
+        && tuning.provided_buffers
+        && ring.0.borrow().min_timeout())
+    .then_some(tuning.batch_wait_us)
 }
 
 /// The ring of a node thread on the driver `kind` names, and the buffers of each of its
@@ -3028,10 +3205,12 @@ pub fn run_nodes(
         Ok(nodes) => {
             crate::engine::confine();
             let _ = ready.send(Ok(mode));
+            let batch = batch_wait(&ring, &tuning, &nodes);
             let mut all = Nodes {
                 ring,
                 gens,
                 busy: (tuning.busy_poll_us > 0).then(|| Duration::from_micros(tuning.busy_poll_us.into())),
+                batch,
                 stopped: vec![false; nodes.len()],
                 nodes,
                 cqes: Vec::with_capacity(8192),
