@@ -1,8 +1,9 @@
 //! The data plane: worker threads moving frames between each port's tap and its link.
 //!
-//! One loop per kind of thread, two drivers under it. Port workers (`uring/worker.rs`: the
-//! ports' fixed per-direction plans from `port.rs`) and multi-endpoint nodes (switches, hubs,
-//! vdeplug-fast's cables, ...: endpoints join and leave while they run) submit typed ring
+//! One loop per kind of thread, two drivers under it. Nodes (`uring/node.rs`: every port as a
+//! cable of its tap and its link, switches, hubs, vdeplug-fast's cables, ...: endpoints join
+//! and leave while they run) and, for the datagram ptp ports with a pair socket only, port
+//! workers (`uring/worker.rs`: fixed per-direction plans from `port.rs`) submit typed ring
 //! operations (`uring/ring.rs`) and react to their completions. The io_uring driver hands the
 //! operations to the kernel (the default); the epoll driver (`uring/emu.rs`) carries them out
 //! with plain syscalls on readiness and posts the same completions, for when io_uring cannot be
@@ -42,7 +43,7 @@ pub use port::MAX_FRAME;
 pub use stats::{Counts, PortSnapshot, LINK_TO_TAP, TAP_TO_LINK};
 pub use uring::UringTuning;
 pub use worker::StartError;
-use worker::{Assigned, Cmd, NodeCtx, Ready, WorkerCtx};
+use worker::{Assigned, Cmd, NodeCtx, PortCtx, Ready, WorkerCtx};
 
 /// A tap joined to a link.
 pub struct Port {
@@ -265,6 +266,7 @@ impl Engine {
             }
         }
         let (stats_all, groups) = assign(&opts, ports)?;
+        let (worker_groups, cable_groups) = split_groups(groups);
         let mut engine = Engine {
             kind,
             workers: Vec::new(),
@@ -278,7 +280,8 @@ impl Engine {
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         // Data-plane threads that had no memory for io_uring and run on epoll instead.
         let fallbacks = Arc::new(AtomicUsize::new(0));
-        let started = engine.spawn_workers(groups, &opts, tuning, &ready_tx, &fallbacks)?
+        let started = engine.spawn_workers(worker_groups, &opts, tuning, &ready_tx, &fallbacks)?
+            + engine.spawn_ports(cable_groups, &opts, tuning, &ready_tx, &fallbacks)?
             + engine.spawn_nodes(nodes, &opts.realtime, tuning, &ready_tx, &fallbacks)?;
         engine.await_ready(&ready_rx, started)?;
         engine.announce_fallbacks(fallbacks.load(Ordering::Relaxed), started);
@@ -302,10 +305,7 @@ impl Engine {
         // pinning every instance's first worker to the first CPU was measured (2 CPUs, two
         // vdens-fast over ptp://, iperf3 TCP) at 0.9 Gbit/s against 2.5 Gbit/s unpinned: the two
         // forwarders queued on one CPU while the other idled.
-        let cpus: Vec<usize> = match (&opts.cpus, opts.pin) {
-            (Some(c), true) => c.clone(),
-            _ => Vec::new(),
-        };
+        let cpus = pinned_cpus(opts);
         let kind = self.kind;
         let mut started = 0;
         for (index, group) in groups.into_iter().enumerate() {
@@ -339,6 +339,57 @@ impl Engine {
         Ok(started)
     }
 
+    /// One thread per group of ports run as cables (see [`cable`]): the ports' nodes share
+    /// the thread's ring, as the port workers' ports did; pinned and named as those were.
+    fn spawn_ports(
+        &mut self,
+        groups: Vec<Vec<Assigned>>,
+        opts: &EngineOptions,
+        tuning: UringTuning,
+        ready: &Sender<Ready>,
+        fallbacks: &Arc<AtomicUsize>,
+    ) -> Result<usize, EngineError> {
+        let cpus = pinned_cpus(opts);
+        let kind = self.kind;
+        let mut started = 0;
+        for (index, group) in groups.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let mut nodes = Vec::with_capacity(group.len());
+            let first = self.workers.len();
+            for a in group {
+                let wake = new_wake("worker")?;
+                let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
+                let (node, port) = cable(a);
+                let ctx = NodeCtx {
+                    cmds: ctx_rx,
+                    wake: wake.clone(),
+                    shared: Arc::new(node::NodeShared::new()),
+                    port: Some(port),
+                };
+                nodes.push((node, ctx));
+                self.workers.push(WorkerHandle {
+                    cmds: ctx_tx,
+                    wake,
+                    thread: None,
+                });
+            }
+            let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+            let (ready, fell_back, rt) = (ready.clone(), fallbacks.clone(), opts.realtime.clone());
+            let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || {
+                // Pinned before the node allocates its buffers (see `worker::pin`).
+                worker::pin(cpu);
+                realtime(rt);
+                uring::run_nodes(nodes, tuning, kind, &fell_back, ready)
+            })?;
+            self.workers[first].thread = Some(thread);
+            started += 1;
+            self.threads += 1;
+        }
+        Ok(started)
+    }
+
     /// The node threads: one per node up to the CPUs there are, then nodes share them
     /// (round robin), each thread running its nodes on one ring. 200 `switch://` in one
     /// vdens-fast thus take 2 rings on 2 CPUs, not 200 (and their locked memory), while a
@@ -365,6 +416,7 @@ impl Engine {
                 cmds: ctx_rx,
                 wake: wake.clone(),
                 shared,
+                port: None,
             };
             groups[index % threads].push((n, ctx));
             handles.push(WorkerHandle {
@@ -611,6 +663,56 @@ fn assign(opts: &EngineOptions, ports: Vec<Port>) -> Result<Assignment, EngineEr
         });
     }
     Ok((stats_all, groups))
+}
+
+/// Whether a port still runs on the port worker rather than as a cable node: a datagram ptp
+/// link with a pair socket (`Link::pair`), which the node does not drive yet.
+fn on_worker(p: &Port) -> bool {
+    p.link.pair.is_some()
+}
+
+/// The groups of ports for the port workers, and those run as cable nodes (same indices).
+fn split_groups(groups: Vec<Vec<Assigned>>) -> (Vec<Vec<Assigned>>, Vec<Vec<Assigned>>) {
+    groups
+        .into_iter()
+        .map(|g| g.into_iter().partition(|a| on_worker(&a.port)))
+        .unzip()
+}
+
+/// A port as a cable node: its tap (endpoint 1) and its link (endpoint 2), each frame to the
+/// other one; with the counters `assign` made for it. A `tap://` link with offload gets the
+/// tap's frames whole (virtio-net header and all), so the tap joins as a plain one.
+fn cable(a: Assigned) -> (Node, PortCtx) {
+    let Assigned { port, stats, .. } = a;
+    let whole = stats.offload == stats::Offload::Whole;
+    let node = Node {
+        name: port.name.clone(),
+        kind: NodeKind::Cable,
+        endpoints: vec![
+            Endpoint::Tap {
+                name: port.name.clone(),
+                fd: port.tap,
+                offload: if whole { TapOffload::NONE } else { port.offload },
+            },
+            Endpoint::Link {
+                name: port.name,
+                link: Box::new(port.link),
+            },
+        ],
+    };
+    let ctx = PortCtx {
+        stats,
+        whole_hdr: if whole { port.offload.vnet_hdr } else { 0 },
+    };
+    (node, ctx)
+}
+
+/// The CPUs data-plane threads are pinned to (--cpus with --pin), in turn; none: unpinned.
+fn pinned_cpus(opts: &EngineOptions) -> Vec<usize> {
+    match (&opts.cpus, opts.pin) {
+        (Some(c), true) => c.clone(),
+        _ => Vec::new(),
+    }
 }
 
 /// Confines the calling data-plane thread once its set-up is done (`sys::isolate`: no

@@ -95,6 +95,26 @@ impl Counts {
         self.bytes += bytes;
     }
 
+    /// One direction of a port run as a cable node, from its two endpoints' counters: `inn`
+    /// what the source endpoint took in (received, dropped on arrival, cut), `out` what the
+    /// destination endpoint sent on (delivered, dropped on sending, coalesced, whole). The
+    /// frames that went from one to the other inside the node count once.
+    pub fn cable(inn: &Counts, out: &Counts) -> Counts {
+        Counts {
+            received: inn.received,
+            frames: out.frames,
+            bytes: out.bytes,
+            no_buffer: inn.no_buffer + out.no_buffer,
+            send_error: inn.send_error + out.send_error,
+            oversize: inn.oversize + out.oversize,
+            framing: inn.framing + out.framing,
+            no_link: inn.no_link + out.no_link,
+            super_frames: inn.super_frames + out.super_frames,
+            segments: inn.segments + out.segments,
+            wire_super: inn.wire_super + out.wire_super,
+        }
+    }
+
     pub fn dropped(&self) -> u64 {
         self.no_buffer + self.send_error + self.oversize + self.framing + self.no_link
     }
@@ -314,6 +334,33 @@ mod tests {
             j.ends_with("\"drop_no_link\":0,\"super_frames\":0,\"segments\":0,\"wire_super\":0}}]}"),
             "{j}"
         );
+    }
+
+    /// A cable's direction: received where the frame came in, delivered where it went out,
+    /// drops and super-frames of both ends; what passed inside the node counts once.
+    #[test]
+    fn a_cable_direction_counts_each_frame_once() {
+        let mut inn = Counts {
+            received: 10,
+            oversize: 1,
+            super_frames: 1,
+            segments: 4,
+            ..Default::default()
+        };
+        // Passed on to the other endpoint: its "sent into the node", not a delivery.
+        inn.sent_many(9, 900);
+        let mut out = Counts {
+            received: 9,
+            wire_super: 1,
+            ..Default::default()
+        };
+        out.sent_many(8, 800);
+        out.add_drop(DropReason::NoBuffer, 1);
+        let c = Counts::cable(&inn, &out);
+        assert_eq!((c.received, c.frames, c.bytes), (10, 8, 800));
+        assert_eq!((c.oversize, c.no_buffer, c.dropped()), (1, 1, 2));
+        assert_eq!((c.super_frames, c.segments, c.wire_super), (1, 4, 1));
+        assert_eq!(c.received, c.frames + c.dropped());
     }
 
     #[test]

@@ -39,6 +39,29 @@ pub struct NodeCtx {
     pub wake: Arc<OwnedFd>,
     /// What the node shares with the control thread (counters, state).
     pub shared: Arc<super::node::NodeShared>,
+    /// The node is a port's cable (`engine::cable`): its tap is endpoint 1, its link 2.
+    pub port: Option<PortCtx>,
+}
+
+/// What a node that runs a port (tap <-> link) needs besides its endpoints.
+pub struct PortCtx {
+    /// The port's counters, one entry in both directions as the port's (`PortStats::new(NAME,
+    /// VNL)`, with its offload and super-frame flags as `assign` set them).
+    pub stats: Arc<PortStats>,
+    /// Frames cross tap to tap whole behind a virtio-net header of this many bytes (a tap://
+    /// link with offload, `stats::Offload::Whole`); 0 otherwise.
+    pub whole_hdr: usize,
+}
+
+impl PortCtx {
+    /// Whether the node needs its big receive buffers: whole tap reads, reads of an offloading
+    /// tap, or tagged datagrams (`wire::superframe`) that may come from a link that offered
+    /// them.
+    pub fn big(&self) -> bool {
+        self.whole_hdr > 0
+            || self.stats.superframes.is_some()
+            || self.stats.offload == super::stats::Offload::Cut
+    }
 }
 
 /// What a worker or node thread reports once it is set up: the set-up it runs with (the ring's

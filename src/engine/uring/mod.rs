@@ -461,6 +461,25 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts_mut(self.addr(bid).cast_mut().sub(n), n) }
     }
 
+    /// `len` bytes of buffer `bid` from `back` bytes in front of its data (in the headroom,
+    /// `back <= headroom`): a header put in front of what a completion handed over.
+    #[inline]
+    pub fn back(&self, bid: u16, back: usize, len: usize) -> &[u8] {
+        assert!(bid < self.entries && back <= self.headroom && len <= back + self.data_len());
+        // SAFETY: in bounds (checked): from inside the headroom to at most the end of the
+        // buffer; the buffer is in userspace's hands (see data).
+        unsafe { std::slice::from_raw_parts(self.addr(bid).sub(back), len) }
+    }
+
+    /// [`BufRing::back`], to change in place before the buffer is sent.
+    #[inline]
+    pub fn back_mut(&mut self, bid: u16, back: usize, len: usize) -> &mut [u8] {
+        assert!(bid < self.entries && back <= self.headroom && len <= back + self.data_len());
+        // SAFETY: in bounds (checked); the buffer is in userspace's hands and not being sent
+        // (see data_mut); &mut self: no other userspace view.
+        unsafe { std::slice::from_raw_parts_mut(self.addr(bid).cast_mut().sub(back), len) }
+    }
+
     /// Private slot `i` of `slot_size` bytes in the extra area, to write into while no send
     /// of it is in flight.
     #[inline]

@@ -48,20 +48,20 @@
 //! when the last operation that uses them has completed (cancelled first).
 
 use super::ring::{Interval, Ring, Sqe, Target};
-use super::{is_retry, new_ring, BufRing, SetupError, UringTuning};
+use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut, Whole};
 use crate::engine::core::ptp;
 use crate::engine::core::{
-    admit, admit_stream, classify_rx_error, dispatch, single_send_drop, Control, EndpointError, Op, RxFault,
-    Token,
+    admit, admit_stream, classify_rx_error, dispatch, send_verdict, single_send_drop, Backpressure, Control,
+    EndpointError, Op, RxFault, Token, Verdict,
 };
 use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
-use crate::engine::port::{is_dgram, is_socket, set_nonblocking, Reconnector, MAX_FRAME};
+use crate::engine::port::{is_dgram, is_socket, send_buffer_full, set_nonblocking, Reconnector, MAX_FRAME};
 use crate::engine::stats::{Counts, DropReason, Offload, PortStats, LINK_TO_TAP, TAP_TO_LINK};
-use crate::engine::worker::{Cmd, NodeCtx, StartError};
+use crate::engine::worker::{Cmd, NodeCtx, PortCtx, StartError};
 use crate::engine::EngineKind;
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
@@ -318,6 +318,26 @@ struct StreamOut {
     writing: usize,
 }
 
+impl StreamOut {
+    /// Whether `n` more bytes fit (moving what waits to the front when no write is in flight
+    /// and that makes room).
+    fn room(&mut self, n: usize) -> bool {
+        if self.end + n > self.out.len() && self.start > 0 && self.writing == 0 {
+            self.out.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        self.end + n <= self.out.len()
+    }
+
+    /// Appends frame `f` behind its 2-byte length (room checked by [`StreamOut::room`]).
+    fn put(&mut self, f: &[u8]) {
+        self.out[self.end..self.end + 2].copy_from_slice(&stream::header(f.len()));
+        self.out[self.end + 2..self.end + 2 + f.len()].copy_from_slice(f);
+        self.end += f.len() + 2;
+    }
+}
+
 enum Tx {
     Discard,
     /// send(2) with MSG_DONTWAIT on a connected socket.
@@ -358,6 +378,8 @@ struct Ep {
     counts: [Counts; 2],
     stats: Arc<PortStats>,
     label: String,
+    /// An end of a port's cable (see [`PortEp`]); None for every other endpoint.
+    port: Option<Box<PortEp>>,
 }
 
 impl Ep {
@@ -471,6 +493,7 @@ impl Ep {
             stats: Arc::new(stats),
             label,
             owner,
+            port: None,
         })
     }
 
@@ -516,6 +539,7 @@ impl Ep {
             counts: [Counts::default(); 2],
             stats,
             label,
+            port: None,
         })
     }
 
@@ -530,6 +554,9 @@ impl Ep {
 struct Bufs {
     shared: BufRing,
     big: Option<BufRing>,
+    /// Where each big buffer's frame starts, in bytes in front of its data: a port's tap read
+    /// made a tagged datagram in place (see `UNode::port_cut`); 0 for the rest.
+    big_back: Box<[u8]>,
     tap: TapBufs,
 }
 
@@ -568,11 +595,17 @@ impl TapBufs {
 }
 
 impl Bufs {
+    /// `len` bytes of big buffer `b`'s frame (see `big_back`).
+    fn big_data(&self, b: u16, len: usize) -> &[u8] {
+        let big = self.big.as_ref().expect("big buffers");
+        big.back(b, self.big_back[b as usize].into(), len)
+    }
+
     /// Bytes of frame `fid` (a buffer, not a slot) the kernel filled and handed over (it
     /// cannot pick it again until it is pushed back).
     fn data(&self, fid: u16, len: usize) -> &[u8] {
         match Fid::of(fid) {
-            Fid::Big(b) => self.big.as_ref().expect("big buffers").data(b, 0, len),
+            Fid::Big(b) => self.big_data(b, len),
             Fid::Tap(t) => &self.tap.buf(t)[..len],
             _ => self.shared.data(fid, 0, len),
         }
@@ -581,7 +614,10 @@ impl Bufs {
     /// Hands buffer `fid` back to the kernel (a tap buffer: to the next reads).
     fn push(&mut self, fid: u16) {
         match Fid::of(fid) {
-            Fid::Big(b) => self.big.as_mut().expect("big buffers").push(b),
+            Fid::Big(b) => {
+                self.big_back[b as usize] = 0;
+                self.big.as_mut().expect("big buffers").push(b)
+            }
             Fid::Tap(t) => self.tap.free.push(t),
             _ => self.shared.push(fid),
         }
@@ -741,6 +777,9 @@ struct UNode {
     ptp_hold: Box<Interval>,
     /// The current wait of the held connection (earlier timers that end are ignored).
     ptp_hold_gen: u16,
+    /// A port's cable: the port's counters, published from its two endpoints' (see
+    /// [`Counts::cable`]).
+    port: Option<Arc<PortStats>>,
 }
 
 /// The `slot` of the token of a held connection's timer (the listening socket's poll has 0).
@@ -778,7 +817,7 @@ impl UNode {
         match Fid::of(fid) {
             Fid::Slot(s) => self.slots[s as usize * BUF_SIZE..].as_ptr(),
             Fid::Buf(b) => self.bufs.shared.addr(b),
-            Fid::Big(b) => self.bufs.big.as_ref().expect("big buffers").addr(b),
+            Fid::Big(b) => self.bufs.big_data(b, 0).as_ptr(),
             Fid::Tap(t) => self.bufs.tap.buf(t).as_ptr(),
         }
     }
@@ -891,7 +930,7 @@ impl UNode {
             Some(b) if e.superframes => b.bgid(),
             _ => self.bufs.shared.bgid(),
         };
-        if e.rx_armed || e.rx_dead {
+        if e.rx_armed || e.rx_dead || e.port.as_ref().is_some_and(|p| p.rx_paused) {
             return;
         }
         if let Rx::Overlay(r) = &mut e.rx {
@@ -1044,6 +1083,9 @@ impl UNode {
     /// Sends frame `fid` to endpoint `to`, or drops it (counted there). A tagged datagram
     /// (a big buffer with [`Self::whole_of`]) goes only to a client that takes super-frames.
     fn send(&mut self, to: usize, fid: u16, len: usize) {
+        if self.port_takes(to, fid, len) {
+            return;
+        }
         let ptr = self.frame_ptr(fid);
         let n = self.whole_of(fid).map_or(1, |w| w.segs);
         let Some(e) = self.eps[to].as_mut() else { return };
@@ -1076,12 +1118,7 @@ impl UNode {
                 len: len as u32,
             },
             Tx::Stream(s) => {
-                if s.end + len + 2 > s.out.len() && s.start > 0 && s.writing == 0 {
-                    s.out.copy_within(s.start..s.end, 0);
-                    s.end -= s.start;
-                    s.start = 0;
-                }
-                if s.end + len + 2 > s.out.len() {
+                if !s.room(len + 2) {
                     c.add_drop(DropReason::NoBuffer, 1);
                 } else {
                     s.out[s.end..s.end + 2].copy_from_slice(&stream::header(len));
@@ -1175,7 +1212,7 @@ impl UNode {
         // client, a tap, a link) would be read as one by the clients that take them: its
         // source address is multicast, which no Ethernet frame has (see wire::superframe).
         // A cable passes anything on, as vde_plug does, unless its other link takes them.
-        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(|e| e.takes_whole));
+        let forged = is_tagged(f) && (!self.cable || self.eps.iter().flatten().any(Ep::takes_whole));
         let mut d = self.fwd.decide(from as PortId, f, now);
         // A cable whose other side is not attached (a ptp end between peers) drops.
         if self.cable && !self.eps.iter().enumerate().any(|(k, e)| k != from && e.is_some()) {
@@ -1270,7 +1307,7 @@ impl UNode {
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += w.segs;
         // (What the node's own tap hands over crossed no wire.)
-        if w.segs > 1 && !matches!(e.rx, Rx::Vnet(_)) {
+        if w.segs > 1 && !matches!(e.rx, Rx::Vnet(_)) && !e.port.as_ref().is_some_and(|p| p.vnet_hdr > 0) {
             c.wire_super += 1;
         }
         if !any {
@@ -1285,7 +1322,7 @@ impl UNode {
                 continue;
             }
             let e = self.eps[k].as_mut().expect("checked");
-            if e.takes_whole {
+            if e.takes_whole() {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
                 submit_tap_writes(&mut self.tap_queued, &self.ring);
@@ -1494,6 +1531,8 @@ impl UNode {
                 // which vde_plug says nothing.
                 if !e.rx_dead && !self.cable {
                     crate::diag!("{}: {}: end of file", self.name, e.label);
+                } else if !e.rx_dead && self.port.is_some() {
+                    port_eof(e, t.ep());
                 }
                 e.rx_dead = true;
                 if self.cable {
@@ -1518,6 +1557,9 @@ impl UNode {
         if ptp_peer && len == RUNT_LEN && self.bufs.data(fid, len) == OFFER {
             self.bufs.push(fid);
             self.ptp_offered();
+            return;
+        }
+        if self.port_whole(t.ep(), fid, len) || self.port_vnet(t.ep(), fid, len) {
             return;
         }
         if big && is_tagged(self.bufs.data(fid, len)) {
@@ -1600,6 +1642,10 @@ impl UNode {
     }
 
     fn on_tx(&mut self, t: Token, res: i32) {
+        if self.port_chained(&t) {
+            self.on_port_tx(t, res);
+            return;
+        }
         let whole = self.whole_of(t.slot);
         self.release(t.slot);
         if let Some(e) = self.ep_of(&t) {
@@ -1650,6 +1696,9 @@ impl UNode {
         }
         match res {
             0 => {
+                if self.port.is_some() {
+                    port_eof(e, t.ep());
+                }
                 if self.cable {
                     self.shared.ended.store(true, Ordering::Release);
                 } else {
@@ -1860,6 +1909,7 @@ impl UNode {
                 s.end = 0;
             }
         }
+        self.port_stream_fill(t.ep());
         self.kick_stream(t.ep());
     }
 
@@ -1993,6 +2043,10 @@ impl UNode {
     }
 
     fn publish(&self) {
+        if let Some(st) = &self.port {
+            self.publish_port(st);
+            return;
+        }
         for e in self.eps.iter().flatten() {
             e.publish();
         }
@@ -2032,6 +2086,7 @@ impl UNode {
                     self.ptp_accept();
                 }
             }
+            Op::TxWait => self.on_port_wait(t),
             Op::Wake if !self.stopping => return self.on_wake(more),
             Op::Wake if !more => self.wake_armed = false,
             _ => {}
@@ -2085,6 +2140,7 @@ impl UNode {
             self.arm_listen();
         }
         self.arm_ptp_listen();
+        self.flush_ports();
         self.publish();
     }
 
@@ -2119,6 +2175,7 @@ impl UNode {
     /// The node's part of the stop once its operations were reaped (or not, in time: their
     /// memory is then leaked rather than freed under the kernel).
     fn end_shutdown(&mut self) {
+        self.port_stopped();
         self.publish();
         if self.outstanding > 0 {
             crate::diag!(
@@ -2143,6 +2200,9 @@ struct Nodes {
     gens: Rc<Gens>,
     /// Busy polling: spin this long for a completion before sleeping (`--busy-poll`).
     busy: Option<Duration>,
+    /// Batching wait in microseconds (`UringTuning::batch_wait_us`), for a thread of ports'
+    /// cables, where the kernel has it.
+    batch: Option<u32>,
     nodes: Vec<UNode>,
     /// The nodes that were told to stop (the thread stops once all were).
     stopped: Vec<bool>,
@@ -2172,17 +2232,25 @@ impl Nodes {
         for n in &mut self.nodes {
             n.start();
         }
+        // Completions to wait for (with a batching wait): as many as the last turn found (up
+        // to WAIT_BATCH), and at least the ports' sends in flight, whose chain links after the
+        // first are issued from task work inside io_uring_enter; a turn of fewer than
+        // MIN_BATCH (a lone exchange) waits for the first only. As the port worker did (see
+        // its measurements).
+        let mut want = 1;
         while !self.stopped.iter().all(|s| *s) {
             let r = {
                 let mut ring = self.ring.0.borrow_mut();
-                match self.busy {
-                    Some(budget) => ring.busy_wait(budget),
-                    None => ring.submit_and_wait(1, None),
+                match (self.busy, self.batch) {
+                    (Some(budget), _) => ring.busy_wait(budget),
+                    (None, Some(us)) if want >= MIN_BATCH => ring.submit_and_wait_batch(want, us),
+                    _ => ring.submit_and_wait(1, None),
                 }
             };
             match r {
                 Ok(_) => {}
-                Err(e) if is_retry(&e) => {}
+                // ETIME: the batching wait ended with what had arrived.
+                Err(e) if is_retry(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) => {
                     crate::diag!(
                         "{}: node stopped: io_uring_enter: {}",
@@ -2197,6 +2265,13 @@ impl Nodes {
                 n.touched = false;
                 n.turn_end();
             }
+            want = match self.cqes.len() {
+                // Nothing came within the batching wait: a chain is blocked on its peer.
+                0 => 1,
+                n => n
+                    .min(WAIT_BATCH)
+                    .max(self.nodes.iter().map(UNode::port_sends).sum()),
+            };
         }
         self.shutdown();
     }
@@ -2446,6 +2521,552 @@ impl UNode {
     }
 }
 
+/// A port's cable (`engine::cable`): endpoint [`PORT_TAP`] is its tap, [`PORT_LINK`] its link.
+const PORT_TAP: usize = 1;
+const PORT_LINK: usize = 2;
+/// Sends of a port endpoint in flight, as one linked chain (linked operations run in order,
+/// which keeps the frame order across a wait). 64 holds the 46 segments of a 64 KiB TCP
+/// super-frame at MSS 1448.
+const CHAIN: usize = 64;
+/// Frames a port endpoint may have waiting before the other endpoint stops receiving (and
+/// the kernel queue behind it pushes back): the node's buffers are shared by both
+/// directions, so that a stalled one never takes the other's.
+const PORT_QCAP: usize = NBUF as usize / 4;
+/// Wait before sending again datagrams refused with EAGAIN by a full receiver queue behind an
+/// unconnected socket (which polls writable all along, see `port::send_buffer_full`).
+const PORT_RETRY: Duration = Duration::from_millis(1);
+
+/// An end of a port's cable. Frames to it wait rather than drop when it cannot take them
+/// (`Backpressure::Wait`): they queue, leave in linked chains (one in flight), and one that
+/// met EAGAIN goes again, in order, once the descriptor is writable (or after
+/// [`PORT_RETRY`]); while too many wait, the other end does not receive.
+struct PortEp {
+    /// Frames waiting to be sent (frame id, length), held.
+    queue: VecDeque<(u16, u32)>,
+    /// The chain in flight, in order (completions of a linked chain come in order).
+    chain: VecDeque<(u16, u32)>,
+    /// Frames of the chain to send again, in order.
+    retry: Vec<(u16, u32)>,
+    /// A send of the chain met EAGAIN: wait before the next chain.
+    again: bool,
+    /// A POLLOUT poll or the retry timer is in flight.
+    waiting: bool,
+    timer: Box<Interval>,
+    /// Receiving is paused: the other end has [`PORT_QCAP`] frames waiting.
+    rx_paused: bool,
+    /// Frames cross tap to tap whole, behind a virtio-net header of this many bytes.
+    whole_hdr: usize,
+    /// The link offered its peer super-frames: whether the peer takes them now (it changes
+    /// when a vde:// link joins a switch again).
+    superframes: Option<Arc<AtomicBool>>,
+    /// An offloading tap (virtio-net header of this many bytes; 0: none) read by a multishot
+    /// read into the big buffers, many reads per turn (see [`UNode::port_cut`]).
+    vnet_hdr: usize,
+    /// Its reads (big buffer, length) not yet cut, in order, and the next piece of the first.
+    reads: VecDeque<(u16, u32)>,
+    next: usize,
+}
+
+impl Ep {
+    /// Whether the endpoint is sent tagged datagrams whole.
+    fn takes_whole(&self) -> bool {
+        self.takes_whole
+            || self
+                .port
+                .as_ref()
+                .and_then(|p| p.superframes.as_ref())
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Sends frames in linked chains (see [`PortEp`]).
+    fn chained(&self) -> bool {
+        self.port.is_some() && matches!(self.tx, Tx::Send | Tx::SendTo(_) | Tx::Write)
+    }
+}
+
+/// Makes endpoint `id` of a port's cable one end of it: its control connection (a vde://
+/// link's) stays the control thread's (`app::links`); whole tap reads and tagged datagrams
+/// arrive in the big buffers.
+fn port_ep(e: &mut Ep, id: usize, p: &PortCtx) {
+    let superframes = if id == PORT_LINK {
+        p.stats.superframes.clone()
+    } else {
+        None
+    };
+    e.ctl_fd = None;
+    e.superframes = p.whole_hdr > 0 || superframes.is_some();
+    e.takes_whole = false;
+    let vnet_hdr = match &e.rx {
+        Rx::Vnet(v) => v.hdr,
+        _ => 0,
+    };
+    if vnet_hdr > 0 {
+        e.rx = Rx::Multi {
+            socket: false,
+            eof_on_zero: true,
+        };
+        e.superframes = true;
+    }
+    e.port = Some(Box::new(PortEp {
+        queue: VecDeque::with_capacity(PORT_QCAP + CHAIN),
+        chain: VecDeque::with_capacity(CHAIN),
+        retry: Vec::with_capacity(CHAIN),
+        again: false,
+        waiting: false,
+        timer: Box::new(Interval::new(PORT_RETRY)),
+        rx_paused: false,
+        whole_hdr: p.whole_hdr,
+        superframes,
+        vnet_hdr,
+        reads: VecDeque::with_capacity(NBIG as usize),
+        next: 0,
+    }));
+}
+
+/// Says that port endpoint `id`'s input ended, as the port's direction.
+fn port_eof(e: &Ep, id: usize) {
+    let dir = crate::engine::stats::DIR_NAMES[if id == PORT_TAP { TAP_TO_LINK } else { LINK_TO_TAP }];
+    crate::diag!("{} {dir}: end of file; this direction stops", e.label);
+}
+
+/// A port's cable: its endpoints' sends with backpressure, whole tap frames, its counters.
+impl UNode {
+    /// Takes frame `fid` for port endpoint `to` into its queue, when it sends in chains, or
+    /// when it is a stream whose output has no room (or frames waiting before it).
+    fn port_takes(&mut self, to: usize, fid: u16, len: usize) -> bool {
+        let n = self.whole_of(fid).map_or(1, |w| w.segs);
+        let Some(e) = self.eps.get_mut(to).and_then(Option::as_mut) else {
+            return false;
+        };
+        let chained = e.chained();
+        let Some(p) = e.port.as_mut() else { return false };
+        match &mut e.tx {
+            _ if chained => {}
+            Tx::Stream(s) => {
+                if p.queue.is_empty() && s.room(len + 2) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        e.counts[LINK_TO_TAP].received += n;
+        p.queue.push_back((fid, len as u32));
+        let full = p.queue.len() >= PORT_QCAP;
+        self.hold(fid);
+        if full {
+            self.pause_rx(PORT_TAP + PORT_LINK - to);
+        }
+        true
+    }
+
+    /// Stops receiving on port endpoint `id` (the other end has too many frames waiting): a
+    /// multishot receive is cancelled, a single read is not made again.
+    fn pause_rx(&mut self, id: usize) {
+        let shared = self.bufs.shared.bgid();
+        let big = self.bufs.big.as_ref().map(BufRing::bgid);
+        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(p) = e.port.as_mut() else { return };
+        if std::mem::replace(&mut p.rx_paused, true) || !e.rx_armed || !matches!(e.rx, Rx::Multi { .. }) {
+            return;
+        }
+        let g = match big {
+            Some(b) if e.superframes => b,
+            _ => shared,
+        };
+        let c = Sqe::Cancel {
+            user_data: token(Op::Rx, id, e.gen, g, 0),
+        }
+        .op(self.own(Op::Cancel));
+        self.push(&c);
+    }
+
+    /// Lets the other end of port endpoint `id` receive again once few frames wait here.
+    fn port_drained(&mut self, id: usize) {
+        let low = matches!(self.eps.get(id), Some(Some(e)) if e.port.as_ref().is_some_and(|p| p.queue.len() <= PORT_QCAP / 2));
+        if !low {
+            return;
+        }
+        if let Some(Some(o)) = self.eps.get_mut(PORT_TAP + PORT_LINK - id) {
+            if let Some(p) = o.port.as_mut() {
+                // Armed again at the end of the turn.
+                p.rx_paused = false;
+            }
+        }
+    }
+
+    /// Whether completion `t` is of a port endpoint's chained send.
+    fn port_chained(&mut self, t: &Token) -> bool {
+        self.port.is_some() && self.ep_of(t).is_some_and(|e| e.chained())
+    }
+
+    /// The port endpoints' chained sends in flight.
+    fn port_sends(&self) -> usize {
+        if self.port.is_none() {
+            return 0;
+        }
+        [PORT_TAP, PORT_LINK]
+            .iter()
+            .filter_map(|&id| self.eps.get(id)?.as_ref()?.port.as_ref())
+            .map(|p| p.chain.len())
+            .sum()
+    }
+
+    /// Sends the next chain of every port endpoint that has frames waiting and none in flight.
+    fn flush_ports(&mut self) {
+        if self.port.is_some() {
+            self.port_cut(PORT_TAP);
+            self.kick_port(PORT_TAP);
+            self.kick_port(PORT_LINK);
+        }
+    }
+
+    fn kick_port(&mut self, id: usize) {
+        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if !e.chained() {
+            return;
+        }
+        let p = e.port.as_mut().expect("chained");
+        if !p.chain.is_empty() || p.waiting || p.queue.is_empty() {
+            return;
+        }
+        let n = p.queue.len().min(CHAIN);
+        p.chain.extend(p.queue.drain(..n));
+        e.inflight += n as u32;
+        let (fd, gen) = (Target::Fd(e.tx_fd), e.gen);
+        let dest = match &e.tx {
+            Tx::SendTo(a) => Some((a.as_ptr().cast::<libc::sockaddr>(), a.len())),
+            _ => None,
+        };
+        let mut chain = [(0u16, 0u32); CHAIN];
+        chain[..n].copy_from_slice(&p.chain.make_contiguous()[..n]);
+        // The chain goes in one submission: a link does not span two.
+        let room = self.ring.0.borrow_mut().sq_room();
+        if room < n {
+            let _ = self.ring.submit();
+        }
+        for (i, &(fid, len)) in chain[..n].iter().enumerate() {
+            let buf = self.frame_ptr(fid);
+            let sqe = match dest {
+                // MSG_DONTWAIT: EAGAIN comes back to us (a kernel retry of a unix datagram
+                // send may send an empty datagram, see the port worker); we send again.
+                Some(dest) => Sqe::Send {
+                    fd,
+                    buf,
+                    len,
+                    flags: libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    dest: Some(dest),
+                },
+                // A connected socket waits for room in the kernel; a tap never blocks.
+                None => Sqe::Write { fd, buf, len },
+            };
+            // Soft links stop at EAGAIN so that the order survives the retry; hard links go on
+            // after a failed send (counted as a drop).
+            let link = match (i + 1 == n, dest) {
+                (true, _) => super::ring::Link::None,
+                (false, Some(_)) => super::ring::Link::Soft,
+                (false, None) => super::ring::Link::Hard,
+            };
+            let op = sqe.op(token(Op::Tx, id, gen, fid, len as usize)).link(link);
+            self.hold(fid);
+            self.push(&op);
+        }
+        // (The queue's own hold of each frame passed to the chain's sends.)
+        for &(fid, _) in &chain[..n] {
+            self.release(fid);
+        }
+    }
+
+    /// A chained send of port endpoint `t` completed: counted, dropped, or kept to go again
+    /// (`Backpressure::Wait`); once the chain is over, what goes again is put back in front.
+    fn on_port_tx(&mut self, t: Token, res: i32) {
+        let fid = t.slot;
+        let whole = self.whole_of(fid);
+        let stopping = self.stopping;
+        let e = self.ep_of(&t).expect("a port's endpoints stay");
+        let p = e.port.as_mut().expect("chained");
+        let (cfid, len) = p.chain.pop_front().expect("a chain in flight");
+        debug_assert_eq!(cfid, fid);
+        let segs = whole.map_or(1, |w| w.segs);
+        let c = &mut e.counts[LINK_TO_TAP];
+        let mut again = false;
+        if res > 0 || (res == 0 && len == 0) {
+            match whole {
+                Some(w) => {
+                    c.sent_many(w.segs, w.wire);
+                    if w.segs > 1 {
+                        c.super_frames += 1;
+                        c.segments += w.segs;
+                        // Tagged, unless tap to tap.
+                        c.wire_super += u64::from(p.whole_hdr == 0);
+                    }
+                }
+                None => c.sent(len as usize),
+            }
+        } else if stopping {
+            c.add_drop(DropReason::SendError, segs);
+        } else {
+            // A zero-byte send of a non-empty frame: nothing went; as a failure.
+            let errno = if res < 0 { -res } else { libc::EIO };
+            let back = e
+                .owner
+                .tx()
+                .is_some_and(|fd| e.reconnect.after_failure(fd, errno, &e.label));
+            match send_verdict(errno, Backpressure::Wait) {
+                _ if back => again = true,
+                Verdict::Retry => again = true,
+                Verdict::Drop(why) => c.add_drop(why, segs),
+            }
+            if again {
+                p.retry.push((fid, len));
+                p.again |= errno == libc::EAGAIN;
+            }
+        }
+        let over = p.chain.is_empty();
+        if over {
+            for x in p.retry.drain(..).rev() {
+                p.queue.push_front(x);
+            }
+        }
+        let wait = over && std::mem::take(&mut p.again);
+        if !again {
+            self.release(fid);
+        }
+        self.op_done(&t);
+        if wait {
+            self.port_wait(t.ep());
+        }
+        self.port_drained(t.ep());
+    }
+
+    /// Waits until port endpoint `id` can take frames again: POLLOUT on its descriptor, or
+    /// the retry timer for an unconnected socket whose own send buffer is not what is full.
+    fn port_wait(&mut self, id: usize) {
+        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(p) = e.port.as_mut() else { return };
+        let timer = matches!(e.tx, Tx::SendTo(_)) && !e.owner.tx().is_some_and(send_buffer_full);
+        let sqe = if timer {
+            Sqe::Timeout { after: &*p.timer }
+        } else {
+            Sqe::Poll {
+                fd: Target::Fd(e.tx_fd),
+                events: libc::POLLOUT as u32,
+                multi: false,
+            }
+        };
+        p.waiting = true;
+        e.inflight += 1;
+        let op = sqe.op(token(Op::TxWait, id, e.gen, 0, 0));
+        self.push(&op);
+    }
+
+    /// The wait of a port endpoint ended: its next chain goes at the end of the turn.
+    fn on_port_wait(&mut self, t: Token) {
+        if let Some(p) = self.ep_of(&t).and_then(|e| e.port.as_mut()) {
+            p.waiting = false;
+        }
+        self.op_done(&t);
+    }
+
+    /// Copies the frames waiting for stream port endpoint `id` into its output while there is
+    /// room.
+    fn port_stream_fill(&mut self, id: usize) {
+        let Some(Some(e)) = self.eps.get_mut(id) else {
+            return;
+        };
+        let (Tx::Stream(s), Some(p)) = (&mut e.tx, e.port.as_mut()) else {
+            return;
+        };
+        let mut done = Vec::new();
+        while let Some(&(fid, len)) = p.queue.front() {
+            let len = len as usize;
+            if !s.room(len + 2) {
+                break;
+            }
+            s.put(frame_of(&self.bufs, &self.slots, fid, len));
+            e.counts[LINK_TO_TAP].sent(len);
+            p.queue.pop_front();
+            done.push(fid);
+        }
+        for fid in done {
+            self.release(fid);
+        }
+        self.port_drained(id);
+    }
+
+    /// Frame `fid` (`len` bytes) of port endpoint `from` crosses to the other end whole, when
+    /// the port is tap to tap (a tap:// link with offload): judged (a super-frame counts as
+    /// the frames the kernel would cut it into), then sent from its buffer as it came.
+    fn port_whole(&mut self, from: usize, fid: u16, len: usize) -> bool {
+        let Some(e) = self.eps.get_mut(from).and_then(Option::as_mut) else {
+            return false;
+        };
+        let hl = e.port.as_ref().map_or(0, |p| p.whole_hdr);
+        if hl == 0 {
+            return false;
+        }
+        let full = match &self.bufs.big {
+            Some(b) if e.superframes => len >= b.data_len(),
+            _ => len >= BUF_SIZE - HEADROOM,
+        };
+        let c = &mut e.counts[TAP_TO_LINK];
+        match cut::judge_whole(self.bufs.data(fid, len), hl, full) {
+            Ok(w) => {
+                c.received += w.segs;
+                c.sent_many(w.segs, w.wire);
+                self.set_whole(fid, Some(w));
+                *self.refs(fid) = 1;
+                self.send(PORT_TAP + PORT_LINK - from, fid, len);
+                self.release(fid);
+            }
+            Err(why) => {
+                c.received += 1;
+                c.add_drop(why, 1);
+                self.bufs.push(fid);
+            }
+        }
+        true
+    }
+
+    /// The node stopped: the frames still waiting for a port endpoint were never sent.
+    fn port_stopped(&mut self) {
+        for id in [PORT_TAP, PORT_LINK] {
+            let Some(Some(e)) = self.eps.get(id) else { continue };
+            let Some(p) = e.port.as_ref() else { continue };
+            let left: u64 = p
+                .queue
+                .iter()
+                .chain(&p.retry)
+                .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
+                .sum();
+            if let Some(Some(e)) = self.eps.get_mut(id) {
+                e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, left);
+            }
+        }
+    }
+
+    /// A read of port endpoint `from`, when it is an offloading tap: queued, and cut at once.
+    fn port_vnet(&mut self, from: usize, fid: u16, len: usize) -> bool {
+        let Some(p) = self
+            .eps
+            .get_mut(from)
+            .and_then(Option::as_mut)
+            .and_then(|e| e.port.as_mut())
+        else {
+            return false;
+        };
+        if p.vnet_hdr == 0 {
+            return false;
+        }
+        p.reads.push_back((fid, len as u32));
+        self.port_cut(from);
+        true
+    }
+
+    /// Cuts the reads waiting on port endpoint `id` (an offloading tap), in order: one that
+    /// needs its header goes on whole while the link takes super-frames (copied behind a tag
+    /// into a tap buffer, see [`Self::take_whole`]); any other is cut into standard frames,
+    /// each copied into a slot (a plain frame, its partial checksum completed, is one), and
+    /// forwarded. Stops when no slot is free (then goes on at the end of the turn).
+    fn port_cut(&mut self, id: usize) {
+        let now = self.start.elapsed().as_secs();
+        let whole_ok = matches!(self.eps.get(PORT_LINK), Some(Some(l)) if l.takes_whole());
+        let big_len = self.bufs.big.as_ref().map_or(0, BufRing::data_len);
+        loop {
+            let Some(Some(e)) = self.eps.get_mut(id) else {
+                return;
+            };
+            let Some(p) = e.port.as_mut() else { return };
+            let Some(&(fid, len)) = p.reads.front() else {
+                return;
+            };
+            let (len, hl) = (len as usize, p.vnet_hdr);
+            let Fid::Big(b) = Fid::of(fid) else { return };
+            let full = len >= big_len;
+            let Some(big) = self.bufs.big.as_mut() else { return };
+            let read = big.data_mut(b, 0, len);
+            if p.next == 0 && whole_ok && !full && len > hl && hl <= PREFIX && PREFIX - hl <= HEADROOM {
+                if let Some(h) = VnetHdr::parse(read, hl).ok().filter(needs_header) {
+                    // The tag and a 10-byte header go right in front of the frame, partly in
+                    // the headroom: the buffer is then a tagged datagram as a capable peer
+                    // sends one, sent from where it was read.
+                    let back = PREFIX - hl;
+                    let buf = self.bufs.big.as_mut().expect("big").back_mut(b, back, PREFIX);
+                    buf[..TAG_LEN].copy_from_slice(&TAG);
+                    buf[TAG_LEN..].copy_from_slice(&h.to_bytes()[..vnet::LEN]);
+                    self.bufs.big_back[b as usize] = back as u8;
+                    p.reads.pop_front();
+                    self.forward_whole(id, fid, len + back, now);
+                    continue;
+                }
+            }
+            let Some(slot) = self.free_slots.pop() else { return };
+            let Some(e) = self.eps[id].as_mut() else { return };
+            let p = e.port.as_mut().expect("a port endpoint");
+            let read = self.bufs.big.as_mut().expect("big").data_mut(b, 0, len);
+            let c = &mut e.counts[TAP_TO_LINK];
+            let o = slot as usize * BUF_SIZE;
+            let out = &mut self.slots[o..o + BUF_SIZE];
+            c.received += 1;
+            let mut done = true;
+            let got = match cut::judge(read, hl, full, MAX_FRAME) {
+                Err(why) => Err(why),
+                Ok(Cut::Plain(l)) => {
+                    out[..l].copy_from_slice(&read[hl..hl + l]);
+                    Ok(l)
+                }
+                Ok(Cut::Super(h, count)) => {
+                    if p.next == 0 {
+                        c.super_frames += 1;
+                        c.segments += count as u64;
+                    }
+                    let r = cut::segment(&h, &read[hl..], p.next, out);
+                    p.next += 1;
+                    done = p.next >= count;
+                    r
+                }
+            };
+            if done {
+                p.next = 0;
+                p.reads.pop_front();
+                self.bufs.push(fid);
+            }
+            match got {
+                Ok(l) => {
+                    let sfid = slot | SLOT_FLAG;
+                    self.slot_refs[slot as usize] = 1;
+                    self.forward(id, sfid, l, now);
+                    self.release(sfid);
+                }
+                Err(why) => {
+                    c.add_drop(why, 1);
+                    self.free_slots.push(slot);
+                }
+            }
+        }
+    }
+
+    /// Publishes the port's counters: each direction from its source's and its destination's.
+    fn publish_port(&self, st: &PortStats) {
+        let (Some(Some(tap)), Some(Some(link))) = (self.eps.get(PORT_TAP), self.eps.get(PORT_LINK)) else {
+            return;
+        };
+        st.dirs[TAP_TO_LINK].publish(&Counts::cable(
+            &tap.counts[TAP_TO_LINK],
+            &link.counts[LINK_TO_TAP],
+        ));
+        st.dirs[LINK_TO_TAP].publish(&Counts::cable(
+            &link.counts[TAP_TO_LINK],
+            &tap.counts[LINK_TO_TAP],
+        ));
+    }
+}
+
 /// The endpoint for `e`. A link hosting a vxlan:// or vxvde:// network joins as that network
 /// (vdeplug-fast's `vxvde:// switch:///tmp/sw`: the overlay is a port of the switch).
 fn ep_of(mut e: Endpoint, node: &str, gen: u16) -> Result<Ep, EndpointError> {
@@ -2506,8 +3127,21 @@ fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError>
     Ok(Bufs {
         shared,
         big,
+        big_back: vec![0u8; NBIG as usize].into_boxed_slice(),
         tap: TapBufs::default(),
     })
+}
+
+/// The batching wait of a thread that runs ports' cables only (see `Nodes::run`), when the
+/// tuning asks for one and the ring has it.
+fn batch_wait(ring: &RingRef, tuning: &UringTuning, nodes: &[UNode]) -> Option<u32> {
+    let ports = !nodes.is_empty() && nodes.iter().all(|n| n.port.is_some());
+    (ports
+        && tuning.batch_wait_us > 0
+        && tuning.multishot
+        && tuning.provided_buffers
+        && ring.0.borrow().min_timeout())
+    .then_some(tuning.batch_wait_us)
 }
 
 /// The ring of a node thread on the driver `kind` names, and the buffers of each of its
@@ -2533,7 +3167,10 @@ pub fn run_nodes(
     fell_back: &AtomicUsize,
     ready: Sender<crate::engine::worker::Ready>,
 ) {
-    let bigs: Vec<bool> = nodes.iter().map(|(n, _)| offers_superframes(n)).collect();
+    let bigs: Vec<bool> = nodes
+        .iter()
+        .map(|(n, c)| offers_superframes(n) || c.port.as_ref().is_some_and(PortCtx::big))
+        .collect();
     let parts = match nodes_ring(kind, tuning, &bigs) {
         Err(e) if e.memory && kind == EngineKind::Uring => {
             fell_back.fetch_add(1, Ordering::Relaxed);
@@ -2568,10 +3205,12 @@ pub fn run_nodes(
         Ok(nodes) => {
             crate::engine::confine();
             let _ = ready.send(Ok(mode));
+            let batch = batch_wait(&ring, &tuning, &nodes);
             let mut all = Nodes {
                 ring,
                 gens,
                 busy: (tuning.busy_poll_us > 0).then(|| Duration::from_micros(tuning.busy_poll_us.into())),
+                batch,
                 stopped: vec![false; nodes.len()],
                 nodes,
                 cqes: Vec::with_capacity(8192),
@@ -2594,7 +3233,12 @@ impl UNode {
         gens: Rc<Gens>,
         bufs: Bufs,
     ) -> Result<UNode, StartError> {
-        let NodeCtx { cmds, wake, shared } = ctx;
+        let NodeCtx {
+            cmds,
+            wake,
+            shared,
+            port,
+        } = ctx;
         let (mut ptp, mut overlay) = (None, None);
         let (listener, fwd) = match node.kind {
             NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
@@ -2654,6 +3298,7 @@ impl UNode {
             ptp_watch: None,
             ptp_hold: Box::new(Interval::new(ptp::HOLD)),
             ptp_hold_gen: 0,
+            port: None,
         };
         if w.ptp.is_some() {
             let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| StartError::Epoll {
@@ -2665,9 +3310,13 @@ impl UNode {
         // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
         for (k, e) in node.endpoints.into_iter().enumerate() {
             let gen = w.next_gen();
-            let ep = ep_of(e, &node.name, gen)?;
+            let mut ep = ep_of(e, &node.name, gen)?;
+            if let Some(p) = &port {
+                port_ep(&mut ep, 1 + k, p);
+            }
             w.add(1 + k, ep);
         }
+        w.port = port.map(|p| p.stats);
         // The overlay is the cable's other end: after the tap (or vdeplug-fast's other link).
         if let Some(o) = overlay {
             let name = if o.vxvde { "vxvde" } else { "vxlan" };
