@@ -1031,7 +1031,7 @@ impl UNode {
         self.push(&sqe);
     }
 
-    fn add(&mut self, id: usize, e: Ep) {
+    fn add(&mut self, id: usize, mut e: Ep) {
         if self.eps.len() <= id {
             self.eps.resize_with(id + 1, || None);
         }
@@ -1040,6 +1040,12 @@ impl UNode {
             .lock()
             .expect("stats lock")
             .push(e.stats.clone());
+        if self.bufs.big.is_none() && e.dg.is_some() {
+            // No big buffers to receive tagged datagrams into (an endpoint added after the
+            // node was set up): the link takes standard frames only, as one that did not offer.
+            e.dg = None;
+            e.superframes = false;
+        }
         self.dgs += usize::from(e.dg.is_some());
         self.eps[id] = Some(e);
         self.arm_rx(id);
