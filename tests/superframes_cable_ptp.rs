@@ -8,7 +8,8 @@
 //! IPv6, UDP, ICMP, MTU 9000, both engines. A classic vdens, or a vdens-fast with
 //! `--no-offload`, on one link sees nothing tagged and nothing over its MTU on its tap, with
 //! correct checksums (the cable cuts for it), also when it takes the place of a vdens-fast end
-//! that had negotiated while the cable kept running.
+//! that had negotiated while the cable kept running. A ptp link and a `vde://` link to a vdens-fast
+//! switch pass super-frames whole between them too.
 //!
 //! Everything runs inside namespaces these tests create, or on AF_UNIX sockets.
 
@@ -226,4 +227,64 @@ fn a_ptp_cable_end_replaced_by_classic_vdens_gets_standard_frames() {
     );
     drop(x2);
     drop(y3);
+}
+
+/// A cable between a datagram ptp link and a vdens-fast switch (`vde://`): X (vdens-fast,
+/// first opener on A) <-> `vdeplug-fast ptp://A vde://SW` <-> a vdens-fast client C of the
+/// switch. Super-frames cross whole ptp -> vde and vde -> ptp (X's stats both ways, the
+/// switch's on the cable's port); TCP exact both ways.
+#[test]
+fn a_cable_between_a_ptp_link_and_a_fast_switch_passes_super_frames_whole() {
+    let d = TempDir::new("sfcpv");
+    let (mut x, fx) = start(&d, "x", true, &[], &vnl(&d, "a"));
+    assert!(wait_path(&d.join("a"), 10), "X did not open A");
+    let sw = d.join("sw");
+    let fh = d.join("host.json");
+    let node_vnl = format!("switch://{}", sw.display());
+    let h = Node::start(
+        "host",
+        vdens_fast(
+            Who::Root,
+            &d,
+            &[
+                "--stats",
+                fh.to_str().unwrap(),
+                "--stats-interval",
+                "100",
+                &node_vnl,
+                "sh",
+                "-s",
+            ],
+        ),
+    );
+    assert!(wait_path(&sw.join("ctl"), 10), "the switch did not start");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vdeplug-fast"));
+    c.args(["-D", "sfcable"])
+        .arg(vnl(&d, "a"))
+        .arg(format!("vde://{}", sw.display()));
+    let _k = Daemon::start("vdeplug-fast cable", c);
+    let (mut y, fy) = start(&d, "c", true, &[], &format!("vde://{}", sw.display()));
+    wire_pair(&mut x, &mut y, "68", 1500);
+    tcp_transfer(&mut x, &mut y, "10.68.0.2", &d, 8 << 20);
+    tcp_transfer(&mut y, &mut x, "10.68.0.1", &d, 8 << 20);
+    let (jx, jy) = (fresh_stats(&mut x, &fx, "vde0"), fresh_stats(&mut y, &fy, "vde0"));
+    assert_eq!(port_str(&jx, "vde0", "superframes"), "negotiated", "{jx}");
+    assert_eq!(port_str(&jy, "vde0", "superframes"), "negotiated", "{jy}");
+    for (j, who) in [(&jx, "X"), (&jy, "C")] {
+        assert!(wire_super(j, "tap_to_link") > 0, "{who}: {j}");
+        assert!(wire_super(j, "link_to_tap") > 0, "{who}: {j}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let jh = std::fs::read_to_string(&fh).expect("the switch's stats");
+    let at = jh
+        .find("\"vnl\":\"sfcable ")
+        .unwrap_or_else(|| panic!("no cable port: {jh}"));
+    let port = &jh[at..];
+    let port = &port[..port.find("{\"name\"").unwrap_or(port.len())];
+    assert!(port.contains("\"superframes\":\"negotiated\""), "{port}");
+    assert!(stat_sum(port, "wire_super") > 0, "{port}");
+    drop(y);
+    drop(x);
+    let o = h.finish(20);
+    assert_eq!(o.code, Some(0), "host: {}", o.stderr);
 }
