@@ -849,7 +849,11 @@ fn arguments_that_are_not_utf8() {
         let mut p = Proc::start(c);
         let ctl = d.path().join(OsStr::from_bytes(b"s\xfe/ctl"));
         let up = wait_path(&ctl, 10);
-        let during = listing(d.path());
+        // vdeplug-fast's datagram ptp end also binds its pair socket next to PATH (PATH+fast1
+        // or PATH+fast2, README "Data plane": super-frames with a vdens-fast peer), which
+        // vde_plug has no use for; removed at the end as PATH is.
+        let pair = |n: &Vec<u8>| n.ends_with(b"+fast1") || n.ends_with(b"+fast2");
+        let during: Vec<Vec<u8>> = listing(d.path()).into_iter().filter(|n| !pair(n)).collect();
         unsafe_kill(p.pid(), libc::SIGTERM);
         let st = p.wait(10);
         seen.push((up, during, st, listing(d.path())));

@@ -276,17 +276,18 @@ impl Run {
     /// engine's to see).
     fn start(&mut self) -> Result<(Engine, Option<Arc<AtomicBool>>), Failed> {
         let descr = self.o.descr.clone();
-        // A cable's vde:// links offer their switches super-frames: between two vdens-fast or
-        // vdeplug-fast switches they then cross the cable whole (cut by the node for a link
-        // that did not take them). Nothing else is opened with offload (a tap:// link would
-        // get a virtio-net header).
+        // A cable's vde:// links offer their switches super-frames, and its datagram ptp://
+        // links their peers: between two vdens-fast or vdeplug-fast switches, or vdens-fast
+        // ptp ends, they then cross the cable whole (cut by the node for a link that did not
+        // take them). Nothing else is opened with offload (a tap:// link would get a
+        // virtio-net header).
         let cable = matches!(self.o.plan, Plan::Cable { .. });
         let open = |v: &OsStr, i: usize, o: &Options| -> Result<Link, Failed> {
             let v = super::with_open_args(&resolve_plain(v, &o.open_args[i])?, &o.open_args[i]);
             let how = transport::Opening {
                 descr: &descr,
                 rejoin: false,
-                offload: cable && is_vde(&v),
+                offload: cable && offers(&v),
                 superframe_nodes: true,
             };
             transport::open_with(&v, &how).map_err(|e| Failed(e.to_string()))
@@ -455,12 +456,14 @@ fn resolve_plain(vnl: &OsStr, a: &super::OpenArgs) -> Result<OsString, Failed> {
     transport::resolve_plain(vnl).map_err(|e| Failed(e.to_string()))
 }
 
-/// Whether `vnl` opens a `vde://` link (a plain path, or a VNL file naming one, too).
-fn is_vde(vnl: &OsStr) -> bool {
+/// Whether `vnl` opens a link that offers super-frames in a cable: `vde://` (a plain path, or
+/// a VNL file naming one, too) or `ptp://` (its datagram ends; a seqpacket end is hosted and
+/// offers nothing).
+fn offers(vnl: &OsStr) -> bool {
     transport::resolve_plain(vnl)
         .ok()
         .and_then(|r| crate::vnl::parse_os(&r).ok())
-        .is_some_and(|s| matches!(s, crate::vnl::Spec::Vde(_)))
+        .is_some_and(|s| matches!(s, crate::vnl::Spec::Vde(_) | crate::vnl::Spec::Ptp { .. }))
 }
 
 /// The role of an opened link for [`wire`].

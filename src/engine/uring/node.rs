@@ -44,12 +44,23 @@
 //!   are watched with poll operations on the same ring; the handshake itself is
 //!   `Listener::answer`.
 //!
+//! - A datagram `ptp://` link that offered super-frames (a vdeplug-fast cable's; see
+//!   `wire::superframe` and `core::pair`) answers or asks with the negotiation runts at once
+//!   (a plain non-blocking send, not through the ring: they are rare and bounded); see
+//!   [`DgPtp`]. A second opener asks (HELLO) while it sends and, answered, sends its
+//!   super-frames whole; it reads its second socket R2 too (`Op::RxPair`, into the big
+//!   buffers, its datagrams handled as the main socket's). A first opener answers (OFFER),
+//!   is received into the big buffers (its peer then sends it tagged datagrams), pairs its
+//!   second socket F2 with the peer's R2 and, paired, sends every frame on F2; any failed
+//!   send there unpairs at once (standard frames by path from then on, the frame lost).
+//!
 //! An endpoint that leaves is detached at once (no more frames to it); its descriptors close
 //! when the last operation that uses them has completed (cancelled first).
 
 use super::ring::{Interval, Ring, Sqe, Target};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut, Whole};
+use crate::engine::core::pair::{self, Pairing, Step};
 use crate::engine::core::ptp;
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, single_send_drop, Backpressure, Control,
@@ -70,7 +81,9 @@ use crate::transport::{Framing, Hosted, Link, Overlay, PtpHost, Reconnect, SendT
 use crate::wire::gro::{self, Coalescer};
 use crate::wire::gso::Segmenter;
 use crate::wire::stream::{self, Decoder};
-use crate::wire::superframe::{is_tagged, needs_header, OFFER, PREFIX, RUNT_LEN, TAG, TAG_LEN};
+use crate::wire::superframe::{
+    is_tagged, needs_header, Runt, OFFER, PREFIX, RUNT_LEN, RUNT_MAX, TAG, TAG_LEN,
+};
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
 use io_uring::cqueue;
@@ -156,6 +169,8 @@ fn token(op: Op, ep: usize, gen: u16, fid: u16, len: usize) -> u64 {
 /// Datagrams an overlay takes per recvmmsg, and batches per readiness.
 const OV_BATCH: usize = 32;
 const OV_ROUNDS: usize = 8;
+/// Frame ids, one record each where a send to an endpoint is remembered ([`rec_of`]).
+const RECS: usize = NBUF as usize + SLOTS + NBIG as usize + NTAP as usize;
 
 /// Holds the descriptors of an endpoint open while anything uses them.
 #[allow(dead_code)]
@@ -187,6 +202,14 @@ impl Owner {
         match self {
             Owner::Link(l) => l.tx_fd(),
             o => o.rx(),
+        }
+    }
+
+    /// The second socket of a datagram ptp link (F2 or R2, `transport::PairSocket`).
+    fn pair(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Owner::Link(l) => l.pair.as_ref().map(|p| p.fd.as_fd()),
+            _ => None,
         }
     }
 
@@ -372,8 +395,11 @@ struct Ep {
     /// received into the big buffers, and sent super-frames whole.
     superframes: bool,
     /// The endpoint takes tagged datagrams whole: a switch client or cable link as
-    /// `superframes`; a seqpacket ptp peer once it sent [`OFFER`] on its connection.
+    /// `superframes`; a seqpacket ptp peer once it sent [`OFFER`] on its connection; a
+    /// datagram ptp link while its peer takes them (see [`Ep::refresh_whole`]).
     takes_whole: bool,
+    /// A datagram ptp link that offered super-frames: its negotiation.
+    dg: Option<Box<DgPtp>>,
     /// [TAP_TO_LINK] = from this endpoint into the node, [LINK_TO_TAP] = from the node to it.
     counts: [Counts; 2],
     stats: Arc<PortStats>,
@@ -471,10 +497,18 @@ impl Ep {
             Owner::Link(l) => l.superframes.clone(),
             _ => None,
         };
-        let superframes = stats
+        let negotiated = stats
             .superframes
             .as_ref()
             .is_some_and(|f| f.load(Ordering::Relaxed));
+        let dg = match (&owner, &stats.superframes) {
+            (Owner::Link(l), Some(flag)) if dgram_ptp_offer(l) => Some(DgPtp::new(l, flag.clone())),
+            _ => None,
+        };
+        // A datagram ptp first opener may be sent tagged datagrams on its socket once it
+        // answered a HELLO, so it is received into the big buffers; a second opener is sent
+        // them on its R2 only (see `arm_r2`).
+        let superframes = negotiated || dg.as_ref().is_some_and(|d| !d.second);
         Ok(Ep {
             gen,
             rx_fd,
@@ -488,7 +522,8 @@ impl Ep {
             reconnect,
             inflight: 0,
             superframes,
-            takes_whole: superframes,
+            takes_whole: negotiated,
+            dg,
             counts: [Counts::default(); 2],
             stats: Arc::new(stats),
             label,
@@ -528,14 +563,13 @@ impl Ep {
             rx_starved: false,
             tx: Tx::Overlay(Box::new(OvTx {
                 ep: o,
-                recs: (0..NBUF as usize + SLOTS + NBIG as usize + NTAP as usize)
-                    .map(|_| SendRec::new())
-                    .collect(),
+                recs: (0..RECS).map(|_| SendRec::new()).collect(),
             })),
             reconnect: Reconnector::new(Reconnect::Never),
             inflight: 0,
             superframes: false,
             takes_whole: false,
+            dg: None,
             counts: [Counts::default(); 2],
             stats,
             label,
@@ -780,6 +814,8 @@ struct UNode {
     /// A port's cable: the port's counters, published from its two endpoints' (see
     /// [`Counts::cable`]).
     port: Option<Arc<PortStats>>,
+    /// Datagram ptp links that offered super-frames attached so far (see [`DgPtp`]).
+    dgs: usize,
 }
 
 /// The `slot` of the token of a held connection's timer (the listening socket's poll has 0).
@@ -925,6 +961,7 @@ impl UNode {
     }
 
     fn arm_rx(&mut self, id: usize) {
+        self.arm_r2(id);
         let Some(e) = self.eps[id].as_mut() else { return };
         let g = match &self.bufs.big {
             Some(b) if e.superframes => b.bgid(),
@@ -1033,7 +1070,7 @@ impl UNode {
         self.push(&sqe);
     }
 
-    fn add(&mut self, id: usize, e: Ep) {
+    fn add(&mut self, id: usize, mut e: Ep) {
         if self.eps.len() <= id {
             self.eps.resize_with(id + 1, || None);
         }
@@ -1042,6 +1079,13 @@ impl UNode {
             .lock()
             .expect("stats lock")
             .push(e.stats.clone());
+        if self.bufs.big.is_none() && e.dg.is_some() {
+            // No big buffers to receive tagged datagrams into (an endpoint added after the
+            // node was set up): the link takes standard frames only, as one that did not offer.
+            e.dg = None;
+            e.superframes = false;
+        }
+        self.dgs += usize::from(e.dg.is_some());
         self.eps[id] = Some(e);
         self.arm_rx(id);
         self.arm_ctl(id);
@@ -1068,6 +1112,7 @@ impl UNode {
         }
         let mut fds = vec![e.rx_fd, e.tx_fd];
         fds.extend(e.ctl_fd);
+        fds.extend(e.owner.pair().map(|p| p.as_raw_fd()));
         if let Rx::Overlay(r) = &e.rx {
             fds.extend_from_slice(&r.fds[..r.n]);
         }
@@ -1089,6 +1134,9 @@ impl UNode {
         let ptr = self.frame_ptr(fid);
         let n = self.whole_of(fid).map_or(1, |w| w.segs);
         let Some(e) = self.eps[to].as_mut() else { return };
+        if e.dg.is_some() {
+            e.ptp_ask();
+        }
         let c = &mut e.counts[LINK_TO_TAP];
         c.received += n;
         let fd = Target::Fd(e.tx_fd);
@@ -1105,12 +1153,25 @@ impl UNode {
                 flags,
                 dest: None,
             },
-            Tx::SendTo(a) => Sqe::Send {
-                fd,
-                buf: ptr,
-                len: len as u32,
-                flags,
-                dest: Some((a.as_ptr().cast(), a.len())),
+            Tx::SendTo(a) => match e.dg.as_deref_mut().and_then(DgPtp::on_f2) {
+                // A paired first opener: every frame on F2, remembered with its round.
+                Some(p) => {
+                    p.rounds[rec_of(fid)] = Some(p.pairing.round());
+                    Sqe::Send {
+                        fd: Target::Fd(p.fd),
+                        buf: ptr,
+                        len: len as u32,
+                        flags,
+                        dest: None,
+                    }
+                }
+                None => Sqe::Send {
+                    fd,
+                    buf: ptr,
+                    len: len as u32,
+                    flags,
+                    dest: Some((a.as_ptr().cast(), a.len())),
+                },
             },
             Tx::Write => Sqe::Write {
                 fd,
@@ -1207,6 +1268,7 @@ impl UNode {
 
     /// Forwards frame `fid` received on endpoint `from`.
     fn forward(&mut self, from: usize, fid: u16, len: usize, now: u64) {
+        self.refresh_whole();
         let f = frame_of(&self.bufs, &self.slots, fid, len);
         // A frame that looks tagged but comes from where no tagged datagram may (a classic
         // client, a tap, a link) would be read as one by the clients that take them: its
@@ -1261,6 +1323,7 @@ impl UNode {
     /// `fid` is a big buffer, or a tap buffer holding a read of the node's own offloading tap
     /// made a tagged datagram (see [`Self::take_whole`]).
     fn forward_whole(&mut self, from: usize, fid: u16, len: usize, now: u64) {
+        self.refresh_whole();
         let full = match Fid::of(fid) {
             Fid::Big(_) => len >= BIG_SIZE,
             // A tap read that filled its buffer is never taken whole.
@@ -1562,11 +1625,29 @@ impl UNode {
         if self.port_whole(t.ep(), fid, len) || self.port_vnet(t.ep(), fid, len) {
             return;
         }
+        self.take_datagram(t.ep(), fid, len, now, false);
+    }
+
+    /// Datagram `fid` (`len` bytes, a shared or big buffer) received on endpoint `id`, on its
+    /// main socket or its R2 (`on_r2`): a negotiation runt of a datagram ptp link is acted on
+    /// ([`Ep::on_runt`]), a tagged datagram in a big buffer forwarded whole, anything else
+    /// admitted and forwarded.
+    fn take_datagram(&mut self, id: usize, fid: u16, len: usize, now: u64, on_r2: bool) {
+        if len <= RUNT_MAX {
+            if let Some(e) = self.eps[id].as_mut().filter(|e| e.dg.is_some()) {
+                if let Some(r) = Runt::parse(self.bufs.data(fid, len)) {
+                    self.bufs.push(fid);
+                    e.on_runt(r, on_r2);
+                    return;
+                }
+            }
+        }
+        let big = matches!(Fid::of(fid), Fid::Big(_));
         if big && is_tagged(self.bufs.data(fid, len)) {
-            self.forward_whole(t.ep(), fid, len, now);
+            self.forward_whole(id, fid, len, now);
             return;
         }
-        let e = self.eps[t.ep()].as_mut().expect("live");
+        let e = self.eps[id].as_mut().expect("live");
         let c = &mut e.counts[TAP_TO_LINK];
         c.received += 1;
         if let Err(why) = admit(len) {
@@ -1574,13 +1655,14 @@ impl UNode {
             self.bufs.push(fid);
             return;
         }
-        if let Fid::Big(b) = Fid::of(fid) {
-            self.big_whole[b as usize] = None;
-            self.big_refs[b as usize] = 1;
-        } else {
-            self.buf_refs[bid as usize] = 1;
+        match Fid::of(fid) {
+            Fid::Big(b) => {
+                self.big_whole[b as usize] = None;
+                self.big_refs[b as usize] = 1;
+            }
+            _ => self.buf_refs[fid as usize] = 1,
         }
-        self.forward(t.ep(), fid, len, now);
+        self.forward(id, fid, len, now);
         self.release(fid);
     }
 
@@ -1648,6 +1730,12 @@ impl UNode {
         }
         let whole = self.whole_of(t.slot);
         self.release(t.slot);
+        // A send on F2 (a paired first opener's): a failure may end the pairing, and there is
+        // nothing to connect again.
+        let mut on_f2 = false;
+        if let Some(e) = self.ep_of(&t) {
+            on_f2 = e.f2_done(t.slot, res);
+        }
         if let Some(e) = self.ep_of(&t) {
             let c = &mut e.counts[LINK_TO_TAP];
             match (res, whole) {
@@ -1661,7 +1749,7 @@ impl UNode {
                 (r, w) => c.add_drop(single_send_drop(-r), w.map_or(1, |w| w.segs)),
             }
         }
-        if res < 0 {
+        if res < 0 && !on_f2 {
             self.reconnect_after(&t, -res);
         }
         self.op_done(&t);
@@ -1674,7 +1762,15 @@ impl UNode {
         if let Some(e) = self.ep_of(t) {
             // An overlay has no descriptor here, nor anything to reconnect.
             if let Some(fd) = e.owner.tx() {
-                e.reconnect.after_failure(fd, errno, &e.label);
+                if e.reconnect.after_failure(fd, errno, &e.label) {
+                    // Connected to the peer's new socket, which is asked again: nothing
+                    // tagged goes there before it answers.
+                    if let Some(d) = e.dg.as_deref_mut() {
+                        d.flag.store(false, Ordering::Release);
+                        d.hello_at = None;
+                        e.takes_whole = false;
+                    }
+                }
             }
         }
     }
@@ -2062,6 +2158,7 @@ impl UNode {
         self.touched = true;
         match t.op {
             Op::Rx => self.on_rx(t, res, flags),
+            Op::RxPair => self.on_rx_pair(t, res, flags),
             Op::Tx => self.on_tx(t, res),
             Op::StreamRead => self.on_stream_read(t, res),
             Op::VnetRead => self.on_vnet_read(t, res),
@@ -2131,6 +2228,12 @@ impl UNode {
             };
             if !e.rx_armed && !e.rx_dead && (!e.rx_starved || enough) {
                 self.arm_rx(id);
+            }
+            if self.eps[id]
+                .as_ref()
+                .is_some_and(|e| e.r2_wants_arming(avail_big >= REARM_BIG))
+            {
+                self.arm_r2(id);
             }
         }
         if !self.wake_armed {
@@ -3095,10 +3198,12 @@ fn owner_of(e: Endpoint, node: &str) -> (Owner, String, String, TapOffload) {
 /// vdens-fast switch).
 fn offers_superframes(n: &Node) -> bool {
     let negotiated = |e: &Endpoint| match e {
-        Endpoint::Link { link, .. } => link
-            .superframes
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::Relaxed)),
+        Endpoint::Link { link, .. } => {
+            link.superframes
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+                || dgram_ptp_offer(link)
+        }
         Endpoint::Tap { .. } => false,
     };
     // A seqpacket ptp end whose tap has offload offers them on each connection.
@@ -3299,6 +3404,7 @@ impl UNode {
             ptp_hold: Box::new(Interval::new(ptp::HOLD)),
             ptp_hold_gen: 0,
             port: None,
+            dgs: 0,
         };
         if w.ptp.is_some() {
             let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| StartError::Epoll {
@@ -3326,6 +3432,335 @@ impl UNode {
         }
         w.ptp_start()?;
         Ok(w)
+    }
+}
+
+/// Whether link `l` is a datagram `ptp://` link that offered super-frames (the only
+/// connectionless link that does: a `vde://` one has its control connection, and negotiated
+/// at its join).
+fn dgram_ptp_offer(l: &Link) -> bool {
+    l.superframes.is_some() && l.framing == Framing::Datagram && l.ctl.is_none() && l.node.is_none()
+}
+
+/// Sends runt `r` at once on `fd` (MSG_DONTWAIT), to `to` or to the connected peer. One that
+/// does not go (a full queue) is made up for by the exchange itself: HELLO and PAIR are sent
+/// again, and a lost JOIN, PROBE or ECHO leaves the pairing to the next PAIR.
+fn send_runt(fd: RawFd, r: Runt, to: Option<&UnixAddr>) {
+    let mut b = [0u8; RUNT_MAX];
+    let n = r.write(&mut b);
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    let _ = match to {
+        Some(a) => nix::sys::socket::sendto(fd, &b[..n], a, flags),
+        None => nix::sys::socket::send(fd, &b[..n], flags),
+    };
+}
+
+/// A datagram `ptp://` link that offered super-frames (`wire::superframe`): its negotiation,
+/// the rules of which are `core::pair`'s.
+struct DgPtp {
+    /// The link's `superframes`: its peer takes tagged datagrams now (a second opener's peer
+    /// said OFFER; a first opener paired). Shared with the stats and with the control thread,
+    /// which clears it when the peer goes (vdeplug-fast's `CableWatch`).
+    flag: Arc<AtomicBool>,
+    /// A second opener (its socket connected to the first opener's): it asks, HELLO.
+    second: bool,
+    /// When it last asked.
+    hello_at: Option<Instant>,
+    /// Its second socket: F2 (first opener) or R2.
+    pair: Option<PairSock>,
+}
+
+/// The second socket of a datagram ptp link (held open by its `Link`).
+struct PairSock {
+    fd: RawFd,
+    /// Where the peer's pair socket is bound.
+    peer: UnixAddr,
+    /// F2 (the first opener's, which sends on it once paired) or R2 (received).
+    first: bool,
+    /// The first opener's pairing.
+    pairing: Pairing,
+    /// F2: the pairing round of each send in flight on it, by frame ([`rec_of`]; a frame
+    /// goes to an endpoint at most once while it is held). Empty for R2.
+    rounds: Box<[Option<u32>]>,
+    /// R2's multishot receive is armed, ended for want of buffers, or failed for good.
+    armed: bool,
+    starved: bool,
+    dead: bool,
+}
+
+impl DgPtp {
+    fn new(l: &Link, flag: Arc<AtomicBool>) -> Box<DgPtp> {
+        let pair = l.pair.as_ref().and_then(|p| {
+            Some(PairSock {
+                fd: p.fd.as_raw_fd(),
+                peer: UnixAddr::new(p.peer.as_path()).ok()?,
+                first: p.first,
+                pairing: Pairing::fresh(),
+                rounds: if p.first {
+                    vec![None; RECS].into_boxed_slice()
+                } else {
+                    Box::default()
+                },
+                armed: false,
+                starved: false,
+                dead: false,
+            })
+        });
+        Box::new(DgPtp {
+            flag,
+            second: matches!(l.send_to, SendTo::Connected),
+            hello_at: None,
+            pair,
+        })
+    }
+
+    /// F2, when every frame goes on it (a paired first opener).
+    fn on_f2(&mut self) -> Option<&mut PairSock> {
+        self.pair.as_mut().filter(|p| p.first && p.pairing.paired())
+    }
+}
+
+impl Ep {
+    /// Sends runt `r` on the link's main socket: by path for a first opener, to the peer for
+    /// a second opener.
+    fn runt_main(&self, r: Runt) {
+        let to = match &self.tx {
+            Tx::SendTo(a) => Some(&**a),
+            _ => None,
+        };
+        send_runt(self.tx_fd, r, to);
+    }
+
+    /// A negotiation runt arrived on this datagram ptp link's main socket or its R2
+    /// (`on_r2`): acted on as [`pair::step`] says.
+    fn on_runt(&mut self, r: Runt, on_r2: bool) {
+        let Some(d) = self.dg.as_deref() else { return };
+        match pair::step(r, on_r2, d.pair.as_ref().map(|p| p.first)) {
+            Step::Offer { pair } => {
+                self.runt_main(Runt::Offer);
+                if pair {
+                    self.ask_pair();
+                }
+            }
+            Step::Offered => {
+                let d = self.dg.as_deref_mut().expect("checked");
+                if d.second {
+                    d.flag.store(true, Ordering::Release);
+                    self.takes_whole = true;
+                }
+            }
+            Step::ConnectR2 => {
+                let p = d.pair.as_ref().expect("R2");
+                if nix::sys::socket::connect(p.fd, &p.peer).is_ok() {
+                    self.runt_main(Runt::Join);
+                }
+            }
+            Step::ConnectF2 => {
+                let p = self.dg.as_deref_mut().and_then(|d| d.pair.as_mut()).expect("F2");
+                if p.pairing.joinable() && nix::sys::socket::connect(p.fd, &p.peer).is_ok() {
+                    let nonce = p.pairing.joined();
+                    send_runt(p.fd, Runt::Probe(nonce), None);
+                }
+            }
+            Step::Echo(nonce) => self.runt_main(Runt::Echo(nonce)),
+            Step::Echoed(nonce) => {
+                let d = self.dg.as_deref_mut().expect("checked");
+                let p = d.pair.as_mut().expect("F2");
+                if p.pairing.echo(nonce) {
+                    d.flag.store(true, Ordering::Release);
+                    self.takes_whole = true;
+                }
+            }
+            Step::Nothing => {}
+        }
+    }
+
+    /// A vdens-fast second opener said HELLO to this first opener: pairing starts over. F2 is
+    /// disconnected (so that the new R2 may connect to it) and PAIR sent by path.
+    fn ask_pair(&mut self) {
+        self.unpair();
+        if let Some(f2) = self.owner.pair() {
+            let _ = crate::sys::unix_dgram_disconnect(f2);
+        }
+        let Some(p) = self.dg.as_deref_mut().and_then(|d| d.pair.as_mut()) else {
+            return;
+        };
+        p.pairing.hello();
+        if p.pairing.pair_due(Instant::now()) {
+            self.runt_main(Runt::Pair);
+        }
+    }
+
+    /// A first opener stops sending on F2 (its peer is gone, or a new one asked): standard
+    /// frames by path from now on.
+    fn unpair(&mut self) {
+        let Some(d) = self.dg.as_deref_mut() else { return };
+        let Some(p) = d.pair.as_mut().filter(|p| p.first) else {
+            return;
+        };
+        p.pairing.unpair();
+        d.flag.store(false, Ordering::Release);
+        self.takes_whole = false;
+    }
+
+    /// Before a frame is sent to this datagram ptp link: a second opener not answered asks
+    /// (at most every [`pair::HELLO_EVERY`]), a first opener asked and not paired yet sends
+    /// PAIR again now and then ([`Pairing::pair_due`]).
+    fn ptp_ask(&mut self) {
+        let Some(d) = self.dg.as_deref_mut() else { return };
+        let second = d.second;
+        let ask = if second {
+            !d.flag.load(Ordering::Relaxed) && pair::hello_due(&mut d.hello_at, Instant::now())
+        } else {
+            d.pair.as_mut().is_some_and(|p| {
+                !p.pairing.paired()
+                    && p.pairing.state() != pair::PairState::Idle
+                    && p.pairing.pair_due(Instant::now())
+            })
+        };
+        if ask {
+            self.runt_main(if second { Runt::Hello } else { Runt::Pair });
+        }
+    }
+
+    /// Whether this datagram ptp link takes tagged datagrams now, from its flag (which the
+    /// control thread may have cleared: a first opener paired with a peer that went away
+    /// unpairs).
+    fn refresh_whole(&mut self) {
+        let Some(d) = self.dg.as_deref_mut() else { return };
+        let on = d.flag.load(Ordering::Acquire);
+        let paired = match d.pair.as_mut().filter(|p| p.first) {
+            Some(p) if p.pairing.paired() && !on => {
+                p.pairing.unpair();
+                false
+            }
+            Some(p) => p.pairing.paired(),
+            None => false,
+        };
+        self.takes_whole = on && (d.second || paired);
+    }
+
+    /// A send of frame `fid` to this endpoint completed with `res`: true when it went on F2,
+    /// and then a failure that says F2's peer is gone ends the pairing it was sent in.
+    fn f2_done(&mut self, fid: u16, res: i32) -> bool {
+        let Some(p) = self.dg.as_deref_mut().and_then(|d| d.pair.as_mut()) else {
+            return false;
+        };
+        let Some(round) = p.rounds.get_mut(rec_of(fid)).and_then(Option::take) else {
+            return false;
+        };
+        if res < 0 && pair::f2_lost(-res) && p.pairing.failed(round) {
+            self.unpair();
+        }
+        true
+    }
+
+    /// Whether R2 (a second opener's) is to be armed: not armed, not failed for good, and not
+    /// waiting for big buffers (`enough`: enough are back).
+    fn r2_wants_arming(&self, enough: bool) -> bool {
+        self.dg
+            .as_deref()
+            .and_then(|d| d.pair.as_ref())
+            .is_some_and(|p| !p.first && !p.armed && !p.dead && (!p.starved || enough))
+    }
+}
+
+impl UNode {
+    /// Every datagram ptp link's `takes_whole` as its flag says now (see
+    /// [`Ep::refresh_whole`]): before a forwarding decision looks at it.
+    fn refresh_whole(&mut self) {
+        if self.dgs == 0 {
+            return;
+        }
+        for e in self.eps.iter_mut().flatten() {
+            e.refresh_whole();
+        }
+    }
+
+    /// Arms the multishot receive of endpoint `id`'s R2 (a datagram ptp second opener's),
+    /// into the big buffers.
+    fn arm_r2(&mut self, id: usize) {
+        let Some(group) = self.bufs.big.as_ref().map(BufRing::bgid) else {
+            return;
+        };
+        let Some(e) = self.eps[id].as_mut() else { return };
+        let gen = e.gen;
+        let Some(p) = e.dg.as_deref_mut().and_then(|d| d.pair.as_mut()) else {
+            return;
+        };
+        if p.first || p.armed || p.dead {
+            return;
+        }
+        p.armed = true;
+        p.starved = false;
+        let sqe = Sqe::ReadMulti {
+            fd: Target::Fd(p.fd),
+            group,
+            socket: true,
+        }
+        .op(token(Op::RxPair, id, gen, group, 0));
+        e.inflight += 1;
+        self.push(&sqe);
+    }
+
+    /// A receive on R2 of endpoint `t` completed: its datagrams are taken as the main
+    /// socket's ([`Self::take_datagram`]).
+    fn on_rx_pair(&mut self, t: Token, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        if bid.is_some() {
+            if let Some(b) = self.bufs.big.as_mut() {
+                b.taken();
+            }
+        }
+        if !more {
+            self.op_done(&t);
+        }
+        if !self.live(&t) || self.stopping {
+            if let Some(b) = bid {
+                self.give_back(&t, b);
+            }
+            return;
+        }
+        if res <= 0 {
+            if let Some(b) = bid {
+                self.give_back(&t, b);
+            }
+        }
+        let e = self.eps[t.ep()].as_mut().expect("live");
+        let Some(p) = e.dg.as_deref_mut().and_then(|d| d.pair.as_mut()) else {
+            return;
+        };
+        if !more {
+            p.armed = false;
+        }
+        if res == 0 {
+            // An empty datagram (it may come without a buffer).
+            e.counts[TAP_TO_LINK].received += 1;
+            e.counts[TAP_TO_LINK].add_drop(DropReason::Framing, 1);
+            return;
+        }
+        if res < 0 {
+            match classify_rx_error(-res) {
+                RxFault::Starved => p.starved = true,
+                // ECONNRESET: F2 was disconnected from R2 with datagrams queued (a new
+                // pairing); R2 reads on.
+                RxFault::Fatal if -res != libc::ECONNRESET => {
+                    p.dead = true;
+                    crate::diag!(
+                        "{}: {}: receive on the pair socket failed: {}; it stops",
+                        self.name,
+                        e.label,
+                        Errno::from_raw(-res).desc()
+                    );
+                }
+                _ => {}
+            }
+            return;
+        }
+        let Some(bid) = bid else { return };
+        let now = self.start.elapsed().as_secs();
+        self.take_datagram(t.ep(), bid | BIG_FLAG, res as usize, now, true);
     }
 }
 

@@ -32,7 +32,7 @@
 use super::ring::{Interval, Link, Ring, Sqe, Target};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut};
-use crate::engine::core::pair::Pairing;
+use crate::engine::core::pair::{self, Pairing, Step};
 use crate::engine::core::{
     admit, admit_stream, classify_rx_error, dispatch, send_verdict, Backpressure, Control, Op, RxFault,
     Token, Verdict,
@@ -83,8 +83,6 @@ const RUNT_OFFER: u16 = RUNT_FLAG | 1;
 /// ECHO (with a nonce).
 const RUNT_PAIR: u16 = RUNT_FLAG | 2;
 const RUNT_NONCE: u16 = RUNT_FLAG | 3;
-/// How often a ptp second opener whose peer has not answered asks again, while it sends.
-const HELLO_EVERY: Duration = Duration::from_secs(1);
 /// Bytes kept free in front of every received frame (provided buffers and slots) for the
 /// virtio-net header of a write to an offloading tap.
 const HEADROOM: usize = 16;
@@ -294,13 +292,7 @@ impl Pair {
             raw: p.fd,
             peer: p.peer,
             first: p.first,
-            // Only an echo of the latest probe counts; a start that differs per process.
-            pairing: Pairing::new(
-                std::process::id().wrapping_mul(0x9e37_79b1)
-                    ^ std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.subsec_nanos()),
-            ),
+            pairing: Pairing::fresh(),
             runts,
             lens: [n, 0],
         }
@@ -1073,30 +1065,30 @@ impl Worker {
         let dir = &mut self.dirs[out];
         let role = dir.tx.pair.as_ref().map(|p| p.first);
         let room = dir.tx.kind != TxKind::Discard && dir.queue.len < QCAP;
-        match r {
-            Runt::Hello if !second => {
+        match pair::step(r, second, role) {
+            Step::Offer { pair } => {
                 if room {
                     dir.queue.push(Frame::runt(RUNT_OFFER, superframe::RUNT_LEN));
                 }
-                if role == Some(true) {
+                if pair {
                     Self::ask_pair(dir);
                 }
             }
-            Runt::Offer if !second => {
+            Step::Offered => {
                 if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
                     if dir.tx.reconnect.active() {
                         sf.store(true, AtomicOrdering::Release);
                     }
                 }
             }
-            Runt::Pair if !second && role == Some(false) && room => {
+            Step::ConnectR2 if room => {
                 let p = dir.tx.pair.as_ref().expect("role");
                 if nix::sys::socket::connect(p.raw, &p.peer).is_ok() {
                     let f = p.frame(RUNT_PAIR);
                     dir.queue.push(f);
                 }
             }
-            Runt::Join if !second && role == Some(true) && room => {
+            Step::ConnectF2 if room => {
                 let p = dir.tx.pair.as_mut().expect("role");
                 if !p.pairing.joinable() || nix::sys::socket::connect(p.raw, &p.peer).is_err() {
                     return;
@@ -1107,13 +1099,13 @@ impl Worker {
                 f.second = true;
                 dir.queue.push(f);
             }
-            Runt::Probe(nonce) if second && role == Some(false) && room => {
+            Step::Echo(nonce) if room => {
                 let p = dir.tx.pair.as_mut().expect("role");
                 p.lens[1] = Runt::Echo(nonce).write(&mut p.runts[1]);
                 let f = p.frame(RUNT_NONCE);
                 dir.queue.push(f);
             }
-            Runt::Echo(nonce) if !second && role == Some(true) => {
+            Step::Echoed(nonce) => {
                 let p = dir.tx.pair.as_mut().expect("role");
                 if p.pairing.echo(nonce) {
                     if let Some(sf) = dir.rx.as_ref().and_then(|r| r.superframes.as_ref()) {
@@ -1269,8 +1261,8 @@ impl Worker {
     fn cut_tap_reads(dir: &mut Dir) {
         let Some(rx) = dir.rx.as_mut() else { return };
         let Some(v) = rx.vnet.as_mut() else { return };
-        // A ptp second opener that offered asks its peer, at most every HELLO_EVERY while
-        // it sends, until the peer answers.
+        // A ptp second opener that offered asks its peer, at most every `pair::HELLO_EVERY`
+        // while it sends, until the peer answers.
         if v.held.len > 0
             && dir.tx.reconnect.active()
             && rx
@@ -1278,12 +1270,9 @@ impl Worker {
                 .as_ref()
                 .is_some_and(|s| !s.load(AtomicOrdering::Acquire))
             && dir.queue.len < QCAP
+            && pair::hello_due(&mut rx.hello_at, Instant::now())
         {
-            let now = Instant::now();
-            if rx.hello_at.map_or(true, |t| now.duration_since(t) >= HELLO_EVERY) {
-                rx.hello_at = Some(now);
-                dir.queue.push(Frame::runt(RUNT_HELLO, superframe::RUNT_LEN));
-            }
+            dir.queue.push(Frame::runt(RUNT_HELLO, superframe::RUNT_LEN));
         }
         // A first opener asked, not paired yet: PAIR again now and then while it sends.
         if v.held.len > 0 {
@@ -1474,10 +1463,7 @@ impl Worker {
                 None
             } else if self.stopping {
                 Some(Verdict::Drop(DropReason::SendError))
-            } else if res < 0
-                && via_pair
-                && !matches!(-res, libc::EAGAIN | libc::EINTR | libc::ECANCELED | libc::ENOBUFS)
-            {
+            } else if res < 0 && via_pair && pair::f2_lost(-res) {
                 // F2's peer is gone (ECONNREFUSED, then ENOTCONN), or F2 was disconnected for
                 // a new pairing: standard frames by path from now on.
                 // (The control thread says that the peer went away.)
