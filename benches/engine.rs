@@ -201,31 +201,6 @@ fn variants() -> Vec<(&'static str, EngineChoice, UringTuning)> {
                 ..d
             },
         ),
-        (
-            "uring-single-shot",
-            EngineChoice::Uring,
-            UringTuning {
-                multishot: false,
-                ..d
-            },
-        ),
-        (
-            "uring-no-fixed-files",
-            EngineChoice::Uring,
-            UringTuning {
-                fixed_files: false,
-                ..d
-            },
-        ),
-        (
-            "uring-no-provided-buffers",
-            EngineChoice::Uring,
-            UringTuning {
-                provided_buffers: false,
-                multishot: false,
-                ..d
-            },
-        ),
         ("poll", EngineChoice::Poll, d),
     ]
 }

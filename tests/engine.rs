@@ -247,19 +247,6 @@ fn every_size_both_ways_uring_variants() {
             ..d
         },
         UringTuning {
-            multishot: false,
-            ..d
-        },
-        UringTuning {
-            fixed_files: false,
-            ..d
-        },
-        UringTuning {
-            provided_buffers: false,
-            multishot: false,
-            ..d
-        },
-        UringTuning {
             busy_poll_us: 50,
             ..d
         },

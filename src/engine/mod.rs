@@ -43,7 +43,7 @@ pub use port::MAX_FRAME;
 pub use stats::{Counts, PortSnapshot, LINK_TO_TAP, TAP_TO_LINK};
 pub use uring::UringTuning;
 pub use worker::StartError;
-use worker::{Assigned, Cmd, NodeCtx, PortCtx, Ready, WorkerCtx};
+use worker::{Assigned, Cmd, NodeCtx, PortCtx, Ready};
 
 /// A tap joined to a link.
 pub struct Port {
@@ -266,7 +266,6 @@ impl Engine {
             }
         }
         let (stats_all, groups) = assign(&opts, ports)?;
-        let (worker_groups, cable_groups) = split_groups(groups);
         let mut engine = Engine {
             kind,
             workers: Vec::new(),
@@ -280,8 +279,7 @@ impl Engine {
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         // Data-plane threads that had no memory for io_uring and run on epoll instead.
         let fallbacks = Arc::new(AtomicUsize::new(0));
-        let started = engine.spawn_workers(worker_groups, &opts, tuning, &ready_tx, &fallbacks)?
-            + engine.spawn_ports(cable_groups, &opts, tuning, &ready_tx, &fallbacks)?
+        let started = engine.spawn_ports(groups, &opts, tuning, &ready_tx, &fallbacks)?
             + engine.spawn_nodes(nodes, &opts.realtime, tuning, &ready_tx, &fallbacks)?;
         engine.await_ready(&ready_rx, started)?;
         engine.announce_fallbacks(fallbacks.load(Ordering::Relaxed), started);
@@ -289,54 +287,6 @@ impl Engine {
             engine.writer = Some(engine.stats_writer(path, opts.stats_interval)?);
         }
         Ok(engine)
-    }
-
-    /// One thread per group of ports: the port workers.
-    fn spawn_workers(
-        &mut self,
-        groups: Vec<Vec<Assigned>>,
-        opts: &EngineOptions,
-        tuning: UringTuning,
-        ready: &Sender<Ready>,
-        fallbacks: &Arc<AtomicUsize>,
-    ) -> Result<usize, EngineError> {
-        // Workers are pinned to the CPUs --cpus names, and left to the scheduler otherwise:
-        // vdens-fast instances are independent processes that cannot share out the CPUs, and
-        // pinning every instance's first worker to the first CPU was measured (2 CPUs, two
-        // vdens-fast over ptp://, iperf3 TCP) at 0.9 Gbit/s against 2.5 Gbit/s unpinned: the two
-        // forwarders queued on one CPU while the other idled.
-        let cpus = pinned_cpus(opts);
-        let kind = self.kind;
-        let mut started = 0;
-        for (index, group) in groups.into_iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            let wake = new_wake("worker")?;
-            let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
-            let ctx = WorkerCtx {
-                index,
-                ports: group,
-                cmds: ctx_rx,
-                wake: wake.clone(),
-                cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
-            };
-            let ready = ready.clone();
-            let fell_back = fallbacks.clone();
-            let rt = opts.realtime.clone();
-            let thread = spawn_thread(format!("vdens-{}{index}", kind.name()), move || {
-                realtime(rt);
-                uring::run(ctx, tuning, kind, &fell_back, ready)
-            })?;
-            self.workers.push(WorkerHandle {
-                cmds: ctx_tx,
-                wake,
-                thread: Some(thread),
-            });
-            started += 1;
-            self.threads += 1;
-        }
-        Ok(started)
     }
 
     /// One thread per group of ports run as cables (see [`cable`]): the ports' nodes share
@@ -640,7 +590,7 @@ fn assign(opts: &EngineOptions, ports: Vec<Port>) -> Result<Assignment, EngineEr
     let mut stats_all = Vec::with_capacity(ports.len());
     let mut groups: Vec<Vec<Assigned>> = (0..nworkers).map(|_| Vec::new()).collect();
     for (i, port) in ports.into_iter().enumerate() {
-        let plan = port::plan(&port)?;
+        port::prepare(&port)?;
         let mut st = stats::PortStats::new(&port.name, &port.link.vnl);
         st.offload = match (port.offload.enabled(), port.link.offload.enabled()) {
             (false, _) => stats::Offload::None,
@@ -656,27 +606,9 @@ fn assign(opts: &EngineOptions, ports: Vec<Port>) -> Result<Assignment, EngineEr
             });
         let st = Arc::new(st);
         stats_all.push(st.clone());
-        groups[i % nworkers].push(Assigned {
-            port,
-            plan,
-            stats: st,
-        });
+        groups[i % nworkers].push(Assigned { port, stats: st });
     }
     Ok((stats_all, groups))
-}
-
-/// Whether a port still runs on the port worker rather than as a cable node: a datagram ptp
-/// link with a pair socket (`Link::pair`), which the node does not drive yet.
-fn on_worker(p: &Port) -> bool {
-    p.link.pair.is_some()
-}
-
-/// The groups of ports for the port workers, and those run as cable nodes (same indices).
-fn split_groups(groups: Vec<Vec<Assigned>>) -> (Vec<Vec<Assigned>>, Vec<Vec<Assigned>>) {
-    groups
-        .into_iter()
-        .map(|g| g.into_iter().partition(|a| on_worker(&a.port)))
-        .unzip()
 }
 
 /// A port as a cable node: its tap (endpoint 1) and its link (endpoint 2), each frame to the
@@ -850,8 +782,8 @@ mod tests {
             ),
             (EngineError::Setup(None), "worker setup failed: no answer within 10 s".into()),
             (
-                EngineError::Setup(Some(StartError::Endpoint(EndpointError::NotANode))),
-                "worker setup failed: not a switch or hub node".into(),
+                EngineError::Setup(Some(StartError::Endpoint(EndpointError::NoFreePort { node: "sw".into() }))),
+                "worker setup failed: sw: no free port".into(),
             ),
             (
                 EngineError::Thread("vdens-uring0".into(), std::io::Error::from_raw_os_error(libc::EAGAIN)),

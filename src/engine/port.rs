@@ -1,69 +1,18 @@
-//! What each engine needs to know about a port: per direction, where frames come from, how
-//! they are delimited there, and how they leave. Both engines build the same plan, so they
-//! treat every link kind the same way; a multi-port node (switch, hub) would replace the fixed
-//! "other side" of a direction with a forwarding decision per frame at [`TxPlan`].
+//! A port's descriptors made ready for the loop (non-blocking, checked), and what a link's
+//! sends need from the system: reconnecting a ptp second opener, telling a full send buffer
+//! from a full receiver queue.
 
-use super::stats::{LINK_TO_TAP, TAP_TO_LINK};
 use super::{EngineError, Port};
 use crate::transport::{Framing, Reconnect, SendTo};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::UnixAddr;
 use nix::sys::stat::{fstat, SFlag};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 pub use super::core::MAX_FRAME;
 
-/// How a direction receives.
-#[derive(Clone, Copy, Debug)]
-pub struct RxPlan {
-    pub fd: RawFd,
-    /// recv(2) family applies (multishot recv, recvmmsg); otherwise read(2).
-    pub socket: bool,
-    /// The bytes are a 2-byte-length-prefixed stream to reassemble.
-    pub stream: bool,
-    /// A zero-length read means end of file (everything but datagram sockets, where it is an
-    /// empty datagram).
-    pub eof_on_zero: bool,
-}
-
-/// How a direction sends.
-#[derive(Clone, Debug)]
-pub enum TxPlan {
-    /// One frame per write/send on `fd` (tap, connected socket, tap:// device).
-    Write { fd: RawFd, socket: bool },
-    /// One frame per datagram to this address on an unconnected AF_UNIX datagram socket.
-    SendTo { fd: RawFd, addr: UnixAddr },
-    /// Length-prefixed frames on a byte stream.
-    Stream { fd: RawFd },
-    /// Nothing to send to (null://): count and drop.
-    Discard,
-}
-
-#[derive(Clone, Debug)]
-pub struct DirPlan {
-    /// None when nothing ever arrives (link side of null://).
-    pub rx: Option<RxPlan>,
-    pub tx: TxPlan,
-    /// How the destination is found again when its socket was replaced (a ptp second opener
-    /// whose first opener restarted); [`Reconnect::Never`] for the rest.
-    pub reconnect: Reconnect,
-    /// A datagram ptp link's second socket (`wire::superframe`, `transport::PairSocket`):
-    /// in both directions' plans; the worker sends on it (F2) or reads it (R2).
-    pub pair: Option<PairPlan>,
-}
-
-/// A datagram ptp link's second socket, for the worker.
-#[derive(Clone, Copy, Debug)]
-pub struct PairPlan {
-    pub fd: RawFd,
-    /// Where the peer's pair socket is bound.
-    pub peer: UnixAddr,
-    /// F2 (the first opener's, sends) or R2 (the second opener's, receives).
-    pub first: bool,
-}
-
 /// Reconnecting a direction's destination, at most every [`RECONNECT_EVERY`] while the peer is
-/// away, for both port workers.
+/// away.
 #[derive(Debug)]
 pub struct Reconnector {
     how: Reconnect,
@@ -76,11 +25,6 @@ pub struct Reconnector {
 pub const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Reconnector {
-    /// Whether the destination is found again by path (a ptp second opener).
-    pub fn active(&self) -> bool {
-        !matches!(self.how, Reconnect::Never)
-    }
-
     pub fn new(how: Reconnect) -> Reconnector {
         Reconnector {
             how,
@@ -128,7 +72,7 @@ pub(crate) fn is_dgram(fd: BorrowedFd<'_>) -> bool {
     matches!(getsockopt(&fd, SockType), Ok(T::Datagram))
 }
 
-/// After EAGAIN on an unconnected AF_UNIX datagram socket ([`TxPlan::SendTo`]): true when the
+/// After EAGAIN on an unconnected AF_UNIX datagram socket (a `SendTo` link): true when the
 /// socket's own send buffer is what is full. It then polls writable again once the receiver
 /// has taken enough, so waiting for POLLOUT is right. Otherwise the receiver's queue is full
 /// (net.unix.max_dgram_qlen), which an unconnected sender is never woken for (it polls
@@ -161,83 +105,39 @@ fn err(port: &Port, what: &'static str, e: nix::Error) -> EngineError {
 
 /// Makes the port's descriptors non-blocking (io_uring then polls them in the kernel instead
 /// of handing blocking reads to io-wq threads; epoll needs it to drain until EAGAIN) and
-/// describes its two directions.
-pub fn plan(port: &Port) -> Result<[DirPlan; 2], EngineError> {
+/// checks that the port can be driven: a link with descriptors, addresses that can be sent
+/// to, and a `tap://` link's header the size of the tap's.
+pub fn prepare(port: &Port) -> Result<(), EngineError> {
     if port.link.offload.enabled() && port.link.offload.vnet_hdr != port.offload.vnet_hdr {
         return Err(EngineError::Port(
             label(port),
             PortFault::VnetHdr(port.link.offload.vnet_hdr, port.offload.vnet_hdr),
         ));
     }
-    let tap = port.tap.as_fd();
-    set_nonblocking(tap).map_err(|e| err(port, "cannot make the tap non-blocking", e))?;
-    let tap_fd = tap.as_raw_fd();
+    set_nonblocking(port.tap.as_fd()).map_err(|e| err(port, "cannot make the tap non-blocking", e))?;
     let link = &port.link;
-    let mut dirs: [DirPlan; 2] = [
-        DirPlan {
-            rx: Some(RxPlan {
-                fd: tap_fd,
-                socket: false,
-                stream: false,
-                eof_on_zero: true,
-            }),
-            tx: TxPlan::Discard,
-            reconnect: Reconnect::Never,
-            pair: None,
-        },
-        DirPlan {
-            rx: None,
-            tx: TxPlan::Write {
-                fd: tap_fd,
-                socket: false,
-            },
-            reconnect: Reconnect::Never,
-            pair: None,
-        },
-    ];
     if link.framing == Framing::Null {
-        return Ok(dirs);
+        return Ok(());
     }
     let (Some(rx), Some(tx)) = (link.rx_fd(), link.tx_fd()) else {
         return Err(EngineError::Port(label(port), PortFault::NoDescriptor));
     };
-    set_nonblocking(rx).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
-    set_nonblocking(tx).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
-    let rx_sock = is_socket(rx).map_err(|e| err(port, "cannot inspect the link", e))?;
-    let tx_sock = is_socket(tx).map_err(|e| err(port, "cannot inspect the link", e))?;
-    let stream = link.framing == Framing::Stream;
-    dirs[LINK_TO_TAP].rx = Some(RxPlan {
-        fd: rx.as_raw_fd(),
-        socket: rx_sock,
-        stream,
-        eof_on_zero: !(rx_sock && is_dgram(rx)),
-    });
-    dirs[TAP_TO_LINK].reconnect = link.reconnect();
-    if let Some(p) = &link.pair {
-        set_nonblocking(p.fd.as_fd()).map_err(|e| err(port, "cannot make the link non-blocking", e))?;
-        let peer = UnixAddr::new(p.peer.as_path())
-            .map_err(|e| EngineError::Port(label(port), PortFault::BadDestination(p.peer.clone(), e)))?;
-        let pair = Some(PairPlan {
-            fd: p.fd.as_raw_fd(),
-            peer,
-            first: p.first,
-        });
-        dirs[TAP_TO_LINK].pair = pair;
-        dirs[LINK_TO_TAP].pair = pair;
-    }
-    dirs[TAP_TO_LINK].tx = match (&link.framing, &link.send_to) {
-        (Framing::Stream, _) => TxPlan::Stream { fd: tx.as_raw_fd() },
-        (_, SendTo::Unix(path)) => TxPlan::SendTo {
-            fd: tx.as_raw_fd(),
-            addr: UnixAddr::new(path.as_path())
-                .map_err(|e| EngineError::Port(label(port), PortFault::BadDestination(path.clone(), e)))?,
-        },
-        _ => TxPlan::Write {
-            fd: tx.as_raw_fd(),
-            socket: tx_sock,
-        },
+    let nonblocking = |fd| set_nonblocking(fd).map_err(|e| err(port, "cannot make the link non-blocking", e));
+    nonblocking(rx)?;
+    nonblocking(tx)?;
+    let address = |path: &std::path::PathBuf| {
+        UnixAddr::new(path.as_path())
+            .map(|_| ())
+            .map_err(|e| EngineError::Port(label(port), PortFault::BadDestination(path.clone(), e)))
     };
-    Ok(dirs)
+    if let Some(p) = &link.pair {
+        nonblocking(p.fd.as_fd())?;
+        address(&p.peer)?;
+    }
+    match &link.send_to {
+        SendTo::Unix(path) if link.framing != Framing::Stream => address(path),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! control thread, and CPU pinning.
 
 use super::core::EndpointError;
-use super::port::DirPlan;
 use super::stats::PortStats;
 use super::uring::SetupError;
 use super::Port;
@@ -12,25 +11,14 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-/// A port as handed to a worker: the descriptors (kept open for as long as the worker runs),
-/// its plan, and where its counters are published.
+/// A port as dealt to a thread: the descriptors (kept open for as long as its cable runs),
+/// and where its counters are published.
 pub struct Assigned {
     pub port: Port,
-    pub plan: [DirPlan; 2],
     pub stats: Arc<PortStats>,
 }
 
 pub use super::core::Cmd;
-
-/// Everything a worker thread starts with.
-pub struct WorkerCtx {
-    pub index: usize,
-    pub ports: Vec<Assigned>,
-    pub cmds: Receiver<Cmd>,
-    /// Non-blocking eventfd the control thread writes after queueing a command.
-    pub wake: Arc<OwnedFd>,
-    pub cpu: Option<usize>,
-}
 
 /// Everything a node's thread starts with, besides the node.
 pub struct NodeCtx {

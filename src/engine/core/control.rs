@@ -21,8 +21,6 @@ pub enum Cmd {
 /// Why an endpoint could not be attached to a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointError {
-    /// A port worker has a fixed set of endpoints.
-    NotANode,
     /// Every port of node `node` is taken.
     NoFreePort { node: String },
     /// A call on the endpoint's descriptors failed: the endpoint (`NAME (VNL)`), what was
@@ -37,7 +35,6 @@ pub enum EndpointError {
 impl fmt::Display for EndpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EndpointError::NotANode => f.write_str("not a switch or hub node"),
             EndpointError::NoFreePort { node } => write!(f, "{node}: no free port"),
             EndpointError::Sys { label, what, errno } => write!(f, "{label}: {what}: {}", errno.desc()),
         }
@@ -50,12 +47,10 @@ impl std::error::Error for EndpointError {}
 pub trait Control {
     /// Publishes the counters to the shared atomics.
     fn publish(&mut self);
-    /// Attaches an endpoint. A port worker has a fixed set of endpoints: the default refuses.
-    fn add_endpoint(&mut self, _e: Endpoint) -> Result<u16, EndpointError> {
-        Err(EndpointError::NotANode)
-    }
-    /// Detaches the endpoint on port `id` (nothing for a port worker).
-    fn remove_endpoint(&mut self, _id: u16) {}
+    /// Attaches an endpoint; its port number.
+    fn add_endpoint(&mut self, e: Endpoint) -> Result<u16, EndpointError>;
+    /// Detaches the endpoint on port `id`.
+    fn remove_endpoint(&mut self, id: u16);
 }
 
 /// Carries out every command queued; true when one of them was Stop (the others queued with
@@ -92,6 +87,9 @@ mod tests {
         fn publish(&mut self) {
             self.published += 1;
         }
+        fn add_endpoint(&mut self, _e: Endpoint) -> Result<u16, EndpointError> {
+            Ok(7)
+        }
         fn remove_endpoint(&mut self, id: u16) {
             self.removed.push(id);
         }
@@ -113,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn a_port_worker_refuses_endpoints() {
+    fn an_endpoint_added_is_answered() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
         let e = Endpoint::Tap {
@@ -123,13 +121,12 @@ mod tests {
         };
         tx.send(Cmd::AddEndpoint(e, ack_tx)).unwrap();
         assert!(!dispatch(&rx, &mut Seen::default()));
-        assert_eq!(ack_rx.try_recv().unwrap(), Err(EndpointError::NotANode));
+        assert_eq!(ack_rx.try_recv().unwrap(), Ok(7));
     }
 
     /// The texts users see (after "cannot add the endpoint: " or "worker setup failed: ").
     #[test]
     fn endpoint_errors_read_as_one_line() {
-        assert_eq!(EndpointError::NotANode.to_string(), "not a switch or hub node");
         let full = EndpointError::NoFreePort { node: "sw".into() };
         assert_eq!(full.to_string(), "sw: no free port");
         let sys = EndpointError::Sys {

@@ -87,7 +87,6 @@ enum Step {
 
 pub struct Emu {
     ep: Epoll,
-    files: Vec<RawFd>,
     groups: Vec<Option<Group>>,
     sq: Vec<Op>,
     /// The other submission queue's memory, swapped in each turn.
@@ -105,10 +104,8 @@ fn errno() -> i32 {
 /// The epoll events an operation waits for.
 fn wants(sqe: &Sqe) -> EpollFlags {
     match sqe {
-        Sqe::Read { .. } | Sqe::ReadSelect { .. } | Sqe::ReadMulti { .. } => EpollFlags::EPOLLIN,
-        Sqe::Write { .. } | Sqe::Writev { .. } | Sqe::Send { .. } | Sqe::SendMsg { .. } => {
-            EpollFlags::EPOLLOUT
-        }
+        Sqe::Read { .. } | Sqe::ReadMulti { .. } => EpollFlags::EPOLLIN,
+        Sqe::Write { .. } | Sqe::Send { .. } | Sqe::SendMsg { .. } => EpollFlags::EPOLLOUT,
         Sqe::Poll { events, .. } => EpollFlags::from_bits_truncate(*events as i32),
         _ => EpollFlags::empty(),
     }
@@ -123,7 +120,6 @@ impl Emu {
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
         Ok(Emu {
             ep,
-            files: Vec::new(),
             groups: Vec::new(),
             sq: Vec::new(),
             spare: Vec::new(),
@@ -132,10 +128,6 @@ impl Emu {
             timers: Vec::new(),
             events: vec![EpollEvent::empty(); 64],
         })
-    }
-
-    pub fn register_files(&mut self, fds: &[RawFd]) {
-        self.files = fds.to_vec();
     }
 
     pub fn register_group(&mut self, base: *mut BufRingEntry, entries: u16, bgid: u16) {
@@ -161,17 +153,14 @@ impl Emu {
     fn fd(&self, t: Target) -> RawFd {
         match t {
             Target::Fd(f) => f,
-            Target::Fixed(i) => self.files.get(i as usize).copied().unwrap_or(-1),
         }
     }
 
     fn target_of(&self, sqe: &Sqe) -> Option<RawFd> {
         match *sqe {
             Sqe::Read { fd, .. }
-            | Sqe::ReadSelect { fd, .. }
             | Sqe::ReadMulti { fd, .. }
             | Sqe::Write { fd, .. }
-            | Sqe::Writev { fd, .. }
             | Sqe::Send { fd, .. }
             | Sqe::SendMsg { fd, .. }
             | Sqe::Poll { fd, .. } => Some(self.fd(fd)),
@@ -618,25 +607,6 @@ impl Emu {
                 let f = self.fd(fd);
                 done(retry(|| read_into(f, buf, len as usize, socket)))
             }
-            Sqe::ReadSelect {
-                fd,
-                group,
-                len,
-                socket,
-            } => {
-                let f = self.fd(fd);
-                let Some((p, blen, bid)) = self.peek_buf(group) else {
-                    return Step::Done(-libc::ENOBUFS, 0);
-                };
-                match retry(|| read_into(f, p, blen.min(len) as usize, socket)) {
-                    Ok(n) => {
-                        self.take_buf(group);
-                        Step::Done(n as i32, F_BUFFER | (bid as u32) << BUFFER_SHIFT)
-                    }
-                    Err(libc::EAGAIN) => Step::Park,
-                    Err(e) => Step::Done(-e, 0),
-                }
-            }
             Sqe::ReadMulti { fd, group, socket } => {
                 let f = self.fd(fd);
                 let dgram = socket && self.is_dgram(f);
@@ -665,11 +635,6 @@ impl Emu {
                 let f = self.fd(fd);
                 // SAFETY: the loop keeps `buf` (len bytes) until the completion.
                 done(retry(|| res(unsafe { libc::write(f, buf.cast(), len as usize) })))
-            }
-            Sqe::Writev { fd, iov, n } => {
-                let f = self.fd(fd);
-                // SAFETY: the loop keeps the iovecs and what they point to until the completion.
-                done(retry(|| res(unsafe { libc::writev(f, iov, n as i32) })))
             }
             Sqe::Send {
                 fd,
@@ -863,7 +828,7 @@ mod tests {
     fn multishot_receive_posts_buffers_then_enobufs() {
         let (a, b) = UnixDatagram::pair().unwrap();
         b.set_nonblocking(true).unwrap();
-        let mut br = BufRing::new(2, 256, 0, 16).unwrap();
+        let mut br = BufRing::new(2, 256, 16).unwrap();
         let mut r = ring();
         r.register_buf_ring(&mut br, 3).unwrap();
         let op = Sqe::ReadMulti {

@@ -5,10 +5,8 @@ mod emu;
 mod node;
 mod restrict;
 mod ring;
-mod worker;
 
 pub use node::run_nodes;
-pub use worker::run;
 
 use io_uring::{opcode, types::BufRingEntry, IoUring, Probe};
 use std::io;
@@ -20,13 +18,6 @@ use std::sync::atomic::{AtomicU16, Ordering};
 pub struct UringTuning {
     /// IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (falls back when refused).
     pub defer_taskrun: bool,
-    /// Multishot receives; off = one single-shot buffer-select receive at a time per fd.
-    pub multishot: bool,
-    /// Register the port descriptors as fixed files.
-    pub fixed_files: bool,
-    /// Provided-buffer rings; off = one single-shot receive at a time per fd into a buffer the
-    /// worker picks (implies no multishot).
-    pub provided_buffers: bool,
     /// Batching wait (kernel 6.12+, IORING_FEAT_MIN_TIMEOUT; multishot only): wait for up to
     /// [`WAIT_BATCH`] completions, but at most this many microseconds once one is there;
     /// 0 = return at the first completion.
@@ -56,9 +47,6 @@ impl Default for UringTuning {
     fn default() -> Self {
         UringTuning {
             defer_taskrun: true,
-            multishot: true,
-            fixed_files: true,
-            provided_buffers: true,
             // Measured (`cargo bench --bench engine -- flood`, 64-byte frames): returning at
             // the first completion gave 2.2 completions per turn with DEFER_TASKRUN (one frame
             // per io_uring_enter) and 2.9-4.0 us of worker CPU per frame; this batching wait
@@ -76,7 +64,6 @@ const NEEDED: &[(u8, &str)] = &[
     (opcode::RecvMulti::CODE, "RECV (multishot)"),
     (opcode::Read::CODE, "READ"),
     (opcode::Write::CODE, "WRITE"),
-    (opcode::Writev::CODE, "WRITEV"),
     (opcode::SendMsg::CODE, "SENDMSG"),
     (opcode::Send::CODE, "SEND"),
     (opcode::PollAdd::CODE, "POLL_ADD"),
@@ -134,7 +121,7 @@ fn probe_now() -> Result<(), Unavailable> {
     if !missing.is_empty() {
         return Err(Unavailable::MissingOps(missing));
     }
-    let mut br = BufRing::new(8, 64, 0, 0).map_err(step("buffer ring memory"))?;
+    let mut br = BufRing::new(8, 64, 0).map_err(step("buffer ring memory"))?;
     br.register(&ring).map_err(step("IORING_REGISTER_PBUF_RING"))?;
     let _ = ring.submitter().unregister_buf_ring(0);
     Ok(())
@@ -283,7 +270,7 @@ impl Drop for Arena {
 const PAGE: usize = 4096;
 
 /// A provided-buffer ring (IORING_REGISTER_PBUF_RING): `entries` buffers of `size` bytes the
-/// kernel picks from for each receive, plus `extra` bytes of private slots after them. The
+/// kernel picks from for each receive. The
 /// kernel gets each buffer after its first `headroom` bytes, which stay free for a header to
 /// be put in front of the received data (the virtio-net header of a tap write).
 struct BufRing {
@@ -294,20 +281,19 @@ struct BufRing {
     bgid: u16,
     /// Local tail; published to the kernel by [`BufRing::publish`].
     tail: u16,
-    /// Next entry to take when the ring is used from userspace only (not registered).
-    head: u16,
     /// Buffers in the ring (available to the kernel, published or not).
     avail: u32,
-    extra_off: usize,
+    /// Bytes of the mapping: the ring of entries (page-rounded), then the buffers.
+    total_len: usize,
 }
 
 impl BufRing {
     /// `entries` must be a power of two (kernel rule).
-    pub fn new(entries: u16, size: usize, extra: usize, headroom: usize) -> io::Result<BufRing> {
+    pub fn new(entries: u16, size: usize, headroom: usize) -> io::Result<BufRing> {
         assert!(entries.is_power_of_two() && headroom < size);
         let ring_bytes = (entries as usize * std::mem::size_of::<BufRingEntry>()).div_ceil(PAGE) * PAGE;
-        let extra_off = ring_bytes + entries as usize * size;
-        let mem = Arena::new(extra_off + extra)?;
+        let total_len = ring_bytes + entries as usize * size;
+        let mem = Arena::new(total_len)?;
         let mut r = BufRing {
             mem,
             entries,
@@ -315,9 +301,8 @@ impl BufRing {
             headroom,
             bgid: 0,
             tail: 0,
-            head: 0,
             avail: 0,
-            extra_off,
+            total_len,
         };
         let base = r.ring_base();
         // SAFETY: the ring header is 16 bytes at the start of the page-aligned mapping; the
@@ -334,7 +319,7 @@ impl BufRing {
     }
 
     fn buf_ptr(&self, bid: u16) -> *mut u8 {
-        let ring_bytes = self.extra_off - self.entries as usize * self.size;
+        let ring_bytes = self.total_len - self.entries as usize * self.size;
         // SAFETY: bid < entries, so the offset stays inside the mapping.
         unsafe { self.mem.base().add(ring_bytes + bid as usize * self.size) }
     }
@@ -388,20 +373,6 @@ impl BufRing {
         tail.store(self.tail, Ordering::Release);
     }
 
-    /// Takes the oldest buffer in the ring, for a ring that is not registered (the worker then
-    /// picks buffers itself).
-    pub fn pop_local(&mut self) -> Option<u16> {
-        if self.avail == 0 {
-            return None;
-        }
-        let idx = (self.head & (self.entries - 1)) as usize;
-        // SAFETY: idx < entries; an unregistered ring is only accessed by this thread.
-        let bid = unsafe { &*self.ring_base().add(idx) }.bid();
-        self.head = self.head.wrapping_add(1);
-        self.avail -= 1;
-        Some(bid)
-    }
-
     /// Records that the kernel used one buffer for a completion.
     #[inline]
     pub fn taken(&mut self) {
@@ -450,17 +421,6 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts_mut(self.addr(bid).cast_mut().add(from), len - from) }
     }
 
-    /// The `n` bytes of headroom right in front of the data of buffer `bid` (n <= headroom),
-    /// for a header written before the buffer is sent.
-    #[inline]
-    pub fn headroom_mut(&mut self, bid: u16, n: usize) -> &mut [u8] {
-        assert!(bid < self.entries && n <= self.headroom);
-        // SAFETY: in bounds (checked): the headroom is part of buffer `bid` and the kernel
-        // never writes it (it is given the buffer after it); the buffer is in userspace's
-        // hands (see data_mut).
-        unsafe { std::slice::from_raw_parts_mut(self.addr(bid).cast_mut().sub(n), n) }
-    }
-
     /// `len` bytes of buffer `bid` from `back` bytes in front of its data (in the headroom,
     /// `back <= headroom`): a header put in front of what a completion handed over.
     #[inline]
@@ -478,48 +438,5 @@ impl BufRing {
         // SAFETY: in bounds (checked); the buffer is in userspace's hands and not being sent
         // (see data_mut); &mut self: no other userspace view.
         unsafe { std::slice::from_raw_parts_mut(self.addr(bid).cast_mut().sub(back), len) }
-    }
-
-    /// Private slot `i` of `slot_size` bytes in the extra area, to write into while no send
-    /// of it is in flight.
-    #[inline]
-    pub fn slot_mut(&mut self, i: usize, slot_size: usize) -> &mut [u8] {
-        let p = self.slot_ptr(i, slot_size);
-        // SAFETY: slot_ptr checked the bounds; slots never reach the kernel as provided
-        // buffers, and &mut self gives no other userspace view.
-        unsafe { std::slice::from_raw_parts_mut(p, slot_size) }
-    }
-
-    /// Private slot `i` of `slot_size` bytes in the extra area.
-    #[inline]
-    pub fn slot_ptr(&self, i: usize, slot_size: usize) -> *mut u8 {
-        assert!(self.extra_off + (i + 1) * slot_size <= self.mem.len);
-        // SAFETY: in bounds (checked).
-        unsafe { self.mem.base().add(self.extra_off + i * slot_size) }
-    }
-
-    /// Bytes `from..len` of buffer `bid`, which a completion handed to userspace, and private
-    /// slot `slot` to copy them into.
-    #[inline]
-    pub fn data_and_slot(
-        &mut self,
-        bid: u16,
-        from: usize,
-        len: usize,
-        slot: usize,
-        slot_size: usize,
-    ) -> (&[u8], &mut [u8]) {
-        assert!(bid < self.entries && from <= len && len <= self.data_len());
-        let s = self.slot_ptr(slot, slot_size);
-        // SAFETY: both in bounds (checked) and disjoint (buffer area vs extra area). The kernel
-        // finished writing the buffer (its completion was reaped) and cannot pick it again until
-        // it is pushed back; slots never reach the kernel as provided buffers, and the caller
-        // writes only a slot no send uses (&mut self: no other userspace view).
-        unsafe {
-            (
-                std::slice::from_raw_parts(self.addr(bid).add(from), len - from),
-                std::slice::from_raw_parts_mut(s, slot_size),
-            )
-        }
     }
 }

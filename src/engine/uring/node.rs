@@ -1761,17 +1761,7 @@ impl UNode {
     fn reconnect_after(&mut self, t: &Token, errno: i32) {
         if let Some(e) = self.ep_of(t) {
             // An overlay has no descriptor here, nor anything to reconnect.
-            if let Some(fd) = e.owner.tx() {
-                if e.reconnect.after_failure(fd, errno, &e.label) {
-                    // Connected to the peer's new socket, which is asked again: nothing
-                    // tagged goes there before it answers.
-                    if let Some(d) = e.dg.as_deref_mut() {
-                        d.flag.store(false, Ordering::Release);
-                        d.hello_at = None;
-                        e.takes_whole = false;
-                    }
-                }
-            }
+            e.reconnect_after_failure(errno);
         }
     }
 
@@ -2668,9 +2658,32 @@ struct PortEp {
     /// Its reads (big buffer, length) not yet cut, in order, and the next piece of the first.
     reads: VecDeque<(u16, u32)>,
     next: usize,
+    /// The chain in flight goes on this F2 (a paired datagram ptp first opener's second
+    /// socket), whose POLLOUT a wait then watches.
+    chain_f2: Option<RawFd>,
+    /// A send of the chain in flight met a new peer: its tagged datagrams are dropped once
+    /// the chain is over ([`UNode::port_purge_tagged`]).
+    purge: bool,
 }
 
 impl Ep {
+    /// A send to this endpoint failed with `errno`: connects to its peer's new socket if that
+    /// is what it takes (a ptp second opener whose first opener restarted; see
+    /// [`Reconnector`]), and says whether it did. The new peer is asked afresh: nothing
+    /// tagged goes there before it answers. An overlay has no descriptor here.
+    fn reconnect_after_failure(&mut self, errno: i32) -> bool {
+        let Some(fd) = self.owner.tx() else { return false };
+        if !self.reconnect.after_failure(fd, errno, &self.label) {
+            return false;
+        }
+        if let Some(d) = self.dg.as_deref_mut() {
+            d.flag.store(false, Ordering::Release);
+            d.hello_at = None;
+            self.takes_whole = false;
+        }
+        true
+    }
+
     /// Whether the endpoint is sent tagged datagrams whole.
     fn takes_whole(&self) -> bool {
         self.takes_whole
@@ -2723,6 +2736,8 @@ fn port_ep(e: &mut Ep, id: usize, p: &PortCtx) {
         vnet_hdr,
         reads: VecDeque::with_capacity(NBIG as usize),
         next: 0,
+        chain_f2: None,
+        purge: false,
     }));
 }
 
@@ -2741,6 +2756,9 @@ impl UNode {
         let Some(e) = self.eps.get_mut(to).and_then(Option::as_mut) else {
             return false;
         };
+        if e.dg.is_some() {
+            e.ptp_ask();
+        }
         let chained = e.chained();
         let Some(p) = e.port.as_mut() else { return false };
         match &mut e.tx {
@@ -2819,6 +2837,7 @@ impl UNode {
     /// Sends the next chain of every port endpoint that has frames waiting and none in flight.
     fn flush_ports(&mut self) {
         if self.port.is_some() {
+            self.refresh_whole();
             self.port_cut(PORT_TAP);
             self.kick_port(PORT_TAP);
             self.kick_port(PORT_LINK);
@@ -2839,13 +2858,29 @@ impl UNode {
         let n = p.queue.len().min(CHAIN);
         p.chain.extend(p.queue.drain(..n));
         e.inflight += n as u32;
-        let (fd, gen) = (Target::Fd(e.tx_fd), e.gen);
-        let dest = match &e.tx {
-            Tx::SendTo(a) => Some((a.as_ptr().cast::<libc::sockaddr>(), a.len())),
-            _ => None,
-        };
         let mut chain = [(0u16, 0u32); CHAIN];
         chain[..n].copy_from_slice(&p.chain.make_contiguous()[..n]);
+        // A paired datagram ptp first opener sends every frame on F2, each remembered with
+        // its pairing round (a failed send of the current round unpairs, see `Ep::f2_done`).
+        let f2 = e.dg.as_deref_mut().and_then(DgPtp::on_f2).map(|f2| {
+            let round = f2.pairing.round();
+            for &(fid, _) in &chain[..n] {
+                f2.rounds[rec_of(fid)] = Some(round);
+            }
+            f2.fd
+        });
+        p.chain_f2 = f2;
+        let gen = e.gen;
+        // Sends with MSG_DONTWAIT (to an address, or on F2) and soft links, or writes.
+        let (fd, dontwait, dest) = match (&e.tx, f2) {
+            (_, Some(f2)) => (Target::Fd(f2), true, None),
+            (Tx::SendTo(a), None) => (
+                Target::Fd(e.tx_fd),
+                true,
+                Some((a.as_ptr().cast::<libc::sockaddr>(), a.len())),
+            ),
+            _ => (Target::Fd(e.tx_fd), false, None),
+        };
         // The chain goes in one submission: a link does not span two.
         let room = self.ring.0.borrow_mut().sq_room();
         if room < n {
@@ -2853,25 +2888,26 @@ impl UNode {
         }
         for (i, &(fid, len)) in chain[..n].iter().enumerate() {
             let buf = self.frame_ptr(fid);
-            let sqe = match dest {
+            let sqe = if dontwait {
                 // MSG_DONTWAIT: EAGAIN comes back to us (a kernel retry of a unix datagram
-                // send may send an empty datagram, see the port worker); we send again.
-                Some(dest) => Sqe::Send {
+                // send may send an empty datagram); we send again.
+                Sqe::Send {
                     fd,
                     buf,
                     len,
                     flags: libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    dest: Some(dest),
-                },
+                    dest,
+                }
+            } else {
                 // A connected socket waits for room in the kernel; a tap never blocks.
-                None => Sqe::Write { fd, buf, len },
+                Sqe::Write { fd, buf, len }
             };
             // Soft links stop at EAGAIN so that the order survives the retry; hard links go on
             // after a failed send (counted as a drop).
-            let link = match (i + 1 == n, dest) {
+            let link = match (i + 1 == n, dontwait) {
                 (true, _) => super::ring::Link::None,
-                (false, Some(_)) => super::ring::Link::Soft,
-                (false, None) => super::ring::Link::Hard,
+                (false, true) => super::ring::Link::Soft,
+                (false, false) => super::ring::Link::Hard,
             };
             let op = sqe.op(token(Op::Tx, id, gen, fid, len as usize)).link(link);
             self.hold(fid);
@@ -2890,13 +2926,20 @@ impl UNode {
         let whole = self.whole_of(fid);
         let stopping = self.stopping;
         let e = self.ep_of(&t).expect("a port's endpoints stay");
+        let on_f2 = e.f2_done(fid, res);
         let p = e.port.as_mut().expect("chained");
         let (cfid, len) = p.chain.pop_front().expect("a chain in flight");
         debug_assert_eq!(cfid, fid);
         let segs = whole.map_or(1, |w| w.segs);
-        let c = &mut e.counts[LINK_TO_TAP];
+        let whole_hdr = p.whole_hdr;
+        // What became of it: sent, to go again (after EAGAIN: once writable), or dropped.
         let mut again = false;
+        let mut eagain = false;
+        // Reconnected to a new peer, or F2's peer gone (unpaired): no tagged datagram waiting
+        // here may reach whoever is there now.
+        let mut purge = false;
         if res > 0 || (res == 0 && len == 0) {
+            let c = &mut e.counts[LINK_TO_TAP];
             match whole {
                 Some(w) => {
                     c.sent_many(w.segs, w.wire);
@@ -2904,45 +2947,86 @@ impl UNode {
                         c.super_frames += 1;
                         c.segments += w.segs;
                         // Tagged, unless tap to tap.
-                        c.wire_super += u64::from(p.whole_hdr == 0);
+                        c.wire_super += u64::from(whole_hdr == 0);
                     }
                 }
                 None => c.sent(len as usize),
             }
         } else if stopping {
-            c.add_drop(DropReason::SendError, segs);
+            e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, segs);
         } else {
             // A zero-byte send of a non-empty frame: nothing went; as a failure.
             let errno = if res < 0 { -res } else { libc::EIO };
-            let back = e
-                .owner
-                .tx()
-                .is_some_and(|fd| e.reconnect.after_failure(fd, errno, &e.label));
+            // F2's peer gone: the frame is dropped (the pairing ended in `f2_done`; the next
+            // ones go by path, plain until a peer answers).
+            let lost = on_f2 && pair::f2_lost(errno);
+            let back = !on_f2 && e.reconnect_after_failure(errno);
+            purge = lost || back;
+            let c = &mut e.counts[LINK_TO_TAP];
             match send_verdict(errno, Backpressure::Wait) {
+                _ if lost || (back && whole.is_some()) => c.add_drop(DropReason::SendError, segs),
                 _ if back => again = true,
                 Verdict::Retry => again = true,
                 Verdict::Drop(why) => c.add_drop(why, segs),
             }
-            if again {
-                p.retry.push((fid, len));
-                p.again |= errno == libc::EAGAIN;
-            }
+            eagain = again && errno == libc::EAGAIN;
         }
+        let p = e.port.as_mut().expect("chained");
+        if again {
+            p.retry.push((fid, len));
+            p.again |= eagain;
+        }
+        p.purge |= purge;
         let over = p.chain.is_empty();
         if over {
             for x in p.retry.drain(..).rev() {
                 p.queue.push_front(x);
             }
         }
+        // (The rest of the chain is cancelled after a failed send: purged once it is over.)
+        let purge = over && std::mem::take(&mut p.purge);
         let wait = over && std::mem::take(&mut p.again);
         if !again {
             self.release(fid);
         }
         self.op_done(&t);
+        if purge {
+            self.port_purge_tagged(t.ep());
+        }
         if wait {
             self.port_wait(t.ep());
         }
         self.port_drained(t.ep());
+    }
+
+    /// Drops (counted) the tagged datagrams waiting for port endpoint `id`: its peer changed
+    /// (see [`Self::on_port_tx`]); the standard frames among them still go, in order.
+    fn port_purge_tagged(&mut self, id: usize) {
+        let Some(p) = self
+            .eps
+            .get_mut(id)
+            .and_then(Option::as_mut)
+            .and_then(|e| e.port.as_mut())
+        else {
+            return;
+        };
+        let queued: Vec<(u16, u32)> = p.queue.drain(..).collect();
+        let mut dropped = 0;
+        for (fid, len) in queued {
+            match self.whole_of(fid) {
+                Some(w) => {
+                    dropped += w.segs;
+                    self.release(fid);
+                }
+                None => {
+                    let p = self.eps[id].as_mut().and_then(|e| e.port.as_mut()).expect("port");
+                    p.queue.push_back((fid, len));
+                }
+            }
+        }
+        if let Some(e) = self.eps[id].as_mut() {
+            e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, dropped);
+        }
     }
 
     /// Waits until port endpoint `id` can take frames again: POLLOUT on its descriptor, or
@@ -2952,12 +3036,15 @@ impl UNode {
             return;
         };
         let Some(p) = e.port.as_mut() else { return };
-        let timer = matches!(e.tx, Tx::SendTo(_)) && !e.owner.tx().is_some_and(send_buffer_full);
+        // F2 is connected: its POLLOUT says when the peer's R2 has room again.
+        let timer = p.chain_f2.is_none()
+            && matches!(e.tx, Tx::SendTo(_))
+            && !e.owner.tx().is_some_and(send_buffer_full);
         let sqe = if timer {
             Sqe::Timeout { after: &*p.timer }
         } else {
             Sqe::Poll {
-                fd: Target::Fd(e.tx_fd),
+                fd: Target::Fd(p.chain_f2.unwrap_or(e.tx_fd)),
                 events: libc::POLLOUT as u32,
                 multi: false,
             }
@@ -3217,12 +3304,12 @@ fn offers_superframes(n: &Node) -> bool {
 /// with `ring` as node `index`'s groups.
 fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError> {
     let mut shared =
-        BufRing::new(NBUF, BUF_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
+        BufRing::new(NBUF, BUF_SIZE, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
     ring.register_buf_ring(&mut shared, 2 * index)
         .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
     let big = if big {
         let mut b =
-            BufRing::new(NBIG, BIG_SIZE, 0, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
+            BufRing::new(NBIG, BIG_SIZE, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
         ring.register_buf_ring(&mut b, 2 * index + BIG_GROUP)
             .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
         Some(b)
@@ -3241,12 +3328,7 @@ fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError>
 /// tuning asks for one and the ring has it.
 fn batch_wait(ring: &RingRef, tuning: &UringTuning, nodes: &[UNode]) -> Option<u32> {
     let ports = !nodes.is_empty() && nodes.iter().all(|n| n.port.is_some());
-    (ports
-        && tuning.batch_wait_us > 0
-        && tuning.multishot
-        && tuning.provided_buffers
-        && ring.0.borrow().min_timeout())
-    .then_some(tuning.batch_wait_us)
+    (ports && tuning.batch_wait_us > 0 && ring.0.borrow().min_timeout()).then_some(tuning.batch_wait_us)
 }
 
 /// The ring of a node thread on the driver `kind` names, and the buffers of each of its

@@ -8,8 +8,8 @@
 //!
 //! The ring is enabled as soon as it is built (by the thread that will drive it: SINGLE_ISSUER
 //! binds the ring to the task that enables it), so the registrations the loops make after
-//! [`build_ring`](super::build_ring) (fixed files, provided-buffer rings) are restricted too and
-//! are in the list.
+//! [`build_ring`](super::build_ring) (provided-buffer rings) are restricted too and are in the
+//! list.
 
 use super::NEEDED;
 use io_uring::{opcode, register::Restriction, squeue::Flags, IoUring};
@@ -21,18 +21,12 @@ use std::io;
 const EXTRA: &[(u8, &str)] = &[(opcode::Timeout::CODE, "TIMEOUT")];
 
 /// io_uring_register ops (uapi numbers) the loops make once the ring is enabled.
-const REGISTER_OPS: &[(u8, &str)] = &[
-    (2, "REGISTER_FILES"),
-    (3, "UNREGISTER_FILES"),
-    (6, "REGISTER_FILES_UPDATE"),
-    (22, "REGISTER_PBUF_RING"),
-    (23, "UNREGISTER_PBUF_RING"),
-];
+const REGISTER_OPS: &[(u8, &str)] = &[(22, "REGISTER_PBUF_RING"), (23, "UNREGISTER_PBUF_RING")];
 
-/// The sqe flags the loops set: fixed files, linked send chains (a hard link where a short
-/// write must not cut the chain), and buffer selection for single-shot receives.
+/// The sqe flags the loops set: linked send chains (a hard link where a short write must not
+/// cut the chain).
 fn sqe_flags() -> Flags {
-    Flags::FIXED_FILE | Flags::IO_LINK | Flags::IO_HARDLINK | Flags::BUFFER_SELECT
+    Flags::IO_LINK | Flags::IO_HARDLINK
 }
 
 /// Every opcode a data-plane ring accepts.
@@ -98,15 +92,11 @@ mod tests {
             let path = c"/etc/passwd";
             let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr()).build();
             assert_eq!(run_one(&mut ring, open), -libc::EACCES, "{mode}: OPENAT");
-            // Allowed: a send and a receive, with registered files (a register op after
-            // enabling) and a fixed file.
+            // Allowed: a send and a receive.
             let (a, b) = UnixDatagram::pair().unwrap();
-            ring.submitter()
-                .register_files(&[a.as_raw_fd(), b.as_raw_fd()])
-                .unwrap_or_else(|e| panic!("{mode}: REGISTER_FILES: {e}"));
             let msg = b"frame";
-            let send = opcode::Send::new(types::Fixed(0), msg.as_ptr(), msg.len() as u32).build();
-            assert_eq!(run_one(&mut ring, send), 5, "{mode}: SEND on a fixed file");
+            let send = opcode::Send::new(types::Fd(a.as_raw_fd()), msg.as_ptr(), msg.len() as u32).build();
+            assert_eq!(run_one(&mut ring, send), 5, "{mode}: SEND");
             let mut buf = [0u8; 16];
             let recv = opcode::Recv::new(types::Fd(b.as_raw_fd()), buf.as_mut_ptr(), 16).build();
             assert_eq!(run_one(&mut ring, recv), 5, "{mode}: RECV");
@@ -116,10 +106,18 @@ mod tests {
                 .build()
                 .flags(Flags::IO_DRAIN);
             assert_eq!(run_one(&mut ring, send), -libc::EACCES, "{mode}: IO_DRAIN");
-            // A register op the loops never make.
+            // An allowed opcode on a fixed file (the loops use none).
+            let send = opcode::Send::new(types::Fixed(0), msg.as_ptr(), 5).build();
+            assert_eq!(run_one(&mut ring, send), -libc::EACCES, "{mode}: FIXED_FILE");
+            // Register ops the loops never make.
             let mut p = io_uring::Probe::new();
             let e = ring.submitter().register_probe(&mut p).unwrap_err();
             assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{mode}: REGISTER_PROBE");
+            let e = ring
+                .submitter()
+                .register_files(&[a.as_raw_fd(), b.as_raw_fd()])
+                .unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{mode}: REGISTER_FILES");
         }
     }
 

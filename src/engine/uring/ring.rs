@@ -12,11 +12,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-/// A descriptor as an operation names it: plain, or an index into the registered table.
+/// A descriptor as an operation names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     Fd(RawFd),
-    Fixed(u32),
 }
 
 /// How an operation is tied to the next one pushed.
@@ -55,23 +54,11 @@ pub enum Sqe {
         len: u32,
         socket: bool,
     },
-    /// One read(2)/recv(2) into a buffer the driver picks from provided-buffer group `group`.
-    ReadSelect {
-        fd: Target,
-        group: u16,
-        len: u32,
-        socket: bool,
-    },
     /// Multishot read(2)/recv(2): one completion (with `MORE`) per read, each into a buffer
     /// of `group`, until an error, end of file or no buffer left (ENOBUFS).
     ReadMulti { fd: Target, group: u16, socket: bool },
     /// write(2) at the file position.
     Write { fd: Target, buf: *const u8, len: u32 },
-    Writev {
-        fd: Target,
-        iov: *const libc::iovec,
-        n: u32,
-    },
     /// send(2), or sendto(2) with `dest`. With MSG_DONTWAIT in `flags`, EAGAIN is the result
     /// instead of a wait for room.
     Send {
@@ -132,10 +119,6 @@ impl Op {
                         let $f = types::Fd(fd);
                         $e
                     }
-                    Target::Fixed(i) => {
-                        let $f = types::Fixed(i);
-                        $e
-                    }
                 }
             };
         }
@@ -151,21 +134,6 @@ impl Op {
             Sqe::Read { fd, buf, len, .. } => {
                 on!(fd, f => opcode::Read::new(f, buf, len).offset(u64::MAX).build())
             }
-            Sqe::ReadSelect {
-                fd,
-                group,
-                len,
-                socket: true,
-            } => on!(fd, f => opcode::Recv::new(f, std::ptr::null_mut(), len)
-                .buf_group(group)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT)),
-            Sqe::ReadSelect { fd, group, len, .. } => {
-                on!(fd, f => opcode::Read::new(f, std::ptr::null_mut(), len)
-                .buf_group(group)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT))
-            }
             Sqe::ReadMulti {
                 fd,
                 group,
@@ -175,7 +143,6 @@ impl Op {
             Sqe::Write { fd, buf, len } => {
                 on!(fd, f => opcode::Write::new(f, buf, len).offset(u64::MAX).build())
             }
-            Sqe::Writev { fd, iov, n } => on!(fd, f => opcode::Writev::new(f, iov, n).build()),
             Sqe::Send {
                 fd,
                 buf,
@@ -364,17 +331,6 @@ impl Ring {
                 }
             }
             Ring::Emulated(e) => e.completions(out),
-        }
-    }
-
-    /// Registers the descriptor table for [`Target::Fixed`].
-    pub fn register_files(&mut self, fds: &[RawFd]) -> io::Result<()> {
-        match self {
-            Ring::Kernel(r) => r.submitter().register_files(fds),
-            Ring::Emulated(e) => {
-                e.register_files(fds);
-                Ok(())
-            }
         }
     }
 
