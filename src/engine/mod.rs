@@ -1,10 +1,8 @@
 //! The data plane: worker threads moving frames between each port's tap and its link.
 //!
-//! One loop per kind of thread, two drivers under it. Nodes (`uring/node.rs`: every port as a
-//! cable of its tap and its link, switches, hubs, vdeplug-fast's cables, ...: endpoints join
-//! and leave while they run) and, for the datagram ptp ports with a pair socket only, port
-//! workers (`uring/worker.rs`: fixed per-direction plans from `port.rs`) submit typed ring
-//! operations (`uring/ring.rs`) and react to their completions. The io_uring driver hands the
+//! One loop, two drivers under it. Nodes (`uring/node.rs`: every port as a cable of its tap and
+//! its link, switches, hubs, vdeplug-fast's cables, ...: endpoints join and leave while they
+//! run) submit typed ring operations (`uring/ring.rs`) and react to their completions. The io_uring driver hands the
 //! operations to the kernel (the default); the epoll driver (`uring/emu.rs`) carries them out
 //! with plain syscalls on readiness and posts the same completions, for when io_uring cannot be
 //! used (setup refused with EPERM/ENOSYS, `kernel.io_uring_disabled`, missing ops, no locked
@@ -204,13 +202,13 @@ struct StatsWriter {
 
 pub struct Engine {
     kind: EngineKind,
-    /// A handle per port worker and per node (node handles after the workers', in node
+    /// A handle per port's cable and per node (node handles after the ports', in node
     /// order; nodes share threads).
     workers: Vec<WorkerHandle>,
     /// Data-plane threads running.
     threads: usize,
     ports: Vec<Arc<stats::PortStats>>,
-    /// Multi-endpoint nodes (switch, hub, cable), one worker each, after the port workers.
+    /// Multi-endpoint nodes (switch, hub, cable), after the ports' cables.
     nodes: Vec<Arc<node::NodeShared>>,
     /// The driver each node runs on: the engine's, or epoll for a node that had no locked
     /// memory for an io_uring ring.

@@ -333,20 +333,6 @@ pub fn send_batch(
     Ok(r as usize)
 }
 
-/// Borrows descriptor `fd`, held elsewhere by number only (the io_uring port worker names its
-/// ports' descriptors by number in its plans, and owns the ports for its whole life).
-///
-/// # Safety
-///
-/// `fd` must be an open descriptor that stays open, and is not closed or replaced by another
-/// one under the same number, for as long as the returned borrow is used (the caller owns it,
-/// or holds its owner, until after the borrow's last use).
-pub unsafe fn borrow_fd<'a>(fd: std::os::fd::RawFd) -> BorrowedFd<'a> {
-    assert!(fd >= 0, "borrow_fd of a negative descriptor");
-    // SAFETY: the caller keeps `fd` open for the borrow's whole use (see # Safety).
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
 /// Makes io_uring_setup(2) fail with `errno` in this thread and every thread or process it
 /// starts afterwards (a seccomp filter; sets no_new_privs first, as unprivileged seccomp
 /// requires). For testing the fallback engine.

@@ -1,5 +1,5 @@
 //! The engine's core: what a frame, a completion or a command means, decided once and free of
-//! I/O, so that both loops (port worker and node, each on either driver) and the overlays apply
+//! I/O, so that the loop (on either driver) and the overlays apply
 //! the same rules and each rule is unit-tested without sockets.
 //!
 //! A driver owns descriptors, buffers and submission; it turns what the kernel said (a length,

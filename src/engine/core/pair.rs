@@ -1,8 +1,8 @@
 //! A datagram `ptp://` first opener's pairing of its second socket F2 with the second opener's
 //! R2 (`wire::superframe` has the protocol), as a state machine free of I/O: the loop does the
 //! connects, disconnects and sends it says, and tells it what came back. Written once for
-//! whichever loop runs a datagram ptp end (the port worker, the node of a vdeplug-fast
-//! cable); unit-tested here. [`step`] says what a negotiation runt leads to, in either role,
+//! every datagram ptp end the node runs (a port's link, a vdeplug-fast cable's); unit-tested
+//! here. [`step`] says what a negotiation runt leads to, in either role,
 //! [`hello_due`] when a second opener asks, [`f2_lost`] which failed send on F2 ends a pairing.
 
 use crate::wire::superframe::Runt;

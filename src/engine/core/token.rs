@@ -64,7 +64,7 @@ pub const MAX_ENDPOINT: usize = 0xfff;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Token {
     pub op: Op,
-    /// Endpoint of a node, or direction of a port worker (at most [`MAX_ENDPOINT`]).
+    /// Endpoint of a node (at most [`MAX_ENDPOINT`]).
     pub endpoint: u16,
     /// The endpoint's generation, so a completion for an endpoint that left (and whose index
     /// was taken again) is recognised.

@@ -50,7 +50,7 @@ impl Default for UringTuning {
             // Measured (`cargo bench --bench engine -- flood`, 64-byte frames): returning at
             // the first completion gave 2.2 completions per turn with DEFER_TASKRUN (one frame
             // per io_uring_enter) and 2.9-4.0 us of worker CPU per frame; this batching wait
-            // (with the adaptive count in worker.rs) 1.9-3.2 us. A lone frame waits at most
+            // (with the adaptive count of `Nodes::run`) 1.9-3.2 us. A lone frame waits at most
             // this long.
             batch_wait_us: 20,
             busy_poll_us: 0,

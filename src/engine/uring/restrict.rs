@@ -24,9 +24,10 @@ const EXTRA: &[(u8, &str)] = &[(opcode::Timeout::CODE, "TIMEOUT")];
 const REGISTER_OPS: &[(u8, &str)] = &[(22, "REGISTER_PBUF_RING"), (23, "UNREGISTER_PBUF_RING")];
 
 /// The sqe flags the loops set: linked send chains (a hard link where a short write must not
-/// cut the chain).
+/// cut the chain), and buffer selection, which every multishot receive into a provided-buffer
+/// group carries (`RecvMulti`/`ReadMulti` set it themselves).
 fn sqe_flags() -> Flags {
-    Flags::IO_LINK | Flags::IO_HARDLINK
+    Flags::IO_LINK | Flags::IO_HARDLINK | Flags::BUFFER_SELECT
 }
 
 /// Every opcode a data-plane ring accepts.
@@ -233,6 +234,14 @@ mod tests {
                     .unwrap_or_else(|| panic!("{name}: squeue::Flags::{id}: add it here"))
                     .1;
                 assert!(sqe_flags().contains(fl), "{name}: sqe flag {id} is not allowed");
+            }
+            // Multishot receives into a buffer group carry IOSQE_BUFFER_SELECT, set by the
+            // opcode's builder, not named in the loop's source.
+            if src.contains("opcode::RecvMulti::") || src.contains("opcode::ReadMulti::") {
+                assert!(
+                    sqe_flags().contains(Flags::BUFFER_SELECT),
+                    "{name}: multishot receives need BUFFER_SELECT"
+                );
             }
             if src.contains("types::Fixed(") {
                 assert!(sqe_flags().contains(Flags::FIXED_FILE), "{name}: fixed files");

@@ -2,8 +2,8 @@
 //! and the two drivers that carry them out. [`Ring::Kernel`] hands them to io_uring;
 //! [`Ring::Emulated`] (`emu.rs`) does each one with the plain syscall when epoll says its
 //! descriptor is ready, and posts the same completion io_uring would (result, `MORE`, the
-//! provided buffer it picked). The loops (`worker.rs`, `node.rs`) are written once against
-//! this interface, so `--engine poll` runs the very same per-frame code as the default.
+//! provided buffer it picked). The loop (`node.rs`) is written once against this interface,
+//! so `--engine poll` runs the very same per-frame code as the default.
 
 use super::emu::Emu;
 use super::{is_retry, BufRing};
