@@ -257,6 +257,21 @@ impl Link {
 }
 
 impl Link {
+    /// Whether this is a datagram `ptp://` end (4.0.1): a first opener sends to `PATH+`, a
+    /// second opener is bound at `PATH+` and connected to PATH ([`Link::reconnect`]). A
+    /// vde:// link, connected to its switch, is not one: negotiation runts must never be
+    /// relayed between the clients of a switch that did not answer the offer.
+    pub fn is_dgram_ptp(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        if self.framing != Framing::Datagram || self.node.is_some() {
+            return false;
+        }
+        match &self.send_to {
+            SendTo::Unix(p) => p.as_os_str().as_bytes().ends_with(b"+"),
+            SendTo::Connected => matches!(self.reconnect(), Reconnect::Unix(_)),
+        }
+    }
+
     /// Closes this copy of the link's descriptors without removing its files or stopping its
     /// coprocess: for a process that handed the link to a child (vdens -c). A libvdeplug
     /// bridge keeps running in this process until it exits.

@@ -3517,11 +3517,11 @@ impl UNode {
     }
 }
 
-/// Whether link `l` is a datagram `ptp://` link that offered super-frames (the only
-/// connectionless link that does: a `vde://` one has its control connection, and negotiated
-/// at its join).
+/// Whether link `l` is a datagram `ptp://` link that offered super-frames (a `vde://` link
+/// offers them too, but negotiated at its join: its control connection may be the control
+/// thread's by now, so the link is told apart by its addresses, see `Link::is_dgram_ptp`).
 fn dgram_ptp_offer(l: &Link) -> bool {
-    l.superframes.is_some() && l.framing == Framing::Datagram && l.ctl.is_none() && l.node.is_none()
+    l.superframes.is_some() && l.is_dgram_ptp()
 }
 
 /// Sends runt `r` at once on `fd` (MSG_DONTWAIT), to `to` or to the connected peer. One that
