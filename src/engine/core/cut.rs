@@ -40,6 +40,48 @@ pub fn judge(read: &mut [u8], hdr_len: usize, full: bool, max_seg: usize) -> Res
     }
 }
 
+/// One standard frame cut from a read ([`piece`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The frame's length in `out`, or why it is dropped.
+    pub got: Result<usize, DropReason>,
+    /// The first segment of a super-frame of this many segments (for the caller's
+    /// `super_frames`/`segments` counts).
+    pub first_of: Option<usize>,
+    /// The read is used up (`next` is back to 0).
+    pub done: bool,
+}
+
+/// The next standard frame of `read` (`hdr_len` header bytes and a frame; `full` and
+/// `max_seg` as for [`judge`]) into `out`: the plain frame, or segment `*next` of a
+/// super-frame, `*next` then moving on. Each call is one frame received, as [`Cut`] says.
+pub fn piece(
+    read: &mut [u8],
+    hdr_len: usize,
+    full: bool,
+    max_seg: usize,
+    next: &mut usize,
+    out: &mut [u8],
+) -> Piece {
+    let (got, first_of, done) = match judge(read, hdr_len, full, max_seg) {
+        Err(why) => (Err(why), None, true),
+        Ok(Cut::Plain(len)) => {
+            out[..len].copy_from_slice(&read[hdr_len..hdr_len + len]);
+            (Ok(len), None, true)
+        }
+        Ok(Cut::Super(h, count)) => {
+            let first_of = (*next == 0).then_some(count);
+            let r = segment(&h, &read[hdr_len..], *next, out);
+            *next += 1;
+            (r, first_of, *next >= count)
+        }
+    };
+    if done {
+        *next = 0;
+    }
+    Piece { got, first_of, done }
+}
+
 /// Writes segment `i` of the super-frame `pkt` (the read after its header), judged as
 /// [`Cut::Super`] with header `h`, into `out`; returns its length.
 pub fn segment(h: &VnetHdr, pkt: &[u8], i: usize, out: &mut [u8]) -> Result<usize, DropReason> {
@@ -142,6 +184,41 @@ mod tests {
             Err(DropReason::Framing),
             "no room"
         );
+    }
+
+    #[test]
+    fn pieces_walk_a_read_frame_by_frame() {
+        let mut out = [0u8; 9500];
+        let mut next = 0;
+        let mut plain = read_of(VnetHdr::default(), 10);
+        let p = piece(&mut plain, HL, false, 9500, &mut next, &mut out);
+        assert_eq!((p.got, p.first_of, p.done, next), (Ok(64), None, true, 0));
+        assert_eq!(&out[..64], &plain[HL..]);
+        let h = VnetHdr {
+            gso_type: vnet::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1000,
+            ..VnetHdr::default()
+        };
+        let mut sup = read_of(h, 2500);
+        let walk: Vec<_> = (0..3)
+            .map(|_| {
+                let p = piece(&mut sup, HL, false, 9500, &mut next, &mut out);
+                (p.got, p.first_of, p.done)
+            })
+            .collect();
+        assert_eq!(
+            walk,
+            vec![
+                (Ok(1054), Some(3), false),
+                (Ok(1054), None, false),
+                (Ok(554), None, true)
+            ]
+        );
+        assert_eq!(next, 0, "a used-up read starts over");
+        let mut runt = vec![0u8; HL + 10];
+        let p = piece(&mut runt, HL, false, 9500, &mut next, &mut out);
+        assert_eq!((p.got, p.done), (Err(DropReason::Framing), true));
     }
 
     #[test]

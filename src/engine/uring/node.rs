@@ -1182,10 +1182,7 @@ impl UNode {
                 if !s.room(len + 2) {
                     c.add_drop(DropReason::NoBuffer, 1);
                 } else {
-                    s.out[s.end..s.end + 2].copy_from_slice(&stream::header(len));
-                    let src = frame_of(&self.bufs, &self.slots, fid, len);
-                    s.out[s.end + 2..s.end + 2 + len].copy_from_slice(src);
-                    s.end += len + 2;
+                    s.put(frame_of(&self.bufs, &self.slots, fid, len));
                     c.sent(len);
                 }
                 self.kick_stream(to);
@@ -1931,42 +1928,33 @@ impl UNode {
             let o = slot as usize * BUF_SIZE;
             let out = &mut self.slots[o..o + BUF_SIZE];
             c.received += 1;
-            let got = match cut::judge(read, v.hdr, full, MAX_FRAME) {
-                Err(why) => {
-                    v.len = 0;
-                    v.next = 0;
-                    Err(why)
+            let piece = cut::piece(read, v.hdr, full, MAX_FRAME, &mut v.next, out);
+            if let Some(n) = piece.first_of {
+                c.super_frames += 1;
+                c.segments += n as u64;
+            }
+            if piece.done {
+                v.len = 0;
+            }
+            self.forward_piece(id, slot, piece.got, now);
+        }
+    }
+
+    /// Forwards the frame cut from endpoint `id`'s tap read into `slot` (`got`: its length),
+    /// or drops it, counted there, and frees the slot.
+    fn forward_piece(&mut self, id: usize, slot: u16, got: Result<usize, DropReason>, now: u64) {
+        match got {
+            Ok(l) => {
+                let fid = slot | SLOT_FLAG;
+                self.slot_refs[slot as usize] = 1;
+                self.forward(id, fid, l, now);
+                self.release(fid);
+            }
+            Err(why) => {
+                if let Some(e) = self.eps[id].as_mut() {
+                    e.counts[TAP_TO_LINK].add_drop(why, 1);
                 }
-                Ok(Cut::Plain(len)) => {
-                    v.len = 0;
-                    out[..len].copy_from_slice(&read[v.hdr..v.hdr + len]);
-                    Ok(len)
-                }
-                Ok(Cut::Super(h, count)) => {
-                    if v.next == 0 {
-                        c.super_frames += 1;
-                        c.segments += count as u64;
-                    }
-                    let r = cut::segment(&h, &read[v.hdr..], v.next, out);
-                    v.next += 1;
-                    if v.next >= count {
-                        v.len = 0;
-                        v.next = 0;
-                    }
-                    r
-                }
-            };
-            match got {
-                Ok(l) => {
-                    let fid = slot | SLOT_FLAG;
-                    self.slot_refs[slot as usize] = 1;
-                    self.forward(id, fid, l, now);
-                    self.release(fid);
-                }
-                Err(why) => {
-                    c.add_drop(why, 1);
-                    self.free_slots.push(slot);
-                }
+                self.free_slots.push(slot);
             }
         }
     }
@@ -3066,24 +3054,21 @@ impl UNode {
     /// Copies the frames waiting for stream port endpoint `id` into its output while there is
     /// room.
     fn port_stream_fill(&mut self, id: usize) {
-        let Some(Some(e)) = self.eps.get_mut(id) else {
-            return;
-        };
-        let (Tx::Stream(s), Some(p)) = (&mut e.tx, e.port.as_mut()) else {
-            return;
-        };
-        let mut done = Vec::new();
-        while let Some(&(fid, len)) = p.queue.front() {
+        loop {
+            let Some(Some(e)) = self.eps.get_mut(id) else {
+                return;
+            };
+            let (Tx::Stream(s), Some(p)) = (&mut e.tx, e.port.as_mut()) else {
+                return;
+            };
+            let Some(&(fid, len)) = p.queue.front() else { break };
             let len = len as usize;
             if !s.room(len + 2) {
                 break;
             }
             s.put(frame_of(&self.bufs, &self.slots, fid, len));
-            e.counts[LINK_TO_TAP].sent(len);
             p.queue.pop_front();
-            done.push(fid);
-        }
-        for fid in done {
+            e.counts[LINK_TO_TAP].sent(len);
             self.release(fid);
         }
         self.port_drained(id);
@@ -3203,41 +3188,16 @@ impl UNode {
             let o = slot as usize * BUF_SIZE;
             let out = &mut self.slots[o..o + BUF_SIZE];
             c.received += 1;
-            let mut done = true;
-            let got = match cut::judge(read, hl, full, MAX_FRAME) {
-                Err(why) => Err(why),
-                Ok(Cut::Plain(l)) => {
-                    out[..l].copy_from_slice(&read[hl..hl + l]);
-                    Ok(l)
-                }
-                Ok(Cut::Super(h, count)) => {
-                    if p.next == 0 {
-                        c.super_frames += 1;
-                        c.segments += count as u64;
-                    }
-                    let r = cut::segment(&h, &read[hl..], p.next, out);
-                    p.next += 1;
-                    done = p.next >= count;
-                    r
-                }
-            };
-            if done {
-                p.next = 0;
+            let piece = cut::piece(read, hl, full, MAX_FRAME, &mut p.next, out);
+            if let Some(n) = piece.first_of {
+                c.super_frames += 1;
+                c.segments += n as u64;
+            }
+            if piece.done {
                 p.reads.pop_front();
                 self.bufs.push(fid);
             }
-            match got {
-                Ok(l) => {
-                    let sfid = slot | SLOT_FLAG;
-                    self.slot_refs[slot as usize] = 1;
-                    self.forward(id, sfid, l, now);
-                    self.release(sfid);
-                }
-                Err(why) => {
-                    c.add_drop(why, 1);
-                    self.free_slots.push(slot);
-                }
-            }
+            self.forward_piece(id, slot, piece.got, now);
         }
     }
 
