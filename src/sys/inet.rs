@@ -267,29 +267,18 @@ pub fn recv_batch_from(
         msgs[i].msg_hdr.msg_control = ctl[i].as_mut_ptr().cast();
         msgs[i].msg_hdr.msg_controllen = CMSG_ROOM as _;
     }
-    // SAFETY: n valid mmsghdr, each pointing at two iovecs inside `hdrs[i]` and `slab` (both
+    // SAFETY: each of the n mmsghdr points at two iovecs inside `hdrs[i]` and `slab` (both
     // exclusively borrowed for the call), at its own sockaddr_storage and control buffer on
     // this stack frame.
-    let r = unsafe {
-        libc::recvmmsg(
-            fd.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for i in 0..r as usize {
+    let r = unsafe { super::recvmmsg_now(fd, &mut msgs[..n]) }?;
+    for i in 0..r {
         lens[i] = msgs[i].msg_len as usize;
         meta[i] = Meta {
             from: from_raw(&names[i], msgs[i].msg_hdr.msg_namelen),
             spec_dst: pktinfo_spec_dst(&msgs[i].msg_hdr),
         };
     }
-    Ok(r as usize)
+    Ok(r)
 }
 
 /// sendmmsg(2) without waiting: datagram `i` is `hdr` followed by `frames[i]`, sent to

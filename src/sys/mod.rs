@@ -270,22 +270,34 @@ pub fn recv_batch(
         msgs[i].msg_hdr.msg_iov = &mut iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    // SAFETY: n valid mmsghdr, each pointing at one iovec inside `slab`, which is exclusively
-    // borrowed for the call.
+    // SAFETY: each of the n mmsghdr points at one iovec inside `slab`, exclusively borrowed
+    // for the call.
+    let r = unsafe { recvmmsg_now(fd, &mut msgs[..n]) }?;
+    for i in 0..r {
+        lens[i] = msgs[i].msg_len as usize;
+    }
+    Ok(r)
+}
+
+/// recvmmsg(2) without waiting into `msgs`. Returns how many arrived.
+///
+/// # Safety
+/// Every pointer in `msgs` (iovecs and their buffers, names, control buffers) is valid for
+/// its length and not used by anything else during the call.
+pub(crate) unsafe fn recvmmsg_now(fd: BorrowedFd<'_>, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    // SAFETY: `msgs` is a valid slice of mmsghdr; what they point at is valid and the
+    // caller's alone for the call (this function's contract).
     let r = unsafe {
         libc::recvmmsg(
             fd.as_raw_fd(),
             msgs.as_mut_ptr(),
-            n as libc::c_uint,
+            msgs.len() as libc::c_uint,
             libc::MSG_DONTWAIT,
             std::ptr::null_mut(),
         )
     };
     if r < 0 {
         return Err(io::Error::last_os_error());
-    }
-    for i in 0..r as usize {
-        lens[i] = msgs[i].msg_len as usize;
     }
     Ok(r as usize)
 }

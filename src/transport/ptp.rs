@@ -199,6 +199,19 @@ enum Try {
     Again(OpenError),
 }
 
+/// Binding `path` failed with `e`: EADDRINUSE means another opener bound it since we looked
+/// (the role decision is made again); anything else ends the open.
+fn bind_failed(vnl: &str, e: io::Error, path: &Path) -> Try {
+    let raced = e.raw_os_error() == Some(libc::EADDRINUSE);
+    let hint = bind_hint(&e, path);
+    let err = OpenError::io(vnl, "binding the ptp socket", e, Some(hint));
+    if raced {
+        Try::Again(err)
+    } else {
+        Try::Done(Err(err))
+    }
+}
+
 /// How long the role decision is retried while other openers keep changing PATH.
 const ROLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -213,16 +226,7 @@ fn first(vnl: &str, path: &Path) -> Try {
         Err(e) => return Try::Done(Err(OpenError::io(vnl, "binding the ptp socket", e.into(), None))),
     };
     if let Err(e) = bind(sock.as_raw_fd(), &addr) {
-        let e = io::Error::from(e);
-        let raced = e.raw_os_error() == Some(libc::EADDRINUSE);
-        let hint = bind_hint(&e, path);
-        let err = OpenError::io(vnl, "binding the ptp socket", e, Some(hint));
-        // Another opener bound PATH since we looked: it is the first opener, we the second.
-        return if raced {
-            Try::Again(err)
-        } else {
-            Try::Done(Err(err))
-        };
+        return bind_failed(vnl, io::Error::from(e), path);
     }
     let mut link = Link::null(vnl);
     link.framing = Framing::Datagram;
@@ -281,16 +285,7 @@ fn second(vnl: &str, path: &Path) -> Try {
     }
     let sock = match UnixDatagram::bind(&out) {
         Ok(s) => s,
-        Err(e) => {
-            let raced = e.raw_os_error() == Some(libc::EADDRINUSE);
-            let hint = bind_hint(&e, &out);
-            let err = OpenError::io(vnl, "binding the ptp socket", e, Some(hint));
-            return if raced {
-                Try::Again(err)
-            } else {
-                Try::Done(Err(err))
-            };
-        }
+        Err(e) => return bind_failed(vnl, e, &out),
     };
     // From here the Link owns PATH+ and removes it on any failure.
     let mut link = Link::null(vnl);
