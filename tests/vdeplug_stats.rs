@@ -214,9 +214,10 @@ fn a_link_to_a_classic_or_no_offload_end_is_not_negotiated() {
         assert!(count(&j, fast, "tap_to_link", "wire_super") > 0, "{fast}: {j}");
         // The cut frames went out on the plain link.
         assert!(count(&j, plain, "link_to_tap", "frames") > 5000, "{plain}: {j}");
+        // The cable first: an end gone before it would be said (the peer went away).
+        assert_eq!(term(&mut k), Some(0));
         drop(x);
         drop(y);
-        assert_eq!(term(&mut k), Some(0));
         let e = std::fs::read_to_string(&err).unwrap();
         assert!(e.is_empty(), "the cable said: {e}");
     }
@@ -329,4 +330,73 @@ fn a_relative_file_stays_where_the_daemon_started_and_a_bad_one_is_said() {
     );
     assert_eq!(e.lines().next(), Some(want.as_str()), "{e}");
     assert!(e.lines().all(|l| l == want), "{e}");
+}
+
+/// A cable's `vde://` links: the one to a vdeplug-fast `switch://` negotiated (and the
+/// switch's own --stats shows the cable's port so), the one to a classic vde_switch offered
+/// only. Read from the periodic writes (no namespace needed).
+#[test]
+fn a_cable_reports_its_vde_links_negotiated_with_a_fast_switch_offered_to_vde_switch() {
+    let d = TempDir::new("vpsv");
+    let fsw = d.join("fsw");
+    let vsw = d.join("vsw");
+    let sw_stats = d.join("sw.json");
+    let mut c = Command::new(VDEPLUG_FAST);
+    c.args([
+        "--stats",
+        sw_stats.to_str().unwrap(),
+        "--stats-interval",
+        "50",
+        "null://",
+    ])
+    .arg(format!("switch://{}", fsw.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut s = Proc::start(c);
+    assert!(wait_path(&fsw.join("ctl"), 10), "no vdeplug-fast switch");
+    let _v = vde_switch(&vsw, false);
+    let file = d.join("cable.json");
+    let err = d.join("cable.err");
+    let mut c = Command::new(VDEPLUG_FAST);
+    c.args([
+        "--stats",
+        file.to_str().unwrap(),
+        "--stats-interval",
+        "50",
+        "-D",
+        "vpsv",
+    ])
+    .arg(format!("vde://{}", fsw.display()))
+    .arg(format!("vde://{}", vsw.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&err).unwrap());
+    let mut k = Proc::start(c);
+    assert!(wait_path(&file, 10), "no stats from the cable");
+    let j = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        port_str(&j, "plug1", "vnl"),
+        format!("vde://{}", fsw.display()),
+        "{j}"
+    );
+    assert_eq!(port_str(&j, "plug1", "superframes"), "negotiated", "{j}");
+    assert_eq!(
+        port_str(&j, "plug2", "vnl"),
+        format!("vde://{}", vsw.display()),
+        "{j}"
+    );
+    assert_eq!(port_str(&j, "plug2", "superframes"), "offered", "{j}");
+    std::thread::sleep(Duration::from_millis(200));
+    let js = std::fs::read_to_string(&sw_stats).unwrap();
+    assert!(js.contains("\"vnl\":\"vpsv user="), "{js}");
+    assert_eq!(
+        port_str(&js, &format!("switch://{}:1", fsw.display()), "superframes"),
+        "negotiated",
+        "{js}"
+    );
+    assert_eq!(term(&mut k), Some(0));
+    assert_eq!(term(&mut s), Some(0));
+    let e = std::fs::read_to_string(&err).unwrap();
+    assert!(e.is_empty(), "the cable said: {e}");
 }
