@@ -134,6 +134,8 @@ fn vdeplug_option_doc(key: &str) -> Option<(&'static str, &'static str)> {
         "engine" => ("ENGINE", "vdeplug-fast's own: the data plane of a switch:// or hub:// hosted in this process: uring (io_uring), poll (epoll), or auto (io_uring when usable; the default). Cables run on the epoll node"),
         "busy-poll" => ("USEC", "vdeplug-fast's own: before the data-plane thread sleeps it spins up to USEC microseconds (at most 1000000) for the next frame, taken then without a wake-up; it keeps a CPU busy while traffic flows: for dedicated CPUs. 0, the default, is off"),
         "rt-priority" => ("PRIO", "vdeplug-fast's own: run the data-plane thread under the SCHED_FIFO real-time policy at PRIO (1-99), so that a frame waits for no other program's time slice. Needs CAP_SYS_NICE or ulimit -r PRIO; when refused, one line says so and it runs under the normal scheduler"),
+        "stats" => ("FILE", "vdeplug-fast's own, as vdens-fast's: write the data plane's counters to FILE as one JSON line, every --stats-interval, at once on SIGUSR1, and at the end. Each link (a cable's plug1 and plug2, a hosted switch's or hub's ports) is named with its VNL, says whether it negotiated super-frames with its peer (off, offered, negotiated) and counts per direction the frames, bytes, drops by reason and the super-frames that crossed its wire whole (wire_super: received from the link under tap_to_link, sent to it under link_to_tap). FILE is replaced whole (written to FILE.tmp, then renamed); a relative FILE is taken from the directory vdeplug-fast was started in; one that cannot be written is said in a line and does not stop the run"),
+        "stats-interval" => ("MS", "vdeplug-fast's own: milliseconds between --stats writes, from 10 [default: 1000]"),
         "version" => ("", "Print the version and the data-plane engines this kernel allows, and exit 0"),
         _ => return None,
     })
@@ -157,6 +159,8 @@ pub const VDEPLUG_DOCUMENTED: &[&str] = &[
     "engine",
     "busy-poll",
     "rt-priority",
+    "stats",
+    "stats-interval",
     "version",
 ];
 
@@ -210,7 +214,7 @@ pub fn vdeplug_command() -> Command {
         };
         a = match id {
             "engine" => a.value_parser(["auto", "uring", "poll"]),
-            "pidfile" => a.value_hint(ValueHint::FilePath),
+            "pidfile" | "stats" => a.value_hint(ValueHint::FilePath),
             "c" => a.value_parser(["vde_plug"]),
             _ => a,
         };
@@ -323,7 +327,7 @@ const VDEPLUG_SECTIONS: &[Section] = &[
         P("0 when the stream input ends (also beside a hosted switch or hub, and when the coprocess exits), on SIGTERM, and after --help and --version; 1 when a VNL cannot be opened or the daemon cannot start; 255 on a usage error and in login-shell mode for anything but vde_plug. Killed by SIGINT or SIGHUP (re-sent to its process group) after removing what it created."),
     ]),
     ("SIGNALS", &[
-        P("SIGTERM ends the run with status 0; SIGINT and SIGHUP end it by the same signal after cleaning up (pid file, a hosted switch's directory). SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGPROF, SIGVTALRM, SIGIO, SIGSTKFLT and SIGPWR are ignored. A coprocess (= CMD) runs in its own process group with default signal dispositions and is stopped when vdeplug-fast ends."),
+        P("SIGTERM ends the run with status 0; SIGINT and SIGHUP end it by the same signal after cleaning up (pid file, a hosted switch's directory). SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGPROF, SIGVTALRM, SIGIO, SIGSTKFLT and SIGPWR are ignored, except SIGUSR1 with --stats: it writes the --stats file at once. A coprocess (= CMD) runs in its own process group with default signal dispositions and is stopped when vdeplug-fast ends."),
     ]),
     ("FILES", &[
         Item("~/.vdeplug/default, ~/.vde2/default.switch", "The default VDE network of an empty VNL, as for vde_plug."),
@@ -341,7 +345,7 @@ const VDEPLUG_SECTIONS: &[Section] = &[
         Item("-l", "The syslog identifier is the name vdeplug-fast was invoked by, and a run ended by a signal is logged STOP too."),
         Item("-h", "The summary goes to stdout with status 0 (vde_plug: stderr, 255)."),
         Item("=", "Options stop at =, so the command keeps its own."),
-        Item("-V, --version, --engine, --busy-poll, --rt-priority", "vdeplug-fast's own."),
+        Item("-V, --version, --engine, --busy-poll, --rt-priority, --stats, --stats-interval", "vdeplug-fast's own (SIGUSR1 writes the --stats file; without --stats it is ignored, as by vde_plug)."),
         P("The whole list: /usr/share/doc/vdens-fast/README.md, section \"Differences from vde_plug\"."),
     ]),
     ("SEE ALSO", &[P("vdens-fast(1), vde_plug(1), vdens(1), vde_switch(1)")]),

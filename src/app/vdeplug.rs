@@ -7,7 +7,8 @@
 //! - options stop at `=`: what follows is the command and its own options (vde_plug's getopt
 //!   permutes them into its own, so `vde_plug = ssh -l u host vde_plug` reads `-l` as --log);
 //! - `-h`/`--help` prints the summary on stdout and exits 0 (vde_plug: stderr, 255);
-//! - `--engine` is vdeplug-fast's own.
+//! - `--engine`, `--busy-poll`, `--rt-priority`, `--stats`, `--stats-interval` are vdeplug-fast's
+//!   own (with `--stats`, SIGUSR1 writes the statistics instead of being ignored).
 
 pub mod run;
 
@@ -19,6 +20,12 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 /// vde_plug's description of its connections when `-D` is not given (DEFAULT_DESCRIPTION).
 pub const DEFAULT_DESCR: &str = "vdeplug:";
+
+/// The shortest --stats-interval, in milliseconds (as vdens-fast's).
+pub const MIN_STATS_INTERVAL_MS: u64 = 10;
+
+/// --stats-interval when not given, in milliseconds (as vdens-fast's).
+pub const DEFAULT_STATS_INTERVAL_MS: u64 = 1000;
 
 /// The one command a login shell runs (`ssh vdeuser@host vde_plug`: sshd runs `SHELL -c vde_plug`).
 pub const LOGIN_COMMAND: &str = "vde_plug";
@@ -75,6 +82,12 @@ pub struct Options {
     pub busy_poll_us: u32,
     /// --rt-priority: SCHED_FIFO priority of the data-plane thread.
     pub rt_priority: Option<u8>,
+    /// --stats: the file the engine writes its counters to as JSON (every
+    /// `stats_interval_ms`, on SIGUSR1, and at the end), as vdens-fast's --stats. Bytes, as
+    /// given.
+    pub stats: Option<OsString>,
+    /// --stats-interval: milliseconds between those writes (at least [`MIN_STATS_INTERVAL_MS`]).
+    pub stats_interval_ms: u64,
     pub logging: Logging,
     /// For the first VNL and for the second.
     pub open_args: [OpenArgs; 2],
@@ -84,7 +97,7 @@ pub struct Options {
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     /// -h, --help.
     Help,
     /// -V, --version (vdeplug-fast's own: vde_plug has neither).
@@ -107,8 +120,11 @@ pub enum UsageError {
     /// --port/--port2 must be a positive number.
     BadPort(&'static str, String),
     BadEngine(String),
-    /// --busy-poll/--rt-priority out of their range (the option, the value, the range).
+    /// --busy-poll/--rt-priority/--stats-interval out of their range (the option, the value,
+    /// the range).
     BadNumber(&'static str, String, &'static str),
+    /// An option whose value may not be empty (--stats '').
+    Empty(&'static str),
     /// The arguments left after the options fit none of the forms.
     Arguments(Vec<String>),
 }
@@ -131,6 +147,7 @@ impl fmt::Display for UsageError {
             UsageError::BadPort(n, v) => write!(f, "--{n} {v}: not a port number (a number from 1)"),
             UsageError::BadEngine(v) => write!(f, "--engine: unknown engine '{v}' (auto, uring or poll)"),
             UsageError::BadNumber(n, v, r) => write!(f, "--{n} '{v}': not a number from {r}"),
+            UsageError::Empty(n) => write!(f, "--{n} '': the value may not be empty"),
             UsageError::Arguments(a) => write!(
                 f,
                 "cannot use the arguments {}: give VNL, VNL VNL, [VNL] = CMD [ARGS]",
@@ -155,6 +172,8 @@ enum Opt {
     Engine,
     BusyPoll,
     RtPriority,
+    Stats,
+    StatsInterval,
     Version,
 }
 
@@ -175,7 +194,7 @@ const SHORT: &[(char, Opt, bool)] = &[
 ];
 
 /// vde_plug's long options in its order, and vdeplug-fast's `--engine`, `--busy-poll`,
-/// `--rt-priority`.
+/// `--rt-priority`, `--stats`, `--stats-interval`.
 const LONG: &[(&str, Opt, bool)] = &[
     ("pidfile", Opt::Pidfile, true),
     ("daemon", Opt::Daemon, false),
@@ -192,6 +211,8 @@ const LONG: &[(&str, Opt, bool)] = &[
     ("engine", Opt::Engine, true),
     ("busy-poll", Opt::BusyPoll, true),
     ("rt-priority", Opt::RtPriority, true),
+    ("stats", Opt::Stats, true),
+    ("stats-interval", Opt::StatsInterval, true),
     ("version", Opt::Version, false),
 ];
 
@@ -293,6 +314,8 @@ pub fn parse(argv: &[OsString], posixly_correct: bool) -> Result<Parsed, UsageEr
         engine: EngineChoice::Auto,
         busy_poll_us: 0,
         rt_priority: None,
+        stats: None,
+        stats_interval_ms: DEFAULT_STATS_INTERVAL_MS,
         logging: Logging::default(),
         open_args: [OpenArgs::default(), OpenArgs::default()],
         plan: Plan::Stream { vnl: OsString::new() },
@@ -358,7 +381,7 @@ pub fn parse(argv: &[OsString], posixly_correct: bool) -> Result<Parsed, UsageEr
         }
     }
     o.plan = plan(&words)?;
-    Ok(Parsed::Run(o))
+    Ok(Parsed::Run(Box::new(o)))
 }
 
 /// One option's effect; `Some` when it ends the parse (help, a refused login shell).
@@ -423,6 +446,15 @@ fn apply(o: &mut Options, opt: Opt, value: Option<OsString>) -> Result<Option<Pa
                     .filter(|n| (1..=99).contains(n))
                     .ok_or_else(|| UsageError::BadNumber("rt-priority", lossy(&v), "1 to 99"))?,
             );
+        }
+        Opt::Stats if v.is_empty() => return Err(UsageError::Empty("stats")),
+        Opt::Stats => o.stats = Some(v),
+        Opt::StatsInterval => {
+            o.stats_interval_ms = lossy(&v)
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= MIN_STATS_INTERVAL_MS)
+                .ok_or_else(|| UsageError::BadNumber("stats-interval", lossy(&v), "10 up (milliseconds)"))?;
         }
     }
     Ok(None)

@@ -6,7 +6,8 @@
 //! again to the whole process group with their default action (the process ends killed by
 //! them). SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2, SIGPROF, SIGVTALRM, SIGIO, SIGSTKFLT and SIGPWR
 //! do nothing (vde_plug ignores them; here they are blocked and read from a signalfd, so a
-//! coprocess started before still gets the caller's dispositions).
+//! coprocess started before still gets the caller's dispositions), except SIGUSR1 under
+//! `--stats`: it writes the statistics file at once, as vdens-fast's SIGUSR1 does.
 
 use super::{
     ip_source, iplog_message, parse, program_name, remote_address, syslog_datagram, wire, Logging, Options,
@@ -69,6 +70,11 @@ Options (vde_plug's; short ones may be bundled, long ones abbreviated):
                                 data-plane thread sleeps (dedicated CPUs; 0, the default, is off)
   --rt-priority PRIO            run the data-plane thread under SCHED_FIFO at PRIO (1-99;
                                 needs CAP_SYS_NICE or ulimit -r PRIO)
+  --stats FILE                  write the data plane's counters to FILE as JSON (each link:
+                                frames, drops, whether it negotiated super-frames, those sent
+                                and received whole) every --stats-interval, on SIGUSR1 and at
+                                the end
+  --stats-interval MS           milliseconds between --stats writes (from 10; default 1000)
   -h | --help                   this summary
   -V | --version                the version and the data-plane engines this kernel allows
 ";
@@ -81,7 +87,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     crate::diag::set_program(&prog);
     let parsed = parse(&argv, std::env::var_os("POSIXLY_CORRECT").is_some());
     let o = match parsed {
-        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Run(o)) => *o,
         Ok(Parsed::Help) => {
             print!("{}", USAGE.replace("PROG", &prog));
             return 0;
@@ -192,6 +198,8 @@ struct Run {
     log: Option<SessionLog>,
     /// The pid file as an absolute path (the daemon runs in /).
     pidfile: Option<PathBuf>,
+    /// The --stats file as an absolute path (likewise).
+    stats: Option<PathBuf>,
     /// Threads copying stdout from the engine's pipe, waited for at the end.
     pumps: Vec<JoinHandle<()>>,
     /// Set when stdin, copied by a thread, ends.
@@ -203,15 +211,18 @@ struct Run {
 
 impl Run {
     fn new(prog: String, o: Options, log: Option<SessionLog>) -> Run {
-        let pidfile = o.pidfile.as_ref().map(|p| {
+        let absolute = |p: &OsString| {
             let p = PathBuf::from(p);
             std::path::absolute(&p).unwrap_or(p)
-        });
+        };
+        let pidfile = o.pidfile.as_ref().map(absolute);
+        let stats = o.stats.as_ref().map(absolute);
         Run {
             prog,
             o,
             log,
             pidfile,
+            stats,
             pumps: Vec::new(),
             stdin_ended: None,
             watches: Vec::new(),
@@ -255,7 +266,9 @@ impl Run {
                 if let Some(r) = ready.take() {
                     daemon_ready(r);
                 }
-                let ended = wait(&engine, &sfd, input.as_deref(), &mut self.watches);
+                let dump = self.stats.is_some();
+                let ended = wait(&engine, &sfd, input.as_deref(), &mut self.watches, dump);
+                // With --stats, the final counters are written here.
                 engine.stop();
                 ended
             }
@@ -348,8 +361,8 @@ impl Run {
                 priority,
                 elevator: None,
             }),
-            stats: None,
-            stats_interval: Duration::from_secs(1),
+            stats: self.stats.clone(),
+            stats_interval: Duration::from_millis(o.stats_interval_ms),
         };
         let tuning = UringTuning {
             busy_poll_us: o.busy_poll_us,
@@ -530,8 +543,15 @@ fn block_signals() -> Result<SignalFd, Failed> {
 }
 
 /// Runs until an ending signal or the end of the input (a cable's, or `input`); looks at the
-/// `watches` every [`links::TICK`].
-fn wait(engine: &Engine, sfd: &SignalFd, input: Option<&AtomicBool>, watches: &mut [CableWatch]) -> Ended {
+/// `watches` every [`links::TICK`]. `dump` (--stats): SIGUSR1 writes the statistics file;
+/// otherwise it is ignored, as vde_plug does.
+fn wait(
+    engine: &Engine,
+    sfd: &SignalFd,
+    input: Option<&AtomicBool>,
+    watches: &mut [CableWatch],
+    dump: bool,
+) -> Ended {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let tick = links::TICK.as_millis() as u16;
     let mut next = Instant::now();
@@ -546,6 +566,7 @@ fn wait(engine: &Engine, sfd: &SignalFd, input: Option<&AtomicBool>, watches: &m
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGTERM) => return Ended::Status(0),
                 Ok(s) if ENDING.contains(&s) => return Ended::Signal(s),
+                Ok(Signal::SIGUSR1) if dump => engine.dump_stats(),
                 _ => {}
             }
         }

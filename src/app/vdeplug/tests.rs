@@ -9,7 +9,7 @@ fn args(s: &[&str]) -> Vec<OsString> {
 
 fn run(s: &[&str]) -> Options {
     match parse(&args(s), false) {
-        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Run(o)) => *o,
         other => panic!("{s:?}: {other:?}"),
     }
 }
@@ -127,6 +127,77 @@ fn long_options_values_and_abbreviations() {
     assert_eq!(
         err(&["--d"]).to_string(),
         "option '--d' is ambiguous; possibilities: '--daemon' '--descr'"
+    );
+}
+
+/// vdeplug-fast's own --stats FILE and --stats-interval MS, read as getopt_long reads the
+/// others: `=value` or the next word, unique abbreviations, permuted after the VNLs.
+#[test]
+fn stats_options() {
+    let o = run(&[]);
+    assert_eq!((o.stats, o.stats_interval_ms), (None, DEFAULT_STATS_INTERVAL_MS));
+    assert_eq!(DEFAULT_STATS_INTERVAL_MS, 1000);
+    let o = run(&["--stats", "s.json", "a", "b"]);
+    assert_eq!(o.stats, Some("s.json".into()));
+    assert_eq!(o.stats_interval_ms, 1000);
+    assert_eq!(
+        o.plan,
+        Plan::Cable {
+            vnls: ["a".into(), "b".into()]
+        }
+    );
+    // The exact name wins over the longer one it starts.
+    assert_eq!(run(&["--stats=F"]).stats, Some("F".into()));
+    assert_eq!(run(&["--stats-interval", "50"]).stats_interval_ms, 50);
+    assert_eq!(run(&["--stats-interval=10"]).stats_interval_ms, 10);
+    assert_eq!(run(&["--stats-i", "50"]).stats_interval_ms, 50);
+    assert_eq!(run(&["--stats-", "70"]).stats_interval_ms, 70);
+    // After the VNLs (permuted), and with the other options.
+    let o = run(&["a", "b", "--stats", "F", "-d", "--stats-int=200"]);
+    assert!(o.daemon);
+    assert_eq!((o.stats, o.stats_interval_ms), (Some("F".into()), 200));
+    // A path's bytes as given, UTF-8 or not.
+    let raw = OsString::from_vec(b"/tmp/s\xff.json".to_vec());
+    let mut argv = args(&["--stats"]);
+    argv.push(raw.clone());
+    match parse(&argv, false) {
+        Ok(Parsed::Run(o)) => assert_eq!(o.stats, Some(raw)),
+        other => panic!("{other:?}"),
+    }
+    // `--stat` and `--st` may be either: ambiguous, as getopt_long says.
+    for a in ["--stat", "--st", "--s"] {
+        assert_eq!(
+            err(&[a, "F"]),
+            UsageError::Ambiguous(a.into(), vec!["stats", "stats-interval"]),
+            "{a}"
+        );
+    }
+    assert_eq!(
+        err(&["--stat", "F"]).to_string(),
+        "option '--stat' is ambiguous; possibilities: '--stats' '--stats-interval'"
+    );
+    assert_eq!(err(&["--stats"]), UsageError::LongNeedsArgument("stats"));
+    assert_eq!(
+        err(&["--stats-interval"]),
+        UsageError::LongNeedsArgument("stats-interval")
+    );
+    assert_eq!(err(&["--stats", ""]), UsageError::Empty("stats"));
+    assert_eq!(
+        err(&["--stats="]).to_string(),
+        "--stats '': the value may not be empty"
+    );
+    for bad in ["9", "0", "-5", "x", "", "1e3", "18446744073709551616"] {
+        assert!(
+            matches!(
+                err(&["--stats-interval", bad]),
+                UsageError::BadNumber("stats-interval", ..)
+            ),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        err(&["--stats-i", "5"]).to_string(),
+        "--stats-interval '5': not a number from 10 up (milliseconds)"
     );
 }
 
