@@ -855,13 +855,16 @@ impl Proc {
     pub fn wait(&mut self, secs: u64) -> Option<(Option<i32>, Option<i32>)> {
         use std::os::unix::process::ExitStatusExt;
         let end = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < end {
+        // Looked at once at least: wait(0) says whether it has ended now.
+        loop {
             if let Ok(Some(st)) = self.0.try_wait() {
                 return Some((st.code(), st.signal()));
             }
+            if Instant::now() >= end {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        None
     }
 }
 
