@@ -29,7 +29,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -214,6 +214,8 @@ pub struct Engine {
     /// memory for an io_uring ring.
     node_kinds: Vec<EngineKind>,
     stats_file: Option<PathBuf>,
+    /// A failed write of the stats file was said (once for the whole run, whoever writes).
+    stats_warned: Arc<AtomicBool>,
     writer: Option<StatsWriter>,
 }
 
@@ -272,6 +274,7 @@ impl Engine {
             nodes: Vec::new(),
             node_kinds: Vec::new(),
             stats_file: opts.stats.clone(),
+            stats_warned: Arc::new(AtomicBool::new(false)),
             writer: None,
         };
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
@@ -430,13 +433,13 @@ impl Engine {
         let nodes = self.nodes.clone();
         let interval = interval.max(Duration::from_millis(10));
         let (kind, n) = (self.kind, self.threads);
+        let warned = self.stats_warned.clone();
         let thread = std::thread::Builder::new()
             .name("vdens-stats".into())
             .spawn(move || {
-                let mut warned = false;
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
                     let json = stats::to_json(kind.name(), n, &snapshot(&ports, &nodes));
-                    write_stats(&path, &json, &mut warned);
+                    write_stats(&path, &json, &warned);
                 }
             })
             .map_err(EngineError::StatsThread)?;
@@ -514,7 +517,7 @@ impl Engine {
     pub fn dump_stats(&self) {
         let json = self.stats_json();
         match &self.stats_file {
-            Some(p) => write_stats(p, &json, &mut false),
+            Some(p) => write_stats(p, &json, &self.stats_warned),
             None => eprintln!("{json}"),
         }
     }
@@ -541,7 +544,7 @@ impl Engine {
         let snap = snapshot(&self.ports, &self.nodes);
         if let Some(p) = &self.stats_file {
             let json = stats::to_json(self.kind.name(), self.threads, &snap);
-            write_stats(p, &json, &mut false);
+            write_stats(p, &json, &self.stats_warned);
         }
         snap
     }
@@ -734,18 +737,18 @@ fn snapshot(ports: &[Arc<stats::PortStats>], nodes: &[Arc<node::NodeShared>]) ->
 }
 
 /// Writes FILE.tmp then renames it over FILE, so readers never see a partial file.
-fn write_stats(path: &Path, json: &str, warned: &mut bool) {
+/// A failure is said once per run (`warned`).
+fn write_stats(path: &Path, json: &str, warned: &AtomicBool) {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let r = std::fs::write(&tmp, format!("{json}\n")).and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = r {
-        if !*warned {
+        if !warned.swap(true, Ordering::Relaxed) {
             crate::diag!(
                 "cannot write statistics to {}: {} (check the directory exists and is writable)",
                 path.display(),
                 crate::sys::err_text(&e)
             );
-            *warned = true;
         }
     }
 }
