@@ -190,6 +190,11 @@ pub struct PairSocket {
     pub peer: PathBuf,
     /// F2 (a first opener's) or R2.
     pub first: bool,
+    /// `PATH+fast3`, where the first opener listens for the tap handover
+    /// (`engine::core::handover`); None: no handover (VDENS_FAST_HANDOVER=0).
+    pub handover: Option<PathBuf>,
+    /// The first opener's listening unix seqpacket socket there (non-blocking).
+    pub listen: Option<OwnedFd>,
 }
 
 impl Link {
