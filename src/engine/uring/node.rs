@@ -2241,6 +2241,7 @@ impl UNode {
     fn start(&mut self) {
         self.arm_wake();
         self.arm_listen();
+        self.handover_tick();
         for id in 0..self.eps.len() {
             self.arm_rx(id);
         }
