@@ -715,7 +715,6 @@ fn pair_socket(path: &Path, first: bool) -> io::Result<super::PairSocket> {
         peer,
         first,
         handover: None,
-        listen: None,
     })
 }
 
@@ -732,13 +731,13 @@ fn handover_wanted() -> bool {
     std::env::var_os("VDENS_FAST_HANDOVER").map_or(true, |v| v != "0")
 }
 
-/// The first opener's listening unix seqpacket socket at `PATH+fast3` (non-blocking, mode
-/// 0700; a socket file left there by an earlier run is replaced, as the pair socket's is).
-fn handover_listener(path: &Path) -> io::Result<OwnedFd> {
-    let own = handover_path(path);
-    let addr = UnixAddr::new(own.as_path())?;
-    match std::fs::symlink_metadata(&own) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&own)?,
+/// The first opener's listening unix seqpacket socket at `own` (`PATH+fast3`; non-blocking,
+/// mode 0700; a socket file left there by an earlier run is replaced, as the pair socket's
+/// is). Made by the port running the link, which adds `own` to the link's files to remove.
+pub fn handover_listener(own: &Path) -> io::Result<OwnedFd> {
+    let addr = UnixAddr::new(own)?;
+    match std::fs::symlink_metadata(own) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(own)?,
         Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -750,10 +749,10 @@ fn handover_listener(path: &Path) -> io::Result<OwnedFd> {
         None,
     )?;
     bind(fd.as_raw_fd(), &addr)?;
-    let done = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700))
+    let done = std::fs::set_permissions(own, std::fs::Permissions::from_mode(0o700))
         .and_then(|_| listen(&fd, Backlog::new(4).map_err(io::Error::from)?).map_err(io::Error::from));
     if let Err(e) = done {
-        let _ = std::fs::remove_file(&own);
+        let _ = std::fs::remove_file(own);
         return Err(e);
     }
     Ok(fd)
@@ -780,17 +779,10 @@ pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool, offer: bool) -> Resul
                     if let Ok(mut p) = pair_socket(path, first) {
                         // Removed before PATH (PATH+): a new end binds it only after that.
                         link.cleanup.insert(0, pair_path(path, first));
+                        // The first opener's listening socket there is made by the port that
+                        // runs the link ([`handover_listener`]): vdeplug-fast has none.
                         if handover_wanted() {
                             p.handover = Some(handover_path(path));
-                            // Best effort too: without it, no handover.
-                            if first {
-                                p.listen = handover_listener(path).ok();
-                                if p.listen.is_some() {
-                                    link.cleanup.insert(0, handover_path(path));
-                                } else {
-                                    p.handover = None;
-                                }
-                            }
                         }
                         link.pair = Some(p);
                     }

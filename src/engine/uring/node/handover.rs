@@ -27,7 +27,7 @@ use crate::engine::core::handover::{self, Act, Arrived, Msg, Phase};
 use crate::engine::core::pair::PairState;
 use crate::engine::stats::DropReason;
 use crate::sys::fdpass;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
@@ -41,8 +41,8 @@ pub(super) struct Handover {
     first: bool,
     /// `PATH+fast3`.
     path: PathBuf,
-    /// The first opener's listening socket (held by its link), and whether its poll is armed.
-    listen: Option<RawFd>,
+    /// The first opener's listening socket, and whether its poll is armed.
+    listen: Option<OwnedFd>,
     listen_armed: bool,
     /// The port's tap's virtio-net header size.
     hdr: usize,
@@ -67,23 +67,35 @@ pub(super) struct Handover {
 
 impl UNode {
     /// Looks for what a handover needs, once: a port whose link is a datagram ptp end with a
-    /// pair socket and `PATH+fast3`, and whose tap has a virtio-net header.
+    /// pair socket and `PATH+fast3`, and whose tap has a virtio-net header. A first opener
+    /// listens there (best effort: without it, no handover), the file removed with the link's.
     fn handover_find(&mut self) -> Option<Box<Handover>> {
         self.port.as_ref()?;
-        let link = self.eps.get(PORT_LINK)?.as_ref()?;
-        link.dg.as_ref()?;
-        let Owner::Link(l) = &link.owner else { return None };
-        let p = l.pair.as_ref()?;
-        let path = p.handover.clone()?;
         let tap = self.eps.get(PORT_TAP)?.as_ref()?;
         let hdr = tap.port.as_ref()?.vnet_hdr;
         if hdr == 0 || !matches!(tap.owner, Owner::Tap(_)) {
             return None;
         }
+        let link = self.eps.get_mut(PORT_LINK)?.as_mut()?;
+        link.dg.as_ref()?;
+        let Owner::Link(l) = &mut link.owner else {
+            return None;
+        };
+        let p = l.pair.as_ref()?;
+        let path = p.handover.clone()?;
+        let first = p.first;
+        let listen = if first {
+            let fd = crate::transport::ptp_handover_listener(&path).ok()?;
+            // Removed before the pair socket's and PATH's.
+            l.cleanup.insert(0, path.clone());
+            Some(fd)
+        } else {
+            None
+        };
         Some(Box::new(Handover {
-            first: p.first,
+            first,
             path,
-            listen: p.listen.as_ref().map(|f| f.as_raw_fd()),
+            listen,
             listen_armed: false,
             hdr,
             conn: None,
@@ -123,9 +135,9 @@ impl UNode {
         }
         let index = self.index as usize;
         let mut polls = [None, None];
-        if let Some(l) = h.listen.filter(|_| !h.listen_armed) {
+        if let Some(l) = h.listen.as_ref().filter(|_| !h.listen_armed) {
             h.listen_armed = true;
-            polls[0] = Some((l, libc::POLLIN, token(Op::Ctl, index, 0, LISTEN, 0)));
+            polls[0] = Some((l.as_raw_fd(), libc::POLLIN, token(Op::Ctl, index, 0, LISTEN, 0)));
         }
         if let Some(c) = h.conn.as_ref().filter(|_| !h.conn_armed) {
             h.conn_armed = true;
@@ -201,10 +213,10 @@ impl UNode {
     /// user is closed at once; one that comes while a handover is up too.
     fn handover_accept(&mut self) {
         loop {
-            let Some(r) = self.handover_listener().map(fdpass::accept) else {
+            let Some(h) = self.ho.as_deref_mut() else { return };
+            let Some(r) = h.listen.as_ref().map(|l| fdpass::accept(l.as_fd())) else {
                 return;
             };
-            let Some(h) = self.ho.as_deref_mut() else { return };
             let fd = match r {
                 Ok(fd) => fd,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => continue,
@@ -227,14 +239,6 @@ impl UNode {
             h.gen = h.gen.wrapping_add(1);
             h.conn_armed = false;
             h.phase = Phase::AwaitAsk;
-        }
-    }
-
-    /// The first opener's listening socket at `PATH+fast3` (its link holds it).
-    fn handover_listener(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        match &self.eps.get(PORT_LINK)?.as_ref()?.owner {
-            Owner::Link(l) => l.pair.as_ref()?.listen.as_ref().map(|f| f.as_fd()),
-            _ => None,
         }
     }
 
