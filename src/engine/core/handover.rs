@@ -14,14 +14,20 @@
 //!    listener knows the nonce: it is F).
 //!
 //! From then on each end reads its own tap and writes its frames, whole with their virtio-net
-//! header, into the other's tap (two copies per frame, as a `tap://` link); the connection
-//! stays open and is watched: its end ([`conn_lost`]) or a write that says the peer's tap is
+//! header, into the other's tap (two copies per frame, as a `tap://` link), and tells the
+//! other now and then what it wrote there (`Count`: the receiver's counters would not see
+//! those frames otherwise); the connection stays open and is watched: its end ([`conn_lost`]) or a write that says the peer's tap is
 //! gone ([`write_lost`]) ends the handover, and the link falls back to its socket. Anything
 //! else (a wrong nonce, a message out of turn, a descriptor too many or of the wrong kind)
 //! ends the connection without a handover.
 
-/// Length of every message: magic (4), version (1), kind (1), nonce (4, big endian).
+/// Length of the exchange's messages: magic (4), version (1), kind (1), nonce (4, big endian).
 pub const MSG_LEN: usize = 10;
+/// Length of a `Count`: magic, version, kind, then frames (4), bytes (8), super-frames (4),
+/// segments (4), big endian.
+pub const COUNT_LEN: usize = 26;
+/// The longest message.
+pub const MAX_LEN: usize = COUNT_LEN;
 const MAGIC: [u8; 4] = *b"VFHO";
 const VERSION: u8 = 1;
 
@@ -34,30 +40,81 @@ pub enum Msg {
     Give(u32),
     /// S → F, with S's tap descriptor.
     Take,
+    /// Either way while up: frames written into the receiver's tap since the last `Count`.
+    Count(Tally),
+}
+
+/// Frames written into the peer's tap (counted as the frames a super-frame stands for).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub frames: u32,
+    pub bytes: u64,
+    pub super_frames: u32,
+    pub segments: u32,
+}
+
+impl Tally {
+    pub fn is_empty(&self) -> bool {
+        *self == Tally::default()
+    }
+
+    /// One write of `frames` frames (`bytes` bytes); a super-frame when `frames` > 1.
+    pub fn add(&mut self, frames: u64, bytes: u64) {
+        self.frames = self.frames.saturating_add(frames as u32);
+        self.bytes = self.bytes.saturating_add(bytes);
+        if frames > 1 {
+            self.super_frames = self.super_frames.saturating_add(1);
+            self.segments = self.segments.saturating_add(frames as u32);
+        }
+    }
 }
 
 impl Msg {
-    pub fn encode(self) -> [u8; MSG_LEN] {
+    /// The message's bytes in `b`; returns their length.
+    pub fn write(self, b: &mut [u8; MAX_LEN]) -> usize {
+        b[..4].copy_from_slice(&MAGIC);
+        b[4] = VERSION;
         let (kind, nonce) = match self {
             Msg::Ask(n) => (1, n),
             Msg::Give(n) => (2, n),
             Msg::Take => (3, 0),
+            Msg::Count(t) => {
+                b[5] = 4;
+                b[6..10].copy_from_slice(&t.frames.to_be_bytes());
+                b[10..18].copy_from_slice(&t.bytes.to_be_bytes());
+                b[18..22].copy_from_slice(&t.super_frames.to_be_bytes());
+                b[22..26].copy_from_slice(&t.segments.to_be_bytes());
+                return COUNT_LEN;
+            }
         };
-        let mut b = [0u8; MSG_LEN];
-        b[..4].copy_from_slice(&MAGIC);
-        b[4] = VERSION;
         b[5] = kind;
-        b[6..].copy_from_slice(&nonce.to_be_bytes());
-        b
+        b[6..10].copy_from_slice(&nonce.to_be_bytes());
+        MSG_LEN
     }
 
     /// The message `b` holds; None for anything else (any length, any bytes).
     pub fn parse(b: &[u8]) -> Option<Msg> {
-        if b.len() != MSG_LEN || b[..4] != MAGIC || b[4] != VERSION {
+        if b.len() < MSG_LEN || b[..4] != MAGIC || b[4] != VERSION {
             return None;
         }
-        let nonce = u32::from_be_bytes([b[6], b[7], b[8], b[9]]);
-        match (b[5], nonce) {
+        let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        if b[5] == 4 {
+            if b.len() != COUNT_LEN {
+                return None;
+            }
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&b[10..18]);
+            return Some(Msg::Count(Tally {
+                frames: u32_at(6),
+                bytes: u64::from_be_bytes(bytes),
+                super_frames: u32_at(18),
+                segments: u32_at(22),
+            }));
+        }
+        if b.len() != MSG_LEN {
+            return None;
+        }
+        match (b[5], u32_at(6)) {
             (1, n) => Some(Msg::Ask(n)),
             (2, n) => Some(Msg::Give(n)),
             (3, 0) => Some(Msg::Take),
@@ -101,6 +158,9 @@ pub enum Act {
     TakeAndAnswer,
     /// F: the descriptor that came is S's tap: once it passes [`tap_ok`], F writes to it.
     Take,
+    /// Up: the peer wrote these frames into this end's tap (counted as received from the
+    /// link and delivered to the tap).
+    Count(Tally),
 }
 
 /// What a message leads to, for an end in `phase`; `current`: F's pairing nonce now (the
@@ -113,6 +173,7 @@ pub fn on_message(phase: Phase, a: Arrived, current: Option<u32>) -> Act {
         (Phase::AwaitAsk, Some(Msg::Ask(n)), 0) if current == Some(n) => Act::Give(n),
         (Phase::AwaitGive(n), Some(Msg::Give(m)), 1) if n == m => Act::TakeAndAnswer,
         (Phase::AwaitTake, Some(Msg::Take), 1) => Act::Take,
+        (Phase::Up, Some(Msg::Count(t)), 0) => Act::Count(t),
         _ => Act::Refuse,
     }
 }
@@ -202,14 +263,33 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        for m in [Msg::Ask(0), Msg::Ask(u32::MAX), Msg::Give(7), Msg::Take] {
-            assert_eq!(Msg::parse(&m.encode()), Some(m));
+        let t = Tally {
+            frames: 46,
+            bytes: 1 << 40,
+            super_frames: 1,
+            segments: 45,
+        };
+        for m in [
+            Msg::Ask(0),
+            Msg::Ask(u32::MAX),
+            Msg::Give(7),
+            Msg::Take,
+            Msg::Count(t),
+        ] {
+            let mut b = [0u8; MAX_LEN];
+            let n = m.write(&mut b);
+            assert_eq!(Msg::parse(&b[..n]), Some(m));
         }
     }
 
     #[test]
     fn any_other_bytes_are_no_message() {
-        let ok = Msg::Ask(5).encode();
+        let enc = |m: Msg| {
+            let mut b = [0u8; MAX_LEN];
+            let n = m.write(&mut b);
+            b[..n].to_vec()
+        };
+        let ok: [u8; MSG_LEN] = enc(Msg::Ask(5)).try_into().unwrap();
         assert_eq!(Msg::parse(&[]), None);
         assert_eq!(Msg::parse(&ok[..MSG_LEN - 1]), None);
         let mut long = ok.to_vec();
@@ -220,9 +300,14 @@ mod tests {
             b[i] ^= 0x40;
             assert_eq!(Msg::parse(&b), None, "byte {i}");
         }
-        let mut take = Msg::Take.encode();
+        let mut take = enc(Msg::Take);
         take[9] = 1;
         assert_eq!(Msg::parse(&take), None, "Take carries no nonce");
+        let count = enc(Msg::Count(Tally::default()));
+        assert_eq!(Msg::parse(&count[..MSG_LEN]), None, "a cut Count");
+        let mut long = count.clone();
+        long.push(0);
+        assert_eq!(Msg::parse(&long), None);
         // Every short input, and pseudo-random ones, parse without panicking.
         let mut x = 0x1234_5678u32;
         for len in 0..64 {
@@ -291,20 +376,49 @@ mod tests {
 
     #[test]
     fn messages_out_of_turn_are_refused() {
+        let t = Tally {
+            frames: 1,
+            bytes: 60,
+            ..Tally::default()
+        };
         for phase in [Phase::AwaitAsk, Phase::AwaitGive(1), Phase::AwaitTake, Phase::Up] {
-            for m in [None, Some(Msg::Ask(1)), Some(Msg::Give(1)), Some(Msg::Take)] {
+            for m in [
+                None,
+                Some(Msg::Ask(1)),
+                Some(Msg::Give(1)),
+                Some(Msg::Take),
+                Some(Msg::Count(t)),
+            ] {
                 for fds in 0..2 {
                     let act = on_message(phase, got(m, fds), Some(1));
                     let expected = match (phase, m, fds) {
                         (Phase::AwaitAsk, Some(Msg::Ask(1)), 0) => Act::Give(1),
                         (Phase::AwaitGive(1), Some(Msg::Give(1)), 1) => Act::TakeAndAnswer,
                         (Phase::AwaitTake, Some(Msg::Take), 1) => Act::Take,
+                        (Phase::Up, Some(Msg::Count(t)), 0) => Act::Count(t),
                         _ => Act::Refuse,
                     };
                     assert_eq!(act, expected, "{phase:?} {m:?} {fds}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_tally_counts_super_frames_as_their_segments() {
+        let mut t = Tally::default();
+        assert!(t.is_empty());
+        t.add(1, 60);
+        t.add(45, 65_000);
+        assert_eq!(
+            t,
+            Tally {
+                frames: 46,
+                bytes: 65_060,
+                super_frames: 1,
+                segments: 45
+            }
+        );
     }
 
     #[test]

@@ -18,22 +18,35 @@
 //! [`LISTEN`] or [`CONN`], with the connection's generation as length) and `Op::Tx` for the
 //! writes (slot: the frame).
 
+use super::Interval;
 use super::{
     token, Fid, Op, Owner, Sqe, Target, UNode, BUF_SIZE, HEADROOM, LINK_TO_TAP, PORT_LINK, PORT_TAP,
     TAP_TO_LINK,
 };
 use crate::engine::core::cut;
+use crate::engine::core::handover::Tally;
 use crate::engine::core::handover::{self, Act, Arrived, Msg, Phase};
 use crate::engine::core::pair::PairState;
 use crate::engine::stats::DropReason;
 use crate::sys::fdpass;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-/// Token slots of the handover's polls.
+/// Token slots of the handover's polls, and of the timer that sends the tally.
 const LISTEN: u16 = 0;
 const CONN: u16 = 1;
+const TALLY: u16 = 2;
+/// How long frames written into the peer's tap wait at most before they are told (`Count`).
+const TALLY_EVERY: Duration = Duration::from_millis(10);
+
+/// Sends message `m` on the connection, with descriptor `fd`.
+fn send_msg(c: BorrowedFd<'_>, m: Msg, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
+    let mut b = [0u8; handover::MAX_LEN];
+    let n = m.write(&mut b);
+    fdpass::send_with_fd(c, &b[..n], fd)
+}
 
 /// A port's tap handover (see the module's text).
 pub(super) struct Handover {
@@ -63,6 +76,10 @@ pub(super) struct Handover {
     /// The second opener: the nonce it connected with last (each pairing is tried once).
     tried: Option<u32>,
     euid: u32,
+    /// Frames written into the peer's tap not told yet, and the timer that tells them.
+    tally: Tally,
+    tally_armed: bool,
+    timer: Box<Interval>,
 }
 
 impl UNode {
@@ -109,6 +126,9 @@ impl UNode {
             closed_tap: None,
             tried: None,
             euid: nix::unistd::geteuid().as_raw(),
+            tally: Tally::default(),
+            tally_armed: false,
+            timer: Box::new(Interval::new(TALLY_EVERY)),
         }))
     }
 
@@ -144,6 +164,10 @@ impl UNode {
             let ev = libc::POLLIN | libc::POLLRDHUP;
             polls[1] = Some((c.as_raw_fd(), ev, token(Op::Ctl, index, 0, CONN, h.gen as usize)));
         }
+        let tally = (!h.tally.is_empty() && !h.tally_armed && h.conn.is_some()).then(|| {
+            h.tally_armed = true;
+            Sqe::Timeout { after: &*h.timer }.op(token(Op::Ctl, index, 0, TALLY, 0))
+        });
         for (fd, events, t) in polls.into_iter().flatten() {
             let sqe = Sqe::Poll {
                 fd: Target::Fd(fd),
@@ -152,6 +176,25 @@ impl UNode {
             }
             .op(t);
             self.push(&sqe);
+        }
+        if let Some(sqe) = tally {
+            self.push(&sqe);
+        }
+    }
+
+    /// Tells the peer what was written into its tap since the last time (kept when the
+    /// connection cannot take it now).
+    fn handover_tell(&mut self) {
+        let Some(h) = self.ho.as_deref_mut() else { return };
+        let Some(c) = h
+            .conn
+            .as_ref()
+            .filter(|_| h.phase == Phase::Up && !h.tally.is_empty())
+        else {
+            return;
+        };
+        if send_msg(c.as_fd(), Msg::Count(h.tally), None).is_ok() {
+            h.tally = Tally::default();
         }
     }
 
@@ -164,7 +207,7 @@ impl UNode {
         if !handover::same_user(fdpass::peer_uid(c.as_fd()).ok(), h.euid) {
             return;
         }
-        if fdpass::send_with_fd(c.as_fd(), &Msg::Ask(n).encode(), None).is_err() {
+        if send_msg(c.as_fd(), Msg::Ask(n), None).is_err() {
             return;
         }
         h.conn = Some(c);
@@ -181,6 +224,13 @@ impl UNode {
         }
         let stopping = self.stopping;
         let Some(h) = self.ho.as_deref_mut() else { return };
+        if t.slot == TALLY {
+            h.tally_armed = false;
+            if !stopping {
+                self.handover_tell();
+            }
+            return;
+        }
         if t.slot == LISTEN {
             h.listen_armed = false;
             if !stopping && res >= 0 {
@@ -247,7 +297,7 @@ impl UNode {
         let current = self.handover_nonce();
         let Some(h) = self.ho.as_deref_mut() else { return };
         let Some(c) = h.conn.as_ref() else { return };
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 2 * handover::MAX_LEN];
         let r = match fdpass::recv_with_fds(c.as_fd(), &mut buf) {
             Ok(r) => r,
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return,
@@ -264,13 +314,25 @@ impl UNode {
         };
         let mut fds = r.fds;
         match handover::on_message(h.phase, a, current) {
+            Act::Count(t) => {
+                // Frames the peer wrote into this end's tap: from the link, to the tap.
+                if let Some(Some(l)) = self.eps.get_mut(PORT_LINK) {
+                    l.counts[TAP_TO_LINK].received += u64::from(t.frames);
+                }
+                if let Some(Some(tap)) = self.eps.get_mut(PORT_TAP) {
+                    let c = &mut tap.counts[LINK_TO_TAP];
+                    c.sent_many(u64::from(t.frames), t.bytes);
+                    c.super_frames += u64::from(t.super_frames);
+                    c.segments += u64::from(t.segments);
+                }
+            }
             Act::Refuse => {
                 drop(fds);
                 self.handover_down(Some("the peer's message was refused"));
             }
             Act::Give(n) => {
                 let tap = self.eps[PORT_TAP].as_ref().and_then(|e| e.owner.rx());
-                if tap.is_some() && fdpass::send_with_fd(c.as_fd(), &Msg::Give(n).encode(), tap).is_ok() {
+                if tap.is_some() && send_msg(c.as_fd(), Msg::Give(n), tap).is_ok() {
                     h.phase = Phase::AwaitTake;
                 } else {
                     self.handover_down(None);
@@ -288,7 +350,7 @@ impl UNode {
                 }
                 if act == Act::TakeAndAnswer {
                     let tap = self.eps[PORT_TAP].as_ref().and_then(|e| e.owner.rx());
-                    if tap.is_none() || fdpass::send_with_fd(c.as_fd(), &Msg::Take.encode(), tap).is_err() {
+                    if tap.is_none() || send_msg(c.as_fd(), Msg::Take, tap).is_err() {
                         return self.handover_down(None);
                     }
                 }
@@ -331,6 +393,10 @@ impl UNode {
     /// its socket as after a lost pairing: nothing tagged goes to whoever is there now before
     /// it answers again. `why`: said in one line.
     fn handover_down(&mut self, why: Option<&str>) {
+        self.handover_tell();
+        if let Some(h) = self.ho.as_deref_mut() {
+            h.tally = Tally::default();
+        }
         if let Some(why) = why {
             crate::diag!("{}: tap handover: {why}; frames go over the socket", self.name);
         }
@@ -429,6 +495,10 @@ impl UNode {
         }
         let up = h.peer_tap.is_some();
         let segs = w.map_or(1, |w| w.segs);
+        if res > 0 {
+            let (n, bytes) = w.map_or((1, res as u64), |w| (w.segs, w.wire));
+            h.tally.add(n, bytes);
+        }
         if let Some(Some(l)) = self.eps.get_mut(PORT_LINK) {
             let c = &mut l.counts[LINK_TO_TAP];
             if res > 0 {
