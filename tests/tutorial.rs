@@ -188,6 +188,46 @@ fn tutorial_nat_router() {
         !seen.contains("192.168.14.2"),
         "the client's own address leaked: {seen:?}"
     );
+    // TCP through MASQUERADE, sha256-exact: 8 MiB from the client to a listener on the host
+    // (its TCP super-frames cross the ptp link and then the host's tap).
+    let (src, dst) = (d.join("nat-tx.bin"), d.join("nat-rx.bin"));
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let data: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    let mut rx = Daemon::start("nc -l", {
+        let mut c = host.cmd("sh");
+        c.args([
+            "-c",
+            &format!("timeout 60 nc -l 10.14.0.254 5091 > {}", dst.display()),
+        ]);
+        c
+    });
+    assert_eq!(
+        sh("for i in $(seq 100); do ss -ltn | grep -q ':5091 ' && exit 0; sleep 0.05; done; exit 1").code,
+        Some(0),
+        "the host's listener did not start"
+    );
+    client.sh(
+        &format!("timeout 60 nc -N -w 10 10.14.0.254 5091 < {}", src.display()),
+        70,
+    );
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rx.alive() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let got = std::fs::read(&dst).unwrap_or_default();
+    assert_eq!(got.len(), data.len(), "bytes through the NAT router");
+    assert!(
+        got == data,
+        "what crossed the NAT router differs from what was sent"
+    );
 }
 
 // ---- interop matrix ----
