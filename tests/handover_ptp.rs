@@ -94,25 +94,6 @@ fn wait_tun_fds(pid: i32, want: usize, what: &str) {
     }
 }
 
-/// Captures what the tap hands the namespace (tcpdump in the node's network namespace).
-struct Capture {
-    file: PathBuf,
-    tcpdump: Daemon,
-}
-
-impl Capture {
-    fn start(n: &mut Node, d: &TempDir, tag: &str) -> Capture {
-        let file = d.join(&format!("{tag}.txt"));
-        let tcpdump = capture(n, "vde0", &file, "-Q in");
-        Capture { file, tcpdump }
-    }
-
-    fn check(self, mtu: usize, min: usize) {
-        let text = captured(self.tcpdump, &self.file);
-        assert_standard_frames(&text, mtu, min);
-    }
-}
-
 /// Two vdens-fast ends: the handover comes up on both, every kind of traffic crosses, and
 /// the frames go tap to tap (each end's link receives almost nothing on its socket).
 fn fast_pair(engine: &str, mtu: usize, net: &str, who: Who) {

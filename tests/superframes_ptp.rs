@@ -53,28 +53,6 @@ fn start(d: &TempDir, name: &str, fast: bool, engine: &str, vnl: &str) -> (Node,
     (n, stats)
 }
 
-/// Captures what the tap hands the namespace (frames the forwarder wrote to it): tcpdump
-/// `-e -vv` in the node's network namespace, started from outside it (`common::capture`).
-struct Capture {
-    file: PathBuf,
-    tcpdump: Daemon,
-}
-
-impl Capture {
-    fn start(n: &mut Node, d: &TempDir, tag: &str) -> Capture {
-        let file = d.join(&format!("{tag}.txt"));
-        let tcpdump = capture(n, "vde0", &file, "-Q in");
-        Capture { file, tcpdump }
-    }
-
-    /// At least `min` frames, none over a standard frame at `mtu`, none tagged, every
-    /// checksum correct (`common::assert_standard_frames`).
-    fn check(self, mtu: usize, min: usize) {
-        let text = captured(self.tcpdump, &self.file);
-        assert_standard_frames(&text, mtu, min);
-    }
-}
-
 fn fast_pair(engine: &str, mtu: usize, net: &str) {
     let d = TempDir::new(&format!("sfp{net}"));
     let vnl = format!("ptp://{}", d.join("p").display());

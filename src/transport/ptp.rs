@@ -685,31 +685,14 @@ fn pair_socket(path: &Path, first: bool) -> io::Result<super::PairSocket> {
     let peer = pair_path(path, !first);
     let addr = UnixAddr::new(own.as_path())?;
     UnixAddr::new(peer.as_path())?;
-    match std::fs::symlink_metadata(&own) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&own)?,
-        Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )?;
-    bind(fd.as_raw_fd(), &addr)?;
-    let done = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).and_then(|_| {
+    let fd = bind_own(&own, SockType::Datagram, |fd| {
         if first {
-            super::widen_sndbuf(&fd);
+            super::widen_sndbuf(fd);
             Ok(())
         } else {
             connect(fd.as_raw_fd(), &addr).map_err(io::Error::from)
         }
-    });
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(&own);
-        return Err(e);
-    }
+    })?;
     Ok(super::PairSocket {
         fd,
         peer,
@@ -735,6 +718,15 @@ fn handover_wanted() -> bool {
 /// mode 0700; a socket file left there by an earlier run is replaced, as the pair socket's
 /// is). Made by the port running the link, which adds `own` to the link's files to remove.
 pub fn handover_listener(own: &Path) -> io::Result<OwnedFd> {
+    bind_own(own, SockType::SeqPacket, |fd| {
+        listen(fd, Backlog::new(4).map_err(io::Error::from)?).map_err(io::Error::from)
+    })
+}
+
+/// A non-blocking unix socket of type `ty` bound at `own`, a name this end owns (a socket file
+/// left there by an earlier run is replaced; anything else there is EEXIST), mode 0700, then
+/// `then` done on it; on a failure after the bind the file is removed again.
+fn bind_own(own: &Path, ty: SockType, then: impl FnOnce(&OwnedFd) -> io::Result<()>) -> io::Result<OwnedFd> {
     let addr = UnixAddr::new(own)?;
     match std::fs::symlink_metadata(own) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(own)?,
@@ -744,13 +736,12 @@ pub fn handover_listener(own: &Path) -> io::Result<OwnedFd> {
     }
     let fd = socket(
         AddressFamily::Unix,
-        SockType::SeqPacket,
+        ty,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )?;
     bind(fd.as_raw_fd(), &addr)?;
-    let done = std::fs::set_permissions(own, std::fs::Permissions::from_mode(0o700))
-        .and_then(|_| listen(&fd, Backlog::new(4).map_err(io::Error::from)?).map_err(io::Error::from));
+    let done = std::fs::set_permissions(own, std::fs::Permissions::from_mode(0o700)).and_then(|_| then(&fd));
     if let Err(e) = done {
         let _ = std::fs::remove_file(own);
         return Err(e);

@@ -1016,6 +1016,28 @@ pub fn port_print_endpoints(sw: &mut Proc) -> Vec<Vec<u8>> {
 /// The source address of a tagged datagram read as a frame (`wire::superframe::TAG`).
 pub const TAG_SRC: &str = "2b:66:61:73:74:01";
 
+/// Captures what the tap hands the namespace (frames the forwarder wrote to it): tcpdump
+/// `-e -vv` in the node's network namespace, started from outside it (`common::capture`).
+pub struct Capture {
+    file: PathBuf,
+    tcpdump: Daemon,
+}
+
+impl Capture {
+    pub fn start(n: &mut Node, d: &TempDir, tag: &str) -> Capture {
+        let file = d.join(&format!("{tag}.txt"));
+        let tcpdump = capture(n, "vde0", &file, "-Q in");
+        Capture { file, tcpdump }
+    }
+
+    /// At least `min` frames, none over a standard frame at `mtu`, none tagged, every
+    /// checksum correct (`common::assert_standard_frames`).
+    pub fn check(self, mtu: usize, min: usize) {
+        let text = captured(self.tcpdump, &self.file);
+        assert_standard_frames(&text, mtu, min);
+    }
+}
+
 /// tcpdump on `iface` in the network namespace of `n`'s shell, its `-e -vv` text in `file`,
 /// whole frames (run from outside: in a user namespace, as classic vdens makes, tcpdump cannot
 /// drop its privileges); `filter` goes on its command line. Waits until it listens.
