@@ -43,7 +43,10 @@ fn start(d: &TempDir, name: &str, fast: bool, engine: &str, vnl: &str) -> (Node,
             "sh",
             "-s",
         ];
-        Node::start(name, vdens_fast(Who::Root, d, &args))
+        let mut c = vdens_fast(Who::Root, d, &args);
+        // The tagged path on its own: no tap handover (tests/handover_ptp.rs has it).
+        c.env("VDENS_FAST_HANDOVER", "0");
+        Node::start(name, c)
     } else {
         ns_node(name, Impl::Classic, d, &[vnl])
     };

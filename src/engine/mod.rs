@@ -731,6 +731,7 @@ fn snapshot(ports: &[Arc<stats::PortStats>], nodes: &[Arc<node::NodeShared>]) ->
             vnl: p.vnl.clone(),
             offload: p.offload,
             superframes: stats::Superframes::of(p.superframes.as_deref()),
+            handover: p.handover.load(Ordering::Relaxed),
             dirs: [p.dirs[0].snapshot(), p.dirs[1].snapshot()],
         })
         .collect()

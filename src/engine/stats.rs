@@ -179,6 +179,9 @@ pub struct PortStats {
     pub offload: Offload,
     /// The link offered its peer super-frames: whether the peer takes them now.
     pub superframes: Option<Arc<AtomicBool>>,
+    /// The tap handover is up (`engine::core::handover`): this end writes its tap's frames
+    /// straight into the peer's tap.
+    pub handover: AtomicBool,
 }
 
 /// Whether a link carries super-frames whole (`wire::superframe`).
@@ -242,6 +245,7 @@ impl PortStats {
             dirs: Default::default(),
             offload: Offload::None,
             superframes: None,
+            handover: AtomicBool::new(false),
         }
     }
 }
@@ -255,6 +259,8 @@ pub struct PortSnapshot {
     pub dirs: [Counts; 2],
     pub offload: Offload,
     pub superframes: Superframes,
+    /// The tap handover is up (see [`PortStats::handover`]).
+    pub handover: bool,
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -288,9 +294,10 @@ pub fn to_json(engine: &str, workers: usize, ports: &[PortSnapshot]) -> String {
         json_str(&mut out, &p.vnl);
         let _ = write!(
             out,
-            ",\"offload\":\"{}\",\"superframes\":\"{}\"",
+            ",\"offload\":\"{}\",\"superframes\":\"{}\",\"handover\":{}",
             p.offload.name(),
-            p.superframes.name()
+            p.superframes.name(),
+            p.handover
         );
         for (d, c) in p.dirs.iter().enumerate() {
             let _ = write!(out, ",\"{}\":{{", DIR_NAMES[d]);
@@ -326,9 +333,10 @@ mod tests {
             dirs: [c, Counts::default()],
             offload: Offload::Whole,
             superframes: Superframes::Negotiated,
+            handover: true,
         };
         let j = to_json("uring", 1, &[p]);
-        assert!(j.starts_with("{\"engine\":\"uring\",\"workers\":1,\"ports\":[{\"name\":\"vde0\",\"vnl\":\"ptp:///tmp/a\\\"b\",\"offload\":\"whole\",\"superframes\":\"negotiated\""), "{j}");
+        assert!(j.starts_with("{\"engine\":\"uring\",\"workers\":1,\"ports\":[{\"name\":\"vde0\",\"vnl\":\"ptp:///tmp/a\\\"b\",\"offload\":\"whole\",\"superframes\":\"negotiated\",\"handover\":true,"), "{j}");
         assert!(j.contains("\"tap_to_link\":{\"received\":3,\"frames\":1,\"bytes\":60,\"drop_no_buffer\":0,\"drop_send_error\":0,\"drop_oversize\":2"), "{j}");
         assert!(
             j.ends_with("\"drop_no_link\":0,\"super_frames\":0,\"segments\":0,\"wire_super\":0}}]}"),

@@ -141,14 +141,22 @@ const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 1 << 2;
 /// Offsets in struct seccomp_data.
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
+/// The low 32 bits of the second argument (little endian): an ioctl's request.
+#[cfg(target_endian = "little")]
+const ARG1_OFFSET: u32 = 24;
+#[cfg(target_endian = "big")]
+const ARG1_OFFSET: u32 = 28;
+/// The ioctls a data-plane thread may make: what a descriptor a ptp peer passed is (the tap
+/// handover, `engine::core::handover`). They only read.
+const IOCTLS: [libc::c_ulong; 2] = [super::fdpass::TUNGETIFF, super::fdpass::TUNGETVNETHDRSZ];
 
 fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The filter: the right architecture, then each allowed number returns ALLOW; anything else
-/// fails with EPERM (not a kill: an unforeseen call on a rare path becomes an error the thread
-/// reports, not a lost data plane).
+/// The filter: the right architecture, then each allowed number returns ALLOW, and ioctl with
+/// one of [`IOCTLS`]; anything else fails with EPERM (not a kill: an unforeseen call on a rare
+/// path becomes an error the thread reports, not a lost data plane).
 fn program(allowed: &[libc::c_long]) -> Vec<libc::sock_filter> {
     let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
     let mut p = vec![
@@ -161,6 +169,11 @@ fn program(allowed: &[libc::c_long]) -> Vec<libc::sock_filter> {
         p.push(op(BPF_JEQ_K, 0, 1, nr as u32));
         p.push(op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
     }
+    p.push(op(BPF_JEQ_K, 0, 4, libc::SYS_ioctl as u32));
+    p.push(op(BPF_LD_W_ABS, 0, 0, ARG1_OFFSET));
+    p.push(op(BPF_JEQ_K, 1, 0, IOCTLS[0] as u32));
+    p.push(op(BPF_JEQ_K, 0, 1, IOCTLS[1] as u32));
+    p.push(op(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
     p.push(op(BPF_RET_K, 0, 0, deny));
     p
 }
@@ -225,7 +238,7 @@ mod tests {
     #[test]
     fn the_program_allows_the_list_and_denies_the_rest() {
         let p = program(&[1, 2]);
-        assert_eq!(p.len(), 4 + 2 * 2 + 1);
+        assert_eq!(p.len(), 4 + 2 * 2 + 5 + 1);
         assert_eq!(p[1].k, AUDIT_ARCH);
         assert_eq!((p[4].code, p[4].k, p[4].jf), (BPF_JEQ_K, 1, 1));
         assert_eq!(p[5].k, SECCOMP_RET_ALLOW);
@@ -250,6 +263,26 @@ mod tests {
             // execve is not on the list.
             let e = std::process::Command::new("/bin/true").status().unwrap_err();
             assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+            // The tun ioctls of the handover are (on a socket: ENOTTY, the kernel's answer),
+            // no other ioctl is.
+            let info = crate::sys::fdpass::tun_info(std::os::fd::AsFd::as_fd(&a));
+            assert_eq!(info.chr, None);
+            let mut n: libc::c_int = 0;
+            for (req, want) in [
+                (crate::sys::fdpass::TUNGETIFF, libc::ENOTTY),
+                (crate::sys::fdpass::TUNGETVNETHDRSZ, libc::ENOTTY),
+                (libc::FIONREAD, libc::EPERM),
+                (libc::TIOCGWINSZ, libc::EPERM),
+            ] {
+                let mut room = [0u64; 8];
+                // SAFETY: each request writes at most 64 bytes through the pointer (room has
+                // them), valid for the call.
+                let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&a), req, room.as_mut_ptr()) };
+                let e = std::io::Error::last_os_error().raw_os_error();
+                assert_eq!((r, e), (-1, Some(want)), "ioctl {req:#x}");
+                n += 1;
+            }
+            assert_eq!(n, 4);
         })
         .join()
         .unwrap();

@@ -3,6 +3,7 @@
 
 pub mod caller;
 pub mod dl;
+pub mod fdpass;
 pub mod group;
 pub mod inet;
 pub mod isolate;

@@ -17,7 +17,9 @@ mod vxvde;
 
 pub use cmd::{Coproc, CoprocWatch};
 pub use libvdeplug::Bridge;
-pub use ptp::{peer_alive as ptp_peer_alive, PtpHost, Reconnected};
+pub use ptp::{
+    handover_listener as ptp_handover_listener, peer_alive as ptp_peer_alive, PtpHost, Reconnected,
+};
 pub use vde::{take_rejoin, Rejoin};
 pub use vxlan::Overlay;
 
@@ -190,6 +192,10 @@ pub struct PairSocket {
     pub peer: PathBuf,
     /// F2 (a first opener's) or R2.
     pub first: bool,
+    /// `PATH+fast3`, where the first opener listens for the tap handover
+    /// (`engine::core::handover`; `ptp::handover_listener`); None: no handover
+    /// (VDENS_FAST_HANDOVER=0).
+    pub handover: Option<PathBuf>,
 }
 
 impl Link {

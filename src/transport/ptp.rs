@@ -710,7 +710,52 @@ fn pair_socket(path: &Path, first: bool) -> io::Result<super::PairSocket> {
         let _ = std::fs::remove_file(&own);
         return Err(e);
     }
-    Ok(super::PairSocket { fd, peer, first })
+    Ok(super::PairSocket {
+        fd,
+        peer,
+        first,
+        handover: None,
+    })
+}
+
+/// `PATH+fast3`: the first opener's listening socket for the tap handover.
+fn handover_path(path: &Path) -> PathBuf {
+    let mut p = OsString::from(path.as_os_str());
+    p.push("+fast3");
+    PathBuf::from(p)
+}
+
+/// Whether the tap handover is offered (`VDENS_FAST_HANDOVER=0` turns it off, so that the
+/// tagged path between two vdens-fast ends can be tried on its own).
+fn handover_wanted() -> bool {
+    std::env::var_os("VDENS_FAST_HANDOVER").map_or(true, |v| v != "0")
+}
+
+/// The first opener's listening unix seqpacket socket at `own` (`PATH+fast3`; non-blocking,
+/// mode 0700; a socket file left there by an earlier run is replaced, as the pair socket's
+/// is). Made by the port running the link, which adds `own` to the link's files to remove.
+pub fn handover_listener(own: &Path) -> io::Result<OwnedFd> {
+    let addr = UnixAddr::new(own)?;
+    match std::fs::symlink_metadata(own) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(own)?,
+        Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    bind(fd.as_raw_fd(), &addr)?;
+    let done = std::fs::set_permissions(own, std::fs::Permissions::from_mode(0o700))
+        .and_then(|_| listen(&fd, Backlog::new(4).map_err(io::Error::from)?).map_err(io::Error::from));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(own);
+        return Err(e);
+    }
+    Ok(fd)
 }
 
 /// Opens `ptp://PATH`; `seqpacket` (`[seqpacket]`) makes a new PATH a seqpacket listener.
@@ -731,9 +776,14 @@ pub fn open(vnl: &str, path: &Path, seqpacket_asked: bool, offer: bool) -> Resul
                     link.superframes = Some(Default::default());
                     let first = matches!(link.send_to, SendTo::Unix(_));
                     // Best effort: without it, the first opener sends standard frames.
-                    if let Ok(p) = pair_socket(path, first) {
+                    if let Ok(mut p) = pair_socket(path, first) {
                         // Removed before PATH (PATH+): a new end binds it only after that.
                         link.cleanup.insert(0, pair_path(path, first));
+                        // The first opener's listening socket there is made by the port that
+                        // runs the link ([`handover_listener`]): vdeplug-fast has none.
+                        if handover_wanted() {
+                            p.handover = Some(handover_path(path));
+                        }
                         link.pair = Some(p);
                     }
                 }

@@ -9,6 +9,7 @@
 pub mod control;
 pub mod cut;
 pub mod frame;
+pub mod handover;
 pub mod io;
 pub mod pair;
 pub mod ptp;

@@ -57,6 +57,8 @@
 //! An endpoint that leaves is detached at once (no more frames to it); its descriptors close
 //! when the last operation that uses them has completed (cancelled first).
 
+mod handover;
+
 use super::ring::{Interval, Ring, Sqe, Target};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut, Whole};
@@ -86,6 +88,7 @@ use crate::wire::superframe::{
 };
 use crate::wire::vnet::{self, VnetHdr};
 use crossbeam_channel::{Receiver, Sender};
+use handover::Handover;
 use io_uring::cqueue;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
@@ -816,6 +819,9 @@ struct UNode {
     port: Option<Arc<PortStats>>,
     /// Datagram ptp links that offered super-frames attached so far (see [`DgPtp`]).
     dgs: usize,
+    /// A port's datagram ptp link's tap handover (see [`Handover`]); looked for once.
+    ho: Option<Box<Handover>>,
+    ho_looked: bool,
 }
 
 /// The `slot` of the token of a held connection's timer (the listening socket's poll has 0).
@@ -1619,7 +1625,10 @@ impl UNode {
             self.ptp_offered();
             return;
         }
-        if self.port_whole(t.ep(), fid, len) || self.port_vnet(t.ep(), fid, len) {
+        if self.handover_whole(t.ep(), fid, len)
+            || self.port_whole(t.ep(), fid, len)
+            || self.port_vnet(t.ep(), fid, len)
+        {
             return;
         }
         self.take_datagram(t.ep(), fid, len, now, false);
@@ -2135,6 +2144,8 @@ impl UNode {
         }
         self.touched = true;
         match t.op {
+            // (Generation 0: the node's own; a Tx or a Ctl of its own is the handover's.)
+            Op::Tx | Op::Ctl if t.gen == 0 => self.on_handover(t, res),
             Op::Rx => self.on_rx(t, res, flags),
             Op::RxPair => self.on_rx_pair(t, res, flags),
             Op::Tx => self.on_tx(t, res),
@@ -2221,6 +2232,7 @@ impl UNode {
             self.arm_listen();
         }
         self.arm_ptp_listen();
+        self.handover_tick();
         self.flush_ports();
         self.publish();
     }
@@ -2229,6 +2241,7 @@ impl UNode {
     fn start(&mut self) {
         self.arm_wake();
         self.arm_listen();
+        self.handover_tick();
         for id in 0..self.eps.len() {
             self.arm_rx(id);
         }
@@ -3447,6 +3460,8 @@ impl UNode {
             ptp_hold_gen: 0,
             port: None,
             dgs: 0,
+            ho: None,
+            ho_looked: false,
         };
         if w.ptp.is_some() {
             let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|errno| StartError::Epoll {
@@ -3510,6 +3525,9 @@ struct DgPtp {
     hello_at: Option<Instant>,
     /// Its second socket: F2 (first opener) or R2.
     pair: Option<PairSock>,
+    /// The nonce of the latest PROBE: sent on F2 (first opener), echoed (second opener);
+    /// what ties a tap handover to this pairing (see [`Handover`]).
+    nonce: Option<u32>,
 }
 
 /// The second socket of a datagram ptp link (held open by its `Link`).
@@ -3553,6 +3571,7 @@ impl DgPtp {
             second: matches!(l.send_to, SendTo::Connected),
             hello_at: None,
             pair,
+            nonce: None,
         })
     }
 
@@ -3602,9 +3621,13 @@ impl Ep {
                 if p.pairing.joinable() && nix::sys::socket::connect(p.fd, &p.peer).is_ok() {
                     let nonce = p.pairing.joined();
                     send_runt(p.fd, Runt::Probe(nonce), None);
+                    self.dg.as_deref_mut().expect("checked").nonce = Some(nonce);
                 }
             }
-            Step::Echo(nonce) => self.runt_main(Runt::Echo(nonce)),
+            Step::Echo(nonce) => {
+                self.runt_main(Runt::Echo(nonce));
+                self.dg.as_deref_mut().expect("checked").nonce = Some(nonce);
+            }
             Step::Echoed(nonce) => {
                 let d = self.dg.as_deref_mut().expect("checked");
                 let p = d.pair.as_mut().expect("F2");
