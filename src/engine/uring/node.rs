@@ -57,7 +57,7 @@
 //! An endpoint that leaves is detached at once (no more frames to it); its descriptors close
 //! when the last operation that uses them has completed (cancelled first).
 
-use super::ring::{Interval, Ring, Sqe, Target};
+use super::ring::{Interval, Ring, Sqe};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut, Whole};
 use crate::engine::core::pair::{self, Pairing, Step};
@@ -939,7 +939,7 @@ impl UNode {
 
     fn arm_wake(&mut self) {
         let e = Sqe::Poll {
-            fd: Target::Fd(self.wake.as_raw_fd()),
+            fd: self.wake.as_raw_fd(),
             events: libc::POLLIN as u32,
             multi: true,
         }
@@ -951,7 +951,7 @@ impl UNode {
     fn arm_listen(&mut self) {
         let Some(l) = &self.listener else { return };
         let e = Sqe::Poll {
-            fd: Target::Fd(l.ctl.as_raw_fd()),
+            fd: l.ctl.as_raw_fd(),
             events: libc::POLLIN as u32,
             multi: true,
         }
@@ -980,7 +980,7 @@ impl UNode {
                     e.inflight += 1;
                     *sqe = Some(
                         Sqe::Poll {
-                            fd: Target::Fd(r.fds[s]),
+                            fd: r.fds[s],
                             events: libc::POLLIN as u32,
                             multi: false,
                         }
@@ -995,7 +995,7 @@ impl UNode {
             }
             return;
         }
-        let fd = Target::Fd(e.rx_fd);
+        let fd = e.rx_fd;
         let sqe = match &mut e.rx {
             Rx::None | Rx::Overlay(_) => return,
             Rx::Multi { socket, .. } => Sqe::ReadMulti {
@@ -1062,7 +1062,7 @@ impl UNode {
         let Some(c) = e.ctl_fd else { return };
         e.inflight += 1;
         let sqe = Sqe::Poll {
-            fd: Target::Fd(c),
+            fd: c,
             events: libc::POLLIN as u32,
             multi: false,
         }
@@ -1139,7 +1139,7 @@ impl UNode {
         }
         let c = &mut e.counts[LINK_TO_TAP];
         c.received += n;
-        let fd = Target::Fd(e.tx_fd);
+        let fd = e.tx_fd;
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let sqe = match &mut e.tx {
             Tx::Discard => {
@@ -1158,7 +1158,7 @@ impl UNode {
                 Some(p) => {
                     p.rounds[rec_of(fid)] = Some(p.pairing.round());
                     Sqe::Send {
-                        fd: Target::Fd(p.fd),
+                        fd: p.fd,
                         buf: ptr,
                         len: len as u32,
                         flags,
@@ -1254,7 +1254,7 @@ impl UNode {
         s.writing = s.end - s.start;
         let p = s.out[s.start..].as_ptr();
         let sqe = Sqe::Write {
-            fd: Target::Fd(e.tx_fd),
+            fd: e.tx_fd,
             buf: p,
             len: s.writing as u32,
         }
@@ -2039,7 +2039,7 @@ impl UNode {
 
     fn arm_pending(&mut self, slot: usize, gen: u16, fd: RawFd) {
         let sqe = Sqe::Poll {
-            fd: Target::Fd(fd),
+            fd,
             events: libc::POLLIN as u32,
             multi: false,
         }
@@ -2424,7 +2424,7 @@ impl UNode {
             *watched = l.as_raw_fd();
         }
         let sqe = Sqe::Poll {
-            fd: Target::Fd(ep.0.as_raw_fd()),
+            fd: ep.0.as_raw_fd(),
             events: libc::POLLIN as u32,
             multi: false,
         }
@@ -2861,13 +2861,13 @@ impl UNode {
         let gen = e.gen;
         // Sends with MSG_DONTWAIT (to an address, or on F2) and soft links, or writes.
         let (fd, dontwait, dest) = match (&e.tx, f2) {
-            (_, Some(f2)) => (Target::Fd(f2), true, None),
+            (_, Some(f2)) => (f2, true, None),
             (Tx::SendTo(a), None) => (
-                Target::Fd(e.tx_fd),
+                e.tx_fd,
                 true,
                 Some((a.as_ptr().cast::<libc::sockaddr>(), a.len())),
             ),
-            _ => (Target::Fd(e.tx_fd), false, None),
+            _ => (e.tx_fd, false, None),
         };
         // The chain goes in one submission: a link does not span two.
         let room = self.ring.0.borrow_mut().sq_room();
@@ -3032,7 +3032,7 @@ impl UNode {
             Sqe::Timeout { after: &*p.timer }
         } else {
             Sqe::Poll {
-                fd: Target::Fd(p.chain_f2.unwrap_or(e.tx_fd)),
+                fd: p.chain_f2.unwrap_or(e.tx_fd),
                 events: libc::POLLOUT as u32,
                 multi: false,
             }
@@ -3736,7 +3736,7 @@ impl UNode {
         p.armed = true;
         p.starved = false;
         let sqe = Sqe::ReadMulti {
-            fd: Target::Fd(p.fd),
+            fd: p.fd,
             group,
             socket: true,
         }

@@ -12,12 +12,6 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-/// A descriptor as an operation names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    Fd(RawFd),
-}
-
 /// How an operation is tied to the next one pushed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Link {
@@ -49,32 +43,32 @@ impl Interval {
 pub enum Sqe {
     /// read(2) (`socket`: recv(2)) of at most `len` bytes into `buf`, at the file position.
     Read {
-        fd: Target,
+        fd: RawFd,
         buf: *mut u8,
         len: u32,
         socket: bool,
     },
     /// Multishot read(2)/recv(2): one completion (with `MORE`) per read, each into a buffer
     /// of `group`, until an error, end of file or no buffer left (ENOBUFS).
-    ReadMulti { fd: Target, group: u16, socket: bool },
+    ReadMulti { fd: RawFd, group: u16, socket: bool },
     /// write(2) at the file position.
-    Write { fd: Target, buf: *const u8, len: u32 },
+    Write { fd: RawFd, buf: *const u8, len: u32 },
     /// send(2), or sendto(2) with `dest`. With MSG_DONTWAIT in `flags`, EAGAIN is the result
     /// instead of a wait for room.
     Send {
-        fd: Target,
+        fd: RawFd,
         buf: *const u8,
         len: u32,
         flags: i32,
         dest: Option<(*const libc::sockaddr, libc::socklen_t)>,
     },
     SendMsg {
-        fd: Target,
+        fd: RawFd,
         msg: *const libc::msghdr,
         flags: u32,
     },
     /// Completes with the poll events once `events` are ready; `multi`: again every time.
-    Poll { fd: Target, events: u32, multi: bool },
+    Poll { fd: RawFd, events: u32, multi: bool },
     /// Completes with -ETIME after the interval.
     Timeout { after: *const Interval },
     /// Cancels the operation with this user_data.
@@ -113,14 +107,10 @@ impl Op {
     /// The io_uring entry for this operation.
     fn entry(&self) -> squeue::Entry {
         macro_rules! on {
-            ($t:expr, $f:ident => $e:expr) => {
-                match $t {
-                    Target::Fd(fd) => {
-                        let $f = types::Fd(fd);
-                        $e
-                    }
-                }
-            };
+            ($t:expr, $f:ident => $e:expr) => {{
+                let $f = types::Fd($t);
+                $e
+            }};
         }
         let e = match self.sqe {
             Sqe::Read {
