@@ -1807,15 +1807,9 @@ impl UNode {
         self.release(t.slot);
         if let Some(e) = self.ep_of(&t) {
             let c = &mut e.counts[LINK_TO_TAP];
-            match (res, whole) {
-                (r, Some(w)) if r >= 0 => {
-                    c.sent_many(w.segs, w.wire);
-                    if w.segs > 1 {
-                        c.wire_super += 1;
-                    }
-                }
-                (r, None) if r >= 0 => c.sent(t.len as usize),
-                (r, w) => c.add_drop(single_send_drop(-r), w.map_or(1, |w| w.segs)),
+            match res {
+                r if r >= 0 => count_sent(c, whole, t.len as usize, None),
+                r => c.add_drop(single_send_drop(-r), whole.map_or(1, |w| w.segs)),
             }
         }
         self.op_done(&t);
@@ -2668,6 +2662,24 @@ impl UNode {
     }
 }
 
+/// Counts a frame sent to an endpoint: standard (`len` bytes), or whole (a super-frame counts
+/// as its segments, and as one tagged on the wire unless a port sends it tap to tap);
+/// `whole_hdr` is a port endpoint's (whose super-frames and segments are counted too).
+fn count_sent(c: &mut Counts, whole: Option<Whole>, len: usize, whole_hdr: Option<usize>) {
+    let Some(w) = whole else {
+        c.sent(len);
+        return;
+    };
+    c.sent_many(w.segs, w.wire);
+    if w.segs > 1 {
+        c.wire_super += u64::from(whole_hdr.unwrap_or(0) == 0);
+        if whole_hdr.is_some() {
+            c.super_frames += 1;
+            c.segments += w.segs;
+        }
+    }
+}
+
 /// The send queues ([`SendQ`]): chains, their completions, waits for room.
 impl UNode {
     /// Sends the next chain of every endpoint that has frames waiting and none in flight
@@ -2788,21 +2800,7 @@ impl UNode {
         // here may reach whoever is there now.
         let mut purge = false;
         if res > 0 || (res == 0 && len == 0) {
-            let c = &mut e.counts[LINK_TO_TAP];
-            match whole {
-                Some(w) => {
-                    c.sent_many(w.segs, w.wire);
-                    if w.segs > 1 {
-                        // Tagged, unless a port's tap to tap.
-                        c.wire_super += u64::from(whole_hdr.unwrap_or(0) == 0);
-                        if whole_hdr.is_some() {
-                            c.super_frames += 1;
-                            c.segments += w.segs;
-                        }
-                    }
-                }
-                None => c.sent(len as usize),
-            }
+            count_sent(&mut e.counts[LINK_TO_TAP], whole, len as usize, whole_hdr);
         } else if stopping || !live {
             e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, segs);
         } else {

@@ -106,56 +106,45 @@ impl Op {
 
     /// The io_uring entry for this operation.
     fn entry(&self) -> squeue::Entry {
-        macro_rules! on {
-            ($t:expr, $f:ident => $e:expr) => {{
-                let $f = types::Fd($t);
-                $e
-            }};
-        }
         let e = match self.sqe {
             Sqe::Read {
                 fd,
                 buf,
                 len,
                 socket: true,
-            } => on!(fd, f => opcode::Recv::new(f, buf, len).build()),
+            } => opcode::Recv::new(types::Fd(fd), buf, len).build(),
             // Offset -1: the file position (a regular file is read on from where it is;
             // pipes, sockets and devices ignore it).
-            Sqe::Read { fd, buf, len, .. } => {
-                on!(fd, f => opcode::Read::new(f, buf, len).offset(u64::MAX).build())
-            }
+            Sqe::Read { fd, buf, len, .. } => opcode::Read::new(types::Fd(fd), buf, len)
+                .offset(u64::MAX)
+                .build(),
             Sqe::ReadMulti {
                 fd,
                 group,
                 socket: true,
-            } => on!(fd, f => opcode::RecvMulti::new(f, group).build()),
-            Sqe::ReadMulti { fd, group, .. } => on!(fd, f => opcode::ReadMulti::new(f, 0, group).build()),
-            Sqe::Write { fd, buf, len } => {
-                on!(fd, f => opcode::Write::new(f, buf, len).offset(u64::MAX).build())
-            }
+            } => opcode::RecvMulti::new(types::Fd(fd), group).build(),
+            Sqe::ReadMulti { fd, group, .. } => opcode::ReadMulti::new(types::Fd(fd), 0, group).build(),
+            Sqe::Write { fd, buf, len } => opcode::Write::new(types::Fd(fd), buf, len)
+                .offset(u64::MAX)
+                .build(),
             Sqe::Send {
                 fd,
                 buf,
                 len,
                 flags,
-                dest: None,
-            } => on!(fd, f => opcode::Send::new(f, buf, len).flags(flags).build()),
-            Sqe::Send {
-                fd,
-                buf,
-                len,
-                flags,
-                dest: Some((a, alen)),
-            } => on!(fd, f => opcode::Send::new(f, buf, len)
-                .flags(flags)
-                .dest_addr(a)
-                .dest_addr_len(alen)
-                .build()),
-            Sqe::SendMsg { fd, msg, flags } => {
-                on!(fd, f => opcode::SendMsg::new(f, msg).flags(flags).build())
+                dest,
+            } => {
+                // No address: null and 0, as for a plain send(2).
+                let (a, alen) = dest.unwrap_or((std::ptr::null(), 0));
+                opcode::Send::new(types::Fd(fd), buf, len)
+                    .flags(flags)
+                    .dest_addr(a)
+                    .dest_addr_len(alen)
+                    .build()
             }
+            Sqe::SendMsg { fd, msg, flags } => opcode::SendMsg::new(types::Fd(fd), msg).flags(flags).build(),
             Sqe::Poll { fd, events, multi } => {
-                on!(fd, f => opcode::PollAdd::new(f, events).multi(multi).build())
+                opcode::PollAdd::new(types::Fd(fd), events).multi(multi).build()
             }
             Sqe::Timeout { after } => {
                 // SAFETY: the caller keeps the interval until the timeout completes (the
