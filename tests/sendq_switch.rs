@@ -2,7 +2,8 @@
 //! a switch client that does not read for a while (its socket's queue full: the engine's end
 //! has a small send buffer) loses no frame while what waits for it stays within its bound
 //! (`core::DEST_QCAP`), and gets them all, in order, once it reads; over the bound the excess
-//! is dropped and counted for it alone, while the other clients keep receiving. Both engines.
+//! is dropped and counted for it alone, while the other clients keep receiving. A cable node
+//! (vdeplug-fast's) waits for a late link the same way. Both engines.
 
 mod enginekit;
 use enginekit::*;
@@ -180,5 +181,32 @@ fn a_stalled_client_over_the_bound_loses_the_excess_alone(choice: EngineChoice) 
         assert_eq!(out.no_buffer, (N - got) as u64, "the excess counted: {out:?}");
         assert_eq!(out.dropped(), out.no_buffer, "{out:?}");
         assert_eq!(towards(&snap, "c").dropped(), 0, "nothing dropped for c");
+    });
+}
+
+both_engines!(a_cable_waits_for_a_late_link);
+
+/// The same on a cable node (vdeplug-fast's): K frames from link one to link two while two's
+/// peer does not read; once it reads, all K arrive in order, none dropped.
+fn a_cable_waits_for_a_late_link(choice: EngineChoice) {
+    const K: u32 = 40;
+    bounded(Duration::from_secs(60), "cable", move || {
+        let (one, mut w, _r1, _t1) = link(LinkKind::Dgram);
+        let (two, _w2, mut r, _t2) = link(LinkKind::Dgram);
+        setsockopt(two.rx.as_ref().unwrap(), sockopt::SndBuf, &1024).unwrap();
+        let e = cable(choice, one, two);
+        for seq in 0..K {
+            w.send(&frame(0xb, 0xa, seq));
+        }
+        std::thread::sleep(QUIET);
+        let mut buf = [0u8; 9500];
+        for want in 0..K {
+            let n = r
+                .recv(&mut buf, STEP)
+                .unwrap_or_else(|| panic!("frame {want} of {K} never came"));
+            assert_eq!(seq_of(&buf[..n], 0xb, 0xa, "two"), want, "in order");
+        }
+        let out = towards(&e.stop(), "two");
+        assert_eq!((out.frames, out.dropped()), (K as u64, 0), "{out:?}");
     });
 }

@@ -374,9 +374,9 @@ const CHAIN: usize = 64;
 const RETRY: Duration = Duration::from_millis(1);
 
 /// The frames to an endpoint that sends (`Tx::Send`, `SendTo`, `Write`). They queue (held),
-/// leave in linked chains at the end of the turn (one chain in flight), and one the endpoint
-/// refuses (EAGAIN) goes again, in order, once its descriptor is writable (or after
-/// [`RETRY`]). How many may wait is `bp`'s ([`admit_to_queue`]).
+/// leave at the end of the turn in linked chains (one chain in flight; see [`UNode::kick`]),
+/// and one the endpoint refuses (EAGAIN) goes again, in order, once it has room. How many may
+/// wait is `bp`'s ([`admit_to_queue`]).
 struct SendQ {
     bp: Backpressure,
     /// Frames waiting to be sent (frame id, length), held.
@@ -392,6 +392,12 @@ struct SendQ {
     /// A POLLOUT poll or the retry timer is in flight.
     waiting: bool,
     timer: Box<Interval>,
+    /// Frames the next chain may hold: after a refusal, as many as went in the chain that met
+    /// it (at least one), doubling with every chain that goes whole, up to [`CHAIN`]; so that
+    /// a destination that takes a few frames per wake-up is not sent a whole chain to cancel.
+    burst: usize,
+    /// Frames of the chain in flight that went.
+    went: usize,
     /// The chain in flight goes on this F2 (a paired datagram ptp first opener's second
     /// socket), whose POLLOUT a wait then watches.
     chain_f2: Option<RawFd>,
@@ -412,6 +418,8 @@ impl SendQ {
             behind: false,
             waiting: false,
             timer: Box::new(Interval::new(RETRY)),
+            burst: CHAIN,
+            went: 0,
             chain_f2: None,
             purge: false,
         })
@@ -1216,8 +1224,9 @@ impl UNode {
         if let Some(q) = e.sq.as_mut() {
             // A port's stream end queues only what its output has no room for (in order).
             let queued = match &mut e.tx {
+                Tx::Send | Tx::SendTo(_) | Tx::Write => true,
                 Tx::Stream(s) => !q.queue.is_empty() || !s.room(len + 2),
-                _ => true,
+                _ => false,
             };
             if queued {
                 if admit_to_queue(q.bp, q.backlog(), free, pool) == Admit::Drop {
@@ -2701,10 +2710,14 @@ impl UNode {
     }
 
     /// Sends the frames waiting for endpoint `id` as one linked chain, unless a chain is in
-    /// flight or it waits for room. Sockets are sent with MSG_DONTWAIT (EAGAIN comes back to us)
-    /// and soft links, which stop at a refusal so that the order survives the retry; except a
-    /// port's connected socket, which is written (the kernel waits for room), as every device
-    /// is, with hard links (a failed write is counted as a drop and the chain goes on).
+    /// flight or it waits for room. Unconnected sockets (and F2) are sent with MSG_DONTWAIT
+    /// (EAGAIN comes back to us) and soft links, which stop at a refusal so that the order
+    /// survives the retry; connected sockets and devices are written (the kernel waits for
+    /// room), with hard links (a failed write is counted as a drop and the chain goes on).
+    /// A node's endpoint on a connected socket that keeps up is sent independent sends with
+    /// MSG_DONTWAIT instead, all issued at once (a chain's links after the first wait for the
+    /// kernel's task work): a refused one and those after it go again, written, in order;
+    /// one that a later frame overtook is dropped ([`Self::drop_overtaken`]).
     fn kick(&mut self, id: usize) {
         let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
             return;
@@ -2716,7 +2729,7 @@ impl UNode {
         if !q.chain.is_empty() || q.waiting || q.queue.is_empty() {
             return;
         }
-        let n = q.queue.len().min(CHAIN);
+        let n = q.queue.len().min(q.burst);
         q.chain.extend(q.queue.drain(..n));
         e.inflight += n as u32;
         let mut chain = [(0u16, 0u32); CHAIN];
@@ -2731,7 +2744,11 @@ impl UNode {
             f2.fd
         });
         q.chain_f2 = f2;
-        let bounded = q.bp == Backpressure::Bounded;
+        // A node's endpoint on a connected socket is sent with MSG_DONTWAIT, in independent
+        // sends that all go at once, until it refuses a frame (which tells that it fell behind,
+        // see `admit_to_queue`); then, as a port's, it is written and the kernel waits for room
+        // (no wake-up of ours per frame it takes).
+        let probe = q.bp == Backpressure::Bounded && !q.behind && f2.is_none() && matches!(e.tx, Tx::Send);
         let gen = e.gen;
         let (fd, dontwait, dest) = match (&e.tx, f2) {
             (_, Some(f2)) => (f2, true, None),
@@ -2740,7 +2757,7 @@ impl UNode {
                 true,
                 Some((a.as_ptr().cast::<libc::sockaddr>(), a.len())),
             ),
-            (Tx::Send, None) => (e.tx_fd, bounded, None),
+            (Tx::Send, None) => (e.tx_fd, probe, None),
             _ => (e.tx_fd, false, None),
         };
         // The chain goes in one submission: a link does not span two.
@@ -2763,7 +2780,7 @@ impl UNode {
             } else {
                 Sqe::Write { fd, buf, len }
             };
-            let link = match (i + 1 == n, dontwait) {
+            let link = match (i + 1 == n || probe, dontwait) {
                 (true, _) => super::ring::Link::None,
                 (false, true) => super::ring::Link::Soft,
                 (false, false) => super::ring::Link::Hard,
@@ -2799,7 +2816,8 @@ impl UNode {
         // Reconnected to a new peer, or F2's peer gone (unpaired): no tagged datagram waiting
         // here may reach whoever is there now.
         let mut purge = false;
-        if res > 0 || (res == 0 && len == 0) {
+        let went = res > 0 || (res == 0 && len == 0);
+        if went {
             count_sent(&mut e.counts[LINK_TO_TAP], whole, len as usize, whole_hdr);
         } else if stopping || !live {
             e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, segs);
@@ -2821,14 +2839,28 @@ impl UNode {
             eagain = again && errno == libc::EAGAIN;
         }
         let q = e.sq.as_mut().expect("chained");
+        // A frame went after earlier ones were refused (independent or hard-linked sends):
+        // sent again they would arrive after it; they are dropped instead.
+        let overtaken = if went && !q.retry.is_empty() {
+            std::mem::take(&mut q.retry)
+        } else {
+            Vec::new()
+        };
         if again {
             q.retry.push((fid, len));
             q.again |= eagain;
             q.behind |= eagain;
         }
         q.purge |= purge;
+        q.went += usize::from(went);
         let over = q.chain.is_empty();
         if over {
+            q.burst = if q.again {
+                q.went.max(1)
+            } else {
+                (q.burst * 2).min(CHAIN)
+            };
+            q.went = 0;
             for x in q.retry.drain(..).rev() {
                 q.queue.push_front(x);
             }
@@ -2842,6 +2874,9 @@ impl UNode {
             self.release(fid);
         }
         self.op_done(&t);
+        if !overtaken.is_empty() {
+            self.drop_overtaken(&t, overtaken);
+        }
         if purge {
             self.purge_tagged(t.ep());
         }
@@ -2876,6 +2911,25 @@ impl UNode {
         if let Some(e) = self.eps[id].as_mut() {
             e.sq.as_mut().expect("queued").queue = keep;
             e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, dropped);
+        }
+    }
+
+    /// Drops (counted as NoBuffer) the frames refused by endpoint `t` that a later frame
+    /// overtook; the retry list gets its memory back.
+    fn drop_overtaken(&mut self, t: &Token, mut frames: Vec<(u16, u32)>) {
+        let n = frames
+            .iter()
+            .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
+            .sum();
+        for &(fid, _) in &frames {
+            self.release(fid);
+        }
+        if let Some(e) = self.ep_of(t) {
+            e.counts[LINK_TO_TAP].add_drop(DropReason::NoBuffer, n);
+            if let Some(q) = e.sq.as_mut().filter(|q| q.retry.is_empty()) {
+                frames.clear();
+                q.retry = frames;
+            }
         }
     }
 
