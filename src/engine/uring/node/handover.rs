@@ -169,7 +169,7 @@ impl UNode {
         });
         for (fd, events, t) in polls.into_iter().flatten() {
             let sqe = Sqe::Poll {
-                fd: fd,
+                fd,
                 events: events as u32,
                 multi: false,
             }
@@ -438,7 +438,7 @@ impl UNode {
             return false;
         };
         if !h.active {
-            let link_idle = matches!(self.eps.get(PORT_LINK), Some(Some(e)) if e.sq.as_ref().is_none_or(|q| q.queue.is_empty() && q.chain.is_empty() && q.retry.is_empty()));
+            let link_idle = matches!(self.eps.get(PORT_LINK), Some(Some(e)) if !e.sq.as_ref().is_some_and(|q| !(q.queue.is_empty() && q.chain.is_empty() && q.retry.is_empty())));
             let tap_idle = matches!(self.eps.get(PORT_TAP), Some(Some(e)) if e.port.as_ref().is_some_and(|p| p.reads.is_empty() && p.next == 0));
             if !(link_idle && tap_idle) {
                 return false;
