@@ -394,10 +394,14 @@ struct SendQ {
     behind: bool,
     /// A POLLOUT poll or the retry timer is in flight.
     waiting: bool,
+    /// A frame was offered to the endpoint since its last chain went (see [`UNode::kick`]).
+    fresh: bool,
     timer: Box<Interval>,
     /// Frames the next chain may hold: after a refusal, as many as went in the chain that met
     /// it (at least one), doubling with every chain that goes whole, up to [`CHAIN`]; so that
     /// a destination that takes a few frames per wake-up is not sent a whole chain to cancel.
+    /// (A node's endpoint on a connected socket is sent every frame that waits, up to
+    /// [`CHAIN`], each time: see [`UNode::kick`].)
     burst: usize,
     /// Frames of the chain in flight that went.
     went: usize,
@@ -420,6 +424,7 @@ impl SendQ {
             again: false,
             behind: false,
             waiting: false,
+            fresh: false,
             timer: Box::new(Interval::new(RETRY)),
             burst: CHAIN,
             went: 0,
@@ -1235,6 +1240,7 @@ impl UNode {
                 _ => false,
             };
             if queued {
+                q.fresh = true;
                 if admit_to_queue(q.bp, q.backlog(), free, pool) == Admit::Drop {
                     c.add_drop(DropReason::NoBuffer, n);
                     return;
@@ -2727,10 +2733,12 @@ impl UNode {
     /// (EAGAIN comes back to us) and soft links, which stop at a refusal so that the order
     /// survives the retry; connected sockets and devices are written (the kernel waits for
     /// room), with hard links (a failed write is counted as a drop and the chain goes on).
-    /// A node's endpoint on a connected socket that keeps up is sent independent sends with
-    /// MSG_DONTWAIT instead, all issued at once (a chain's links after the first wait for the
-    /// kernel's task work): a refused one and those after it go again, written, in order;
-    /// one that a later frame overtook is dropped ([`Self::drop_overtaken`]).
+    /// A node's endpoint on a connected socket is sent with MSG_DONTWAIT too: independent
+    /// sends, all issued at once (a chain's links after the first wait for the kernel's task
+    /// work), while it keeps up (one that a later frame overtook is dropped,
+    /// [`Self::drop_overtaken`]); soft links once it is behind. A refused frame and those after
+    /// it go again, in order, at the end of the next turn that brought it a frame, or once its
+    /// POLLOUT came.
     fn kick(&mut self, id: usize) {
         let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
             return;
@@ -2739,10 +2747,20 @@ impl UNode {
             return;
         }
         let q = e.sq.as_mut().expect("chained");
-        if !q.chain.is_empty() || q.waiting || q.queue.is_empty() {
+        // A node's endpoint on a connected socket (see above), not through a paired F2.
+        let on_f2 =
+            e.dg.as_ref()
+                .and_then(|d| d.pair.as_ref())
+                .is_some_and(|p| p.first && p.pairing.paired());
+        let probe = q.bp == Backpressure::Bounded && matches!(e.tx, Tx::Send) && !on_f2;
+        if !q.chain.is_empty() || q.queue.is_empty() || (q.waiting && !(probe && q.fresh)) {
             return;
         }
-        let n = q.queue.len().min(q.burst);
+        q.fresh = false;
+        // (Every frame that waits is tried: the few that went before a refusal are no
+        // measure of the room the reader makes by the next try; once it is behind, a refusal
+        // stops the chain.)
+        let n = q.queue.len().min(if probe { CHAIN } else { q.burst });
         q.chain.extend(q.queue.drain(..n));
         e.inflight += n as u32;
         let mut chain = [(0u16, 0u32); CHAIN];
@@ -2757,11 +2775,15 @@ impl UNode {
             f2.fd
         });
         q.chain_f2 = f2;
-        // A node's endpoint on a connected socket is sent with MSG_DONTWAIT, in independent
-        // sends that all go at once, until it refuses a frame (which tells that it fell behind,
-        // see `admit_to_queue`); then, as a port's, it is written and the kernel waits for room
-        // (no wake-up of ours per frame it takes).
-        let probe = q.bp == Backpressure::Bounded && !q.behind && f2.is_none() && matches!(e.tx, Tx::Send);
+        // A node's endpoint on a connected socket is sent with MSG_DONTWAIT: in independent
+        // sends that all go at once while it keeps up; once it is behind (see
+        // `admit_to_queue`), in a soft-linked chain, which stops at its first refusal (the
+        // rest is cancelled, not tried; no frame overtakes another). Not written (the kernel
+        // waiting for room): each frame it took would then cost a wake-up of ours, its queue
+        // holding about 10 datagrams. What it refuses goes again, in order, at the end of the
+        // next turn that brought it a frame (often, under load) or once its POLLOUT came.
+        debug_assert!(!probe || f2.is_none());
+        let independent = probe && !q.behind;
         let gen = e.gen;
         let (fd, dontwait, dest) = match (&e.tx, f2) {
             (_, Some(f2)) => (f2, true, None),
@@ -2793,7 +2815,7 @@ impl UNode {
             } else {
                 Sqe::Write { fd, buf, len }
             };
-            let link = match (i + 1 == n || probe, dontwait) {
+            let link = match (i + 1 == n || independent, dontwait) {
                 (true, _) => super::ring::Link::None,
                 (false, true) => super::ring::Link::Soft,
                 (false, false) => super::ring::Link::Hard,
@@ -2952,7 +2974,9 @@ impl UNode {
         let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        let Some(q) = e.sq.as_mut() else { return };
+        let Some(q) = e.sq.as_mut().filter(|q| !q.waiting) else {
+            return;
+        };
         // F2 is connected: its POLLOUT says when the peer's R2 has room again.
         let timer = q.chain_f2.is_none()
             && matches!(e.tx, Tx::SendTo(_))
