@@ -69,15 +69,45 @@ pub fn classify_send_error(errno: i32) -> SendFault {
     }
 }
 
-/// How a destination holds back frames it cannot take now.
+/// How a destination holds back frames it cannot take now. Either way a frame it refuses
+/// (EAGAIN) is kept and sent again, in order, once it has room; they differ in how many may
+/// wait ([`admit_to_queue`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backpressure {
-    /// Keep the frame and send it when the destination has room: a port's cable, whose source
-    /// then stops reading so that the kernel queue behind it pushes back.
+    /// Every frame waits: a port's cable, whose source then stops reading so that the kernel
+    /// queue behind it pushes back.
     Wait,
-    /// Drop it: an endpoint of a switch, hub or cable node, where one slow destination must
-    /// not stall the frames for every other one (as vde_switch does).
+    /// At most [`DEST_QCAP`] frames wait, and none while the node's buffers run low: an
+    /// endpoint of a switch, hub or cable node, where one slow destination must not hold the
+    /// buffers every other one needs (a qdisc's limit: over it, a new frame is dropped).
+    Bounded,
+}
+
+/// Frames a [`Backpressure::Bounded`] destination may have held once it is behind. A unix
+/// datagram socket's own queue is short (`net.unix.max_dgram_qlen`, 10 by default, or a few
+/// frames of send buffer): 64 more frames ride out a reader that is late by one burst (a 64 KiB
+/// TCP super-frame is 46 frames at MSS 1448), while a dozen stalled clients still hold at most
+/// 3/4 of a node's 1024 shared buffers; the buffer rule of [`admit_to_queue`] covers more.
+pub const DEST_QCAP: usize = 64;
+
+/// Whether a frame joins its destination's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    Queue,
+    /// Dropped and counted (NoBuffer) for the destination.
     Drop,
+}
+
+/// Whether one more frame joins the queue of a destination with backpressure `bp` that holds
+/// `backlog` frames since it fell behind (0 while it takes what it is sent), when the frame's
+/// buffer pool has `free` of its `pool` buffers free. A destination that is not behind takes
+/// every frame (they go at the end of the loop's turn); one that is behind takes
+/// [`DEST_QCAP`] at most, and none while less than a quarter of the pool is free.
+pub fn admit_to_queue(bp: Backpressure, backlog: usize, free: usize, pool: usize) -> Admit {
+    match bp {
+        Backpressure::Bounded if backlog > 0 && (backlog >= DEST_QCAP || free * 4 < pool) => Admit::Drop,
+        _ => Admit::Queue,
+    }
 }
 
 /// What becomes of a frame whose send failed.
@@ -89,24 +119,23 @@ pub enum Verdict {
     Drop(crate::engine::stats::DropReason),
 }
 
-/// The one policy for a failed send, by the destination's backpressure.
-pub fn send_verdict(errno: i32, bp: Backpressure) -> Verdict {
+/// The one policy for a failed send from a destination's queue.
+pub fn send_verdict(errno: i32) -> Verdict {
     use crate::engine::stats::DropReason;
-    match (classify_send_error(errno), bp) {
-        (SendFault::Interrupted, _) | (SendFault::WouldBlock, Backpressure::Wait) => Verdict::Retry,
-        (SendFault::WouldBlock, Backpressure::Drop) | (SendFault::NoBuffer, _) => {
-            Verdict::Drop(DropReason::NoBuffer)
-        }
-        (SendFault::PeerGone | SendFault::Failed, _) => Verdict::Drop(DropReason::SendError),
+    match classify_send_error(errno) {
+        SendFault::Interrupted | SendFault::WouldBlock => Verdict::Retry,
+        SendFault::NoBuffer => Verdict::Drop(DropReason::NoBuffer),
+        SendFault::PeerGone | SendFault::Failed => Verdict::Drop(DropReason::SendError),
     }
 }
 
 /// Why a frame given one send only (a tap write, a stream buffer) is dropped when that send
-/// failed: there is no second try, so even an interrupted one counts, as NoBuffer.
+/// failed: there is no second try, so a full queue or an interrupted send counts as NoBuffer.
 pub fn single_send_drop(errno: i32) -> crate::engine::stats::DropReason {
-    match send_verdict(errno, Backpressure::Drop) {
+    use crate::engine::stats::DropReason;
+    match send_verdict(errno) {
         Verdict::Drop(why) => why,
-        Verdict::Retry => crate::engine::stats::DropReason::NoBuffer,
+        Verdict::Retry => DropReason::NoBuffer,
     }
 }
 
@@ -138,14 +167,43 @@ mod tests {
     }
 
     #[test]
-    fn send_verdicts_by_backpressure() {
+    fn send_verdicts() {
         use crate::engine::stats::DropReason::*;
-        use Backpressure::*;
-        assert_eq!(send_verdict(libc::EAGAIN, Wait), Verdict::Retry);
-        assert_eq!(send_verdict(libc::EAGAIN, Drop), Verdict::Drop(NoBuffer));
-        assert_eq!(send_verdict(libc::EINTR, Drop), Verdict::Retry);
-        assert_eq!(send_verdict(libc::ENOBUFS, Wait), Verdict::Drop(NoBuffer));
-        assert_eq!(send_verdict(libc::ECONNREFUSED, Wait), Verdict::Drop(SendError));
-        assert_eq!(send_verdict(libc::EMSGSIZE, Drop), Verdict::Drop(SendError));
+        assert_eq!(send_verdict(libc::EAGAIN), Verdict::Retry);
+        assert_eq!(send_verdict(libc::EINTR), Verdict::Retry);
+        assert_eq!(send_verdict(libc::ECANCELED), Verdict::Retry);
+        assert_eq!(send_verdict(libc::ENOBUFS), Verdict::Drop(NoBuffer));
+        assert_eq!(send_verdict(libc::ECONNREFUSED), Verdict::Drop(SendError));
+        assert_eq!(send_verdict(libc::EMSGSIZE), Verdict::Drop(SendError));
+        assert_eq!(single_send_drop(libc::EAGAIN), NoBuffer);
+        assert_eq!(single_send_drop(libc::EINTR), NoBuffer);
+        assert_eq!(single_send_drop(libc::EPIPE), SendError);
+    }
+
+    #[test]
+    fn a_port_queues_every_frame() {
+        for (backlog, free) in [(0, 1024), (10_000, 0), (DEST_QCAP, 1024)] {
+            assert_eq!(
+                admit_to_queue(Backpressure::Wait, backlog, free, 1024),
+                Admit::Queue
+            );
+        }
+    }
+
+    #[test]
+    fn a_node_endpoint_waits_within_its_bound() {
+        use Backpressure::Bounded;
+        // Not behind: every frame of the turn goes, whatever the pool.
+        assert_eq!(admit_to_queue(Bounded, 0, 0, 1024), Admit::Queue);
+        // Behind: up to DEST_QCAP wait...
+        assert_eq!(admit_to_queue(Bounded, 1, 1024, 1024), Admit::Queue);
+        assert_eq!(admit_to_queue(Bounded, DEST_QCAP - 1, 256, 1024), Admit::Queue);
+        // ...and no more.
+        assert_eq!(admit_to_queue(Bounded, DEST_QCAP, 1024, 1024), Admit::Drop);
+        assert_eq!(admit_to_queue(Bounded, 5 * DEST_QCAP, 1024, 1024), Admit::Drop);
+        // Nothing more waits once less than a quarter of the frame's pool is free.
+        assert_eq!(admit_to_queue(Bounded, 1, 255, 1024), Admit::Drop);
+        assert_eq!(admit_to_queue(Bounded, 1, 15, 64), Admit::Drop);
+        assert_eq!(admit_to_queue(Bounded, 1, 16, 64), Admit::Queue);
     }
 }

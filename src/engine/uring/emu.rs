@@ -17,7 +17,7 @@
 //! (edge-triggered, as io_uring's poll fires on wake-ups, not on a level). A descriptor epoll
 //! refuses (a regular file) is always ready.
 
-use super::ring::{Link, Op, Sqe, Target};
+use super::ring::{Link, Op, Sqe};
 use io_uring::types::BufRingEntry;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -150,12 +150,6 @@ impl Emu {
         out.extend(self.cq.drain(..));
     }
 
-    fn fd(&self, t: Target) -> RawFd {
-        match t {
-            Target::Fd(f) => f,
-        }
-    }
-
     fn target_of(&self, sqe: &Sqe) -> Option<RawFd> {
         match *sqe {
             Sqe::Read { fd, .. }
@@ -163,7 +157,7 @@ impl Emu {
             | Sqe::Write { fd, .. }
             | Sqe::Send { fd, .. }
             | Sqe::SendMsg { fd, .. }
-            | Sqe::Poll { fd, .. } => Some(self.fd(fd)),
+            | Sqe::Poll { fd, .. } => Some(fd),
             _ => None,
         }
     }
@@ -302,11 +296,8 @@ impl Emu {
         // (descriptor, flags) of a send that can join a batch.
         let key = |s: &mut Self, op: &Op| -> Option<(RawFd, i32)> {
             match op.sqe {
-                Sqe::SendMsg { fd, flags, .. } => Some((s.fd(fd), flags as i32)),
-                Sqe::Write { fd, .. } => {
-                    let f = s.fd(fd);
-                    s.is_socket(f).then_some((f, 0))
-                }
+                Sqe::SendMsg { fd, flags, .. } => Some((fd, flags as i32)),
+                Sqe::Write { fd, .. } => s.is_socket(fd).then_some((fd, 0)),
                 _ => None,
             }
         };
@@ -603,12 +594,13 @@ impl Emu {
             }
         }
         match op.sqe {
-            Sqe::Read { fd, buf, len, socket } => {
-                let f = self.fd(fd);
-                done(retry(|| read_into(f, buf, len as usize, socket)))
-            }
-            Sqe::ReadMulti { fd, group, socket } => {
-                let f = self.fd(fd);
+            Sqe::Read {
+                fd: f,
+                buf,
+                len,
+                socket,
+            } => done(retry(|| read_into(f, buf, len as usize, socket))),
+            Sqe::ReadMulti { fd: f, group, socket } => {
                 let dgram = socket && self.is_dgram(f);
                 if dgram {
                     return self.recv_batches(op.user_data, f, group);
@@ -631,19 +623,17 @@ impl Emu {
                 }
                 Step::Park
             }
-            Sqe::Write { fd, buf, len } => {
-                let f = self.fd(fd);
+            Sqe::Write { fd: f, buf, len } => {
                 // SAFETY: the loop keeps `buf` (len bytes) until the completion.
                 done(retry(|| res(unsafe { libc::write(f, buf.cast(), len as usize) })))
             }
             Sqe::Send {
-                fd,
+                fd: f,
                 buf,
                 len,
                 flags,
                 dest,
             } => {
-                let f = self.fd(fd);
                 let (a, alen) = dest.unwrap_or((std::ptr::null(), 0));
                 // SAFETY: the loop keeps the frame and the address until the completion.
                 let r = retry(|| res(unsafe { libc::sendto(f, buf.cast(), len as usize, flags, a, alen) }));
@@ -652,8 +642,7 @@ impl Emu {
                 }
                 done(r)
             }
-            Sqe::SendMsg { fd, msg, flags } => {
-                let f = self.fd(fd);
+            Sqe::SendMsg { fd: f, msg, flags } => {
                 // SAFETY: the loop keeps the msghdr and what it points to until the completion.
                 let r = retry(|| res(unsafe { libc::sendmsg(f, msg, flags as i32) }));
                 if flags as i32 & libc::MSG_DONTWAIT != 0 {
@@ -661,8 +650,7 @@ impl Emu {
                 }
                 done(r)
             }
-            Sqe::Poll { fd, events, multi } => {
-                let f = self.fd(fd);
+            Sqe::Poll { fd: f, events, multi } => {
                 if multi {
                     return Step::Park;
                 }
@@ -804,7 +792,7 @@ fn read_into(fd: RawFd, p: *mut u8, len: usize, socket: bool) -> Result<usize, i
 
 #[cfg(test)]
 mod tests {
-    use super::super::ring::{Interval, Link, Ring, Sqe, Target};
+    use super::super::ring::{Interval, Link, Ring, Sqe};
     use super::super::BufRing;
     use io_uring::cqueue;
     use std::os::fd::AsRawFd;
@@ -832,7 +820,7 @@ mod tests {
         let mut r = ring();
         r.register_buf_ring(&mut br, 3).unwrap();
         let op = Sqe::ReadMulti {
-            fd: Target::Fd(b.as_raw_fd()),
+            fd: b.as_raw_fd(),
             group: 3,
             socket: true,
         }
@@ -882,12 +870,12 @@ mod tests {
         let frame = [1u8; 32];
         let mut r = ring();
         let bad = Sqe::Write {
-            fd: Target::Fd(-1),
+            fd: -1,
             buf: frame.as_ptr(),
             len: 32,
         };
         let good = Sqe::Write {
-            fd: Target::Fd(a.as_raw_fd()),
+            fd: a.as_raw_fd(),
             buf: frame.as_ptr(),
             len: 32,
         };
@@ -919,7 +907,7 @@ mod tests {
         let frame = [0u8; 1024];
         let mut r = ring();
         let send = Sqe::Send {
-            fd: Target::Fd(a.as_raw_fd()),
+            fd: a.as_raw_fd(),
             buf: frame.as_ptr(),
             len: 1024,
             flags: libc::MSG_DONTWAIT,
@@ -937,7 +925,7 @@ mod tests {
         assert_eq!(got[0].1, -libc::EAGAIN, "a full queue says EAGAIN");
         // Without MSG_DONTWAIT the send waits for room, and goes once the peer reads.
         let wait_send = Sqe::Send {
-            fd: Target::Fd(a.as_raw_fd()),
+            fd: a.as_raw_fd(),
             buf: frame.as_ptr(),
             len: 1024,
             flags: 0,
@@ -958,7 +946,7 @@ mod tests {
         let (_c, d) = UnixDatagram::pair().unwrap();
         d.set_nonblocking(true).unwrap();
         let recv = Sqe::Read {
-            fd: Target::Fd(d.as_raw_fd()),
+            fd: d.as_raw_fd(),
             buf: buf.as_mut_ptr(),
             len: 2048,
             socket: true,
@@ -983,7 +971,7 @@ mod tests {
         let (a, b) = UnixDatagram::pair().unwrap();
         let mut r = ring();
         let poll = Sqe::Poll {
-            fd: Target::Fd(b.as_raw_fd()),
+            fd: b.as_raw_fd(),
             events: libc::POLLIN as u32,
             multi: true,
         };
@@ -1028,7 +1016,7 @@ mod tests {
                     Link::None
                 };
                 let w = Sqe::Write {
-                    fd: Target::Fd(a.as_raw_fd()),
+                    fd: a.as_raw_fd(),
                     buf: f.as_ptr(),
                     len: 3,
                 };

@@ -19,9 +19,13 @@
 //!   into slots.
 //! - Sending: a frame is sent from the buffer it arrived in, to one endpoint or (flooded) to
 //!   every other one; a reference count per buffer hands it back to the kernel once every send
-//!   completed. Sends on sockets carry MSG_DONTWAIT: a destination whose queue is full makes
-//!   the kernel answer EAGAIN at once and that frame is dropped and counted for it, so a
-//!   stalled client never holds buffers the others need.
+//!   completed. Every destination that sends (send, sendto, write: clients, links, taps, a
+//!   port's ends) has one send queue ([`SendQ`]): its frames leave in linked chains at the end
+//!   of the turn, and one the destination refuses (EAGAIN) waits, in order, until it has room.
+//!   How many may wait is its [`Backpressure`]: all of them for a port's ends (the other end
+//!   then stops receiving); for a node's endpoints at most `core::DEST_QCAP` once it is
+//!   behind, and none while the node's buffers run low (then the frame is dropped and counted
+//!   for it), so a stalled client never holds buffers the others need.
 //!   Stream destinations get the frame copied, with its length header, into their output
 //!   buffer, which one write at a time drains.
 //! - The host's own tap, when opened with offload (switch:// or hub:// in vdens-fast): one
@@ -59,14 +63,14 @@
 
 mod handover;
 
-use super::ring::{Interval, Ring, Sqe, Target};
+use super::ring::{Interval, Ring, Sqe};
 use super::{is_retry, new_ring, BufRing, SetupError, UringTuning, MIN_BATCH, WAIT_BATCH};
 use crate::engine::core::cut::{self, Cut, Whole};
 use crate::engine::core::pair::{self, Pairing, Step};
 use crate::engine::core::ptp;
 use crate::engine::core::{
-    admit, admit_stream, classify_rx_error, dispatch, send_verdict, single_send_drop, Backpressure, Control,
-    EndpointError, Op, RxFault, Token, Verdict,
+    admit, admit_stream, admit_to_queue, classify_rx_error, dispatch, send_verdict, single_send_drop, Admit,
+    Backpressure, Control, EndpointError, Op, RxFault, Token, Verdict,
 };
 use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
@@ -364,13 +368,88 @@ impl StreamOut {
     }
 }
 
+/// Sends of an endpoint in flight, as one linked chain (linked operations run in order, which
+/// keeps the frame order across a wait). 64 holds the 46 segments of a 64 KiB TCP
+/// super-frame at MSS 1448.
+const CHAIN: usize = 64;
+/// Wait before sending again datagrams refused with EAGAIN by a full receiver queue behind an
+/// unconnected socket (which polls writable all along, see `port::send_buffer_full`).
+const RETRY: Duration = Duration::from_millis(1);
+
+/// The frames to an endpoint that sends (`Tx::Send`, `SendTo`, `Write`). They queue (held),
+/// leave at the end of the turn in linked chains (one chain in flight; see [`UNode::kick`]),
+/// and one the endpoint refuses (EAGAIN) goes again, in order, once it has room. How many may
+/// wait is `bp`'s ([`admit_to_queue`]).
+struct SendQ {
+    bp: Backpressure,
+    /// Frames waiting to be sent (frame id, length), held.
+    queue: VecDeque<(u16, u32)>,
+    /// The chain in flight, in order (completions of a linked chain come in order).
+    chain: VecDeque<(u16, u32)>,
+    /// Frames of the chain to send again, in order.
+    retry: Vec<(u16, u32)>,
+    /// A send of the chain met EAGAIN: wait before the next chain.
+    again: bool,
+    /// The endpoint refused a frame and has not taken everything that waited since.
+    behind: bool,
+    /// A POLLOUT poll or the retry timer is in flight.
+    waiting: bool,
+    /// A frame was offered to the endpoint since its last chain went (see [`UNode::kick`]).
+    fresh: bool,
+    timer: Box<Interval>,
+    /// Frames the next chain may hold: after a refusal, as many as went in the chain that met
+    /// it (at least one), doubling with every chain that goes whole, up to [`CHAIN`]; so that
+    /// a destination that takes a few frames per wake-up is not sent a whole chain to cancel.
+    /// (A node's endpoint on a connected socket is sent every frame that waits, up to
+    /// [`CHAIN`], each time: see [`UNode::kick`].)
+    burst: usize,
+    /// Frames of the chain in flight that went.
+    went: usize,
+    /// The chain in flight goes on this F2 (a paired datagram ptp first opener's second
+    /// socket), whose POLLOUT a wait then watches.
+    chain_f2: Option<RawFd>,
+    /// A send of the chain in flight met a new peer: its tagged datagrams are dropped once
+    /// the chain is over ([`UNode::purge_tagged`]).
+    purge: bool,
+}
+
+impl SendQ {
+    /// A queue with room for `cap` frames before it grows.
+    fn new(bp: Backpressure, cap: usize) -> Box<SendQ> {
+        Box::new(SendQ {
+            bp,
+            queue: VecDeque::with_capacity(cap),
+            chain: VecDeque::with_capacity(CHAIN),
+            retry: Vec::with_capacity(CHAIN),
+            again: false,
+            behind: false,
+            waiting: false,
+            fresh: false,
+            timer: Box::new(Interval::new(RETRY)),
+            burst: CHAIN,
+            went: 0,
+            chain_f2: None,
+            purge: false,
+        })
+    }
+
+    /// The frames held since the endpoint fell behind (0 while it takes what it is sent).
+    fn backlog(&self) -> usize {
+        if self.behind {
+            self.queue.len() + self.chain.len() + self.retry.len()
+        } else {
+            0
+        }
+    }
+}
+
 enum Tx {
     Discard,
-    /// send(2) with MSG_DONTWAIT on a connected socket.
+    /// send(2) on a connected socket, from the endpoint's [`SendQ`].
     Send,
-    /// sendto(2) with MSG_DONTWAIT to this address.
+    /// sendto(2) to this address, from the endpoint's [`SendQ`].
     SendTo(Box<UnixAddr>),
-    /// write(2): a tap or another device.
+    /// write(2): a tap or another device, from the endpoint's [`SendQ`].
     Write,
     Stream(Box<StreamOut>),
     Vnet(Box<VnetOut>),
@@ -390,7 +469,7 @@ struct Ep {
     rx_starved: bool,
     tx: Tx,
     /// Connects a datagram ptp second opener to its restarted first opener (see
-    /// [`UNode::reconnect_after`]); never for the rest.
+    /// [`Ep::reconnect_after_failure`]); never for the rest.
     reconnect: Reconnector,
     /// Operations in flight that use this endpoint's descriptors.
     inflight: u32,
@@ -407,6 +486,9 @@ struct Ep {
     counts: [Counts; 2],
     stats: Arc<PortStats>,
     label: String,
+    /// The frames waiting for it: every endpoint whose `tx` is Send, SendTo or Write, and a
+    /// port's stream end (whose output has no room); None for the rest.
+    sq: Option<Box<SendQ>>,
     /// An end of a port's cable (see [`PortEp`]); None for every other endpoint.
     port: Option<Box<PortEp>>,
 }
@@ -483,6 +565,8 @@ impl Ep {
             (Some(_), Owner::Tap(_)) => Tx::Write,
             (Some(_), Owner::Overlay) => Tx::Discard,
         };
+        let sq = matches!(tx_kind, Tx::Send | Tx::SendTo(_) | Tx::Write)
+            .then(|| SendQ::new(Backpressure::Bounded, 0));
         let reconnect = Reconnector::new(match &owner {
             Owner::Link(l) => l.reconnect(),
             _ => Reconnect::Never,
@@ -522,6 +606,7 @@ impl Ep {
             rx_armed: false,
             rx_starved: false,
             tx: tx_kind,
+            sq,
             reconnect,
             inflight: 0,
             superframes,
@@ -568,6 +653,7 @@ impl Ep {
                 ep: o,
                 recs: (0..RECS).map(|_| SendRec::new()).collect(),
             })),
+            sq: None,
             reconnect: Reconnector::new(Reconnect::Never),
             inflight: 0,
             superframes: false,
@@ -945,7 +1031,7 @@ impl UNode {
 
     fn arm_wake(&mut self) {
         let e = Sqe::Poll {
-            fd: Target::Fd(self.wake.as_raw_fd()),
+            fd: self.wake.as_raw_fd(),
             events: libc::POLLIN as u32,
             multi: true,
         }
@@ -957,7 +1043,7 @@ impl UNode {
     fn arm_listen(&mut self) {
         let Some(l) = &self.listener else { return };
         let e = Sqe::Poll {
-            fd: Target::Fd(l.ctl.as_raw_fd()),
+            fd: l.ctl.as_raw_fd(),
             events: libc::POLLIN as u32,
             multi: true,
         }
@@ -986,7 +1072,7 @@ impl UNode {
                     e.inflight += 1;
                     *sqe = Some(
                         Sqe::Poll {
-                            fd: Target::Fd(r.fds[s]),
+                            fd: r.fds[s],
                             events: libc::POLLIN as u32,
                             multi: false,
                         }
@@ -1001,7 +1087,7 @@ impl UNode {
             }
             return;
         }
-        let fd = Target::Fd(e.rx_fd);
+        let fd = e.rx_fd;
         let sqe = match &mut e.rx {
             Rx::None | Rx::Overlay(_) => return,
             Rx::Multi { socket, .. } => Sqe::ReadMulti {
@@ -1068,7 +1154,7 @@ impl UNode {
         let Some(c) = e.ctl_fd else { return };
         e.inflight += 1;
         let sqe = Sqe::Poll {
-            fd: Target::Fd(c),
+            fd: c,
             events: libc::POLLIN as u32,
             multi: false,
         }
@@ -1104,9 +1190,10 @@ impl UNode {
     /// Detaches endpoint `id`: no frame goes to it any more; its descriptors close once
     /// its operations (cancelled here) are reaped.
     fn remove(&mut self, id: usize) {
-        let Some(e) = self.eps.get_mut(id).and_then(Option::take) else {
+        let Some(mut e) = self.eps.get_mut(id).and_then(Option::take) else {
             return;
         };
+        self.drop_queued(&mut e);
         e.publish();
         if let Owner::Client { path, .. } = &e.owner {
             let _ = std::fs::remove_file(path);
@@ -1131,59 +1218,50 @@ impl UNode {
         self.leaving.push((id, e));
     }
 
-    /// Sends frame `fid` to endpoint `to`, or drops it (counted there). A tagged datagram
-    /// (a big buffer with [`Self::whole_of`]) goes only to a client that takes super-frames.
+    /// Sends frame `fid` to endpoint `to`, or drops it (counted there): into its send queue
+    /// ([`SendQ`], as its backpressure admits), its stream output, its offloading tap or its
+    /// overlay network. A tagged datagram (a big buffer with [`Self::whole_of`]) goes only to
+    /// a client that takes super-frames.
     fn send(&mut self, to: usize, fid: u16, len: usize) {
-        if self.port_takes(to, fid, len) {
-            return;
-        }
         let ptr = self.frame_ptr(fid);
         let n = self.whole_of(fid).map_or(1, |w| w.segs);
+        let (free, pool) = self.pool_of(fid);
         let Some(e) = self.eps[to].as_mut() else { return };
         if e.dg.is_some() {
             e.ptp_ask();
         }
         let c = &mut e.counts[LINK_TO_TAP];
         c.received += n;
-        let fd = Target::Fd(e.tx_fd);
+        if let Some(q) = e.sq.as_mut() {
+            // A port's stream end queues only what its output has no room for (in order).
+            let queued = match &mut e.tx {
+                Tx::Send | Tx::SendTo(_) | Tx::Write => true,
+                Tx::Stream(s) => !q.queue.is_empty() || !s.room(len + 2),
+                _ => false,
+            };
+            if queued {
+                q.fresh = true;
+                if admit_to_queue(q.bp, q.backlog(), free, pool) == Admit::Drop {
+                    c.add_drop(DropReason::NoBuffer, n);
+                    return;
+                }
+                q.queue.push_back((fid, len as u32));
+                let full = e.port.is_some() && q.queue.len() >= PORT_QCAP;
+                self.hold(fid);
+                if full {
+                    self.pause_rx(PORT_TAP + PORT_LINK - to);
+                }
+                return;
+            }
+        }
+        let fd = e.tx_fd;
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let sqe = match &mut e.tx {
             Tx::Discard => {
                 c.add_drop(DropReason::NoLink, n);
                 return;
             }
-            Tx::Send => Sqe::Send {
-                fd,
-                buf: ptr,
-                len: len as u32,
-                flags,
-                dest: None,
-            },
-            Tx::SendTo(a) => match e.dg.as_deref_mut().and_then(DgPtp::on_f2) {
-                // A paired first opener: every frame on F2, remembered with its round.
-                Some(p) => {
-                    p.rounds[rec_of(fid)] = Some(p.pairing.round());
-                    Sqe::Send {
-                        fd: Target::Fd(p.fd),
-                        buf: ptr,
-                        len: len as u32,
-                        flags,
-                        dest: None,
-                    }
-                }
-                None => Sqe::Send {
-                    fd,
-                    buf: ptr,
-                    len: len as u32,
-                    flags,
-                    dest: Some((a.as_ptr().cast(), a.len())),
-                },
-            },
-            Tx::Write => Sqe::Write {
-                fd,
-                buf: ptr,
-                len: len as u32,
-            },
+            Tx::Send | Tx::SendTo(_) | Tx::Write => unreachable!("sent from its SendQ"),
             Tx::Stream(s) => {
                 if !s.room(len + 2) {
                     c.add_drop(DropReason::NoBuffer, 1);
@@ -1250,6 +1328,19 @@ impl UNode {
         self.push(&sqe);
     }
 
+    /// The free buffers of frame `fid`'s pool, and the pool's size.
+    fn pool_of(&self, fid: u16) -> (usize, usize) {
+        match Fid::of(fid) {
+            Fid::Buf(_) => (self.bufs.shared.avail() as usize, NBUF as usize),
+            Fid::Big(_) => (
+                self.bufs.big.as_ref().map_or(0, |b| b.avail() as usize),
+                NBIG as usize,
+            ),
+            Fid::Slot(_) => (self.free_slots.len(), SLOTS),
+            Fid::Tap(_) => (self.bufs.tap.free.len(), NTAP as usize),
+        }
+    }
+
     /// Starts the write of a stream endpoint's waiting bytes, unless one is in flight.
     fn kick_stream(&mut self, id: usize) {
         let Some(e) = self.eps[id].as_mut() else { return };
@@ -1260,7 +1351,7 @@ impl UNode {
         s.writing = s.end - s.start;
         let p = s.out[s.start..].as_ptr();
         let sqe = Sqe::Write {
-            fd: Target::Fd(e.tx_fd),
+            fd: e.tx_fd,
             buf: p,
             len: s.writing as u32,
         }
@@ -1729,46 +1820,23 @@ impl UNode {
         }
     }
 
+    /// A send completed: one of a chain ([`Self::on_chain_tx`]), or a single one (a write to
+    /// an offloading tap, a send to an overlay network), counted and done.
     fn on_tx(&mut self, t: Token, res: i32) {
-        if self.port_chained(&t) {
-            self.on_port_tx(t, res);
+        if self.ep_of(&t).is_some_and(|e| e.chained()) {
+            self.on_chain_tx(t, res);
             return;
         }
         let whole = self.whole_of(t.slot);
         self.release(t.slot);
-        // A send on F2 (a paired first opener's): a failure may end the pairing, and there is
-        // nothing to connect again.
-        let mut on_f2 = false;
-        if let Some(e) = self.ep_of(&t) {
-            on_f2 = e.f2_done(t.slot, res);
-        }
         if let Some(e) = self.ep_of(&t) {
             let c = &mut e.counts[LINK_TO_TAP];
-            match (res, whole) {
-                (r, Some(w)) if r >= 0 => {
-                    c.sent_many(w.segs, w.wire);
-                    if w.segs > 1 {
-                        c.wire_super += 1;
-                    }
-                }
-                (r, None) if r >= 0 => c.sent(t.len as usize),
-                (r, w) => c.add_drop(single_send_drop(-r), w.map_or(1, |w| w.segs)),
+            match res {
+                r if r >= 0 => count_sent(c, whole, t.len as usize, None),
+                r => c.add_drop(single_send_drop(-r), whole.map_or(1, |w| w.segs)),
             }
         }
-        if res < 0 && !on_f2 {
-            self.reconnect_after(&t, -res);
-        }
         self.op_done(&t);
-    }
-
-    /// A send to endpoint `t` failed with `errno` (the frame is dropped): a datagram ptp second
-    /// opener whose first opener restarted connects to the new socket, as a port does
-    /// (`Reconnector`), so that the next frames reach it.
-    fn reconnect_after(&mut self, t: &Token, errno: i32) {
-        if let Some(e) = self.ep_of(t) {
-            // An overlay has no descriptor here, nor anything to reconnect.
-            e.reconnect_after_failure(errno);
-        }
     }
 
     /// A single-shot read on endpoint `t` (a stream's input, an offloading tap) completed: the
@@ -2048,7 +2116,7 @@ impl UNode {
 
     fn arm_pending(&mut self, slot: usize, gen: u16, fd: RawFd) {
         let sqe = Sqe::Poll {
-            fd: Target::Fd(fd),
+            fd,
             events: libc::POLLIN as u32,
             multi: false,
         }
@@ -2172,7 +2240,7 @@ impl UNode {
                     self.ptp_accept();
                 }
             }
-            Op::TxWait => self.on_port_wait(t),
+            Op::TxWait => self.on_tx_wait(t),
             Op::Wake if !self.stopping => return self.on_wake(more),
             Op::Wake if !more => self.wake_armed = false,
             _ => {}
@@ -2233,7 +2301,7 @@ impl UNode {
         }
         self.arm_ptp_listen();
         self.handover_tick();
-        self.flush_ports();
+        self.flush_sends();
         self.publish();
     }
 
@@ -2269,7 +2337,13 @@ impl UNode {
     /// The node's part of the stop once its operations were reaped (or not, in time: their
     /// memory is then leaked rather than freed under the kernel).
     fn end_shutdown(&mut self) {
-        self.port_stopped();
+        // The frames still waiting in send queues were never sent.
+        for id in 0..self.eps.len() {
+            if let Some(mut e) = self.eps[id].take() {
+                self.drop_queued(&mut e);
+                self.eps[id] = Some(e);
+            }
+        }
         self.publish();
         if self.outstanding > 0 {
             crate::diag!(
@@ -2362,9 +2436,10 @@ impl Nodes {
             want = match self.cqes.len() {
                 // Nothing came within the batching wait: a chain is blocked on its peer.
                 0 => 1,
-                n => n
-                    .min(WAIT_BATCH)
-                    .max(self.nodes.iter().map(UNode::port_sends).sum()),
+                n => n.min(WAIT_BATCH).max(match self.batch {
+                    Some(_) => self.nodes.iter().map(UNode::chained_sends).sum(),
+                    None => 0,
+                }),
             };
         }
         self.shutdown();
@@ -2437,7 +2512,7 @@ impl UNode {
             *watched = l.as_raw_fd();
         }
         let sqe = Sqe::Poll {
-            fd: Target::Fd(ep.0.as_raw_fd()),
+            fd: ep.0.as_raw_fd(),
             events: libc::POLLIN as u32,
             multi: false,
         }
@@ -2615,37 +2690,348 @@ impl UNode {
     }
 }
 
+/// Counts a frame sent to an endpoint: standard (`len` bytes), or whole (a super-frame counts
+/// as its segments, and as one tagged on the wire unless a port sends it tap to tap);
+/// `whole_hdr` is a port endpoint's (whose super-frames and segments are counted too).
+fn count_sent(c: &mut Counts, whole: Option<Whole>, len: usize, whole_hdr: Option<usize>) {
+    let Some(w) = whole else {
+        c.sent(len);
+        return;
+    };
+    c.sent_many(w.segs, w.wire);
+    if w.segs > 1 {
+        c.wire_super += u64::from(whole_hdr.unwrap_or(0) == 0);
+        if whole_hdr.is_some() {
+            c.super_frames += 1;
+            c.segments += w.segs;
+        }
+    }
+}
+
+/// The send queues ([`SendQ`]): chains, their completions, waits for room.
+impl UNode {
+    /// Sends the next chain of every endpoint that has frames waiting and none in flight
+    /// (once per turn; a port's tap reads are cut first).
+    fn flush_sends(&mut self) {
+        if self.port.is_some() {
+            self.refresh_whole();
+            self.port_cut(PORT_TAP);
+        }
+        for id in 0..self.eps.len() {
+            self.kick(id);
+        }
+    }
+
+    /// The endpoints' chained sends in flight.
+    fn chained_sends(&self) -> usize {
+        let chain = |e: &Ep| e.sq.as_ref().map_or(0, |q| q.chain.len());
+        self.eps.iter().flatten().map(chain).sum()
+    }
+
+    /// Sends the frames waiting for endpoint `id` as one linked chain, unless a chain is in
+    /// flight or it waits for room. Unconnected sockets (and F2) are sent with MSG_DONTWAIT
+    /// (EAGAIN comes back to us) and soft links, which stop at a refusal so that the order
+    /// survives the retry; connected sockets and devices are written (the kernel waits for
+    /// room), with hard links (a failed write is counted as a drop and the chain goes on).
+    /// A node's endpoint on a connected socket is sent with MSG_DONTWAIT too: independent
+    /// sends, all issued at once (a chain's links after the first wait for the kernel's task
+    /// work), while it keeps up (one that a later frame overtook is dropped,
+    /// [`Self::drop_overtaken`]); soft links once it is behind. A refused frame and those after
+    /// it go again, in order, at the end of the next turn that brought it a frame, or once its
+    /// POLLOUT came.
+    fn kick(&mut self, id: usize) {
+        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if !e.chained() {
+            return;
+        }
+        let q = e.sq.as_mut().expect("chained");
+        // A node's endpoint on a connected socket (see above), not through a paired F2.
+        let on_f2 =
+            e.dg.as_ref()
+                .and_then(|d| d.pair.as_ref())
+                .is_some_and(|p| p.first && p.pairing.paired());
+        let probe = q.bp == Backpressure::Bounded && matches!(e.tx, Tx::Send) && !on_f2;
+        if !q.chain.is_empty() || q.queue.is_empty() || (q.waiting && !(probe && q.fresh)) {
+            return;
+        }
+        q.fresh = false;
+        // (Every frame that waits is tried: the few that went before a refusal are no
+        // measure of the room the reader makes by the next try; once it is behind, a refusal
+        // stops the chain.)
+        let n = q.queue.len().min(if probe { CHAIN } else { q.burst });
+        q.chain.extend(q.queue.drain(..n));
+        e.inflight += n as u32;
+        let mut chain = [(0u16, 0u32); CHAIN];
+        chain[..n].copy_from_slice(&q.chain.make_contiguous()[..n]);
+        // A paired datagram ptp first opener sends every frame on F2, each remembered with
+        // its pairing round (a failed send of the current round unpairs, see `Ep::f2_done`).
+        let f2 = e.dg.as_deref_mut().and_then(DgPtp::on_f2).map(|f2| {
+            let round = f2.pairing.round();
+            for &(fid, _) in &chain[..n] {
+                f2.rounds[rec_of(fid)] = Some(round);
+            }
+            f2.fd
+        });
+        q.chain_f2 = f2;
+        // A node's endpoint on a connected socket is sent with MSG_DONTWAIT: in independent
+        // sends that all go at once while it keeps up; once it is behind (see
+        // `admit_to_queue`), in a soft-linked chain, which stops at its first refusal (the
+        // rest is cancelled, not tried; no frame overtakes another). Not written (the kernel
+        // waiting for room): each frame it took would then cost a wake-up of ours, its queue
+        // holding about 10 datagrams. What it refuses goes again, in order, at the end of the
+        // next turn that brought it a frame (often, under load) or once its POLLOUT came.
+        debug_assert!(!probe || f2.is_none());
+        let independent = probe && !q.behind;
+        let gen = e.gen;
+        let (fd, dontwait, dest) = match (&e.tx, f2) {
+            (_, Some(f2)) => (f2, true, None),
+            (Tx::SendTo(a), None) => (
+                e.tx_fd,
+                true,
+                Some((a.as_ptr().cast::<libc::sockaddr>(), a.len())),
+            ),
+            (Tx::Send, None) => (e.tx_fd, probe, None),
+            _ => (e.tx_fd, false, None),
+        };
+        // The chain goes in one submission: a link does not span two.
+        let room = self.ring.0.borrow_mut().sq_room();
+        if room < n {
+            let _ = self.ring.submit();
+        }
+        for (i, &(fid, len)) in chain[..n].iter().enumerate() {
+            let buf = self.frame_ptr(fid);
+            let sqe = if dontwait {
+                // (A kernel retry of a unix datagram send may send an empty datagram: we send
+                // again ourselves.)
+                Sqe::Send {
+                    fd,
+                    buf,
+                    len,
+                    flags: libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    dest,
+                }
+            } else {
+                Sqe::Write { fd, buf, len }
+            };
+            let link = match (i + 1 == n || independent, dontwait) {
+                (true, _) => super::ring::Link::None,
+                (false, true) => super::ring::Link::Soft,
+                (false, false) => super::ring::Link::Hard,
+            };
+            let op = sqe.op(token(Op::Tx, id, gen, fid, len as usize)).link(link);
+            self.hold(fid);
+            self.push(&op);
+        }
+        // (The queue's own hold of each frame passed to the chain's sends.)
+        for &(fid, _) in &chain[..n] {
+            self.release(fid);
+        }
+    }
+
+    /// A chained send of endpoint `t` completed: counted, dropped, or kept to go again (see
+    /// [`send_verdict`]); once the chain is over, what goes again is put back in front, and
+    /// after a refusal the endpoint waits for room. Frames of an endpoint that left go.
+    fn on_chain_tx(&mut self, t: Token, res: i32) {
+        let fid = t.slot;
+        let whole = self.whole_of(fid);
+        let stopping = self.stopping;
+        let live = self.live(&t);
+        let Some(e) = self.ep_of(&t) else { return };
+        let on_f2 = e.f2_done(fid, res);
+        let whole_hdr = e.port.as_ref().map(|p| p.whole_hdr);
+        let q = e.sq.as_mut().expect("chained");
+        let (cfid, len) = q.chain.pop_front().expect("a chain in flight");
+        debug_assert_eq!(cfid, fid);
+        let segs = whole.map_or(1, |w| w.segs);
+        // What became of it: sent, to go again (after EAGAIN: once writable), or dropped.
+        let mut again = false;
+        let mut eagain = false;
+        // Reconnected to a new peer, or F2's peer gone (unpaired): no tagged datagram waiting
+        // here may reach whoever is there now.
+        let mut purge = false;
+        let went = res > 0 || (res == 0 && len == 0);
+        if went {
+            count_sent(&mut e.counts[LINK_TO_TAP], whole, len as usize, whole_hdr);
+        } else if stopping || !live {
+            e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, segs);
+        } else {
+            // A zero-byte send of a non-empty frame: nothing went; as a failure.
+            let errno = if res < 0 { -res } else { libc::EIO };
+            // F2's peer gone: the frame is dropped (the pairing ended in `f2_done`; the next
+            // ones go by path, plain until a peer answers).
+            let lost = on_f2 && pair::f2_lost(errno);
+            let back = !on_f2 && e.reconnect_after_failure(errno);
+            purge = lost || back;
+            let c = &mut e.counts[LINK_TO_TAP];
+            match send_verdict(errno) {
+                _ if lost || (back && whole.is_some()) => c.add_drop(DropReason::SendError, segs),
+                _ if back => again = true,
+                Verdict::Retry => again = true,
+                Verdict::Drop(why) => c.add_drop(why, segs),
+            }
+            eagain = again && errno == libc::EAGAIN;
+        }
+        let q = e.sq.as_mut().expect("chained");
+        // A frame went after earlier ones were refused (independent or hard-linked sends):
+        // sent again they would arrive after it; they are dropped instead.
+        let overtaken = if went && !q.retry.is_empty() {
+            std::mem::take(&mut q.retry)
+        } else {
+            Vec::new()
+        };
+        if again {
+            q.retry.push((fid, len));
+            q.again |= eagain;
+            q.behind |= eagain;
+        }
+        q.purge |= purge;
+        q.went += usize::from(went);
+        let over = q.chain.is_empty();
+        if over {
+            q.burst = if q.again {
+                q.went.max(1)
+            } else {
+                (q.burst * 2).min(CHAIN)
+            };
+            q.went = 0;
+            for x in q.retry.drain(..).rev() {
+                q.queue.push_front(x);
+            }
+            // Caught up: everything that waited went.
+            q.behind &= q.again || !q.queue.is_empty();
+        }
+        // (The rest of the chain is cancelled after a failed send: purged once it is over.)
+        let purge = over && std::mem::take(&mut q.purge);
+        let wait = over && std::mem::take(&mut q.again);
+        if !again {
+            self.release(fid);
+        }
+        self.op_done(&t);
+        if !overtaken.is_empty() {
+            self.drop_overtaken(&t, overtaken);
+        }
+        if purge {
+            self.purge_tagged(t.ep());
+        }
+        if wait {
+            self.tx_wait(t.ep());
+        }
+        self.port_drained(t.ep());
+    }
+
+    /// Drops (counted) the tagged datagrams waiting for endpoint `id`: its peer changed (see
+    /// [`Self::on_chain_tx`]); the standard frames among them still go, in order.
+    fn purge_tagged(&mut self, id: usize) {
+        let Some(q) = self
+            .eps
+            .get_mut(id)
+            .and_then(Option::as_mut)
+            .and_then(|e| e.sq.as_mut())
+        else {
+            return;
+        };
+        let queued = std::mem::take(&mut q.queue);
+        let (mut keep, mut dropped) = (VecDeque::with_capacity(queued.len()), 0);
+        for (fid, len) in queued {
+            match self.whole_of(fid) {
+                Some(w) => {
+                    dropped += w.segs;
+                    self.release(fid);
+                }
+                None => keep.push_back((fid, len)),
+            }
+        }
+        if let Some(e) = self.eps[id].as_mut() {
+            e.sq.as_mut().expect("queued").queue = keep;
+            e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, dropped);
+        }
+    }
+
+    /// Drops (counted as NoBuffer) the frames refused by endpoint `t` that a later frame
+    /// overtook; the retry list gets its memory back.
+    fn drop_overtaken(&mut self, t: &Token, mut frames: Vec<(u16, u32)>) {
+        let n = frames
+            .iter()
+            .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
+            .sum();
+        for &(fid, _) in &frames {
+            self.release(fid);
+        }
+        if let Some(e) = self.ep_of(t) {
+            e.counts[LINK_TO_TAP].add_drop(DropReason::NoBuffer, n);
+            if let Some(q) = e.sq.as_mut().filter(|q| q.retry.is_empty()) {
+                frames.clear();
+                q.retry = frames;
+            }
+        }
+    }
+
+    /// Waits until endpoint `id` can take frames again: POLLOUT on its descriptor, or the
+    /// retry timer for an unconnected socket whose own send buffer is not what is full.
+    fn tx_wait(&mut self, id: usize) {
+        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(q) = e.sq.as_mut().filter(|q| !q.waiting) else {
+            return;
+        };
+        // F2 is connected: its POLLOUT says when the peer's R2 has room again.
+        let timer = q.chain_f2.is_none()
+            && matches!(e.tx, Tx::SendTo(_))
+            && !e.owner.tx().is_some_and(send_buffer_full);
+        let sqe = if timer {
+            Sqe::Timeout { after: &*q.timer }
+        } else {
+            Sqe::Poll {
+                fd: q.chain_f2.unwrap_or(e.tx_fd),
+                events: libc::POLLOUT as u32,
+                multi: false,
+            }
+        };
+        q.waiting = true;
+        e.inflight += 1;
+        let op = sqe.op(token(Op::TxWait, id, e.gen, 0, 0));
+        self.push(&op);
+    }
+
+    /// The wait of endpoint `t` ended: its next chain goes at the end of the turn.
+    fn on_tx_wait(&mut self, t: Token) {
+        if let Some(q) = self.ep_of(&t).and_then(|e| e.sq.as_mut()) {
+            q.waiting = false;
+        }
+        self.op_done(&t);
+    }
+
+    /// Lets go of the frames waiting for endpoint `e` (which left, or the node stopped), counted
+    /// as never sent.
+    fn drop_queued(&mut self, e: &mut Ep) {
+        let Some(q) = e.sq.as_mut() else { return };
+        let left: Vec<(u16, u32)> = q.queue.drain(..).chain(q.retry.drain(..)).collect();
+        let n = left
+            .iter()
+            .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
+            .sum();
+        e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, n);
+        for (fid, _) in left {
+            self.release(fid);
+        }
+    }
+}
+
 /// A port's cable (`engine::cable`): endpoint [`PORT_TAP`] is its tap, [`PORT_LINK`] its link.
 const PORT_TAP: usize = 1;
 const PORT_LINK: usize = 2;
-/// Sends of a port endpoint in flight, as one linked chain (linked operations run in order,
-/// which keeps the frame order across a wait). 64 holds the 46 segments of a 64 KiB TCP
-/// super-frame at MSS 1448.
-const CHAIN: usize = 64;
 /// Frames a port endpoint may have waiting before the other endpoint stops receiving (and
 /// the kernel queue behind it pushes back): the node's buffers are shared by both
 /// directions, so that a stalled one never takes the other's.
 const PORT_QCAP: usize = NBUF as usize / 4;
-/// Wait before sending again datagrams refused with EAGAIN by a full receiver queue behind an
-/// unconnected socket (which polls writable all along, see `port::send_buffer_full`).
-const PORT_RETRY: Duration = Duration::from_millis(1);
 
 /// An end of a port's cable. Frames to it wait rather than drop when it cannot take them
-/// (`Backpressure::Wait`): they queue, leave in linked chains (one in flight), and one that
-/// met EAGAIN goes again, in order, once the descriptor is writable (or after
-/// [`PORT_RETRY`]); while too many wait, the other end does not receive.
+/// (`Backpressure::Wait`, in its [`SendQ`]); while too many wait, the other end does not
+/// receive.
 struct PortEp {
-    /// Frames waiting to be sent (frame id, length), held.
-    queue: VecDeque<(u16, u32)>,
-    /// The chain in flight, in order (completions of a linked chain come in order).
-    chain: VecDeque<(u16, u32)>,
-    /// Frames of the chain to send again, in order.
-    retry: Vec<(u16, u32)>,
-    /// A send of the chain met EAGAIN: wait before the next chain.
-    again: bool,
-    /// A POLLOUT poll or the retry timer is in flight.
-    waiting: bool,
-    timer: Box<Interval>,
     /// Receiving is paused: the other end has [`PORT_QCAP`] frames waiting.
     rx_paused: bool,
     /// Frames cross tap to tap whole, behind a virtio-net header of this many bytes.
@@ -2659,12 +3045,6 @@ struct PortEp {
     /// Its reads (big buffer, length) not yet cut, in order, and the next piece of the first.
     reads: VecDeque<(u16, u32)>,
     next: usize,
-    /// The chain in flight goes on this F2 (a paired datagram ptp first opener's second
-    /// socket), whose POLLOUT a wait then watches.
-    chain_f2: Option<RawFd>,
-    /// A send of the chain in flight met a new peer: its tagged datagrams are dropped once
-    /// the chain is over ([`UNode::port_purge_tagged`]).
-    purge: bool,
 }
 
 impl Ep {
@@ -2695,9 +3075,9 @@ impl Ep {
                 .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
-    /// Sends frames in linked chains (see [`PortEp`]).
+    /// Sends frames in linked chains, from its [`SendQ`].
     fn chained(&self) -> bool {
-        self.port.is_some() && matches!(self.tx, Tx::Send | Tx::SendTo(_) | Tx::Write)
+        self.sq.is_some() && matches!(self.tx, Tx::Send | Tx::SendTo(_) | Tx::Write)
     }
 }
 
@@ -2724,21 +3104,16 @@ fn port_ep(e: &mut Ep, id: usize, p: &PortCtx) {
         };
         e.superframes = true;
     }
+    if e.sq.is_some() || matches!(e.tx, Tx::Stream(_)) {
+        e.sq = Some(SendQ::new(Backpressure::Wait, PORT_QCAP + CHAIN));
+    }
     e.port = Some(Box::new(PortEp {
-        queue: VecDeque::with_capacity(PORT_QCAP + CHAIN),
-        chain: VecDeque::with_capacity(CHAIN),
-        retry: Vec::with_capacity(CHAIN),
-        again: false,
-        waiting: false,
-        timer: Box::new(Interval::new(PORT_RETRY)),
         rx_paused: false,
         whole_hdr: p.whole_hdr,
         superframes,
         vnet_hdr,
         reads: VecDeque::with_capacity(NBIG as usize),
         next: 0,
-        chain_f2: None,
-        purge: false,
     }));
 }
 
@@ -2750,37 +3125,6 @@ fn port_eof(e: &Ep, id: usize) {
 
 /// A port's cable: its endpoints' sends with backpressure, whole tap frames, its counters.
 impl UNode {
-    /// Takes frame `fid` for port endpoint `to` into its queue, when it sends in chains, or
-    /// when it is a stream whose output has no room (or frames waiting before it).
-    fn port_takes(&mut self, to: usize, fid: u16, len: usize) -> bool {
-        let n = self.whole_of(fid).map_or(1, |w| w.segs);
-        let Some(e) = self.eps.get_mut(to).and_then(Option::as_mut) else {
-            return false;
-        };
-        if e.dg.is_some() {
-            e.ptp_ask();
-        }
-        let chained = e.chained();
-        let Some(p) = e.port.as_mut() else { return false };
-        match &mut e.tx {
-            _ if chained => {}
-            Tx::Stream(s) => {
-                if p.queue.is_empty() && s.room(len + 2) {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-        e.counts[LINK_TO_TAP].received += n;
-        p.queue.push_back((fid, len as u32));
-        let full = p.queue.len() >= PORT_QCAP;
-        self.hold(fid);
-        if full {
-            self.pause_rx(PORT_TAP + PORT_LINK - to);
-        }
-        true
-    }
-
     /// Stops receiving on port endpoint `id` (the other end has too many frames waiting): a
     /// multishot receive is cancelled, a single read is not made again.
     fn pause_rx(&mut self, id: usize) {
@@ -2806,8 +3150,8 @@ impl UNode {
 
     /// Lets the other end of port endpoint `id` receive again once few frames wait here.
     fn port_drained(&mut self, id: usize) {
-        let low = matches!(self.eps.get(id), Some(Some(e)) if e.port.as_ref().is_some_and(|p| p.queue.len() <= PORT_QCAP / 2));
-        if !low {
+        let low = |e: &Ep| e.port.is_some() && e.sq.as_ref().is_some_and(|q| q.queue.len() <= PORT_QCAP / 2);
+        if !matches!(self.eps.get(id), Some(Some(e)) if low(e)) {
             return;
         }
         if let Some(Some(o)) = self.eps.get_mut(PORT_TAP + PORT_LINK - id) {
@@ -2818,252 +3162,6 @@ impl UNode {
         }
     }
 
-    /// Whether completion `t` is of a port endpoint's chained send.
-    fn port_chained(&mut self, t: &Token) -> bool {
-        self.port.is_some() && self.ep_of(t).is_some_and(|e| e.chained())
-    }
-
-    /// The port endpoints' chained sends in flight.
-    fn port_sends(&self) -> usize {
-        if self.port.is_none() {
-            return 0;
-        }
-        [PORT_TAP, PORT_LINK]
-            .iter()
-            .filter_map(|&id| self.eps.get(id)?.as_ref()?.port.as_ref())
-            .map(|p| p.chain.len())
-            .sum()
-    }
-
-    /// Sends the next chain of every port endpoint that has frames waiting and none in flight.
-    fn flush_ports(&mut self) {
-        if self.port.is_some() {
-            self.refresh_whole();
-            self.port_cut(PORT_TAP);
-            self.kick_port(PORT_TAP);
-            self.kick_port(PORT_LINK);
-        }
-    }
-
-    fn kick_port(&mut self, id: usize) {
-        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
-            return;
-        };
-        if !e.chained() {
-            return;
-        }
-        let p = e.port.as_mut().expect("chained");
-        if !p.chain.is_empty() || p.waiting || p.queue.is_empty() {
-            return;
-        }
-        let n = p.queue.len().min(CHAIN);
-        p.chain.extend(p.queue.drain(..n));
-        e.inflight += n as u32;
-        let mut chain = [(0u16, 0u32); CHAIN];
-        chain[..n].copy_from_slice(&p.chain.make_contiguous()[..n]);
-        // A paired datagram ptp first opener sends every frame on F2, each remembered with
-        // its pairing round (a failed send of the current round unpairs, see `Ep::f2_done`).
-        let f2 = e.dg.as_deref_mut().and_then(DgPtp::on_f2).map(|f2| {
-            let round = f2.pairing.round();
-            for &(fid, _) in &chain[..n] {
-                f2.rounds[rec_of(fid)] = Some(round);
-            }
-            f2.fd
-        });
-        p.chain_f2 = f2;
-        let gen = e.gen;
-        // Sends with MSG_DONTWAIT (to an address, or on F2) and soft links, or writes.
-        let (fd, dontwait, dest) = match (&e.tx, f2) {
-            (_, Some(f2)) => (Target::Fd(f2), true, None),
-            (Tx::SendTo(a), None) => (
-                Target::Fd(e.tx_fd),
-                true,
-                Some((a.as_ptr().cast::<libc::sockaddr>(), a.len())),
-            ),
-            _ => (Target::Fd(e.tx_fd), false, None),
-        };
-        // The chain goes in one submission: a link does not span two.
-        let room = self.ring.0.borrow_mut().sq_room();
-        if room < n {
-            let _ = self.ring.submit();
-        }
-        for (i, &(fid, len)) in chain[..n].iter().enumerate() {
-            let buf = self.frame_ptr(fid);
-            let sqe = if dontwait {
-                // MSG_DONTWAIT: EAGAIN comes back to us (a kernel retry of a unix datagram
-                // send may send an empty datagram); we send again.
-                Sqe::Send {
-                    fd,
-                    buf,
-                    len,
-                    flags: libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    dest,
-                }
-            } else {
-                // A connected socket waits for room in the kernel; a tap never blocks.
-                Sqe::Write { fd, buf, len }
-            };
-            // Soft links stop at EAGAIN so that the order survives the retry; hard links go on
-            // after a failed send (counted as a drop).
-            let link = match (i + 1 == n, dontwait) {
-                (true, _) => super::ring::Link::None,
-                (false, true) => super::ring::Link::Soft,
-                (false, false) => super::ring::Link::Hard,
-            };
-            let op = sqe.op(token(Op::Tx, id, gen, fid, len as usize)).link(link);
-            self.hold(fid);
-            self.push(&op);
-        }
-        // (The queue's own hold of each frame passed to the chain's sends.)
-        for &(fid, _) in &chain[..n] {
-            self.release(fid);
-        }
-    }
-
-    /// A chained send of port endpoint `t` completed: counted, dropped, or kept to go again
-    /// (`Backpressure::Wait`); once the chain is over, what goes again is put back in front.
-    fn on_port_tx(&mut self, t: Token, res: i32) {
-        let fid = t.slot;
-        let whole = self.whole_of(fid);
-        let stopping = self.stopping;
-        let e = self.ep_of(&t).expect("a port's endpoints stay");
-        let on_f2 = e.f2_done(fid, res);
-        let p = e.port.as_mut().expect("chained");
-        let (cfid, len) = p.chain.pop_front().expect("a chain in flight");
-        debug_assert_eq!(cfid, fid);
-        let segs = whole.map_or(1, |w| w.segs);
-        let whole_hdr = p.whole_hdr;
-        // What became of it: sent, to go again (after EAGAIN: once writable), or dropped.
-        let mut again = false;
-        let mut eagain = false;
-        // Reconnected to a new peer, or F2's peer gone (unpaired): no tagged datagram waiting
-        // here may reach whoever is there now.
-        let mut purge = false;
-        if res > 0 || (res == 0 && len == 0) {
-            let c = &mut e.counts[LINK_TO_TAP];
-            match whole {
-                Some(w) => {
-                    c.sent_many(w.segs, w.wire);
-                    if w.segs > 1 {
-                        c.super_frames += 1;
-                        c.segments += w.segs;
-                        // Tagged, unless tap to tap.
-                        c.wire_super += u64::from(whole_hdr == 0);
-                    }
-                }
-                None => c.sent(len as usize),
-            }
-        } else if stopping {
-            e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, segs);
-        } else {
-            // A zero-byte send of a non-empty frame: nothing went; as a failure.
-            let errno = if res < 0 { -res } else { libc::EIO };
-            // F2's peer gone: the frame is dropped (the pairing ended in `f2_done`; the next
-            // ones go by path, plain until a peer answers).
-            let lost = on_f2 && pair::f2_lost(errno);
-            let back = !on_f2 && e.reconnect_after_failure(errno);
-            purge = lost || back;
-            let c = &mut e.counts[LINK_TO_TAP];
-            match send_verdict(errno, Backpressure::Wait) {
-                _ if lost || (back && whole.is_some()) => c.add_drop(DropReason::SendError, segs),
-                _ if back => again = true,
-                Verdict::Retry => again = true,
-                Verdict::Drop(why) => c.add_drop(why, segs),
-            }
-            eagain = again && errno == libc::EAGAIN;
-        }
-        let p = e.port.as_mut().expect("chained");
-        if again {
-            p.retry.push((fid, len));
-            p.again |= eagain;
-        }
-        p.purge |= purge;
-        let over = p.chain.is_empty();
-        if over {
-            for x in p.retry.drain(..).rev() {
-                p.queue.push_front(x);
-            }
-        }
-        // (The rest of the chain is cancelled after a failed send: purged once it is over.)
-        let purge = over && std::mem::take(&mut p.purge);
-        let wait = over && std::mem::take(&mut p.again);
-        if !again {
-            self.release(fid);
-        }
-        self.op_done(&t);
-        if purge {
-            self.port_purge_tagged(t.ep());
-        }
-        if wait {
-            self.port_wait(t.ep());
-        }
-        self.port_drained(t.ep());
-    }
-
-    /// Drops (counted) the tagged datagrams waiting for port endpoint `id`: its peer changed
-    /// (see [`Self::on_port_tx`]); the standard frames among them still go, in order.
-    fn port_purge_tagged(&mut self, id: usize) {
-        let Some(p) = self
-            .eps
-            .get_mut(id)
-            .and_then(Option::as_mut)
-            .and_then(|e| e.port.as_mut())
-        else {
-            return;
-        };
-        let queued: Vec<(u16, u32)> = p.queue.drain(..).collect();
-        let mut dropped = 0;
-        for (fid, len) in queued {
-            match self.whole_of(fid) {
-                Some(w) => {
-                    dropped += w.segs;
-                    self.release(fid);
-                }
-                None => {
-                    let p = self.eps[id].as_mut().and_then(|e| e.port.as_mut()).expect("port");
-                    p.queue.push_back((fid, len));
-                }
-            }
-        }
-        if let Some(e) = self.eps[id].as_mut() {
-            e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, dropped);
-        }
-    }
-
-    /// Waits until port endpoint `id` can take frames again: POLLOUT on its descriptor, or
-    /// the retry timer for an unconnected socket whose own send buffer is not what is full.
-    fn port_wait(&mut self, id: usize) {
-        let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
-            return;
-        };
-        let Some(p) = e.port.as_mut() else { return };
-        // F2 is connected: its POLLOUT says when the peer's R2 has room again.
-        let timer = p.chain_f2.is_none()
-            && matches!(e.tx, Tx::SendTo(_))
-            && !e.owner.tx().is_some_and(send_buffer_full);
-        let sqe = if timer {
-            Sqe::Timeout { after: &*p.timer }
-        } else {
-            Sqe::Poll {
-                fd: Target::Fd(p.chain_f2.unwrap_or(e.tx_fd)),
-                events: libc::POLLOUT as u32,
-                multi: false,
-            }
-        };
-        p.waiting = true;
-        e.inflight += 1;
-        let op = sqe.op(token(Op::TxWait, id, e.gen, 0, 0));
-        self.push(&op);
-    }
-
-    /// The wait of a port endpoint ended: its next chain goes at the end of the turn.
-    fn on_port_wait(&mut self, t: Token) {
-        if let Some(p) = self.ep_of(&t).and_then(|e| e.port.as_mut()) {
-            p.waiting = false;
-        }
-        self.op_done(&t);
-    }
-
     /// Copies the frames waiting for stream port endpoint `id` into its output while there is
     /// room.
     fn port_stream_fill(&mut self, id: usize) {
@@ -3071,16 +3169,16 @@ impl UNode {
             let Some(Some(e)) = self.eps.get_mut(id) else {
                 return;
             };
-            let (Tx::Stream(s), Some(p)) = (&mut e.tx, e.port.as_mut()) else {
+            let (Tx::Stream(s), Some(q)) = (&mut e.tx, e.sq.as_mut()) else {
                 return;
             };
-            let Some(&(fid, len)) = p.queue.front() else { break };
+            let Some(&(fid, len)) = q.queue.front() else { break };
             let len = len as usize;
             if !s.room(len + 2) {
                 break;
             }
             s.put(frame_of(&self.bufs, &self.slots, fid, len));
-            p.queue.pop_front();
+            q.queue.pop_front();
             e.counts[LINK_TO_TAP].sent(len);
             self.release(fid);
         }
@@ -3119,23 +3217,6 @@ impl UNode {
             }
         }
         true
-    }
-
-    /// The node stopped: the frames still waiting for a port endpoint were never sent.
-    fn port_stopped(&mut self) {
-        for id in [PORT_TAP, PORT_LINK] {
-            let Some(Some(e)) = self.eps.get(id) else { continue };
-            let Some(p) = e.port.as_ref() else { continue };
-            let left: u64 = p
-                .queue
-                .iter()
-                .chain(&p.retry)
-                .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
-                .sum();
-            if let Some(Some(e)) = self.eps.get_mut(id) {
-                e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, left);
-            }
-        }
     }
 
     /// A read of port endpoint `from`, when it is an offloading tap: queued, and cut at once.
@@ -3759,7 +3840,7 @@ impl UNode {
         p.armed = true;
         p.starved = false;
         let sqe = Sqe::ReadMulti {
-            fd: Target::Fd(p.fd),
+            fd: p.fd,
             group,
             socket: true,
         }

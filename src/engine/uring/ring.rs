@@ -12,12 +12,6 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-/// A descriptor as an operation names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    Fd(RawFd),
-}
-
 /// How an operation is tied to the next one pushed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Link {
@@ -49,32 +43,32 @@ impl Interval {
 pub enum Sqe {
     /// read(2) (`socket`: recv(2)) of at most `len` bytes into `buf`, at the file position.
     Read {
-        fd: Target,
+        fd: RawFd,
         buf: *mut u8,
         len: u32,
         socket: bool,
     },
     /// Multishot read(2)/recv(2): one completion (with `MORE`) per read, each into a buffer
     /// of `group`, until an error, end of file or no buffer left (ENOBUFS).
-    ReadMulti { fd: Target, group: u16, socket: bool },
+    ReadMulti { fd: RawFd, group: u16, socket: bool },
     /// write(2) at the file position.
-    Write { fd: Target, buf: *const u8, len: u32 },
+    Write { fd: RawFd, buf: *const u8, len: u32 },
     /// send(2), or sendto(2) with `dest`. With MSG_DONTWAIT in `flags`, EAGAIN is the result
     /// instead of a wait for room.
     Send {
-        fd: Target,
+        fd: RawFd,
         buf: *const u8,
         len: u32,
         flags: i32,
         dest: Option<(*const libc::sockaddr, libc::socklen_t)>,
     },
     SendMsg {
-        fd: Target,
+        fd: RawFd,
         msg: *const libc::msghdr,
         flags: u32,
     },
     /// Completes with the poll events once `events` are ready; `multi`: again every time.
-    Poll { fd: Target, events: u32, multi: bool },
+    Poll { fd: RawFd, events: u32, multi: bool },
     /// Completes with -ETIME after the interval.
     Timeout { after: *const Interval },
     /// Cancels the operation with this user_data.
@@ -112,60 +106,45 @@ impl Op {
 
     /// The io_uring entry for this operation.
     fn entry(&self) -> squeue::Entry {
-        macro_rules! on {
-            ($t:expr, $f:ident => $e:expr) => {
-                match $t {
-                    Target::Fd(fd) => {
-                        let $f = types::Fd(fd);
-                        $e
-                    }
-                }
-            };
-        }
         let e = match self.sqe {
             Sqe::Read {
                 fd,
                 buf,
                 len,
                 socket: true,
-            } => on!(fd, f => opcode::Recv::new(f, buf, len).build()),
+            } => opcode::Recv::new(types::Fd(fd), buf, len).build(),
             // Offset -1: the file position (a regular file is read on from where it is;
             // pipes, sockets and devices ignore it).
-            Sqe::Read { fd, buf, len, .. } => {
-                on!(fd, f => opcode::Read::new(f, buf, len).offset(u64::MAX).build())
-            }
+            Sqe::Read { fd, buf, len, .. } => opcode::Read::new(types::Fd(fd), buf, len)
+                .offset(u64::MAX)
+                .build(),
             Sqe::ReadMulti {
                 fd,
                 group,
                 socket: true,
-            } => on!(fd, f => opcode::RecvMulti::new(f, group).build()),
-            Sqe::ReadMulti { fd, group, .. } => on!(fd, f => opcode::ReadMulti::new(f, 0, group).build()),
-            Sqe::Write { fd, buf, len } => {
-                on!(fd, f => opcode::Write::new(f, buf, len).offset(u64::MAX).build())
-            }
+            } => opcode::RecvMulti::new(types::Fd(fd), group).build(),
+            Sqe::ReadMulti { fd, group, .. } => opcode::ReadMulti::new(types::Fd(fd), 0, group).build(),
+            Sqe::Write { fd, buf, len } => opcode::Write::new(types::Fd(fd), buf, len)
+                .offset(u64::MAX)
+                .build(),
             Sqe::Send {
                 fd,
                 buf,
                 len,
                 flags,
-                dest: None,
-            } => on!(fd, f => opcode::Send::new(f, buf, len).flags(flags).build()),
-            Sqe::Send {
-                fd,
-                buf,
-                len,
-                flags,
-                dest: Some((a, alen)),
-            } => on!(fd, f => opcode::Send::new(f, buf, len)
-                .flags(flags)
-                .dest_addr(a)
-                .dest_addr_len(alen)
-                .build()),
-            Sqe::SendMsg { fd, msg, flags } => {
-                on!(fd, f => opcode::SendMsg::new(f, msg).flags(flags).build())
+                dest,
+            } => {
+                // No address: null and 0, as for a plain send(2).
+                let (a, alen) = dest.unwrap_or((std::ptr::null(), 0));
+                opcode::Send::new(types::Fd(fd), buf, len)
+                    .flags(flags)
+                    .dest_addr(a)
+                    .dest_addr_len(alen)
+                    .build()
             }
+            Sqe::SendMsg { fd, msg, flags } => opcode::SendMsg::new(types::Fd(fd), msg).flags(flags).build(),
             Sqe::Poll { fd, events, multi } => {
-                on!(fd, f => opcode::PollAdd::new(f, events).multi(multi).build())
+                opcode::PollAdd::new(types::Fd(fd), events).multi(multi).build()
             }
             Sqe::Timeout { after } => {
                 // SAFETY: the caller keeps the interval until the timeout completes (the

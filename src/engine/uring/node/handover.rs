@@ -20,8 +20,7 @@
 
 use super::Interval;
 use super::{
-    token, Fid, Op, Owner, Sqe, Target, UNode, BUF_SIZE, HEADROOM, LINK_TO_TAP, PORT_LINK, PORT_TAP,
-    TAP_TO_LINK,
+    token, Fid, Op, Owner, Sqe, UNode, BUF_SIZE, HEADROOM, LINK_TO_TAP, PORT_LINK, PORT_TAP, TAP_TO_LINK,
 };
 use crate::engine::core::cut;
 use crate::engine::core::handover::Tally;
@@ -170,7 +169,7 @@ impl UNode {
         });
         for (fd, events, t) in polls.into_iter().flatten() {
             let sqe = Sqe::Poll {
-                fd: Target::Fd(fd),
+                fd,
                 events: events as u32,
                 multi: false,
             }
@@ -439,7 +438,7 @@ impl UNode {
             return false;
         };
         if !h.active {
-            let link_idle = matches!(self.eps.get(PORT_LINK), Some(Some(e)) if e.port.as_ref().is_some_and(|p| p.queue.is_empty() && p.chain.is_empty() && p.retry.is_empty()));
+            let link_idle = matches!(self.eps.get(PORT_LINK), Some(Some(e)) if !e.sq.as_ref().is_some_and(|q| !(q.queue.is_empty() && q.chain.is_empty() && q.retry.is_empty())));
             let tap_idle = matches!(self.eps.get(PORT_TAP), Some(Some(e)) if e.port.as_ref().is_some_and(|p| p.reads.is_empty() && p.next == 0));
             if !(link_idle && tap_idle) {
                 return false;
@@ -465,7 +464,7 @@ impl UNode {
                 self.set_whole(fid, Some(w));
                 *self.refs(fid) = 1;
                 let sqe = Sqe::Write {
-                    fd: Target::Fd(peer),
+                    fd: peer,
                     buf: self.frame_ptr(fid),
                     len: len as u32,
                 }
