@@ -102,21 +102,6 @@ fn towards(snap: &[PortSnapshot], name: &str) -> Counts {
     snap.iter().find(|s| s.name == name).unwrap().dirs[LINK_TO_TAP]
 }
 
-macro_rules! both_engines {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name(super::EngineChoice::Uring)
-            }
-            #[test]
-            fn poll() {
-                super::$name(super::EngineChoice::Poll)
-            }
-        }
-    };
-}
-
 both_engines!(a_late_reader_gets_every_frame_within_the_bound);
 
 /// K frames to b while b does not read, K more than its socket holds but within the bound:

@@ -15,7 +15,7 @@
 
 mod common;
 use common::*;
-use std::path::PathBuf;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,18 +26,6 @@ fn wire_super(json: &str, dir: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {dir} in {json}"))..];
     let end = p.find('}').unwrap();
     stat_sum(&p[..end], "wire_super")
-}
-
-/// A vdens-fast end with `--stats` (and `extra`) on `vnl`, or a classic vdens (`fast` false).
-fn start(d: &TempDir, name: &str, fast: bool, extra: &[&str], vnl: &str) -> (Node, PathBuf) {
-    let stats = d.join(&format!("{name}.json"));
-    if !fast {
-        return (ns_node(name, Impl::Classic, d, &[vnl]), stats);
-    }
-    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap()];
-    args.extend(extra);
-    args.extend([vnl, "sh", "-s"]);
-    (Node::start(name, vdens_fast(Who::Root, d, &args)), stats)
 }
 
 /// `vdeplug-fast ptp://A ptp://B` (on the driver `engine` names), started once it is the
@@ -71,10 +59,10 @@ fn reach(from: &mut Node, addr: &str) {
 fn fast_cable(engine: &str, mtu: usize, net: &str) {
     let d = TempDir::new(&format!("sfcp{net}"));
     let e = ["--engine", engine];
-    let (mut x, fx) = start(&d, "x", true, &e, &vnl(&d, "a"));
+    let (mut x, fx) = stats_end(&d, "x", true, &e, &vnl(&d, "a"));
     assert!(wait_path(&d.join("a"), 10), "X did not open A");
     let k = cable(&d, engine);
-    let (mut y, fy) = start(&d, "y", true, &e, &vnl(&d, "b"));
+    let (mut y, fy) = stats_end(&d, "y", true, &e, &vnl(&d, "b"));
     wire_pair(&mut x, &mut y, net, mtu);
     pair_traffic(&mut x, &mut y, &d, net, mtu);
     tcp_transfer(&mut y, &mut x, &format!("fd{net}::1"), &d, 3 << 20);
@@ -126,11 +114,11 @@ fn a_ptp_cable_cuts_for_an_end_that_did_not_negotiate() {
     // X classic; Y classic; Y with --no-offload.
     for (case, net) in [(0, "64"), (1, "65"), (2, "66")] {
         let d = TempDir::new(&format!("sfcpc{net}"));
-        let (mut x, fx) = start(&d, "x", case != 0, &[], &vnl(&d, "a"));
+        let (mut x, fx) = stats_end(&d, "x", case != 0, &[], &vnl(&d, "a"));
         assert!(wait_path(&d.join("a"), 10), "X did not open A");
         let k = cable(&d, "uring");
         let y_extra: &[&str] = if case == 2 { &["--no-offload"] } else { &[] };
-        let (mut y, fy) = start(&d, "y", case != 1, y_extra, &vnl(&d, "b"));
+        let (mut y, fy) = stats_end(&d, "y", case != 1, y_extra, &vnl(&d, "b"));
         wire_pair(&mut x, &mut y, net, 1500);
         {
             let (plain, fast, ffast, name, to) = if case == 0 {
@@ -165,10 +153,10 @@ fn a_ptp_cable_cuts_for_an_end_that_did_not_negotiate() {
 #[test]
 fn a_ptp_cable_end_replaced_by_classic_vdens_gets_standard_frames() {
     let d = TempDir::new("sfcpr");
-    let (mut x, fx) = start(&d, "x", true, &[], &vnl(&d, "a"));
+    let (mut x, fx) = stats_end(&d, "x", true, &[], &vnl(&d, "a"));
     assert!(wait_path(&d.join("a"), 10), "X did not open A");
     let _k = cable(&d, "uring");
-    let (mut y, fy) = start(&d, "y", true, &[], &vnl(&d, "b"));
+    let (mut y, fy) = stats_end(&d, "y", true, &[], &vnl(&d, "b"));
     wire_pair(&mut x, &mut y, "67", 1500);
     tcp_transfer(&mut x, &mut y, "10.67.0.2", &d, 8 << 20);
     tcp_transfer(&mut y, &mut x, "10.67.0.1", &d, 8 << 20);
@@ -183,7 +171,7 @@ fn a_ptp_cable_end_replaced_by_classic_vdens_gets_standard_frames() {
     );
     // Y killed; a classic vdens takes its place on B while X and the cable run.
     drop(y);
-    let (mut y2, _) = start(&d, "y2", false, &[], &vnl(&d, "b"));
+    let (mut y2, _) = stats_end(&d, "y2", false, &[], &vnl(&d, "b"));
     y2.up("vde0", "10.67.0.2/24", None);
     reach(&mut x, "10.67.0.2");
     let file = d.join("y2.txt");
@@ -198,7 +186,7 @@ fn a_ptp_cable_end_replaced_by_classic_vdens_gets_standard_frames() {
     );
     // A vdens-fast on B again: negotiated with the cable anew.
     y2.finish(10);
-    let (mut y3, fy3) = start(&d, "y3", true, &[], &vnl(&d, "b"));
+    let (mut y3, fy3) = stats_end(&d, "y3", true, &[], &vnl(&d, "b"));
     y3.up("vde0", "10.67.0.2/24", None);
     reach(&mut x, "10.67.0.2");
     tcp_transfer(&mut x, &mut y3, "10.67.0.2", &d, 8 << 20);
@@ -212,7 +200,7 @@ fn a_ptp_cable_end_replaced_by_classic_vdens_gets_standard_frames() {
     // X ended; a classic vdens takes its place on A (the cable connects to it), while Y3
     // sends whole to the cable.
     x.finish(10);
-    let (mut x2, _) = start(&d, "x2", false, &[], &vnl(&d, "a"));
+    let (mut x2, _) = stats_end(&d, "x2", false, &[], &vnl(&d, "a"));
     x2.up("vde0", "10.67.0.1/24", None);
     reach(&mut y3, "10.67.0.1");
     let file = d.join("x2.txt");
@@ -236,7 +224,7 @@ fn a_ptp_cable_end_replaced_by_classic_vdens_gets_standard_frames() {
 #[test]
 fn a_cable_between_a_ptp_link_and_a_fast_switch_passes_super_frames_whole() {
     let d = TempDir::new("sfcpv");
-    let (mut x, fx) = start(&d, "x", true, &[], &vnl(&d, "a"));
+    let (mut x, fx) = stats_end(&d, "x", true, &[], &vnl(&d, "a"));
     assert!(wait_path(&d.join("a"), 10), "X did not open A");
     let sw = d.join("sw");
     let fh = d.join("host.json");
@@ -263,7 +251,7 @@ fn a_cable_between_a_ptp_link_and_a_fast_switch_passes_super_frames_whole() {
         .arg(vnl(&d, "a"))
         .arg(format!("vde://{}", sw.display()));
     let _k = Daemon::start("vdeplug-fast cable", c);
-    let (mut y, fy) = start(&d, "c", true, &[], &format!("vde://{}", sw.display()));
+    let (mut y, fy) = stats_end(&d, "c", true, &[], &format!("vde://{}", sw.display()));
     wire_pair(&mut x, &mut y, "68", 1500);
     tcp_transfer(&mut x, &mut y, "10.68.0.2", &d, 8 << 20);
     tcp_transfer(&mut y, &mut x, "10.68.0.1", &d, 8 << 20);

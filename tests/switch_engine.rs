@@ -68,22 +68,6 @@ fn start_opts(hub: bool, d: &TempDir, opts_: &str, choice: EngineChoice) -> Engi
     e
 }
 
-/// Runs a test once on each node engine.
-macro_rules! both_engines {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn uring() {
-                super::$name(super::EngineChoice::Uring)
-            }
-            #[test]
-            fn poll() {
-                super::$name(super::EngineChoice::Poll)
-            }
-        }
-    };
-}
-
 both_engines!(switch_endpoints_come_and_go);
 both_engines!(hub_delivers_unicast_everywhere);
 both_engines!(learnt_addresses_expire);

@@ -19,18 +19,6 @@ use std::time::{Duration, Instant};
 
 const VDEPLUG_FAST: &str = env!("CARGO_BIN_EXE_vdeplug-fast");
 
-/// A vdens-fast end with `--stats` (and `extra`) on `vnl`, or a classic vdens (`fast` false).
-fn start(d: &TempDir, name: &str, fast: bool, extra: &[&str], vnl: &str) -> (Node, PathBuf) {
-    let stats = d.join(&format!("{name}.json"));
-    if !fast {
-        return (ns_node(name, Impl::Classic, d, &[vnl]), stats);
-    }
-    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap()];
-    args.extend(extra);
-    args.extend([vnl, "sh", "-s"]);
-    (Node::start(name, vdens_fast(Who::Root, d, &args)), stats)
-}
-
 fn vnl(d: &TempDir, end: &str) -> String {
     format!("ptp://{}", d.join(end).display())
 }
@@ -111,14 +99,14 @@ fn names(dir: &Path) -> Vec<String> {
 #[test]
 fn a_cable_reports_both_links_negotiated_and_the_super_frames_on_each() {
     let d = TempDir::new("vpst");
-    let (mut x, _) = start(&d, "x", true, &[], &vnl(&d, "a"));
+    let (mut x, _) = stats_end(&d, "x", true, &[], &vnl(&d, "a"));
     assert!(wait_path(&d.join("a"), 10), "X did not open A");
     let cwd = d.join("cable");
     std::fs::create_dir(&cwd).unwrap();
     let file = cwd.join("cable.json");
     let err = d.join("cable.err");
     let mut k = cable(&d, &["--stats", "cable.json", "--stats-i", "600000"], &cwd, &err);
-    let (mut y, _) = start(&d, "y", true, &[], &vnl(&d, "b"));
+    let (mut y, _) = stats_end(&d, "y", true, &[], &vnl(&d, "b"));
     wire_pair(&mut x, &mut y, "71", 1500);
     tcp_transfer(&mut x, &mut y, "10.71.0.2", &d, 8 << 20);
     tcp_transfer(&mut y, &mut x, "10.71.0.1", &d, 8 << 20);
@@ -184,14 +172,14 @@ fn a_cable_reports_both_links_negotiated_and_the_super_frames_on_each() {
 fn a_link_to_a_classic_or_no_offload_end_is_not_negotiated() {
     for (case, net) in [(0, "72"), (1, "73")] {
         let d = TempDir::new(&format!("vpsc{net}"));
-        let (mut x, _) = start(&d, "x", case != 0, &[], &vnl(&d, "a"));
+        let (mut x, _) = stats_end(&d, "x", case != 0, &[], &vnl(&d, "a"));
         assert!(wait_path(&d.join("a"), 10), "X did not open A");
         let file = d.join("cable.json");
         let err = d.join("cable.err");
         let opts = ["--stats", file.to_str().unwrap(), "--stats-interval=100"];
         let mut k = cable(&d, &opts, d.path(), &err);
         let y_extra: &[&str] = if case == 1 { &["--no-offload"] } else { &[] };
-        let (mut y, _) = start(&d, "y", true, y_extra, &vnl(&d, "b"));
+        let (mut y, _) = stats_end(&d, "y", true, y_extra, &vnl(&d, "b"));
         wire_pair(&mut x, &mut y, net, 1500);
         // The fast end sends TCP super-frames to the cable, which cuts them for the other.
         let (plain, fast) = if case == 0 {

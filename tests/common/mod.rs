@@ -1132,3 +1132,16 @@ pub fn pair_traffic(a: &mut Node, b: &mut Node, d: &TempDir, net: &str, mtu: usi
     let got = a.sh("sleep 0.3; cat udp.out", 5);
     assert!(got.contains("datagram"), "UDP crossed: {got:?}");
 }
+
+/// A vdens-fast end (as root) with `--stats DIR/NAME.json` (and `extra`) on `vnl`, running
+/// `sh -s`, or a classic vdens there (`fast` false); and the stats file's path.
+pub fn stats_end(d: &TempDir, name: &str, fast: bool, extra: &[&str], vnl: &str) -> (Node, PathBuf) {
+    let stats = d.join(&format!("{name}.json"));
+    if !fast {
+        return (ns_node(name, Impl::Classic, d, &[vnl]), stats);
+    }
+    let mut args: Vec<&str> = vec!["--stats", stats.to_str().unwrap()];
+    args.extend(extra);
+    args.extend([vnl, "sh", "-s"]);
+    (Node::start(name, vdens_fast(Who::Root, d, &args)), stats)
+}

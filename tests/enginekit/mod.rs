@@ -431,3 +431,23 @@ pub fn cable(choice: EngineChoice, one: Link, two: Link) -> Engine {
     Engine::start_nodes(opts(choice), UringTuning::default(), Vec::new(), vec![node])
         .expect("cable node starts")
 }
+
+/// Runs a test function (taking the `EngineChoice` of the file's scope) once on each node
+/// engine: `both_engines!(name)` makes `name::uring` and `name::poll`.
+#[allow(unused_macros)]
+macro_rules! both_engines {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn uring() {
+                super::$name(super::EngineChoice::Uring)
+            }
+            #[test]
+            fn poll() {
+                super::$name(super::EngineChoice::Poll)
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_engines;
