@@ -9,10 +9,7 @@ mod enginekit;
 use enginekit::*;
 use std::time::Duration;
 use vdens_fast::cli::EngineChoice;
-use vdens_fast::engine::{
-    Counts, Endpoint, Engine, EngineKind, Node, NodeKind, PortSnapshot, UringTuning, LINK_TO_TAP, TAP_TO_LINK,
-};
-use vdens_fast::switch::server::{parse, Listener};
+use vdens_fast::engine::{Counts, Endpoint, Engine, EngineKind, PortSnapshot, LINK_TO_TAP, TAP_TO_LINK};
 
 const RUNTS: std::ops::RangeInclusive<usize> = 1..=13;
 const GOOD: usize = 60;
@@ -106,14 +103,7 @@ fn by_name<'a>(s: &'a [PortSnapshot], name: &str) -> &'a PortSnapshot {
 fn switch(choice: EngineChoice, kind: LinkKind) {
     bounded(Duration::from_secs(60), "runts into a switch", move || {
         let d = TempDir::new("runt-sw");
-        let spec = parse(false, &d.0.join("sw").display().to_string()).unwrap();
-        let l = Listener::create(&spec).unwrap_or_else(|(s, e, _)| panic!("{s}: {e}"));
-        let node = Node {
-            name: "sw".into(),
-            kind: NodeKind::Net(l),
-            endpoints: Vec::new(),
-        };
-        let e = Engine::start_nodes(opts(choice), UringTuning::default(), Vec::new(), vec![node]).unwrap();
+        let e = net_node(false, &d.0.join("sw").display().to_string(), "sw", choice);
         let (mut wa, _ra, _ta) = add(&e, kind, "a");
         let (_wb, mut rb, _tb) = add(&e, LinkKind::Dgram, "b");
         // Broadcast frames (make_frame's destination), so b gets the good one unlearnt.

@@ -10,8 +10,7 @@ use enginekit::*;
 use nix::sys::socket::{setsockopt, sockopt};
 use std::time::Duration;
 use vdens_fast::cli::EngineChoice;
-use vdens_fast::engine::{Counts, Endpoint, Engine, Node, NodeKind, PortSnapshot, UringTuning, LINK_TO_TAP};
-use vdens_fast::switch::server::{parse, Listener};
+use vdens_fast::engine::{Counts, Endpoint, Engine, PortSnapshot, LINK_TO_TAP};
 
 /// The bound of `core::DEST_QCAP`.
 const BOUND: usize = vdens_fast::engine::core::DEST_QCAP;
@@ -50,14 +49,7 @@ impl Peer {
 }
 
 fn start(d: &TempDir, choice: EngineChoice) -> Engine {
-    let spec = parse(false, &d.0.join("sw").display().to_string()).unwrap();
-    let l = Listener::create(&spec).unwrap_or_else(|(s, e, _)| panic!("{s}: {e}"));
-    let node = Node {
-        name: "sw".into(),
-        kind: NodeKind::Net(l),
-        endpoints: Vec::new(),
-    };
-    Engine::start_nodes(opts(choice), UringTuning::default(), Vec::new(), vec![node]).unwrap()
+    net_node(false, &d.0.join("sw").display().to_string(), "sw", choice)
 }
 
 /// Joins a datagram client `name`; `small`: the engine's end of it gets the smallest send

@@ -6,8 +6,7 @@ mod enginekit;
 use enginekit::*;
 use std::time::Duration;
 use vdens_fast::cli::EngineChoice;
-use vdens_fast::engine::{Endpoint, Engine, EngineKind, Node, NodeKind, UringTuning};
-use vdens_fast::switch::server::{parse, Listener};
+use vdens_fast::engine::{Endpoint, Engine, EngineKind};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -51,14 +50,12 @@ fn start(hub: bool, d: &TempDir, choice: EngineChoice) -> Engine {
 }
 
 fn start_opts(hub: bool, d: &TempDir, opts_: &str, choice: EngineChoice) -> Engine {
-    let spec = parse(hub, &format!("{}{opts_}", d.0.join("node").display())).unwrap();
-    let l = Listener::create(&spec).unwrap_or_else(|(s, e, _)| panic!("{s}: {e}"));
-    let node = Node {
-        name: "node".into(),
-        kind: NodeKind::Net(l),
-        endpoints: Vec::new(),
-    };
-    let e = Engine::start_nodes(opts(choice), UringTuning::default(), Vec::new(), vec![node]).unwrap();
+    let e = net_node(
+        hub,
+        &format!("{}{opts_}", d.0.join("node").display()),
+        "node",
+        choice,
+    );
     // Switches and hubs run on the engine asked for: io_uring, or the epoll node.
     let want = match choice {
         EngineChoice::Poll => EngineKind::Poll,

@@ -16,6 +16,21 @@ use vdens_fast::engine::{Engine, EngineOptions, Port, UringTuning};
 use vdens_fast::transport::{Framing, Link, SendTo};
 use vdens_fast::wire::stream::{self, Decoder, Event};
 
+/// An engine running one switch (or hub, `hub`) node named `name`, listening at `spec` (a
+/// path, with options after it as `switch://` takes them).
+pub fn net_node(hub: bool, spec: &str, name: &str, choice: EngineChoice) -> Engine {
+    use vdens_fast::engine::{Node, NodeKind};
+    use vdens_fast::switch::server::{parse, Listener};
+    let spec = parse(hub, spec).unwrap();
+    let l = Listener::create(&spec).unwrap_or_else(|(s, e, _)| panic!("{s}: {e}"));
+    let node = Node {
+        name: name.into(),
+        kind: NodeKind::Net(l),
+        endpoints: Vec::new(),
+    };
+    Engine::start_nodes(opts(choice), UringTuning::default(), Vec::new(), vec![node]).unwrap()
+}
+
 /// Longest wait for any single frame or write in the tests.
 pub const STEP: Duration = Duration::from_secs(20);
 /// Experimental ethertype (IEEE 802 local experimental 1) carried by test frames.
