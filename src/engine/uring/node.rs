@@ -408,6 +408,9 @@ struct SendQ {
     /// The chain in flight goes on this F2 (a paired datagram ptp first opener's second
     /// socket), whose POLLOUT a wait then watches.
     chain_f2: Option<RawFd>,
+    /// The chain in flight is written into the peer's tap of a port's tap handover
+    /// ([`UNode::handover_tap`]): a failed write is dropped, never sent again.
+    chain_ho: bool,
     /// A send of the chain in flight met a new peer: its tagged datagrams are dropped once
     /// the chain is over ([`UNode::purge_tagged`]).
     purge: bool,
@@ -429,6 +432,7 @@ impl SendQ {
             burst: CHAIN,
             went: 0,
             chain_f2: None,
+            chain_ho: false,
             purge: false,
         })
     }
@@ -2212,8 +2216,8 @@ impl UNode {
         }
         self.touched = true;
         match t.op {
-            // (Generation 0: the node's own; a Tx or a Ctl of its own is the handover's.)
-            Op::Tx | Op::Ctl if t.gen == 0 => self.on_handover(t, res),
+            // (Generation 0: the node's own; a Ctl of its own is the handover's.)
+            Op::Ctl if t.gen == 0 => self.on_handover(t, res),
             Op::Rx => self.on_rx(t, res, flags),
             Op::RxPair => self.on_rx_pair(t, res, flags),
             Op::Tx => self.on_tx(t, res),
@@ -2761,20 +2765,33 @@ impl UNode {
         // measure of the room the reader makes by the next try; once it is behind, a refusal
         // stops the chain.)
         let n = q.queue.len().min(if probe { CHAIN } else { q.burst });
+        // A port's link while its tap handover is up: written into the peer's tap.
+        let ho = if id == PORT_LINK {
+            self.handover_tap(n)
+        } else {
+            None
+        };
+        let Some(e) = self.eps[id].as_mut() else { return };
+        let q = e.sq.as_mut().expect("chained");
         q.chain.extend(q.queue.drain(..n));
         e.inflight += n as u32;
         let mut chain = [(0u16, 0u32); CHAIN];
         chain[..n].copy_from_slice(&q.chain.make_contiguous()[..n]);
         // A paired datagram ptp first opener sends every frame on F2, each remembered with
         // its pairing round (a failed send of the current round unpairs, see `Ep::f2_done`).
-        let f2 = e.dg.as_deref_mut().and_then(DgPtp::on_f2).map(|f2| {
-            let round = f2.pairing.round();
-            for &(fid, _) in &chain[..n] {
-                f2.rounds[rec_of(fid)] = Some(round);
-            }
-            f2.fd
-        });
+        let f2 =
+            e.dg.as_deref_mut()
+                .filter(|_| ho.is_none())
+                .and_then(DgPtp::on_f2)
+                .map(|f2| {
+                    let round = f2.pairing.round();
+                    for &(fid, _) in &chain[..n] {
+                        f2.rounds[rec_of(fid)] = Some(round);
+                    }
+                    f2.fd
+                });
         q.chain_f2 = f2;
+        q.chain_ho = ho.is_some();
         // A node's endpoint on a connected socket is sent with MSG_DONTWAIT: in independent
         // sends that all go at once while it keeps up; once it is behind (see
         // `admit_to_queue`), in a soft-linked chain, which stops at its first refusal (the
@@ -2786,6 +2803,7 @@ impl UNode {
         let independent = probe && !q.behind;
         let gen = e.gen;
         let (fd, dontwait, dest) = match (&e.tx, f2) {
+            _ if ho.is_some() => (ho.expect("some").0, false, None),
             (_, Some(f2)) => (f2, true, None),
             (Tx::SendTo(a), None) => (
                 e.tx_fd,
@@ -2838,9 +2856,16 @@ impl UNode {
         let whole = self.whole_of(fid);
         let stopping = self.stopping;
         let live = self.live(&t);
+        let ho_hdr = self.ho.as_ref().map(|h| h.hdr);
         let Some(e) = self.ep_of(&t) else { return };
-        let on_f2 = e.f2_done(fid, res);
-        let whole_hdr = e.port.as_ref().map(|p| p.whole_hdr);
+        let ho = e.sq.as_ref().is_some_and(|q| q.chain_ho);
+        let on_f2 = !ho && e.f2_done(fid, res);
+        // (Frames written into the peer's tap of a handover cross tap to tap, as a port's.)
+        let whole_hdr = if ho {
+            ho_hdr
+        } else {
+            e.port.as_ref().map(|p| p.whole_hdr)
+        };
         let q = e.sq.as_mut().expect("chained");
         let (cfid, len) = q.chain.pop_front().expect("a chain in flight");
         debug_assert_eq!(cfid, fid);
@@ -2854,7 +2879,7 @@ impl UNode {
         let went = res > 0 || (res == 0 && len == 0);
         if went {
             count_sent(&mut e.counts[LINK_TO_TAP], whole, len as usize, whole_hdr);
-        } else if stopping || !live {
+        } else if stopping || !live || ho {
             e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, segs);
         } else {
             // A zero-byte send of a non-empty frame: nothing went; as a failure.
@@ -2909,6 +2934,9 @@ impl UNode {
             self.release(fid);
         }
         self.op_done(&t);
+        if ho {
+            self.handover_wrote(whole, res);
+        }
         if !overtaken.is_empty() {
             self.drop_overtaken(&t, overtaken);
         }
@@ -3186,19 +3214,31 @@ impl UNode {
     }
 
     /// Frame `fid` (`len` bytes) of port endpoint `from` crosses to the other end whole, when
-    /// the port is tap to tap (a tap:// link with offload): judged (a super-frame counts as
-    /// the frames the kernel would cut it into), then sent from its buffer as it came.
+    /// the port is tap to tap (a tap:// link with offload; see [`Self::cross_whole`]).
     fn port_whole(&mut self, from: usize, fid: u16, len: usize) -> bool {
-        let Some(e) = self.eps.get_mut(from).and_then(Option::as_mut) else {
-            return false;
+        let hl = match self.eps.get(from) {
+            Some(Some(e)) => e.port.as_ref().map_or(0, |p| p.whole_hdr),
+            _ => 0,
         };
-        let hl = e.port.as_ref().map_or(0, |p| p.whole_hdr);
         if hl == 0 {
             return false;
         }
+        self.cross_whole(from, PORT_TAP + PORT_LINK - from, hl, fid, len);
+        true
+    }
+
+    /// Frame `fid` (`len` bytes, read from a tap behind an `hl`-byte virtio-net header) of
+    /// endpoint `from` goes to endpoint `to` whole, to be written into another tap: judged (a
+    /// super-frame counts as the frames the kernel would cut it into), then sent from its
+    /// buffer as it came.
+    fn cross_whole(&mut self, from: usize, to: usize, hl: usize, fid: u16, len: usize) {
         let full = match &self.bufs.big {
-            Some(b) if e.superframes => len >= b.data_len(),
+            Some(b) if matches!(Fid::of(fid), Fid::Big(_)) => len >= b.data_len(),
             _ => len >= BUF_SIZE - HEADROOM,
+        };
+        let Some(e) = self.eps.get_mut(from).and_then(Option::as_mut) else {
+            self.bufs.push(fid);
+            return;
         };
         let c = &mut e.counts[TAP_TO_LINK];
         match cut::judge_whole(self.bufs.data(fid, len), hl, full) {
@@ -3207,7 +3247,7 @@ impl UNode {
                 c.sent_many(w.segs, w.wire);
                 self.set_whole(fid, Some(w));
                 *self.refs(fid) = 1;
-                self.send(PORT_TAP + PORT_LINK - from, fid, len);
+                self.send(to, fid, len);
                 self.release(fid);
             }
             Err(why) => {
@@ -3216,7 +3256,6 @@ impl UNode {
                 self.bufs.push(fid);
             }
         }
-        true
     }
 
     /// A read of port endpoint `from`, when it is an offloading tap: queued, and cut at once.
