@@ -13,7 +13,6 @@
 //! dispatch, tokens, super-frame cutting) is in `core/`, written once and unit-tested.
 
 pub mod core;
-pub mod join;
 pub mod node;
 pub mod offload;
 mod overlay;

@@ -72,7 +72,6 @@ use crate::engine::core::{
     admit, admit_stream, admit_to_queue, classify_rx_error, dispatch, send_verdict, single_send_drop, Admit,
     Backpressure, Control, EndpointError, Op, RxFault, Token, Verdict,
 };
-use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
@@ -80,6 +79,7 @@ use crate::engine::port::{is_dgram, is_socket, send_buffer_full, set_nonblocking
 use crate::engine::stats::{Counts, DropReason, Offload, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{Cmd, NodeCtx, PortCtx, StartError};
 use crate::engine::EngineKind;
+use crate::switch::join::{Change, Joins, Ready};
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::sys::inet::HDR;
