@@ -22,10 +22,10 @@
 
 use super::Interval;
 use super::{token, Op, Owner, Sqe, UNode, Whole, LINK_TO_TAP, PORT_LINK, PORT_TAP, TAP_TO_LINK};
-use crate::engine::core::handover::Tally;
-use crate::engine::core::handover::{self, Act, Arrived, Msg, Phase};
+use crate::engine::core::handover::{self, Act, Arrived, Phase};
 use crate::engine::core::pair::PairState;
 use crate::sys::fdpass;
+use crate::wire::handover::{Msg, Tally, MAX_LEN};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -40,7 +40,7 @@ const TALLY_EVERY: Duration = Duration::from_millis(10);
 
 /// Sends message `m` on the connection, with descriptor `fd`.
 fn send_msg(c: BorrowedFd<'_>, m: Msg, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
-    let mut b = [0u8; handover::MAX_LEN];
+    let mut b = [0u8; MAX_LEN];
     let n = m.write(&mut b);
     fdpass::send_with_fd(c, &b[..n], fd)
 }
@@ -290,7 +290,7 @@ impl UNode {
         let current = self.handover_nonce();
         let Some(h) = self.ho.as_deref_mut() else { return };
         let Some(c) = h.conn.as_ref() else { return };
-        let mut buf = [0u8; 2 * handover::MAX_LEN];
+        let mut buf = [0u8; 2 * MAX_LEN];
         let r = match fdpass::recv_with_fds(c.as_fd(), &mut buf) {
             Ok(r) => r,
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return,
