@@ -930,6 +930,17 @@ impl Control for UNode {
 }
 
 impl UNode {
+    /// Watches `fd` for `events` (multishot: until cancelled), completing with `user_data`.
+    fn poll(&mut self, fd: RawFd, events: i16, multi: bool, user_data: u64) {
+        let sqe = Sqe::Poll {
+            fd,
+            events: events as u32,
+            multi,
+        }
+        .op(user_data);
+        self.push(&sqe);
+    }
+
     fn push(&mut self, e: &super::ring::Op) {
         // SAFETY: operations reference only the shared buffer ring and slot memory (kept until
         // every operation is reaped, see `shutdown`), the stream buffers and addresses of
@@ -1034,25 +1045,15 @@ impl UNode {
     }
 
     fn arm_wake(&mut self) {
-        let e = Sqe::Poll {
-            fd: self.wake.as_raw_fd(),
-            events: libc::POLLIN as u32,
-            multi: true,
-        }
-        .op(self.own(Op::Wake));
-        self.push(&e);
+        self.poll(self.wake.as_raw_fd(), libc::POLLIN, true, self.own(Op::Wake));
         self.wake_armed = true;
     }
 
     fn arm_listen(&mut self) {
-        let Some(l) = &self.listener else { return };
-        let e = Sqe::Poll {
-            fd: l.ctl.as_raw_fd(),
-            events: libc::POLLIN as u32,
-            multi: true,
-        }
-        .op(self.own(Op::Listen));
-        self.push(&e);
+        let Some(fd) = self.listener.as_ref().map(|l| l.ctl.as_raw_fd()) else {
+            return;
+        };
+        self.poll(fd, libc::POLLIN, true, self.own(Op::Listen));
         self.listen_armed = true;
     }
 
@@ -1157,13 +1158,8 @@ impl UNode {
         let Some(e) = self.eps[id].as_mut() else { return };
         let Some(c) = e.ctl_fd else { return };
         e.inflight += 1;
-        let sqe = Sqe::Poll {
-            fd: c,
-            events: libc::POLLIN as u32,
-            multi: false,
-        }
-        .op(token(Op::Ctl, id, e.gen, 0, 0));
-        self.push(&sqe);
+        let t = token(Op::Ctl, id, e.gen, 0, 0);
+        self.poll(c, libc::POLLIN, false, t);
     }
 
     fn add(&mut self, id: usize, mut e: Ep) {
@@ -1391,21 +1387,10 @@ impl UNode {
         c.sent(len);
         // The forwarding holds the frame until every send is queued.
         self.hold(fid);
-        match d {
-            Decision::Unicast(p) => {
-                let p = p as usize;
-                if p != from && matches!(self.eps.get(p), Some(Some(_))) {
-                    self.send(p, fid, len);
-                }
+        for k in dests(d, from, self.eps.len()) {
+            if self.eps[k].is_some() {
+                self.send(k, fid, len);
             }
-            Decision::Flood => {
-                for k in 0..self.eps.len() {
-                    if k != from && self.eps[k].is_some() {
-                        self.send(k, fid, len);
-                    }
-                }
-            }
-            Decision::Drop => {}
         }
         self.release(fid);
     }
@@ -1451,16 +1436,7 @@ impl UNode {
         let decision = self.fwd.decide(from as PortId, &f[..f.len().min(MAX_FRAME)], now);
         self.set_whole(fid, Some(w));
         *self.refs(fid) = 1;
-        let to = |k: usize, eps: &[Option<Ep>]| {
-            k != from
-                && matches!(eps.get(k), Some(Some(_)))
-                && match decision {
-                    Decision::Unicast(p) => p as usize == k,
-                    Decision::Flood => true,
-                    Decision::Drop => false,
-                }
-        };
-        let any = (0..self.eps.len()).any(|k| to(k, &self.eps));
+        let any = dests(decision, from, self.eps.len()).any(|k| self.eps[k].is_some());
         let Some(e) = self.eps[from].as_mut() else {
             self.release(fid);
             return;
@@ -1478,11 +1454,8 @@ impl UNode {
         }
         c.sent_many(w.segs, w.wire);
         let mut classic = self.spare_dests.pop().unwrap_or_default();
-        for k in 0..self.eps.len() {
-            if !to(k, &self.eps) {
-                continue;
-            }
-            let e = self.eps[k].as_mut().expect("checked");
+        for k in dests(decision, from, self.eps.len()) {
+            let Some(e) = self.eps[k].as_mut() else { continue };
             if e.takes_whole() {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
@@ -2119,13 +2092,7 @@ impl UNode {
     }
 
     fn arm_pending(&mut self, slot: usize, gen: u16, fd: RawFd) {
-        let sqe = Sqe::Poll {
-            fd,
-            events: libc::POLLIN as u32,
-            multi: false,
-        }
-        .op(self.pending_token(slot, gen));
-        self.push(&sqe);
+        self.poll(fd, libc::POLLIN, false, self.pending_token(slot, gen));
     }
 
     /// A joining client's request arrived (or part of it): answer it with a new port.
@@ -2515,13 +2482,8 @@ impl UNode {
             }
             *watched = l.as_raw_fd();
         }
-        let sqe = Sqe::Poll {
-            fd: ep.0.as_raw_fd(),
-            events: libc::POLLIN as u32,
-            multi: false,
-        }
-        .op(self.own(Op::PtpListen));
-        self.push(&sqe);
+        let fd = ep.0.as_raw_fd();
+        self.poll(fd, libc::POLLIN, false, self.own(Op::PtpListen));
         self.ptp_armed = true;
     }
 
@@ -2692,6 +2654,17 @@ impl UNode {
             ptp::AfterHangup::Listen => self.arm_ptp_listen(),
         }
     }
+}
+
+/// The endpoints (of `n`) that a frame from `from` goes to by decision `d`: the one it names,
+/// or every other one when it floods (the caller skips the empty places).
+fn dests(d: Decision, from: usize, n: usize) -> impl Iterator<Item = usize> {
+    let r = match d {
+        Decision::Unicast(p) => (p as usize).min(n)..(p as usize + 1).min(n),
+        Decision::Flood => 0..n,
+        Decision::Drop => 0..0,
+    };
+    r.filter(move |&k| k != from)
 }
 
 /// Counts a frame sent to an endpoint: standard (`len` bytes), or whole (a super-frame counts
@@ -3396,22 +3369,19 @@ fn offers_superframes(n: &Node) -> bool {
 /// The buffers of a node: the big ones too when it takes super-frames (`big`), registered
 /// with `ring` as node `index`'s groups.
 fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError> {
-    let mut shared =
-        BufRing::new(NBUF, BUF_SIZE, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
-    ring.register_buf_ring(&mut shared, 2 * index)
-        .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
-    let big = if big {
-        let mut b =
-            BufRing::new(NBIG, BIG_SIZE, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
-        ring.register_buf_ring(&mut b, 2 * index + BIG_GROUP)
+    let mut group = |n: u16, size: usize, g: u16| {
+        let mut b = BufRing::new(n, size, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
+        ring.register_buf_ring(&mut b, 2 * index + g)
             .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
-        Some(b)
-    } else {
-        None
+        Ok(b)
     };
     Ok(Bufs {
-        shared,
-        big,
+        shared: group(NBUF, BUF_SIZE, 0)?,
+        big: if big {
+            Some(group(NBIG, BIG_SIZE, BIG_GROUP)?)
+        } else {
+            None
+        },
         big_back: vec![0u8; NBIG as usize].into_boxed_slice(),
         tap: TapBufs::default(),
     })

@@ -166,13 +166,7 @@ impl UNode {
             Sqe::Timeout { after: &*h.timer }.op(token(Op::Ctl, index, 0, TALLY, 0))
         });
         for (fd, events, t) in polls.into_iter().flatten() {
-            let sqe = Sqe::Poll {
-                fd,
-                events: events as u32,
-                multi: false,
-            }
-            .op(t);
-            self.push(&sqe);
+            self.poll(fd, events, false, t);
         }
         if let Some(sqe) = tally {
             self.push(&sqe);
