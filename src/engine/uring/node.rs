@@ -437,6 +437,11 @@ impl SendQ {
         })
     }
 
+    /// Nothing waits, nothing is in flight, nothing is to go again.
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.chain.is_empty() && self.retry.is_empty()
+    }
+
     /// The frames held since the endpoint fell behind (0 while it takes what it is sent).
     fn backlog(&self) -> usize {
         if self.behind {
@@ -1578,7 +1583,11 @@ impl UNode {
         }
     }
 
-    fn on_rx(&mut self, t: Token, res: i32, flags: u32) {
+    /// The start of a multishot receive's completion (`on_rx`, `on_rx_pair`): the buffer it
+    /// took counted out of its group, the operation done once no more follow. Whether more
+    /// follow and the buffer; None when the endpoint left or the node stops (the buffer given
+    /// back).
+    fn rx_taken(&mut self, t: &Token, flags: u32) -> Option<(bool, Option<u16>)> {
         let more = cqueue::more(flags);
         let bid = cqueue::buffer_select(flags);
         let big = t.slot == self.group(true) && self.bufs.big.is_some();
@@ -1589,15 +1598,22 @@ impl UNode {
             }
         }
         if !more {
-            self.op_done(&t);
+            self.op_done(t);
         }
-        let live = self.live(&t) && !self.stopping;
-        if !live {
+        if !self.live(t) || self.stopping {
             if let Some(b) = bid {
-                self.give_back(&t, b);
+                self.give_back(t, b);
             }
-            return;
+            return None;
         }
+        Some((more, bid))
+    }
+
+    fn on_rx(&mut self, t: Token, res: i32, flags: u32) {
+        let Some((more, bid)) = self.rx_taken(&t, flags) else {
+            return;
+        };
+        let big = t.slot == self.group(true) && self.bufs.big.is_some();
         let now = self.start.elapsed().as_secs();
         let ptp_peer = self.ptp.is_some() && t.ep() == self.ptp_peer;
         let e = self.eps[t.ep()].as_mut().expect("live");
@@ -3861,22 +3877,9 @@ impl UNode {
     /// A receive on R2 of endpoint `t` completed: its datagrams are taken as the main
     /// socket's ([`Self::take_datagram`]).
     fn on_rx_pair(&mut self, t: Token, res: i32, flags: u32) {
-        let more = cqueue::more(flags);
-        let bid = cqueue::buffer_select(flags);
-        if bid.is_some() {
-            if let Some(b) = self.bufs.big.as_mut() {
-                b.taken();
-            }
-        }
-        if !more {
-            self.op_done(&t);
-        }
-        if !self.live(&t) || self.stopping {
-            if let Some(b) = bid {
-                self.give_back(&t, b);
-            }
+        let Some((more, bid)) = self.rx_taken(&t, flags) else {
             return;
-        }
+        };
         if res <= 0 {
             if let Some(b) = bid {
                 self.give_back(&t, b);

@@ -429,7 +429,7 @@ impl UNode {
             return false;
         };
         if !h.active {
-            let link_idle = matches!(self.eps.get(PORT_LINK), Some(Some(e)) if !e.sq.as_ref().is_some_and(|q| !(q.queue.is_empty() && q.chain.is_empty() && q.retry.is_empty())));
+            let link_idle = matches!(self.eps.get(PORT_LINK), Some(Some(e)) if !e.sq.as_deref().is_some_and(|q| !q.idle()));
             let tap_idle = matches!(self.eps.get(PORT_TAP), Some(Some(e)) if e.port.as_ref().is_some_and(|p| p.reads.is_empty() && p.next == 0));
             if !(link_idle && tap_idle) {
                 return false;
