@@ -409,7 +409,8 @@ struct SendQ {
     /// socket), whose POLLOUT a wait then watches.
     chain_f2: Option<RawFd>,
     /// The chain in flight is written into the peer's tap of a port's tap handover
-    /// ([`UNode::handover_tap`]): a failed write is dropped, never sent again.
+    /// ([`UNode::handover_tap`]), in independent writes: a failed one is dropped, never sent
+    /// again.
     chain_ho: bool,
     /// A send of the chain in flight met a new peer: its tagged datagrams are dropped once
     /// the chain is over ([`UNode::purge_tagged`]).
@@ -2731,7 +2732,8 @@ impl UNode {
     /// work), while it keeps up (one that a later frame overtook is dropped,
     /// [`Self::drop_overtaken`]); soft links once it is behind. A refused frame and those after
     /// it go again, in order, at the end of the next turn that brought it a frame, or once its
-    /// POLLOUT came.
+    /// POLLOUT came. A port's link whose tap handover is up writes into the peer's tap instead,
+    /// in independent writes.
     fn kick(&mut self, id: usize) {
         let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
             return;
@@ -2789,7 +2791,9 @@ impl UNode {
         // holding about 10 datagrams. What it refuses goes again, in order, at the end of the
         // next turn that brought it a frame (often, under load) or once its POLLOUT came.
         debug_assert!(!probe || f2.is_none());
-        let independent = probe && !q.behind;
+        // The peer's tap of a handover takes every write at once (tun's queue has no limit):
+        // independent writes, as the handover made them before it shared this queue.
+        let independent = (probe && !q.behind) || ho.is_some();
         let gen = e.gen;
         let (fd, dontwait, dest) = match (&e.tx, f2) {
             _ if ho.is_some() => (ho.expect("some").0, false, None),
