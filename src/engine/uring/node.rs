@@ -2954,18 +2954,12 @@ impl UNode {
             return;
         };
         let queued = std::mem::take(&mut q.queue);
-        let (mut keep, mut dropped) = (VecDeque::with_capacity(queued.len()), 0);
-        for (fid, len) in queued {
-            match self.whole_of(fid) {
-                Some(w) => {
-                    dropped += w.segs;
-                    self.release(fid);
-                }
-                None => keep.push_back((fid, len)),
-            }
-        }
+        let (tagged, keep): (Vec<_>, Vec<_>) = queued
+            .into_iter()
+            .partition(|&(fid, _)| self.whole_of(fid).is_some());
+        let dropped = self.let_go(&tagged);
         if let Some(e) = self.eps[id].as_mut() {
-            e.sq.as_mut().expect("queued").queue = keep;
+            e.sq.as_mut().expect("queued").queue = keep.into();
             e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, dropped);
         }
     }
@@ -2973,13 +2967,7 @@ impl UNode {
     /// Drops (counted as NoBuffer) the frames refused by endpoint `t` that a later frame
     /// overtook; the retry list gets its memory back.
     fn drop_overtaken(&mut self, t: &Token, mut frames: Vec<(u16, u32)>) {
-        let n = frames
-            .iter()
-            .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
-            .sum();
-        for &(fid, _) in &frames {
-            self.release(fid);
-        }
+        let n = self.let_go(&frames);
         if let Some(e) = self.ep_of(t) {
             e.counts[LINK_TO_TAP].add_drop(DropReason::NoBuffer, n);
             if let Some(q) = e.sq.as_mut().filter(|q| q.retry.is_empty()) {
@@ -3030,14 +3018,19 @@ impl UNode {
     fn drop_queued(&mut self, e: &mut Ep) {
         let Some(q) = e.sq.as_mut() else { return };
         let left: Vec<(u16, u32)> = q.queue.drain(..).chain(q.retry.drain(..)).collect();
-        let n = left
-            .iter()
-            .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
-            .sum();
+        let n = self.let_go(&left);
         e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, n);
-        for (fid, _) in left {
+    }
+
+    /// Lets go of `frames` (held by a send queue); returns the frames they stand for (a
+    /// super-frame as its segments), to be counted as dropped.
+    fn let_go(&mut self, frames: &[(u16, u32)]) -> u64 {
+        let mut n = 0;
+        for &(fid, _) in frames {
+            n += self.whole_of(fid).map_or(1, |w| w.segs);
             self.release(fid);
         }
+        n
     }
 }
 
