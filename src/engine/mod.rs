@@ -13,7 +13,6 @@
 //! dispatch, tokens, super-frame cutting) is in `core/`, written once and unit-tested.
 
 pub mod core;
-pub mod join;
 pub mod node;
 pub mod offload;
 mod overlay;
@@ -246,7 +245,7 @@ impl Engine {
     }
 
     /// [`Engine::start_with`] plus multi-endpoint nodes. A port whose link hosts a switch or
-    /// hub (switch://, hub://) or a seqpacket ptp end (ptp://PATH[seqpacket], or a connection
+    /// hub (switch://, hub://) or a seqpacket ptp end (`ptp://PATH[seqpacket]`, or a connection
     /// to a 2025 ptp listener) becomes such a node, with its tap as the node's first port.
     pub fn start_nodes(
         opts: EngineOptions,

@@ -2,6 +2,7 @@
 //! learning table. The engine asks [`Forwarder::decide`] for each frame a multi-port node
 //! receives.
 
+pub mod join;
 pub mod remote;
 pub mod server;
 pub mod table;

@@ -6,6 +6,7 @@ pub mod csum;
 pub mod ether;
 pub mod gro;
 pub mod gso;
+pub mod handover;
 pub mod stream;
 pub mod superframe;
 pub mod vde_ctl;

@@ -1,15 +1,6 @@
 //! What an errno from a receive or a send means for the direction that got it, decided once
 //! for every driver (io_uring completions carry `-errno`, epoll's syscalls return it).
 
-/// Why a receive brought no frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RxEnd {
-    /// End of file (a tap or stream closed, an empty message on a seqpacket socket).
-    Eof,
-    /// The receive failed with this errno.
-    Failed(i32),
-}
-
 /// What a failed receive means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RxFault {

@@ -16,9 +16,9 @@ pub mod ptp;
 pub mod token;
 
 pub use control::{dispatch, Cmd, Control, EndpointError};
-pub use frame::{admit, admit_stream, MAX_FRAME, MIN_FRAME};
+pub use frame::{admit, admit_stream, MAX_FRAME};
 pub use io::{
-    admit_to_queue, classify_rx_error, classify_send_error, send_verdict, single_send_drop, Admit,
-    Backpressure, RxEnd, RxFault, SendFault, Verdict, DEST_QCAP,
+    admit_to_queue, classify_rx_error, send_verdict, single_send_drop, Admit, Backpressure, RxFault, Verdict,
+    DEST_QCAP,
 };
 pub use token::{Op, Token};

@@ -13,19 +13,29 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-/// Tuning knobs, for measuring what each io_uring feature buys (benches/engine.rs).
+/// How a node thread's loop waits for completions (`uring::node`'s `Nodes::run`), on either
+/// driver where a knob applies. vdens-fast and vdeplug-fast take the defaults but for
+/// `busy_poll_us` (`--busy-poll`); `benches/engine.rs` turns one off at a time to measure what
+/// it buys.
 #[derive(Clone, Copy, Debug)]
 pub struct UringTuning {
-    /// IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (falls back when refused).
+    /// io_uring: the ring is set up with IORING_SETUP_SINGLE_ISSUER |
+    /// IORING_SETUP_DEFER_TASKRUN (completions run only when the thread waits), falling back
+    /// to COOP_TASKRUN, then to a plain ring, when the kernel refuses; off: COOP_TASKRUN
+    /// first. The epoll driver has no such set-up.
     pub defer_taskrun: bool,
-    /// Batching wait (kernel 6.12+, IORING_FEAT_MIN_TIMEOUT; multishot only): wait for up to
-    /// [`WAIT_BATCH`] completions, but at most this many microseconds once one is there;
-    /// 0 = return at the first completion.
+    /// io_uring, on a thread that runs only ports' cables, when the kernel has the batching
+    /// wait (IORING_FEAT_MIN_TIMEOUT, 6.12+): after a turn of at least [`MIN_BATCH`]
+    /// completions the loop waits for as many as that turn brought (at most [`WAIT_BATCH`],
+    /// at least the sends of its chains in flight), but at most this many microseconds once
+    /// the first is there. 0, or any other thread: it returns at the first completion.
     pub batch_wait_us: u32,
-    /// Busy polling (`--busy-poll USEC`): before a loop sleeps it spins this many microseconds
-    /// on its completion queue, so a frame that comes within that time is taken without a
-    /// wake-up (on a VM a sleeping vCPU's wake-up costs tens of microseconds). 0 = off. Costs
-    /// a CPU while traffic flows: for dedicated cores.
+    /// Busy polling (`--busy-poll USEC`), on either driver: before a loop sleeps it spins this
+    /// many microseconds on its completion queue (io_uring, which then flags pending task work
+    /// in the shared ring: IORING_SETUP_TASKRUN_FLAG) or on epoll, so a frame that comes within
+    /// that time is taken without a wake-up (on a VM a sleeping vCPU's wake-up costs tens of
+    /// microseconds). It replaces the batching wait. 0 = off. Costs a CPU while traffic flows:
+    /// for dedicated cores.
     pub busy_poll_us: u32,
 }
 

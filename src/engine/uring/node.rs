@@ -72,7 +72,6 @@ use crate::engine::core::{
     admit, admit_stream, admit_to_queue, classify_rx_error, dispatch, send_verdict, single_send_drop, Admit,
     Backpressure, Control, EndpointError, Op, RxFault, Token, Verdict,
 };
-use crate::engine::join::{Change, Joins, Ready};
 use crate::engine::node::{Endpoint, Node, NodeKind, NodeShared, MAX_PORTS};
 use crate::engine::offload::{self, TapOffload, SUPER_READ};
 use crate::engine::overlay::OverlayEp;
@@ -80,6 +79,7 @@ use crate::engine::port::{is_dgram, is_socket, send_buffer_full, set_nonblocking
 use crate::engine::stats::{Counts, DropReason, Offload, PortStats, LINK_TO_TAP, TAP_TO_LINK};
 use crate::engine::worker::{Cmd, NodeCtx, PortCtx, StartError};
 use crate::engine::EngineKind;
+use crate::switch::join::{Change, Joins, Ready};
 use crate::switch::server::Listener;
 use crate::switch::{Decision, Forwarder, MacTable, PortId};
 use crate::sys::inet::HDR;
@@ -408,6 +408,10 @@ struct SendQ {
     /// The chain in flight goes on this F2 (a paired datagram ptp first opener's second
     /// socket), whose POLLOUT a wait then watches.
     chain_f2: Option<RawFd>,
+    /// The chain in flight is written into the peer's tap of a port's tap handover
+    /// ([`UNode::handover_tap`]), in independent writes: a failed one is dropped, never sent
+    /// again.
+    chain_ho: bool,
     /// A send of the chain in flight met a new peer: its tagged datagrams are dropped once
     /// the chain is over ([`UNode::purge_tagged`]).
     purge: bool,
@@ -429,8 +433,14 @@ impl SendQ {
             burst: CHAIN,
             went: 0,
             chain_f2: None,
+            chain_ho: false,
             purge: false,
         })
+    }
+
+    /// Nothing waits, nothing is in flight, nothing is to go again.
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.chain.is_empty() && self.retry.is_empty()
     }
 
     /// The frames held since the endpoint fell behind (0 while it takes what it is sent).
@@ -926,6 +936,17 @@ impl Control for UNode {
 }
 
 impl UNode {
+    /// Watches `fd` for `events` (multishot: until cancelled), completing with `user_data`.
+    fn poll(&mut self, fd: RawFd, events: i16, multi: bool, user_data: u64) {
+        let sqe = Sqe::Poll {
+            fd,
+            events: events as u32,
+            multi,
+        }
+        .op(user_data);
+        self.push(&sqe);
+    }
+
     fn push(&mut self, e: &super::ring::Op) {
         // SAFETY: operations reference only the shared buffer ring and slot memory (kept until
         // every operation is reaped, see `shutdown`), the stream buffers and addresses of
@@ -1030,25 +1051,15 @@ impl UNode {
     }
 
     fn arm_wake(&mut self) {
-        let e = Sqe::Poll {
-            fd: self.wake.as_raw_fd(),
-            events: libc::POLLIN as u32,
-            multi: true,
-        }
-        .op(self.own(Op::Wake));
-        self.push(&e);
+        self.poll(self.wake.as_raw_fd(), libc::POLLIN, true, self.own(Op::Wake));
         self.wake_armed = true;
     }
 
     fn arm_listen(&mut self) {
-        let Some(l) = &self.listener else { return };
-        let e = Sqe::Poll {
-            fd: l.ctl.as_raw_fd(),
-            events: libc::POLLIN as u32,
-            multi: true,
-        }
-        .op(self.own(Op::Listen));
-        self.push(&e);
+        let Some(fd) = self.listener.as_ref().map(|l| l.ctl.as_raw_fd()) else {
+            return;
+        };
+        self.poll(fd, libc::POLLIN, true, self.own(Op::Listen));
         self.listen_armed = true;
     }
 
@@ -1153,13 +1164,8 @@ impl UNode {
         let Some(e) = self.eps[id].as_mut() else { return };
         let Some(c) = e.ctl_fd else { return };
         e.inflight += 1;
-        let sqe = Sqe::Poll {
-            fd: c,
-            events: libc::POLLIN as u32,
-            multi: false,
-        }
-        .op(token(Op::Ctl, id, e.gen, 0, 0));
-        self.push(&sqe);
+        let t = token(Op::Ctl, id, e.gen, 0, 0);
+        self.poll(c, libc::POLLIN, false, t);
     }
 
     fn add(&mut self, id: usize, mut e: Ep) {
@@ -1387,21 +1393,10 @@ impl UNode {
         c.sent(len);
         // The forwarding holds the frame until every send is queued.
         self.hold(fid);
-        match d {
-            Decision::Unicast(p) => {
-                let p = p as usize;
-                if p != from && matches!(self.eps.get(p), Some(Some(_))) {
-                    self.send(p, fid, len);
-                }
+        for k in dests(d, from, self.eps.len()) {
+            if self.eps[k].is_some() {
+                self.send(k, fid, len);
             }
-            Decision::Flood => {
-                for k in 0..self.eps.len() {
-                    if k != from && self.eps[k].is_some() {
-                        self.send(k, fid, len);
-                    }
-                }
-            }
-            Decision::Drop => {}
         }
         self.release(fid);
     }
@@ -1447,16 +1442,7 @@ impl UNode {
         let decision = self.fwd.decide(from as PortId, &f[..f.len().min(MAX_FRAME)], now);
         self.set_whole(fid, Some(w));
         *self.refs(fid) = 1;
-        let to = |k: usize, eps: &[Option<Ep>]| {
-            k != from
-                && matches!(eps.get(k), Some(Some(_)))
-                && match decision {
-                    Decision::Unicast(p) => p as usize == k,
-                    Decision::Flood => true,
-                    Decision::Drop => false,
-                }
-        };
-        let any = (0..self.eps.len()).any(|k| to(k, &self.eps));
+        let any = dests(decision, from, self.eps.len()).any(|k| self.eps[k].is_some());
         let Some(e) = self.eps[from].as_mut() else {
             self.release(fid);
             return;
@@ -1474,11 +1460,8 @@ impl UNode {
         }
         c.sent_many(w.segs, w.wire);
         let mut classic = self.spare_dests.pop().unwrap_or_default();
-        for k in 0..self.eps.len() {
-            if !to(k, &self.eps) {
-                continue;
-            }
-            let e = self.eps[k].as_mut().expect("checked");
+        for k in dests(decision, from, self.eps.len()) {
+            let Some(e) = self.eps[k].as_mut() else { continue };
             if e.takes_whole() {
                 self.send(k, fid, len);
             } else if let Tx::Vnet(v) = &mut e.tx {
@@ -1601,7 +1584,11 @@ impl UNode {
         }
     }
 
-    fn on_rx(&mut self, t: Token, res: i32, flags: u32) {
+    /// The start of a multishot receive's completion (`on_rx`, `on_rx_pair`): the buffer it
+    /// took counted out of its group, the operation done once no more follow. Whether more
+    /// follow and the buffer; None when the endpoint left or the node stops (the buffer given
+    /// back).
+    fn rx_taken(&mut self, t: &Token, flags: u32) -> Option<(bool, Option<u16>)> {
         let more = cqueue::more(flags);
         let bid = cqueue::buffer_select(flags);
         let big = t.slot == self.group(true) && self.bufs.big.is_some();
@@ -1612,15 +1599,22 @@ impl UNode {
             }
         }
         if !more {
-            self.op_done(&t);
+            self.op_done(t);
         }
-        let live = self.live(&t) && !self.stopping;
-        if !live {
+        if !self.live(t) || self.stopping {
             if let Some(b) = bid {
-                self.give_back(&t, b);
+                self.give_back(t, b);
             }
-            return;
+            return None;
         }
+        Some((more, bid))
+    }
+
+    fn on_rx(&mut self, t: Token, res: i32, flags: u32) {
+        let Some((more, bid)) = self.rx_taken(&t, flags) else {
+            return;
+        };
+        let big = t.slot == self.group(true) && self.bufs.big.is_some();
         let now = self.start.elapsed().as_secs();
         let ptp_peer = self.ptp.is_some() && t.ep() == self.ptp_peer;
         let e = self.eps[t.ep()].as_mut().expect("live");
@@ -2115,13 +2109,7 @@ impl UNode {
     }
 
     fn arm_pending(&mut self, slot: usize, gen: u16, fd: RawFd) {
-        let sqe = Sqe::Poll {
-            fd,
-            events: libc::POLLIN as u32,
-            multi: false,
-        }
-        .op(self.pending_token(slot, gen));
-        self.push(&sqe);
+        self.poll(fd, libc::POLLIN, false, self.pending_token(slot, gen));
     }
 
     /// A joining client's request arrived (or part of it): answer it with a new port.
@@ -2212,8 +2200,8 @@ impl UNode {
         }
         self.touched = true;
         match t.op {
-            // (Generation 0: the node's own; a Tx or a Ctl of its own is the handover's.)
-            Op::Tx | Op::Ctl if t.gen == 0 => self.on_handover(t, res),
+            // (Generation 0: the node's own; a Ctl of its own is the handover's.)
+            Op::Ctl if t.gen == 0 => self.on_handover(t, res),
             Op::Rx => self.on_rx(t, res, flags),
             Op::RxPair => self.on_rx_pair(t, res, flags),
             Op::Tx => self.on_tx(t, res),
@@ -2511,13 +2499,8 @@ impl UNode {
             }
             *watched = l.as_raw_fd();
         }
-        let sqe = Sqe::Poll {
-            fd: ep.0.as_raw_fd(),
-            events: libc::POLLIN as u32,
-            multi: false,
-        }
-        .op(self.own(Op::PtpListen));
-        self.push(&sqe);
+        let fd = ep.0.as_raw_fd();
+        self.poll(fd, libc::POLLIN, false, self.own(Op::PtpListen));
         self.ptp_armed = true;
     }
 
@@ -2690,6 +2673,17 @@ impl UNode {
     }
 }
 
+/// The endpoints (of `n`) that a frame from `from` goes to by decision `d`: the one it names,
+/// or every other one when it floods (the caller skips the empty places).
+fn dests(d: Decision, from: usize, n: usize) -> impl Iterator<Item = usize> {
+    let r = match d {
+        Decision::Unicast(p) => (p as usize).min(n)..(p as usize + 1).min(n),
+        Decision::Flood => 0..n,
+        Decision::Drop => 0..0,
+    };
+    r.filter(move |&k| k != from)
+}
+
 /// Counts a frame sent to an endpoint: standard (`len` bytes), or whole (a super-frame counts
 /// as its segments, and as one tagged on the wire unless a port sends it tap to tap);
 /// `whole_hdr` is a port endpoint's (whose super-frames and segments are counted too).
@@ -2738,7 +2732,8 @@ impl UNode {
     /// work), while it keeps up (one that a later frame overtook is dropped,
     /// [`Self::drop_overtaken`]); soft links once it is behind. A refused frame and those after
     /// it go again, in order, at the end of the next turn that brought it a frame, or once its
-    /// POLLOUT came.
+    /// POLLOUT came. A port's link whose tap handover is up writes into the peer's tap instead,
+    /// in independent writes.
     fn kick(&mut self, id: usize) {
         let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
             return;
@@ -2761,20 +2756,33 @@ impl UNode {
         // measure of the room the reader makes by the next try; once it is behind, a refusal
         // stops the chain.)
         let n = q.queue.len().min(if probe { CHAIN } else { q.burst });
+        // A port's link while its tap handover is up: written into the peer's tap.
+        let ho = if id == PORT_LINK {
+            self.handover_tap(n)
+        } else {
+            None
+        };
+        let Some(e) = self.eps[id].as_mut() else { return };
+        let q = e.sq.as_mut().expect("chained");
         q.chain.extend(q.queue.drain(..n));
         e.inflight += n as u32;
         let mut chain = [(0u16, 0u32); CHAIN];
         chain[..n].copy_from_slice(&q.chain.make_contiguous()[..n]);
         // A paired datagram ptp first opener sends every frame on F2, each remembered with
         // its pairing round (a failed send of the current round unpairs, see `Ep::f2_done`).
-        let f2 = e.dg.as_deref_mut().and_then(DgPtp::on_f2).map(|f2| {
-            let round = f2.pairing.round();
-            for &(fid, _) in &chain[..n] {
-                f2.rounds[rec_of(fid)] = Some(round);
-            }
-            f2.fd
-        });
+        let f2 =
+            e.dg.as_deref_mut()
+                .filter(|_| ho.is_none())
+                .and_then(DgPtp::on_f2)
+                .map(|f2| {
+                    let round = f2.pairing.round();
+                    for &(fid, _) in &chain[..n] {
+                        f2.rounds[rec_of(fid)] = Some(round);
+                    }
+                    f2.fd
+                });
         q.chain_f2 = f2;
+        q.chain_ho = ho.is_some();
         // A node's endpoint on a connected socket is sent with MSG_DONTWAIT: in independent
         // sends that all go at once while it keeps up; once it is behind (see
         // `admit_to_queue`), in a soft-linked chain, which stops at its first refusal (the
@@ -2783,9 +2791,12 @@ impl UNode {
         // holding about 10 datagrams. What it refuses goes again, in order, at the end of the
         // next turn that brought it a frame (often, under load) or once its POLLOUT came.
         debug_assert!(!probe || f2.is_none());
-        let independent = probe && !q.behind;
+        // The peer's tap of a handover takes every write at once (tun's queue has no limit):
+        // independent writes, as the handover made them before it shared this queue.
+        let independent = (probe && !q.behind) || ho.is_some();
         let gen = e.gen;
         let (fd, dontwait, dest) = match (&e.tx, f2) {
+            _ if ho.is_some() => (ho.expect("some").0, false, None),
             (_, Some(f2)) => (f2, true, None),
             (Tx::SendTo(a), None) => (
                 e.tx_fd,
@@ -2838,9 +2849,16 @@ impl UNode {
         let whole = self.whole_of(fid);
         let stopping = self.stopping;
         let live = self.live(&t);
+        let ho_hdr = self.ho.as_ref().map(|h| h.hdr);
         let Some(e) = self.ep_of(&t) else { return };
-        let on_f2 = e.f2_done(fid, res);
-        let whole_hdr = e.port.as_ref().map(|p| p.whole_hdr);
+        let ho = e.sq.as_ref().is_some_and(|q| q.chain_ho);
+        let on_f2 = !ho && e.f2_done(fid, res);
+        // (Frames written into the peer's tap of a handover cross tap to tap, as a port's.)
+        let whole_hdr = if ho {
+            ho_hdr
+        } else {
+            e.port.as_ref().map(|p| p.whole_hdr)
+        };
         let q = e.sq.as_mut().expect("chained");
         let (cfid, len) = q.chain.pop_front().expect("a chain in flight");
         debug_assert_eq!(cfid, fid);
@@ -2854,7 +2872,7 @@ impl UNode {
         let went = res > 0 || (res == 0 && len == 0);
         if went {
             count_sent(&mut e.counts[LINK_TO_TAP], whole, len as usize, whole_hdr);
-        } else if stopping || !live {
+        } else if stopping || !live || ho {
             e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, segs);
         } else {
             // A zero-byte send of a non-empty frame: nothing went; as a failure.
@@ -2909,6 +2927,9 @@ impl UNode {
             self.release(fid);
         }
         self.op_done(&t);
+        if ho {
+            self.handover_wrote(whole, res);
+        }
         if !overtaken.is_empty() {
             self.drop_overtaken(&t, overtaken);
         }
@@ -2933,18 +2954,12 @@ impl UNode {
             return;
         };
         let queued = std::mem::take(&mut q.queue);
-        let (mut keep, mut dropped) = (VecDeque::with_capacity(queued.len()), 0);
-        for (fid, len) in queued {
-            match self.whole_of(fid) {
-                Some(w) => {
-                    dropped += w.segs;
-                    self.release(fid);
-                }
-                None => keep.push_back((fid, len)),
-            }
-        }
+        let (tagged, keep): (Vec<_>, Vec<_>) = queued
+            .into_iter()
+            .partition(|&(fid, _)| self.whole_of(fid).is_some());
+        let dropped = self.let_go(&tagged);
         if let Some(e) = self.eps[id].as_mut() {
-            e.sq.as_mut().expect("queued").queue = keep;
+            e.sq.as_mut().expect("queued").queue = keep.into();
             e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, dropped);
         }
     }
@@ -2952,13 +2967,7 @@ impl UNode {
     /// Drops (counted as NoBuffer) the frames refused by endpoint `t` that a later frame
     /// overtook; the retry list gets its memory back.
     fn drop_overtaken(&mut self, t: &Token, mut frames: Vec<(u16, u32)>) {
-        let n = frames
-            .iter()
-            .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
-            .sum();
-        for &(fid, _) in &frames {
-            self.release(fid);
-        }
+        let n = self.let_go(&frames);
         if let Some(e) = self.ep_of(t) {
             e.counts[LINK_TO_TAP].add_drop(DropReason::NoBuffer, n);
             if let Some(q) = e.sq.as_mut().filter(|q| q.retry.is_empty()) {
@@ -3009,14 +3018,19 @@ impl UNode {
     fn drop_queued(&mut self, e: &mut Ep) {
         let Some(q) = e.sq.as_mut() else { return };
         let left: Vec<(u16, u32)> = q.queue.drain(..).chain(q.retry.drain(..)).collect();
-        let n = left
-            .iter()
-            .map(|&(fid, _)| self.whole_of(fid).map_or(1, |w| w.segs))
-            .sum();
+        let n = self.let_go(&left);
         e.counts[LINK_TO_TAP].add_drop(DropReason::SendError, n);
-        for (fid, _) in left {
+    }
+
+    /// Lets go of `frames` (held by a send queue); returns the frames they stand for (a
+    /// super-frame as its segments), to be counted as dropped.
+    fn let_go(&mut self, frames: &[(u16, u32)]) -> u64 {
+        let mut n = 0;
+        for &(fid, _) in frames {
+            n += self.whole_of(fid).map_or(1, |w| w.segs);
             self.release(fid);
         }
+        n
     }
 }
 
@@ -3186,19 +3200,31 @@ impl UNode {
     }
 
     /// Frame `fid` (`len` bytes) of port endpoint `from` crosses to the other end whole, when
-    /// the port is tap to tap (a tap:// link with offload): judged (a super-frame counts as
-    /// the frames the kernel would cut it into), then sent from its buffer as it came.
+    /// the port is tap to tap (a tap:// link with offload; see [`Self::cross_whole`]).
     fn port_whole(&mut self, from: usize, fid: u16, len: usize) -> bool {
-        let Some(e) = self.eps.get_mut(from).and_then(Option::as_mut) else {
-            return false;
+        let hl = match self.eps.get(from) {
+            Some(Some(e)) => e.port.as_ref().map_or(0, |p| p.whole_hdr),
+            _ => 0,
         };
-        let hl = e.port.as_ref().map_or(0, |p| p.whole_hdr);
         if hl == 0 {
             return false;
         }
+        self.cross_whole(from, PORT_TAP + PORT_LINK - from, hl, fid, len);
+        true
+    }
+
+    /// Frame `fid` (`len` bytes, read from a tap behind an `hl`-byte virtio-net header) of
+    /// endpoint `from` goes to endpoint `to` whole, to be written into another tap: judged (a
+    /// super-frame counts as the frames the kernel would cut it into), then sent from its
+    /// buffer as it came.
+    fn cross_whole(&mut self, from: usize, to: usize, hl: usize, fid: u16, len: usize) {
         let full = match &self.bufs.big {
-            Some(b) if e.superframes => len >= b.data_len(),
+            Some(b) if matches!(Fid::of(fid), Fid::Big(_)) => len >= b.data_len(),
             _ => len >= BUF_SIZE - HEADROOM,
+        };
+        let Some(e) = self.eps.get_mut(from).and_then(Option::as_mut) else {
+            self.bufs.push(fid);
+            return;
         };
         let c = &mut e.counts[TAP_TO_LINK];
         match cut::judge_whole(self.bufs.data(fid, len), hl, full) {
@@ -3207,7 +3233,7 @@ impl UNode {
                 c.sent_many(w.segs, w.wire);
                 self.set_whole(fid, Some(w));
                 *self.refs(fid) = 1;
-                self.send(PORT_TAP + PORT_LINK - from, fid, len);
+                self.send(to, fid, len);
                 self.release(fid);
             }
             Err(why) => {
@@ -3216,7 +3242,6 @@ impl UNode {
                 self.bufs.push(fid);
             }
         }
-        true
     }
 
     /// A read of port endpoint `from`, when it is an offloading tap: queued, and cut at once.
@@ -3357,22 +3382,19 @@ fn offers_superframes(n: &Node) -> bool {
 /// The buffers of a node: the big ones too when it takes super-frames (`big`), registered
 /// with `ring` as node `index`'s groups.
 fn node_bufs(ring: &mut Ring, index: u16, big: bool) -> Result<Bufs, SetupError> {
-    let mut shared =
-        BufRing::new(NBUF, BUF_SIZE, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
-    ring.register_buf_ring(&mut shared, 2 * index)
-        .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
-    let big = if big {
-        let mut b =
-            BufRing::new(NBIG, BIG_SIZE, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
-        ring.register_buf_ring(&mut b, 2 * index + BIG_GROUP)
+    let mut group = |n: u16, size: usize, g: u16| {
+        let mut b = BufRing::new(n, size, HEADROOM).map_err(|e| SetupError::io("buffer memory", &e))?;
+        ring.register_buf_ring(&mut b, 2 * index + g)
             .map_err(|e| SetupError::io("IORING_REGISTER_PBUF_RING", &e))?;
-        Some(b)
-    } else {
-        None
+        Ok(b)
     };
     Ok(Bufs {
-        shared,
-        big,
+        shared: group(NBUF, BUF_SIZE, 0)?,
+        big: if big {
+            Some(group(NBIG, BIG_SIZE, BIG_GROUP)?)
+        } else {
+            None
+        },
         big_back: vec![0u8; NBIG as usize].into_boxed_slice(),
         tap: TapBufs::default(),
     })
@@ -3852,22 +3874,9 @@ impl UNode {
     /// A receive on R2 of endpoint `t` completed: its datagrams are taken as the main
     /// socket's ([`Self::take_datagram`]).
     fn on_rx_pair(&mut self, t: Token, res: i32, flags: u32) {
-        let more = cqueue::more(flags);
-        let bid = cqueue::buffer_select(flags);
-        if bid.is_some() {
-            if let Some(b) = self.bufs.big.as_mut() {
-                b.taken();
-            }
-        }
-        if !more {
-            self.op_done(&t);
-        }
-        if !self.live(&t) || self.stopping {
-            if let Some(b) = bid {
-                self.give_back(&t, b);
-            }
+        let Some((more, bid)) = self.rx_taken(&t, flags) else {
             return;
-        }
+        };
         if res <= 0 {
             if let Some(b) = bid {
                 self.give_back(&t, b);

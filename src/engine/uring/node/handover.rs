@@ -14,21 +14,19 @@
 //! - The switch to the tap is made at a clean point: the first tap read once nothing waits
 //!   for the link and no tap read waits to be cut.
 //!
-//! Completions are the node's own operations (generation 0): `Op::Ctl` for the polls (slot
-//! [`LISTEN`] or [`CONN`], with the connection's generation as length) and `Op::Tx` for the
-//! writes (slot: the frame).
+//! The writes are the link's: its send queue holds the frames and writes its chains into the
+//! peer's tap while the handover is up (see [`UNode::handover_tap`]), so they are admitted,
+//! completed and counted as every other frame that leaves the node. The handover's own
+//! completions are the node's operations (generation 0): `Op::Ctl` for the polls (slot
+//! [`LISTEN`] or [`CONN`], with the connection's generation as length) and the timer.
 
 use super::Interval;
-use super::{
-    token, Fid, Op, Owner, Sqe, UNode, BUF_SIZE, HEADROOM, LINK_TO_TAP, PORT_LINK, PORT_TAP, TAP_TO_LINK,
-};
-use crate::engine::core::cut;
-use crate::engine::core::handover::Tally;
-use crate::engine::core::handover::{self, Act, Arrived, Msg, Phase};
+use super::{token, Op, Owner, Sqe, UNode, Whole, LINK_TO_TAP, PORT_LINK, PORT_TAP, TAP_TO_LINK};
+use crate::engine::core::handover::{self, Act, Arrived, Phase};
 use crate::engine::core::pair::PairState;
-use crate::engine::stats::DropReason;
 use crate::sys::fdpass;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use crate::wire::handover::{Msg, Tally, MAX_LEN};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -42,7 +40,7 @@ const TALLY_EVERY: Duration = Duration::from_millis(10);
 
 /// Sends message `m` on the connection, with descriptor `fd`.
 fn send_msg(c: BorrowedFd<'_>, m: Msg, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
-    let mut b = [0u8; handover::MAX_LEN];
+    let mut b = [0u8; MAX_LEN];
     let n = m.write(&mut b);
     fdpass::send_with_fd(c, &b[..n], fd)
 }
@@ -57,7 +55,7 @@ pub(super) struct Handover {
     listen: Option<OwnedFd>,
     listen_armed: bool,
     /// The port's tap's virtio-net header size.
-    hdr: usize,
+    pub(super) hdr: usize,
     /// The connection, its generation (in its poll's token) and phase.
     conn: Option<OwnedFd>,
     gen: u16,
@@ -168,13 +166,7 @@ impl UNode {
             Sqe::Timeout { after: &*h.timer }.op(token(Op::Ctl, index, 0, TALLY, 0))
         });
         for (fd, events, t) in polls.into_iter().flatten() {
-            let sqe = Sqe::Poll {
-                fd,
-                events: events as u32,
-                multi: false,
-            }
-            .op(t);
-            self.push(&sqe);
+            self.poll(fd, events, false, t);
         }
         if let Some(sqe) = tally {
             self.push(&sqe);
@@ -215,12 +207,8 @@ impl UNode {
         h.phase = Phase::AwaitGive(n);
     }
 
-    /// A completion of the handover's: a poll (`Op::Ctl`) or a write (`Op::Tx`).
+    /// A completion of the handover's: a poll or its timer (`Op::Ctl`).
     pub(super) fn on_handover(&mut self, t: super::Token, res: i32) {
-        if t.op == Op::Tx {
-            self.on_handover_write(t.slot, res);
-            return;
-        }
         let stopping = self.stopping;
         let Some(h) = self.ho.as_deref_mut() else { return };
         if t.slot == TALLY {
@@ -296,7 +284,7 @@ impl UNode {
         let current = self.handover_nonce();
         let Some(h) = self.ho.as_deref_mut() else { return };
         let Some(c) = h.conn.as_ref() else { return };
-        let mut buf = [0u8; 2 * handover::MAX_LEN];
+        let mut buf = [0u8; 2 * MAX_LEN];
         let r = match fdpass::recv_with_fds(c.as_fd(), &mut buf) {
             Ok(r) => r,
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return,
@@ -388,9 +376,10 @@ impl UNode {
     }
 
     /// The handover ends (or never came): the connection closes, the peer's tap is closed
-    /// (once the writes in flight complete), and a port that was writing to it falls back to
-    /// its socket as after a lost pairing: nothing tagged goes to whoever is there now before
-    /// it answers again. `why`: said in one line.
+    /// (once the writes in flight complete), the whole tap frames still waiting for it are
+    /// dropped (counted), and a port that was writing to it falls back to its socket as after
+    /// a lost pairing: nothing tagged goes to whoever is there now before it answers again.
+    /// `why`: said in one line.
     fn handover_down(&mut self, why: Option<&str>) {
         self.handover_tell();
         if let Some(h) = self.ho.as_deref_mut() {
@@ -402,7 +391,7 @@ impl UNode {
         self.handover_close_conn();
         let Some(h) = self.ho.as_deref_mut() else { return };
         h.phase = Phase::AwaitAsk;
-        h.active = false;
+        let active = std::mem::take(&mut h.active);
         let Some(t) = h.peer_tap.take() else { return };
         if h.writes > 0 {
             h.closed_tap = Some(t);
@@ -421,24 +410,26 @@ impl UNode {
             d.hello_at = None;
             e.takes_whole = false;
         }
+        if active {
+            self.purge_tagged(PORT_LINK);
+        }
     }
 
     /// Frame `fid` (`len` bytes) read from the port's tap goes whole into the peer's tap while
     /// the handover is up (judged as a `tap://` link's, see `port_whole`): true when it took
-    /// it. The first one waits for a clean point: nothing waiting for the link, no tap read
-    /// waiting to be cut (those go their way first).
+    /// it. It waits in the link's send queue, whose chains are written into the peer's tap
+    /// while the handover is up ([`Self::handover_tap`]). The first one waits for a clean
+    /// point: nothing waiting for the link, no tap read waiting to be cut (those go their way
+    /// first).
     pub(super) fn handover_whole(&mut self, from: usize, fid: u16, len: usize) -> bool {
         if from != PORT_TAP {
             return false;
         }
-        let Some(h) = self.ho.as_deref_mut() else {
-            return false;
-        };
-        let Some(peer) = h.peer_tap.as_ref().map(|t| t.as_raw_fd()) else {
+        let Some(h) = self.ho.as_deref_mut().filter(|h| h.peer_tap.is_some()) else {
             return false;
         };
         if !h.active {
-            let link_idle = matches!(self.eps.get(PORT_LINK), Some(Some(e)) if !e.sq.as_ref().is_some_and(|q| !(q.queue.is_empty() && q.chain.is_empty() && q.retry.is_empty())));
+            let link_idle = matches!(self.eps.get(PORT_LINK), Some(Some(e)) if !e.sq.as_deref().is_some_and(|q| !q.idle()));
             let tap_idle = matches!(self.eps.get(PORT_TAP), Some(Some(e)) if e.port.as_ref().is_some_and(|p| p.reads.is_empty() && p.next == 0));
             if !(link_idle && tap_idle) {
                 return false;
@@ -446,76 +437,35 @@ impl UNode {
             h.active = true;
         }
         let hl = h.hdr;
-        let full = match &self.bufs.big {
-            Some(b) if matches!(Fid::of(fid), Fid::Big(_)) => len >= b.data_len(),
-            _ => len >= BUF_SIZE - HEADROOM,
-        };
-        let Some(Some(tap)) = self.eps.get_mut(PORT_TAP) else {
-            return false;
-        };
-        let c = &mut tap.counts[TAP_TO_LINK];
-        match cut::judge_whole(self.bufs.data(fid, len), hl, full) {
-            Ok(w) => {
-                c.received += w.segs;
-                c.sent_many(w.segs, w.wire);
-                if let Some(Some(l)) = self.eps.get_mut(PORT_LINK) {
-                    l.counts[LINK_TO_TAP].received += w.segs;
-                }
-                self.set_whole(fid, Some(w));
-                *self.refs(fid) = 1;
-                let sqe = Sqe::Write {
-                    fd: peer,
-                    buf: self.frame_ptr(fid),
-                    len: len as u32,
-                }
-                .op(token(Op::Tx, self.index as usize, 0, fid, len));
-                self.ho.as_deref_mut().expect("up").writes += 1;
-                self.push(&sqe);
-            }
-            Err(why) => {
-                c.received += 1;
-                c.add_drop(why, 1);
-                self.bufs.push(fid);
-            }
-        }
+        self.cross_whole(from, PORT_LINK, hl, fid, len);
         true
     }
 
-    /// A write into the peer's tap completed: counted (a super-frame as its segments); one
-    /// that says the peer's tap is gone ends the handover.
-    fn on_handover_write(&mut self, fid: u16, res: i32) {
-        let w = self.whole_of(fid);
-        self.set_whole(fid, None);
-        self.release(fid);
+    /// The peer's tap, while the handover is up: the link's send queue writes its chains
+    /// there (the frames it holds then are all whole tap frames, see [`Self::handover_whole`]),
+    /// and the number of bytes of virtio-net header they carry. Counts the `n` writes a chain
+    /// puts in flight.
+    pub(super) fn handover_tap(&mut self, n: usize) -> Option<(RawFd, usize)> {
+        let h = self.ho.as_deref_mut().filter(|h| h.active)?;
+        let fd = h.peer_tap.as_ref()?.as_raw_fd();
+        h.writes += n as u32;
+        Some((fd, h.hdr))
+    }
+
+    /// A write of the link's send queue into the peer's tap completed (counted there): told to
+    /// the peer (a super-frame as its segments); one that says the peer's tap is gone ends the
+    /// handover.
+    pub(super) fn handover_wrote(&mut self, w: Option<Whole>, res: i32) {
         let Some(h) = self.ho.as_deref_mut() else { return };
         h.writes = h.writes.saturating_sub(1);
         if h.writes == 0 {
             h.closed_tap = None;
         }
-        let up = h.peer_tap.is_some();
-        let segs = w.map_or(1, |w| w.segs);
         if res > 0 {
             let (n, bytes) = w.map_or((1, res as u64), |w| (w.segs, w.wire));
             h.tally.add(n, bytes);
         }
-        if let Some(Some(l)) = self.eps.get_mut(PORT_LINK) {
-            let c = &mut l.counts[LINK_TO_TAP];
-            if res > 0 {
-                match w {
-                    Some(w) => {
-                        c.sent_many(w.segs, w.wire);
-                        if w.segs > 1 {
-                            c.super_frames += 1;
-                            c.segments += w.segs;
-                        }
-                    }
-                    None => c.sent(res as usize),
-                }
-            } else {
-                c.add_drop(DropReason::SendError, segs);
-            }
-        }
-        if res < 0 && up && handover::write_lost(-res) {
+        if res < 0 && h.peer_tap.is_some() && handover::write_lost(-res) {
             self.handover_down(Some("the peer's tap is gone"));
         }
     }

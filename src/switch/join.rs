@@ -9,7 +9,7 @@
 //! not stay readable for ever (a busy loop on epoll, a stalled accept on io_uring) and accepts
 //! again as soon as descriptors are free.
 
-use crate::switch::server::Joining;
+use super::server::Joining;
 use nix::errno::Errno;
 use nix::sys::socket::{accept4, SockFlag};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
