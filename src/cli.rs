@@ -321,7 +321,7 @@ pub fn is_no_net<S: AsRef<std::ffi::OsStr> + ?Sized>(vnl: &S) -> bool {
     matches!(vnl.as_ref().as_encoded_bytes(), b"" | b"-" | b"no")
 }
 
-/// Parses the arguments (without argv[0]); `env` looks up environment variables and `shell` is
+/// Parses the arguments (without `argv[0]`); `env` looks up environment variables and `shell` is
 /// $SHELL.
 pub fn parse<I, F>(args: I, env: F) -> Result<Config, CliError>
 where

@@ -64,15 +64,7 @@ fn run(engine: &str, offload: bool) {
     ns.ping("10.16.0.254", 2, None);
     tcp_transfer(&mut h, &mut ns, "10.16.0.1", &d, 8 << 20);
     tcp_transfer(&mut ns, &mut h, "10.16.0.254", &d, 8 << 20);
-    ns.sh("kill -USR1 $PPID", 5);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let json = loop {
-        let j = std::fs::read_to_string(&stats).unwrap_or_default();
-        if j.contains("\"vde0\"") || std::time::Instant::now() > deadline {
-            break j;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let json = fresh_stats(&mut ns, &stats, "vde0");
     let (mode, out, inn) = port_stats(&json, "vde0");
     if offload {
         assert_eq!(mode, "whole", "{json}");

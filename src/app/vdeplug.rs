@@ -102,7 +102,7 @@ pub enum Parsed {
     Help,
     /// -V, --version (vdeplug-fast's own: vde_plug has neither).
     Version,
-    /// A login shell asked for anything but `vde_plug` (argv[0] starting with `-`, or
+    /// A login shell asked for anything but `vde_plug` (`argv[0]` starting with `-`, or
     /// `-c OTHER`): vde_plug logs FAILED and refuses.
     NotAShell,
 }
@@ -550,9 +550,9 @@ pub enum Role {
     Plain,
     /// null://: carries nothing.
     Null,
-    /// Hosts a node here: switch://, hub://, a listening ptp://PATH[seqpacket].
+    /// Hosts a node here: switch://, hub://, a listening `ptp://PATH[seqpacket]`.
     Host,
-    /// A ptp://PATH[seqpacket] end that connected to a listener: hosted (it reconnects after a
+    /// A `ptp://PATH[seqpacket]` end that connected to a listener: hosted (it reconnects after a
     /// hang-up), or a plain link when the other side hosts the node.
     PtpConnected,
     /// vxlan://, vxvde://: hosted, or an endpoint of the other side's node.
@@ -685,7 +685,7 @@ pub fn syslog_datagram(ident: &str, message: &str) -> String {
     format!("<14>{ident}: {message}")
 }
 
-/// The program name messages carry: argv[0]'s last path component.
+/// The program name messages carry: `argv[0]`'s last path component.
 pub fn program_name(argv0: Option<&OsStr>) -> String {
     let b = argv0.map(OsStr::as_bytes).unwrap_or(b"vdeplug-fast");
     let base = b.rsplit(|&c| c == b'/').next().unwrap_or(b);

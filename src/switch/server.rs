@@ -179,7 +179,7 @@ fn reclaim_ctl(dir: &Path) -> Result<(), (io::Error, Option<String>)> {
 const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Listener {
-    /// Creates the directory, or takes over a stale one (see [`take_dir`]), and listens on
+    /// Creates the directory, or takes over a stale one (see `take_dir`), and listens on
     /// `DIR/ctl`.
     pub fn create(spec: &NodeSpec) -> Result<Listener, (&'static str, io::Error, Option<String>)> {
         let dir = if spec.dir.as_os_str().is_empty() {

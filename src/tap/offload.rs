@@ -35,7 +35,7 @@ impl TapOffload {
 pub enum TapReader {
     /// A port's worker (either engine): it cuts and coalesces.
     Port,
-    /// A switch's, hub's or seqpacket ptp end's node (switch://, hub://, ptp://...[seqpacket]):
+    /// A switch's, hub's or seqpacket ptp end's node (switch://, hub://, `ptp://...[seqpacket]`):
     /// it cuts and coalesces on the host's tap, on either driver, and sends its super-frames
     /// whole where the other end took them.
     Node,

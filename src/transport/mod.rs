@@ -121,7 +121,7 @@ impl Reconnect {
 pub enum Hosted {
     /// switch:// or hub://: the node's directory and listening control socket.
     Net(crate::switch::server::Listener),
-    /// ptp://PATH[seqpacket] (2025 protocol): the listening socket or the connected peer, and
+    /// `ptp://PATH[seqpacket]` (2025 protocol): the listening socket or the connected peer, and
     /// how to find a peer again after a hang-up.
     Ptp(PtpHost),
     /// vxlan:// or vxvde://: the overlay's sockets; the node sends each frame to the remote

@@ -536,12 +536,12 @@ impl PtpHost {
     /// removing it) is removed and PATH listened on (master means to, but its check sits
     /// where it is never reached, so master gives up there). Blocking, as master's: a connect
     /// to a full queue and the ack wait are each bounded by 2 s, the whole by
-    /// [`RECONNECT_DEADLINE`].
+    /// `RECONNECT_DEADLINE`.
     ///
     /// A listener killed with SIGKILL keeps its socket for a moment while its process is torn
     /// down: a connect then succeeds and the ack read gets ECONNRESET or EOF, so that is tried
     /// again. A socket refusing connections is taken for stale only when the same file still
-    /// refuses [`STALE_RECHECK`] later (a listener restarting there has bound but not yet
+    /// refuses `STALE_RECHECK` later (a listener restarting there has bound but not yet
     /// called listen(2), and refuses for that instant).
     pub fn reconnect(&mut self) -> Result<Reconnected, OpenError> {
         use std::os::unix::fs::MetadataExt;

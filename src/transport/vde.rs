@@ -451,7 +451,7 @@ fn connect_data(vnl: &str, data: BorrowedFd<'_>, addr: &UnixAddr, mode: u32) -> 
 
 /// What a vde:// link needs to join a switch again at the same place after the one it was
 /// joined to went away: the switch directory and VNL parameters, and the path of its data
-/// socket, whose file is kept for this (see [`open`]). Used from the control thread, which
+/// socket, whose file is kept for this (see `open`). Used from the control thread, which
 /// owns a duplicate of the data socket (the engine keeps sending and receiving on it).
 #[derive(Debug)]
 pub struct Rejoin {
@@ -506,7 +506,7 @@ impl Rejoin {
     pub const ANSWER_WITHIN: Duration = ANSWER_TIMEOUT;
 
     /// The first step of a rejoin: connects to the switch's control socket (waiting at most
-    /// [`REJOIN_CONNECT_TIMEOUT`]) and sends the request with the kept data socket's path.
+    /// `REJOIN_CONNECT_TIMEOUT`) and sends the request with the kept data socket's path.
     /// The returned stream is non-blocking: poll it readable, then call [`Rejoin::answer`].
     /// `data` is the link's data socket.
     pub fn request(&self, data: BorrowedFd<'_>) -> Result<UnixStream, OpenError> {

@@ -79,7 +79,7 @@ Options (vde_plug's; short ones may be bundled, long ones abbreviated):
   -V | --version                the version and the data-plane engines this kernel allows
 ";
 
-/// Runs vdeplug-fast with `argv` (argv[0] included); returns the exit status, or ends the
+/// Runs vdeplug-fast with `argv` (`argv[0]` included); returns the exit status, or ends the
 /// process by SIGHUP/SIGINT after cleaning up.
 pub fn main(argv: Vec<OsString>) -> i32 {
     let prog = program_name(argv.first().map(OsString::as_os_str));
