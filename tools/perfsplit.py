@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Profile one bench.py scenario/test on the whole machine and split the CPU by who pays it.
 
-    python3 tools/profile.py --scenario fast-switch --test rate64 --out DIR [--seconds 6]
-    python3 tools/profile.py --scenario fast-ptp --test lat-tcp --sched --queues --out DIR
-    python3 tools/profile.py --analyze DIR          # re-print the split of DIR/perf.data
+    python3 tools/perfsplit.py --scenario fast-switch --test rate64 --out DIR [--seconds 6]
+    python3 tools/perfsplit.py --scenario fast-ptp --test lat-tcp --sched --queues --out DIR
+    python3 tools/perfsplit.py --analyze DIR          # re-print the split of DIR/perf.data
 
 Runs `tools/bench.py --rounds 1` for the one scenario and test (its --duration long enough to
 cover the window), waits for the process that carries the test's load (trafgen, the sockperf
@@ -416,7 +416,7 @@ def self_test():
         if got != want:
             bad += 1
             print("FAIL group %s/%d: %s, want %s" % (comm, tid, got, want))
-    print("%d failed" % bad if bad else "profile.py self-test: ok")
+    print("%d failed" % bad if bad else "perfsplit.py self-test: ok")
     return 1 if bad else 0
 
 
