@@ -268,11 +268,10 @@ def analyze(outdir, frames=None, top=25):
     return text
 
 
-def agents():
+def agents(root):
+    """The bench.py agents under ROOT (one per namespace of the run)."""
     out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in map(str, descendants(root)):
         try:
             cmd = open("/proc/%s/cmdline" % pid, "rb").read()
         except OSError:
@@ -306,10 +305,10 @@ TRIGGER = {
 }
 
 
-def queues(outdir, seconds):
-    """tc -s qdisc / ip -s link in every agent's netns, every 0.5 s."""
+def queues(outdir, seconds, root):
+    """tc -s qdisc / ip -s link in the network namespace of every agent of ROOT, every 0.5 s."""
     seen = {}
-    for pid in agents():
+    for pid in agents(root):
         try:
             ns = os.readlink("/proc/%d/ns/net" % pid)
         except OSError:
@@ -348,7 +347,7 @@ def run(args):
         if args.queues:
             import threading
 
-            qp = threading.Thread(target=queues, args=(args.out, args.seconds))
+            qp = threading.Thread(target=queues, args=(args.out, args.seconds, bench.pid))
             qp.start()
         if args.sched:
             rec = ["perf", "sched", "record", "-a", "-o", os.path.join(args.out, "sched.data"), "--", "sleep", str(args.seconds)]
