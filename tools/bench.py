@@ -1439,6 +1439,23 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def estimate_seconds(args, n_scenarios):
+    """About how long a run takes: per test, its measuring time plus what was seen around it on
+    the 2-core machine (2026-12-05, 15 scenarios x 9 tests x 3 rounds x 3 s: 37 min measured,
+    this says 36); a zero-loss search counts half its probes (it often stops at the first)."""
+    d = args.duration
+    per = {"rate": d + 1.0, "lat": d + 2.5, "lat-tcp": d + 4.0, "lat-flood": d + 3.0, "tcp": d + 1.5, "udp": d + 1.5}
+    total = 0.0
+    for t in args.tests:
+        if t.startswith("zeroloss"):
+            total += (args.zl_duration + 1.0) * (1 + args.zl_steps / 2.0)
+        elif t == "ping":
+            total += args.ping_count * 0.01 + 1.0
+        else:
+            total += next(v for k, v in sorted(per.items(), key=lambda kv: -len(kv[0])) if t.startswith(k))
+    return n_scenarios * (args.rounds * total + 3.0)
+
+
 def run_bench(args, scenarios):
     ctx = Context(args)
     samples = []
@@ -1997,6 +2014,10 @@ def self_test():
     check("result cpu per Mframe", near(res["summary"]["classic-ptp"]["rate64"]["cpu_s_per_mframe"]["median"], 8.8) and res["summary"]["veth"]["rate64"]["cpu_s_per_mframe"] is None)
     check("result zeroloss", near(res["summary"]["veth"]["zeroloss64"]["kpps"]["ratio_classic"], 4.0))
     check("result latency lower-better", near(res["summary"]["veth"]["lat-flood"]["p99_us"]["ratio_classic"], 0.25))
+    est_args = argparse.Namespace(duration=3, tests=["rate64", "zeroloss64", "rate512", "rate1518", "lat", "lat-tcp", "lat-flood", "tcp1", "tcp1r"], zl_duration=2, zl_steps=4, ping_count=200, rounds=3)
+    check("estimate of the s12 run (37 min measured)", 30 * 60 <= estimate_seconds(est_args, 15) <= 42 * 60)
+    est_args.tests = ["udp64", "ping"]
+    check("estimate udp + ping", near(estimate_seconds(est_args, 1), 3 * (4.5 + 3.0) + 3.0))
     check("result new tests in meta", all(t in res["tests"] for t in ("rate64", "rate512", "rate1518", "zeroloss64", "lat", "lat-tcp", "lat-flood")))
 
     # pairs tested at once add up; a scenario compared with its classic counterpart
@@ -2182,6 +2203,8 @@ def main(argv=None):
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     scenarios = [s for s in all_scenarios() if s.name in args.scenarios]
+    est = estimate_seconds(args, sum(1 for s in scenarios if not s.na))
+    log("bench: %d scenarios x %d tests x %d rounds: about %d min (on the 2-core reference machine)" % (len(scenarios), len(args.tests), args.rounds, math.ceil(est / 60)))
     started = time.time()
     try:
         samples = run_bench(args, scenarios)
