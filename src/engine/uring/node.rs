@@ -523,58 +523,9 @@ impl Ep {
         for f in rx.into_iter().chain(own_tx) {
             set_nonblocking(f).map_err(|e| fail("cannot make it non-blocking", e))?;
         }
-        let null = framing == Framing::Null;
         let vnet = off.enabled() && matches!(owner, Owner::Tap(_));
-        let rx_kind = match rx {
-            None => Rx::None,
-            Some(_) if vnet => Rx::Vnet(Box::new(VnetIn {
-                hdr: off.vnet_hdr,
-                cur: None,
-                len: 0,
-                next: 0,
-                reading: false,
-            })),
-            Some(_) if null => Rx::None,
-            Some(_) if framing == Framing::Stream => Rx::Stream(Box::new(StreamIn {
-                dec: Decoder::new(),
-                raw: vec![0u8; STREAM_IN].into_boxed_slice(),
-                off: 0,
-                len: 0,
-                cur: None,
-                reading: false,
-            })),
-            Some(fd) => {
-                let socket = is_socket(fd).map_err(|e| fail("cannot inspect it", e))?;
-                Rx::Multi {
-                    socket,
-                    eof_on_zero: !(socket && is_dgram(fd)),
-                }
-            }
-        };
-        let tx_kind = match (txfd, &owner) {
-            (None, _) => Tx::Discard,
-            _ if null => Tx::Discard,
-            (Some(_), Owner::Tap(_)) if vnet => Tx::Vnet(Box::new(VnetOut {
-                hdr: off.vnet_hdr,
-                gro: Coalescer::new(vec![0u8; gro::BUF_LEN].into_boxed_slice()),
-            })),
-            (Some(_), _) if framing == Framing::Stream => Tx::Stream(Box::new(StreamOut {
-                out: vec![0u8; STREAM_OUT].into_boxed_slice(),
-                start: 0,
-                end: 0,
-                writing: 0,
-            })),
-            (Some(fd), Owner::Link(l)) => match &l.send_to {
-                SendTo::Unix(p) => Tx::SendTo(Box::new(
-                    UnixAddr::new(p.as_path()).map_err(|e| fail("bad destination", e))?,
-                )),
-                SendTo::Connected if is_socket(fd).unwrap_or(false) => Tx::Send,
-                SendTo::Connected => Tx::Write,
-            },
-            (Some(_), Owner::Client { .. }) => Tx::Send,
-            (Some(_), Owner::Tap(_)) => Tx::Write,
-            (Some(_), Owner::Overlay) => Tx::Discard,
-        };
+        let rx_kind = rx_kind(rx, framing, vnet, &off).map_err(|(what, e)| fail(what, e))?;
+        let tx_kind = tx_kind(txfd, &owner, framing, vnet, &off).map_err(|(what, e)| fail(what, e))?;
         let sq = matches!(tx_kind, Tx::Send | Tx::SendTo(_) | Tx::Write)
             .then(|| SendQ::new(Backpressure::Bounded, 0));
         let reconnect = Reconnector::new(match &owner {
@@ -680,6 +631,78 @@ impl Ep {
         self.stats.dirs[TAP_TO_LINK].publish(&self.counts[TAP_TO_LINK]);
         self.stats.dirs[LINK_TO_TAP].publish(&self.counts[LINK_TO_TAP]);
     }
+}
+
+/// How an endpoint receives from `rx` (None: it does not): into the vnet reader (a tap with
+/// offloads), the stream decoder, or a multishot receive; an error is what failed and why.
+fn rx_kind(
+    rx: Option<BorrowedFd<'_>>,
+    framing: Framing,
+    vnet: bool,
+    off: &TapOffload,
+) -> Result<Rx, (&'static str, Errno)> {
+    let null = framing == Framing::Null;
+    Ok(match rx {
+        None => Rx::None,
+        Some(_) if vnet => Rx::Vnet(Box::new(VnetIn {
+            hdr: off.vnet_hdr,
+            cur: None,
+            len: 0,
+            next: 0,
+            reading: false,
+        })),
+        Some(_) if null => Rx::None,
+        Some(_) if framing == Framing::Stream => Rx::Stream(Box::new(StreamIn {
+            dec: Decoder::new(),
+            raw: vec![0u8; STREAM_IN].into_boxed_slice(),
+            off: 0,
+            len: 0,
+            cur: None,
+            reading: false,
+        })),
+        Some(fd) => {
+            let socket = is_socket(fd).map_err(|e| ("cannot inspect it", e))?;
+            Rx::Multi {
+                socket,
+                eof_on_zero: !(socket && is_dgram(fd)),
+            }
+        }
+    })
+}
+
+/// How an endpoint sends to `txfd` (None: it does not); an error is what failed and why.
+fn tx_kind(
+    txfd: Option<BorrowedFd<'_>>,
+    owner: &Owner,
+    framing: Framing,
+    vnet: bool,
+    off: &TapOffload,
+) -> Result<Tx, (&'static str, Errno)> {
+    let null = framing == Framing::Null;
+    Ok(match (txfd, owner) {
+        (None, _) => Tx::Discard,
+        _ if null => Tx::Discard,
+        (Some(_), Owner::Tap(_)) if vnet => Tx::Vnet(Box::new(VnetOut {
+            hdr: off.vnet_hdr,
+            gro: Coalescer::new(vec![0u8; gro::BUF_LEN].into_boxed_slice()),
+        })),
+        (Some(_), _) if framing == Framing::Stream => Tx::Stream(Box::new(StreamOut {
+            out: vec![0u8; STREAM_OUT].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            writing: 0,
+        })),
+        (Some(fd), Owner::Link(l)) => match &l.send_to {
+            SendTo::Unix(p) => Tx::SendTo(Box::new(
+                UnixAddr::new(p.as_path()).map_err(|e| ("bad destination", e))?,
+            )),
+            SendTo::Connected if is_socket(fd).unwrap_or(false) => Tx::Send,
+            SendTo::Connected => Tx::Write,
+        },
+        (Some(_), Owner::Client { .. }) => Tx::Send,
+        (Some(_), Owner::Tap(_)) => Tx::Write,
+        (Some(_), Owner::Overlay) => Tx::Discard,
+    })
 }
 
 /// The receive buffers of a node: the shared ones, and the big ones of the endpoints that
