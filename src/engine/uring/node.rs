@@ -705,6 +705,81 @@ fn tx_kind(
     })
 }
 
+impl Ep {
+    /// Arms a poll on each overlay socket not yet polled; None when the endpoint is no
+    /// overlay.
+    fn overlay_polls(&mut self, id: usize) -> Option<[Option<super::ring::Op>; 2]> {
+        let Rx::Overlay(r) = &mut self.rx else { return None };
+        // Readiness of each socket; its datagrams are then taken by recvmmsg in batches
+        // (OverlayEp::recv, which judges and learns them).
+        let mut sqes = [None, None];
+        for (s, sqe) in sqes.iter_mut().enumerate().take(r.n) {
+            if !r.armed[s] {
+                r.armed[s] = true;
+                self.inflight += 1;
+                *sqe = Some(
+                    Sqe::Poll {
+                        fd: r.fds[s],
+                        events: libc::POLLIN as u32,
+                        multi: false,
+                    }
+                    .op(token(Op::Rx, id, self.gen, s as u16, 0)),
+                );
+            }
+        }
+        self.rx_armed = true;
+        self.rx_starved = false;
+        Some(sqes)
+    }
+}
+
+impl StreamIn {
+    /// The read that refills the raw input; None while one is in flight or input is left.
+    #[inline]
+    fn read(&mut self, fd: RawFd) -> Option<Sqe> {
+        if self.reading || self.off < self.len {
+            return None;
+        }
+        self.reading = true;
+        // Offset -1: the file position, for a stream that is a regular file (a
+        // recording replayed by vdeplug-fast); pipes and sockets ignore it.
+        Some(Sqe::Read {
+            fd,
+            buf: self.raw.as_mut_ptr(),
+            len: STREAM_IN as u32,
+            socket: false,
+        })
+    }
+}
+
+impl VnetIn {
+    /// The next read from the tap into a tap buffer; None while one is in flight, the last
+    /// is still being cut, or every tap buffer is held.
+    #[inline]
+    fn read(&mut self, fd: RawFd, tap: &mut TapBufs) -> Option<Sqe> {
+        if self.reading || self.len > 0 {
+            return None;
+        }
+        let tb = match self.cur {
+            Some(tb) => tb,
+            None => {
+                tap.ensure();
+                // All held by sends and cuts: read again once one is back.
+                let tb = tap.free.pop()?;
+                self.cur = Some(tb);
+                tb
+            }
+        };
+        self.reading = true;
+        Some(Sqe::Read {
+            fd,
+            buf: tap.buf_mut(tb)[PREFIX - self.hdr..].as_mut_ptr(),
+            len: SUPER_READ as u32,
+            socket: false,
+        })
+    }
+}
+
 /// The receive buffers of a node: the shared ones, and the big ones of the endpoints that
 /// take super-frames (a switch or hub that offers them; None otherwise).
 struct Bufs {
@@ -1096,27 +1171,8 @@ impl UNode {
         if e.rx_armed || e.rx_dead || e.port.as_ref().is_some_and(|p| p.rx_paused) {
             return;
         }
-        if let Rx::Overlay(r) = &mut e.rx {
-            // Readiness of each socket; its datagrams are then taken by recvmmsg in batches
-            // (OverlayEp::recv, which judges and learns them).
-            let mut sqes = [None, None];
-            for (s, sqe) in sqes.iter_mut().enumerate().take(r.n) {
-                if !r.armed[s] {
-                    r.armed[s] = true;
-                    e.inflight += 1;
-                    *sqe = Some(
-                        Sqe::Poll {
-                            fd: r.fds[s],
-                            events: libc::POLLIN as u32,
-                            multi: false,
-                        }
-                        .op(token(Op::Rx, id, e.gen, s as u16, 0)),
-                    );
-                }
-            }
-            e.rx_armed = true;
-            e.rx_starved = false;
-            for sqe in sqes.into_iter().flatten() {
+        if let Some(polls) = e.overlay_polls(id) {
+            for sqe in polls.into_iter().flatten() {
                 self.push(&sqe);
             }
             return;
@@ -1129,44 +1185,14 @@ impl UNode {
                 group: g,
                 socket: *socket,
             },
-            Rx::Stream(s) => {
-                if s.reading || s.off < s.len {
-                    return;
-                }
-                s.reading = true;
-                // Offset -1: the file position, for a stream that is a regular file (a
-                // recording replayed by vdeplug-fast); pipes and sockets ignore it.
-                Sqe::Read {
-                    fd,
-                    buf: s.raw.as_mut_ptr(),
-                    len: STREAM_IN as u32,
-                    socket: false,
-                }
-            }
-            Rx::Vnet(v) => {
-                if v.reading || v.len > 0 {
-                    return;
-                }
-                let tb = match v.cur {
-                    Some(tb) => tb,
-                    None => {
-                        self.bufs.tap.ensure();
-                        // All held by sends and cuts: read again once one is back.
-                        let Some(tb) = self.bufs.tap.free.pop() else {
-                            return;
-                        };
-                        v.cur = Some(tb);
-                        tb
-                    }
-                };
-                v.reading = true;
-                Sqe::Read {
-                    fd,
-                    buf: self.bufs.tap.buf_mut(tb)[PREFIX - v.hdr..].as_mut_ptr(),
-                    len: SUPER_READ as u32,
-                    socket: false,
-                }
-            }
+            Rx::Stream(s) => match s.read(fd) {
+                Some(sqe) => sqe,
+                None => return,
+            },
+            Rx::Vnet(v) => match v.read(fd, &mut self.bufs.tap) {
+                Some(sqe) => sqe,
+                None => return,
+            },
         };
         let kind = match e.rx {
             Rx::Stream(_) => Op::StreamRead,
