@@ -780,6 +780,53 @@ impl VnetIn {
     }
 }
 
+impl VnetOut {
+    /// A frame the coalescer would pass through as it is (nothing held, nothing to merge:
+    /// UDP, ICMP, ARP, ...), in a shared or big buffer with room in front: the start of the
+    /// all-zero header written there, in front of the frame at `ptr`. None for the rest.
+    #[inline]
+    fn zero_header(&self, fid: u16, f: &[u8], ptr: *const u8) -> Option<*mut u8> {
+        if matches!(Fid::of(fid), Fid::Slot(_)) || self.gro.pending() || gro::candidate(f).is_some() {
+            return None;
+        }
+        let hl = self.hdr;
+        // SAFETY: a shared or big buffer has HEADROOM (>= hl) bytes in front of its frame,
+        // part of the same buffer, which nothing else reads or writes: every
+        // writer puts the same zero header there. The buffer is held until the
+        // write completes (hold in send, release in on_tx).
+        Some(unsafe {
+            let h = ptr.cast_mut().sub(hl);
+            std::ptr::write_bytes(h, 0, hl);
+            h
+        })
+    }
+}
+
+impl OvTx {
+    /// The sendmsg of frame `f` (id `fid`, at `ptr`) behind the overlay header, to the remote
+    /// learnt for its destination MAC or the group; its message is the one of its frame id.
+    #[inline]
+    fn sendmsg(&mut self, f: &[u8], fid: u16, ptr: *const u8, fd: RawFd) -> Sqe {
+        let dest = self.ep.dest_of(f, self.ep.now());
+        let hdr = self.ep.header().as_ptr();
+        let r = &mut self.recs[rec_of(fid)];
+        let a = r.addr.insert(SockaddrStorage::from(dest));
+        r.msg.msg_name = a.as_ptr().cast_mut().cast();
+        r.msg.msg_namelen = a.len();
+        r.iov[0].iov_base = hdr.cast_mut().cast();
+        r.iov[0].iov_len = HDR;
+        r.iov[1].iov_base = ptr.cast_mut().cast();
+        r.iov[1].iov_len = f.len();
+        r.msg.msg_iov = r.iov.as_mut_ptr();
+        r.msg.msg_iovlen = 2;
+        Sqe::SendMsg {
+            fd,
+            msg: &r.msg,
+            flags: (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32,
+        }
+    }
+}
+
 /// The receive buffers of a node: the shared ones, and the big ones of the endpoints that
 /// take super-frames (a switch or hub that offers them; None otherwise).
 struct Bufs {
@@ -1310,7 +1357,6 @@ impl UNode {
             }
         }
         let fd = e.tx_fd;
-        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let sqe = match &mut e.tx {
             Tx::Discard => {
                 c.add_drop(DropReason::NoLink, n);
@@ -1330,19 +1376,9 @@ impl UNode {
             Tx::Vnet(v) => {
                 let f = frame_of(&self.bufs, &self.slots, fid, len);
                 let hl = v.hdr;
-                // A frame the coalescer would pass through as it is (nothing held, nothing
-                // to merge: UDP, ICMP, ARP, ...) behind an all-zero header, in a shared
-                // buffer with room in front: one io_uring write, batched with the rest.
-                if !matches!(Fid::of(fid), Fid::Slot(_)) && !v.gro.pending() && gro::candidate(f).is_none() {
-                    // SAFETY: a shared or big buffer has HEADROOM (>= hl) bytes in front of its frame,
-                    // part of the same buffer, which nothing else reads or writes: every
-                    // writer puts the same zero header there. The buffer is held until the
-                    // write completes (hold below, release in on_tx).
-                    let h = unsafe {
-                        let h = ptr.cast_mut().sub(hl);
-                        std::ptr::write_bytes(h, 0, hl);
-                        h
-                    };
+                // A frame the coalescer would pass through as it is: one io_uring write,
+                // batched with the rest.
+                if let Some(h) = v.zero_header(fid, f, ptr) {
                     self.tap_queued = true;
                     Sqe::Write {
                         fd,
@@ -1356,26 +1392,7 @@ impl UNode {
                     return;
                 }
             }
-            Tx::Overlay(o) => {
-                let f = frame_of(&self.bufs, &self.slots, fid, len);
-                let dest = o.ep.dest_of(f, o.ep.now());
-                let hdr = o.ep.header().as_ptr();
-                let r = &mut o.recs[rec_of(fid)];
-                let a = r.addr.insert(SockaddrStorage::from(dest));
-                r.msg.msg_name = a.as_ptr().cast_mut().cast();
-                r.msg.msg_namelen = a.len();
-                r.iov[0].iov_base = hdr.cast_mut().cast();
-                r.iov[0].iov_len = HDR;
-                r.iov[1].iov_base = ptr.cast_mut().cast();
-                r.iov[1].iov_len = len;
-                r.msg.msg_iov = r.iov.as_mut_ptr();
-                r.msg.msg_iovlen = 2;
-                Sqe::SendMsg {
-                    fd,
-                    msg: &r.msg,
-                    flags: flags as u32,
-                }
-            }
+            Tx::Overlay(o) => o.sendmsg(frame_of(&self.bufs, &self.slots, fid, len), fid, ptr, fd),
         };
         e.inflight += 1;
         let sqe = sqe.op(token(Op::Tx, to, e.gen, fid, len));
