@@ -1546,29 +1546,35 @@ impl UNode {
         if classic.is_empty() {
             self.spare_dests.push(classic);
         } else {
-            let count = match h.gso_kind() {
-                vnet::GSO_NONE => 1,
-                // Judged whole above: it is a super-frame the segmenter takes.
-                _ => Segmenter::new(&h, &self.bufs.data(fid, len)[PREFIX..]).map_or(0, |s| s.count()),
-            };
-            if h.gso_kind() != vnet::GSO_NONE {
-                let c = &mut self.eps[from].as_mut().expect("checked").counts[TAP_TO_LINK];
-                c.super_frames += 1;
-                c.segments += count as u64;
-            }
-            // The cut holds the datagram until its last piece is sent.
-            self.hold(fid);
-            self.cuts.push_back(CutJob {
-                fid,
-                len,
-                h,
-                count,
-                next: 0,
-                dests: classic,
-            });
-            self.pump_cuts();
+            self.cut_for(classic, from, fid, len, h);
         }
         self.release(fid);
+    }
+
+    /// Queues tagged datagram `fid` (header `h`, from `from`) to be cut for the `classic`
+    /// destinations, which take standard frames only, and cuts what it can now.
+    fn cut_for(&mut self, classic: Vec<(usize, u16)>, from: usize, fid: u16, len: usize, h: VnetHdr) {
+        let count = match h.gso_kind() {
+            vnet::GSO_NONE => 1,
+            // Judged whole by forward_whole: it is a super-frame the segmenter takes.
+            _ => Segmenter::new(&h, &self.bufs.data(fid, len)[PREFIX..]).map_or(0, |s| s.count()),
+        };
+        if h.gso_kind() != vnet::GSO_NONE {
+            let c = &mut self.eps[from].as_mut().expect("checked by forward_whole").counts[TAP_TO_LINK];
+            c.super_frames += 1;
+            c.segments += count as u64;
+        }
+        // The cut holds the datagram until its last piece is sent.
+        self.hold(fid);
+        self.cuts.push_back(CutJob {
+            fid,
+            len,
+            h,
+            count,
+            next: 0,
+            dests: classic,
+        });
+        self.pump_cuts();
     }
 
     /// Cuts the tagged datagrams waiting in `cuts`, in order, one standard frame at a time into
