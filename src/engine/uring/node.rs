@@ -1715,22 +1715,7 @@ impl UNode {
             if let Some(b) = bid {
                 self.give_back(&t, b);
             }
-            let e = self.eps[t.ep()].as_mut().expect("live");
-            match classify_rx_error(-res) {
-                RxFault::Starved => e.rx_starved = true,
-                RxFault::Again | RxFault::Transient => {}
-                RxFault::Fatal if ptp_peer => self.ptp_hangup(),
-                RxFault::Fatal => {
-                    let x = -res;
-                    e.rx_dead = true;
-                    crate::diag!(
-                        "{}: {}: receive failed: {}",
-                        self.name,
-                        e.label,
-                        Errno::from_raw(x).desc()
-                    );
-                }
-            }
+            self.rx_failed(t.ep(), -res, ptp_peer);
             return;
         }
         if res == 0 && eof_on_zero && ptp_peer {
@@ -1746,32 +1731,7 @@ impl UNode {
             if let Some(b) = bid {
                 self.give_back(&t, b);
             }
-            let e = self.eps[t.ep()].as_mut().expect("live");
-            if eof_on_zero {
-                // End of file; a multishot recv on a closed seqpacket socket keeps posting
-                // empty completions (6.18): cancel it.
-                // A cable's input ending is the normal end of a vdeplug-fast run, about
-                // which vde_plug says nothing.
-                if !e.rx_dead && !self.cable {
-                    crate::diag!("{}: {}: end of file", self.name, e.label);
-                } else if !e.rx_dead && self.port.is_some() {
-                    port_eof(e, t.ep());
-                }
-                e.rx_dead = true;
-                if self.cable {
-                    self.shared.ended.store(true, Ordering::Release);
-                }
-                if more {
-                    let c = Sqe::Cancel {
-                        user_data: token(Op::Rx, t.ep(), t.gen, t.slot, 0),
-                    }
-                    .op(self.own(Op::Cancel));
-                    self.push(&c);
-                }
-            } else {
-                e.counts[TAP_TO_LINK].received += 1;
-                e.counts[TAP_TO_LINK].add_drop(DropReason::Framing, 1);
-            }
+            self.rx_empty(&t, eof_on_zero, more);
             return;
         }
         let Some(bid) = bid else { return };
@@ -1789,6 +1749,58 @@ impl UNode {
             return;
         }
         self.take_datagram(t.ep(), fid, len, now, false);
+    }
+
+    /// A receive on endpoint `id` failed with `errno`: out of buffers (the endpoint marked
+    /// starved), one to retry, the ptp peer gone (hung up), or the endpoint's receiving dead.
+    fn rx_failed(&mut self, id: usize, errno: i32, ptp_peer: bool) {
+        let e = self.eps[id].as_mut().expect("live");
+        match classify_rx_error(errno) {
+            RxFault::Starved => e.rx_starved = true,
+            RxFault::Again | RxFault::Transient => {}
+            RxFault::Fatal if ptp_peer => self.ptp_hangup(),
+            RxFault::Fatal => {
+                e.rx_dead = true;
+                crate::diag!(
+                    "{}: {}: receive failed: {}",
+                    self.name,
+                    e.label,
+                    Errno::from_raw(errno).desc()
+                );
+            }
+        }
+    }
+
+    /// An empty receive (`t`): the end of a stream or seqpacket input (its multishot
+    /// receive cancelled while `more` are to come), or an empty datagram, dropped as a
+    /// framing error.
+    fn rx_empty(&mut self, t: &Token, eof_on_zero: bool, more: bool) {
+        let e = self.eps[t.ep()].as_mut().expect("live");
+        if eof_on_zero {
+            // End of file; a multishot recv on a closed seqpacket socket keeps posting
+            // empty completions (6.18): cancel it.
+            // A cable's input ending is the normal end of a vdeplug-fast run, about
+            // which vde_plug says nothing.
+            if !e.rx_dead && !self.cable {
+                crate::diag!("{}: {}: end of file", self.name, e.label);
+            } else if !e.rx_dead && self.port.is_some() {
+                port_eof(e, t.ep());
+            }
+            e.rx_dead = true;
+            if self.cable {
+                self.shared.ended.store(true, Ordering::Release);
+            }
+            if more {
+                let c = Sqe::Cancel {
+                    user_data: token(Op::Rx, t.ep(), t.gen, t.slot, 0),
+                }
+                .op(self.own(Op::Cancel));
+                self.push(&c);
+            }
+        } else {
+            e.counts[TAP_TO_LINK].received += 1;
+            e.counts[TAP_TO_LINK].add_drop(DropReason::Framing, 1);
+        }
     }
 
     /// Datagram `fid` (`len` bytes, a shared or big buffer) received on endpoint `id`, on its
