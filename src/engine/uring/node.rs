@@ -827,6 +827,49 @@ impl OvTx {
     }
 }
 
+impl Ep {
+    /// How many of the frames queued for this chained endpoint go in the next chain, and
+    /// whether its sends probe for room (a node's endpoint on a connected socket, bounded);
+    /// None while a chain is in flight, nothing waits, or it waits for room.
+    #[inline]
+    fn chain_len(&mut self) -> Option<(usize, bool)> {
+        if !self.chained() {
+            return None;
+        }
+        let q = self.sq.as_mut().expect("chained");
+        // A node's endpoint on a connected socket (see `UNode::kick`), not through a paired F2.
+        let on_f2 = self
+            .dg
+            .as_ref()
+            .and_then(|d| d.pair.as_ref())
+            .is_some_and(|p| p.first && p.pairing.paired());
+        let probe = q.bp == Backpressure::Bounded && matches!(self.tx, Tx::Send) && !on_f2;
+        if !q.chain.is_empty() || q.queue.is_empty() || (q.waiting && !(probe && q.fresh)) {
+            return None;
+        }
+        q.fresh = false;
+        // (Every frame that waits is tried: the few that went before a refusal are no
+        // measure of the room the reader makes by the next try; once it is behind, a refusal
+        // stops the chain.)
+        let n = q.queue.len().min(if probe { CHAIN } else { q.burst });
+        Some((n, probe))
+    }
+}
+
+/// The F2 descriptor a paired datagram ptp first opener (`dg`) sends the frames of `chain`
+/// on, each remembered with its pairing round (a failed send of the current round unpairs, see
+/// `Ep::f2_done`); None when it is not paired (or no such link).
+#[inline]
+fn f2_of_chain(dg: Option<&mut DgPtp>, chain: &[(u16, u32)]) -> Option<RawFd> {
+    dg.and_then(DgPtp::on_f2).map(|f2| {
+        let round = f2.pairing.round();
+        for &(fid, _) in chain {
+            f2.rounds[rec_of(fid)] = Some(round);
+        }
+        f2.fd
+    })
+}
+
 /// The receive buffers of a node: the shared ones, and the big ones of the endpoints that
 /// take super-frames (a switch or hub that offers them; None otherwise).
 struct Bufs {
@@ -2822,24 +2865,7 @@ impl UNode {
         let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        if !e.chained() {
-            return;
-        }
-        let q = e.sq.as_mut().expect("chained");
-        // A node's endpoint on a connected socket (see above), not through a paired F2.
-        let on_f2 =
-            e.dg.as_ref()
-                .and_then(|d| d.pair.as_ref())
-                .is_some_and(|p| p.first && p.pairing.paired());
-        let probe = q.bp == Backpressure::Bounded && matches!(e.tx, Tx::Send) && !on_f2;
-        if !q.chain.is_empty() || q.queue.is_empty() || (q.waiting && !(probe && q.fresh)) {
-            return;
-        }
-        q.fresh = false;
-        // (Every frame that waits is tried: the few that went before a refusal are no
-        // measure of the room the reader makes by the next try; once it is behind, a refusal
-        // stops the chain.)
-        let n = q.queue.len().min(if probe { CHAIN } else { q.burst });
+        let Some((n, probe)) = e.chain_len() else { return };
         // A port's link while its tap handover is up: written into the peer's tap.
         let ho = if id == PORT_LINK {
             self.handover_tap(n)
@@ -2854,17 +2880,7 @@ impl UNode {
         chain[..n].copy_from_slice(&q.chain.make_contiguous()[..n]);
         // A paired datagram ptp first opener sends every frame on F2, each remembered with
         // its pairing round (a failed send of the current round unpairs, see `Ep::f2_done`).
-        let f2 =
-            e.dg.as_deref_mut()
-                .filter(|_| ho.is_none())
-                .and_then(DgPtp::on_f2)
-                .map(|f2| {
-                    let round = f2.pairing.round();
-                    for &(fid, _) in &chain[..n] {
-                        f2.rounds[rec_of(fid)] = Some(round);
-                    }
-                    f2.fd
-                });
+        let f2 = f2_of_chain(e.dg.as_deref_mut().filter(|_| ho.is_none()), &chain[..n]);
         q.chain_f2 = f2;
         q.chain_ho = ho.is_some();
         // A node's endpoint on a connected socket is sent with MSG_DONTWAIT: in independent
