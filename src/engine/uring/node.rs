@@ -870,6 +870,55 @@ fn f2_of_chain(dg: Option<&mut DgPtp>, chain: &[(u16, u32)]) -> Option<RawFd> {
     })
 }
 
+impl SendQ {
+    /// Records what became of `sent`, the chain's next send: it `went`, goes `again` (after
+    /// EAGAIN: `eagain`), or its peer changed (`purge`); once the chain is over, what goes
+    /// again is put back in front. The frames it overtook (to drop), and once the chain is
+    /// over, whether to purge the tagged datagrams waiting and whether to wait for room.
+    #[inline]
+    fn settle(
+        &mut self,
+        sent: (u16, u32),
+        went: bool,
+        again: bool,
+        eagain: bool,
+        purge: bool,
+    ) -> (Vec<(u16, u32)>, bool, bool) {
+        // A frame went after earlier ones were refused (independent or hard-linked sends):
+        // sent again they would arrive after it; they are dropped instead.
+        let overtaken = if went && !self.retry.is_empty() {
+            std::mem::take(&mut self.retry)
+        } else {
+            Vec::new()
+        };
+        if again {
+            self.retry.push(sent);
+            self.again |= eagain;
+            self.behind |= eagain;
+        }
+        self.purge |= purge;
+        self.went += usize::from(went);
+        let over = self.chain.is_empty();
+        if over {
+            self.burst = if self.again {
+                self.went.max(1)
+            } else {
+                (self.burst * 2).min(CHAIN)
+            };
+            self.went = 0;
+            for x in self.retry.drain(..).rev() {
+                self.queue.push_front(x);
+            }
+            // Caught up: everything that waited went.
+            self.behind &= self.again || !self.queue.is_empty();
+        }
+        // (The rest of the chain is cancelled after a failed send: purged once it is over.)
+        let purge = over && std::mem::take(&mut self.purge);
+        let wait = over && std::mem::take(&mut self.again);
+        (overtaken, purge, wait)
+    }
+}
+
 /// The receive buffers of a node: the shared ones, and the big ones of the endpoints that
 /// take super-frames (a switch or hub that offers them; None otherwise).
 struct Bufs {
@@ -2992,37 +3041,7 @@ impl UNode {
             eagain = again && errno == libc::EAGAIN;
         }
         let q = e.sq.as_mut().expect("chained");
-        // A frame went after earlier ones were refused (independent or hard-linked sends):
-        // sent again they would arrive after it; they are dropped instead.
-        let overtaken = if went && !q.retry.is_empty() {
-            std::mem::take(&mut q.retry)
-        } else {
-            Vec::new()
-        };
-        if again {
-            q.retry.push((fid, len));
-            q.again |= eagain;
-            q.behind |= eagain;
-        }
-        q.purge |= purge;
-        q.went += usize::from(went);
-        let over = q.chain.is_empty();
-        if over {
-            q.burst = if q.again {
-                q.went.max(1)
-            } else {
-                (q.burst * 2).min(CHAIN)
-            };
-            q.went = 0;
-            for x in q.retry.drain(..).rev() {
-                q.queue.push_front(x);
-            }
-            // Caught up: everything that waited went.
-            q.behind &= q.again || !q.queue.is_empty();
-        }
-        // (The rest of the chain is cancelled after a failed send: purged once it is over.)
-        let purge = over && std::mem::take(&mut q.purge);
-        let wait = over && std::mem::take(&mut q.again);
+        let (overtaken, purge, wait) = q.settle((fid, len), went, again, eagain, purge);
         if !again {
             self.release(fid);
         }
