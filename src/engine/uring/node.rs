@@ -3605,6 +3605,31 @@ pub fn run_nodes(
     }
 }
 
+/// What a node of `kind` forwards with, and its listener (a switch or hub), ptp host or
+/// overlay.
+fn roles_of(kind: NodeKind) -> (Forwarder, Option<Listener>, Option<PtpHost>, Option<Box<Overlay>>) {
+    let (mut ptp, mut overlay) = (None, None);
+    let (listener, fwd) = match kind {
+        NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
+        NodeKind::Net(l) => {
+            let t = MacTable::new(l.spec.hashsize, l.spec.expire, l.spec.seed);
+            (Some(l), Forwarder::Switch(t))
+        }
+        // A cable is a hub of two: each frame goes to the other endpoint; so are a ptp
+        // end (the tap and the peer) and an overlay (the tap and the network).
+        NodeKind::Cable => (None, Forwarder::Hub),
+        NodeKind::Ptp(h) => {
+            ptp = Some(h);
+            (None, Forwarder::Hub)
+        }
+        NodeKind::Overlay(o) => {
+            overlay = Some(o);
+            (None, Forwarder::Hub)
+        }
+    };
+    (fwd, listener, ptp, overlay)
+}
+
 impl UNode {
     /// Node `node`, the `index`th of its thread's, on `ring` with its buffers `bufs`.
     fn new(
@@ -3621,25 +3646,7 @@ impl UNode {
             shared,
             port,
         } = ctx;
-        let (mut ptp, mut overlay) = (None, None);
-        let (listener, fwd) = match node.kind {
-            NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
-            NodeKind::Net(l) => {
-                let t = MacTable::new(l.spec.hashsize, l.spec.expire, l.spec.seed);
-                (Some(l), Forwarder::Switch(t))
-            }
-            // A cable is a hub of two: each frame goes to the other endpoint; so are a ptp
-            // end (the tap and the peer) and an overlay (the tap and the network).
-            NodeKind::Cable => (None, Forwarder::Hub),
-            NodeKind::Ptp(h) => {
-                ptp = Some(h);
-                (None, Forwarder::Hub)
-            }
-            NodeKind::Overlay(o) => {
-                overlay = Some(o);
-                (None, Forwarder::Hub)
-            }
-        };
+        let (fwd, listener, ptp, overlay) = roles_of(node.kind);
         let cable = listener.is_none();
         let mut w = UNode {
             name: node.name.clone(),
@@ -3692,15 +3699,7 @@ impl UNode {
             })?;
             w.ptp_watch = Some((ep, -1));
         }
-        // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
-        for (k, e) in node.endpoints.into_iter().enumerate() {
-            let gen = w.next_gen();
-            let mut ep = ep_of(e, &node.name, gen)?;
-            if let Some(p) = &port {
-                port_ep(&mut ep, 1 + k, p);
-            }
-            w.add(1 + k, ep);
-        }
+        w.add_own(node.endpoints, &node.name, port.as_ref())?;
         w.port = port.map(|p| p.stats);
         // The overlay is the cable's other end: after the tap (or vdeplug-fast's other link).
         if let Some(o) = overlay {
@@ -3711,6 +3710,25 @@ impl UNode {
         }
         w.ptp_start()?;
         Ok(w)
+    }
+
+    /// Adds node `name`'s own `endpoints` (a port's two ends when `port`).
+    fn add_own(
+        &mut self,
+        endpoints: Vec<Endpoint>,
+        name: &str,
+        port: Option<&PortCtx>,
+    ) -> Result<(), StartError> {
+        // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
+        for (k, e) in endpoints.into_iter().enumerate() {
+            let gen = self.next_gen();
+            let mut ep = ep_of(e, name, gen)?;
+            if let Some(p) = port {
+                port_ep(&mut ep, 1 + k, p);
+            }
+            self.add(1 + k, ep);
+        }
+        Ok(())
     }
 }
 
