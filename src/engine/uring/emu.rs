@@ -578,21 +578,6 @@ impl Emu {
 
     /// Tries `op` once (a multishot one until it has to wait or ends).
     fn exec(&mut self, op: &Op) -> Step {
-        // One result of a syscall: Ok(n) or Err(errno).
-        fn res(r: isize) -> Result<usize, i32> {
-            if r < 0 {
-                Err(errno())
-            } else {
-                Ok(r as usize)
-            }
-        }
-        fn done(r: Result<usize, i32>) -> Step {
-            match r {
-                Ok(n) => Step::Done(n as i32, 0),
-                Err(libc::EAGAIN) => Step::Park,
-                Err(e) => Step::Done(-e, 0),
-            }
-        }
         match op.sqe {
             Sqe::Read {
                 fd: f,
@@ -600,29 +585,7 @@ impl Emu {
                 len,
                 socket,
             } => done(retry(|| read_into(f, buf, len as usize, socket))),
-            Sqe::ReadMulti { fd: f, group, socket } => {
-                let dgram = socket && self.is_dgram(f);
-                if dgram {
-                    return self.recv_batches(op.user_data, f, group);
-                }
-                for _ in 0..MULTI_BURST {
-                    let Some((p, blen, bid)) = self.peek_buf(group) else {
-                        return no_buffer(f);
-                    };
-                    match retry(|| read_into(f, p, blen as usize, socket)) {
-                        Ok(0) if dgram => self.post(op.user_data, 0, F_MORE),
-                        Ok(0) => return Step::Done(0, 0),
-                        Ok(n) => {
-                            self.take_buf(group);
-                            let flags = F_MORE | F_BUFFER | (bid as u32) << BUFFER_SHIFT;
-                            self.post(op.user_data, n as i32, flags);
-                        }
-                        Err(libc::EAGAIN) => return Step::Park,
-                        Err(e) => return Step::Done(-e, 0),
-                    }
-                }
-                Step::Park
-            }
+            Sqe::ReadMulti { fd: f, group, socket } => self.read_multi(op.user_data, f, group, socket),
             Sqe::Write { fd: f, buf, len } => {
                 // SAFETY: the loop keeps `buf` (len bytes) until the completion.
                 done(retry(|| res(unsafe { libc::write(f, buf.cast(), len as usize) })))
@@ -650,23 +613,7 @@ impl Emu {
                 }
                 done(r)
             }
-            Sqe::Poll { fd: f, events, multi } => {
-                if multi {
-                    return Step::Park;
-                }
-                let mut p = libc::pollfd {
-                    fd: f,
-                    events: events as i16,
-                    revents: 0,
-                };
-                // SAFETY: one pollfd on the stack, zero timeout.
-                let r = unsafe { libc::poll(&mut p, 1, 0) };
-                if r > 0 {
-                    Step::Done(p.revents as u16 as i32, 0)
-                } else {
-                    Step::Park
-                }
-            }
+            Sqe::Poll { fd: f, events, multi } => poll_once(f, events, multi),
             Sqe::Timeout { after } => {
                 // SAFETY: the loop keeps the interval until the timeout completes.
                 let dur = unsafe { (*after).dur };
@@ -686,6 +633,32 @@ impl Emu {
                 Step::Done(if n > 0 { n as i32 } else { -libc::ENOENT }, 0)
             }
         }
+    }
+
+    /// A multishot read from `f` into buffers of `group`: a datagram socket's in batches
+    /// (`recv_batches`), anything else one read per buffer, a burst at most, each posted.
+    fn read_multi(&mut self, ud: u64, f: RawFd, group: u16, socket: bool) -> Step {
+        let dgram = socket && self.is_dgram(f);
+        if dgram {
+            return self.recv_batches(ud, f, group);
+        }
+        for _ in 0..MULTI_BURST {
+            let Some((p, blen, bid)) = self.peek_buf(group) else {
+                return no_buffer(f);
+            };
+            match retry(|| read_into(f, p, blen as usize, socket)) {
+                Ok(0) if dgram => self.post(ud, 0, F_MORE),
+                Ok(0) => return Step::Done(0, 0),
+                Ok(n) => {
+                    self.take_buf(group);
+                    let flags = F_MORE | F_BUFFER | (bid as u32) << BUFFER_SHIFT;
+                    self.post(ud, n as i32, flags);
+                }
+                Err(libc::EAGAIN) => return Step::Park,
+                Err(e) => return Step::Done(-e, 0),
+            }
+        }
+        Step::Park
     }
 
     /// Cancels the parked operations (and timers) that `pick` chooses, with their chains.
@@ -743,6 +716,44 @@ impl Emu {
         // learnt of this one.
         self.fds.remove(&fd);
         n
+    }
+}
+
+/// One result of a syscall: Ok(n) or Err(errno).
+fn res(r: isize) -> Result<usize, i32> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// The step a syscall's result makes: done, or parked on EAGAIN.
+fn done(r: Result<usize, i32>) -> Step {
+    match r {
+        Ok(n) => Step::Done(n as i32, 0),
+        Err(libc::EAGAIN) => Step::Park,
+        Err(e) => Step::Done(-e, 0),
+    }
+}
+
+/// A one-shot poll of `f` for `events`, without waiting: done with the events that came, or
+/// parked (a multishot poll is always parked).
+fn poll_once(f: RawFd, events: u32, multi: bool) -> Step {
+    if multi {
+        return Step::Park;
+    }
+    let mut p = libc::pollfd {
+        fd: f,
+        events: events as i16,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack, zero timeout.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    if r > 0 {
+        Step::Done(p.revents as u16 as i32, 0)
+    } else {
+        Step::Park
     }
 }
 

@@ -523,58 +523,9 @@ impl Ep {
         for f in rx.into_iter().chain(own_tx) {
             set_nonblocking(f).map_err(|e| fail("cannot make it non-blocking", e))?;
         }
-        let null = framing == Framing::Null;
         let vnet = off.enabled() && matches!(owner, Owner::Tap(_));
-        let rx_kind = match rx {
-            None => Rx::None,
-            Some(_) if vnet => Rx::Vnet(Box::new(VnetIn {
-                hdr: off.vnet_hdr,
-                cur: None,
-                len: 0,
-                next: 0,
-                reading: false,
-            })),
-            Some(_) if null => Rx::None,
-            Some(_) if framing == Framing::Stream => Rx::Stream(Box::new(StreamIn {
-                dec: Decoder::new(),
-                raw: vec![0u8; STREAM_IN].into_boxed_slice(),
-                off: 0,
-                len: 0,
-                cur: None,
-                reading: false,
-            })),
-            Some(fd) => {
-                let socket = is_socket(fd).map_err(|e| fail("cannot inspect it", e))?;
-                Rx::Multi {
-                    socket,
-                    eof_on_zero: !(socket && is_dgram(fd)),
-                }
-            }
-        };
-        let tx_kind = match (txfd, &owner) {
-            (None, _) => Tx::Discard,
-            _ if null => Tx::Discard,
-            (Some(_), Owner::Tap(_)) if vnet => Tx::Vnet(Box::new(VnetOut {
-                hdr: off.vnet_hdr,
-                gro: Coalescer::new(vec![0u8; gro::BUF_LEN].into_boxed_slice()),
-            })),
-            (Some(_), _) if framing == Framing::Stream => Tx::Stream(Box::new(StreamOut {
-                out: vec![0u8; STREAM_OUT].into_boxed_slice(),
-                start: 0,
-                end: 0,
-                writing: 0,
-            })),
-            (Some(fd), Owner::Link(l)) => match &l.send_to {
-                SendTo::Unix(p) => Tx::SendTo(Box::new(
-                    UnixAddr::new(p.as_path()).map_err(|e| fail("bad destination", e))?,
-                )),
-                SendTo::Connected if is_socket(fd).unwrap_or(false) => Tx::Send,
-                SendTo::Connected => Tx::Write,
-            },
-            (Some(_), Owner::Client { .. }) => Tx::Send,
-            (Some(_), Owner::Tap(_)) => Tx::Write,
-            (Some(_), Owner::Overlay) => Tx::Discard,
-        };
+        let rx_kind = rx_kind(rx, framing, vnet, &off).map_err(|(what, e)| fail(what, e))?;
+        let tx_kind = tx_kind(txfd, &owner, framing, vnet, &off).map_err(|(what, e)| fail(what, e))?;
         let sq = matches!(tx_kind, Tx::Send | Tx::SendTo(_) | Tx::Write)
             .then(|| SendQ::new(Backpressure::Bounded, 0));
         let reconnect = Reconnector::new(match &owner {
@@ -679,6 +630,292 @@ impl Ep {
     fn publish(&self) {
         self.stats.dirs[TAP_TO_LINK].publish(&self.counts[TAP_TO_LINK]);
         self.stats.dirs[LINK_TO_TAP].publish(&self.counts[LINK_TO_TAP]);
+    }
+}
+
+/// How an endpoint receives from `rx` (None: it does not): into the vnet reader (a tap with
+/// offloads), the stream decoder, or a multishot receive; an error is what failed and why.
+fn rx_kind(
+    rx: Option<BorrowedFd<'_>>,
+    framing: Framing,
+    vnet: bool,
+    off: &TapOffload,
+) -> Result<Rx, (&'static str, Errno)> {
+    let null = framing == Framing::Null;
+    Ok(match rx {
+        None => Rx::None,
+        Some(_) if vnet => Rx::Vnet(Box::new(VnetIn {
+            hdr: off.vnet_hdr,
+            cur: None,
+            len: 0,
+            next: 0,
+            reading: false,
+        })),
+        Some(_) if null => Rx::None,
+        Some(_) if framing == Framing::Stream => Rx::Stream(Box::new(StreamIn {
+            dec: Decoder::new(),
+            raw: vec![0u8; STREAM_IN].into_boxed_slice(),
+            off: 0,
+            len: 0,
+            cur: None,
+            reading: false,
+        })),
+        Some(fd) => {
+            let socket = is_socket(fd).map_err(|e| ("cannot inspect it", e))?;
+            Rx::Multi {
+                socket,
+                eof_on_zero: !(socket && is_dgram(fd)),
+            }
+        }
+    })
+}
+
+/// How an endpoint sends to `txfd` (None: it does not); an error is what failed and why.
+fn tx_kind(
+    txfd: Option<BorrowedFd<'_>>,
+    owner: &Owner,
+    framing: Framing,
+    vnet: bool,
+    off: &TapOffload,
+) -> Result<Tx, (&'static str, Errno)> {
+    let null = framing == Framing::Null;
+    Ok(match (txfd, owner) {
+        (None, _) => Tx::Discard,
+        _ if null => Tx::Discard,
+        (Some(_), Owner::Tap(_)) if vnet => Tx::Vnet(Box::new(VnetOut {
+            hdr: off.vnet_hdr,
+            gro: Coalescer::new(vec![0u8; gro::BUF_LEN].into_boxed_slice()),
+        })),
+        (Some(_), _) if framing == Framing::Stream => Tx::Stream(Box::new(StreamOut {
+            out: vec![0u8; STREAM_OUT].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            writing: 0,
+        })),
+        (Some(fd), Owner::Link(l)) => match &l.send_to {
+            SendTo::Unix(p) => Tx::SendTo(Box::new(
+                UnixAddr::new(p.as_path()).map_err(|e| ("bad destination", e))?,
+            )),
+            SendTo::Connected if is_socket(fd).unwrap_or(false) => Tx::Send,
+            SendTo::Connected => Tx::Write,
+        },
+        (Some(_), Owner::Client { .. }) => Tx::Send,
+        (Some(_), Owner::Tap(_)) => Tx::Write,
+        (Some(_), Owner::Overlay) => Tx::Discard,
+    })
+}
+
+impl Ep {
+    /// Arms a poll on each overlay socket not yet polled; None when the endpoint is no
+    /// overlay.
+    fn overlay_polls(&mut self, id: usize) -> Option<[Option<super::ring::Op>; 2]> {
+        let Rx::Overlay(r) = &mut self.rx else { return None };
+        // Readiness of each socket; its datagrams are then taken by recvmmsg in batches
+        // (OverlayEp::recv, which judges and learns them).
+        let mut sqes = [None, None];
+        for (s, sqe) in sqes.iter_mut().enumerate().take(r.n) {
+            if !r.armed[s] {
+                r.armed[s] = true;
+                self.inflight += 1;
+                *sqe = Some(
+                    Sqe::Poll {
+                        fd: r.fds[s],
+                        events: libc::POLLIN as u32,
+                        multi: false,
+                    }
+                    .op(token(Op::Rx, id, self.gen, s as u16, 0)),
+                );
+            }
+        }
+        self.rx_armed = true;
+        self.rx_starved = false;
+        Some(sqes)
+    }
+}
+
+impl StreamIn {
+    /// The read that refills the raw input; None while one is in flight or input is left.
+    #[inline]
+    fn read(&mut self, fd: RawFd) -> Option<Sqe> {
+        if self.reading || self.off < self.len {
+            return None;
+        }
+        self.reading = true;
+        // Offset -1: the file position, for a stream that is a regular file (a
+        // recording replayed by vdeplug-fast); pipes and sockets ignore it.
+        Some(Sqe::Read {
+            fd,
+            buf: self.raw.as_mut_ptr(),
+            len: STREAM_IN as u32,
+            socket: false,
+        })
+    }
+}
+
+impl VnetIn {
+    /// The next read from the tap into a tap buffer; None while one is in flight, the last
+    /// is still being cut, or every tap buffer is held.
+    #[inline]
+    fn read(&mut self, fd: RawFd, tap: &mut TapBufs) -> Option<Sqe> {
+        if self.reading || self.len > 0 {
+            return None;
+        }
+        let tb = match self.cur {
+            Some(tb) => tb,
+            None => {
+                tap.ensure();
+                // All held by sends and cuts: read again once one is back.
+                let tb = tap.free.pop()?;
+                self.cur = Some(tb);
+                tb
+            }
+        };
+        self.reading = true;
+        Some(Sqe::Read {
+            fd,
+            buf: tap.buf_mut(tb)[PREFIX - self.hdr..].as_mut_ptr(),
+            len: SUPER_READ as u32,
+            socket: false,
+        })
+    }
+}
+
+impl VnetOut {
+    /// A frame the coalescer would pass through as it is (nothing held, nothing to merge:
+    /// UDP, ICMP, ARP, ...), in a shared or big buffer with room in front: the start of the
+    /// all-zero header written there, in front of the frame at `ptr`. None for the rest.
+    #[inline]
+    fn zero_header(&self, fid: u16, f: &[u8], ptr: *const u8) -> Option<*mut u8> {
+        if matches!(Fid::of(fid), Fid::Slot(_)) || self.gro.pending() || gro::candidate(f).is_some() {
+            return None;
+        }
+        let hl = self.hdr;
+        // SAFETY: a shared or big buffer has HEADROOM (>= hl) bytes in front of its frame,
+        // part of the same buffer, which nothing else reads or writes: every
+        // writer puts the same zero header there. The buffer is held until the
+        // write completes (hold in send, release in on_tx).
+        Some(unsafe {
+            let h = ptr.cast_mut().sub(hl);
+            std::ptr::write_bytes(h, 0, hl);
+            h
+        })
+    }
+}
+
+impl OvTx {
+    /// The sendmsg of frame `f` (id `fid`, at `ptr`) behind the overlay header, to the remote
+    /// learnt for its destination MAC or the group; its message is the one of its frame id.
+    #[inline]
+    fn sendmsg(&mut self, f: &[u8], fid: u16, ptr: *const u8, fd: RawFd) -> Sqe {
+        let dest = self.ep.dest_of(f, self.ep.now());
+        let hdr = self.ep.header().as_ptr();
+        let r = &mut self.recs[rec_of(fid)];
+        let a = r.addr.insert(SockaddrStorage::from(dest));
+        r.msg.msg_name = a.as_ptr().cast_mut().cast();
+        r.msg.msg_namelen = a.len();
+        r.iov[0].iov_base = hdr.cast_mut().cast();
+        r.iov[0].iov_len = HDR;
+        r.iov[1].iov_base = ptr.cast_mut().cast();
+        r.iov[1].iov_len = f.len();
+        r.msg.msg_iov = r.iov.as_mut_ptr();
+        r.msg.msg_iovlen = 2;
+        Sqe::SendMsg {
+            fd,
+            msg: &r.msg,
+            flags: (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32,
+        }
+    }
+}
+
+impl Ep {
+    /// How many of the frames queued for this chained endpoint go in the next chain, and
+    /// whether its sends probe for room (a node's endpoint on a connected socket, bounded);
+    /// None while a chain is in flight, nothing waits, or it waits for room.
+    #[inline]
+    fn chain_len(&mut self) -> Option<(usize, bool)> {
+        if !self.chained() {
+            return None;
+        }
+        let q = self.sq.as_mut().expect("chained");
+        // A node's endpoint on a connected socket (see `UNode::kick`), not through a paired F2.
+        let on_f2 = self
+            .dg
+            .as_ref()
+            .and_then(|d| d.pair.as_ref())
+            .is_some_and(|p| p.first && p.pairing.paired());
+        let probe = q.bp == Backpressure::Bounded && matches!(self.tx, Tx::Send) && !on_f2;
+        if !q.chain.is_empty() || q.queue.is_empty() || (q.waiting && !(probe && q.fresh)) {
+            return None;
+        }
+        q.fresh = false;
+        // (Every frame that waits is tried: the few that went before a refusal are no
+        // measure of the room the reader makes by the next try; once it is behind, a refusal
+        // stops the chain.)
+        let n = q.queue.len().min(if probe { CHAIN } else { q.burst });
+        Some((n, probe))
+    }
+}
+
+/// The F2 descriptor a paired datagram ptp first opener (`dg`) sends the frames of `chain`
+/// on, each remembered with its pairing round (a failed send of the current round unpairs, see
+/// `Ep::f2_done`); None when it is not paired (or no such link).
+#[inline]
+fn f2_of_chain(dg: Option<&mut DgPtp>, chain: &[(u16, u32)]) -> Option<RawFd> {
+    dg.and_then(DgPtp::on_f2).map(|f2| {
+        let round = f2.pairing.round();
+        for &(fid, _) in chain {
+            f2.rounds[rec_of(fid)] = Some(round);
+        }
+        f2.fd
+    })
+}
+
+impl SendQ {
+    /// Records what became of `sent`, the chain's next send: it `went`, goes `again` (after
+    /// EAGAIN: `eagain`), or its peer changed (`purge`); once the chain is over, what goes
+    /// again is put back in front. The frames it overtook (to drop), and once the chain is
+    /// over, whether to purge the tagged datagrams waiting and whether to wait for room.
+    #[inline]
+    fn settle(
+        &mut self,
+        sent: (u16, u32),
+        went: bool,
+        again: bool,
+        eagain: bool,
+        purge: bool,
+    ) -> (Vec<(u16, u32)>, bool, bool) {
+        // A frame went after earlier ones were refused (independent or hard-linked sends):
+        // sent again they would arrive after it; they are dropped instead.
+        let overtaken = if went && !self.retry.is_empty() {
+            std::mem::take(&mut self.retry)
+        } else {
+            Vec::new()
+        };
+        if again {
+            self.retry.push(sent);
+            self.again |= eagain;
+            self.behind |= eagain;
+        }
+        self.purge |= purge;
+        self.went += usize::from(went);
+        let over = self.chain.is_empty();
+        if over {
+            self.burst = if self.again {
+                self.went.max(1)
+            } else {
+                (self.burst * 2).min(CHAIN)
+            };
+            self.went = 0;
+            for x in self.retry.drain(..).rev() {
+                self.queue.push_front(x);
+            }
+            // Caught up: everything that waited went.
+            self.behind &= self.again || !self.queue.is_empty();
+        }
+        // (The rest of the chain is cancelled after a failed send: purged once it is over.)
+        let purge = over && std::mem::take(&mut self.purge);
+        let wait = over && std::mem::take(&mut self.again);
+        (overtaken, purge, wait)
     }
 }
 
@@ -1073,27 +1310,8 @@ impl UNode {
         if e.rx_armed || e.rx_dead || e.port.as_ref().is_some_and(|p| p.rx_paused) {
             return;
         }
-        if let Rx::Overlay(r) = &mut e.rx {
-            // Readiness of each socket; its datagrams are then taken by recvmmsg in batches
-            // (OverlayEp::recv, which judges and learns them).
-            let mut sqes = [None, None];
-            for (s, sqe) in sqes.iter_mut().enumerate().take(r.n) {
-                if !r.armed[s] {
-                    r.armed[s] = true;
-                    e.inflight += 1;
-                    *sqe = Some(
-                        Sqe::Poll {
-                            fd: r.fds[s],
-                            events: libc::POLLIN as u32,
-                            multi: false,
-                        }
-                        .op(token(Op::Rx, id, e.gen, s as u16, 0)),
-                    );
-                }
-            }
-            e.rx_armed = true;
-            e.rx_starved = false;
-            for sqe in sqes.into_iter().flatten() {
+        if let Some(polls) = e.overlay_polls(id) {
+            for sqe in polls.into_iter().flatten() {
                 self.push(&sqe);
             }
             return;
@@ -1106,44 +1324,14 @@ impl UNode {
                 group: g,
                 socket: *socket,
             },
-            Rx::Stream(s) => {
-                if s.reading || s.off < s.len {
-                    return;
-                }
-                s.reading = true;
-                // Offset -1: the file position, for a stream that is a regular file (a
-                // recording replayed by vdeplug-fast); pipes and sockets ignore it.
-                Sqe::Read {
-                    fd,
-                    buf: s.raw.as_mut_ptr(),
-                    len: STREAM_IN as u32,
-                    socket: false,
-                }
-            }
-            Rx::Vnet(v) => {
-                if v.reading || v.len > 0 {
-                    return;
-                }
-                let tb = match v.cur {
-                    Some(tb) => tb,
-                    None => {
-                        self.bufs.tap.ensure();
-                        // All held by sends and cuts: read again once one is back.
-                        let Some(tb) = self.bufs.tap.free.pop() else {
-                            return;
-                        };
-                        v.cur = Some(tb);
-                        tb
-                    }
-                };
-                v.reading = true;
-                Sqe::Read {
-                    fd,
-                    buf: self.bufs.tap.buf_mut(tb)[PREFIX - v.hdr..].as_mut_ptr(),
-                    len: SUPER_READ as u32,
-                    socket: false,
-                }
-            }
+            Rx::Stream(s) => match s.read(fd) {
+                Some(sqe) => sqe,
+                None => return,
+            },
+            Rx::Vnet(v) => match v.read(fd, &mut self.bufs.tap) {
+                Some(sqe) => sqe,
+                None => return,
+            },
         };
         let kind = match e.rx {
             Rx::Stream(_) => Op::StreamRead,
@@ -1261,7 +1449,6 @@ impl UNode {
             }
         }
         let fd = e.tx_fd;
-        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let sqe = match &mut e.tx {
             Tx::Discard => {
                 c.add_drop(DropReason::NoLink, n);
@@ -1281,19 +1468,9 @@ impl UNode {
             Tx::Vnet(v) => {
                 let f = frame_of(&self.bufs, &self.slots, fid, len);
                 let hl = v.hdr;
-                // A frame the coalescer would pass through as it is (nothing held, nothing
-                // to merge: UDP, ICMP, ARP, ...) behind an all-zero header, in a shared
-                // buffer with room in front: one io_uring write, batched with the rest.
-                if !matches!(Fid::of(fid), Fid::Slot(_)) && !v.gro.pending() && gro::candidate(f).is_none() {
-                    // SAFETY: a shared or big buffer has HEADROOM (>= hl) bytes in front of its frame,
-                    // part of the same buffer, which nothing else reads or writes: every
-                    // writer puts the same zero header there. The buffer is held until the
-                    // write completes (hold below, release in on_tx).
-                    let h = unsafe {
-                        let h = ptr.cast_mut().sub(hl);
-                        std::ptr::write_bytes(h, 0, hl);
-                        h
-                    };
+                // A frame the coalescer would pass through as it is: one io_uring write,
+                // batched with the rest.
+                if let Some(h) = v.zero_header(fid, f, ptr) {
                     self.tap_queued = true;
                     Sqe::Write {
                         fd,
@@ -1307,26 +1484,7 @@ impl UNode {
                     return;
                 }
             }
-            Tx::Overlay(o) => {
-                let f = frame_of(&self.bufs, &self.slots, fid, len);
-                let dest = o.ep.dest_of(f, o.ep.now());
-                let hdr = o.ep.header().as_ptr();
-                let r = &mut o.recs[rec_of(fid)];
-                let a = r.addr.insert(SockaddrStorage::from(dest));
-                r.msg.msg_name = a.as_ptr().cast_mut().cast();
-                r.msg.msg_namelen = a.len();
-                r.iov[0].iov_base = hdr.cast_mut().cast();
-                r.iov[0].iov_len = HDR;
-                r.iov[1].iov_base = ptr.cast_mut().cast();
-                r.iov[1].iov_len = len;
-                r.msg.msg_iov = r.iov.as_mut_ptr();
-                r.msg.msg_iovlen = 2;
-                Sqe::SendMsg {
-                    fd,
-                    msg: &r.msg,
-                    flags: flags as u32,
-                }
-            }
+            Tx::Overlay(o) => o.sendmsg(frame_of(&self.bufs, &self.slots, fid, len), fid, ptr, fd),
         };
         e.inflight += 1;
         let sqe = sqe.op(token(Op::Tx, to, e.gen, fid, len));
@@ -1480,29 +1638,35 @@ impl UNode {
         if classic.is_empty() {
             self.spare_dests.push(classic);
         } else {
-            let count = match h.gso_kind() {
-                vnet::GSO_NONE => 1,
-                // Judged whole above: it is a super-frame the segmenter takes.
-                _ => Segmenter::new(&h, &self.bufs.data(fid, len)[PREFIX..]).map_or(0, |s| s.count()),
-            };
-            if h.gso_kind() != vnet::GSO_NONE {
-                let c = &mut self.eps[from].as_mut().expect("checked").counts[TAP_TO_LINK];
-                c.super_frames += 1;
-                c.segments += count as u64;
-            }
-            // The cut holds the datagram until its last piece is sent.
-            self.hold(fid);
-            self.cuts.push_back(CutJob {
-                fid,
-                len,
-                h,
-                count,
-                next: 0,
-                dests: classic,
-            });
-            self.pump_cuts();
+            self.cut_for(classic, from, fid, len, h);
         }
         self.release(fid);
+    }
+
+    /// Queues tagged datagram `fid` (header `h`, from `from`) to be cut for the `classic`
+    /// destinations, which take standard frames only, and cuts what it can now.
+    fn cut_for(&mut self, classic: Vec<(usize, u16)>, from: usize, fid: u16, len: usize, h: VnetHdr) {
+        let count = match h.gso_kind() {
+            vnet::GSO_NONE => 1,
+            // Judged whole by forward_whole: it is a super-frame the segmenter takes.
+            _ => Segmenter::new(&h, &self.bufs.data(fid, len)[PREFIX..]).map_or(0, |s| s.count()),
+        };
+        if h.gso_kind() != vnet::GSO_NONE {
+            let c = &mut self.eps[from].as_mut().expect("checked by forward_whole").counts[TAP_TO_LINK];
+            c.super_frames += 1;
+            c.segments += count as u64;
+        }
+        // The cut holds the datagram until its last piece is sent.
+        self.hold(fid);
+        self.cuts.push_back(CutJob {
+            fid,
+            len,
+            h,
+            count,
+            next: 0,
+            dests: classic,
+        });
+        self.pump_cuts();
     }
 
     /// Cuts the tagged datagrams waiting in `cuts`, in order, one standard frame at a time into
@@ -1643,22 +1807,7 @@ impl UNode {
             if let Some(b) = bid {
                 self.give_back(&t, b);
             }
-            let e = self.eps[t.ep()].as_mut().expect("live");
-            match classify_rx_error(-res) {
-                RxFault::Starved => e.rx_starved = true,
-                RxFault::Again | RxFault::Transient => {}
-                RxFault::Fatal if ptp_peer => self.ptp_hangup(),
-                RxFault::Fatal => {
-                    let x = -res;
-                    e.rx_dead = true;
-                    crate::diag!(
-                        "{}: {}: receive failed: {}",
-                        self.name,
-                        e.label,
-                        Errno::from_raw(x).desc()
-                    );
-                }
-            }
+            self.rx_failed(t.ep(), -res, ptp_peer);
             return;
         }
         if res == 0 && eof_on_zero && ptp_peer {
@@ -1674,32 +1823,7 @@ impl UNode {
             if let Some(b) = bid {
                 self.give_back(&t, b);
             }
-            let e = self.eps[t.ep()].as_mut().expect("live");
-            if eof_on_zero {
-                // End of file; a multishot recv on a closed seqpacket socket keeps posting
-                // empty completions (6.18): cancel it.
-                // A cable's input ending is the normal end of a vdeplug-fast run, about
-                // which vde_plug says nothing.
-                if !e.rx_dead && !self.cable {
-                    crate::diag!("{}: {}: end of file", self.name, e.label);
-                } else if !e.rx_dead && self.port.is_some() {
-                    port_eof(e, t.ep());
-                }
-                e.rx_dead = true;
-                if self.cable {
-                    self.shared.ended.store(true, Ordering::Release);
-                }
-                if more {
-                    let c = Sqe::Cancel {
-                        user_data: token(Op::Rx, t.ep(), t.gen, t.slot, 0),
-                    }
-                    .op(self.own(Op::Cancel));
-                    self.push(&c);
-                }
-            } else {
-                e.counts[TAP_TO_LINK].received += 1;
-                e.counts[TAP_TO_LINK].add_drop(DropReason::Framing, 1);
-            }
+            self.rx_empty(&t, eof_on_zero, more);
             return;
         }
         let Some(bid) = bid else { return };
@@ -1717,6 +1841,58 @@ impl UNode {
             return;
         }
         self.take_datagram(t.ep(), fid, len, now, false);
+    }
+
+    /// A receive on endpoint `id` failed with `errno`: out of buffers (the endpoint marked
+    /// starved), one to retry, the ptp peer gone (hung up), or the endpoint's receiving dead.
+    fn rx_failed(&mut self, id: usize, errno: i32, ptp_peer: bool) {
+        let e = self.eps[id].as_mut().expect("live");
+        match classify_rx_error(errno) {
+            RxFault::Starved => e.rx_starved = true,
+            RxFault::Again | RxFault::Transient => {}
+            RxFault::Fatal if ptp_peer => self.ptp_hangup(),
+            RxFault::Fatal => {
+                e.rx_dead = true;
+                crate::diag!(
+                    "{}: {}: receive failed: {}",
+                    self.name,
+                    e.label,
+                    Errno::from_raw(errno).desc()
+                );
+            }
+        }
+    }
+
+    /// An empty receive (`t`): the end of a stream or seqpacket input (its multishot
+    /// receive cancelled while `more` are to come), or an empty datagram, dropped as a
+    /// framing error.
+    fn rx_empty(&mut self, t: &Token, eof_on_zero: bool, more: bool) {
+        let e = self.eps[t.ep()].as_mut().expect("live");
+        if eof_on_zero {
+            // End of file; a multishot recv on a closed seqpacket socket keeps posting
+            // empty completions (6.18): cancel it.
+            // A cable's input ending is the normal end of a vdeplug-fast run, about
+            // which vde_plug says nothing.
+            if !e.rx_dead && !self.cable {
+                crate::diag!("{}: {}: end of file", self.name, e.label);
+            } else if !e.rx_dead && self.port.is_some() {
+                port_eof(e, t.ep());
+            }
+            e.rx_dead = true;
+            if self.cable {
+                self.shared.ended.store(true, Ordering::Release);
+            }
+            if more {
+                let c = Sqe::Cancel {
+                    user_data: token(Op::Rx, t.ep(), t.gen, t.slot, 0),
+                }
+                .op(self.own(Op::Cancel));
+                self.push(&c);
+            }
+        } else {
+            e.counts[TAP_TO_LINK].received += 1;
+            e.counts[TAP_TO_LINK].add_drop(DropReason::Framing, 1);
+        }
     }
 
     /// Datagram `fid` (`len` bytes, a shared or big buffer) received on endpoint `id`, on its
@@ -2738,24 +2914,7 @@ impl UNode {
         let Some(e) = self.eps.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        if !e.chained() {
-            return;
-        }
-        let q = e.sq.as_mut().expect("chained");
-        // A node's endpoint on a connected socket (see above), not through a paired F2.
-        let on_f2 =
-            e.dg.as_ref()
-                .and_then(|d| d.pair.as_ref())
-                .is_some_and(|p| p.first && p.pairing.paired());
-        let probe = q.bp == Backpressure::Bounded && matches!(e.tx, Tx::Send) && !on_f2;
-        if !q.chain.is_empty() || q.queue.is_empty() || (q.waiting && !(probe && q.fresh)) {
-            return;
-        }
-        q.fresh = false;
-        // (Every frame that waits is tried: the few that went before a refusal are no
-        // measure of the room the reader makes by the next try; once it is behind, a refusal
-        // stops the chain.)
-        let n = q.queue.len().min(if probe { CHAIN } else { q.burst });
+        let Some((n, probe)) = e.chain_len() else { return };
         // A port's link while its tap handover is up: written into the peer's tap.
         let ho = if id == PORT_LINK {
             self.handover_tap(n)
@@ -2770,17 +2929,7 @@ impl UNode {
         chain[..n].copy_from_slice(&q.chain.make_contiguous()[..n]);
         // A paired datagram ptp first opener sends every frame on F2, each remembered with
         // its pairing round (a failed send of the current round unpairs, see `Ep::f2_done`).
-        let f2 =
-            e.dg.as_deref_mut()
-                .filter(|_| ho.is_none())
-                .and_then(DgPtp::on_f2)
-                .map(|f2| {
-                    let round = f2.pairing.round();
-                    for &(fid, _) in &chain[..n] {
-                        f2.rounds[rec_of(fid)] = Some(round);
-                    }
-                    f2.fd
-                });
+        let f2 = f2_of_chain(e.dg.as_deref_mut().filter(|_| ho.is_none()), &chain[..n]);
         q.chain_f2 = f2;
         q.chain_ho = ho.is_some();
         // A node's endpoint on a connected socket is sent with MSG_DONTWAIT: in independent
@@ -2892,37 +3041,7 @@ impl UNode {
             eagain = again && errno == libc::EAGAIN;
         }
         let q = e.sq.as_mut().expect("chained");
-        // A frame went after earlier ones were refused (independent or hard-linked sends):
-        // sent again they would arrive after it; they are dropped instead.
-        let overtaken = if went && !q.retry.is_empty() {
-            std::mem::take(&mut q.retry)
-        } else {
-            Vec::new()
-        };
-        if again {
-            q.retry.push((fid, len));
-            q.again |= eagain;
-            q.behind |= eagain;
-        }
-        q.purge |= purge;
-        q.went += usize::from(went);
-        let over = q.chain.is_empty();
-        if over {
-            q.burst = if q.again {
-                q.went.max(1)
-            } else {
-                (q.burst * 2).min(CHAIN)
-            };
-            q.went = 0;
-            for x in q.retry.drain(..).rev() {
-                q.queue.push_front(x);
-            }
-            // Caught up: everything that waited went.
-            q.behind &= q.again || !q.queue.is_empty();
-        }
-        // (The rest of the chain is cancelled after a failed send: purged once it is over.)
-        let purge = over && std::mem::take(&mut q.purge);
-        let wait = over && std::mem::take(&mut q.again);
+        let (overtaken, purge, wait) = q.settle((fid, len), went, again, eagain, purge);
         if !again {
             self.release(fid);
         }
@@ -3486,6 +3605,31 @@ pub fn run_nodes(
     }
 }
 
+/// What a node of `kind` forwards with, and its listener (a switch or hub), ptp host or
+/// overlay.
+fn roles_of(kind: NodeKind) -> (Forwarder, Option<Listener>, Option<PtpHost>, Option<Box<Overlay>>) {
+    let (mut ptp, mut overlay) = (None, None);
+    let (listener, fwd) = match kind {
+        NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
+        NodeKind::Net(l) => {
+            let t = MacTable::new(l.spec.hashsize, l.spec.expire, l.spec.seed);
+            (Some(l), Forwarder::Switch(t))
+        }
+        // A cable is a hub of two: each frame goes to the other endpoint; so are a ptp
+        // end (the tap and the peer) and an overlay (the tap and the network).
+        NodeKind::Cable => (None, Forwarder::Hub),
+        NodeKind::Ptp(h) => {
+            ptp = Some(h);
+            (None, Forwarder::Hub)
+        }
+        NodeKind::Overlay(o) => {
+            overlay = Some(o);
+            (None, Forwarder::Hub)
+        }
+    };
+    (fwd, listener, ptp, overlay)
+}
+
 impl UNode {
     /// Node `node`, the `index`th of its thread's, on `ring` with its buffers `bufs`.
     fn new(
@@ -3502,25 +3646,7 @@ impl UNode {
             shared,
             port,
         } = ctx;
-        let (mut ptp, mut overlay) = (None, None);
-        let (listener, fwd) = match node.kind {
-            NodeKind::Net(l) if l.spec.hub => (Some(l), Forwarder::Hub),
-            NodeKind::Net(l) => {
-                let t = MacTable::new(l.spec.hashsize, l.spec.expire, l.spec.seed);
-                (Some(l), Forwarder::Switch(t))
-            }
-            // A cable is a hub of two: each frame goes to the other endpoint; so are a ptp
-            // end (the tap and the peer) and an overlay (the tap and the network).
-            NodeKind::Cable => (None, Forwarder::Hub),
-            NodeKind::Ptp(h) => {
-                ptp = Some(h);
-                (None, Forwarder::Hub)
-            }
-            NodeKind::Overlay(o) => {
-                overlay = Some(o);
-                (None, Forwarder::Hub)
-            }
-        };
+        let (fwd, listener, ptp, overlay) = roles_of(node.kind);
         let cable = listener.is_none();
         let mut w = UNode {
             name: node.name.clone(),
@@ -3573,15 +3699,7 @@ impl UNode {
             })?;
             w.ptp_watch = Some((ep, -1));
         }
-        // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
-        for (k, e) in node.endpoints.into_iter().enumerate() {
-            let gen = w.next_gen();
-            let mut ep = ep_of(e, &node.name, gen)?;
-            if let Some(p) = &port {
-                port_ep(&mut ep, 1 + k, p);
-            }
-            w.add(1 + k, ep);
-        }
+        w.add_own(node.endpoints, &node.name, port.as_ref())?;
         w.port = port.map(|p| p.stats);
         // The overlay is the cable's other end: after the tap (or vdeplug-fast's other link).
         if let Some(o) = overlay {
@@ -3592,6 +3710,25 @@ impl UNode {
         }
         w.ptp_start()?;
         Ok(w)
+    }
+
+    /// Adds node `name`'s own `endpoints` (a port's two ends when `port`).
+    fn add_own(
+        &mut self,
+        endpoints: Vec<Endpoint>,
+        name: &str,
+        port: Option<&PortCtx>,
+    ) -> Result<(), StartError> {
+        // A switch's own endpoints start at 1 (0 is the port a client asks for with [0]).
+        for (k, e) in endpoints.into_iter().enumerate() {
+            let gen = self.next_gen();
+            let mut ep = ep_of(e, name, gen)?;
+            if let Some(p) = port {
+                port_ep(&mut ep, 1 + k, p);
+            }
+            self.add(1 + k, ep);
+        }
+        Ok(())
     }
 }
 
