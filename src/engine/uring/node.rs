@@ -3056,9 +3056,44 @@ impl UNode {
             self.purge_tagged(t.ep());
         }
         if wait {
+            self.trim_behind(t.ep());
             self.tx_wait(t.ep());
         }
         self.port_drained(t.ep());
+    }
+
+    /// Drops (counted as NoBuffer), newest first, the frames waiting for endpoint `id` that
+    /// its queue would not admit now that it fell behind ([`admit_to_queue`]). A burst queued
+    /// while it kept up and then refused whole came back to its queue unchecked, and could
+    /// hold every receive buffer of the node: the node then read from nobody until that
+    /// endpoint read, which a vdens-fast client whose own frames wait for this node to read
+    /// never did (two floods through a switch of four vdens-fast clients stopped for good).
+    fn trim_behind(&mut self, id: usize) {
+        let mut dropped = 0;
+        loop {
+            let Some(q) = self
+                .eps
+                .get(id)
+                .and_then(Option::as_ref)
+                .and_then(|e| e.sq.as_ref())
+            else {
+                return;
+            };
+            let Some(&(fid, len)) = q.queue.back().filter(|_| q.behind) else {
+                break;
+            };
+            let (free, pool) = self.pool_of(fid);
+            if admit_to_queue(q.bp, q.backlog() - 1, free, pool) == Admit::Queue {
+                break;
+            }
+            if let Some(q) = self.eps[id].as_mut().and_then(|e| e.sq.as_mut()) {
+                q.queue.pop_back();
+            }
+            dropped += self.let_go(&[(fid, len)]);
+        }
+        if let Some(e) = self.eps[id].as_mut() {
+            e.counts[LINK_TO_TAP].add_drop(DropReason::NoBuffer, dropped);
+        }
     }
 
     /// Drops (counted) the tagged datagrams waiting for endpoint `id`: its peer changed (see
