@@ -143,9 +143,30 @@ pub struct Running {
     stdout_reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Gives the program `cmd` starts the signal dispositions of a terminal's foreground caller:
+/// SIGHUP, SIGINT and SIGQUIT to their defaults. A test runner started under `nohup` or as a
+/// background job of a non-interactive shell has them ignored, and vdens-fast, vde_plug and
+/// vdens leave a signal their caller ignored alone: the forwarding tests would then wait for
+/// a signal that never comes. Tests that want a signal ignored set it themselves after this
+/// (parity.rs's launch.pl).
+pub fn default_signals(cmd: &mut Command) -> &mut Command {
+    // SAFETY: signal(2) with SIG_DFL between fork and exec is async-signal-safe, allocates
+    // nothing, and touches only the child's dispositions.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Spawns `cmd`, retrying on ETXTBSY: another test thread may be between fork and exec while
 /// holding a descriptor inherited from the one-time copy of the binary; it goes away at that exec.
 fn spawn_retrying(cmd: &mut Command, name: &str) -> Child {
+    default_signals(cmd);
     let mut tries = 0;
     loop {
         match cmd.spawn() {
@@ -549,7 +570,9 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut child = default_signals(&mut cmd)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let stdin = child.stdin.take();
         Daemon {
             name: name.into(),
@@ -846,6 +869,7 @@ pub struct Proc(pub Child);
 impl Proc {
     pub fn start(mut c: Command) -> Proc {
         c.process_group(0);
+        default_signals(&mut c);
         Proc(c.spawn().unwrap_or_else(|e| panic!("{c:?}: {e}")))
     }
     pub fn pid(&self) -> i32 {
