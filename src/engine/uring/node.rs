@@ -3071,22 +3071,16 @@ impl UNode {
     fn trim_behind(&mut self, id: usize) {
         let mut dropped = 0;
         loop {
-            let Some(q) = self
-                .eps
-                .get(id)
-                .and_then(Option::as_ref)
-                .and_then(|e| e.sq.as_ref())
-            else {
-                return;
-            };
+            let Some(q) = self.sq_mut(id) else { return };
             let Some(&(fid, len)) = q.queue.back().filter(|_| q.behind) else {
                 break;
             };
+            let (bp, queued) = (q.bp, q.backlog() - 1);
             let (free, pool) = self.pool_of(fid);
-            if admit_to_queue(q.bp, q.backlog() - 1, free, pool) == Admit::Queue {
+            if admit_to_queue(bp, queued, free, pool) == Admit::Queue {
                 break;
             }
-            if let Some(q) = self.eps[id].as_mut().and_then(|e| e.sq.as_mut()) {
+            if let Some(q) = self.sq_mut(id) {
                 q.queue.pop_back();
             }
             dropped += self.let_go(&[(fid, len)]);
@@ -3096,17 +3090,15 @@ impl UNode {
         }
     }
 
+    /// The send queue of endpoint `id`, when it is live and sends.
+    fn sq_mut(&mut self, id: usize) -> Option<&mut SendQ> {
+        self.eps.get_mut(id)?.as_mut()?.sq.as_deref_mut()
+    }
+
     /// Drops (counted) the tagged datagrams waiting for endpoint `id`: its peer changed (see
     /// [`Self::on_chain_tx`]); the standard frames among them still go, in order.
     fn purge_tagged(&mut self, id: usize) {
-        let Some(q) = self
-            .eps
-            .get_mut(id)
-            .and_then(Option::as_mut)
-            .and_then(|e| e.sq.as_mut())
-        else {
-            return;
-        };
+        let Some(q) = self.sq_mut(id) else { return };
         let queued = std::mem::take(&mut q.queue);
         let (tagged, keep): (Vec<_>, Vec<_>) = queued
             .into_iter()
