@@ -130,15 +130,7 @@ mod tests {
 
     #[test]
     fn matches_naive_on_all_lengths_and_alignments() {
-        let mut x: u32 = 12345;
-        let data: Vec<u8> = (0..300)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
+        let data = crate::wire::test_bytes(12345, 300);
         for start in 0..9 {
             for end in start..data.len() {
                 assert_eq!(checksum(&data[start..end]), naive(&data[start..end]));
