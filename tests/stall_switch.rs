@@ -152,6 +152,11 @@ fn rx_packets(n: &mut common::Node) -> u64 {
 /// learnt, through `vdeplug-fast null:// switch://` and four vdens-fast clients (`extra`: their
 /// options): a and c must go on receiving, and, the floods over, a ping must pass.
 fn floods_to_unknown_macs(extra: &[&str]) {
+    let has_trafgen = std::process::Command::new("trafgen")
+        .arg("--version")
+        .output()
+        .is_ok();
+    assert!(has_trafgen, "trafgen not found (apt-get install netsniff-ng)");
     use common::{ns_node_in, Daemon, Impl, NetNs};
     let d = TempDir::new("stall-ns");
     let sw = d.0.join("sw");
